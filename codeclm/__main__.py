@@ -1,0 +1,3 @@
+from codeclm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""The ``codeclm`` command.
+
+Bad input or settings end with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from codeclm import __version__
+from codeclm.config import ConfigError, RunConfig, load_config_file, resolve_config
+from codeclm.runner import RunError, RunResult, RunStats, execute
+from codeclm.seeds import InputError, load_seeds, load_user_metadata
+
+EXIT_USAGE = 2
+
+_RUN_FLAGS: dict[str, tuple[type, str]] = {
+    "instructions": (int, "basic instructions to decode in total (default 2000)"),
+    "metadata": (int, "size of the augmented metadata pool (default 200)"),
+    "threshold": (float, "θ of the gap rule, on the 10-point scale (default 3)"),
+    "max_iterations": (int, "iterations per instruction, the basic one counting (default 4)"),
+    "rubrics": (int, "rubrics and actions per metadata entry (default 4)"),
+    "concurrency": (int, "LLM requests in flight at once (default 8)"),
+    "seed": (int, "seed of every random choice, for reproducible runs (default 0)"),
+    "attempts": (int, "tries per LLM step before it is recorded as failed (default 3)"),
+}
+_ROLE_FLAGS = ("model", "base_url", "api_key_env")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line and exit 2 (argparse prints usage too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"codeclm: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="codeclm", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"codeclm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="generate a tailored instruction dataset from seeds",
+        description="Encode seeds into metadata, decode, improve with Self-Rubrics, and keep "
+        "the pairs the strong model answers much better (or worse) than the target.",
+    )
+    run.add_argument(
+        "seeds", nargs="?", type=Path,
+        help="JSONL with an 'instruction' field (optional 'id', 'input'), or text, one per line",
+    )
+    run.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    run.add_argument(
+        "--user-metadata", type=Path, metavar="FILE",
+        help="JSONL of {'use_case', 'skills'} written by you, instead of seeds",
+    )
+    run.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings file")
+    run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
+    for name, (kind, text) in _RUN_FLAGS.items():
+        run.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+    for role in ("strong", "target"):
+        for name in _ROLE_FLAGS:
+            run.add_argument(
+                f"--{role}-{name.replace('_', '-')}",
+                help=f"{role} model's {name.replace('_', ' ')}"
+                + (" (default OPENAI_API_KEY)" if name == "api_key_env" else ""),
+            )
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
+    if args.prompts is not None:
+        values["prompts_dir"] = str(args.prompts)
+    for role in ("strong", "target"):
+        role_values = {n: getattr(args, f"{role}_{n}") for n in _ROLE_FLAGS}
+        values[role] = {k: v for k, v in role_values.items() if v is not None}
+    return values
+
+
+def _status_table(stats: RunStats, started: float) -> Table:
+    table = Table.grid(padding=(0, 2))
+    elapsed = time.monotonic() - started
+    done = f"{stats.finished}/{stats.total}" if stats.total else "-"
+    table.add_row(
+        f"[bold]{stats.phase}[/]",
+        f"{done} done",
+        f"[green]kept {stats.kept}[/]",
+        f"[yellow]dropped {stats.dropped}[/]",
+        f"[red]failed {stats.failed}[/]",
+        f"in flight {stats.in_flight}",
+        f"{elapsed:,.0f}s",
+    )
+    for role, usage in sorted(stats.usage.items()):
+        table.add_row(
+            f"  {role}",
+            f"{usage.calls} calls",
+            f"{usage.input_tokens:,} in",
+            f"{usage.output_tokens:,} out tokens",
+        )
+    return table
+
+
+async def _run_with_progress(
+    config: RunConfig, args: argparse.Namespace, seeds: list[Any], metadata: list[Any]
+) -> RunResult:
+    stats = RunStats()
+    console = Console(stderr=True)
+    started = time.monotonic()
+
+    def on_phase(phase: str) -> None:
+        stats.phase = phase
+        if not console.is_terminal and not args.quiet:
+            console.print(f"codeclm: {phase}")
+
+    task = asyncio.ensure_future(
+        execute(config, args.out, seeds=seeds, user_metadata=metadata, stats=stats,
+                on_phase=on_phase)
+    )
+    if args.quiet or not console.is_terminal:
+        return await task
+    with Live(_status_table(stats, started), console=console, refresh_per_second=4) as live:
+        while not task.done():
+            await asyncio.wait([task], timeout=0.25)
+            live.update(_status_table(stats, started))
+    return task.result()
+
+
+def _print_summary(result: RunResult) -> None:
+    counts, usage = result.summary["counts"], result.summary["usage"]
+    console = Console()
+    console.print(
+        f"[bold]codeclm run finished[/] in {result.summary['wall_seconds']}s: "
+        f"{counts['kept']} kept ({counts['kept_strong']} strong, {counts['kept_target']} target), "
+        f"{counts['dropped']} dropped, {counts['failed']} failed "
+        f"of {counts['instructions']} instructions from {counts['metadata_pool']} metadata entries"
+    )
+    for role, u in usage.items():
+        console.print(
+            f"  {role}: {u['calls']} calls, {u['input_tokens']:,} input + "
+            f"{u['output_tokens']:,} output tokens"
+        )
+    console.print(f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
+                  "metadata.jsonl, run.json)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    file_values = load_config_file(args.config) if args.config else {}
+    source = str(args.config) if args.config else "options"
+    config = resolve_config(file_values, _overrides(args), source)
+    if (args.seeds is None) == (args.user_metadata is None):
+        raise ConfigError("give either SEEDS or --user-metadata FILE (exactly one)")
+    seeds = load_seeds(args.seeds) if args.seeds is not None else []
+    metadata = (
+        load_user_metadata(args.user_metadata, config.max_skills)
+        if args.user_metadata is not None
+        else []
+    )
+    result = asyncio.run(_run_with_progress(config, args, seeds, metadata))
+    _print_summary(result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+    except (ConfigError, InputError) as exc:
+        sys.stderr.write(f"codeclm: error: {exc}\n")
+        return EXIT_USAGE
+    except RunError as exc:
+        sys.stderr.write(f"codeclm: run failed: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        sys.stderr.write(
+            "codeclm: interrupted; finished work is checkpointed. "
+            f"Run the same command again to resume{f' into {out}' if out else ''}.\n"
+        )
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

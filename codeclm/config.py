@@ -1,0 +1,129 @@
+"""Run configuration: defaults from the paper, a config file, then command-line flags.
+
+The resolved config is what ``run.json`` records. It holds the *name* of each role's API-key
+variable, never the key, so nothing written from it can leak a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the CLI prints it as one line and exits 2."""
+
+
+class RoleConfig(BaseModel):
+    """One model role. ``model`` unset means the embedded local model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(1024, gt=0)
+    timeout: float = Field(120.0, gt=0, description="seconds per HTTP request")
+    strict_schema: bool = Field(
+        False,
+        description="send JSON schemas with strict=true (OpenAI's strict structured outputs)",
+    )
+
+    @property
+    def embedded(self) -> bool:
+        return self.model is None and self.base_url is None
+
+
+class RunConfig(BaseModel):
+    """Everything that shapes a run. Defaults are the paper's where it gives one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: int = Field(2000, gt=0, description="basic instructions in total")
+    metadata: int = Field(200, gt=0, description="size of the augmented metadata pool")
+    threshold: float = Field(3.0, ge=0, description="θ of the signed gap rule (10-point scale)")
+    max_iterations: int = Field(4, ge=1, description="the basic instruction is iteration 1")
+    rubrics: int = Field(4, ge=1, description="rubrics and actions per metadata entry")
+    max_skills: int = Field(3, ge=1, description="skills per metadata entry")
+    concurrency: int = Field(8, ge=1, description="LLM requests in flight at once")
+    seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
+    attempts: int = Field(3, ge=1, description="tries per LLM step before it is recorded failed")
+    backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
+    prompts_dir: str | None = Field(None, description="folder of prompt files overriding ours")
+    strong: RoleConfig = Field(default_factory=RoleConfig)
+    target: RoleConfig = Field(default_factory=RoleConfig)
+
+    @field_validator("prompts_dir")
+    @classmethod
+    def _prompts_dir_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_dir():
+            raise ValueError(f"prompts_dir {value!r} is not a folder")
+        return value
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The settings that change what a run produces (concurrency and retrying do not)."""
+        return self.model_dump(exclude={"concurrency", "attempts", "backoff"}, mode="json")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.fingerprint_fields(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _one_line(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{source}: {where}: {message}"
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a plain dict (validated later, with the flags)."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
+                          f"{exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    return data
+
+
+def resolve_config(file_values: dict[str, Any], overrides: dict[str, Any], source: str) -> RunConfig:
+    """Merge flags over the file's values; role overrides merge key by key."""
+    merged: dict[str, Any] = {k: v for k, v in file_values.items()}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("strong", "target"):
+            merged[key] = {**(merged.get(key) or {}), **value}
+        else:
+            merged[key] = value
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
+
+
+def differing_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Names of the settings that differ between two fingerprinted configs."""
+    keys: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += differing_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -1,0 +1,59 @@
+"""The 'prepare' graph: seeds (or user metadata) → metadata pool → rubrics + instructions.
+
+    START ─Send per seed─▶ encode_seed ─▶ augment ─Send per entry─▶ write_rubrics ─┐
+      └─(user metadata)──────────────────▲        └─Send per entry─▶ decode ───────┴▶ finalize
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy, Send
+
+from codeclm.context import PipelineContext
+from codeclm.nodes.prepare import (
+    augment,
+    decode,
+    encode_seed,
+    finalize,
+    record_prepare_failure,
+    write_rubrics,
+)
+from codeclm.state import EncodeTask, MetadataTask, PrepareState
+
+
+def route_seeds(state: PrepareState) -> list[Send] | str:
+    """One encode task per seed; user-written metadata (scenario 2) skips encoding."""
+    if state.user_metadata or not state.seeds:
+        return "augment"
+    return [
+        Send("encode_seed", EncodeTask(seed_index=i, seed=seed))
+        for i, seed in enumerate(state.seeds)
+    ]
+
+
+def route_entries(state: PrepareState) -> list[Send] | str:
+    """Self-Rubrics and decoding for every entry that was given instructions to decode."""
+    sends = []
+    for entry in state.pool:
+        if entry.n_instructions > 0:
+            sends.append(Send("write_rubrics", MetadataTask(entry=entry)))
+            sends.append(Send("decode", MetadataTask(entry=entry)))
+    return sends or "finalize"
+
+
+def build_prepare_graph(retry: RetryPolicy) -> StateGraph:
+    """The uncompiled builder; compile it with or without a checkpointer."""
+    builder = StateGraph(PrepareState, context_schema=PipelineContext)
+    builder.set_node_defaults(retry_policy=retry, error_handler=record_prepare_failure)
+    builder.add_node("encode_seed", encode_seed, input_schema=EncodeTask)
+    builder.add_node("augment", augment)
+    builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)
+    builder.add_node("decode", decode, input_schema=MetadataTask)
+    builder.add_node("finalize", finalize)
+    builder.add_conditional_edges(START, route_seeds, ["encode_seed", "augment"])
+    builder.add_edge("encode_seed", "augment")
+    builder.add_conditional_edges("augment", route_entries, ["write_rubrics", "decode", "finalize"])
+    builder.add_edge("write_rubrics", "finalize")
+    builder.add_edge("decode", "finalize")
+    builder.add_edge("finalize", END)
+    return builder

@@ -1,0 +1,1 @@
+"""Model roles: OpenAI-compatible clients and the embedded llama.cpp server."""

@@ -1,0 +1,155 @@
+"""Model roles over any OpenAI-compatible endpoint, through langchain-openai's ChatOpenAI.
+
+Structured replies are requested with an OpenAI ``response_format`` JSON schema (llama.cpp
+and vLLM turn it into a decoding grammar) and validated here with pydantic. A reply that
+does not validate raises ``UnparseableReply``; the graph's ``RetryPolicy`` retries it and
+transient HTTP failures, and the node's error handler records what is left. ChatOpenAI's
+own retries are off (``max_retries=0``) so the two layers never multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import openai
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
+from codeclm.state import TokenUsage
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class UnparseableReply(Exception):
+    """The model's reply did not match the requested schema (retried, then recorded)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: rate limits, 5xx, timeouts, dropped connections, bad JSON."""
+    if isinstance(exc, UnparseableReply | openai.LengthFinishReasonError):
+        return True
+    if getattr(exc, "is_retryable", False):  # langchain-core's classified model errors
+        return True
+    if isinstance(exc, openai.APIConnectionError | openai.RateLimitError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for the records: the error's class and first line, never a key."""
+    if isinstance(exc, openai.LengthFinishReasonError):
+        return "reply cut at max_tokens before the JSON was complete"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+@dataclass(frozen=True)
+class RoleModel:
+    """One model role (strong or target) and how to call it."""
+
+    role: str
+    chat: ChatOpenAI
+    strict_schema: bool = False
+    limiter: asyncio.Semaphore | None = None
+    """Shared cap on requests in flight (``--concurrency``)."""
+
+    def _slot(self) -> AbstractAsyncContextManager[object]:
+        return self.limiter if self.limiter is not None else nullcontext()
+
+    @property
+    def model_name(self) -> str:
+        return str(self.chat.model_name)
+
+    async def text(self, prompt: str, **overrides: Any) -> tuple[str, TokenUsage]:
+        """A free-text answer (used for the strong and target answers)."""
+        async with self._slot():
+            message = await self.chat.ainvoke([HumanMessage(prompt)], **overrides)
+        return _content(message), _usage(message)
+
+    async def structured(
+        self, prompt: str, schema: type[M], **overrides: Any
+    ) -> tuple[M, TokenUsage]:
+        """A reply validated against ``schema``; raises ``UnparseableReply`` when it is not."""
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": schema.__name__,
+                "strict": self.strict_schema,
+                "schema": schema.model_json_schema(),
+            },
+        }
+        async with self._slot():
+            message = await self.chat.ainvoke(
+                [HumanMessage(prompt)], response_format=response_format, **overrides
+            )
+        content = _content(message)
+        try:
+            return schema.model_validate_json(content), _usage(message)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise UnparseableReply(
+                f"reply does not match {schema.__name__}: {first['msg']} "
+                f"(reply starts {content[:80]!r})"
+            ) from None
+
+
+def _content(message: AIMessage | Any) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+
+
+def _usage(message: AIMessage | Any) -> TokenUsage:
+    meta = getattr(message, "usage_metadata", None) or {}
+    return TokenUsage(
+        calls=1,
+        input_tokens=int(meta.get("input_tokens", 0)),
+        output_tokens=int(meta.get("output_tokens", 0)),
+    )
+
+
+def resolve_api_key(role: str, config: RoleConfig) -> str:
+    """The role's key from its environment variable (never stored anywhere else).
+
+    A local server (a base URL is set) needs no key unless the user named a variable.
+    """
+    key = os.environ.get(config.api_key_env)
+    if key:
+        return key
+    if config.base_url and config.api_key_env == DEFAULT_API_KEY_ENV:
+        return "not-needed"
+    raise ConfigError(
+        f"{role} model: environment variable {config.api_key_env} is not set (it holds the API key)"
+    )
+
+
+def make_role_model(
+    role: str,
+    config: RoleConfig,
+    *,
+    seed: int,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    limiter: asyncio.Semaphore | None = None,
+) -> RoleModel:
+    """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
+    key = api_key if api_key is not None else resolve_api_key(role, config)
+    chat = ChatOpenAI(
+        model=model or config.model or "default",
+        base_url=base_url or config.base_url,
+        api_key=SecretStr(key),
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        timeout=config.timeout,
+        max_retries=0,
+        seed=seed,
+    )
+    return RoleModel(role=role, chat=chat, strict_schema=config.strict_schema, limiter=limiter)

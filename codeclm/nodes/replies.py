@@ -1,0 +1,69 @@
+"""Schemas of the strong model's structured replies, one per step.
+
+Every string has a ``max_length`` and every list a ``max_items``: under grammar-constrained
+decoding (llama.cpp, vLLM) a small model otherwise loops until ``max_tokens``. Schemas whose
+list lengths depend on the run (skills, instructions per entry, rubrics) are built once per
+size and cached. Schema names are stable: they are what a server (or the test mock) sees.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+Sentence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400)]
+InstructionText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1500)
+]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+@cache
+def encoded_metadata(max_skills: int) -> type[BaseModel]:
+    """``{"use_case": str, "skills": [str, ...]}`` with at most ``max_skills`` skills."""
+    return create_model(
+        "EncodedMetadata",
+        __config__=_STRICT,
+        use_case=(Label, ...),
+        skills=(list[Label], Field(..., min_length=1, max_length=max_skills)),
+    )
+
+
+@cache
+def decoded_instructions(n: int) -> type[BaseModel]:
+    """``{"instructions": [str × n]}``."""
+    return create_model(
+        "DecodedInstructions",
+        __config__=_STRICT,
+        instructions=(list[InstructionText], Field(..., min_length=1, max_length=n)),
+    )
+
+
+@cache
+def self_rubrics(k: int) -> type[BaseModel]:
+    """``{"rubrics": [str × k], "actions": [str × k]}``."""
+    return create_model(
+        "SelfRubrics",
+        __config__=_STRICT,
+        rubrics=(list[Sentence], Field(..., min_length=1, max_length=k)),
+        actions=(list[Sentence], Field(..., min_length=1, max_length=k)),
+    )
+
+
+class ImprovedInstruction(BaseModel):
+    """The rewritten, harder instruction."""
+
+    model_config = _STRICT
+    instruction: InstructionText
+
+
+class PairwiseScores(BaseModel):
+    """Both answers' scores from one judge call, in the order the answers were shown."""
+
+    model_config = _STRICT
+    assistant_1: int = Field(..., ge=1, le=10)
+    assistant_2: int = Field(..., ge=1, le=10)

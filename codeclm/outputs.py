@@ -1,0 +1,99 @@
+"""The run's files, each written atomically (a temp file, then ``os.replace``).
+
+They are derived from the checkpoints, not appended as the run goes, so a crash can
+neither truncate them nor write a pair twice: re-running rebuilds them whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from codeclm.state import InstructionState, MetadataEntry
+
+DATASET = "dataset.jsonl"
+DROPPED = "dropped.jsonl"
+FAILED = "failed.jsonl"
+METADATA = "metadata.jsonl"
+RUN_JSON = "run.json"
+CHECKPOINTS = "checkpoints.sqlite"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    write_atomic(path, "".join(f"{line}\n" for line in lines))
+    return len(lines)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _metadata(state: InstructionState) -> dict[str, Any]:
+    return {"use_case": state.use_case, "skills": state.skills, "id": state.metadata_id}
+
+
+def _scores(state: InstructionState) -> dict[str, Any] | None:
+    return state.scores.model_dump(mode="json") if state.scores else None
+
+
+def dataset_row(state: InstructionState) -> dict[str, Any]:
+    """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
+    response = state.strong_answer if state.response_source == "strong" else state.target_answer
+    return {
+        "id": state.id,
+        "instruction": state.instruction,
+        "response": response,
+        "response_source": state.response_source,
+        "metadata": _metadata(state),
+        "iteration": state.iteration,
+        "scores": _scores(state),
+        "seed_ids": state.seed_ids,
+        "actions": state.actions_applied,
+        "basic_instruction": state.basic_instruction,
+        "messages": [
+            {"role": "user", "content": state.instruction},
+            {"role": "assistant", "content": response},
+        ],
+    }
+
+
+def dropped_row(state: InstructionState) -> dict[str, Any]:
+    """An instruction the gap rule never separated (or that failed), with why."""
+    return {
+        "id": state.id,
+        "status": state.status,
+        "reason": state.reason,
+        "instruction": state.instruction,
+        "metadata": _metadata(state),
+        "iteration": state.iteration,
+        "scores": _scores(state),
+        "seed_ids": state.seed_ids,
+        "actions": state.actions_applied,
+        "basic_instruction": state.basic_instruction,
+    }
+
+
+def metadata_row(entry: MetadataEntry) -> dict[str, Any]:
+    return entry.model_dump(mode="json")

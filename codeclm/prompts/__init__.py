@@ -1,0 +1,56 @@
+"""The prompt of each step, one Markdown file per step, overridable from a folder.
+
+Templates use ``$name`` placeholders (``string.Template``), so JSON braces in few-shot
+examples need no escaping. A folder given as ``prompts_dir`` replaces any of these files
+by name; the ones it does not contain keep the built-in text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from codeclm.config import ConfigError
+
+#: Each step's prompt and the placeholders it must fill.
+PROMPT_VARIABLES: dict[str, frozenset[str]] = {
+    "encode": frozenset({"instruction", "max_skills"}),
+    "decode": frozenset({"n", "use_case", "skills"}),
+    "rubrics": frozenset({"k", "use_case", "skills"}),
+    "improve": frozenset({"instruction", "action", "use_case", "skills"}),
+    "answer": frozenset({"instruction"}),
+    "judge": frozenset({"instruction", "answer_1", "answer_2"}),
+}
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The loaded templates, by step name."""
+
+    templates: dict[str, Template]
+
+    def render(self, step: str, **values: object) -> str:
+        return self.templates[step].substitute({k: str(v) for k, v in values.items()})
+
+
+def load_prompts(override_dir: str | Path | None = None) -> Prompts:
+    """Built-in prompts, with any same-named ``.md`` file from ``override_dir`` in their place."""
+    templates: dict[str, Template] = {}
+    builtin = resources.files(__package__)
+    for step, variables in PROMPT_VARIABLES.items():
+        source = builtin.joinpath(f"{step}.md")
+        if override_dir is not None and (Path(override_dir) / f"{step}.md").is_file():
+            source = Path(override_dir) / f"{step}.md"  # type: ignore[assignment]
+        template = Template(source.read_text(encoding="utf-8"))
+        used = {m[1] or m[2] for m in template.pattern.findall(template.template) if m[1] or m[2]}
+        missing, unknown = variables - used, used - variables
+        if missing or unknown:
+            raise ConfigError(
+                f"prompt {source}: "
+                + (f"missing ${', $'.join(sorted(missing))} " if missing else "")
+                + (f"unknown ${', $'.join(sorted(unknown))}" if unknown else "")
+            )
+        templates[step] = template
+    return Prompts(templates)

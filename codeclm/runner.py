@@ -1,0 +1,334 @@
+"""A whole run: the 'prepare' thread, then one checkpointed thread per instruction.
+
+Each instruction is its own LangGraph thread in one SQLite checkpoint DB, so a failing
+instruction never cancels or re-runs another, and a re-run of the same command picks up
+where the last one stopped: finished threads are skipped, partial ones resume from their
+last checkpoint (``durability="sync"``: after a hard kill only the node in flight re-runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from codeclm.config import ConfigError, RunConfig, differing_keys
+from codeclm.context import PipelineContext
+from codeclm.graph import (
+    build_instruction_graph,
+    build_prepare_graph,
+    open_checkpointer,
+    retry_policy,
+)
+from codeclm.llm.client import RoleModel, make_role_model
+from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
+from codeclm.outputs import (
+    CHECKPOINTS,
+    DATASET,
+    DROPPED,
+    FAILED,
+    METADATA,
+    RUN_JSON,
+    dataset_row,
+    dropped_row,
+    metadata_row,
+    write_json,
+    write_jsonl,
+)
+from codeclm.prompts import load_prompts
+from codeclm.state import (
+    InstructionState,
+    MetadataEntry,
+    PrepareState,
+    Seed,
+    TokenUsage,
+    add_usage,
+)
+
+PREPARE_THREAD = "prepare"
+FINISHED = ("kept", "dropped", "failed")
+
+
+@dataclass
+class RunStats:
+    """Live counters, read by the progress display."""
+
+    total: int = 0
+    kept: int = 0
+    dropped: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    phase: str = "starting"
+    usage: dict[str, TokenUsage] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return self.kept + self.dropped + self.failed
+
+    def count(self, status: str) -> None:
+        if status in FINISHED:
+            setattr(self, status, getattr(self, status) + 1)
+
+    def add_usage(self, usage: dict[str, TokenUsage]) -> None:
+        self.usage = add_usage(self.usage, usage)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+class RunError(RuntimeError):
+    """The run could not produce anything (e.g. no seed could be encoded)."""
+
+
+def _redact_url(url: str | None) -> str | None:
+    """Drop any user:password@ from a base URL before it is written anywhere."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
+    """Refuse to continue a run in ``out_dir`` that was started with other settings."""
+    import json
+
+    path = out_dir / RUN_JSON
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is not valid JSON; use another --out") from None
+    if previous.get("fingerprint") != config.fingerprint():
+        keys = differing_keys(previous.get("config_fingerprinted", {}), config.fingerprint_fields())
+        raise ConfigError(
+            f"{out_dir} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
+            "use the same settings to resume it, or another --out"
+        )
+
+
+@contextmanager
+def role_models(config: RunConfig, limiter: asyncio.Semaphore) -> Iterator[dict[str, RoleModel]]:
+    """Both roles' models; starts the embedded server if either role has no model set."""
+    needs_embedded = config.strong.embedded or config.target.embedded
+    server = EmbeddedServer(slots=min(config.concurrency, 8)) if needs_embedded else None
+    if server is not None:
+        server.__enter__()
+    try:
+        models = {}
+        for role in ("strong", "target"):
+            role_config = getattr(config, role)
+            if role_config.embedded:
+                assert server is not None
+                models[role] = make_role_model(
+                    role, role_config, seed=config.seed, base_url=server.base_url,
+                    model=EMBEDDED_MODEL_NAME, api_key="embedded", limiter=limiter,
+                )
+            else:
+                models[role] = make_role_model(
+                    role, role_config, seed=config.seed, limiter=limiter
+                )
+        yield models
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+
+
+def _thread(thread_id: str, concurrency: int) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}, "max_concurrency": concurrency}
+
+
+def _initial_state(entry: MetadataEntry, instruction_id: str, text: str) -> InstructionState:
+    return InstructionState(
+        id=instruction_id,
+        metadata_id=entry.id,
+        use_case=entry.use_case,
+        skills=entry.skills,
+        seed_ids=entry.seed_ids,
+        candidate_actions=entry.actions,
+        basic_instruction=text,
+        instruction=text,
+    )
+
+
+async def _stream(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    graph_input: Any,
+    config: RunnableConfig,
+    context: PipelineContext,
+    stats: RunStats,
+) -> None:
+    """Run a thread to its end, feeding token usage to the live counters as nodes finish."""
+    async for update in graph.astream(
+        graph_input, config, context=context, stream_mode="updates", durability="sync"
+    ):
+        for node_update in update.values():
+            if isinstance(node_update, dict) and node_update.get("usage"):
+                stats.add_usage(node_update["usage"])
+
+
+async def run_prepare(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    context: PipelineContext,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+) -> PrepareState:
+    """Encode, augment, write rubrics, decode; skipped when a previous run finished it."""
+    config = _thread(PREPARE_THREAD, context.config.concurrency)
+    snapshot = await graph.aget_state(config)
+    if not snapshot.values:
+        start = PrepareState(seeds=seeds, user_metadata=user_metadata)
+        await _stream(graph, start, config, context, stats)
+    elif snapshot.next:
+        await _stream(graph, None, config, context, stats)
+    snapshot = await graph.aget_state(config)
+    return PrepareState.model_validate(snapshot.values)
+
+
+async def run_instructions(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    context: PipelineContext,
+    prepared: PrepareState,
+    stats: RunStats,
+) -> list[str]:
+    """Every instruction's thread, at most ``concurrency`` at a time; returns their ids."""
+    entries = {entry.id: entry for entry in prepared.pool}
+    limit = asyncio.Semaphore(context.config.concurrency)
+    stats.total = len(prepared.instructions)
+
+    async def one(instruction_id: str, metadata_id: str, text: str) -> None:
+        config = _thread(instruction_id, 2)
+        async with limit:
+            snapshot = await graph.aget_state(config)
+            if snapshot.values and not snapshot.next:
+                stats.count(snapshot.values.get("status", ""))  # finished in an earlier run
+                return
+            start = (
+                None
+                if snapshot.values
+                else _initial_state(entries[metadata_id], instruction_id, text)
+            )
+            stats.in_flight += 1
+            try:
+                await _stream(graph, start, config, context, stats)
+            finally:
+                stats.in_flight -= 1
+            final = await graph.aget_state(config)
+            stats.count(final.values.get("status", ""))
+
+    await asyncio.gather(
+        *(one(i.id, i.metadata_id, i.instruction) for i in prepared.instructions)
+    )
+    return [i.id for i in prepared.instructions]
+
+
+def _summary(
+    config: RunConfig,
+    prepared: PrepareState,
+    states: list[InstructionState],
+    started: float,
+    models: dict[str, RoleModel],
+) -> dict[str, Any]:
+    usage: dict[str, TokenUsage] = dict(prepared.usage)
+    for state in states:
+        usage = add_usage(usage, state.usage)
+    kept = [s for s in states if s.status == "kept"]
+    by_iteration: dict[str, int] = {}
+    for state in kept:
+        by_iteration[str(state.iteration)] = by_iteration.get(str(state.iteration), 0) + 1
+    origins = [entry.origin for entry in prepared.pool]
+    return {
+        "codeclm_version": __import__("codeclm").__version__,
+        "fingerprint": config.fingerprint(),
+        "config": config.model_dump(mode="json"),
+        "config_fingerprinted": config.fingerprint_fields(),
+        "models": {
+            role: {
+                "model": model.model_name,
+                "base_url": _redact_url(model.chat.openai_api_base),
+                "embedded": getattr(config, role).embedded,
+            }
+            for role, model in models.items()
+        },
+        "counts": {
+            "seeds": len(prepared.seeds),
+            "user_metadata": len(prepared.user_metadata),
+            "metadata_pool": len(prepared.pool),
+            "metadata_encoded": origins.count("encoded"),
+            "metadata_augmented": origins.count("augmented"),
+            "instructions_requested": config.instructions,
+            "instructions": len(states),
+            "kept": len(kept),
+            "kept_strong": sum(1 for s in kept if s.response_source == "strong"),
+            "kept_target": sum(1 for s in kept if s.response_source == "target"),
+            "kept_by_iteration": by_iteration,
+            "dropped": sum(1 for s in states if s.status == "dropped"),
+            "failed": sum(1 for s in states if s.status == "failed"),
+            "unfinished": sum(1 for s in states if s.status not in FINISHED),
+        },
+        "prepare_failures": [f.model_dump() for f in prepared.failures],
+        "usage": {role: u.model_dump() for role, u in sorted(usage.items())},
+        "wall_seconds": round(time.monotonic() - started, 2),
+    }
+
+
+async def execute(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+    on_phase: Callable[[str], None] = lambda phase: None,
+) -> RunResult:
+    """Run (or resume) the whole pipeline into ``out_dir`` and write its outputs."""
+    started = time.monotonic()
+    check_fingerprint(out_dir, config)
+    prompts = load_prompts(config.prompts_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    limiter = asyncio.Semaphore(config.concurrency)
+    retry = retry_policy(config.attempts, config.backoff)
+    with role_models(config, limiter) as models:
+        context = PipelineContext(
+            strong=models["strong"], target=models["target"], prompts=prompts, config=config
+        )
+        async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
+            prepare_graph = build_prepare_graph(retry).compile(checkpointer=saver)
+            instruction_graph = build_instruction_graph(retry).compile(checkpointer=saver)
+            # Record the settings first, so a second run against this folder can be checked.
+            write_json(out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, models))
+
+            on_phase("preparing metadata, rubrics and instructions")
+            prepared = await run_prepare(prepare_graph, context, seeds, user_metadata, stats)
+            write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
+            if not prepared.instructions:
+                reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
+                raise RunError(f"no instructions were produced ({reasons or 'empty pool'})")
+
+            on_phase("answering, judging and improving instructions")
+            ids = await run_instructions(instruction_graph, context, prepared, stats)
+            states = []
+            for instruction_id in ids:
+                snapshot = await instruction_graph.aget_state(_thread(instruction_id, 2))
+                states.append(InstructionState.model_validate(snapshot.values))
+
+        write_jsonl(out_dir / DATASET, (dataset_row(s) for s in states if s.status == "kept"))
+        write_jsonl(out_dir / DROPPED, (dropped_row(s) for s in states if s.status == "dropped"))
+        write_jsonl(out_dir / FAILED, (dropped_row(s) for s in states if s.status == "failed"))
+        summary = _summary(config, prepared, states, started, models)
+        write_json(out_dir / RUN_JSON, summary)
+    return RunResult(out_dir=out_dir, summary=summary)

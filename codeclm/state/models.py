@@ -1,0 +1,193 @@
+"""Graph state, as pydantic models in an importable module.
+
+The checkpointer stores the *whole* state at every step, so each model here is kept small:
+an instruction thread carries one instruction, its metadata's few actions and the latest
+answers, never the pool or the dataset. Every model is listed in ``STATE_MODELS`` so the
+saver's serializer can be told about all of them (an unlisted one comes back as a dict).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Bumped when a state model changes incompatibly; stored in every thread.
+SCHEMA_VERSION = 1
+
+Role = Literal["strong", "target"]
+
+
+class Seed(BaseModel):
+    """One seed instruction from the user's file."""
+
+    id: str
+    instruction: str
+    input: str = ""
+
+    @property
+    def text(self) -> str:
+        """The seed as the encoder sees it: instruction, then its input if any."""
+        return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
+
+
+class TokenUsage(BaseModel):
+    """Calls and tokens spent by one role."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+def add_usage(left: dict[str, TokenUsage], right: dict[str, TokenUsage]) -> dict[str, TokenUsage]:
+    """Reducer: sum usage per role, so parallel nodes can each report their own."""
+    merged = dict(left)
+    for role, usage in right.items():
+        merged[role] = merged.get(role, TokenUsage()) + usage
+    return merged
+
+
+Usage = Annotated[dict[str, TokenUsage], add_usage]
+
+
+class MetadataEntry(BaseModel):
+    """A use case and its skills: the unit the decoder and Self-Rubrics work on."""
+
+    id: str
+    use_case: str
+    skills: list[str]
+    origin: Literal["encoded", "augmented", "user"]
+    seed_ids: list[str] = Field(default_factory=list)
+    rubrics: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    n_instructions: int = 0
+
+    def key(self) -> tuple[str, frozenset[str]]:
+        """Identity for de-duplication: the same use case with the same skills."""
+        return (self.use_case.lower(), frozenset(s.lower() for s in self.skills))
+
+
+class EncodedSeed(BaseModel):
+    """The encoder's output for one seed, before de-duplication into the pool."""
+
+    seed_index: int
+    seed_id: str
+    use_case: str
+    skills: list[str]
+
+
+class RubricSet(BaseModel):
+    """Self-Rubrics output for one metadata entry (computed once, reused by every instruction)."""
+
+    metadata_id: str
+    rubrics: list[str]
+    actions: list[str]
+
+
+class BasicInstruction(BaseModel):
+    """A decoded instruction, before any improvement."""
+
+    id: str
+    metadata_id: str
+    instruction: str
+
+
+class Failure(BaseModel):
+    """A step that failed after its retries, kept with its reason instead of crashing the run."""
+
+    step: str
+    subject: str
+    reason: str
+
+
+class PrepareState(BaseModel):
+    """The one 'prepare' thread: seeds → metadata pool → rubrics and basic instructions."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    schema_version: int = SCHEMA_VERSION
+    seeds: list[Seed] = Field(default_factory=list)
+    user_metadata: list[MetadataEntry] = Field(default_factory=list)
+    encoded: Annotated[list[EncodedSeed], operator.add] = Field(default_factory=list)
+    pool: list[MetadataEntry] = Field(default_factory=list)
+    rubric_sets: Annotated[list[RubricSet], operator.add] = Field(default_factory=list)
+    decoded: Annotated[list[BasicInstruction], operator.add] = Field(default_factory=list)
+    instructions: list[BasicInstruction] = Field(default_factory=list)
+    failures: Annotated[list[Failure], operator.add] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=dict)
+    done: bool = False
+
+
+class EncodeTask(BaseModel):
+    """Input of one encode task (sent once per seed)."""
+
+    seed_index: int
+    seed: Seed
+
+
+class MetadataTask(BaseModel):
+    """Input of one per-metadata task (Self-Rubrics, or decoding)."""
+
+    entry: MetadataEntry
+
+
+class JudgeScores(BaseModel):
+    """Averaged pairwise scores of one iteration, with both orders kept for audit."""
+
+    strong: float
+    target: float
+    gap: float
+    strong_first: tuple[int, int]
+    """(strong, target) when the strong answer was shown first."""
+    target_first: tuple[int, int]
+    """(strong, target) when the target answer was shown first."""
+
+
+Status = Literal["pending", "improving", "kept", "dropped", "failed"]
+
+
+class InstructionState(BaseModel):
+    """One instruction's thread: answers, judge, gap rule, improvement loop."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    metadata_id: str
+    use_case: str
+    skills: list[str]
+    seed_ids: list[str]
+    candidate_actions: list[str]
+    basic_instruction: str
+    instruction: str
+    iteration: int = 1
+    actions_applied: list[str] = Field(default_factory=list)
+    strong_answer: str | None = None
+    target_answer: str | None = None
+    scores: JudgeScores | None = None
+    status: Status = "pending"
+    response_source: Role | None = None
+    reason: str | None = None
+    usage: Usage = Field(default_factory=dict)
+
+
+STATE_MODELS: tuple[type[BaseModel], ...] = (
+    Seed,
+    TokenUsage,
+    MetadataEntry,
+    EncodedSeed,
+    RubricSet,
+    BasicInstruction,
+    Failure,
+    PrepareState,
+    EncodeTask,
+    MetadataTask,
+    JudgeScores,
+    InstructionState,
+)

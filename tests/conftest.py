@@ -1,0 +1,69 @@
+"""Shared fixtures: the loopback mock, and a helper running ``codeclm run`` against it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeclm.cli import main
+from tests.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+
+SECRET = "sk-test-DO-NOT-LEAK-4242"
+BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+
+
+@pytest.fixture
+def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    mock = MockLLM().start()
+    yield mock
+    mock.stop()
+
+
+def write_seeds(path: Path, instructions: list[str]) -> Path:
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "instruction": text}) + "\n"
+            for i, text in enumerate(instructions)
+        )
+    )
+    return path
+
+
+def mock_args(mock: MockLLM, out: Path, **options: Any) -> list[str]:
+    """Command-line arguments pointing both roles at the mock, plus ``options`` as flags."""
+    args = [
+        "--out", str(out),
+        "--strong-model", STRONG_MODEL, "--strong-base-url", mock.base_url,
+        "--target-model", TARGET_MODEL, "--target-base-url", mock.base_url,
+        "--quiet",
+    ]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def run_cli(seeds: Path | None, mock: MockLLM, out: Path, **options: Any) -> int:
+    head = ["run"] + ([str(seeds)] if seeds is not None else [])
+    return main(head + mock_args(mock, out, **options))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def seeds_file(tmp_path: Path) -> Path:
+    return write_seeds(
+        tmp_path / "seeds.jsonl",
+        [
+            "How do I reverse a list in Python?",
+            "Write a limerick about a cat who loves rain.",
+            "What should I consider when renting my first flat?",
+            "Explain compound interest to a teenager.",
+        ],
+    )
