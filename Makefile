@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/codeclm run codeclm/examples/seeds.jsonl --out runs/demo --instructions 12 --metadata 12
+	$(BIN)/codeclm run codeclm/examples/seeds.jsonl --config codeclm/examples/demo.toml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -32,6 +32,7 @@ _RUN_FLAGS: dict[str, tuple[type, str]] = {
     "concurrency": (int, "LLM requests in flight at once (default 8)"),
     "seed": (int, "seed of every random choice, for reproducible runs (default 0)"),
     "attempts": (int, "tries per LLM step before it is recorded as failed (default 3)"),
+    "backoff": (float, "seconds before the first retry, doubling after (default 1)"),
 }
 _ROLE_FLAGS = ("model", "base_url", "api_key_env")
 
@@ -45,7 +46,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="codeclm", description=__doc__)
+    parser = _Parser(
+        prog="codeclm",
+        description="Tailored synthetic instruction-tuning data by the CodecLM method.",
+    )
     parser.add_argument("--version", action="version", version=f"codeclm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -56,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the pairs the strong model answers much better (or worse) than the target.",
     )
     run.add_argument(
-        "seeds", nargs="?", type=Path,
+        "seeds",
+        nargs="?",
+        type=Path,
         help="JSONL with an 'instruction' field (optional 'id', 'input'), or text, one per line",
     )
     run.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     run.add_argument(
-        "--user-metadata", type=Path, metavar="FILE",
+        "--user-metadata",
+        type=Path,
+        metavar="FILE",
         help="JSONL of {'use_case', 'skills'} written by you, instead of seeds",
     )
     run.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings file")
@@ -125,8 +133,9 @@ async def _run_with_progress(
             console.print(f"codeclm: {phase}")
 
     task = asyncio.ensure_future(
-        execute(config, args.out, seeds=seeds, user_metadata=metadata, stats=stats,
-                on_phase=on_phase)
+        execute(
+            config, args.out, seeds=seeds, user_metadata=metadata, stats=stats, on_phase=on_phase
+        )
     )
     if args.quiet or not console.is_terminal:
         return await task
@@ -151,8 +160,16 @@ def _print_summary(result: RunResult) -> None:
             f"  {role}: {u['calls']} calls, {u['input_tokens']:,} input + "
             f"{u['output_tokens']:,} output tokens"
         )
-    console.print(f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
-                  "metadata.jsonl, run.json)")
+    if all(m["embedded"] for m in result.summary["models"].values()):
+        console.print(
+            "  note: both roles ran on the embedded toy model (SmolLM2-135M), which cannot "
+            "judge; expect most instructions dropped. Point --strong-model at a real model "
+            "for real data."
+        )
+    console.print(
+        f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
+        "metadata.jsonl, run.json)"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -173,7 +190,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         if args.command == "run":
             return cmd_run(args)

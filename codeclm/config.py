@@ -94,14 +94,19 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
-                          f"{exc}".splitlines()[0]) from None
+        raise ConfigError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}".splitlines()[
+                0
+            ]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of settings")
     return data
 
 
-def resolve_config(file_values: dict[str, Any], overrides: dict[str, Any], source: str) -> RunConfig:
+def resolve_config(
+    file_values: dict[str, Any], overrides: dict[str, Any], source: str
+) -> RunConfig:
     """Merge flags over the file's values; role overrides merge key by key."""
     merged: dict[str, Any] = {k: v for k, v in file_values.items()}
     for key, value in overrides.items():

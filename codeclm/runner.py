@@ -123,28 +123,27 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
 @contextmanager
 def role_models(config: RunConfig, limiter: asyncio.Semaphore) -> Iterator[dict[str, RoleModel]]:
     """Both roles' models; starts the embedded server if either role has no model set."""
-    needs_embedded = config.strong.embedded or config.target.embedded
-    server = EmbeddedServer(slots=min(config.concurrency, 8)) if needs_embedded else None
-    if server is not None:
-        server.__enter__()
-    try:
-        models = {}
-        for role in ("strong", "target"):
-            role_config = getattr(config, role)
-            if role_config.embedded:
-                assert server is not None
-                models[role] = make_role_model(
-                    role, role_config, seed=config.seed, base_url=server.base_url,
-                    model=EMBEDDED_MODEL_NAME, api_key="embedded", limiter=limiter,
-                )
-            else:
-                models[role] = make_role_model(
-                    role, role_config, seed=config.seed, limiter=limiter
-                )
+    models = {
+        role: make_role_model(role, getattr(config, role), seed=config.seed, limiter=limiter)
+        for role in ("strong", "target")
+        if not getattr(config, role).embedded
+    }  # built first, so a missing API key is reported before any server starts
+    if len(models) == 2:
         yield models
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
+        return
+    with EmbeddedServer(slots=min(config.concurrency, 8)) as server:
+        for role in ("strong", "target"):
+            if role not in models:
+                models[role] = make_role_model(
+                    role,
+                    getattr(config, role),
+                    seed=config.seed,
+                    base_url=server.base_url,
+                    model=EMBEDDED_MODEL_NAME,
+                    api_key="embedded",
+                    limiter=limiter,
+                )
+        yield {role: models[role] for role in ("strong", "target")}
 
 
 def _thread(thread_id: str, concurrency: int) -> RunnableConfig:
@@ -230,9 +229,7 @@ async def run_instructions(
             final = await graph.aget_state(config)
             stats.count(final.values.get("status", ""))
 
-    await asyncio.gather(
-        *(one(i.id, i.metadata_id, i.instruction) for i in prepared.instructions)
-    )
+    await asyncio.gather(*(one(i.id, i.metadata_id, i.instruction) for i in prepared.instructions))
     return [i.id for i in prepared.instructions]
 
 
@@ -299,10 +296,10 @@ async def execute(
     started = time.monotonic()
     check_fingerprint(out_dir, config)
     prompts = load_prompts(config.prompts_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     limiter = asyncio.Semaphore(config.concurrency)
     retry = retry_policy(config.attempts, config.backoff)
-    with role_models(config, limiter) as models:
+    with role_models(config, limiter) as models:  # checks keys before anything is written
+        out_dir.mkdir(parents=True, exist_ok=True)
         context = PipelineContext(
             strong=models["strong"], target=models["target"], prompts=prompts, config=config
         )

@@ -37,9 +37,16 @@ def write_seeds(path: Path, instructions: list[str]) -> Path:
 def mock_args(mock: MockLLM, out: Path, **options: Any) -> list[str]:
     """Command-line arguments pointing both roles at the mock, plus ``options`` as flags."""
     args = [
-        "--out", str(out),
-        "--strong-model", STRONG_MODEL, "--strong-base-url", mock.base_url,
-        "--target-model", TARGET_MODEL, "--target-base-url", mock.base_url,
+        "--out",
+        str(out),
+        "--strong-model",
+        STRONG_MODEL,
+        "--strong-base-url",
+        mock.base_url,
+        "--target-model",
+        TARGET_MODEL,
+        "--target-base-url",
+        mock.base_url,
         "--quiet",
     ]
     for name, value in options.items():

@@ -122,7 +122,7 @@ class MockLLM:
                 self.garbage_next[name] -= 1
                 return "this is not JSON"
         if self.garbage_when and name and self.garbage_when in prompt:
-            return "{\"still\": \"not the schema\"}"
+            return '{"still": "not the schema"}'
         if name is None:
             instruction = prompt.strip()
             prefix = STRONG_PREFIX if body["model"] == STRONG_MODEL else TARGET_PREFIX

@@ -76,8 +76,11 @@ def test_undecided_at_the_cap_is_dropped_with_its_reason(
         assert row["iteration"] == 3
         assert "after 3 iteration(s)" in row["reason"]
         assert row["scores"] == {
-            "strong": 6.0, "target": 5.0, "gap": 1.0,
-            "strong_first": [6, 5], "target_first": [6, 5],
+            "strong": 6.0,
+            "target": 5.0,
+            "gap": 1.0,
+            "strong_first": [6, 5],
+            "target_first": [6, 5],
         }
     # two rewrites each (the basic instruction is iteration 1), and no more
     assert len(mock_llm.calls("ImprovedInstruction")) == 3 * 2

@@ -1,8 +1,8 @@
 """One instruction's graph: the rubric-refinement loop with contrastive filtering.
 
-    START ─▶ answer_strong ─┐
-      └───▶ answer_target ──┴▶ judge ─(kept/dropped)─▶ END
-                 ▲                └─(improving)─▶ improve ─▶ both answers again
+START ─▶ answer_strong ─┐
+  └───▶ answer_target ──┴▶ judge ─(kept/dropped)─▶ END
+             ▲                └─(improving)─▶ improve ─▶ both answers again
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from codeclm.nodes.instruction import (
 from codeclm.state import InstructionState
 
 
-def build_instruction_graph(retry: RetryPolicy) -> StateGraph:
+def build_instruction_graph(
+    retry: RetryPolicy,
+) -> StateGraph[InstructionState, PipelineContext, InstructionState, InstructionState]:
     """The uncompiled builder; compile it with or without a checkpointer."""
     builder = StateGraph(InstructionState, context_schema=PipelineContext)
     builder.set_node_defaults(retry_policy=retry, error_handler=record_failure)

@@ -1,7 +1,7 @@
 """The 'prepare' graph: seeds (or user metadata) → metadata pool → rubrics + instructions.
 
-    START ─Send per seed─▶ encode_seed ─▶ augment ─Send per entry─▶ write_rubrics ─┐
-      └─(user metadata)──────────────────▲        └─Send per entry─▶ decode ───────┴▶ finalize
+START ─Send per seed─▶ encode_seed ─▶ augment ─Send per entry─▶ write_rubrics ─┐
+  └─(user metadata)──────────────────▲        └─Send per entry─▶ decode ───────┴▶ finalize
 """
 
 from __future__ import annotations
@@ -41,14 +41,18 @@ def route_entries(state: PrepareState) -> list[Send] | str:
     return sends or "finalize"
 
 
-def build_prepare_graph(retry: RetryPolicy) -> StateGraph:
+def build_prepare_graph(
+    retry: RetryPolicy,
+) -> StateGraph[PrepareState, PipelineContext, PrepareState, PrepareState]:
     """The uncompiled builder; compile it with or without a checkpointer."""
     builder = StateGraph(PrepareState, context_schema=PipelineContext)
-    builder.set_node_defaults(retry_policy=retry, error_handler=record_prepare_failure)
-    builder.add_node("encode_seed", encode_seed, input_schema=EncodeTask)
+    # LangGraph's overloads do not type error handlers (NodeError is injected) nor Send nodes
+    # whose input schema differs from the state; the calls are as its docs show.
+    builder.set_node_defaults(retry_policy=retry, error_handler=record_prepare_failure)  # type: ignore[arg-type]
+    builder.add_node("encode_seed", encode_seed, input_schema=EncodeTask)  # type: ignore[call-overload]
     builder.add_node("augment", augment)
-    builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)
-    builder.add_node("decode", decode, input_schema=MetadataTask)
+    builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)  # type: ignore[call-overload]
+    builder.add_node("decode", decode, input_schema=MetadataTask)  # type: ignore[call-overload]
     builder.add_node("finalize", finalize)
     builder.add_conditional_edges(START, route_seeds, ["encode_seed", "augment"])
     builder.add_edge("encode_seed", "augment")

@@ -103,7 +103,9 @@ def _content(message: AIMessage | Any) -> str:
     content = message.content
     if isinstance(content, str):
         return content
-    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+    )
 
 
 def _usage(message: AIMessage | Any) -> TokenUsage:

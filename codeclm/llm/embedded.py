@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -64,8 +66,26 @@ class EmbeddedServer:
         params.port = 0  # the OS picks a free port
         params.verbosity = -1  # llama.cpp's own logging would drown the progress display
         self._server = xllamacpp.Server(params)
-        self.base_url = f"{self._server.listening_address}/v1"
+        root = self._server.listening_address
+        self._wait_until_ready(root)
+        self.base_url = f"{root}/v1"
         return self
+
+    @staticmethod
+    def _wait_until_ready(root: str, seconds: float = 60.0) -> None:
+        """Poll ``/health``: the server must be serving before use, and before it may be
+        stopped (stopping one whose loop has not started yet hangs its destructor)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with urllib.request.urlopen(f"{root}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the embedded llama.cpp server at {root} never became ready")
+            time.sleep(0.05)
 
     def __exit__(
         self,

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
-Sentence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400)]
+Sentence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 InstructionText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1500)
 ]

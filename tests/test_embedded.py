@@ -1,0 +1,77 @@
+"""End to end on the real embedded model: llama.cpp in-process serving SmolLM2-135M, via the CLI.
+
+No mock here: real grammar-constrained decoding by a real (toy) model, so this proves the
+schemas are bounded enough for a small model to terminate, and that every step's reply
+parses or is recorded. Slow-ish (about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codeclm.llm.embedded import find_gguf
+from tests.conftest import read_jsonl
+
+
+@pytest.mark.embedded
+def test_the_embedded_model_runs_the_whole_method_through_the_cli(tmp_path: Path) -> None:
+    try:
+        find_gguf()
+    except ValueError as exc:
+        pytest.fail(f"the embedded model must be installed for this test: {exc}")
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text(
+        "Write a short thank-you note to a colleague who covered my shift.\n"
+        "How do I sort a dictionary by value in Python?\n"
+    )
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "instructions = 2\nmetadata = 3\nmax_iterations = 2\nconcurrency = 2\n"
+        "[strong]\nmax_tokens = 160\n[target]\nmax_tokens = 48\n"
+    )
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "codeclm",
+            "run",
+            str(seeds),
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["models"]["strong"]["embedded"] is True
+    assert summary["models"]["strong"]["base_url"].startswith("http://127.0.0.1:")
+    counts = summary["counts"]
+    assert counts["metadata_pool"] == 3
+    assert counts["instructions"] == 2
+    assert counts["kept"] + counts["dropped"] + counts["failed"] == 2
+    pool = read_jsonl(out / "metadata.jsonl")
+    assert all(entry["use_case"] and entry["skills"] for entry in pool)
+    usage = summary["usage"]
+    assert usage["strong"]["calls"] >= 2 + 1 + 1 + 3  # encode×2, rubrics, decode, answer+judge×2
+    assert usage["target"]["calls"] >= 1
+    assert usage["strong"]["output_tokens"] > 0 and usage["target"]["output_tokens"] > 0
+    # whatever the toy model decided, every instruction is accounted for in the files
+    rows = (
+        read_jsonl(out / "dataset.jsonl")
+        + read_jsonl(out / "dropped.jsonl")
+        + read_jsonl(out / "failed.jsonl")
+    )
+    assert len({r["id"] for r in rows}) == len(rows) == 2

@@ -1,0 +1,71 @@
+"""Unparseable replies are retried, then recorded as that instruction's failure; never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import read_jsonl, run_cli
+from tests.mock_llm import MockLLM
+
+
+def test_an_unparseable_reply_is_retried_and_then_succeeds(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    mock_llm.garbage_next["PairwiseScores"] = 1
+    mock_llm.garbage_next["DecodedInstructions"] = 1
+    out = tmp_path / "out"
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2, backoff=0) == 0
+    assert len(read_jsonl(out / "dataset.jsonl")) == 2
+    assert read_jsonl(out / "failed.jsonl") == []
+    # one garbage judge reply → that judge node ran again (both orders re-sent)
+    assert len(mock_llm.calls("PairwiseScores")) == 2 * 2 + 2
+    assert len(mock_llm.calls("DecodedInstructions")) == 2 + 1
+
+
+def test_a_reply_that_never_parses_fails_only_its_instruction(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text(
+        '{"id": "ok", "use_case": "advice", "skills": ["cooking"]}\n'
+        '{"id": "bad", "use_case": "poison", "skills": ["chemistry"]}\n'
+    )
+    mock_llm.garbage_when = "Task 0 on poison"  # every structured call about this one
+    out = tmp_path / "out"
+    code = run_cli(
+        None, mock_llm, out, user_metadata=meta, instructions=4, metadata=2, attempts=3, backoff=0
+    )
+    assert code == 0
+    kept = read_jsonl(out / "dataset.jsonl")
+    failed = read_jsonl(out / "failed.jsonl")
+    assert sorted(r["id"] for r in kept) == ["bad-01", "ok-00", "ok-01"]
+    assert [r["id"] for r in failed] == ["bad-00"]
+    assert failed[0]["status"] == "failed"
+    assert failed[0]["reason"].startswith("judge: UnparseableReply: reply does not match")
+    judged_bad = [c for c in mock_llm.calls("PairwiseScores") if "Task 0 on poison" in c.prompt]
+    assert len(judged_bad) == 3 * 2, "three attempts, both orders each"
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    assert (counts["kept"], counts["dropped"], counts["failed"]) == (3, 0, 1)
+    assert counts["kept"] + counts["dropped"] + counts["failed"] == counts["instructions"]
+
+
+def test_a_seed_that_never_encodes_is_recorded_and_the_run_goes_on(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("Plan a birthday party.\nPOISON seed that never encodes\nFix my bike.\n")
+    mock_llm.garbage_when = "POISON"
+    out = tmp_path / "out"
+    assert run_cli(seeds, mock_llm, out, instructions=2, metadata=2, backoff=0) == 0
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["prepare_failures"] == [
+        {
+            "step": "encode_seed",
+            "subject": "seed-2",
+            "reason": summary["prepare_failures"][0]["reason"],
+        }
+    ]
+    assert "UnparseableReply" in summary["prepare_failures"][0]["reason"]
+    assert summary["counts"]["metadata_encoded"] == 2
+    assert len(read_jsonl(out / "dataset.jsonl")) == 2

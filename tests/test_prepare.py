@@ -1,0 +1,133 @@
+"""Encoding, augmentation, Self-Rubrics caching, decoding shares, and user-written metadata."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+from codeclm.nodes.prepare import allocate_instructions, augment_pool, clean_skills
+from codeclm.state import MetadataEntry
+from tests.conftest import read_jsonl, run_cli
+from tests.mock_llm import MockLLM
+
+
+def _base() -> list[MetadataEntry]:
+    return [
+        MetadataEntry(
+            id="a",
+            use_case="coding help",
+            skills=["python", "testing"],
+            origin="encoded",
+            seed_ids=["s1"],
+        ),
+        MetadataEntry(
+            id="b", use_case="coding help", skills=["sql"], origin="encoded", seed_ids=["s2"]
+        ),
+        MetadataEntry(
+            id="c",
+            use_case="creative writing",
+            skills=["poetry", "humour", "rhyme"],
+            origin="encoded",
+            seed_ids=["s3"],
+        ),
+    ]
+
+
+def test_augmentation_reaches_the_pool_size_with_skills_drawn_without_replacement() -> None:
+    base = _base()
+    pool = augment_pool(base, size=20, max_skills=3, rng=random.Random(7))
+    assert len(pool) == 20
+    assert pool[:3] == base
+    union = {s for e in base for s in e.skills}
+    keys = set()
+    for entry in pool[3:]:
+        assert entry.origin == "augmented"
+        assert entry.use_case in {"coding help", "creative writing"}
+        assert set(entry.skills) <= union
+        assert len(entry.skills) == len(set(entry.skills)), "no skill drawn twice"
+        assert 1 <= len(entry.skills) <= 3
+        assert entry.seed_ids and set(entry.seed_ids) <= {"s1", "s2", "s3"}
+        keys.add(entry.key())
+    assert len(keys) == 17, "no two augmented entries are the same pair"
+    # the seeds' use-case mix is kept: 'coding help' was 2 of 3 seeds
+    assert Counter(e.use_case for e in pool)["coding help"] > 10
+
+
+def test_augmentation_is_reproducible_and_keeps_a_larger_base_whole() -> None:
+    first = augment_pool(_base(), size=12, max_skills=2, rng=random.Random(1))
+    again = augment_pool(_base(), size=12, max_skills=2, rng=random.Random(1))
+    assert first == again
+    assert all(len(e.skills) <= 2 for e in first[3:])
+    assert augment_pool(_base(), size=2, max_skills=3, rng=random.Random(1)) == _base()
+
+
+def test_instructions_are_shared_equally_across_the_pool() -> None:
+    pool = augment_pool(_base(), size=7, max_skills=3, rng=random.Random(3))
+    allocate_instructions(pool, 23, random.Random(3))
+    shares = [e.n_instructions for e in pool]
+    assert sum(shares) == 23 and set(shares) == {3, 4}
+
+
+def test_skills_never_say_skill_or_knowledge() -> None:
+    assert clean_skills(["Python skills", "Domain Knowledge", "SQL", "sql", "x"], 3) == [
+        "python",
+        "domain",
+        "sql",
+    ]
+
+
+def test_rubrics_are_written_once_per_metadata_entry_and_reused(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    # 3 instructions per entry, each improved twice: rubrics must still be asked once per entry
+    mock_llm.judge_rule = lambda instruction: (5, 5)
+    out = tmp_path / "out"
+    assert run_cli(seeds_file, mock_llm, out, instructions=12, metadata=4, max_iterations=3) == 0
+    pool = read_jsonl(out / "metadata.jsonl")
+    assert len(pool) == 4
+    rubric_calls = mock_llm.calls("SelfRubrics")
+    assert len(rubric_calls) == 4
+    assert len({c.prompt for c in rubric_calls}) == 4, "one call per distinct entry"
+    assert len(mock_llm.calls("ImprovedInstruction")) == 12 * 2
+    for entry in pool:
+        assert entry["n_instructions"] == 3
+        assert len(entry["rubrics"]) == 4 and len(entry["actions"]) == 4
+    actions_by_entry = {e["id"]: set(e["actions"]) for e in pool}
+    for row in read_jsonl(out / "dropped.jsonl"):
+        assert set(row["actions"]) <= actions_by_entry[row["metadata"]["id"]]
+    assert len(mock_llm.calls("EncodedMetadata")) == 4  # one per seed
+    assert len(mock_llm.calls("DecodedInstructions")) == 4  # one per entry, N=3 each
+
+
+def test_pool_is_augmented_to_the_configured_size(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(seeds_file, mock_llm, out, instructions=10, metadata=10) == 0
+    pool = read_jsonl(out / "metadata.jsonl")
+    assert len(pool) == 10
+    origins = Counter(e["origin"] for e in pool)
+    assert origins["encoded"] + origins["augmented"] == 10 and origins["augmented"] >= 6
+    assert sum(e["n_instructions"] for e in pool) == 10
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    assert counts["metadata_pool"] == 10 and counts["instructions"] == 10
+
+
+def test_user_written_metadata_runs_without_seeds(mock_llm: MockLLM, tmp_path: Path) -> None:
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text(
+        '{"id": "billing", "use_case": "customer support", "skills": ["billing", "empathy"]}\n'
+        '{"use_case": "code review", "skills": ["python", "security"]}\n'
+    )
+    out = tmp_path / "out"
+    assert run_cli(None, mock_llm, out, user_metadata=meta, instructions=8, metadata=4) == 0
+    assert not mock_llm.calls("EncodedMetadata"), "no seeds, nothing to encode"
+    pool = read_jsonl(out / "metadata.jsonl")
+    assert [e["origin"] for e in pool] == ["user", "user", "augmented", "augmented"]
+    assert pool[0]["id"] == "billing" and pool[0]["skills"] == ["billing", "empathy"]
+    rows = read_jsonl(out / "dataset.jsonl")
+    assert len(rows) == 8
+    assert {r["metadata"]["use_case"] for r in rows} <= {"customer support", "code review"}
+    assert all(r["seed_ids"] for r in rows)
