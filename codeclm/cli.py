@@ -83,12 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{role} model's {name.replace('_', ' ')}"
                 + (" (default OPENAI_API_KEY)" if name == "api_key_env" else ""),
             )
+    run.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="bypass the response cache (DIR/llm_cache.sqlite): send every request",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
+    values["cache"] = args.cache
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target"):

@@ -57,6 +57,7 @@ class RunConfig(BaseModel):
     seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
     attempts: int = Field(3, ge=1, description="tries per LLM step before it is recorded failed")
     backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
+    cache: bool = Field(True, description="answer repeated requests from DIR/llm_cache.sqlite")
     prompts_dir: str | None = Field(None, description="folder of prompt files overriding ours")
     strong: RoleConfig = Field(default_factory=RoleConfig)
     target: RoleConfig = Field(default_factory=RoleConfig)
@@ -70,7 +71,7 @@ class RunConfig(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The settings that change what a run produces (concurrency and retrying do not)."""
-        return self.model_dump(exclude={"concurrency", "attempts", "backoff"}, mode="json")
+        return self.model_dump(exclude={"concurrency", "attempts", "backoff", "cache"}, mode="json")
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True)

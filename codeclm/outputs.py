@@ -21,6 +21,7 @@ FAILED = "failed.jsonl"
 METADATA = "metadata.jsonl"
 RUN_JSON = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
+CACHE = "llm_cache.sqlite"
 
 
 def write_atomic(path: Path, text: str) -> None:

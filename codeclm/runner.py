@@ -28,9 +28,11 @@ from codeclm.graph import (
     open_checkpointer,
     retry_policy,
 )
+from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel, make_role_model
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 from codeclm.outputs import (
+    CACHE,
     CHECKPOINTS,
     DATASET,
     DROPPED,
@@ -121,10 +123,14 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
 
 
 @contextmanager
-def role_models(config: RunConfig, limiter: asyncio.Semaphore) -> Iterator[dict[str, RoleModel]]:
+def role_models(
+    config: RunConfig, limiter: asyncio.Semaphore, cache: ResponseCache | None
+) -> Iterator[dict[str, RoleModel]]:
     """Both roles' models; starts the embedded server if either role has no model set."""
     models = {
-        role: make_role_model(role, getattr(config, role), seed=config.seed, limiter=limiter)
+        role: make_role_model(
+            role, getattr(config, role), seed=config.seed, limiter=limiter, cache=cache
+        )
         for role in ("strong", "target")
         if not getattr(config, role).embedded
     }  # built first, so a missing API key is reported before any server starts
@@ -142,6 +148,7 @@ def role_models(config: RunConfig, limiter: asyncio.Semaphore) -> Iterator[dict[
                     model=EMBEDDED_MODEL_NAME,
                     api_key="embedded",
                     limiter=limiter,
+                    cache=cache,
                 )
         yield {role: models[role] for role in ("strong", "target")}
 
@@ -283,6 +290,25 @@ def _summary(
     }
 
 
+async def _final_states(
+    graph: CompiledStateGraph[Any, Any, Any, Any], prepared: PrepareState
+) -> list[InstructionState]:
+    """Each instruction's latest checkpointed state (threads never started are left out)."""
+    states = []
+    for instruction in prepared.instructions:
+        snapshot = await graph.aget_state(_thread(instruction.id, 2))
+        if snapshot.values:
+            states.append(InstructionState.model_validate(snapshot.values))
+    return states
+
+
+def _write_outputs(out_dir: Path, states: list[InstructionState]) -> None:
+    """The three result files, rebuilt whole from the checkpoints (never appended)."""
+    write_jsonl(out_dir / DATASET, (dataset_row(s) for s in states if s.status == "kept"))
+    write_jsonl(out_dir / DROPPED, (dropped_row(s) for s in states if s.status == "dropped"))
+    write_jsonl(out_dir / FAILED, (dropped_row(s) for s in states if s.status == "failed"))
+
+
 async def execute(
     config: RunConfig,
     out_dir: Path,
@@ -298,34 +324,41 @@ async def execute(
     prompts = load_prompts(config.prompts_dir)
     limiter = asyncio.Semaphore(config.concurrency)
     retry = retry_policy(config.attempts, config.backoff)
-    with role_models(config, limiter) as models:  # checks keys before anything is written
+    cache = ResponseCache(out_dir / CACHE) if config.cache else None
+    with role_models(config, limiter, cache) as models:  # checks keys before anything is written
         out_dir.mkdir(parents=True, exist_ok=True)
+        if cache is not None:
+            await cache.open()
         context = PipelineContext(
             strong=models["strong"], target=models["target"], prompts=prompts, config=config
         )
-        async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-            prepare_graph = build_prepare_graph(retry).compile(checkpointer=saver)
-            instruction_graph = build_instruction_graph(retry).compile(checkpointer=saver)
-            # Record the settings first, so a second run against this folder can be checked.
-            write_json(out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, models))
+        try:
+            async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
+                prepare_graph = build_prepare_graph(retry).compile(checkpointer=saver)
+                instruction_graph = build_instruction_graph(retry).compile(checkpointer=saver)
+                # Record the settings first, so a later run against this folder is checked.
+                write_json(
+                    out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, models)
+                )
 
-            on_phase("preparing metadata, rubrics and instructions")
-            prepared = await run_prepare(prepare_graph, context, seeds, user_metadata, stats)
-            write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
-            if not prepared.instructions:
-                reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
-                raise RunError(f"no instructions were produced ({reasons or 'empty pool'})")
+                on_phase("preparing metadata, rubrics and instructions")
+                prepared = await run_prepare(prepare_graph, context, seeds, user_metadata, stats)
+                write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
+                if not prepared.instructions:
+                    reasons = "; ".join(
+                        f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures
+                    )
+                    raise RunError(f"no instructions were produced ({reasons or 'empty pool'})")
 
-            on_phase("answering, judging and improving instructions")
-            ids = await run_instructions(instruction_graph, context, prepared, stats)
-            states = []
-            for instruction_id in ids:
-                snapshot = await instruction_graph.aget_state(_thread(instruction_id, 2))
-                states.append(InstructionState.model_validate(snapshot.values))
-
-        write_jsonl(out_dir / DATASET, (dataset_row(s) for s in states if s.status == "kept"))
-        write_jsonl(out_dir / DROPPED, (dropped_row(s) for s in states if s.status == "dropped"))
-        write_jsonl(out_dir / FAILED, (dropped_row(s) for s in states if s.status == "failed"))
-        summary = _summary(config, prepared, states, started, models)
-        write_json(out_dir / RUN_JSON, summary)
+                on_phase("answering, judging and improving instructions")
+                try:
+                    await run_instructions(instruction_graph, context, prepared, stats)
+                finally:  # on Ctrl-C too: whatever has finished is written out
+                    states = await _final_states(instruction_graph, prepared)
+                    _write_outputs(out_dir, states)
+                    summary = _summary(config, prepared, states, started, models)
+                    write_json(out_dir / RUN_JSON, summary)
+        finally:
+            if cache is not None:
+                await cache.close()
     return RunResult(out_dir=out_dir, summary=summary)

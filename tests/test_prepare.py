@@ -131,3 +131,19 @@ def test_user_written_metadata_runs_without_seeds(mock_llm: MockLLM, tmp_path: P
     assert len(rows) == 8
     assert {r["metadata"]["use_case"] for r in rows} <= {"customer support", "code review"}
     assert all(r["seed_ids"] for r in rows)
+
+
+def test_the_same_seed_reproduces_the_run_and_another_seed_does_not(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    mock_llm.judge_rule = lambda text: (9, 2) if text.count("(harder:") == 2 else (5, 4)
+
+    def run(name: str, seed: int) -> tuple[str, str]:
+        out = tmp_path / name
+        assert run_cli(seeds_file, mock_llm, out, instructions=6, metadata=9, seed=seed) == 0
+        return (out / "metadata.jsonl").read_text(), (out / "dataset.jsonl").read_text()
+
+    first, again, other = run("a", 5), run("b", 5), run("c", 6)
+    assert first == again
+    assert first[0] != other[0], "another seed augments differently"
+    assert len(first[1].splitlines()) == 6

@@ -42,12 +42,13 @@ def test_vicuna_seeds_produce_outputs_that_hold_every_invariant(
     mock_llm.judge_rule = rule
     out = tmp_path / "out"
     assert run_cli(vicuna_20, mock_llm, out, instructions=40, metadata=30, seed=11) == 0
-    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("checkpoints.sqlite-"))
+    names = sorted(p.name for p in out.iterdir() if not p.name.endswith(("-wal", "-shm")))
     assert names == [
         "checkpoints.sqlite",
         "dataset.jsonl",
         "dropped.jsonl",
         "failed.jsonl",
+        "llm_cache.sqlite",
         "metadata.jsonl",
         "run.json",
     ]

@@ -21,6 +21,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
+from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.state import TokenUsage
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,6 +59,7 @@ class RoleModel:
     strict_schema: bool = False
     limiter: asyncio.Semaphore | None = None
     """Shared cap on requests in flight (``--concurrency``)."""
+    cache: ResponseCache | None = None
 
     def _slot(self) -> AbstractAsyncContextManager[object]:
         return self.limiter if self.limiter is not None else nullcontext()
@@ -66,16 +68,50 @@ class RoleModel:
     def model_name(self) -> str:
         return str(self.chat.model_name)
 
+    async def _complete(
+        self, prompt: str, overrides: dict[str, Any], response_format: dict[str, Any] | None
+    ) -> tuple[str, TokenUsage, str | None]:
+        """One request, or its cached reply. Returns the key to store a fresh reply under."""
+        key = None
+        if self.cache is not None:
+            key = request_key(
+                {
+                    "model": self.model_name,
+                    "base_url": self.chat.openai_api_base,
+                    "prompt": prompt,
+                    "temperature": overrides.get("temperature", self.chat.temperature),
+                    "max_tokens": self.chat.max_tokens,
+                    "seed": self.chat.seed,
+                    "response_format": response_format,
+                }
+            )
+            hit = await self.cache.get(key)
+            if hit is not None:
+                return hit[0], TokenUsage(cached_calls=1), None
+        params: dict[str, Any] = dict(overrides)
+        if response_format is not None:
+            params["response_format"] = response_format
+        async with self._slot():
+            message = await self.chat.ainvoke([HumanMessage(prompt)], **params)
+        return _content(message), _usage(message), key
+
+    async def _remember(self, key: str | None, content: str, usage: TokenUsage) -> None:
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, content, usage)
+
     async def text(self, prompt: str, **overrides: Any) -> tuple[str, TokenUsage]:
         """A free-text answer (used for the strong and target answers)."""
-        async with self._slot():
-            message = await self.chat.ainvoke([HumanMessage(prompt)], **overrides)
-        return _content(message), _usage(message)
+        content, usage, key = await self._complete(prompt, overrides, None)
+        await self._remember(key, content, usage)
+        return content, usage
 
     async def structured(
         self, prompt: str, schema: type[M], **overrides: Any
     ) -> tuple[M, TokenUsage]:
-        """A reply validated against ``schema``; raises ``UnparseableReply`` when it is not."""
+        """A reply validated against ``schema``; raises ``UnparseableReply`` when it is not.
+
+        Only a reply that validated is cached, so a retry asks the model again.
+        """
         response_format = {
             "type": "json_schema",
             "json_schema": {
@@ -84,19 +120,17 @@ class RoleModel:
                 "schema": schema.model_json_schema(),
             },
         }
-        async with self._slot():
-            message = await self.chat.ainvoke(
-                [HumanMessage(prompt)], response_format=response_format, **overrides
-            )
-        content = _content(message)
+        content, usage, key = await self._complete(prompt, overrides, response_format)
         try:
-            return schema.model_validate_json(content), _usage(message)
+            parsed = schema.model_validate_json(content)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise UnparseableReply(
                 f"reply does not match {schema.__name__}: {first['msg']} "
                 f"(reply starts {content[:80]!r})"
             ) from None
+        await self._remember(key, content, usage)
+        return parsed, usage
 
 
 def _content(message: AIMessage | Any) -> str:
@@ -141,6 +175,7 @@ def make_role_model(
     model: str | None = None,
     api_key: str | None = None,
     limiter: asyncio.Semaphore | None = None,
+    cache: ResponseCache | None = None,
 ) -> RoleModel:
     """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
     key = api_key if api_key is not None else resolve_api_key(role, config)
@@ -154,4 +189,6 @@ def make_role_model(
         max_retries=0,
         seed=seed,
     )
-    return RoleModel(role=role, chat=chat, strict_schema=config.strict_schema, limiter=limiter)
+    return RoleModel(
+        role=role, chat=chat, strict_schema=config.strict_schema, limiter=limiter, cache=cache
+    )

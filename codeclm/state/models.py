@@ -38,12 +38,15 @@ class TokenUsage(BaseModel):
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_calls: int = 0
+    """Requests answered from the response cache: nothing sent, no tokens spent."""
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
             calls=self.calls + other.calls,
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cached_calls=self.cached_calls + other.cached_calls,
         )
 
 

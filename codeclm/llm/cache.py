@@ -1,0 +1,72 @@
+"""A prompt-keyed response cache next to the checkpoints (``DIR/llm_cache.sqlite``).
+
+Any node may run twice: after a kill mid-node, on a retry of its sibling, on a replay or a
+fork. The cache makes the second run free: a request identical to one already answered
+(same model, endpoint, prompt, and sampling and schema parameters) is answered from disk.
+
+Why not LangChain's ``BaseCache``: it stores a reply *before* we validate it, so a retry of
+an unparseable reply would replay the same bad reply forever. Here a structured reply is
+stored only once it has validated, and every entry is committed as soon as it is written,
+so a ``kill -9`` right after a call completed still finds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from codeclm.state import TokenUsage
+
+
+def request_key(parts: dict[str, Any]) -> str:
+    """A stable digest of everything that determines the reply."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    """SQLite-backed; one connection, WAL, each write committed at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self.hits = 0
+
+    async def open(self) -> ResponseCache:
+        self._conn = await aiosqlite.connect(str(self.path), timeout=30)
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute("PRAGMA synchronous=NORMAL")
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS responses ("
+            " key TEXT PRIMARY KEY, content TEXT NOT NULL, usage TEXT NOT NULL)"
+        )
+        await self._conn.commit()
+        return self
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def get(self, key: str) -> tuple[str, TokenUsage] | None:
+        assert self._conn is not None
+        async with self._conn.execute(
+            "SELECT content, usage FROM responses WHERE key = ?", (key,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        self.hits += 1
+        return row[0], TokenUsage.model_validate_json(row[1])
+
+    async def put(self, key: str, content: str, usage: TokenUsage) -> None:
+        assert self._conn is not None
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO responses (key, content, usage) VALUES (?, ?, ?)",
+            (key, content, usage.model_dump_json()),
+        )
+        await self._conn.commit()
