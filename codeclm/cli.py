@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from codeclm import __version__
 from codeclm.config import ConfigError, RunConfig, load_config_file, resolve_config
+from codeclm.outputs import RUN_JSON
 from codeclm.runner import RunError, RunResult, RunStats, execute
 from codeclm.seeds import InputError, load_seeds, load_user_metadata
 
@@ -91,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="bypass the response cache (DIR/llm_cache.sqlite): send every request",
     )
     run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    resume = commands.add_parser(
+        "resume",
+        help="continue a stopped or crashed run, with the settings it was started with",
+    )
+    resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
+    resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
+    resume.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="bypass the response cache",
+    )
+    resume.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
 
 
@@ -140,9 +157,19 @@ async def _run_with_progress(
         if not console.is_terminal and not args.quiet:
             console.print(f"codeclm: {phase}")
 
+    inputs = {
+        name: str(path.resolve()) if path is not None else None
+        for name, path in (("seeds", args.seeds), ("user_metadata", args.user_metadata))
+    }
     task = asyncio.ensure_future(
         execute(
-            config, args.out, seeds=seeds, user_metadata=metadata, stats=stats, on_phase=on_phase
+            config,
+            args.out,
+            seeds=seeds,
+            user_metadata=metadata,
+            stats=stats,
+            inputs=inputs,
+            on_phase=on_phase,
         )
     )
     if args.quiet or not console.is_terminal:
@@ -167,6 +194,7 @@ def _print_summary(result: RunResult) -> None:
         console.print(
             f"  {role}: {u['calls']} calls, {u['input_tokens']:,} input + "
             f"{u['output_tokens']:,} output tokens"
+            + (f", {u['cached_calls']} answered from the cache" if u.get("cached_calls") else "")
         )
     if all(m["embedded"] for m in result.summary["models"].values()):
         console.print(
@@ -197,6 +225,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
+    path = args.out / RUN_JSON
+    if not path.is_file():
+        raise ConfigError(f"{args.out} holds no run to resume (no {RUN_JSON})")
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        values = dict(recorded["config"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a codeclm run record") from None
+    config = resolve_config(
+        values, {"concurrency": args.concurrency, "cache": args.cache}, str(path)
+    )
+    inputs = recorded.get("inputs") or {}
+    # Seeds are read again only if the 'prepare' thread never checkpointed them.
+    seeds_path, metadata_path = inputs.get("seeds"), inputs.get("user_metadata")
+    args.seeds = Path(seeds_path) if seeds_path and Path(seeds_path).is_file() else None
+    args.user_metadata = (
+        Path(metadata_path) if metadata_path and Path(metadata_path).is_file() else None
+    )
+    seeds = load_seeds(args.seeds) if args.seeds else []
+    metadata = (
+        load_user_metadata(args.user_metadata, config.max_skills) if args.user_metadata else []
+    )
+    result = asyncio.run(_run_with_progress(config, args, seeds, metadata))
+    _print_summary(result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -205,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "resume":
+            return cmd_resume(args)
     except (ConfigError, InputError) as exc:
         sys.stderr.write(f"codeclm: error: {exc}\n")
         return EXIT_USAGE
@@ -214,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         sys.stderr.write(
-            "codeclm: interrupted; finished work is checkpointed. "
-            f"Run the same command again to resume{f' into {out}' if out else ''}.\n"
+            "codeclm: interrupted; finished work is checkpointed and written out. "
+            f"Resume with: codeclm resume {out}\n"
         )
         return 130
     return EXIT_USAGE

@@ -199,7 +199,9 @@ async def run_prepare(
     if not snapshot.values:
         start = PrepareState(seeds=seeds, user_metadata=user_metadata)
         await _stream(graph, start, config, context, stats)
-    elif snapshot.next:
+    elif not snapshot.values.get("done"):
+        # Judge by our own flag, not ``snapshot.next``: when every task of a step had
+        # finished but the step's checkpoint was not yet written, ``next`` is empty.
         await _stream(graph, None, config, context, stats)
     snapshot = await graph.aget_state(config)
     return PrepareState.model_validate(snapshot.values)
@@ -220,8 +222,10 @@ async def run_instructions(
         config = _thread(instruction_id, 2)
         async with limit:
             snapshot = await graph.aget_state(config)
-            if snapshot.values and not snapshot.next:
-                stats.count(snapshot.values.get("status", ""))  # finished in an earlier run
+            # Finished means our stored status says so. ``snapshot.next`` is empty too when a
+            # kill fell after a step's tasks wrote their results but before its checkpoint.
+            if snapshot.values.get("status") in FINISHED:
+                stats.count(snapshot.values["status"])  # finished in an earlier run
                 return
             start = (
                 None
@@ -246,6 +250,7 @@ def _summary(
     states: list[InstructionState],
     started: float,
     models: dict[str, RoleModel],
+    inputs: dict[str, str | None],
 ) -> dict[str, Any]:
     usage: dict[str, TokenUsage] = dict(prepared.usage)
     for state in states:
@@ -260,6 +265,7 @@ def _summary(
         "fingerprint": config.fingerprint(),
         "config": config.model_dump(mode="json"),
         "config_fingerprinted": config.fingerprint_fields(),
+        "inputs": inputs,
         "models": {
             role: {
                 "model": model.model_name,
@@ -316,10 +322,12 @@ async def execute(
     seeds: list[Seed],
     user_metadata: list[MetadataEntry],
     stats: RunStats,
+    inputs: dict[str, str | None] | None = None,
     on_phase: Callable[[str], None] = lambda phase: None,
 ) -> RunResult:
     """Run (or resume) the whole pipeline into ``out_dir`` and write its outputs."""
     started = time.monotonic()
+    inputs = inputs or {}
     check_fingerprint(out_dir, config)
     prompts = load_prompts(config.prompts_dir)
     limiter = asyncio.Semaphore(config.concurrency)
@@ -338,7 +346,8 @@ async def execute(
                 instruction_graph = build_instruction_graph(retry).compile(checkpointer=saver)
                 # Record the settings first, so a later run against this folder is checked.
                 write_json(
-                    out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, models)
+                    out_dir / RUN_JSON,
+                    _summary(config, PrepareState(), [], started, models, inputs),
                 )
 
                 on_phase("preparing metadata, rubrics and instructions")
@@ -356,7 +365,7 @@ async def execute(
                 finally:  # on Ctrl-C too: whatever has finished is written out
                     states = await _final_states(instruction_graph, prepared)
                     _write_outputs(out_dir, states)
-                    summary = _summary(config, prepared, states, started, models)
+                    summary = _summary(config, prepared, states, started, models, inputs)
                     write_json(out_dir / RUN_JSON, summary)
         finally:
             if cache is not None:

@@ -50,7 +50,8 @@ def mock_args(mock: MockLLM, out: Path, **options: Any) -> list[str]:
         "--quiet",
     ]
     for name, value in options.items():
-        args += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        args += [flag] if value is True else [flag, str(value)]
     return args
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -71,6 +73,14 @@ class MockLLM:
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    #: Stop the client process with ``stop_signal`` when request number ``stop_at`` arrives
+    #: (that request is never answered): a crash or Ctrl-C at an exact point of a run.
+    stop_at: int | None = None
+    stop_pid: int | None = None
+    stop_signal: int = signal.SIGKILL
+    received: int = 0
+    in_flight: int = 0
+    in_flight_at_stop: int = 0
 
     # ---- what each step answers -------------------------------------------------------
     def encode(self, prompt: str) -> dict[str, Any]:
@@ -161,6 +171,23 @@ class MockLLM:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                with mock.lock:
+                    mock.received += 1
+                    mock.in_flight += 1
+                    stop = mock.stop_at == mock.received and mock.stop_pid is not None
+                    if stop:
+                        mock.in_flight_at_stop = mock.in_flight
+                try:
+                    if stop:
+                        assert mock.stop_pid is not None
+                        os.kill(mock.stop_pid, mock.stop_signal)
+                        return
+                    self._answer(body)
+                finally:
+                    with mock.lock:
+                        mock.in_flight -= 1
+
+            def _answer(self, body: dict[str, Any]) -> None:
                 content = mock.reply(body)
                 prompt_tokens = len(body["messages"][-1]["content"]) // 4 + 1
                 payload = json.dumps(

@@ -1,0 +1,133 @@
+"""Resume after kill -9 or Ctrl-C at any point: nothing lost, nothing written twice, and no
+completed LLM call sent again (the response cache answers it; only calls in flight repeat)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import mock_args, read_jsonl
+from tests.mock_llm import MockLLM, iteration_of
+
+SETTINGS = {"instructions": 24, "metadata": 8, "concurrency": 4, "seed": 3, "backoff": 0}
+
+
+def _rule(text: str) -> tuple[int, int]:
+    """A mix of outcomes, so the loop, both keeps and the cap are all crossed."""
+    kind = sum(map(ord, text.split(" (harder:")[0])) % 3
+    if kind == 0:
+        return (9, 3)
+    if kind == 1:
+        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
+    return (5, 5)
+
+
+def _start(mock: MockLLM, seeds: Path, out: Path) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "codeclm", "run", str(seeds), *mock_args(mock, out, **SETTINGS)]
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+
+
+def _finish(mock: MockLLM, seeds: Path, out: Path) -> None:
+    proc = _start(mock, seeds, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+
+@pytest.fixture
+def baseline(mock_llm: MockLLM, seeds_file: Path, tmp_path: Path) -> tuple[str, int]:
+    """The uninterrupted run: its dataset and how many calls it needed."""
+    mock_llm.judge_rule = _rule
+    _finish(mock_llm, seeds_file, tmp_path / "baseline")
+    dataset = (tmp_path / "baseline" / "dataset.jsonl").read_text()
+    assert len(dataset.splitlines()) >= 8 and read_jsonl(tmp_path / "baseline" / "dropped.jsonl")
+    return dataset, len(mock_llm.requests)
+
+
+def _reset(mock: MockLLM) -> None:
+    with mock.lock:
+        mock.requests.clear()
+        mock.received = 0
+        mock.stop_at = None
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.75, 0.95])
+def test_kill_9_then_rerun_loses_nothing_and_repeats_only_calls_in_flight(
+    mock_llm: MockLLM,
+    seeds_file: Path,
+    tmp_path: Path,
+    baseline: tuple[str, int],
+    fraction: float,
+) -> None:
+    dataset, total_calls = baseline
+    _reset(mock_llm)
+    out = tmp_path / "killed"
+    mock_llm.stop_at = int(total_calls * fraction)
+    proc = _start(mock_llm, seeds_file, out)
+    mock_llm.stop_pid = proc.pid
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    mock_llm.stop_at = None
+    _finish(mock_llm, seeds_file, out)
+
+    assert (out / "dataset.jsonl").read_text() == dataset, "same pairs, none lost, none twice"
+    extra = len(mock_llm.requests) - total_calls
+    assert 0 <= extra <= mock_llm.in_flight_at_stop, (
+        f"{extra} extra calls, {mock_llm.in_flight_at_stop} were in flight at the kill"
+    )
+
+
+def test_ctrl_c_stops_cleanly_writes_what_is_done_and_resume_finishes(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, baseline: tuple[str, int]
+) -> None:
+    dataset, total_calls = baseline
+    _reset(mock_llm)
+    out = tmp_path / "interrupted"
+    mock_llm.stop_at = int(total_calls * 0.6)
+    mock_llm.stop_signal = signal.SIGINT
+    proc = _start(mock_llm, seeds_file, out)
+    mock_llm.stop_pid = proc.pid
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().endswith(f"Resume with: codeclm resume {out}"), err
+    assert "Traceback" not in err
+    partial = (out / "dataset.jsonl").read_text().splitlines()
+    assert partial and set(partial) < set(dataset.splitlines()), "finished pairs flushed"
+
+    mock_llm.stop_at = None
+    done = subprocess.run(
+        [sys.executable, "-m", "codeclm", "resume", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "dataset.jsonl").read_text() == dataset
+    assert len(mock_llm.requests) - total_calls <= mock_llm.in_flight_at_stop
+
+
+def test_no_cache_sends_every_request_again(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import run_cli
+
+    out = tmp_path / "out"
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 0
+    first = len(mock_llm.requests)
+    # a fresh folder replaying the same requests: answered from a copied cache, or not
+    cached, bypassed = tmp_path / "cached", tmp_path / "bypassed"
+    for folder in (cached, bypassed):
+        folder.mkdir()
+        (folder / "llm_cache.sqlite").write_bytes((out / "llm_cache.sqlite").read_bytes())
+    assert run_cli(seeds_file, mock_llm, cached, instructions=2, metadata=2) == 0
+    assert len(mock_llm.requests) == first, "every request answered from the cache"
+    assert run_cli(seeds_file, mock_llm, bypassed, instructions=2, metadata=2, no_cache=True) == 0
+    assert len(mock_llm.requests) == 2 * first
+    assert (cached / "dataset.jsonl").read_text() == (out / "dataset.jsonl").read_text()
