@@ -19,9 +19,11 @@ from rich.table import Table
 
 from codeclm import __version__
 from codeclm.config import ConfigError, RunConfig, load_config_file, resolve_config
+from codeclm.inspect import list_threads, thread_history
 from codeclm.outputs import RUN_JSON
 from codeclm.runner import RunError, RunResult, RunStats, execute
 from codeclm.seeds import InputError, load_seeds, load_user_metadata
+from codeclm.step import parse_assignment, step_thread
 
 EXIT_USAGE = 2
 
@@ -108,6 +110,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="bypass the response cache",
     )
     resume.add_argument("--quiet", action="store_true", help="no progress display")
+
+    inspect = commands.add_parser(
+        "inspect", help="a run's threads and their status, or one instruction's history"
+    )
+    inspect.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
+    inspect.add_argument("id", nargs="?", help="an instruction id: show its state and history")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    step = commands.add_parser(
+        "step", help="run one instruction node by node: show, edit, fork, continue"
+    )
+    step.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
+    step.add_argument("id", help="the instruction id (see: codeclm inspect DIR)")
+    step.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        metavar="CHECKPOINT",
+        help="fork from this earlier checkpoint (ids in: codeclm inspect DIR ID)",
+    )
+    step.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="edit a field before running (JSON values for lists); repeatable",
+    )
+    step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
+    step.add_argument("--json", action="store_true", help="one JSON event per step")
+    step.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="bypass the response cache",
+    )
     return parser
 
 
@@ -225,20 +261,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
-    path = args.out / RUN_JSON
+def _recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
+    """The config and inputs a run in ``out`` was started with (from its run.json)."""
+    path = out / RUN_JSON
     if not path.is_file():
-        raise ConfigError(f"{args.out} holds no run to resume (no {RUN_JSON})")
+        raise ConfigError(f"{out} holds no run (no {RUN_JSON})")
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
         values = dict(recorded["config"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         raise ConfigError(f"{path} is not a codeclm run record") from None
-    config = resolve_config(
-        values, {"concurrency": args.concurrency, "cache": args.cache}, str(path)
-    )
-    inputs = recorded.get("inputs") or {}
+    return resolve_config(values, overrides, str(path)), recorded.get("inputs") or {}
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
+    config, inputs = _recorded_run(args.out, {"concurrency": args.concurrency, "cache": args.cache})
     # Seeds are read again only if the 'prepare' thread never checkpointed them.
     seeds_path, metadata_path = inputs.get("seeds"), inputs.get("user_metadata")
     args.seeds = Path(seeds_path) if seeds_path and Path(seeds_path).is_file() else None
@@ -254,6 +292,108 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_step(args: argparse.Namespace) -> int:
+    """Step one instruction node by node (interactive at a terminal, or by flags)."""
+    config, _ = _recorded_run(args.out, {"cache": args.cache})
+    patch = dict(parse_assignment(text) for text in args.set or [])
+    interactive = args.until is None and not args.json and sys.stdin.isatty()
+    console = Console()
+
+    def emit(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+        elif "edited" in event:
+            console.print(f"edited {event['edited']} -> checkpoint {event['checkpoint']}")
+        else:
+            for node, values in event["ran"].items():
+                console.print(f"[bold]{node}[/] produced:")
+                for key, value in values.items():
+                    console.print(f"  {key}: {value}", soft_wrap=True, highlight=False)
+            console.print(
+                f"checkpoint {event['checkpoint']}; status {event['status']}; "
+                f"next: {', '.join(event['next'])}"
+            )
+
+    def ask() -> str:
+        return input("[enter] next step · set FIELD=VALUE · c(ontinue) · q(uit) > ")
+
+    final = asyncio.run(
+        step_thread(
+            config,
+            args.out,
+            args.id,
+            from_checkpoint=args.from_checkpoint,
+            patch=patch,
+            until=args.until,
+            emit=emit,
+            ask=ask if interactive else None,
+        )
+    )
+    if not args.json:
+        console.print(
+            f"{final['id']}: {final['status']}; next: {', '.join(final['next']) or 'end'}"
+        )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.id is None:
+        listing = asyncio.run(list_threads(args.out))
+        if args.json:
+            print(json.dumps(listing, indent=2, ensure_ascii=False))
+            return 0
+        table = Table("id", "status", "iteration", "gap", "use case", "reason")
+        for thread in listing["threads"]:
+            gap = thread["gap"]
+            table.add_row(
+                thread["id"],
+                thread["status"],
+                str(thread["iteration"] or ""),
+                "" if gap is None else f"{gap:+g}",
+                thread["use_case"] or "",
+                thread["reason"] or "",
+            )
+        console = Console()
+        console.print(table)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(listing["counts"].items()))
+        console.print(
+            f"prepare: {listing['prepare']}; {listing['metadata_pool']} metadata entries; "
+            f"{len(listing['threads'])} instructions: {counts or 'none yet'}"
+        )
+        return 0
+    detail = asyncio.run(thread_history(args.out, args.id))
+    if args.json:
+        print(json.dumps(detail, indent=2, ensure_ascii=False))
+        return 0
+    _print_thread(detail)
+    return 0
+
+
+def _print_thread(detail: dict[str, Any]) -> None:
+    console = Console()
+    state = detail["state"]
+    console.print(
+        f"[bold]{detail['id']}[/] {detail['status']}, iteration {state['iteration']}; "
+        f"next: {', '.join(detail['next']) or '(end)'}"
+    )
+    console.print(f"  metadata: {state['use_case']} / {', '.join(state['skills'])}")
+    console.print(f"  instruction: {state['instruction']}")
+    if state.get("reason"):
+        console.print(f"  reason: {state['reason']}")
+    console.print("history:")
+    for step in detail["history"]:
+        line = f"  {step['checkpoint']}  {' + '.join(step['nodes'])}  iteration {step['iteration']}"
+        if step.get("scores"):
+            sc = step["scores"]
+            line += f"  scores strong {sc['strong']:g} target {sc['target']:g} gap {sc['gap']:+g}"
+            line += f" -> {step['status']}"
+        if step.get("action"):
+            line += f"  action: {step['action']}"
+        if step.get("reason"):
+            line += f"  failed: {step['reason']}"
+        console.print(line, soft_wrap=True, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -264,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "resume":
             return cmd_resume(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
+        if args.command == "step":
+            return cmd_step(args)
     except (ConfigError, InputError) as exc:
         sys.stderr.write(f"codeclm: error: {exc}\n")
         return EXIT_USAGE

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,43 @@ def _write_outputs(out_dir: Path, states: list[InstructionState]) -> None:
     write_jsonl(out_dir / FAILED, (dropped_row(s) for s in states if s.status == "failed"))
 
 
+@dataclass
+class OpenRun:
+    """A run folder opened for work: models, checkpointer and both compiled graphs."""
+
+    context: PipelineContext
+    models: dict[str, RoleModel]
+    prepare: CompiledStateGraph[Any, Any, Any, Any]
+    instructions: CompiledStateGraph[Any, Any, Any, Any]
+
+
+@asynccontextmanager
+async def open_run(config: RunConfig, out_dir: Path) -> AsyncIterator[OpenRun]:
+    """Models (and the embedded server if needed), response cache and checkpointer."""
+    prompts = load_prompts(config.prompts_dir)
+    limiter = asyncio.Semaphore(config.concurrency)
+    retry = retry_policy(config.attempts, config.backoff)
+    cache = ResponseCache(out_dir / CACHE) if config.cache else None
+    with role_models(config, limiter, cache) as models:  # checks keys before anything is written
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if cache is not None:
+            await cache.open()
+        context = PipelineContext(
+            strong=models["strong"], target=models["target"], prompts=prompts, config=config
+        )
+        try:
+            async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
+                yield OpenRun(
+                    context=context,
+                    models=models,
+                    prepare=build_prepare_graph(retry).compile(checkpointer=saver),
+                    instructions=build_instruction_graph(retry).compile(checkpointer=saver),
+                )
+        finally:
+            if cache is not None:
+                await cache.close()
+
+
 async def execute(
     config: RunConfig,
     out_dir: Path,
@@ -329,45 +366,25 @@ async def execute(
     started = time.monotonic()
     inputs = inputs or {}
     check_fingerprint(out_dir, config)
-    prompts = load_prompts(config.prompts_dir)
-    limiter = asyncio.Semaphore(config.concurrency)
-    retry = retry_policy(config.attempts, config.backoff)
-    cache = ResponseCache(out_dir / CACHE) if config.cache else None
-    with role_models(config, limiter, cache) as models:  # checks keys before anything is written
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if cache is not None:
-            await cache.open()
-        context = PipelineContext(
-            strong=models["strong"], target=models["target"], prompts=prompts, config=config
+    async with open_run(config, out_dir) as run:
+        # Record the settings first, so a later run against this folder is checked.
+        write_json(
+            out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, run.models, inputs)
         )
+
+        on_phase("preparing metadata, rubrics and instructions")
+        prepared = await run_prepare(run.prepare, run.context, seeds, user_metadata, stats)
+        write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
+        if not prepared.instructions:
+            reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
+            raise RunError(f"no instructions were produced ({reasons or 'empty pool'})")
+
+        on_phase("answering, judging and improving instructions")
         try:
-            async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-                prepare_graph = build_prepare_graph(retry).compile(checkpointer=saver)
-                instruction_graph = build_instruction_graph(retry).compile(checkpointer=saver)
-                # Record the settings first, so a later run against this folder is checked.
-                write_json(
-                    out_dir / RUN_JSON,
-                    _summary(config, PrepareState(), [], started, models, inputs),
-                )
-
-                on_phase("preparing metadata, rubrics and instructions")
-                prepared = await run_prepare(prepare_graph, context, seeds, user_metadata, stats)
-                write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
-                if not prepared.instructions:
-                    reasons = "; ".join(
-                        f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures
-                    )
-                    raise RunError(f"no instructions were produced ({reasons or 'empty pool'})")
-
-                on_phase("answering, judging and improving instructions")
-                try:
-                    await run_instructions(instruction_graph, context, prepared, stats)
-                finally:  # on Ctrl-C too: whatever has finished is written out
-                    states = await _final_states(instruction_graph, prepared)
-                    _write_outputs(out_dir, states)
-                    summary = _summary(config, prepared, states, started, models, inputs)
-                    write_json(out_dir / RUN_JSON, summary)
-        finally:
-            if cache is not None:
-                await cache.close()
+            await run_instructions(run.instructions, run.context, prepared, stats)
+        finally:  # on Ctrl-C too: whatever has finished is written out
+            states = await _final_states(run.instructions, prepared)
+            _write_outputs(out_dir, states)
+            summary = _summary(config, prepared, states, started, run.models, inputs)
+            write_json(out_dir / RUN_JSON, summary)
     return RunResult(out_dir=out_dir, summary=summary)

@@ -1,0 +1,182 @@
+"""Step one instruction through its graph, node by node: see, edit, fork, continue.
+
+Built on LangGraph's own machinery: ``interrupt_after="*"`` for one super-step per call,
+``aupdate_state`` to edit a field (creating a new checkpoint), and a ``checkpoint_id`` in the
+config to fork from an earlier checkpoint. The response cache makes a replayed step free.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import InvalidUpdateError
+from pydantic import ValidationError
+
+from codeclm.config import ConfigError, RunConfig
+from codeclm.runner import PREPARE_THREAD, OpenRun, _initial_state, open_run
+from codeclm.state import InstructionState, PrepareState
+
+END_NAME = "end"
+#: Fields a user may edit; the rest are bookkeeping the graph owns.
+EDITABLE = frozenset(
+    {
+        "instruction",
+        "candidate_actions",
+        "strong_answer",
+        "target_answer",
+        "use_case",
+        "skills",
+        "iteration",
+        "actions_applied",
+    }
+)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``FIELD=VALUE``; VALUE is read as JSON when it is JSON (lists, numbers), else text."""
+    field, sep, raw = text.partition("=")
+    field = field.strip()
+    if not sep or not field:
+        raise ConfigError(f"--set {text!r}: expected FIELD=VALUE")
+    if field not in EDITABLE:
+        raise ConfigError(f"--set {field}: not an editable field ({', '.join(sorted(EDITABLE))})")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return field, value
+
+
+def _thread(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable = {"thread_id": thread_id}
+    if checkpoint_id:  # the SQLite saver needs the namespace with an explicit checkpoint
+        configurable.update(checkpoint_id=checkpoint_id, checkpoint_ns="")
+    return {"configurable": configurable}
+
+
+def _brief(value: Any, width: int = 160) -> Any:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    if isinstance(value, str) and len(value) > width:
+        return value[: width - 1] + "…"
+    return value
+
+
+async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
+    """A thread that never started: its initial state, from the prepared instructions."""
+    snapshot = await run.prepare.aget_state(_thread(PREPARE_THREAD))
+    prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
+    for instruction in prepared.instructions if prepared else []:
+        if instruction.id == thread_id:
+            entry = next(e for e in prepared.pool if e.id == instruction.metadata_id)  # type: ignore[union-attr]
+            return _initial_state(entry, instruction.id, instruction.instruction)
+    raise ConfigError(f"no instruction {thread_id!r} in this run (see: codeclm inspect)")
+
+
+async def _apply_edits(
+    run: OpenRun, config: RunnableConfig, patch: dict[str, Any]
+) -> RunnableConfig:
+    """Write ``patch`` as a new checkpoint, leaving what runs next unchanged."""
+    current = await run.instructions.aget_state(config)
+    try:
+        InstructionState.model_validate({**current.values, **patch})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--set {first['loc'][0]}: {first['msg']}") from None
+    try:
+        return await run.instructions.aupdate_state(config, patch)
+    except InvalidUpdateError:
+        # Both answers ran last: say the edit came from one of them, so judge still runs next.
+        writers = sorted(t.name for t in current.tasks) or ["answer_strong"]
+        history = [s async for s in run.instructions.aget_state_history(config, limit=2)]
+        if len(history) == 2:
+            writers = sorted(t.name for t in history[1].tasks) or writers
+        return await run.instructions.aupdate_state(config, patch, as_node=writers[0])
+
+
+async def step_thread(
+    config: RunConfig,
+    out_dir: Path,
+    thread_id: str,
+    *,
+    from_checkpoint: str | None = None,
+    patch: dict[str, Any] | None = None,
+    until: str | None = None,
+    emit: Callable[[dict[str, Any]], None],
+    ask: Callable[[], str] | None = None,
+) -> dict[str, Any]:
+    """Run ``thread_id`` one super-step at a time and ``emit`` what each step produced.
+
+    Without ``until`` and ``ask``: one step. ``until=NODE``: steps until NODE has run
+    (``end``: until the thread finishes). ``ask`` (interactive): asked after every step,
+    answers 'next' / 'continue' / 'quit' / 'set FIELD=VALUE'.
+    """
+    async with open_run(config, out_dir) as run:
+        graph = run.instructions
+        snapshot = await graph.aget_state(_thread(thread_id))
+        graph_input: Any = None
+        if not snapshot.values:
+            graph_input = await _start_input(run, thread_id)
+            if patch:
+                graph_input = graph_input.model_copy(update=patch)
+                patch = None
+        thread = _thread(thread_id, from_checkpoint)
+        if from_checkpoint and not (await graph.aget_state(thread)).values:
+            raise ConfigError(f"no checkpoint {from_checkpoint} in thread {thread_id}")
+        if patch:
+            thread = await _apply_edits(run, thread, patch)
+            emit({"edited": patch, "checkpoint": thread["configurable"]["checkpoint_id"]})
+
+        while True:
+            ran: dict[str, Any] = {}
+            async for update in graph.astream(
+                graph_input,
+                thread,
+                context=run.context,
+                stream_mode="updates",
+                interrupt_after="*",
+                durability="sync",
+            ):
+                for node, values in update.items():
+                    if node != "__interrupt__" and isinstance(values, dict):
+                        ran[node] = {k: _brief(v) for k, v in values.items() if k != "usage"}
+            graph_input, thread = None, _thread(thread_id)  # continue from the newest checkpoint
+            snapshot = await graph.aget_state(thread)
+            nxt = list(snapshot.next)
+            emit(
+                {
+                    "ran": ran,
+                    "next": nxt or [END_NAME],
+                    "checkpoint": snapshot.config["configurable"]["checkpoint_id"],
+                    "status": snapshot.values.get("status"),
+                }
+            )
+            if not nxt:
+                break
+            if until is not None:
+                if until in ran:
+                    break
+                continue
+            if ask is None:
+                break
+            answer = ask().strip()
+            while answer.startswith("set "):
+                field, value = parse_assignment(answer[4:])
+                thread = await _apply_edits(run, thread, {field: value})
+                emit(
+                    {
+                        "edited": {field: value},
+                        "checkpoint": thread["configurable"]["checkpoint_id"],
+                    }
+                )
+                answer = ask().strip()
+            if answer in ("q", "quit"):
+                break
+            if answer in ("c", "continue"):
+                until = END_NAME
+        final = await graph.aget_state(_thread(thread_id))
+        return {"id": thread_id, "status": final.values.get("status"), "next": list(final.next)}
