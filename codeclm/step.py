@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import InvalidUpdateError
 from pydantic import ValidationError
 
 from codeclm.config import ConfigError, RunConfig
@@ -87,15 +86,7 @@ async def _apply_edits(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"--set {first['loc'][0]}: {first['msg']}") from None
-    try:
-        return await run.instructions.aupdate_state(config, patch)
-    except InvalidUpdateError:
-        # Both answers ran last: say the edit came from one of them, so judge still runs next.
-        writers = sorted(t.name for t in current.tasks) or ["answer_strong"]
-        history = [s async for s in run.instructions.aget_state_history(config, limit=2)]
-        if len(history) == 2:
-            writers = sorted(t.name for t in history[1].tasks) or writers
-        return await run.instructions.aupdate_state(config, patch, as_node=writers[0])
+    return await run.instructions.aupdate_state(config, patch)
 
 
 async def step_thread(

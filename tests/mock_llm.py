@@ -79,8 +79,6 @@ class MockLLM:
     stop_pid: int | None = None
     stop_signal: int = signal.SIGKILL
     received: int = 0
-    in_flight: int = 0
-    in_flight_at_stop: int = 0
 
     # ---- what each step answers -------------------------------------------------------
     def encode(self, prompt: str) -> dict[str, Any]:
@@ -173,19 +171,12 @@ class MockLLM:
                 body = json.loads(self.rfile.read(length))
                 with mock.lock:
                     mock.received += 1
-                    mock.in_flight += 1
                     stop = mock.stop_at == mock.received and mock.stop_pid is not None
-                    if stop:
-                        mock.in_flight_at_stop = mock.in_flight
-                try:
-                    if stop:
-                        assert mock.stop_pid is not None
-                        os.kill(mock.stop_pid, mock.stop_signal)
-                        return
-                    self._answer(body)
-                finally:
-                    with mock.lock:
-                        mock.in_flight -= 1
+                if stop:
+                    assert mock.stop_pid is not None
+                    os.kill(mock.stop_pid, mock.stop_signal)
+                    return  # this request is never answered: it was in flight
+                self._answer(body)
 
             def _answer(self, body: dict[str, Any]) -> None:
                 content = mock.reply(body)

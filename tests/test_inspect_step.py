@@ -45,13 +45,7 @@ def test_inspect_lists_threads_and_shows_one_history(
     detail = _json_out(capsys, ["inspect", str(dropped_run), ids[0], "--json"])
     assert detail["status"] == "dropped" and detail["next"] == []
     nodes = [step["nodes"] for step in detail["history"]]
-    assert nodes == [
-        ["answer_strong", "answer_target"],
-        ["judge"],
-        ["improve"],
-        ["answer_strong", "answer_target"],
-        ["judge"],
-    ]
+    assert nodes == [["answer"], ["judge"], ["improve"], ["answer"], ["judge"]]
     judged = [s for s in detail["history"] if s["nodes"] == ["judge"]]
     assert [s["scores"]["gap"] for s in judged] == [0.0, 0.0]
     assert [s["status"] for s in judged] == ["improving", "dropped"]
@@ -92,11 +86,11 @@ def test_step_forks_from_a_checkpoint_with_an_edited_action_and_continues(
     assert events[0]["edited"] == {"candidate_actions": ["add a twist ending"]}
     assert list(events[1]["ran"]) == ["improve"]
     assert events[1]["ran"]["improve"]["actions_applied"] == ["add a twist ending"]
-    assert events[1]["next"] == ["answer_strong", "answer_target"]
+    assert events[1]["next"] == ["answer"]
 
     # one step at a time: the answers, then stop
     events = _events(capsys, ["step", str(dropped_run), thread, "--json"])
-    assert sorted(events[0]["ran"]) == ["answer_strong", "answer_target"]
+    assert list(events[0]["ran"]) == ["answer"]
     assert events[0]["next"] == ["judge"]
 
     # the judge now separates them: continue to the end

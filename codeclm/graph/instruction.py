@@ -1,8 +1,10 @@
 """One instruction's graph: the rubric-refinement loop with contrastive filtering.
 
-START ─▶ answer_strong ─┐
-  └───▶ answer_target ──┴▶ judge ─(kept/dropped)─▶ END
-             ▲                └─(improving)─▶ improve ─▶ both answers again
+    START ─▶ answer ─▶ judge ─(kept / dropped)─▶ END
+               ▲          └─(improving)─▶ improve ─┐
+               └───────────────────────────────────┘
+
+``answer`` sends the strong and the target request at once; ``judge`` sends both orders.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from langgraph.types import RetryPolicy
 
 from codeclm.context import PipelineContext
 from codeclm.nodes.instruction import (
-    answer_strong,
-    answer_target,
+    answer,
     improve,
     judge,
     record_failure,
@@ -23,19 +24,20 @@ from codeclm.state import InstructionState
 
 
 def build_instruction_graph(
-    retry: RetryPolicy,
+    retry: RetryPolicy, *, served: bool = False
 ) -> StateGraph[InstructionState, PipelineContext, InstructionState, InstructionState]:
-    """The uncompiled builder; compile it with or without a checkpointer."""
-    builder = StateGraph(InstructionState, context_schema=PipelineContext)
+    """The uncompiled builder; compile it with or without a checkpointer.
+
+    ``served``: for ``langgraph dev``, which would build the context from a run's JSON; the
+    nodes then fall back to the context from ``$CODECLM_CONFIG``.
+    """
+    builder = StateGraph(InstructionState, context_schema=None if served else PipelineContext)
     builder.set_node_defaults(retry_policy=retry, error_handler=record_failure)
-    builder.add_node("answer_strong", answer_strong)
-    builder.add_node("answer_target", answer_target)
+    builder.add_node("answer", answer)
     builder.add_node("judge", judge)
     builder.add_node("improve", improve)
-    builder.add_edge(START, "answer_strong")
-    builder.add_edge(START, "answer_target")
-    builder.add_edge(["answer_strong", "answer_target"], "judge")
+    builder.add_edge(START, "answer")
+    builder.add_edge("answer", "judge")
     builder.add_conditional_edges("judge", route_after_judge, ["improve", END])
-    builder.add_edge("improve", "answer_strong")
-    builder.add_edge("improve", "answer_target")
+    builder.add_edge("improve", "answer")
     return builder

@@ -42,10 +42,14 @@ def route_entries(state: PrepareState) -> list[Send] | str:
 
 
 def build_prepare_graph(
-    retry: RetryPolicy,
+    retry: RetryPolicy, *, served: bool = False
 ) -> StateGraph[PrepareState, PipelineContext, PrepareState, PrepareState]:
-    """The uncompiled builder; compile it with or without a checkpointer."""
-    builder = StateGraph(PrepareState, context_schema=PipelineContext)
+    """The uncompiled builder; compile it with or without a checkpointer.
+
+    ``served``: for ``langgraph dev``, which would build the context from a run's JSON; the
+    nodes then fall back to the context from ``$CODECLM_CONFIG``.
+    """
+    builder = StateGraph(PrepareState, context_schema=None if served else PipelineContext)
     # LangGraph's overloads do not type error handlers (NodeError is injected) nor Send nodes
     # whose input schema differs from the state; the calls are as its docs show.
     builder.set_node_defaults(retry_policy=retry, error_handler=record_prepare_failure)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.state import TokenUsage
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class UnparseableReply(Exception):
@@ -69,9 +71,18 @@ class RoleModel:
         return str(self.chat.model_name)
 
     async def _complete(
-        self, prompt: str, overrides: dict[str, Any], response_format: dict[str, Any] | None
-    ) -> tuple[str, TokenUsage, str | None]:
-        """One request, or its cached reply. Returns the key to store a fresh reply under."""
+        self,
+        prompt: str,
+        overrides: dict[str, Any],
+        response_format: dict[str, Any] | None,
+        accept: Callable[[str], T],
+    ) -> tuple[T, TokenUsage]:
+        """One request, or its cached reply; ``accept`` validates it before it is cached.
+
+        The reply is stored while the request still holds its concurrency slot, so at any
+        moment at most ``--concurrency`` completed-but-unsaved requests exist: only those
+        can be sent again after a kill.
+        """
         key = None
         if self.cache is not None:
             key = request_key(
@@ -87,23 +98,21 @@ class RoleModel:
             )
             hit = await self.cache.get(key)
             if hit is not None:
-                return hit[0], TokenUsage(cached_calls=1), None
+                return accept(hit[0]), TokenUsage(cached_calls=1)
         params: dict[str, Any] = dict(overrides)
         if response_format is not None:
             params["response_format"] = response_format
         async with self._slot():
             message = await self.chat.ainvoke([HumanMessage(prompt)], **params)
-        return _content(message), _usage(message), key
-
-    async def _remember(self, key: str | None, content: str, usage: TokenUsage) -> None:
-        if key is not None and self.cache is not None:
-            await self.cache.put(key, content, usage)
+            content, usage = _content(message), _usage(message)
+            value = accept(content)  # raises for a reply that must not be cached
+            if key is not None and self.cache is not None:
+                await self.cache.put(key, content, usage)
+        return value, usage
 
     async def text(self, prompt: str, **overrides: Any) -> tuple[str, TokenUsage]:
         """A free-text answer (used for the strong and target answers)."""
-        content, usage, key = await self._complete(prompt, overrides, None)
-        await self._remember(key, content, usage)
-        return content, usage
+        return await self._complete(prompt, overrides, None, lambda content: content)
 
     async def structured(
         self, prompt: str, schema: type[M], **overrides: Any
@@ -120,17 +129,18 @@ class RoleModel:
                 "schema": schema.model_json_schema(),
             },
         }
-        content, usage, key = await self._complete(prompt, overrides, response_format)
-        try:
-            parsed = schema.model_validate_json(content)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise UnparseableReply(
-                f"reply does not match {schema.__name__}: {first['msg']} "
-                f"(reply starts {content[:80]!r})"
-            ) from None
-        await self._remember(key, content, usage)
-        return parsed, usage
+
+        def accept(content: str) -> M:
+            try:
+                return schema.model_validate_json(content)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise UnparseableReply(
+                    f"reply does not match {schema.__name__}: {first['msg']} "
+                    f"(reply starts {content[:80]!r})"
+                ) from None
+
+        return await self._complete(prompt, overrides, response_format, accept)
 
 
 def _content(message: AIMessage | Any) -> str:

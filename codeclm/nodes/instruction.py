@@ -16,28 +16,29 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from codeclm.context import PipelineContext
+from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import describe_error
 from codeclm.nodes.replies import ImprovedInstruction, PairwiseScores
 from codeclm.state import InstructionState, JudgeScores
 
 
-async def answer_strong(
-    state: InstructionState, runtime: Runtime[PipelineContext]
-) -> dict[str, Any]:
-    """Step 6a: the strong model's answer f_s(I)."""
-    ctx = runtime.context
-    text, usage = await ctx.strong.text(ctx.prompts.render("answer", instruction=state.instruction))
-    return {"strong_answer": text, "usage": {"strong": usage}}
+async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Step 6a: the strong answer f_s(I) and the target answer f_t(I), sent at once.
 
-
-async def answer_target(
-    state: InstructionState, runtime: Runtime[PipelineContext]
-) -> dict[str, Any]:
-    """Step 6a: the target model's answer f_t(I)."""
-    ctx = runtime.context
-    text, usage = await ctx.target.text(ctx.prompts.render("answer", instruction=state.instruction))
-    return {"target_answer": text, "usage": {"target": usage}}
+    One node rather than two parallel ones: no join barrier to checkpoint, one writer to
+    edit as when stepping. If one call fails, the retry re-runs the node, and the call that
+    had completed is answered from the response cache.
+    """
+    ctx = pipeline_context(runtime)
+    prompt = ctx.prompts.render("answer", instruction=state.instruction)
+    (strong, strong_usage), (target, target_usage) = await asyncio.gather(
+        ctx.strong.text(prompt), ctx.target.text(prompt)
+    )
+    return {
+        "strong_answer": strong,
+        "target_answer": target,
+        "usage": {"strong": strong_usage, "target": target_usage},
+    }
 
 
 def gap_decision(
@@ -65,7 +66,7 @@ async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> d
 
     Both orders go out at once; judging runs at temperature 0 so a replay scores the same.
     """
-    ctx = runtime.context
+    ctx = pipeline_context(runtime)
     strong_answer, target_answer = state.strong_answer or "", state.target_answer or ""
     strong_first_prompt = ctx.prompts.render(
         "judge", instruction=state.instruction, answer_1=strong_answer, answer_2=target_answer
@@ -103,7 +104,7 @@ def choose_action(state: InstructionState, seed: int) -> str:
 
 async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 5: rewrite the instruction with one action, harder; the next iteration begins."""
-    ctx = runtime.context
+    ctx = pipeline_context(runtime)
     action = choose_action(state, ctx.config.seed)
     prompt = ctx.prompts.render(
         "improve",

@@ -14,7 +14,7 @@ from typing import Any
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from codeclm.context import PipelineContext
+from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import UnparseableReply, describe_error
 from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
 from codeclm.state import (
@@ -51,7 +51,7 @@ def _join(items: list[str]) -> str:
 
 async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 1: one seed → its use case and skills (few-shot, structured)."""
-    ctx = runtime.context
+    ctx = pipeline_context(runtime)
     prompt = ctx.prompts.render(
         "encode", instruction=task.seed.text, max_skills=ctx.config.max_skills
     )
@@ -140,7 +140,7 @@ def allocate_instructions(pool: list[MetadataEntry], total: int, rng: random.Ran
 
 def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 2 as a node: pure and seeded, so a re-run gives the same pool."""
-    cfg = runtime.context.config
+    cfg = pipeline_context(runtime).config
     rng = random.Random(cfg.seed)
     pool = augment_pool(base_pool(state), cfg.metadata, cfg.max_skills, rng)
     allocate_instructions(pool, cfg.instructions, rng)
@@ -152,7 +152,7 @@ def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
 
 async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 4, Self-Rubrics: k rubrics and k matching actions, once per metadata entry."""
-    ctx = runtime.context
+    ctx = pipeline_context(runtime)
     k = ctx.config.rubrics
     prompt = ctx.prompts.render(
         "rubrics", k=k, use_case=task.entry.use_case, skills=_join(task.entry.skills)
@@ -168,7 +168,7 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
 
 async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 3: N basic instructions for one metadata entry, in one call."""
-    ctx = runtime.context
+    ctx = pipeline_context(runtime)
     entry = task.entry
     n = entry.n_instructions
     prompt = ctx.prompts.render("decode", n=n, use_case=entry.use_case, skills=_join(entry.skills))
