@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check codeclm tests
-	$(BIN)/ruff format --check codeclm tests
+	$(BIN)/ruff check codeclm tests benchmarks
+	$(BIN)/ruff format --check codeclm tests benchmarks
 	$(BIN)/mypy
 
 clean:

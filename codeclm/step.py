@@ -58,10 +58,13 @@ def _thread(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
 
 
 def _brief(value: Any, width: int = 160) -> Any:
+    """A short, one-line preview of a field for the step display."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
-    if isinstance(value, str) and len(value) > width:
-        return value[: width - 1] + "…"
+    if isinstance(value, str):
+        value = " ".join(value.split())  # a one-line preview
+        if len(value) > width:
+            return value[: width - 1] + "…"
     return value
 
 

@@ -135,3 +135,82 @@ def test_step_rejects_unknown_fields_and_checkpoints(
     assert "not an editable field" in capsys.readouterr().err
     assert main(["step", str(dropped_run), thread, "--from", "nope", "--json"]) == 2
     assert main(["step", str(dropped_run), thread, "--set", "iteration=many"]) == 2
+
+
+def test_replaying_a_fork_pays_for_no_call_already_paid_for(
+    dropped_run: Path, mock_llm: MockLLM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thread = read_jsonl(dropped_run / "dropped.jsonl")[0]["id"]
+    first = _json_out(capsys, ["inspect", str(dropped_run), thread, "--json"])["history"][0]
+    sent = len(mock_llm.requests)
+    events = _events(
+        capsys,
+        [
+            "step",
+            str(dropped_run),
+            thread,
+            "--from",
+            first["checkpoint"],
+            "--until",
+            "end",
+            "--json",
+        ],
+    )
+    assert [list(e["ran"]) for e in events] == [["judge"], ["improve"], ["answer"], ["judge"]]
+    assert events[-1]["status"] == "dropped"
+    assert len(mock_llm.requests) == sent, "every replayed call came from the response cache"
+    # ... and the bypass switch really sends them
+    _events(
+        capsys,
+        [
+            "step",
+            str(dropped_run),
+            thread,
+            "--from",
+            first["checkpoint"],
+            "--until",
+            "judge",
+            "--json",
+            "--no-cache",
+        ],
+    )
+    assert len(mock_llm.requests) == sent + 2
+
+
+def test_interactive_stepping_takes_edits_and_commands_between_steps(
+    dropped_run: Path, mock_llm: MockLLM
+) -> None:
+    import asyncio
+
+    from codeclm.config import RunConfig
+    from codeclm.step import step_thread
+
+    thread = read_jsonl(dropped_run / "dropped.jsonl")[0]["id"]
+    config = RunConfig.model_validate(json.loads((dropped_run / "run.json").read_text())["config"])
+    first = asyncio.run(_history(dropped_run, thread))[0]["checkpoint"]
+    # after the judge: edit the actions, then step; step again; then continue to the end
+    answers = iter(['set candidate_actions=["make it rhyme"]', "", "", "c"])
+    events: list[dict] = []
+    mock_llm.judge_rule = lambda text: (9, 1) if "rhyme" in text else (5, 5)
+    final = asyncio.run(
+        step_thread(
+            config,
+            dropped_run,
+            thread,
+            from_checkpoint=first,
+            emit=events.append,
+            ask=lambda: next(answers),
+        )
+    )
+    ran = [list(e["ran"]) for e in events if "ran" in e]
+    assert ran == [["judge"], ["improve"], ["answer"], ["judge"]]
+    assert events[1]["edited"] == {"candidate_actions": ["make it rhyme"]}
+    improved = next(e for e in events if "improve" in e.get("ran", {}))
+    assert improved["ran"]["improve"]["actions_applied"] == ["make it rhyme"]
+    assert final["status"] == "kept"
+
+
+async def _history(out: Path, thread: str) -> list[dict]:
+    from codeclm.inspect import thread_history
+
+    return (await thread_history(out, thread))["history"]
