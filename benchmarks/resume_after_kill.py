@@ -18,19 +18,9 @@ import time
 from pathlib import Path
 
 from tests.conftest import mock_args
-from tests.mock_llm import MockLLM, iteration_of
+from tests.mock_llm import MockLLM, mixed_rule
 
 SEEDS = Path(__file__).resolve().parents[1] / "codeclm" / "examples" / "seeds.jsonl"
-
-
-def rule(text: str) -> tuple[int, int]:
-    """Judge scores mixing every outcome: kept at once, kept after rewrites, dropped."""
-    kind = sum(map(ord, text.split(" (harder:")[0])) % 3
-    if kind == 0:
-        return (9, 3)
-    if kind == 1:
-        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
-    return (5, 5)
 
 
 def main() -> None:
@@ -40,7 +30,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "benchmark-key")
-    mock = MockLLM(judge_rule=rule).start()
+    mock = MockLLM(judge_rule=mixed_rule).start()
     settings = {
         "instructions": args.instructions,
         "metadata": args.metadata,

@@ -49,6 +49,16 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="bypass the response cache (DIR/llm_cache.sqlite): send every request again",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="codeclm",
@@ -87,13 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{role} model's {name.replace('_', ' ')}"
                 + (" (default OPENAI_API_KEY)" if name == "api_key_env" else ""),
             )
-    run.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="bypass the response cache (DIR/llm_cache.sqlite): send every request",
-    )
+    _add_cache_flag(run)
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
     resume = commands.add_parser(
@@ -102,13 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
-    resume.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="bypass the response cache",
-    )
+    _add_cache_flag(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
 
     inspect = commands.add_parser(
@@ -137,13 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
     step.add_argument("--json", action="store_true", help="one JSON event per step")
-    step.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="bypass the response cache",
-    )
+    _add_cache_flag(step)
     return parser
 
 

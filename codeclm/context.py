@@ -15,8 +15,8 @@ from pathlib import Path
 from langgraph.runtime import Runtime
 
 from codeclm.config import RunConfig, load_config_file, resolve_config
-from codeclm.llm.client import RoleModel, make_role_model
-from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
+from codeclm.llm.client import RoleModel
+from codeclm.llm.roles import role_models
 from codeclm.prompts import Prompts, load_prompts
 
 
@@ -43,22 +43,8 @@ def default_context() -> PipelineContext:
     path = os.environ.get("CODECLM_CONFIG")
     values = load_config_file(Path(path)) if path else {}
     config = resolve_config(values, {}, path or "defaults")
-    models: dict[str, RoleModel] = {}
-    server: EmbeddedServer | None = None
-    for role in ("strong", "target"):
-        role_config = getattr(config, role)
-        if role_config.embedded:
-            server = server or EmbeddedServer(slots=min(config.concurrency, 8)).__enter__()
-            models[role] = make_role_model(
-                role,
-                role_config,
-                seed=config.seed,
-                base_url=server.base_url,
-                model=EMBEDDED_MODEL_NAME,
-                api_key="embedded",
-            )
-        else:
-            models[role] = make_role_model(role, role_config, seed=config.seed)
+    # Entered and never left: the embedded server, if any, lives as long as the process.
+    models = role_models(config).__enter__()
     return PipelineContext(
         strong=models["strong"],
         target=models["target"],

@@ -9,9 +9,10 @@ last checkpoint (``durability="sync"``: after a hard kill only the node in fligh
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ from codeclm.graph import (
     retry_policy,
 )
 from codeclm.llm.cache import ResponseCache
-from codeclm.llm.client import RoleModel, make_role_model
-from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
+from codeclm.llm.client import RoleModel
+from codeclm.llm.roles import role_models
 from codeclm.outputs import (
     CACHE,
     CHECKPOINTS,
@@ -105,8 +106,6 @@ def _redact_url(url: str | None) -> str | None:
 
 def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
     """Refuse to continue a run in ``out_dir`` that was started with other settings."""
-    import json
-
     path = out_dir / RUN_JSON
     if not path.is_file():
         return
@@ -122,42 +121,11 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
         )
 
 
-@contextmanager
-def role_models(
-    config: RunConfig, limiter: asyncio.Semaphore, cache: ResponseCache | None
-) -> Iterator[dict[str, RoleModel]]:
-    """Both roles' models; starts the embedded server if either role has no model set."""
-    models = {
-        role: make_role_model(
-            role, getattr(config, role), seed=config.seed, limiter=limiter, cache=cache
-        )
-        for role in ("strong", "target")
-        if not getattr(config, role).embedded
-    }  # built first, so a missing API key is reported before any server starts
-    if len(models) == 2:
-        yield models
-        return
-    with EmbeddedServer(slots=min(config.concurrency, 8)) as server:
-        for role in ("strong", "target"):
-            if role not in models:
-                models[role] = make_role_model(
-                    role,
-                    getattr(config, role),
-                    seed=config.seed,
-                    base_url=server.base_url,
-                    model=EMBEDDED_MODEL_NAME,
-                    api_key="embedded",
-                    limiter=limiter,
-                    cache=cache,
-                )
-        yield {role: models[role] for role in ("strong", "target")}
-
-
 def _thread(thread_id: str, concurrency: int) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}, "max_concurrency": concurrency}
 
 
-def _initial_state(entry: MetadataEntry, instruction_id: str, text: str) -> InstructionState:
+def initial_state(entry: MetadataEntry, instruction_id: str, text: str) -> InstructionState:
     return InstructionState(
         id=instruction_id,
         metadata_id=entry.id,
@@ -230,7 +198,7 @@ async def run_instructions(
             start = (
                 None
                 if snapshot.values
-                else _initial_state(entries[metadata_id], instruction_id, text)
+                else initial_state(entries[metadata_id], instruction_id, text)
             )
             stats.in_flight += 1
             try:

@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from codeclm.config import ConfigError, RunConfig
-from codeclm.runner import PREPARE_THREAD, OpenRun, _initial_state, open_run
+from codeclm.runner import PREPARE_THREAD, OpenRun, initial_state, open_run
 from codeclm.state import InstructionState, PrepareState
 
 END_NAME = "end"
@@ -75,7 +75,7 @@ async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
     for instruction in prepared.instructions if prepared else []:
         if instruction.id == thread_id:
             entry = next(e for e in prepared.pool if e.id == instruction.metadata_id)  # type: ignore[union-attr]
-            return _initial_state(entry, instruction.id, instruction.instruction)
+            return initial_state(entry, instruction.id, instruction.instruction)
     raise ConfigError(f"no instruction {thread_id!r} in this run (see: codeclm inspect)")
 
 

@@ -219,3 +219,13 @@ class MockLLM:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def mixed_rule(text: str) -> tuple[int, int]:
+    """Judge scores crossing every path: kept at once, kept after two rewrites, dropped."""
+    kind = sum(map(ord, text.split(HARDER)[0])) % 3
+    if kind == 0:
+        return (9, 3)
+    if kind == 1:
+        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
+    return (5, 5)

@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import mock_args, read_jsonl
-from tests.mock_llm import MockLLM, iteration_of
+from tests.mock_llm import MockLLM, mixed_rule
 
 SETTINGS = {"instructions": 24, "metadata": 8, "concurrency": 4, "seed": 3, "backoff": 0}
-
-
-def _rule(text: str) -> tuple[int, int]:
-    """A mix of outcomes, so the loop, both keeps and the cap are all crossed."""
-    kind = sum(map(ord, text.split(" (harder:")[0])) % 3
-    if kind == 0:
-        return (9, 3)
-    if kind == 1:
-        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
-    return (5, 5)
 
 
 def _start(mock: MockLLM, seeds: Path, out: Path) -> subprocess.Popen[str]:
@@ -43,7 +33,7 @@ def _finish(mock: MockLLM, seeds: Path, out: Path) -> None:
 @pytest.fixture
 def baseline(mock_llm: MockLLM, seeds_file: Path, tmp_path: Path) -> tuple[str, int]:
     """The uninterrupted run: its dataset and how many calls it needed."""
-    mock_llm.judge_rule = _rule
+    mock_llm.judge_rule = mixed_rule
     _finish(mock_llm, seeds_file, tmp_path / "baseline")
     dataset = (tmp_path / "baseline" / "dataset.jsonl").read_text()
     assert len(dataset.splitlines()) >= 8 and read_jsonl(tmp_path / "baseline" / "dropped.jsonl")
