@@ -294,6 +294,8 @@ def cmd_step(args: argparse.Namespace) -> int:
     def emit(event: dict[str, Any]) -> None:
         if args.json:
             print(json.dumps(event, ensure_ascii=False), flush=True)
+        elif "error" in event:
+            console.print(f"[red]{event['error']}[/]")
         elif "edited" in event:
             console.print(f"edited {event['edited']} -> checkpoint {event['checkpoint']}")
         else:
@@ -307,7 +309,10 @@ def cmd_step(args: argparse.Namespace) -> int:
             )
 
     def ask() -> str:
-        return input("[enter] next step · set FIELD=VALUE · c(ontinue) · q(uit) > ")
+        try:
+            return input("[enter] next step · set FIELD=VALUE · c(ontinue) · q(uit) > ")
+        except EOFError:  # Ctrl-D
+            return "quit"
 
     final = asyncio.run(
         step_thread(

@@ -159,14 +159,14 @@ async def step_thread(
                 break
             answer = ask().strip()
             while answer.startswith("set "):
-                field, value = parse_assignment(answer[4:])
-                thread = await _apply_edits(run, thread, {field: value})
-                emit(
-                    {
-                        "edited": {field: value},
-                        "checkpoint": thread["configurable"]["checkpoint_id"],
-                    }
-                )
+                try:
+                    field, value = parse_assignment(answer[4:])
+                    thread = await _apply_edits(run, thread, {field: value})
+                except ConfigError as exc:  # a typo at the prompt: say so, ask again
+                    emit({"error": str(exc)})
+                else:
+                    checkpoint = thread["configurable"]["checkpoint_id"]
+                    emit({"edited": {field: value}, "checkpoint": checkpoint})
                 answer = ask().strip()
             if answer in ("q", "quit"):
                 break

@@ -189,7 +189,7 @@ def test_interactive_stepping_takes_edits_and_commands_between_steps(
     config = RunConfig.model_validate(json.loads((dropped_run / "run.json").read_text())["config"])
     first = asyncio.run(_history(dropped_run, thread))[0]["checkpoint"]
     # after the judge: edit the actions, then step; step again; then continue to the end
-    answers = iter(['set candidate_actions=["make it rhyme"]', "", "", "c"])
+    answers = iter(["set colour=red", 'set candidate_actions=["make it rhyme"]', "", "", "c"])
     events: list[dict] = []
     mock_llm.judge_rule = lambda text: (9, 1) if "rhyme" in text else (5, 5)
     final = asyncio.run(
@@ -204,7 +204,8 @@ def test_interactive_stepping_takes_edits_and_commands_between_steps(
     )
     ran = [list(e["ran"]) for e in events if "ran" in e]
     assert ran == [["judge"], ["improve"], ["answer"], ["judge"]]
-    assert events[1]["edited"] == {"candidate_actions": ["make it rhyme"]}
+    assert "not an editable field" in events[1]["error"], "a typo is reported, not fatal"
+    assert events[2]["edited"] == {"candidate_actions": ["make it rhyme"]}
     improved = next(e for e in events if "improve" in e.get("ran", {}))
     assert improved["ran"]["improve"]["actions_applied"] == ["make it rhyme"]
     assert final["status"] == "kept"
