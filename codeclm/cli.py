@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -392,6 +393,9 @@ def _print_thread(detail: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # On Ctrl-C, LangGraph's cancelled tasks leave coroutines that Python reports as "never
+    # awaited" while shutting down: noise to a user who just asked the run to stop.
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed

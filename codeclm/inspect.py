@@ -11,24 +11,21 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from codeclm.config import ConfigError
-from codeclm.graph import build_instruction_graph, build_prepare_graph, open_checkpointer
+from codeclm.graph import (
+    build_instruction_graph,
+    build_prepare_graph,
+    open_checkpointer,
+    thread_config,
+)
 from codeclm.graph import retry_policy as _retry
 from codeclm.outputs import CHECKPOINTS
 from codeclm.runner import FINISHED, PREPARE_THREAD
 from codeclm.state import InstructionState, PrepareState
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
-
-
-def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
-    configurable = {"thread_id": thread_id}
-    if checkpoint_id:
-        configurable["checkpoint_id"] = checkpoint_id
-    return {"configurable": configurable}
 
 
 def thread_status(values: dict[str, Any]) -> str:
@@ -56,11 +53,11 @@ async def list_threads(out_dir: Path) -> dict[str, Any]:
     async with open_checkpointer(_checkpoints_path(out_dir)) as saver:
         prepare: Graph = build_prepare_graph(_retry(1)).compile(checkpointer=saver)
         graph: Graph = build_instruction_graph(_retry(1)).compile(checkpointer=saver)
-        snapshot = await prepare.aget_state(_config(PREPARE_THREAD))
+        snapshot = await prepare.aget_state(thread_config(PREPARE_THREAD))
         prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
         threads = []
         for instruction in prepared.instructions if prepared else []:
-            values = (await graph.aget_state(_config(instruction.id))).values
+            values = (await graph.aget_state(thread_config(instruction.id))).values
             scores = _scores(values)
             threads.append(
                 {
@@ -104,7 +101,7 @@ async def thread_history(out_dir: Path, thread_id: str) -> dict[str, Any]:
     """One instruction's current state and its history, oldest step first."""
     async with open_checkpointer(_checkpoints_path(out_dir)) as saver:
         graph: Graph = build_instruction_graph(_retry(1)).compile(checkpointer=saver)
-        snapshots = [s async for s in graph.aget_state_history(_config(thread_id))]
+        snapshots = [s async for s in graph.aget_state_history(thread_config(thread_id))]
     if not snapshots:
         raise ConfigError(f"no thread {thread_id!r} in {out_dir} (see: codeclm inspect {out_dir})")
     snapshots.reverse()

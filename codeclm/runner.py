@@ -28,6 +28,7 @@ from codeclm.graph import (
     build_prepare_graph,
     open_checkpointer,
     retry_policy,
+    thread_config,
 )
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
@@ -121,10 +122,6 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
         )
 
 
-def _thread(thread_id: str, concurrency: int) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id}, "max_concurrency": concurrency}
-
-
 def initial_state(entry: MetadataEntry, instruction_id: str, text: str) -> InstructionState:
     return InstructionState(
         id=instruction_id,
@@ -162,7 +159,7 @@ async def run_prepare(
     stats: RunStats,
 ) -> PrepareState:
     """Encode, augment, write rubrics, decode; skipped when a previous run finished it."""
-    config = _thread(PREPARE_THREAD, context.config.concurrency)
+    config = thread_config(PREPARE_THREAD, max_concurrency=context.config.concurrency)
     snapshot = await graph.aget_state(config)
     if not snapshot.values:
         start = PrepareState(seeds=seeds, user_metadata=user_metadata)
@@ -187,7 +184,7 @@ async def run_instructions(
     stats.total = len(prepared.instructions)
 
     async def one(instruction_id: str, metadata_id: str, text: str) -> None:
-        config = _thread(instruction_id, 2)
+        config = thread_config(instruction_id)
         async with limit:
             snapshot = await graph.aget_state(config)
             # Finished means our stored status says so. ``snapshot.next`` is empty too when a
@@ -270,7 +267,7 @@ async def _final_states(
     """Each instruction's latest checkpointed state (threads never started are left out)."""
     states = []
     for instruction in prepared.instructions:
-        snapshot = await graph.aget_state(_thread(instruction.id, 2))
+        snapshot = await graph.aget_state(thread_config(instruction.id))
         if snapshot.values:
             states.append(InstructionState.model_validate(snapshot.values))
     return states

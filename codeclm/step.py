@@ -16,6 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from codeclm.config import ConfigError, RunConfig
+from codeclm.graph import thread_config
 from codeclm.runner import PREPARE_THREAD, OpenRun, initial_state, open_run
 from codeclm.state import InstructionState, PrepareState
 
@@ -50,13 +51,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return field, value
 
 
-def _thread(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
-    configurable = {"thread_id": thread_id}
-    if checkpoint_id:  # the SQLite saver needs the namespace with an explicit checkpoint
-        configurable.update(checkpoint_id=checkpoint_id, checkpoint_ns="")
-    return {"configurable": configurable}
-
-
 def _brief(value: Any, width: int = 160) -> Any:
     """A short, one-line preview of a field for the step display."""
     if hasattr(value, "model_dump"):
@@ -70,11 +64,12 @@ def _brief(value: Any, width: int = 160) -> Any:
 
 async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
     """A thread that never started: its initial state, from the prepared instructions."""
-    snapshot = await run.prepare.aget_state(_thread(PREPARE_THREAD))
-    prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
-    for instruction in prepared.instructions if prepared else []:
+    snapshot = await run.prepare.aget_state(thread_config(PREPARE_THREAD))
+    prepared = PrepareState.model_validate(snapshot.values or {})
+    entries = {entry.id: entry for entry in prepared.pool}
+    for instruction in prepared.instructions:
         if instruction.id == thread_id:
-            entry = next(e for e in prepared.pool if e.id == instruction.metadata_id)  # type: ignore[union-attr]
+            entry = entries[instruction.metadata_id]
             return initial_state(entry, instruction.id, instruction.instruction)
     raise ConfigError(f"no instruction {thread_id!r} in this run (see: codeclm inspect)")
 
@@ -109,16 +104,19 @@ async def step_thread(
     (``end``: until the thread finishes). ``ask`` (interactive): asked after every step,
     answers 'next' / 'continue' / 'quit' / 'set FIELD=VALUE'.
     """
+    nodes = {"answer", "judge", "improve", END_NAME}
+    if until is not None and until not in nodes:
+        raise ConfigError(f"--until {until}: not a node ({', '.join(sorted(nodes))})")
     async with open_run(config, out_dir) as run:
         graph = run.instructions
-        snapshot = await graph.aget_state(_thread(thread_id))
+        snapshot = await graph.aget_state(thread_config(thread_id))
         graph_input: Any = None
         if not snapshot.values:
             graph_input = await _start_input(run, thread_id)
             if patch:
                 graph_input = graph_input.model_copy(update=patch)
                 patch = None
-        thread = _thread(thread_id, from_checkpoint)
+        thread = thread_config(thread_id, from_checkpoint)
         if from_checkpoint and not (await graph.aget_state(thread)).values:
             raise ConfigError(f"no checkpoint {from_checkpoint} in thread {thread_id}")
         if patch:
@@ -138,7 +136,10 @@ async def step_thread(
                 for node, values in update.items():
                     if node != "__interrupt__" and isinstance(values, dict):
                         ran[node] = {k: _brief(v) for k, v in values.items() if k != "usage"}
-            graph_input, thread = None, _thread(thread_id)  # continue from the newest checkpoint
+            graph_input, thread = (
+                None,
+                thread_config(thread_id),
+            )  # continue from the newest checkpoint
             snapshot = await graph.aget_state(thread)
             nxt = list(snapshot.next)
             emit(
@@ -172,5 +173,5 @@ async def step_thread(
                 break
             if answer in ("c", "continue"):
                 until = END_NAME
-        final = await graph.aget_state(_thread(thread_id))
+        final = await graph.aget_state(thread_config(thread_id))
         return {"id": thread_id, "status": final.values.get("status"), "next": list(final.next)}

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import RetryPolicy
@@ -16,7 +17,26 @@ from codeclm.graph.prepare import build_prepare_graph
 from codeclm.llm.client import is_transient
 from codeclm.state import STATE_MODELS
 
-__all__ = ["build_instruction_graph", "build_prepare_graph", "open_checkpointer", "retry_policy"]
+__all__ = [
+    "build_instruction_graph",
+    "build_prepare_graph",
+    "open_checkpointer",
+    "retry_policy",
+    "thread_config",
+]
+
+
+def thread_config(
+    thread_id: str, checkpoint_id: str | None = None, max_concurrency: int | None = None
+) -> RunnableConfig:
+    """The config naming a thread, or one checkpoint of it (to fork or replay from there)."""
+    configurable = {"thread_id": thread_id}
+    if checkpoint_id:  # the SQLite saver needs the namespace with an explicit checkpoint
+        configurable.update(checkpoint_id=checkpoint_id, checkpoint_ns="")
+    config: RunnableConfig = {"configurable": configurable}
+    if max_concurrency is not None:
+        config["max_concurrency"] = max_concurrency
+    return config
 
 
 def retry_policy(attempts: int, backoff: float = 1.0) -> RetryPolicy:
