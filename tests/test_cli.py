@@ -129,3 +129,33 @@ def test_the_console_script_runs_headless(
     assert "2 kept" in done.stdout and "strong:" in done.stdout
     assert "preparing metadata" in done.stderr  # phase lines when not at a terminal
     assert len(read_jsonl(out / "dataset.jsonl")) == 2
+
+
+def test_the_progress_display_shows_outcomes_in_flight_and_tokens_per_role() -> None:
+    from rich.console import Console
+
+    from codeclm.cli import _status_table
+    from codeclm.runner import RunStats
+    from codeclm.state import TokenUsage
+
+    stats = RunStats(total=10, kept=3, dropped=2, failed=1, in_flight=4, phase="judging")
+    stats.add_usage({"strong": TokenUsage(calls=7, input_tokens=1200, output_tokens=340)})
+    stats.add_usage({"target": TokenUsage(calls=2, input_tokens=50, output_tokens=80)})
+    console = Console(width=160, record=True)
+    console.print(_status_table(stats, started=0.0))
+    screen = console.export_text()
+    for text in (
+        "judging",
+        "6/10 done",
+        "kept 3",
+        "dropped 2",
+        "failed 1",
+        "in flight 4",
+        "strong",
+        "7 calls",
+        "1,200 in",
+        "340 out tokens",
+        "target",
+        "80 out tokens",
+    ):
+        assert text in screen, text
