@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
+from codeclm import __version__
 from codeclm.config import ConfigError, RunConfig, differing_keys
 from codeclm.context import PipelineContext
 from codeclm.graph import (
@@ -141,14 +142,27 @@ async def _stream(
     config: RunnableConfig,
     context: PipelineContext,
     stats: RunStats,
-) -> None:
-    """Run a thread to its end, feeding token usage to the live counters as nodes finish."""
-    async for update in graph.astream(
-        graph_input, config, context=context, stream_mode="updates", durability="sync"
+) -> dict[str, Any]:
+    """Run a thread to its end, feeding token usage to the live counters as nodes finish.
+
+    Returns the thread's final values (the last ``values`` event), so the caller needs no
+    second read of the checkpoint.
+    """
+    final: dict[str, Any] = {}
+    async for mode, data in graph.astream(
+        graph_input,
+        config,
+        context=context,
+        stream_mode=["updates", "values"],
+        durability="sync",
     ):
-        for node_update in update.values():
+        if mode == "values":
+            final = cast(dict[str, Any], data)
+            continue
+        for node_update in cast(dict[str, Any], data).values():
             if isinstance(node_update, dict) and node_update.get("usage"):
                 stats.add_usage(node_update["usage"])
+    return final
 
 
 async def run_prepare(
@@ -199,11 +213,10 @@ async def run_instructions(
             )
             stats.in_flight += 1
             try:
-                await _stream(graph, start, config, context, stats)
+                final = await _stream(graph, start, config, context, stats)
             finally:
                 stats.in_flight -= 1
-            final = await graph.aget_state(config)
-            stats.count(final.values.get("status", ""))
+            stats.count(final.get("status", ""))
 
     await asyncio.gather(*(one(i.id, i.metadata_id, i.instruction) for i in prepared.instructions))
     return [i.id for i in prepared.instructions]
@@ -226,7 +239,7 @@ def _summary(
         by_iteration[str(state.iteration)] = by_iteration.get(str(state.iteration), 0) + 1
     origins = [entry.origin for entry in prepared.pool]
     return {
-        "codeclm_version": __import__("codeclm").__version__,
+        "codeclm_version": __version__,
         "fingerprint": config.fingerprint(),
         "config": config.model_dump(mode="json"),
         "config_fingerprinted": config.fingerprint_fields(),

@@ -27,6 +27,17 @@ def _json_out(capsys: pytest.CaptureFixture[str], argv: list[str]) -> object:
     return json.loads(capsys.readouterr().out)
 
 
+def _checkpoints(capsys: pytest.CaptureFixture[str], run: Path, thread: str) -> list[str]:
+    """The thread's checkpoint ids, oldest first, as ``inspect --json`` lists them."""
+    detail = _json_out(capsys, ["inspect", str(run), thread, "--json"])
+    return [step["checkpoint"] for step in detail["history"]]  # type: ignore[index]
+
+
+def _step(capsys: pytest.CaptureFixture[str], run: Path, thread: str, *flags: str) -> list[dict]:
+    """``codeclm step RUN THREAD FLAGS --json``: one event per step."""
+    return _events(capsys, ["step", str(run), thread, *flags, "--json"])
+
+
 def _events(capsys: pytest.CaptureFixture[str], argv: list[str]) -> list[dict]:
     capsys.readouterr()
     assert main(argv) == 0
@@ -64,24 +75,19 @@ def test_step_forks_from_a_checkpoint_with_an_edited_action_and_continues(
     dropped_run: Path, mock_llm: MockLLM, capsys: pytest.CaptureFixture[str]
 ) -> None:
     thread = read_jsonl(dropped_run / "dropped.jsonl")[0]["id"]
-    detail = _json_out(capsys, ["inspect", str(dropped_run), thread, "--json"])
-    after_first_judge = detail["history"][1]["checkpoint"]
+    after_first_judge = _checkpoints(capsys, dropped_run, thread)[1]
 
     # fork after the first judgement; replace the actions; run until improve has run
-    events = _events(
+    events = _step(
         capsys,
-        [
-            "step",
-            str(dropped_run),
-            thread,
-            "--from",
-            after_first_judge,
-            "--set",
-            'candidate_actions=["add a twist ending"]',
-            "--until",
-            "improve",
-            "--json",
-        ],
+        dropped_run,
+        thread,
+        "--from",
+        after_first_judge,
+        "--set",
+        'candidate_actions=["add a twist ending"]',
+        "--until",
+        "improve",
     )
     assert events[0]["edited"] == {"candidate_actions": ["add a twist ending"]}
     assert list(events[1]["ran"]) == ["improve"]
@@ -89,13 +95,13 @@ def test_step_forks_from_a_checkpoint_with_an_edited_action_and_continues(
     assert events[1]["next"] == ["answer"]
 
     # one step at a time: the answers, then stop
-    events = _events(capsys, ["step", str(dropped_run), thread, "--json"])
+    events = _step(capsys, dropped_run, thread)
     assert list(events[0]["ran"]) == ["answer"]
     assert events[0]["next"] == ["judge"]
 
     # the judge now separates them: continue to the end
     mock_llm.judge_rule = lambda instruction: (9, 2) if "twist" in instruction else (5, 5)
-    events = _events(capsys, ["step", str(dropped_run), thread, "--until", "end", "--json"])
+    events = _step(capsys, dropped_run, thread, "--until", "end")
     assert list(events[-1]["ran"]) == ["judge"] and events[-1]["next"] == ["end"]
     assert events[-1]["status"] == "kept"
 
@@ -107,20 +113,16 @@ def test_step_edits_the_instruction_between_answers_and_judge(
     dropped_run: Path, mock_llm: MockLLM, capsys: pytest.CaptureFixture[str]
 ) -> None:
     thread = read_jsonl(dropped_run / "dropped.jsonl")[1]["id"]
-    first = _json_out(capsys, ["inspect", str(dropped_run), thread, "--json"])["history"][0]
+    after_first_answers = _checkpoints(capsys, dropped_run, thread)[0]
     # after the first answers: edit the strong answer, then judge sees the edit
-    events = _events(
+    events = _step(
         capsys,
-        [
-            "step",
-            str(dropped_run),
-            thread,
-            "--from",
-            first["checkpoint"],
-            "--set",
-            "strong_answer=STRONG ANSWER: edited by hand",
-            "--json",
-        ],
+        dropped_run,
+        thread,
+        "--from",
+        after_first_answers,
+        "--set",
+        "strong_answer=STRONG ANSWER: edited by hand",
     )
     assert list(events[1]["ran"]) == ["judge"]
     judged = [c for c in mock_llm.calls("PairwiseScores") if "edited by hand" in c.prompt]
@@ -141,38 +143,15 @@ def test_replaying_a_fork_pays_for_no_call_already_paid_for(
     dropped_run: Path, mock_llm: MockLLM, capsys: pytest.CaptureFixture[str]
 ) -> None:
     thread = read_jsonl(dropped_run / "dropped.jsonl")[0]["id"]
-    first = _json_out(capsys, ["inspect", str(dropped_run), thread, "--json"])["history"][0]
+    after_first_answers = _checkpoints(capsys, dropped_run, thread)[0]
     sent = len(mock_llm.requests)
-    events = _events(
-        capsys,
-        [
-            "step",
-            str(dropped_run),
-            thread,
-            "--from",
-            first["checkpoint"],
-            "--until",
-            "end",
-            "--json",
-        ],
-    )
+    events = _step(capsys, dropped_run, thread, "--from", after_first_answers, "--until", "end")
     assert [list(e["ran"]) for e in events] == [["judge"], ["improve"], ["answer"], ["judge"]]
     assert events[-1]["status"] == "dropped"
     assert len(mock_llm.requests) == sent, "every replayed call came from the response cache"
     # ... and the bypass switch really sends them
-    _events(
-        capsys,
-        [
-            "step",
-            str(dropped_run),
-            thread,
-            "--from",
-            first["checkpoint"],
-            "--until",
-            "judge",
-            "--json",
-            "--no-cache",
-        ],
+    _step(
+        capsys, dropped_run, thread, "--from", after_first_answers, "--until", "judge", "--no-cache"
     )
     assert len(mock_llm.requests) == sent + 2
 
