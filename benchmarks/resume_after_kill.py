@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import mock_args
-from tests.mock_llm import MockLLM, mixed_rule
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
 
 SEEDS = Path(__file__).resolve().parents[1] / "codeclm" / "examples" / "seeds.jsonl"
 

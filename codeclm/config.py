@@ -36,6 +36,15 @@ class RoleConfig(BaseModel):
         False,
         description="send JSON schemas with strict=true (OpenAI's strict structured outputs)",
     )
+    # Limits of this role's provider; the two roles are often different providers.
+    max_concurrency: int | None = Field(None, gt=0, description="this role's requests in flight")
+    requests_per_minute: float | None = Field(None, gt=0, description="this role's request rate")
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="prompt estimate + max_tokens per request, as OpenAI counts"
+    )
+    context_tokens: int | None = Field(
+        None, gt=0, description="the model's context; unset: asked from the server at start-up"
+    )
 
     @property
     def embedded(self) -> bool:
@@ -70,12 +79,21 @@ class RunConfig(BaseModel):
         return value
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings that change what a run produces (concurrency and retrying do not)."""
-        return self.model_dump(exclude={"concurrency", "attempts", "backoff", "cache"}, mode="json")
+        """The settings that change what a run produces (limits and retrying do not)."""
+        pacing = set(_ROLE_PACING)
+        exclude: dict[str, Any] = {
+            key: True for key in ("concurrency", "attempts", "backoff", "cache")
+        }
+        exclude.update(strong=pacing, target=pacing)
+        return self.model_dump(exclude=exclude, mode="json")
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_ROLE_PACING = ("timeout", "max_concurrency", "requests_per_minute", "tokens_per_minute")
+"""Role settings that change how fast a run goes, never what it produces."""
 
 
 def _one_line(error: ValidationError, source: str) -> str:

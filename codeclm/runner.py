@@ -33,6 +33,7 @@ from codeclm.graph import (
 )
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
+from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
 from codeclm.outputs import (
     CACHE,
@@ -49,6 +50,7 @@ from codeclm.outputs import (
     write_jsonl,
 )
 from codeclm.prompts import load_prompts
+from codeclm.seeds import check_fits_context
 from codeclm.state import (
     InstructionState,
     MetadataEntry,
@@ -304,30 +306,44 @@ class OpenRun:
 
 
 @asynccontextmanager
-async def open_run(config: RunConfig, out_dir: Path) -> AsyncIterator[OpenRun]:
-    """Models (and the embedded server if needed), response cache and checkpointer."""
+async def open_run(
+    config: RunConfig,
+    out_dir: Path,
+    check_inputs: Callable[[PipelineContext], None] = lambda context: None,
+) -> AsyncIterator[OpenRun]:
+    """Models (and the embedded server if needed), response cache and checkpointer.
+
+    Nothing is written before the endpoints answered the preflight and ``check_inputs``
+    (which sees each role's context size) accepted the input.
+    """
     prompts = load_prompts(config.prompts_dir)
-    limiter = asyncio.Semaphore(config.concurrency)
+    shared_limit = asyncio.Semaphore(config.concurrency)
     retry = retry_policy(config.attempts, config.backoff)
     cache = ResponseCache(out_dir / CACHE) if config.cache else None
-    with role_models(config, limiter, cache) as models:  # checks keys before anything is written
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if cache is not None:
-            await cache.open()
-        context = PipelineContext(
-            strong=models["strong"], target=models["target"], prompts=prompts, config=config
-        )
+    with role_models(config, shared_limit, cache) as built:  # a missing key fails here
         try:
-            async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-                yield OpenRun(
-                    context=context,
-                    models=models,
-                    prepare=build_prepare_graph(retry).compile(checkpointer=saver),
-                    instructions=build_instruction_graph(retry).compile(checkpointer=saver),
-                )
-        finally:
+            models = await preflight(built, config)
+            context = PipelineContext(
+                strong=models["strong"], target=models["target"], prompts=prompts, config=config
+            )
+            check_inputs(context)
+            out_dir.mkdir(parents=True, exist_ok=True)
             if cache is not None:
-                await cache.close()
+                await cache.open()
+            try:
+                async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
+                    yield OpenRun(
+                        context=context,
+                        models=models,
+                        prepare=build_prepare_graph(retry).compile(checkpointer=saver),
+                        instructions=build_instruction_graph(retry).compile(checkpointer=saver),
+                    )
+            finally:
+                if cache is not None:
+                    await cache.close()
+        finally:
+            for model in built.values():
+                await model.aclose()
 
 
 async def execute(
@@ -344,7 +360,18 @@ async def execute(
     started = time.monotonic()
     inputs = inputs or {}
     check_fingerprint(out_dir, config)
-    async with open_run(config, out_dir) as run:
+
+    def check_seeds_fit(context: PipelineContext) -> None:
+        seeds_path, window = inputs.get("seeds"), context.strong.context_tokens
+        if seeds and seeds_path and window:
+            overhead = context.prompts.render(
+                "encode", instruction="", max_skills=config.max_skills
+            )
+            check_fits_context(
+                Path(seeds_path), seeds, overhead, window, config.strong.max_tokens, "strong"
+            )
+
+    async with open_run(config, out_dir, check_seeds_fit) as run:
         # Record the settings first, so a later run against this folder is checked.
         write_json(
             out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, run.models, inputs)

@@ -120,3 +120,28 @@ def load_user_metadata(path: Path, max_skills: int) -> list[MetadataEntry]:
         )
     _check_unique(path, [(n, e.id) for n, e in entries])
     return [entry for _, entry in entries]
+
+
+def estimate_tokens(text: str) -> int:
+    """About 4 bytes of UTF-8 a token: close for English, low for code and other scripts."""
+    return len(text.encode("utf-8")) // 4
+
+
+def check_fits_context(
+    path: Path, seeds: list[Seed], overhead: str, context_tokens: int, reply_tokens: int, role: str
+) -> None:
+    """Reject a seed whose encode request (prompt ``overhead`` + seed + reply) cannot fit.
+
+    Servers refuse a request whose prompt plus ``max_tokens`` exceeds the context, so such a
+    seed would only fail later, after its retries.
+    """
+    budget = context_tokens - reply_tokens - estimate_tokens(overhead)
+    lines = [n for n, line in enumerate(_read_lines(path), start=1) if line.strip()]
+    for number, seed in zip(lines, seeds, strict=False):
+        tokens = estimate_tokens(seed.text)
+        if tokens > budget:
+            raise InputError(
+                f"{path}:{number}: instruction is about {tokens:,} tokens; the {role} model's "
+                f"context of {context_tokens:,} leaves {max(budget, 0):,} for it "
+                f"(after the prompt and max_tokens {reply_tokens:,})"
+            )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from codeclm.cli import main
-from tests.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from codeclm.state import InstructionState
-from tests.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import read_jsonl, run_cli
-from tests.mock_llm import MockLLM
+from codeclm.bench.mock_llm import MockLLM
 
 
 def test_an_unparseable_reply_is_retried_and_then_succeeds(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import read_jsonl, run_cli
-from tests.mock_llm import STRONG_PREFIX, TARGET_PREFIX, MockLLM, iteration_of
+from codeclm.bench.mock_llm import STRONG_PREFIX, TARGET_PREFIX, MockLLM, iteration_of
 
 
 def test_gap_above_threshold_keeps_the_strong_answer(

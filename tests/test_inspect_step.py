@@ -9,7 +9,7 @@ import pytest
 
 from codeclm.cli import main
 from tests.conftest import read_jsonl, run_cli
-from tests.mock_llm import MockLLM
+from codeclm.bench.mock_llm import MockLLM
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 from codeclm.nodes.prepare import allocate_instructions, augment_pool, clean_skills
 from codeclm.state import MetadataEntry
 from tests.conftest import read_jsonl, run_cli
-from tests.mock_llm import MockLLM
+from codeclm.bench.mock_llm import MockLLM
 
 
 def _base() -> list[MetadataEntry]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import mock_args, read_jsonl
-from tests.mock_llm import MockLLM, mixed_rule
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
 
 SETTINGS = {"instructions": 24, "metadata": 8, "concurrency": 4, "seed": 3, "backoff": 0}
 

@@ -10,7 +10,7 @@ import pytest
 
 from codeclm.state import InstructionState
 from tests.conftest import BENCHMARKS, SECRET, read_jsonl, run_cli
-from tests.mock_llm import MockLLM, iteration_of
+from codeclm.bench.mock_llm import MockLLM, iteration_of
 
 VICUNA = BENCHMARKS / "vicuna.jsonl"
 

@@ -5,6 +5,9 @@ and vLLM turn it into a decoding grammar) and validated here with pydantic. A re
 does not validate raises ``UnparseableReply``; the graph's ``RetryPolicy`` retries it and
 transient HTTP failures, and the node's error handler records what is left. ChatOpenAI's
 own retries are off (``max_retries=0``) so the two layers never multiply.
+
+Each role owns its httpx client for the length of a run (keep-alive connections belong to
+one event loop), and its ``RoleLimits``: slots, rate limits and ``Retry-After`` pauses.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import openai
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
@@ -23,6 +26,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
 from codeclm.llm.cache import ResponseCache, request_key
+from codeclm.llm.limits import RoleLimits, retry_after_seconds
 from codeclm.state import TokenUsage
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,17 +62,19 @@ class RoleModel:
 
     role: str
     chat: ChatOpenAI
+    http_client: httpx.AsyncClient
     strict_schema: bool = False
-    limiter: asyncio.Semaphore | None = None
-    """Shared cap on requests in flight (``--concurrency``)."""
+    limits: RoleLimits = field(default_factory=RoleLimits)
     cache: ResponseCache | None = None
-
-    def _slot(self) -> AbstractAsyncContextManager[object]:
-        return self.limiter if self.limiter is not None else nullcontext()
+    context_tokens: int | None = None
+    """The model's context size, when known (set by the start-up preflight)."""
 
     @property
     def model_name(self) -> str:
         return str(self.chat.model_name)
+
+    async def aclose(self) -> None:
+        await self.http_client.aclose()
 
     async def _complete(
         self,
@@ -102,8 +108,17 @@ class RoleModel:
         params: dict[str, Any] = dict(overrides)
         if response_format is not None:
             params["response_format"] = response_format
-        async with self._slot():
-            message = await self.chat.ainvoke([HumanMessage(prompt)], **params)
+        # What a provider's token limiter counts: the prompt (about 4 characters a token)
+        # plus every token the reply may use.
+        estimate = len(prompt) // 4 + int(self.chat.max_tokens or 0)
+        async with self.limits.slot(estimate):
+            try:
+                message = await self.chat.ainvoke([HumanMessage(prompt)], **params)
+            except openai.RateLimitError as exc:
+                wait = retry_after_seconds(exc.response.headers)
+                if wait is not None:
+                    self.limits.pause(wait)  # the graph's retry waits for it at the slot
+                raise
             content, usage = _content(message), _usage(message)
             value = accept(content)  # raises for a reply that must not be cached
             if key is not None and self.cache is not None:
@@ -184,11 +199,16 @@ def make_role_model(
     base_url: str | None = None,
     model: str | None = None,
     api_key: str | None = None,
-    limiter: asyncio.Semaphore | None = None,
+    shared_limit: asyncio.Semaphore | None = None,
     cache: ResponseCache | None = None,
 ) -> RoleModel:
     """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
     key = api_key if api_key is not None else resolve_api_key(role, config)
+    http_client = httpx.AsyncClient(
+        # Enough kept-alive connections for every request in flight: reconnecting costs CPU.
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
+        timeout=config.timeout,
+    )
     chat = ChatOpenAI(
         model=model or config.model or "default",
         base_url=base_url or config.base_url,
@@ -198,7 +218,13 @@ def make_role_model(
         timeout=config.timeout,
         max_retries=0,
         seed=seed,
+        http_async_client=http_client,
     )
     return RoleModel(
-        role=role, chat=chat, strict_schema=config.strict_schema, limiter=limiter, cache=cache
+        role=role,
+        chat=chat,
+        http_client=http_client,
+        strict_schema=config.strict_schema,
+        limits=RoleLimits.for_role(config, shared_limit),
+        cache=cache,
     )

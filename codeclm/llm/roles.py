@@ -15,13 +15,13 @@ from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 @contextmanager
 def role_models(
     config: RunConfig,
-    limiter: asyncio.Semaphore | None = None,
+    shared_limit: asyncio.Semaphore | None = None,
     cache: ResponseCache | None = None,
 ) -> Iterator[dict[str, RoleModel]]:
     """Both roles' models; starts the embedded server if either role has no model set."""
     models = {
         role: make_role_model(
-            role, getattr(config, role), seed=config.seed, limiter=limiter, cache=cache
+            role, getattr(config, role), seed=config.seed, shared_limit=shared_limit, cache=cache
         )
         for role in ("strong", "target")
         if not getattr(config, role).embedded
@@ -39,7 +39,7 @@ def role_models(
                     base_url=server.base_url,
                     model=EMBEDDED_MODEL_NAME,
                     api_key="embedded",
-                    limiter=limiter,
+                    shared_limit=shared_limit,
                     cache=cache,
                 )
         yield {role: models[role] for role in ("strong", "target")}

@@ -1,0 +1,420 @@
+"""A deterministic loopback mock of the OpenAI chat-completions API, for tests and benchmarks.
+
+It speaks real HTTP/1.1 (keep-alive) on 127.0.0.1 from an asyncio server, so the code under
+test runs its real client stack (langchain-openai → openai → httpx). Replies are chosen by
+the request's JSON-schema name (the step) and, for answers, by the model name (the role).
+
+Like a serving engine it can take a fixed ``latency`` per call and serve at most ``slots``
+calls at once (the rest queue), and it can inject faults at fixed rates: HTTP 503, replies
+that are not JSON, requests that hang, and HTTP 429 with ``Retry-After``. Every request is
+logged (unless ``record`` is off, for long benchmarks), so a test can check what was sent.
+
+``python -m codeclm.bench.mock_llm --latency 0.05 --slots 64`` serves it from its own
+process (the benchmark does this, so the mock's CPU is not counted as the client's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+STRONG_MODEL = "strong-model"
+TARGET_MODEL = "target-model"
+STRONG_PREFIX = "STRONG ANSWER: "
+TARGET_PREFIX = "TARGET ANSWER: "
+HARDER = " (harder: "
+
+#: (instruction text as judged) -> (strong score, target score)
+JudgeRule = Callable[[str], tuple[int, int]]
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def iteration_of(instruction: str) -> int:
+    """The mock's improve step appends one HARDER marker per rewrite."""
+    return instruction.count(HARDER) + 1
+
+
+def _field(prompt: str, label: str) -> str:
+    match = re.search(rf"^{re.escape(label)}(.*)$", prompt, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+def _section(prompt: str, title: str) -> str:
+    match = re.search(rf"\[{re.escape(title)}\]\n(.*?)(?:\n\n\[|\n\nReply with)", prompt, re.S)
+    return match.group(1) if match else ""
+
+
+@dataclass
+class Request:
+    """One logged request."""
+
+    model: str
+    schema: str | None
+    prompt: str
+    temperature: float | None
+
+
+@dataclass
+class MockLLM:
+    """The script: what each step answers. Tests change the fields before a run."""
+
+    judge_rule: JudgeRule = lambda instruction: (9, 2)
+    #: Added to whichever answer is shown first: a position-biased judge.
+    first_position_bias: int = 0
+    #: schema name -> how many of its next replies are not JSON (then valid again).
+    garbage_next: Counter[str] = field(default_factory=Counter)
+    #: reply garbage forever to a step whose prompt contains this text
+    garbage_when: str | None = None
+    requests: list[Request] = field(default_factory=list)
+    #: Log every request in ``requests`` (off for long benchmarks: it grows without bound).
+    record: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # ---- serving like an inference engine -----------------------------------------------
+    #: Seconds each call takes (spent holding a slot).
+    latency: float = 0.0
+    #: Calls served at once; the rest wait for a slot. ``None``: no limit.
+    slots: int | None = None
+    #: Reported as ``max_model_len`` by ``GET /v1/models`` (as vLLM does).
+    context_tokens: int = 8192
+    #: When set, a request without ``Authorization: Bearer <api_key>`` gets HTTP 401.
+    api_key: str | None = None
+    # ---- faults, each drawn per call at its rate from a seeded generator -----------------
+    error_rate: float = 0.0
+    """HTTP 503 Service Unavailable."""
+    invalid_json_rate: float = 0.0
+    """A structured step's reply that is not JSON."""
+    hang_rate: float = 0.0
+    """The request is never answered; it waits until the client gives up."""
+    rate_limit_rate: float = 0.0
+    """HTTP 429 with ``Retry-After: retry_after``."""
+    retry_after: float = 1.0
+    fault_seed: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    """What was injected, by kind."""
+    #: Stop the client process with ``stop_signal`` when request number ``stop_at`` arrives
+    #: (that request is never answered): a crash or Ctrl-C at an exact point of a run.
+    stop_at: int | None = None
+    stop_pid: int | None = None
+    stop_signal: int = signal.SIGKILL
+    received: int = 0
+
+    # ---- what each step answers -------------------------------------------------------
+    def encode(self, prompt: str) -> dict[str, Any]:
+        seed = prompt.rsplit("Instruction:", 1)[1].strip()
+        h = _digest(seed)
+        use_cases = ["question answering", "creative writing", "coding help", "advice"]
+        topics = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
+        return {
+            "use_case": use_cases[h % len(use_cases)],
+            "skills": [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]],
+        }
+
+    def rubrics(self, prompt: str, k: int) -> dict[str, Any]:
+        use_case = _field(prompt, "- Use case:")
+        skills = _field(prompt, "- Skills:")
+        return {
+            "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in range(k)],
+            "actions": [f"action {i} for {use_case} / {skills}" for i in range(k)],
+        }
+
+    def decode(self, prompt: str, n: int) -> dict[str, Any]:
+        use_case = _field(prompt, "- Use case:")
+        skills = _field(prompt, "- Skills:")
+        return {"instructions": [f"Task {j} on {use_case} needing {skills}." for j in range(n)]}
+
+    def improve(self, prompt: str) -> dict[str, Any]:
+        instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
+        action = _field(prompt, "Action:")
+        return {"instruction": f"{instruction}{HARDER}{action})"}
+
+    def judge(self, prompt: str) -> dict[str, Any]:
+        instruction = _section(prompt, "Instruction")
+        first = _section(prompt, "Assistant 1's answer")
+        strong, target = self.judge_rule(instruction)
+        if first.startswith(STRONG_PREFIX):
+            one, two = strong + self.first_position_bias, target
+        else:
+            one, two = target + self.first_position_bias, strong
+        return {"assistant_1": min(one, 10), "assistant_2": min(two, 10)}
+
+    def reply(self, body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        response_format = body.get("response_format") or {}
+        schema_info = response_format.get("json_schema") or {}
+        name, schema = schema_info.get("name"), schema_info.get("schema") or {}
+        with self.lock:
+            if self.record:
+                self.requests.append(Request(body["model"], name, prompt, body.get("temperature")))
+            if name and self.garbage_next[name] > 0:
+                self.garbage_next[name] -= 1
+                return "this is not JSON"
+        if self.garbage_when and name and self.garbage_when in prompt:
+            return '{"still": "not the schema"}'
+        if name is None:
+            instruction = prompt.strip()
+            prefix = STRONG_PREFIX if body["model"] == STRONG_MODEL else TARGET_PREFIX
+            return prefix + instruction
+        properties = schema.get("properties", {})
+        steps: dict[str, Callable[[], dict[str, Any]]] = {
+            "EncodedMetadata": lambda: self.encode(prompt),
+            "SelfRubrics": lambda: self.rubrics(prompt, properties["actions"]["maxItems"]),
+            "DecodedInstructions": lambda: self.decode(
+                prompt, properties["instructions"]["maxItems"]
+            ),
+            "ImprovedInstruction": lambda: self.improve(prompt),
+            "PairwiseScores": lambda: self.judge(prompt),
+        }
+        return json.dumps(steps[name]())
+
+    # ---- what tests read --------------------------------------------------------------
+    def calls(self, schema: str | None = None, model: str | None = None) -> list[Request]:
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if (schema is None or r.schema == schema) and (model is None or r.model == model)
+            ]
+
+    # ---- serving -------------------------------------------------------------------------
+    _loop: asyncio.AbstractEventLoop | None = None
+    _server: asyncio.Server | None = None
+    _slots: asyncio.Semaphore | None = None
+    _rng: random.Random = field(default_factory=random.Random)
+    _thread: threading.Thread | None = None
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _draw_fault(self, structured: bool) -> str | None:
+        """One draw per call: which fault (if any) this call gets."""
+        with self.lock:
+            roll = self._rng.random()
+        for kind, rate in (
+            ("503", self.error_rate),
+            ("invalid_json", self.invalid_json_rate if structured else 0.0),
+            ("hang", self.hang_rate),
+            ("429", self.rate_limit_rate),
+        ):
+            if roll < rate:
+                with self.lock:
+                    self.faults[kind] += 1
+                return kind
+            roll -= rate
+        return None
+
+    async def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
+        structured = bool(body.get("response_format"))
+        fault = self._draw_fault(structured)
+        if fault == "hang":
+            return -1, {}, {}
+        if fault == "429":
+            error = {"error": {"message": "rate limit reached", "type": "rate_limit"}}
+            return 429, error, {"Retry-After": f"{self.retry_after:g}"}
+        assert self._slots is not None
+        async with self._slots:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+        if fault == "503":
+            return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
+        content = "this is not JSON" if fault == "invalid_json" else self.reply(body)
+        prompt_tokens = len(body["messages"][-1]["content"]) // 4 + 1
+        completion_tokens = len(content) // 4 + 1
+        return (
+            200,
+            {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": content},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+            {},
+        )
+
+    async def _respond(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, {"error": {"message": "invalid api key", "type": "auth"}}, {}
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            models = [STRONG_MODEL, TARGET_MODEL]
+            data = [
+                {"id": m, "object": "model", "max_model_len": self.context_tokens} for m in models
+            ]
+            return 200, {"object": "list", "data": data}, {}
+        if method != "POST" or not path.endswith("/chat/completions"):
+            return 404, {"error": {"message": f"no route {method} {path}"}}, {}
+        request = json.loads(body)
+        with self.lock:
+            self.received += 1
+            stop = self.stop_at == self.received and self.stop_pid is not None
+        if stop:
+            assert self.stop_pid is not None
+            os.kill(self.stop_pid, self.stop_signal)
+            return -1, {}, {}  # this request is never answered: it was in flight
+        return await self._chat(request)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one keep-alive connection, request after request."""
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                request_line, *header_lines = head.split("\r\n")
+                method, path, _ = request_line.split(" ", 2)
+                headers = {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(":") for line in header_lines if line)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                status, payload, extra = await self._respond(method, path, headers, body)
+                if status < 0:
+                    await reader.read()  # hang until the client gives up and disconnects
+                    return
+                data = json.dumps(payload).encode()
+                lines = [
+                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(data)}",
+                    *(f"{name}: {value}" for name, value in extra.items()),
+                ]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            asyncio.CancelledError,  # shutting down
+            ConnectionError,
+        ):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(self, port: int = 0) -> asyncio.Server:
+        """Start serving on the running loop (used directly by ``python -m``)."""
+        self._slots = asyncio.Semaphore(self.slots or 1_000_000)
+        self._rng = random.Random(self.fault_seed)
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self._server
+
+    def start(self) -> MockLLM:
+        """Serve from a background thread with its own event loop (for in-process tests)."""
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            loop.run_until_complete(self.serve())
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True, name="mock-llm")
+        self._thread.start()
+        ready.wait()
+        return self
+
+    def stop(self) -> None:
+        loop, server = self._loop, self._server
+        if loop is None or server is None:
+            return
+
+        async def shutdown() -> None:
+            server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            loop.call_soon(loop.stop)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+
+
+def mixed_rule(text: str) -> tuple[int, int]:
+    """Judge scores crossing every path: kept at once, kept after two rewrites, dropped."""
+    kind = sum(map(ord, text.split(HARDER)[0])) % 3
+    if kind == 0:
+        return (9, 3)
+    if kind == 1:
+        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
+    return (5, 5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the mock from this process until killed; print its base URL on the first line."""
+    parser = argparse.ArgumentParser(prog="python -m codeclm.bench.mock_llm")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
+    parser.add_argument("--slots", type=int, default=None, help="calls served at once")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of HTTP 503s")
+    parser.add_argument("--invalid-json-rate", type=float, default=0.0)
+    parser.add_argument("--hang-rate", type=float, default=0.0)
+    parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of HTTP 429s")
+    parser.add_argument("--mixed", action="store_true", help="judge by mixed_rule (loops, drops)")
+    args = parser.parse_args(argv)
+    mock = MockLLM(
+        record=False,
+        latency=args.latency,
+        slots=args.slots,
+        error_rate=args.error_rate,
+        invalid_json_rate=args.invalid_json_rate,
+        hang_rate=args.hang_rate,
+        rate_limit_rate=args.rate_limit_rate,
+    )
+    if args.mixed:
+        mock.judge_rule = mixed_rule
+
+    async def serve() -> None:
+        server = await mock.serve(args.port)
+        print(mock.base_url, flush=True)
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

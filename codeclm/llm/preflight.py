@@ -1,0 +1,84 @@
+"""A fast start-up check of each role's endpoint, before anything is written.
+
+One ``GET {base_url}/models`` per endpoint (every OpenAI-compatible server has it: OpenAI,
+vLLM, Ollama, llama.cpp): an endpoint that does not answer, or refuses the key, stops the
+run with one line instead of thousands of failed requests. The same reply tells the model's
+context size where the server reports it (vLLM's ``max_model_len``, ``context_length``,
+llama.cpp's ``n_ctx_train``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import httpx
+
+from codeclm.config import ConfigError, RunConfig
+from codeclm.llm.client import RoleModel
+from codeclm.llm.embedded import CONTEXT_PER_SLOT
+
+PREFLIGHT_TIMEOUT = 5.0
+"""Seconds an endpoint gets to answer the check (a model server answers ``/models`` at once)."""
+
+
+def _context_from(listing: Any, model: str) -> int | None:
+    """The context size a ``/models`` listing reports for ``model``, if it reports one."""
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if not isinstance(entry, dict) or (len(entries) > 1 and entry.get("id") != model):
+            continue
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        for value in (
+            entry.get("max_model_len"),
+            entry.get("context_length"),
+            entry.get("context_window"),
+            meta.get("n_ctx_train"),
+        ):
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+async def _check_role(model: RoleModel, config: RunConfig) -> int | None:
+    role_config = getattr(config, model.role)
+    if role_config.embedded:
+        return role_config.context_tokens or CONTEXT_PER_SLOT
+    base = str(model.chat.openai_api_base or "https://api.openai.com/v1").rstrip("/")
+    shown = httpx.URL(base).copy_with(username=None, password=None)
+    key = model.chat.openai_api_key.get_secret_value() if model.chat.openai_api_key else ""
+    try:
+        reply = await model.http_client.get(
+            f"{base}/models",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=PREFLIGHT_TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{model.role} model: cannot reach {shown} ({reason}); is the server running?"
+        ) from None
+    if reply.status_code in (401, 403):
+        raise ConfigError(
+            f"{model.role} model: {shown} refused the API key in ${role_config.api_key_env} "
+            f"(HTTP {reply.status_code})"
+        )
+    if role_config.context_tokens:
+        return int(role_config.context_tokens)
+    try:
+        return _context_from(reply.json(), model.model_name)
+    except ValueError:
+        return None
+
+
+async def preflight(models: dict[str, RoleModel], config: RunConfig) -> dict[str, RoleModel]:
+    """Both roles checked at once; each comes back knowing its context size (or ``None``)."""
+    roles = list(models)
+    contexts = await asyncio.gather(*(_check_role(models[r], config) for r in roles))
+    return {
+        role: dataclasses.replace(models[role], context_tokens=context)
+        for role, context in zip(roles, contexts, strict=True)
+    }
