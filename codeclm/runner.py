@@ -35,6 +35,7 @@ from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
+from codeclm.nodes.instruction import RESTART_FROM
 from codeclm.outputs import (
     CACHE,
     CHECKPOINTS,
@@ -188,6 +189,15 @@ async def run_prepare(
     return PrepareState.model_validate(snapshot.values)
 
 
+async def _reset_failed(
+    graph: CompiledStateGraph[Any, Any, Any, Any], config: RunnableConfig, failed_node: str | None
+) -> None:
+    """Make a failed thread's next step its failed node again, as if that node never ran."""
+    as_node, status = RESTART_FROM.get(failed_node or "answer", RESTART_FROM["answer"])
+    reset = {"status": status, "reason": None, "failed_node": None}
+    await graph.aupdate_state(config, reset, as_node=as_node)
+
+
 async def run_instructions(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     context: PipelineContext,
@@ -203,10 +213,13 @@ async def run_instructions(
         config = thread_config(instruction_id)
         async with limit:
             snapshot = await graph.aget_state(config)
+            status = snapshot.values.get("status")
+            if status == "failed":  # retried: a failure may be gone by now (dropped is final)
+                await _reset_failed(graph, config, snapshot.values.get("failed_node"))
             # Finished means our stored status says so. ``snapshot.next`` is empty too when a
             # kill fell after a step's tasks wrote their results but before its checkpoint.
-            if snapshot.values.get("status") in FINISHED:
-                stats.count(snapshot.values["status"])  # finished in an earlier run
+            elif status in FINISHED:
+                stats.count(status)  # finished in an earlier run
                 return
             start = (
                 None

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from codeclm.cli import main
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.cli import main
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from codeclm.bench.mock_llm import MockLLM
 from codeclm.cli import main
 from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
-from codeclm.bench.mock_llm import MockLLM
 
 
 def _error_of(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

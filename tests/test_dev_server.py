@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from codeclm.state import InstructionState
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.state import InstructionState
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import read_jsonl, run_cli
 from codeclm.bench.mock_llm import MockLLM
+from tests.conftest import read_jsonl, run_cli
 
 
 def test_an_unparseable_reply_is_retried_and_then_succeeds(

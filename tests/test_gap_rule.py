@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import read_jsonl, run_cli
 from codeclm.bench.mock_llm import STRONG_PREFIX, TARGET_PREFIX, MockLLM, iteration_of
+from tests.conftest import read_jsonl, run_cli
 
 
 def test_gap_above_threshold_keeps_the_strong_answer(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from codeclm.bench.mock_llm import MockLLM
 from codeclm.cli import main
 from tests.conftest import read_jsonl, run_cli
-from codeclm.bench.mock_llm import MockLLM
 
 
 @pytest.fixture

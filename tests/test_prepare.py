@@ -7,10 +7,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from codeclm.bench.mock_llm import MockLLM
 from codeclm.nodes.prepare import allocate_instructions, augment_pool, clean_skills
 from codeclm.state import MetadataEntry
 from tests.conftest import read_jsonl, run_cli
-from codeclm.bench.mock_llm import MockLLM
 
 
 def _base() -> list[MetadataEntry]:

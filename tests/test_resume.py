@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mock_args, read_jsonl
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
+from tests.conftest import mock_args, read_jsonl
 
 SETTINGS = {"instructions": 24, "metadata": 8, "concurrency": 4, "seed": 3, "backoff": 0}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from codeclm.bench.mock_llm import MockLLM, iteration_of
 from codeclm.state import InstructionState
 from tests.conftest import BENCHMARKS, SECRET, read_jsonl, run_cli
-from codeclm.bench.mock_llm import MockLLM, iteration_of
 
 VICUNA = BENCHMARKS / "vicuna.jsonl"
 

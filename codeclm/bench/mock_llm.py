@@ -25,6 +25,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ class Request:
     schema: str | None
     prompt: str
     temperature: float | None
+    at: float = 0.0
+    """``time.monotonic()`` when it arrived."""
+    fault: str | None = None
+    """The fault injected into it, if any ('503', 'invalid_json', 'hang', '429')."""
 
 
 @dataclass
@@ -103,9 +108,14 @@ class MockLLM:
     rate_limit_rate: float = 0.0
     """HTTP 429 with ``Retry-After: retry_after``."""
     retry_after: float = 1.0
+    rate_limit_next: int = 0
+    """The next this-many calls get HTTP 429 with ``Retry-After`` (then served again)."""
     fault_seed: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     """What was injected, by kind."""
+    in_flight: Counter[str] = field(default_factory=Counter)
+    peak_in_flight: Counter[str] = field(default_factory=Counter)
+    """The most calls of each model served at once."""
     #: Stop the client process with ``stop_signal`` when request number ``stop_at`` arrives
     #: (that request is never answered): a crash or Ctrl-C at an exact point of a run.
     stop_at: int | None = None
@@ -158,8 +168,6 @@ class MockLLM:
         schema_info = response_format.get("json_schema") or {}
         name, schema = schema_info.get("name"), schema_info.get("schema") or {}
         with self.lock:
-            if self.record:
-                self.requests.append(Request(body["model"], name, prompt, body.get("temperature")))
             if name and self.garbage_next[name] > 0:
                 self.garbage_next[name] -= 1
                 return "this is not JSON"
@@ -205,6 +213,10 @@ class MockLLM:
     def _draw_fault(self, structured: bool) -> str | None:
         """One draw per call: which fault (if any) this call gets."""
         with self.lock:
+            if self.rate_limit_next > 0:
+                self.rate_limit_next -= 1
+                self.faults["429"] += 1
+                return "429"
             roll = self._rng.random()
         for kind, rate in (
             ("503", self.error_rate),
@@ -221,17 +233,34 @@ class MockLLM:
 
     async def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
-        structured = bool(body.get("response_format"))
-        fault = self._draw_fault(structured)
+        response_format = body.get("response_format") or {}
+        fault = self._draw_fault(bool(response_format))
+        if self.record:
+            request = Request(
+                model=body["model"],
+                schema=(response_format.get("json_schema") or {}).get("name"),
+                prompt=body["messages"][-1]["content"],
+                temperature=body.get("temperature"),
+                at=time.monotonic(),
+                fault=fault,
+            )
+            with self.lock:
+                self.requests.append(request)
         if fault == "hang":
             return -1, {}, {}
         if fault == "429":
             error = {"error": {"message": "rate limit reached", "type": "rate_limit"}}
             return 429, error, {"Retry-After": f"{self.retry_after:g}"}
         assert self._slots is not None
+        model = body["model"]
         async with self._slots:
-            if self.latency:
-                await asyncio.sleep(self.latency)
+            self.in_flight[model] += 1
+            self.peak_in_flight[model] = max(self.peak_in_flight[model], self.in_flight[model])
+            try:
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+            finally:
+                self.in_flight[model] -= 1
         if fault == "503":
             return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
         content = "this is not JSON" if fault == "invalid_json" else self.reply(body)

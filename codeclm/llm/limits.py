@@ -34,15 +34,14 @@ class RoleLimits:
 
     @classmethod
     def for_role(cls, config: RoleConfig, shared: asyncio.Semaphore | None) -> RoleLimits:
+        rpm, tpm = config.requests_per_minute, config.tokens_per_minute
         return cls(
             shared=shared,
             concurrent=asyncio.Semaphore(config.max_concurrency)
             if config.max_concurrency
             else None,
-            requests=AsyncLimiter(config.requests_per_minute, 60)
-            if config.requests_per_minute
-            else None,
-            tokens=AsyncLimiter(config.tokens_per_minute, 60) if config.tokens_per_minute else None,
+            requests=_paced(rpm, burst=max(1.0, rpm / 60)) if rpm else None,
+            tokens=_paced(tpm, burst=tpm / 6) if tpm else None,
         )
 
     def pause(self, seconds: float) -> None:
@@ -63,6 +62,15 @@ class RoleLimits:
             if self.tokens is not None:
                 await self.tokens.acquire(min(tokens, self.tokens.max_rate))
             yield
+
+
+def _paced(per_minute: float, burst: float) -> AsyncLimiter:
+    """``per_minute`` spread evenly, allowing at most ``burst`` at once (not a minute's worth).
+
+    Providers enforce per-minute limits over short windows, so sending a whole minute's
+    budget in the first second would be refused.
+    """
+    return AsyncLimiter(burst, time_period=burst * 60 / per_minute)
 
 
 def retry_after_seconds(headers: object) -> float | None:

@@ -133,4 +133,15 @@ def route_after_judge(state: InstructionState) -> str:
 def record_failure(state: InstructionState, error: NodeError) -> Command[Any]:
     """Error handler: after its retries, a failing step ends this instruction as 'failed'."""
     reason = f"{error.node}: {describe_error(error.error)}"
-    return Command(update={"status": "failed", "reason": reason}, goto=END)
+    return Command(
+        update={"status": "failed", "reason": reason, "failed_node": error.node}, goto=END
+    )
+
+
+#: For a failed thread to run its failed node again: the node to write the reset as (so
+#: the graph's own edges lead to the failed node next) and the status that node expects.
+RESTART_FROM: dict[str, tuple[str, str]] = {
+    "answer": ("improve", "pending"),
+    "judge": ("answer", "pending"),
+    "improve": ("judge", "improving"),
+}

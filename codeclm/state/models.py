@@ -177,6 +177,8 @@ class InstructionState(BaseModel):
     status: Status = "pending"
     response_source: Role | None = None
     reason: str | None = None
+    failed_node: str | None = None
+    """The node whose retries ran out (status 'failed'): a later run restarts there."""
     usage: Usage = Field(default_factory=dict)
 
 

@@ -1,0 +1,38 @@
+"""API keys never reach run.json, checkpoints, the cache, logs, or error messages."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from codeclm.bench.mock_llm import MockLLM
+from codeclm.cli import main
+from tests.conftest import SECRET, mock_args, run_cli
+
+
+def test_the_key_is_in_no_file_log_or_error_even_when_calls_fail(
+    mock_llm: MockLLM,
+    seeds_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # everything openai, httpx and langchain log
+    mock_llm.error_rate, mock_llm.invalid_json_rate = 0.2, 0.2  # failures get recorded
+    out = tmp_path / "out"
+    assert (
+        run_cli(seeds_file, mock_llm, out, instructions=6, metadata=3, attempts=1, backoff=0) == 0
+    )
+    assert (out / "failed.jsonl").read_text(), "some calls failed and their reasons were written"
+
+    mock_llm.api_key = "the-server-wants-another-key"  # the key is refused at start-up
+    assert main(["run", str(seeds_file), *mock_args(mock_llm, tmp_path / "refused")]) == 2
+
+    captured = capsys.readouterr()
+    assert "HTTP Request: POST" in caplog.text, "the debug logs were captured"
+    for where, text in (("stdout", captured.out), ("stderr", captured.err), ("logs", caplog.text)):
+        assert SECRET not in text, where
+    for path in out.iterdir():  # run.json, outputs, checkpoints.sqlite, llm_cache.sqlite
+        assert SECRET.encode() not in path.read_bytes(), path.name
