@@ -11,6 +11,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
     step.add_argument("--json", action="store_true", help="one JSON event per step")
     _add_cache_flag(step)
+
+    bench = commands.add_parser(
+        "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
+    )
+    bench.add_argument("--instructions", type=_positive(int), default=1000)
+    bench.add_argument("--latency", type=_positive(float), default=0.05, help="mock s per call")
+    bench.add_argument("--slots", type=_positive(int), default=64, help="mock calls at once")
+    bench.add_argument("--concurrency", type=_positive(int), default=64)
+    bench.add_argument("--seeds", type=_positive(int), default=100, help="synthetic seeds")
+    bench.add_argument("--metadata", type=_positive(int), default=200)
+    bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
+    bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     return parser
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error
+    return parse
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -392,6 +416,22 @@ def _print_thread(detail: dict[str, Any]) -> None:
         console.print(line, soft_wrap=True, highlight=False)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from codeclm.bench.throughput import run_bench  # only this command needs it
+
+    run_bench(
+        instructions=args.instructions,
+        latency=args.latency,
+        slots=args.slots,
+        concurrency=args.concurrency,
+        seeds=args.seeds,
+        metadata=args.metadata,
+        scaling=args.scaling,
+        keep=args.keep,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # On Ctrl-C, LangGraph's cancelled tasks leave coroutines that Python reports as "never
     # awaited" while shutting down: noise to a user who just asked the run to stop.
@@ -409,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.command == "step":
             return cmd_step(args)
+        if args.command == "bench":
+            return cmd_bench(args)
     except (ConfigError, InputError) as exc:
         sys.stderr.write(f"codeclm: error: {exc}\n")
         return EXIT_USAGE

@@ -41,6 +41,40 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+class JsonlWriter:
+    """Rows streamed to a temp file that replaces ``path`` only when all were written.
+
+    For outputs too large to build in memory first (one row per instruction of a run).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self._handle = os.fdopen(fd, "w", encoding="utf-8")
+        self.rows = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
+        if kind is not None:
+            Path(self._tmp).unlink(missing_ok=True)
+            return
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
+        os.replace(self._tmp, self.path)
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     write_atomic(path, "".join(f"{line}\n" for line in lines))

@@ -25,6 +25,7 @@ from codeclm import __version__
 from codeclm.config import ConfigError, RunConfig, differing_keys
 from codeclm.context import PipelineContext
 from codeclm.graph import (
+    TimedSqliteSaver,
     build_instruction_graph,
     build_prepare_graph,
     open_checkpointer,
@@ -44,6 +45,7 @@ from codeclm.outputs import (
     FAILED,
     METADATA,
     RUN_JSON,
+    JsonlWriter,
     dataset_row,
     dropped_row,
     metadata_row,
@@ -204,54 +206,84 @@ async def run_instructions(
     prepared: PrepareState,
     stats: RunStats,
 ) -> list[str]:
-    """Every instruction's thread, at most ``concurrency`` at a time; returns their ids."""
+    """Every instruction's thread, ``concurrency`` workers taking them in turn; their ids.
+
+    A fixed set of workers, not one task per instruction: memory does not grow with the run.
+    """
     entries = {entry.id: entry for entry in prepared.pool}
-    limit = asyncio.Semaphore(context.config.concurrency)
     stats.total = len(prepared.instructions)
+    queue = iter(prepared.instructions)
+
+    async def worker() -> None:
+        for instruction in queue:  # one shared iterator: each instruction goes to one worker
+            await one(instruction.id, instruction.metadata_id, instruction.instruction)
 
     async def one(instruction_id: str, metadata_id: str, text: str) -> None:
         config = thread_config(instruction_id)
-        async with limit:
-            snapshot = await graph.aget_state(config)
-            status = snapshot.values.get("status")
-            if status == "failed":  # retried: a failure may be gone by now (dropped is final)
-                await _reset_failed(graph, config, snapshot.values.get("failed_node"))
-            # Finished means our stored status says so. ``snapshot.next`` is empty too when a
-            # kill fell after a step's tasks wrote their results but before its checkpoint.
-            elif status in FINISHED:
-                stats.count(status)  # finished in an earlier run
-                return
-            start = (
-                None
-                if snapshot.values
-                else initial_state(entries[metadata_id], instruction_id, text)
-            )
-            stats.in_flight += 1
-            try:
-                final = await _stream(graph, start, config, context, stats)
-            finally:
-                stats.in_flight -= 1
-            stats.count(final.get("status", ""))
+        snapshot = await graph.aget_state(config)
+        status = snapshot.values.get("status")
+        if status == "failed":  # retried: a failure may be gone by now (dropped is final)
+            await _reset_failed(graph, config, snapshot.values.get("failed_node"))
+        # Finished means our stored status says so. ``snapshot.next`` is empty too when a
+        # kill fell after a step's tasks wrote their results but before its checkpoint.
+        elif status in FINISHED:
+            stats.count(status)  # finished in an earlier run
+            return
+        start = (
+            None if snapshot.values else initial_state(entries[metadata_id], instruction_id, text)
+        )
+        stats.in_flight += 1
+        try:
+            final = await _stream(graph, start, config, context, stats)
+        finally:
+            stats.in_flight -= 1
+        stats.count(final.get("status", ""))
 
-    await asyncio.gather(*(one(i.id, i.metadata_id, i.instruction) for i in prepared.instructions))
+    await asyncio.gather(*(worker() for _ in range(context.config.concurrency)))
     return [i.id for i in prepared.instructions]
+
+
+@dataclass
+class Totals:
+    """The instructions' outcomes, summed while the outputs are written.
+
+    A run's states are never all held in memory at once: memory stays flat as runs grow.
+    """
+
+    instructions: int = 0
+    kept: int = 0
+    kept_strong: int = 0
+    kept_target: int = 0
+    kept_by_iteration: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    usage: dict[str, TokenUsage] = field(default_factory=dict)
+
+    def add(self, state: InstructionState) -> None:
+        self.instructions += 1
+        self.usage = add_usage(self.usage, state.usage)
+        if state.status == "kept":
+            self.kept += 1
+            self.kept_strong += state.response_source == "strong"
+            self.kept_target += state.response_source == "target"
+            key = str(state.iteration)
+            self.kept_by_iteration[key] = self.kept_by_iteration.get(key, 0) + 1
+        elif state.status in ("dropped", "failed"):
+            setattr(self, state.status, getattr(self, state.status) + 1)
+        else:
+            self.unfinished += 1
 
 
 def _summary(
     config: RunConfig,
     prepared: PrepareState,
-    states: list[InstructionState],
+    totals: Totals,
     started: float,
     models: dict[str, RoleModel],
     inputs: dict[str, str | None],
 ) -> dict[str, Any]:
-    usage: dict[str, TokenUsage] = dict(prepared.usage)
-    for state in states:
-        usage = add_usage(usage, state.usage)
-    kept = [s for s in states if s.status == "kept"]
-    by_iteration: dict[str, int] = {}
-    for state in kept:
-        by_iteration[str(state.iteration)] = by_iteration.get(str(state.iteration), 0) + 1
+    usage = add_usage(dict(prepared.usage), totals.usage)
     origins = [entry.origin for entry in prepared.pool]
     return {
         "codeclm_version": __version__,
@@ -274,14 +306,14 @@ def _summary(
             "metadata_encoded": origins.count("encoded"),
             "metadata_augmented": origins.count("augmented"),
             "instructions_requested": config.instructions,
-            "instructions": len(states),
-            "kept": len(kept),
-            "kept_strong": sum(1 for s in kept if s.response_source == "strong"),
-            "kept_target": sum(1 for s in kept if s.response_source == "target"),
-            "kept_by_iteration": by_iteration,
-            "dropped": sum(1 for s in states if s.status == "dropped"),
-            "failed": sum(1 for s in states if s.status == "failed"),
-            "unfinished": sum(1 for s in states if s.status not in FINISHED),
+            "instructions": totals.instructions,
+            "kept": totals.kept,
+            "kept_strong": totals.kept_strong,
+            "kept_target": totals.kept_target,
+            "kept_by_iteration": totals.kept_by_iteration,
+            "dropped": totals.dropped,
+            "failed": totals.failed,
+            "unfinished": totals.unfinished,
         },
         "prepare_failures": [f.model_dump() for f in prepared.failures],
         "usage": {role: u.model_dump() for role, u in sorted(usage.items())},
@@ -289,23 +321,30 @@ def _summary(
     }
 
 
-async def _final_states(
-    graph: CompiledStateGraph[Any, Any, Any, Any], prepared: PrepareState
-) -> list[InstructionState]:
-    """Each instruction's latest checkpointed state (threads never started are left out)."""
-    states = []
-    for instruction in prepared.instructions:
-        snapshot = await graph.aget_state(thread_config(instruction.id))
-        if snapshot.values:
-            states.append(InstructionState.model_validate(snapshot.values))
-    return states
+async def _write_outputs(
+    graph: CompiledStateGraph[Any, Any, Any, Any], prepared: PrepareState, out_dir: Path
+) -> Totals:
+    """The three result files, rebuilt whole from the checkpoints (never appended).
 
-
-def _write_outputs(out_dir: Path, states: list[InstructionState]) -> None:
-    """The three result files, rebuilt whole from the checkpoints (never appended)."""
-    write_jsonl(out_dir / DATASET, (dataset_row(s) for s in states if s.status == "kept"))
-    write_jsonl(out_dir / DROPPED, (dropped_row(s) for s in states if s.status == "dropped"))
-    write_jsonl(out_dir / FAILED, (dropped_row(s) for s in states if s.status == "failed"))
+    One thread's state at a time is read and written out; threads never started are left out.
+    """
+    totals = Totals()
+    with (
+        JsonlWriter(out_dir / DATASET) as dataset,
+        JsonlWriter(out_dir / DROPPED) as dropped,
+        JsonlWriter(out_dir / FAILED) as failed,
+    ):
+        for instruction in prepared.instructions:
+            snapshot = await graph.aget_state(thread_config(instruction.id))
+            if not snapshot.values:
+                continue
+            state = InstructionState.model_validate(snapshot.values)
+            totals.add(state)
+            if state.status == "kept":
+                dataset.write(dataset_row(state))
+            elif state.status in ("dropped", "failed"):
+                (dropped if state.status == "dropped" else failed).write(dropped_row(state))
+    return totals
 
 
 @dataclass
@@ -316,6 +355,7 @@ class OpenRun:
     models: dict[str, RoleModel]
     prepare: CompiledStateGraph[Any, Any, Any, Any]
     instructions: CompiledStateGraph[Any, Any, Any, Any]
+    saver: TimedSqliteSaver
 
 
 @asynccontextmanager
@@ -350,6 +390,7 @@ async def open_run(
                         models=models,
                         prepare=build_prepare_graph(retry).compile(checkpointer=saver),
                         instructions=build_instruction_graph(retry).compile(checkpointer=saver),
+                        saver=saver,
                     )
             finally:
                 if cache is not None:
@@ -387,7 +428,8 @@ async def execute(
     async with open_run(config, out_dir, check_seeds_fit) as run:
         # Record the settings first, so a later run against this folder is checked.
         write_json(
-            out_dir / RUN_JSON, _summary(config, PrepareState(), [], started, run.models, inputs)
+            out_dir / RUN_JSON,
+            _summary(config, PrepareState(), Totals(), started, run.models, inputs),
         )
 
         on_phase("preparing metadata, rubrics and instructions")
@@ -401,8 +443,8 @@ async def execute(
         try:
             await run_instructions(run.instructions, run.context, prepared, stats)
         finally:  # on Ctrl-C too: whatever has finished is written out
-            states = await _final_states(run.instructions, prepared)
-            _write_outputs(out_dir, states)
-            summary = _summary(config, prepared, states, started, run.models, inputs)
+            totals = await _write_outputs(run.instructions, prepared, out_dir)
+            summary = _summary(config, prepared, totals, started, run.models, inputs)
+            summary["checkpointing"] = run.saver.stats()
             write_json(out_dir / RUN_JSON, summary)
     return RunResult(out_dir=out_dir, summary=summary)

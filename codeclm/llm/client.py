@@ -6,8 +6,10 @@ does not validate raises ``UnparseableReply``; the graph's ``RetryPolicy`` retri
 transient HTTP failures, and the node's error handler records what is left. ChatOpenAI's
 own retries are off (``max_retries=0``) so the two layers never multiply.
 
-Each role owns its httpx client for the length of a run (keep-alive connections belong to
-one event loop), and its ``RoleLimits``: slots, rate limits and ``Retry-After`` pauses.
+Each role owns its HTTP client for the length of a run (keep-alive connections belong to
+one event loop): the OpenAI SDK's aiohttp transport, which costs less CPU per request than
+its default httpx pool at high concurrency (docs/performance.md). And its ``RoleLimits``:
+slots, rate limits and ``Retry-After`` pauses.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
-import httpx
 import openai
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
@@ -62,7 +64,7 @@ class RoleModel:
 
     role: str
     chat: ChatOpenAI
-    http_client: httpx.AsyncClient
+    http_client: openai.DefaultAioHttpClient
     strict_schema: bool = False
     limits: RoleLimits = field(default_factory=RoleLimits)
     cache: ResponseCache | None = None
@@ -107,7 +109,9 @@ class RoleModel:
                 return accept(hit[0]), TokenUsage(cached_calls=1)
         params: dict[str, Any] = dict(overrides)
         if response_format is not None:
-            params["response_format"] = response_format
+            # Sent as-is in the body: we validate the reply ourselves, so the SDK's
+            # structured-output path (which re-walks the schema on every call) is not needed.
+            params["extra_body"] = {"response_format": response_format}
         # What a provider's token limiter counts: the prompt (about 4 characters a token)
         # plus every token the reply may use.
         estimate = len(prompt) // 4 + int(self.chat.max_tokens or 0)
@@ -141,7 +145,7 @@ class RoleModel:
             "json_schema": {
                 "name": schema.__name__,
                 "strict": self.strict_schema,
-                "schema": schema.model_json_schema(),
+                "schema": _json_schema(schema),
             },
         }
 
@@ -156,6 +160,12 @@ class RoleModel:
                 ) from None
 
         return await self._complete(prompt, overrides, response_format, accept)
+
+
+@cache
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """A reply model's JSON schema, built once (pydantic rebuilds it on every call)."""
+    return schema.model_json_schema()
 
 
 def _content(message: AIMessage | Any) -> str:
@@ -204,11 +214,7 @@ def make_role_model(
 ) -> RoleModel:
     """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
     key = api_key if api_key is not None else resolve_api_key(role, config)
-    http_client = httpx.AsyncClient(
-        # Enough kept-alive connections for every request in flight: reconnecting costs CPU.
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
-        timeout=config.timeout,
-    )
+    http_client = openai.DefaultAioHttpClient(timeout=config.timeout)
     chat = ChatOpenAI(
         model=model or config.model or "default",
         base_url=base_url or config.base_url,

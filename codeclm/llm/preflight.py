@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-import httpx
+import httpx2
 
 from codeclm.config import ConfigError, RunConfig
 from codeclm.llm.client import RoleModel
@@ -48,7 +48,7 @@ async def _check_role(model: RoleModel, config: RunConfig) -> int | None:
     if role_config.embedded:
         return role_config.context_tokens or CONTEXT_PER_SLOT
     base = str(model.chat.openai_api_base or "https://api.openai.com/v1").rstrip("/")
-    shown = httpx.URL(base).copy_with(username=None, password=None)
+    shown = httpx2.URL(base).copy_with(username=None, password=None)
     key = model.chat.openai_api_key.get_secret_value() if model.chat.openai_api_key else ""
     try:
         reply = await model.http_client.get(
@@ -56,7 +56,7 @@ async def _check_role(model: RoleModel, config: RunConfig) -> int | None:
             headers={"Authorization": f"Bearer {key}"},
             timeout=PREFLIGHT_TIMEOUT,
         )
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0]
         raise ConfigError(
             f"{model.role} model: cannot reach {shown} ({reason}); is the server running?"

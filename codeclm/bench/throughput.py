@@ -1,0 +1,196 @@
+"""``codeclm bench``: a real ``codeclm run`` against the loopback mock, measured from outside.
+
+The mock runs in its own process with a fixed latency per call and a fixed number of slots,
+like a serving engine's batch slots, so the best any client can do is
+``calls × latency / slots`` seconds. The run is a child process, so its CPU time and peak
+RSS come from the kernel (``wait4``), checkpointing included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL
+from codeclm.outputs import CHECKPOINTS, RUN_JSON
+
+
+@dataclass
+class BenchResult:
+    """What one measured run produced."""
+
+    instructions: int
+    finished: int
+    calls: int
+    wall: float
+    pipeline_wall: float
+    cpu: float
+    peak_rss_mb: float
+    bound: float
+    checkpoint_seconds: float
+    node_steps: int
+    db_bytes: int
+
+    @property
+    def efficiency(self) -> float:
+        return self.bound / self.wall if self.wall else 0.0
+
+    def rows(self) -> list[tuple[str, str]]:
+        per_call = self.cpu / self.calls * 1000 if self.calls else 0.0
+        return [
+            ("instructions (finished)", f"{self.instructions:,} ({self.finished:,})"),
+            ("LLM calls", f"{self.calls:,}"),
+            ("wall time (process / pipeline)", f"{self.wall:.2f} s / {self.pipeline_wall:.2f} s"),
+            ("lower bound calls × latency / slots", f"{self.bound:.2f} s"),
+            ("efficiency = bound / wall", f"{self.efficiency:.3f}"),
+            ("LLM calls per second", f"{self.calls / self.wall:,.0f}"),
+            ("client CPU per LLM call (user+sys)", f"{per_call:.2f} ms"),
+            (
+                "checkpoint time per node step",
+                f"{self.checkpoint_seconds / max(self.node_steps, 1) * 1000:.2f} ms"
+                f" ({self.node_steps:,} steps)",
+            ),
+            (
+                "checkpoint DB per finished instruction",
+                f"{self.db_bytes / max(self.finished, 1) / 1024:.1f} KB",
+            ),
+            ("peak RSS", f"{self.peak_rss_mb:.0f} MB"),
+        ]
+
+
+def _start_mock(latency: float, slots: int, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "codeclm.bench.mock_llm", *extra]
+    command += ["--latency", str(latency), "--slots", str(slots)]
+    mock = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert mock.stdout is not None
+    return mock, mock.stdout.readline().strip()
+
+
+def _write_inputs(folder: Path, base_url: str, options: dict[str, Any], seeds: int) -> None:
+    lines = [
+        json.dumps({"id": f"b{i}", "instruction": f"Benchmark seed {i}: explain topic {i * 13}."})
+        for i in range(seeds)
+    ]
+    (folder / "seeds.jsonl").write_text("\n".join(lines) + "\n")
+    settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+    for role, model in (("strong", STRONG_MODEL), ("target", TARGET_MODEL)):
+        settings += f'[{role}]\nmodel = "{model}"\nbase_url = "{base_url}"\n'
+    (folder / "bench.toml").write_text(settings)
+
+
+def measure(
+    *,
+    instructions: int,
+    latency: float,
+    slots: int,
+    concurrency: int,
+    seeds: int,
+    metadata: int,
+    workdir: Path,
+    mock_args: list[str] | None = None,
+) -> BenchResult:
+    """One ``codeclm run`` of ``instructions`` against a fresh mock; its figures."""
+    mock, base_url = _start_mock(latency, slots, mock_args or [])
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        options = dict(instructions=instructions, metadata=metadata, concurrency=concurrency)
+        _write_inputs(workdir, base_url, options, seeds)
+        out = workdir / "run"
+        argv = [sys.executable, "-m", "codeclm", "run", str(workdir / "seeds.jsonl")]
+        argv += ["--config", str(workdir / "bench.toml"), "--out", str(out), "--quiet"]
+        env = {**os.environ, "OPENAI_API_KEY": "bench"}
+        started = time.monotonic()
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.monotonic() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise RuntimeError(f"codeclm run exited {child.returncode}")
+    finally:
+        mock.terminate()
+        mock.wait()
+    summary = json.loads((out / RUN_JSON).read_text())
+    calls = sum(role["calls"] for role in summary["usage"].values())
+    counts, checkpointing = summary["counts"], summary.get("checkpointing", {})
+    return BenchResult(
+        instructions=counts["instructions"],
+        finished=counts["kept"] + counts["dropped"] + counts["failed"],
+        calls=calls,
+        wall=wall,
+        pipeline_wall=summary["wall_seconds"],
+        cpu=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        bound=calls * latency / slots,
+        checkpoint_seconds=checkpointing.get("seconds", 0.0),
+        node_steps=checkpointing.get("checkpoints", 0),
+        db_bytes=sum(p.stat().st_size for p in out.glob(f"{CHECKPOINTS}*")),
+    )
+
+
+def _print(title: str, result: BenchResult, console: Console) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in result.rows():
+        table.add_row(name, value)
+    console.print(table)
+
+
+def run_bench(
+    *,
+    instructions: int,
+    latency: float,
+    slots: int,
+    concurrency: int,
+    seeds: int,
+    metadata: int,
+    scaling: bool,
+    keep: Path | None,
+) -> list[BenchResult]:
+    """Print the figures of one run, or with ``scaling`` of 1k and 10k instructions."""
+    console = Console()
+    sizes = [1_000, 10_000] if scaling else [instructions]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="codeclm-bench-") as scratch:
+        for size in sizes:
+            workdir = (keep or Path(scratch)) / f"bench-{size}"
+            console.print(
+                f"codeclm bench: {size:,} instructions, mock {latency * 1000:g} ms per call, "
+                f"{slots} slots, --concurrency {concurrency} ...",
+                highlight=False,
+            )
+            result = measure(
+                instructions=size,
+                latency=latency,
+                slots=slots,
+                concurrency=concurrency,
+                seeds=seeds,
+                metadata=metadata,
+                workdir=workdir,
+            )
+            results.append(result)
+            _print(f"{size:,} instructions", result, console)
+    if scaling and len(results) == 2:
+        small, large = results
+        console.print(
+            f"peak RSS {small.peak_rss_mb:.0f} MB at 1k, {large.peak_rss_mb:.0f} MB at 10k "
+            f"(ratio {large.peak_rss_mb / small.peak_rss_mb:.2f}); CPU per instruction "
+            f"{small.cpu / small.instructions * 1000:.2f} ms at 1k, "
+            f"{large.cpu / large.instructions * 1000:.2f} ms at 10k",
+            highlight=False,
+        )
+    return results
