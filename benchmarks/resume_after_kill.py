@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import mock_args
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
+from tests.conftest import mock_args
 
 SEEDS = Path(__file__).resolve().parents[1] / "codeclm" / "examples" / "seeds.jsonl"
 

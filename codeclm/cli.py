@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=_positive(int), default=100, help="synthetic seeds")
     bench.add_argument("--metadata", type=_positive(int), default=200)
     bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
+    bench.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the pipeline's tokens/s on the embedded model beside llama.cpp's own",
+    )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     return parser
 
@@ -417,8 +422,11 @@ def _print_thread(detail: dict[str, Any]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codeclm.bench.throughput import run_bench  # only this command needs it
+    from codeclm.bench.throughput import run_bench, run_embedded_bench  # only bench needs them
 
+    if args.embedded:
+        run_embedded_bench(slots=min(args.concurrency, 8), keep=args.keep)
+        return 0
     run_bench(
         instructions=args.instructions,
         latency=args.latency,

@@ -8,6 +8,7 @@ RSS come from the kernel (``wait4``), checkpointing included.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL
+from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 from codeclm.outputs import CHECKPOINTS, RUN_JSON
 
 
@@ -52,11 +54,14 @@ class BenchResult:
             ("LLM calls", f"{self.calls:,}"),
             ("wall time (process / pipeline)", f"{self.wall:.2f} s / {self.pipeline_wall:.2f} s"),
             ("lower bound calls × latency / slots", f"{self.bound:.2f} s"),
-            ("efficiency = bound / wall", f"{self.efficiency:.3f}"),
+            (
+                "efficiency = bound / wall (process / pipeline)",
+                f"{self.efficiency:.3f} / {self.bound / self.pipeline_wall:.3f}",
+            ),
             ("LLM calls per second", f"{self.calls / self.wall:,.0f}"),
             ("client CPU per LLM call (user+sys)", f"{per_call:.2f} ms"),
             (
-                "checkpoint time per node step",
+                "checkpoint wall time per node step (queueing included)",
                 f"{self.checkpoint_seconds / max(self.node_steps, 1) * 1000:.2f} ms"
                 f" ({self.node_steps:,} steps)",
             ),
@@ -194,3 +199,72 @@ def run_bench(
             highlight=False,
         )
     return results
+
+
+async def _server_throughput(base_url: str, slots: int, prompt: str, max_tokens: int) -> float:
+    """Output tokens/s of the server alone: ``slots`` streams of plain requests, kept full."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="embedded", max_retries=0)
+    tokens = 0
+
+    async def stream_of_requests() -> None:
+        nonlocal tokens
+        for _ in range(3):
+            reply = await client.chat.completions.create(
+                model=EMBEDDED_MODEL_NAME,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=max_tokens,
+                temperature=0.7,
+            )
+            tokens += reply.usage.completion_tokens if reply.usage else 0
+
+    started = time.monotonic()
+    await asyncio.gather(*(stream_of_requests() for _ in range(slots)))
+    elapsed = time.monotonic() - started
+    await client.close()
+    return tokens / elapsed
+
+
+def run_embedded_bench(*, slots: int, keep: Path | None) -> None:
+    """The pipeline's tokens/s on the embedded model next to the llama.cpp server's own.
+
+    One server serves both measurements in turn: first plain requests keeping every slot
+    busy, then a real ``codeclm run`` (the demo's settings) pointed at the same server.
+    """
+    console = Console()
+    with (
+        EmbeddedServer(slots=slots) as server,
+        tempfile.TemporaryDirectory(prefix="codeclm-bench-") as scratch,
+    ):
+        workdir = keep or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        prompt = "Explain in a short paragraph why the sky is blue."
+        console.print(f"codeclm bench --embedded: llama.cpp alone, {slots} slots ...")
+        server_tps = asyncio.run(_server_throughput(server.base_url, slots, prompt, 128))
+        console.print("codeclm bench --embedded: codeclm run on the same server ...")
+        out = workdir / "run"
+        demo = Path(__file__).resolve().parents[1] / "examples"
+        argv = [sys.executable, "-m", "codeclm", "run", str(demo / "seeds.jsonl")]
+        argv += ["--config", str(demo / "demo.toml"), "--out", str(out), "--quiet"]
+        argv += ["--concurrency", str(slots)]
+        for role in ("strong", "target"):
+            argv += [f"--{role}-model", EMBEDDED_MODEL_NAME, f"--{role}-base-url", server.base_url]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        summary = json.loads((out / RUN_JSON).read_text())
+    wall = summary["wall_seconds"]
+    usage = summary["usage"].values()
+    output = sum(u["output_tokens"] for u in usage)
+    prompt_tokens = sum(u["input_tokens"] for u in usage)
+    calls = sum(u["calls"] for u in usage)
+    table = Table(title=f"embedded SmolLM2-135M, {slots} slots", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("llama.cpp alone: output tokens/s", f"{server_tps:.1f}")
+    table.add_row("codeclm run: output tokens/s", f"{output / wall:.1f}")
+    table.add_row("codeclm run: prompt + output tokens/s", f"{(output + prompt_tokens) / wall:.1f}")
+    table.add_row("codeclm run: calls", f"{calls}")
+    table.add_row("codeclm run: prompt / output tokens", f"{prompt_tokens:,} / {output:,}")
+    table.add_row("codeclm run: wall", f"{wall:.1f} s")
+    table.add_row("pipeline / server output rate", f"{output / wall / server_tps:.2f}")
+    console.print(table)

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 import httpx2
+from pydantic import SecretStr
 
 from codeclm.config import ConfigError, RunConfig
 from codeclm.llm.client import RoleModel
@@ -31,7 +32,8 @@ def _context_from(listing: Any, model: str) -> int | None:
     for entry in entries:
         if not isinstance(entry, dict) or (len(entries) > 1 and entry.get("id") != model):
             continue
-        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        meta = entry.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
         for value in (
             entry.get("max_model_len"),
             entry.get("context_length"),
@@ -49,7 +51,8 @@ async def _check_role(model: RoleModel, config: RunConfig) -> int | None:
         return role_config.context_tokens or CONTEXT_PER_SLOT
     base = str(model.chat.openai_api_base or "https://api.openai.com/v1").rstrip("/")
     shown = httpx2.URL(base).copy_with(username=None, password=None)
-    key = model.chat.openai_api_key.get_secret_value() if model.chat.openai_api_key else ""
+    secret = model.chat.openai_api_key
+    key = secret.get_secret_value() if isinstance(secret, SecretStr) else ""
     try:
         reply = await model.http_client.get(
             f"{base}/models",
