@@ -73,8 +73,8 @@ class BenchResult:
         ]
 
 
-def _start_mock(latency: float, slots: int, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "codeclm.bench.mock_llm", *extra]
+def _start_mock(latency: float, slots: int) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "codeclm.bench.mock_llm"]
     command += ["--latency", str(latency), "--slots", str(slots)]
     mock = subprocess.Popen(
         command,
@@ -106,10 +106,9 @@ def measure(
     seeds: int,
     metadata: int,
     workdir: Path,
-    mock_args: list[str] | None = None,
 ) -> BenchResult:
     """One ``codeclm run`` of ``instructions`` against a fresh mock; its figures."""
-    mock, base_url = _start_mock(latency, slots, mock_args or [])
+    mock, base_url = _start_mock(latency, slots)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         options = dict(instructions=instructions, metadata=metadata, concurrency=concurrency)
@@ -146,11 +145,11 @@ def measure(
     )
 
 
-def _print(title: str, result: BenchResult, console: Console) -> None:
+def _print(title: str, rows: list[tuple[str, str]], console: Console) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for name, value in result.rows():
+    for name, value in rows:
         table.add_row(name, value)
     console.print(table)
 
@@ -188,7 +187,7 @@ def run_bench(
                 workdir=workdir,
             )
             results.append(result)
-            _print(f"{size:,} instructions", result, console)
+            _print(f"{size:,} instructions", result.rows(), console)
     if scaling and len(results) == 2:
         small, large = results
         console.print(
@@ -257,14 +256,13 @@ def run_embedded_bench(*, slots: int, keep: Path | None) -> None:
     output = sum(u["output_tokens"] for u in usage)
     prompt_tokens = sum(u["input_tokens"] for u in usage)
     calls = sum(u["calls"] for u in usage)
-    table = Table(title=f"embedded SmolLM2-135M, {slots} slots", show_header=False)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_row("llama.cpp alone: output tokens/s", f"{server_tps:.1f}")
-    table.add_row("codeclm run: output tokens/s", f"{output / wall:.1f}")
-    table.add_row("codeclm run: prompt + output tokens/s", f"{(output + prompt_tokens) / wall:.1f}")
-    table.add_row("codeclm run: calls", f"{calls}")
-    table.add_row("codeclm run: prompt / output tokens", f"{prompt_tokens:,} / {output:,}")
-    table.add_row("codeclm run: wall", f"{wall:.1f} s")
-    table.add_row("pipeline / server output rate", f"{output / wall / server_tps:.2f}")
-    console.print(table)
+    rows = [
+        ("llama.cpp alone: output tokens/s", f"{server_tps:.1f}"),
+        ("codeclm run: output tokens/s", f"{output / wall:.1f}"),
+        ("codeclm run: prompt + output tokens/s", f"{(output + prompt_tokens) / wall:.1f}"),
+        ("codeclm run: calls", f"{calls}"),
+        ("codeclm run: prompt / output tokens", f"{prompt_tokens:,} / {output:,}"),
+        ("codeclm run: wall", f"{wall:.1f} s"),
+        ("pipeline / server output rate", f"{output / wall / server_tps:.2f}"),
+    ]
+    _print(f"embedded SmolLM2-135M, {slots} slots", rows, console)
