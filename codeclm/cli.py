@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from codeclm import __version__
-from codeclm.config import ConfigError, RunConfig, load_config_file, resolve_config
+from codeclm.config import METHODS, ConfigError, RunConfig, load_config_file, resolve_config
 from codeclm.inspect import list_threads, thread_history
 from codeclm.outputs import RUN_JSON
 from codeclm.runner import RunError, RunResult, RunStats, execute
@@ -39,6 +39,12 @@ _RUN_FLAGS: dict[str, tuple[type, str]] = {
     "seed": (int, "seed of every random choice, for reproducible runs (default 0)"),
     "attempts": (int, "tries per LLM step before it is recorded as failed (default 3)"),
     "backoff": (float, "seconds before the first retry, doubling after (default 1)"),
+    "dedup": (
+        float,
+        "drop kept pairs whose instruction has embedding cosine >= this with an earlier one "
+        "(e.g. 0.9; default: keep all)",
+    ),
+    "evol_rounds": (int, "evol-instruct: evolution rounds per instruction (default 4)"),
 }
 _ROLE_FLAGS = ("model", "base_url", "api_key_env")
 
@@ -89,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSONL of {'use_case', 'skills'} written by you, instead of seeds",
     )
     run.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings file")
+    run.add_argument(
+        "--method",
+        choices=METHODS,
+        help="codeclm (default, the full method); its ablations codeclm-metadata (metadata "
+        "only) and codeclm-rubrics (+ Self-Rubrics, no Contrastive Filtering); or the "
+        "baselines self-instruct and evol-instruct",
+    )
     run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
     for name, (kind, text) in _RUN_FLAGS.items():
         run.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
@@ -172,6 +185,7 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
     values["cache"] = args.cache
+    values["method"] = args.method
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target"):

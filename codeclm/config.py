@@ -10,9 +10,16 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -51,17 +58,14 @@ class RoleConfig(BaseModel):
         return self.model is None and self.base_url is None
 
 
-class RunConfig(BaseModel):
-    """Everything that shapes a run. Defaults are the paper's where it gives one."""
+class ModelSettings(BaseModel):
+    """What every command that calls models shares: its roles, pacing, retries and cache."""
 
     model_config = ConfigDict(extra="forbid")
 
-    instructions: int = Field(2000, gt=0, description="basic instructions in total")
-    metadata: int = Field(200, gt=0, description="size of the augmented metadata pool")
-    threshold: float = Field(3.0, ge=0, description="θ of the signed gap rule (10-point scale)")
-    max_iterations: int = Field(4, ge=1, description="the basic instruction is iteration 1")
-    rubrics: int = Field(4, ge=1, description="rubrics and actions per metadata entry")
-    max_skills: int = Field(3, ge=1, description="skills per metadata entry")
+    #: The model roles this command uses, each a ``RoleConfig`` field of the same name.
+    ROLES: ClassVar[tuple[str, ...]] = ("strong", "target")
+
     concurrency: int = Field(8, ge=1, description="LLM requests in flight at once")
     seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
     attempts: int = Field(3, ge=1, description="tries per LLM step before it is recorded failed")
@@ -78,19 +82,73 @@ class RunConfig(BaseModel):
             raise ValueError(f"prompts_dir {value!r} is not a folder")
         return value
 
+    def role(self, name: str) -> RoleConfig:
+        role: RoleConfig = getattr(self, name)
+        return role
+
     def fingerprint_fields(self) -> dict[str, Any]:
         """The settings that change what a run produces (limits and retrying do not)."""
         pacing = set(_ROLE_PACING)
         exclude: dict[str, Any] = {
             key: True for key in ("concurrency", "attempts", "backoff", "cache")
         }
-        exclude.update(strong=pacing, target=pacing)
+        exclude.update({role: pacing for role in self.ROLES})
         return self.model_dump(exclude=exclude, mode="json")
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+
+Method = Literal["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
+METHODS: tuple[str, ...] = get_args(Method)
+
+
+class RunConfig(ModelSettings):
+    """Everything that shapes a run. Defaults are the paper's where it gives one."""
+
+    method: Method = Field(
+        "codeclm",
+        description="codeclm (the full method), its ablations codeclm-metadata and "
+        "codeclm-rubrics, or the baselines self-instruct and evol-instruct",
+    )
+    instructions: int = Field(2000, gt=0, description="basic instructions in total")
+    metadata: int = Field(200, gt=0, description="size of the augmented metadata pool")
+    threshold: float = Field(3.0, ge=0, description="θ of the signed gap rule (10-point scale)")
+    max_iterations: int = Field(4, ge=1, description="the basic instruction is iteration 1")
+    rubrics: int = Field(4, ge=1, description="rubrics and actions per metadata entry")
+    max_skills: int = Field(3, ge=1, description="skills per metadata entry")
+    dedup: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="drop a basic instruction whose embedding cosine to an earlier one is at "
+        "least this (before any answer is paid for); unset: keep all",
+    )
+    evol_rounds: int = Field(4, ge=1, description="evol-instruct: evolution rounds per seed")
+    rouge_threshold: float = Field(
+        0.7, gt=0, le=1, description="self-instruct: ROUGE-L above which a new one is rejected"
+    )
+
+
+class EvalConfig(ModelSettings):
+    """``codeclm eval``: target and strong answer each benchmark item, the judge scores."""
+
+    ROLES: ClassVar[tuple[str, ...]] = ("strong", "target", "judge")
+
+    judge: RoleConfig = Field(default_factory=RoleConfig)
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N items")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_defaults_to_strong(cls, values: Any) -> Any:
+        """No judge named: the strong model judges, as in the paper's own evaluation."""
+        if isinstance(values, dict) and not values.get("judge"):
+            values = {**values, "judge": dict(values.get("strong") or {})}
+        return values
+
+
+S = TypeVar("S", bound=ModelSettings)
 
 _ROLE_PACING = ("timeout", "max_concurrency", "requests_per_minute", "tokens_per_minute")
 """Role settings that change how fast a run goes, never what it produces."""
@@ -123,22 +181,29 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_config(
-    file_values: dict[str, Any], overrides: dict[str, Any], source: str
-) -> RunConfig:
+def resolve_settings(
+    kind: type[S], file_values: dict[str, Any], overrides: dict[str, Any], source: str
+) -> S:
     """Merge flags over the file's values; role overrides merge key by key."""
     merged: dict[str, Any] = {k: v for k, v in file_values.items()}
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in ("strong", "target"):
+        if key in kind.ROLES:
             merged[key] = {**(merged.get(key) or {}), **value}
         else:
             merged[key] = value
     try:
-        return RunConfig.model_validate(merged)
+        return kind.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, source)) from None
+
+
+def resolve_config(
+    file_values: dict[str, Any], overrides: dict[str, Any], source: str
+) -> RunConfig:
+    """A run's settings: flags over the file's values over the defaults."""
+    return resolve_settings(RunConfig, file_values, overrides, source)
 
 
 def differing_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

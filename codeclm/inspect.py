@@ -6,14 +6,15 @@ all ``aget_state`` and ``aget_state_history`` need.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langgraph.graph.state import CompiledStateGraph
 
-from codeclm.config import ConfigError
+from codeclm.config import METHODS, ConfigError, Method
 from codeclm.graph import (
     build_instruction_graph,
     build_prepare_graph,
@@ -21,7 +22,7 @@ from codeclm.graph import (
     thread_config,
 )
 from codeclm.graph import retry_policy as _retry
-from codeclm.outputs import CHECKPOINTS
+from codeclm.outputs import CHECKPOINTS, RUN_JSON
 from codeclm.runner import FINISHED, PREPARE_THREAD
 from codeclm.state import InstructionState, PrepareState
 
@@ -48,11 +49,23 @@ def _checkpoints_path(out_dir: Path) -> Path:
     return path
 
 
+def _method(out_dir: Path) -> Method:
+    """The run's method (its threads' graph), from run.json; runs before methods: codeclm."""
+    try:
+        recorded = json.loads((out_dir / RUN_JSON).read_text(encoding="utf-8"))
+        method = recorded["config"].get("method", "codeclm")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "codeclm"
+    return cast(Method, method if method in METHODS else "codeclm")
+
+
 async def list_threads(out_dir: Path) -> dict[str, Any]:
     """Every instruction thread's status, iteration and last gap, and the counts."""
     async with open_checkpointer(_checkpoints_path(out_dir)) as saver:
         prepare: Graph = build_prepare_graph(_retry(1)).compile(checkpointer=saver)
-        graph: Graph = build_instruction_graph(_retry(1)).compile(checkpointer=saver)
+        graph: Graph = build_instruction_graph(_retry(1), _method(out_dir)).compile(
+            checkpointer=saver
+        )
         snapshot = await prepare.aget_state(thread_config(PREPARE_THREAD))
         prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
         threads = []
@@ -100,7 +113,9 @@ def _step_record(
 async def thread_history(out_dir: Path, thread_id: str) -> dict[str, Any]:
     """One instruction's current state and its history, oldest step first."""
     async with open_checkpointer(_checkpoints_path(out_dir)) as saver:
-        graph: Graph = build_instruction_graph(_retry(1)).compile(checkpointer=saver)
+        graph: Graph = build_instruction_graph(_retry(1), _method(out_dir)).compile(
+            checkpointer=saver
+        )
         snapshots = [s async for s in graph.aget_state_history(thread_config(thread_id))]
     if not snapshots:
         raise ConfigError(f"no thread {thread_id!r} in {out_dir} (see: codeclm inspect {out_dir})")

@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import RetryPolicy
+from pydantic import BaseModel
 
 from codeclm import __version__
-from codeclm.config import ConfigError, RunConfig, differing_keys
+from codeclm.config import ConfigError, ModelSettings, RunConfig, differing_keys
 from codeclm.context import PipelineContext
 from codeclm.graph import (
     TimedSqliteSaver,
@@ -32,11 +35,11 @@ from codeclm.graph import (
     retry_policy,
     thread_config,
 )
+from codeclm.graph.instruction import RESTART_FROM
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
-from codeclm.nodes.instruction import RESTART_FROM
 from codeclm.outputs import (
     CACHE,
     CHECKPOINTS,
@@ -52,9 +55,10 @@ from codeclm.outputs import (
     write_json,
     write_jsonl,
 )
-from codeclm.prompts import load_prompts
+from codeclm.prompts import Prompts, load_prompts
 from codeclm.seeds import check_fits_context
 from codeclm.state import (
+    BasicInstruction,
     InstructionState,
     MetadataEntry,
     PrepareState,
@@ -83,7 +87,9 @@ class RunStats:
     def finished(self) -> int:
         return self.kept + self.dropped + self.failed
 
-    def count(self, status: str) -> None:
+    def count(self, values: dict[str, Any]) -> None:
+        """A thread ended (now, or in an earlier run) with these final values."""
+        status = values.get("status")
         if status in FINISHED:
             setattr(self, status, getattr(self, status) + 1)
 
@@ -128,16 +134,17 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
         )
 
 
-def initial_state(entry: MetadataEntry, instruction_id: str, text: str) -> InstructionState:
+def initial_state(entry: MetadataEntry | None, instruction: BasicInstruction) -> InstructionState:
+    """A thread's first state; the baselines have no metadata entry (``entry`` is None)."""
     return InstructionState(
-        id=instruction_id,
-        metadata_id=entry.id,
-        use_case=entry.use_case,
-        skills=entry.skills,
-        seed_ids=entry.seed_ids,
-        candidate_actions=entry.actions,
-        basic_instruction=text,
-        instruction=text,
+        id=instruction.id,
+        metadata_id=instruction.metadata_id,
+        use_case=entry.use_case if entry else "",
+        skills=entry.skills if entry else [],
+        seed_ids=entry.seed_ids if entry else instruction.seed_ids,
+        candidate_actions=entry.actions if entry else [],
+        basic_instruction=instruction.instruction,
+        instruction=instruction.instruction,
     )
 
 
@@ -181,7 +188,10 @@ async def run_prepare(
     config = thread_config(PREPARE_THREAD, max_concurrency=context.config.concurrency)
     snapshot = await graph.aget_state(config)
     if not snapshot.values:
-        start = PrepareState(seeds=seeds, user_metadata=user_metadata)
+        cfg = context.config
+        start = PrepareState(
+            method=cfg.method, budget=cfg.instructions, seeds=seeds, user_metadata=user_metadata
+        )
         await _stream(graph, start, config, context, stats)
     elif not snapshot.values.get("done"):
         # Judge by our own flag, not ``snapshot.next``: when every task of a step had
@@ -192,12 +202,58 @@ async def run_prepare(
 
 
 async def _reset_failed(
-    graph: CompiledStateGraph[Any, Any, Any, Any], config: RunnableConfig, failed_node: str | None
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    config: RunnableConfig,
+    failed_node: str | None,
+    restart_from: dict[str, tuple[str, str]],
 ) -> None:
     """Make a failed thread's next step its failed node again, as if that node never ran."""
-    as_node, status = RESTART_FROM.get(failed_node or "answer", RESTART_FROM["answer"])
+    first = next(iter(restart_from.values()))
+    as_node, status = restart_from.get(failed_node or "", first)
     reset = {"status": status, "reason": None, "failed_node": None}
     await graph.aupdate_state(config, reset, as_node=as_node)
+
+
+async def run_threads(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    context: PipelineContext,
+    jobs: Iterable[tuple[str, Callable[[], BaseModel]]],
+    stats: RunStats,
+    restart_from: dict[str, tuple[str, str]],
+    finished: tuple[str, ...],
+) -> None:
+    """Each job's thread to its end, ``concurrency`` workers taking them in turn.
+
+    A job is a thread id and its first state. A fixed set of workers, not one task per
+    job: memory does not grow with the run. A thread that finished in an earlier run is
+    counted and skipped; one that failed runs its failed node again.
+    """
+    queue = iter(jobs)
+
+    async def worker() -> None:
+        for thread_id, start_state in queue:  # one shared iterator: each job to one worker
+            await one(thread_id, start_state)
+
+    async def one(thread_id: str, start_state: Callable[[], BaseModel]) -> None:
+        config = thread_config(thread_id)
+        snapshot = await graph.aget_state(config)
+        status = snapshot.values.get("status")
+        if status == "failed":  # retried: a failure may be gone by now (dropped is final)
+            await _reset_failed(graph, config, snapshot.values.get("failed_node"), restart_from)
+        # Finished means our stored status says so. ``snapshot.next`` is empty too when a
+        # kill fell after a step's tasks wrote their results but before its checkpoint.
+        elif status in finished:
+            stats.count(snapshot.values)  # finished in an earlier run
+            return
+        start = None if snapshot.values else start_state()
+        stats.in_flight += 1
+        try:
+            final = await _stream(graph, start, config, context, stats)
+        finally:
+            stats.in_flight -= 1
+        stats.count(final)
+
+    await asyncio.gather(*(worker() for _ in range(context.config.concurrency)))
 
 
 async def run_instructions(
@@ -205,42 +261,16 @@ async def run_instructions(
     context: PipelineContext,
     prepared: PrepareState,
     stats: RunStats,
-) -> list[str]:
-    """Every instruction's thread, ``concurrency`` workers taking them in turn; their ids.
-
-    A fixed set of workers, not one task per instruction: memory does not grow with the run.
-    """
+) -> None:
+    """Every instruction's thread (see ``run_threads``)."""
     entries = {entry.id: entry for entry in prepared.pool}
     stats.total = len(prepared.instructions)
-    queue = iter(prepared.instructions)
-
-    async def worker() -> None:
-        for instruction in queue:  # one shared iterator: each instruction goes to one worker
-            await one(instruction.id, instruction.metadata_id, instruction.instruction)
-
-    async def one(instruction_id: str, metadata_id: str, text: str) -> None:
-        config = thread_config(instruction_id)
-        snapshot = await graph.aget_state(config)
-        status = snapshot.values.get("status")
-        if status == "failed":  # retried: a failure may be gone by now (dropped is final)
-            await _reset_failed(graph, config, snapshot.values.get("failed_node"))
-        # Finished means our stored status says so. ``snapshot.next`` is empty too when a
-        # kill fell after a step's tasks wrote their results but before its checkpoint.
-        elif status in FINISHED:
-            stats.count(status)  # finished in an earlier run
-            return
-        start = (
-            None if snapshot.values else initial_state(entries[metadata_id], instruction_id, text)
-        )
-        stats.in_flight += 1
-        try:
-            final = await _stream(graph, start, config, context, stats)
-        finally:
-            stats.in_flight -= 1
-        stats.count(final.get("status", ""))
-
-    await asyncio.gather(*(worker() for _ in range(context.config.concurrency)))
-    return [i.id for i in prepared.instructions]
+    jobs = (
+        (item.id, partial(initial_state, entries.get(item.metadata_id), item))
+        for item in prepared.instructions
+    )
+    restart_from = RESTART_FROM[context.config.method]
+    await run_threads(graph, context, jobs, stats, restart_from, FINISHED)
 
 
 @dataclass
@@ -256,20 +286,23 @@ class Totals:
     kept_target: int = 0
     kept_by_iteration: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    duplicate: int = 0
     failed: int = 0
     unfinished: int = 0
     usage: dict[str, TokenUsage] = field(default_factory=dict)
+    usage_by_node: dict[str, TokenUsage] = field(default_factory=dict)
 
     def add(self, state: InstructionState) -> None:
         self.instructions += 1
         self.usage = add_usage(self.usage, state.usage)
+        self.usage_by_node = add_usage(self.usage_by_node, state.usage_by_node)
         if state.status == "kept":
             self.kept += 1
             self.kept_strong += state.response_source == "strong"
             self.kept_target += state.response_source == "target"
             key = str(state.iteration)
             self.kept_by_iteration[key] = self.kept_by_iteration.get(key, 0) + 1
-        elif state.status in ("dropped", "failed"):
+        elif state.status in ("dropped", "duplicate", "failed"):
             setattr(self, state.status, getattr(self, state.status) + 1)
         else:
             self.unfinished += 1
@@ -284,6 +317,7 @@ def _summary(
     inputs: dict[str, str | None],
 ) -> dict[str, Any]:
     usage = add_usage(dict(prepared.usage), totals.usage)
+    usage_by_node = add_usage(dict(prepared.usage_by_node), totals.usage_by_node)
     origins = [entry.origin for entry in prepared.pool]
     return {
         "codeclm_version": __version__,
@@ -306,45 +340,152 @@ def _summary(
             "metadata_encoded": origins.count("encoded"),
             "metadata_augmented": origins.count("augmented"),
             "instructions_requested": config.instructions,
+            "self_instruct_rejected": prepared.rejected,
             "instructions": totals.instructions,
             "kept": totals.kept,
             "kept_strong": totals.kept_strong,
             "kept_target": totals.kept_target,
             "kept_by_iteration": totals.kept_by_iteration,
             "dropped": totals.dropped,
+            "duplicates": totals.duplicate,
             "failed": totals.failed,
             "unfinished": totals.unfinished,
         },
         "prepare_failures": [f.model_dump() for f in prepared.failures],
         "usage": {role: u.model_dump() for role, u in sorted(usage.items())},
+        "usage_by_node": {key: u.model_dump() for key, u in sorted(usage_by_node.items())},
         "wall_seconds": round(time.monotonic() - started, 2),
     }
 
 
+class _NearDuplicates:
+    """``run --dedup``: a kept pair whose instruction repeats an earlier kept one, by meaning.
+
+    Greedy in instruction order: each kept instruction is compared (embedding cosine) with
+    the kept instructions before it that were not duplicates themselves.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        from codeclm.analysis.embeddings import embedding_model
+
+        self.model = embedding_model()
+        self.threshold = threshold
+        self.ids: list[str] = []
+        self.vectors: list[Any] = []
+
+    def check(self, states: list[InstructionState]) -> list[str | None]:
+        """For each state: why it is a duplicate, or None; the others join the kept set."""
+        import numpy as np
+
+        reasons: list[str | None] = []
+        for state, vector in zip(
+            states, self.model.encode([s.instruction for s in states]), strict=True
+        ):
+            if self.vectors:
+                sims = np.stack(self.vectors) @ vector
+                best = int(np.argmax(sims))
+                if sims[best] >= self.threshold:
+                    reasons.append(
+                        f"near-duplicate of {self.ids[best]} (cosine {sims[best]:.3f} >= "
+                        f"{self.threshold:g})"
+                    )
+                    continue
+            self.ids.append(state.id)
+            self.vectors.append(vector)
+            reasons.append(None)
+        return reasons
+
+
 async def _write_outputs(
-    graph: CompiledStateGraph[Any, Any, Any, Any], prepared: PrepareState, out_dir: Path
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    prepared: PrepareState,
+    out_dir: Path,
+    dedup: float | None = None,
 ) -> Totals:
     """The three result files, rebuilt whole from the checkpoints (never appended).
 
-    One thread's state at a time is read and written out; threads never started are left out.
+    A few threads' states at a time are read and written out; threads never started are
+    left out. With ``dedup``, kept near-duplicates go to dropped.jsonl as 'duplicate'.
     """
     totals = Totals()
+    duplicates = _NearDuplicates(dedup) if dedup else None
     with (
         JsonlWriter(out_dir / DATASET) as dataset,
         JsonlWriter(out_dir / DROPPED) as dropped,
         JsonlWriter(out_dir / FAILED) as failed,
     ):
+
+        def flush(kept: list[InstructionState]) -> None:
+            reasons = duplicates.check(kept) if duplicates else [None] * len(kept)
+            for state, reason in zip(kept, reasons, strict=True):
+                if reason is None:
+                    totals.add(state)
+                    dataset.write(dataset_row(state))
+                else:
+                    state = state.model_copy(update={"status": "duplicate", "reason": reason})
+                    totals.add(state)
+                    dropped.write(dropped_row(state))
+
+        batch: list[InstructionState] = []
         for instruction in prepared.instructions:
             snapshot = await graph.aget_state(thread_config(instruction.id))
             if not snapshot.values:
                 continue
             state = InstructionState.model_validate(snapshot.values)
-            totals.add(state)
             if state.status == "kept":
-                dataset.write(dataset_row(state))
-            elif state.status in ("dropped", "failed"):
+                batch.append(state)
+                if len(batch) == 64:
+                    flush(batch)
+                    batch = []
+                continue
+            totals.add(state)
+            if state.status in ("dropped", "failed"):
                 (dropped if state.status == "dropped" else failed).write(dropped_row(state))
+        flush(batch)
     return totals
+
+
+@dataclass
+class Workspace:
+    """An output folder opened for work: the roles' models, prompts and the checkpointer."""
+
+    models: dict[str, RoleModel]
+    prompts: Prompts
+    retry: RetryPolicy
+    saver: TimedSqliteSaver
+
+
+@asynccontextmanager
+async def open_workspace(
+    config: ModelSettings,
+    out_dir: Path,
+    check_inputs: Callable[[dict[str, RoleModel]], None] = lambda models: None,
+) -> AsyncIterator[Workspace]:
+    """Models (and the embedded server if needed), response cache and checkpointer.
+
+    Nothing is written before the endpoints answered the preflight and ``check_inputs``
+    (which sees each role's context size) accepted the input.
+    """
+    prompts = load_prompts(config.prompts_dir)
+    shared_limit = asyncio.Semaphore(config.concurrency)
+    cache = ResponseCache(out_dir / CACHE) if config.cache else None
+    with role_models(config, shared_limit, cache) as built:  # a missing key fails here
+        try:
+            models = await preflight(built, config)
+            check_inputs(models)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if cache is not None:
+                await cache.open()
+            try:
+                async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
+                    retry = retry_policy(config.attempts, config.backoff)
+                    yield Workspace(models=models, prompts=prompts, retry=retry, saver=saver)
+            finally:
+                if cache is not None:
+                    await cache.close()
+        finally:
+            for model in built.values():
+                await model.aclose()
 
 
 @dataclass
@@ -358,46 +499,33 @@ class OpenRun:
     saver: TimedSqliteSaver
 
 
+def run_context(
+    config: RunConfig, models: dict[str, RoleModel], prompts: Prompts
+) -> PipelineContext:
+    return PipelineContext(
+        strong=models["strong"], target=models["target"], prompts=prompts, config=config
+    )
+
+
 @asynccontextmanager
 async def open_run(
     config: RunConfig,
     out_dir: Path,
     check_inputs: Callable[[PipelineContext], None] = lambda context: None,
 ) -> AsyncIterator[OpenRun]:
-    """Models (and the embedded server if needed), response cache and checkpointer.
-
-    Nothing is written before the endpoints answered the preflight and ``check_inputs``
-    (which sees each role's context size) accepted the input.
-    """
+    """A workspace with the run's two graphs, the instruction graph of the run's method."""
     prompts = load_prompts(config.prompts_dir)
-    shared_limit = asyncio.Semaphore(config.concurrency)
-    retry = retry_policy(config.attempts, config.backoff)
-    cache = ResponseCache(out_dir / CACHE) if config.cache else None
-    with role_models(config, shared_limit, cache) as built:  # a missing key fails here
-        try:
-            models = await preflight(built, config)
-            context = PipelineContext(
-                strong=models["strong"], target=models["target"], prompts=prompts, config=config
-            )
-            check_inputs(context)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if cache is not None:
-                await cache.open()
-            try:
-                async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-                    yield OpenRun(
-                        context=context,
-                        models=models,
-                        prepare=build_prepare_graph(retry).compile(checkpointer=saver),
-                        instructions=build_instruction_graph(retry).compile(checkpointer=saver),
-                        saver=saver,
-                    )
-            finally:
-                if cache is not None:
-                    await cache.close()
-        finally:
-            for model in built.values():
-                await model.aclose()
+    async with open_workspace(
+        config, out_dir, lambda models: check_inputs(run_context(config, models, prompts))
+    ) as space:
+        graph = build_instruction_graph(space.retry, config.method, evol_rounds=config.evol_rounds)
+        yield OpenRun(
+            context=run_context(config, space.models, space.prompts),
+            models=space.models,
+            prepare=build_prepare_graph(space.retry).compile(checkpointer=space.saver),
+            instructions=graph.compile(checkpointer=space.saver),
+            saver=space.saver,
+        )
 
 
 async def execute(
@@ -414,6 +542,10 @@ async def execute(
     started = time.monotonic()
     inputs = inputs or {}
     check_fingerprint(out_dir, config)
+    if config.dedup:
+        from codeclm.analysis.embeddings import model_dir
+
+        model_dir()  # the embedding model is there, before anything runs
 
     def check_seeds_fit(context: PipelineContext) -> None:
         seeds_path, window = inputs.get("seeds"), context.strong.context_tokens
@@ -443,7 +575,7 @@ async def execute(
         try:
             await run_instructions(run.instructions, run.context, prepared, stats)
         finally:  # on Ctrl-C too: whatever has finished is written out
-            totals = await _write_outputs(run.instructions, prepared, out_dir)
+            totals = await _write_outputs(run.instructions, prepared, out_dir, config.dedup)
             summary = _summary(config, prepared, totals, started, run.models, inputs)
             summary["checkpointing"] = run.saver.stats()
             write_json(out_dir / RUN_JSON, summary)

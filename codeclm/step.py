@@ -69,8 +69,7 @@ async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
     entries = {entry.id: entry for entry in prepared.pool}
     for instruction in prepared.instructions:
         if instruction.id == thread_id:
-            entry = entries[instruction.metadata_id]
-            return initial_state(entry, instruction.id, instruction.instruction)
+            return initial_state(entries.get(instruction.metadata_id), instruction)
     raise ConfigError(f"no instruction {thread_id!r} in this run (see: codeclm inspect)")
 
 
@@ -135,7 +134,11 @@ async def step_thread(
             ):
                 for node, values in update.items():
                     if node != "__interrupt__" and isinstance(values, dict):
-                        ran[node] = {k: _brief(v) for k, v in values.items() if k != "usage"}
+                        ran[node] = {
+                            k: _brief(v)
+                            for k, v in values.items()
+                            if k not in ("usage", "usage_by_node")
+                        }
             graph_input, thread = (
                 None,
                 thread_config(thread_id),

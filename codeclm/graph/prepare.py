@@ -1,7 +1,11 @@
 """The 'prepare' graph: seeds (or user metadata) → metadata pool → rubrics + instructions.
 
 START ─Send per seed─▶ encode_seed ─▶ augment ─Send per entry─▶ write_rubrics ─┐
-  └─(user metadata)──────────────────▲        └─Send per entry─▶ decode ───────┴▶ finalize
+  ├─(user metadata)──────────────────▲        └─Send per entry─▶ decode ───────┴▶ finalize
+  ├─(self-instruct)─▶ bootstrap ⟲ ──────────────────────────────────────────────▶ finalize
+  └─(evol-instruct)─▶ sample_seeds ─────────────────────────────────────────────▶ finalize
+
+codeclm-metadata skips ``write_rubrics``: it has no use for them.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, Send
 
 from codeclm.context import PipelineContext
+from codeclm.nodes.baselines import bootstrap, route_bootstrap, sample_seeds
 from codeclm.nodes.prepare import (
     augment,
     decode,
@@ -23,6 +28,10 @@ from codeclm.state import EncodeTask, MetadataTask, PrepareState
 
 def route_seeds(state: PrepareState) -> list[Send] | str:
     """One encode task per seed; user-written metadata (scenario 2) skips encoding."""
+    if state.method == "self-instruct":
+        return "bootstrap"
+    if state.method == "evol-instruct":
+        return "sample_seeds"
     if state.user_metadata or not state.seeds:
         return "augment"
     return [
@@ -36,7 +45,8 @@ def route_entries(state: PrepareState) -> list[Send] | str:
     sends = []
     for entry in state.pool:
         if entry.n_instructions > 0:
-            sends.append(Send("write_rubrics", MetadataTask(entry=entry)))
+            if state.method != "codeclm-metadata":
+                sends.append(Send("write_rubrics", MetadataTask(entry=entry)))
             sends.append(Send("decode", MetadataTask(entry=entry)))
     return sends or "finalize"
 
@@ -57,10 +67,16 @@ def build_prepare_graph(
     builder.add_node("augment", augment)
     builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)  # type: ignore[call-overload]
     builder.add_node("decode", decode, input_schema=MetadataTask)  # type: ignore[call-overload]
+    builder.add_node("bootstrap", bootstrap)
+    builder.add_node("sample_seeds", sample_seeds)
     builder.add_node("finalize", finalize)
-    builder.add_conditional_edges(START, route_seeds, ["encode_seed", "augment"])
+    builder.add_conditional_edges(
+        START, route_seeds, ["encode_seed", "augment", "bootstrap", "sample_seeds"]
+    )
     builder.add_edge("encode_seed", "augment")
     builder.add_conditional_edges("augment", route_entries, ["write_rubrics", "decode", "finalize"])
+    builder.add_conditional_edges("bootstrap", route_bootstrap, ["bootstrap", "finalize"])
+    builder.add_edge("sample_seeds", "finalize")
     builder.add_edge("write_rubrics", "finalize")
     builder.add_edge("decode", "finalize")
     builder.add_edge("finalize", END)

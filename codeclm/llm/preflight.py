@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 from pydantic import SecretStr
 
-from codeclm.config import ConfigError, RunConfig
+from codeclm.config import ConfigError, ModelSettings
 from codeclm.llm.client import RoleModel
 from codeclm.llm.embedded import CONTEXT_PER_SLOT
 
@@ -45,8 +45,8 @@ def _context_from(listing: Any, model: str) -> int | None:
     return None
 
 
-async def _check_role(model: RoleModel, config: RunConfig) -> int | None:
-    role_config = getattr(config, model.role)
+async def _check_role(model: RoleModel, config: ModelSettings) -> int | None:
+    role_config = config.role(model.role)
     if role_config.embedded:
         return role_config.context_tokens or CONTEXT_PER_SLOT
     base = str(model.chat.openai_api_base or "https://api.openai.com/v1").rstrip("/")
@@ -77,8 +77,8 @@ async def _check_role(model: RoleModel, config: RunConfig) -> int | None:
         return None
 
 
-async def preflight(models: dict[str, RoleModel], config: RunConfig) -> dict[str, RoleModel]:
-    """Both roles checked at once; each comes back knowing its context size (or ``None``)."""
+async def preflight(models: dict[str, RoleModel], config: ModelSettings) -> dict[str, RoleModel]:
+    """Every role checked at once; each comes back knowing its context size (or ``None``)."""
     roles = list(models)
     contexts = await asyncio.gather(*(_check_role(models[r], config) for r in roles))
     return {

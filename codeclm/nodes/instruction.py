@@ -7,7 +7,6 @@ finished on resume (langgraph#8834), so routers here cannot fail.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
@@ -18,8 +17,9 @@ from langgraph.types import Command
 
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import describe_error
-from codeclm.nodes.replies import ImprovedInstruction, PairwiseScores
-from codeclm.state import InstructionState, JudgeScores
+from codeclm.nodes.pairs import answer_pair, judge_pair
+from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
+from codeclm.state import InstructionState, JudgeScores, spent
 
 
 async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -29,15 +29,27 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     edit as when stepping. If one call fails, the retry re-runs the node, and the call that
     had completed is answered from the response cache.
     """
+    strong, target, usage = await answer_pair(pipeline_context(runtime), state.instruction)
+    return {"strong_answer": strong, "target_answer": target, **spent("answer", **usage)}
+
+
+async def answer_strong(
+    state: InstructionState, runtime: Runtime[PipelineContext]
+) -> dict[str, Any]:
+    """The strong model's answer, kept without a judge: the ablations and the baselines.
+
+    The paper's baselines (Self-Instruct, Evol-Instruct) and its ablations without
+    Contrastive Filtering pair every instruction with the strong model's response.
+    """
     ctx = pipeline_context(runtime)
     prompt = ctx.prompts.render("answer", instruction=state.instruction)
-    (strong, strong_usage), (target, target_usage) = await asyncio.gather(
-        ctx.strong.text(prompt), ctx.target.text(prompt)
-    )
+    reply, usage = await ctx.strong.text(prompt)
     return {
-        "strong_answer": strong,
-        "target_answer": target,
-        "usage": {"strong": strong_usage, "target": target_usage},
+        "strong_answer": reply,
+        "status": "kept",
+        "response_source": "strong",
+        "reason": None,
+        **spent("answer_strong", strong=usage),
     }
 
 
@@ -67,28 +79,15 @@ async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> d
     Both orders go out at once; judging runs at temperature 0 so a replay scores the same.
     """
     ctx = pipeline_context(runtime)
-    strong_answer, target_answer = state.strong_answer or "", state.target_answer or ""
-    strong_first_prompt = ctx.prompts.render(
-        "judge", instruction=state.instruction, answer_1=strong_answer, answer_2=target_answer
-    )
-    target_first_prompt = ctx.prompts.render(
-        "judge", instruction=state.instruction, answer_1=target_answer, answer_2=strong_answer
-    )
-    (forward, usage_1), (swapped, usage_2) = await asyncio.gather(
-        ctx.strong.structured(strong_first_prompt, PairwiseScores, temperature=0),
-        ctx.strong.structured(target_first_prompt, PairwiseScores, temperature=0),
-    )
-    strong_score = (forward.assistant_1 + swapped.assistant_2) / 2
-    target_score = (forward.assistant_2 + swapped.assistant_1) / 2
-    scores = JudgeScores(
-        strong=strong_score,
-        target=target_score,
-        gap=strong_score - target_score,
-        strong_first=(forward.assistant_1, forward.assistant_2),
-        target_first=(swapped.assistant_2, swapped.assistant_1),
+    scores, usage = await judge_pair(
+        ctx.strong,
+        ctx.prompts,
+        state.instruction,
+        state.strong_answer or "",
+        state.target_answer or "",
     )
     decision = gap_decision(state, scores, ctx.config.threshold, ctx.config.max_iterations)
-    return {"scores": scores, **decision, "usage": {"strong": usage_1 + usage_2}}
+    return {"scores": scores, **decision, **spent("judge", strong=usage)}
 
 
 def choose_action(state: InstructionState, seed: int) -> str:
@@ -121,7 +120,7 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
         "strong_answer": None,
         "target_answer": None,
         "status": "pending",
-        "usage": {"strong": usage},
+        **spent("improve", strong=usage),
     }
 
 
@@ -130,18 +129,77 @@ def route_after_judge(state: InstructionState) -> str:
     return "improve" if state.status == "improving" else END
 
 
+def route_start_rubrics_only(state: InstructionState) -> str:
+    """codeclm-rubrics: improve once with a Self-Rubrics action, if the entry has any."""
+    return "improve" if state.candidate_actions else "answer_strong"
+
+
+# ---- Evol-Instruct (WizardLM): in-depth and in-breadth evolution -------------------------
+
+#: WizardLM's in-depth operators, as the ``$method`` of evolve_depth.md ("complicate the
+#: input" is left out: it needs a structured input, such as a table, to rewrite).
+DEPTH_OPERATORS: dict[str, str] = {
+    "add constraints": "Please add one more constraint or requirement into #The Given Prompt#.",
+    "deepening": "If #The Given Prompt# contains inquiries about certain issues, the depth "
+    "and breadth of the inquiry can be increased.",
+    "concretizing": "Please replace general concepts with more specific concepts.",
+    "increase reasoning steps": "If #The Given Prompt# can be solved with just a few simple "
+    "thinking processes, you can rewrite it to explicitly request multiple-step reasoning.",
+}
+BREADTH = "in-breadth"
+_COPIED_MARKERS = ("given prompt", "rewritten prompt", "#rewritten", "#created")
+
+
+def choose_evolution(state: InstructionState, seed: int) -> str:
+    """One of the four in-depth operators or in-breadth, uniformly, seeded per round."""
+    rng = random.Random(f"{seed}:{state.id}:evolve:{state.iteration}")
+    return rng.choice([*DEPTH_OPERATORS, BREADTH])
+
+
+def eliminated(before: str, after: str) -> str | None:
+    """WizardLM's elimination rules that need no extra call: why an evolution failed, if it did.
+
+    An evolution that changed nothing (no information gain) or that copied the rewriting
+    prompt's own words is thrown away, and the instruction stays as it was.
+    """
+    if " ".join(after.lower().split()) == " ".join(before.lower().split()):
+        return "no change"
+    if any(marker in after.lower() for marker in _COPIED_MARKERS):
+        return "copied the rewriting prompt"
+    return None
+
+
+async def evolve(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """One Evol-Instruct round: rewrite the instruction in depth or in breadth."""
+    ctx = pipeline_context(runtime)
+    operator = choose_evolution(state, ctx.config.seed)
+    if operator == BREADTH:
+        prompt = ctx.prompts.render("evolve_breadth", instruction=state.instruction)
+    else:
+        prompt = ctx.prompts.render(
+            "evolve_depth", instruction=state.instruction, method=DEPTH_OPERATORS[operator]
+        )
+    reply, usage = await ctx.strong.structured(prompt, EvolvedInstruction)
+    why = eliminated(state.instruction, reply.instruction)
+    return {
+        "instruction": state.instruction if why else reply.instruction,
+        "iteration": state.iteration + 1,
+        "actions_applied": [
+            *state.actions_applied,
+            f"{operator} (eliminated: {why})" if why else operator,
+        ],
+        **spent("evolve", strong=usage),
+    }
+
+
+def route_after_evolve(state: InstructionState, rounds: int) -> str:
+    """``rounds`` evolutions (iteration 1 is the seed itself), then the strong answer."""
+    return "evolve" if state.iteration <= rounds else "answer_strong"
+
+
 def record_failure(state: InstructionState, error: NodeError) -> Command[Any]:
     """Error handler: after its retries, a failing step ends this instruction as 'failed'."""
     reason = f"{error.node}: {describe_error(error.error)}"
     return Command(
         update={"status": "failed", "reason": reason, "failed_node": error.node}, goto=END
     )
-
-
-#: For a failed thread to run its failed node again: the node to write the reset as (so
-#: the graph's own edges lead to the failed node next) and the status that node expects.
-RESTART_FROM: dict[str, tuple[str, str]] = {
-    "answer": ("improve", "pending"),
-    "judge": ("answer", "pending"),
-    "improve": ("judge", "improving"),
-}

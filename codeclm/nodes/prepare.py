@@ -26,6 +26,7 @@ from codeclm.state import (
     MetadataTask,
     PrepareState,
     RubricSet,
+    spent,
 )
 
 _BANNED_WORDS = re.compile(r"\b(skills?|knowledge)\b", re.IGNORECASE)
@@ -63,7 +64,7 @@ async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> di
     encoded = EncodedSeed(
         seed_index=task.seed_index, seed_id=task.seed.id, use_case=use_case, skills=skills
     )
-    return {"encoded": [encoded], "usage": {"strong": usage}}
+    return {"encoded": [encoded], **spent("encode_seed", strong=usage)}
 
 
 def base_pool(state: PrepareState) -> list[MetadataEntry]:
@@ -163,7 +164,7 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
         rubrics=list(dict.fromkeys(reply.rubrics)),  # type: ignore[attr-defined]
         actions=list(dict.fromkeys(reply.actions)),  # type: ignore[attr-defined]
     )
-    return {"rubric_sets": [rubric_set], "usage": {"strong": usage}}
+    return {"rubric_sets": [rubric_set], **spent("write_rubrics", strong=usage)}
 
 
 async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -181,7 +182,7 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
         BasicInstruction(id=f"{entry.id}-{j:02d}", metadata_id=entry.id, instruction=text)
         for j, text in enumerate(unique[:n])
     ]
-    return {"decoded": decoded, "usage": {"strong": usage}}
+    return {"decoded": decoded, **spent("decode", strong=usage)}
 
 
 def finalize(state: PrepareState) -> dict[str, Any]:

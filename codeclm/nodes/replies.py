@@ -67,3 +67,20 @@ class PairwiseScores(BaseModel):
     model_config = _STRICT
     assistant_1: int = Field(..., ge=1, le=10)
     assistant_2: int = Field(..., ge=1, le=10)
+
+
+class EvolvedInstruction(BaseModel):
+    """Evol-Instruct's rewritten (in depth) or newly created (in breadth) instruction."""
+
+    model_config = _STRICT
+    instruction: InstructionText
+
+
+@cache
+def bootstrapped_instructions(n: int) -> type[BaseModel]:
+    """Self-Instruct's new tasks: ``{"instructions": [str × n]}``."""
+    return create_model(
+        "BootstrappedInstructions",
+        __config__=_STRICT,
+        instructions=(list[InstructionText], Field(..., min_length=1, max_length=n)),
+    )

@@ -22,6 +22,10 @@ PROMPT_VARIABLES: dict[str, frozenset[str]] = {
     "improve": frozenset({"instruction", "action", "use_case", "skills"}),
     "answer": frozenset({"instruction"}),
     "judge": frozenset({"instruction", "answer_1", "answer_2"}),
+    # The baselines (run --method self-instruct | evol-instruct).
+    "self_instruct": frozenset({"examples", "n"}),
+    "evolve_depth": frozenset({"instruction", "method"}),
+    "evolve_breadth": frozenset({"instruction"}),
 }
 
 

@@ -61,6 +61,14 @@ def add_usage(left: dict[str, TokenUsage], right: dict[str, TokenUsage]) -> dict
 Usage = Annotated[dict[str, TokenUsage], add_usage]
 
 
+def spent(node: str, **by_role: TokenUsage) -> dict[str, dict[str, TokenUsage]]:
+    """A node's update of both usage fields: per role, and per ``node/role`` (for report)."""
+    return {
+        "usage": dict(by_role),
+        "usage_by_node": {f"{node}/{role}": usage for role, usage in by_role.items()},
+    }
+
+
 class MetadataEntry(BaseModel):
     """A use case and its skills: the unit the decoder and Self-Rubrics work on."""
 
@@ -96,11 +104,13 @@ class RubricSet(BaseModel):
 
 
 class BasicInstruction(BaseModel):
-    """A decoded instruction, before any improvement."""
+    """A decoded (or, for the baselines, bootstrapped or sampled) instruction."""
 
     id: str
     metadata_id: str
     instruction: str
+    seed_ids: list[str] = Field(default_factory=list)
+    """Set when there is no metadata entry to take them from (the baselines)."""
 
 
 class Failure(BaseModel):
@@ -117,6 +127,9 @@ class PrepareState(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     schema_version: int = SCHEMA_VERSION
+    method: str = "codeclm"
+    budget: int = 0
+    """Instructions to produce in total (the run's ``instructions``)."""
     seeds: list[Seed] = Field(default_factory=list)
     user_metadata: list[MetadataEntry] = Field(default_factory=list)
     encoded: Annotated[list[EncodedSeed], operator.add] = Field(default_factory=list)
@@ -126,6 +139,11 @@ class PrepareState(BaseModel):
     instructions: list[BasicInstruction] = Field(default_factory=list)
     failures: Annotated[list[Failure], operator.add] = Field(default_factory=list)
     usage: Usage = Field(default_factory=dict)
+    usage_by_node: Usage = Field(default_factory=dict)
+    bootstrap_rounds: int = 0
+    """self-instruct: generation rounds so far (each one a checkpointed step)."""
+    rejected: int = 0
+    """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
     done: bool = False
 
 
@@ -154,7 +172,8 @@ class JudgeScores(BaseModel):
     """(strong, target) when the target answer was shown first."""
 
 
-Status = Literal["pending", "improving", "kept", "dropped", "failed"]
+Status = Literal["pending", "improving", "kept", "dropped", "failed", "duplicate"]
+"""'duplicate' is never stored: ``run --dedup`` gives it to a kept pair in the outputs."""
 
 
 class InstructionState(BaseModel):
@@ -180,6 +199,29 @@ class InstructionState(BaseModel):
     failed_node: str | None = None
     """The node whose retries ran out (status 'failed'): a later run restarts there."""
     usage: Usage = Field(default_factory=dict)
+    usage_by_node: Usage = Field(default_factory=dict)
+
+
+Outcome = Literal["win", "tie", "loss"]
+
+
+class EvalItemState(BaseModel):
+    """One benchmark item's thread in ``codeclm eval``: a pair of answers and its verdict."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    instruction: str
+    category: str = ""
+    strong_answer: str | None = None
+    target_answer: str | None = None
+    scores: JudgeScores | None = None
+    outcome: Outcome | None = None
+    """The target's result: a win or a loss only when both orders agree."""
+    status: Literal["pending", "judged", "failed"] = "pending"
+    reason: str | None = None
+    failed_node: str | None = None
+    usage: Usage = Field(default_factory=dict)
+    usage_by_node: Usage = Field(default_factory=dict)
 
 
 STATE_MODELS: tuple[type[BaseModel], ...] = (
@@ -195,4 +237,5 @@ STATE_MODELS: tuple[type[BaseModel], ...] = (
     MetadataTask,
     JudgeScores,
     InstructionState,
+    EvalItemState,
 )

@@ -1,0 +1,1 @@
+"""Measuring generated data: embeddings, diversity, distributions (for ``report`` and ``run``)."""
