@@ -20,11 +20,23 @@ from rich.live import Live
 from rich.table import Table
 
 from codeclm import __version__
-from codeclm.config import METHODS, ConfigError, RunConfig, load_config_file, resolve_config
+from codeclm.config import (
+    METHODS,
+    ConfigError,
+    EvalConfig,
+    RunConfig,
+    load_config_file,
+    resolve_config,
+    resolve_settings,
+)
+from codeclm.evaluation import EvalStats, evaluate
+from codeclm.export import FORMATS, export_run
 from codeclm.inspect import list_threads, thread_history
 from codeclm.outputs import RUN_JSON
+from codeclm.report import write_report
 from codeclm.runner import RunError, RunResult, RunStats, execute
-from codeclm.seeds import InputError, load_seeds, load_user_metadata
+from codeclm.seeds import InputError, load_benchmark, load_seeds, load_user_metadata
+from codeclm.split import split_benchmark
 from codeclm.step import parse_assignment, step_thread
 
 EXIT_USAGE = 2
@@ -151,6 +163,66 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
     step.add_argument("--json", action="store_true", help="one JSON event per step")
     _add_cache_flag(step)
+
+    split = commands.add_parser(
+        "split",
+        help="split a benchmark into seeds and evaluation items (the paper's 20% / 80%)",
+        description="Reproducible and stratified by category: the same file, fraction and "
+        "--seed always give the same split. Writes DIR/seeds.jsonl, DIR/eval.jsonl and "
+        "DIR/split.json.",
+    )
+    split.add_argument("benchmark", type=Path, help="JSONL with 'instruction' (and 'category')")
+    split.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    split.add_argument("--seed-fraction", type=float, default=0.2, help="default 0.2")
+    split.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="Capacity Recovery Ratio of a target model against a strong one on a benchmark",
+        description="Target and strong model answer each item; the judge scores the pair "
+        "twice with the order swapped; the target wins (or loses) only if it does in both "
+        "orders, else a tie. CRR = (wins + ties) / total. Resumable like a run.",
+    )
+    evaluate.add_argument("benchmark", type=Path, help="JSONL with 'instruction' (and 'category')")
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
+    evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N items")
+    for name in ("concurrency", "attempts", "backoff", "seed"):
+        kind, text = _RUN_FLAGS[name]
+        evaluate.add_argument(f"--{name}", type=kind, help=text)
+    for role in ("target", "strong", "judge"):
+        for name in _ROLE_FLAGS:
+            evaluate.add_argument(
+                f"--{role}-{name.replace('_', '-')}",
+                help=f"{role} model's {name.replace('_', ' ')}"
+                + (" (default: the strong model's)" if role == "judge" and name == "model" else ""),
+            )
+    _add_cache_flag(evaluate)
+    evaluate.add_argument("--quiet", action="store_true", help="no progress display")
+
+    report = commands.add_parser(
+        "report",
+        help="HTML page and markdown summary of one run, or of several side by side",
+    )
+    report.add_argument("runs", type=Path, nargs="+", metavar="DIR", help="run output folders")
+    report.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to write it (default: FIRST_DIR/report)"
+    )
+    report.add_argument(
+        "--near-dup",
+        type=float,
+        default=0.9,
+        help="embedding cosine at which two instructions count as near-duplicates (0.9)",
+    )
+
+    export = commands.add_parser("export", help="a run's kept pairs in a fine-tuning format")
+    export.add_argument("run", type=Path, metavar="DIR", help="the run's output folder")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument(
+        "--out", type=Path, metavar="PATH", help="file (folder for hf); default DIR/export/"
+    )
+    export.add_argument("--limit", type=_positive(int), help="the first N pairs only")
 
     bench = commands.add_parser(
         "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
@@ -435,6 +507,101 @@ def _print_thread(detail: dict[str, Any]) -> None:
         console.print(line, soft_wrap=True, highlight=False)
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    record = split_benchmark(args.benchmark, args.out, args.seed_fraction, args.seed)
+    print(
+        f"codeclm split: {len(record['seeds'])} seeds -> {args.out / 'seeds.jsonl'}, "
+        f"{len(record['eval'])} evaluation items -> {args.out / 'eval.jsonl'}"
+    )
+    return 0
+
+
+def _eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        name: getattr(args, name) for name in ("concurrency", "attempts", "backoff", "seed")
+    }
+    values.update(cache=args.cache, limit=args.limit)
+    if args.prompts is not None:
+        values["prompts_dir"] = str(args.prompts)
+    for role in ("strong", "target", "judge"):
+        role_values = {n: getattr(args, f"{role}_{n}") for n in _ROLE_FLAGS}
+        values[role] = {k: v for k, v in role_values.items() if v is not None} or None
+    return values
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    file_values = load_config_file(args.config) if args.config else {}
+    source = str(args.config) if args.config else "options"
+    config = resolve_settings(EvalConfig, file_values, _eval_overrides(args), source)
+    items = load_benchmark(args.benchmark)
+    stats = EvalStats()
+    console = Console(stderr=True)
+
+    async def go() -> dict[str, Any]:
+        task = asyncio.ensure_future(evaluate(config, args.benchmark, items, args.out, stats))
+        if args.quiet or not console.is_terminal:
+            return await task
+        with Live(console=console, refresh_per_second=4) as live:
+            while not task.done():
+                await asyncio.wait([task], timeout=0.25)
+                o = stats.outcomes
+                live.update(
+                    f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
+                    f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
+                )
+        return task.result()
+
+    record = asyncio.run(go())
+    _print_eval(record, args.out)
+    return 0
+
+
+def _print_eval(record: dict[str, Any], out: Path) -> None:
+    result = record["result"]
+    table = Table("category", "items", "wins", "ties", "losses", "CRR")
+    for name, tally in [*result["by_category"].items(), ("all", result)]:
+        crr = tally["crr"]
+        table.add_row(
+            f"[bold]{name}[/]" if name == "all" else name,
+            str(tally["total"]),
+            str(tally["wins"]),
+            str(tally["ties"]),
+            str(tally["losses"]),
+            "–" if crr is None else f"{100 * crr:.2f}%",
+        )
+    console = Console()
+    models = record["models"]
+    console.print(
+        f"[bold]codeclm eval[/]: target {models['target']['model']} vs strong "
+        f"{models['strong']['model']}, judged by {models['judge']['model']}"
+    )
+    console.print(table)
+    if record["failed"] or record["unfinished"]:
+        console.print(
+            f"  {record['failed']} failed (in {out / 'failed.jsonl'}), "
+            f"{record['unfinished']} unfinished: not counted; run the same command again "
+            "to retry them"
+        )
+    console.print(
+        f"  every judged pair in {out / 'judgments.jsonl'}; summary in {out / 'eval.json'}"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not 0 < args.near_dup <= 1:
+        raise ConfigError(f"--near-dup must be in (0, 1], not {args.near_dup:g}")
+    out = args.out or args.runs[0] / "report"
+    page = write_report(args.runs, out, args.near_dup)
+    print(f"codeclm report: {page} (and report.md, report.json, PNG plots in {out})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path, rows = export_run(args.run, args.format, args.out, args.limit)
+    print(f"codeclm export: {rows} pairs as {args.format} -> {path}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from codeclm.bench.throughput import run_bench, run_embedded_bench  # only bench needs them
 
@@ -473,6 +640,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_step(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "split":
+            return cmd_split(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "export":
+            return cmd_export(args)
     except (ConfigError, InputError) as exc:
         sys.stderr.write(f"codeclm: error: {exc}\n")
         return EXIT_USAGE

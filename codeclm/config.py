@@ -139,6 +139,12 @@ class EvalConfig(ModelSettings):
     judge: RoleConfig = Field(default_factory=RoleConfig)
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items")
 
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """As a run's; ``limit`` is left out, so a later call may evaluate more items."""
+        fields = super().fingerprint_fields()
+        fields.pop("limit", None)
+        return fields
+
     @model_validator(mode="before")
     @classmethod
     def _judge_defaults_to_strong(cls, values: Any) -> Any:

@@ -26,8 +26,6 @@ class PipelineContext:
     target: RoleModel
     prompts: Prompts
     config: RunConfig
-    judge: RoleModel | None = None
-    """``codeclm eval``'s judge; a run's judge is the strong model."""
 
 
 def pipeline_context(runtime: Runtime[PipelineContext]) -> PipelineContext:

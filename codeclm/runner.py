@@ -152,7 +152,7 @@ async def _stream(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     graph_input: Any,
     config: RunnableConfig,
-    context: PipelineContext,
+    context: Any,
     stats: RunStats,
 ) -> dict[str, Any]:
     """Run a thread to its end, feeding token usage to the live counters as nodes finish.
@@ -216,7 +216,7 @@ async def _reset_failed(
 
 async def run_threads(
     graph: CompiledStateGraph[Any, Any, Any, Any],
-    context: PipelineContext,
+    context: Any,
     jobs: Iterable[tuple[str, Callable[[], BaseModel]]],
     stats: RunStats,
     restart_from: dict[str, tuple[str, str]],

@@ -145,3 +145,31 @@ def check_fits_context(
                 f"context of {context_tokens:,} leaves {max(budget, 0):,} for it "
                 f"(after the prompt and max_tokens {reply_tokens:,})"
             )
+
+
+def load_benchmark(path: Path) -> list[dict[str, str]]:
+    """A benchmark JSONL (``id``, ``instruction``, optional ``input`` and ``category``).
+
+    Each item's text is its instruction, then its input if any (as a seed's). Multi-turn
+    items (MT-Bench's ``followup``) are evaluated on their first turn.
+    """
+    items: list[tuple[int, dict[str, str]]] = []
+    for number, record in _json_records(path, _read_lines(path)):
+        instruction, extra = record.get("instruction"), record.get("input") or ""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InputError(f"{path}:{number}: no 'instruction' text")
+        if not isinstance(extra, str):
+            raise InputError(f"{path}:{number}: 'input' must be text")
+        text = f"{instruction.strip()}\n\n{extra}" if extra.strip() else instruction.strip()
+        items.append(
+            (
+                number,
+                {
+                    "id": str(record.get("id", f"item-{number}")),
+                    "instruction": text,
+                    "category": str(record.get("category") or "uncategorized"),
+                },
+            )
+        )
+    _check_unique(path, [(n, item["id"]) for n, item in items])
+    return [item for _, item in items]

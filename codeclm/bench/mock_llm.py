@@ -152,6 +152,29 @@ class MockLLM:
         action = _field(prompt, "Action:")
         return {"instruction": f"{instruction}{HARDER}{action})"}
 
+    def bootstrap(self, prompt: str, n: int) -> dict[str, Any]:
+        """Self-Instruct: n new tasks named by the prompt's digest, plus a copy of an example
+        (which the ROUGE-L novelty filter must reject)."""
+        examples = re.findall(r"^Task \d+: (.*)$", prompt, re.MULTILINE)
+        h = _digest(prompt)
+        topics = ["rivers", "tax forms", "chess", "sourdough", "compilers", "jazz", "tides"]
+        verbs = ["Explain", "Summarize", "Compare", "Critique", "Plan", "Describe", "List"]
+        made = [
+            f"{verbs[(h + j) % 7]} {topics[(h // 7 + j) % 7]} case {h % 10007}-{j}."
+            for j in range(n - 1)
+        ]
+        return {"instructions": [*made, examples[0]] if examples else made}
+
+    def evolve(self, prompt: str) -> dict[str, Any]:
+        """Evol-Instruct: in depth appends the operator's first words; in breadth, a new task."""
+        given = prompt.split("#The Given Prompt#:\n", 1)[1].split("\n\nReply with")[0]
+        if "Prompt Creator" in prompt:
+            return {"instruction": f"A rarer task in the domain of: {given}"}
+        method = prompt.split("following method:\n", 1)[1].split("\n", 1)[0]
+        if method.startswith("If #The Given Prompt# can be solved"):  # a failed evolution
+            return {"instruction": given}
+        return {"instruction": f"{given} [{' '.join(method.split()[:3])}]"}
+
     def judge(self, prompt: str) -> dict[str, Any]:
         instruction = _section(prompt, "Instruction")
         first = _section(prompt, "Assistant 1's answer")
@@ -186,6 +209,10 @@ class MockLLM:
             ),
             "ImprovedInstruction": lambda: self.improve(prompt),
             "PairwiseScores": lambda: self.judge(prompt),
+            "BootstrappedInstructions": lambda: self.bootstrap(
+                prompt, properties["instructions"]["maxItems"]
+            ),
+            "EvolvedInstruction": lambda: self.evolve(prompt),
         }
         return json.dumps(steps[name]())
 

@@ -29,7 +29,10 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     edit as when stepping. If one call fails, the retry re-runs the node, and the call that
     had completed is answered from the response cache.
     """
-    strong, target, usage = await answer_pair(pipeline_context(runtime), state.instruction)
+    ctx = pipeline_context(runtime)
+    strong, target, usage = await answer_pair(
+        ctx.strong, ctx.target, ctx.prompts, state.instruction
+    )
     return {"strong_answer": strong, "target_answer": target, **spent("answer", **usage)}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-from codeclm.context import PipelineContext
 from codeclm.llm.client import RoleModel
 from codeclm.nodes.replies import PairwiseScores
 from codeclm.prompts import Prompts
@@ -16,12 +15,12 @@ from codeclm.state import JudgeScores, TokenUsage
 
 
 async def answer_pair(
-    ctx: PipelineContext, instruction: str
+    strong_model: RoleModel, target_model: RoleModel, prompts: Prompts, instruction: str
 ) -> tuple[str, str, dict[str, TokenUsage]]:
     """The strong and the target answer to ``instruction``, both requests sent at once."""
-    prompt = ctx.prompts.render("answer", instruction=instruction)
+    prompt = prompts.render("answer", instruction=instruction)
     (strong, strong_usage), (target, target_usage) = await asyncio.gather(
-        ctx.strong.text(prompt), ctx.target.text(prompt)
+        strong_model.text(prompt), target_model.text(prompt)
     )
     return strong, target, {"strong": strong_usage, "target": target_usage}
 

@@ -1,0 +1,195 @@
+"""``codeclm eval``: the paper's Capacity Recovery Ratio of a target model on a benchmark.
+
+Each item is its own checkpointed thread (answer the pair → judge it), in the same kind of
+SQLite checkpoint DB as a run, so an evaluation that stops at item 200 of 252 goes on from
+there: finished items are skipped, failed ones are tried again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from codeclm import __version__
+from codeclm.config import ConfigError, EvalConfig, differing_keys
+from codeclm.graph import thread_config
+from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
+from codeclm.nodes.evaluation import EvalContext
+from codeclm.outputs import JsonlWriter, write_json
+from codeclm.runner import RunStats, _redact_url, open_workspace, run_threads
+from codeclm.state import EvalItemState, TokenUsage, add_usage
+
+EVAL_JSON = "eval.json"
+JUDGMENTS = "judgments.jsonl"
+EVAL_FAILED = "failed.jsonl"
+
+
+class EvalStats(RunStats):
+    """Live counters: the target's wins, ties and losses so far."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: Counter[str] = Counter()
+
+    def count(self, values: dict[str, Any]) -> None:
+        if values.get("status") == "judged":
+            self.outcomes[str(values.get("outcome"))] += 1
+            self.kept += 1
+        elif values.get("status") == "failed":
+            self.failed += 1
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _fingerprint(config: EvalConfig, benchmark: Path) -> dict[str, Any]:
+    return {"settings": config.fingerprint_fields(), "benchmark_sha256": _digest(benchmark)}
+
+
+def _check_fingerprint(out_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to continue an evaluation in ``out_dir`` begun with other settings or items."""
+    path = out_dir / EVAL_JSON
+    if not path.is_file():
+        if (out_dir / "run.json").is_file():
+            raise ConfigError(f"{out_dir} holds a run, not an evaluation; use another --out")
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a codeclm evaluation record; use another --out") from None
+    if previous != fingerprint:
+        keys = differing_keys(previous, fingerprint)
+        raise ConfigError(
+            f"{out_dir} holds an evaluation with different settings or items "
+            f"({', '.join(keys) or 'unknown'}); use the same ones to resume it, or another --out"
+        )
+
+
+def crr_summary(judged: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wins, ties, losses and CRR = (wins + ties) / total, overall and per category."""
+
+    def tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        counts = Counter(row["outcome"] for row in rows)
+        total = len(rows)
+        wins, ties, losses = counts["win"], counts["tie"], counts["loss"]
+        return {
+            "total": total,
+            "wins": wins,
+            "ties": ties,
+            "losses": losses,
+            "crr": (wins + ties) / total if total else None,
+        }
+
+    categories = sorted({row["category"] for row in judged})
+    return {
+        **tally(judged),
+        "by_category": {c: tally([r for r in judged if r["category"] == c]) for c in categories},
+    }
+
+
+def judgment_row(state: EvalItemState) -> dict[str, Any]:
+    scores = state.scores
+    return {
+        "id": state.id,
+        "category": state.category,
+        "instruction": state.instruction,
+        "target_answer": state.target_answer,
+        "strong_answer": state.strong_answer,
+        "outcome": state.outcome,
+        # Each order's scores as (strong, target): the verdict needs both.
+        "scores_strong_first": list(scores.strong_first) if scores else None,
+        "scores_target_first": list(scores.target_first) if scores else None,
+        "mean_scores": {"strong": scores.strong, "target": scores.target} if scores else None,
+    }
+
+
+async def evaluate(
+    config: EvalConfig,
+    benchmark: Path,
+    items: list[dict[str, str]],
+    out_dir: Path,
+    stats: EvalStats,
+) -> dict[str, Any]:
+    """Answer, judge and score every item (resuming what an earlier call left), then report."""
+    started = time.monotonic()
+    fingerprint = _fingerprint(config, benchmark)
+    _check_fingerprint(out_dir, fingerprint)
+    items = items[: config.limit] if config.limit else items
+    stats.total = len(items)
+    async with open_workspace(config, out_dir) as space:
+        context = EvalContext(
+            strong=space.models["strong"],
+            target=space.models["target"],
+            judge=space.models["judge"],
+            prompts=space.prompts,
+            config=config,
+        )
+        record: dict[str, Any] = {
+            "codeclm_version": __version__,
+            "benchmark": str(benchmark.resolve()),
+            "fingerprint": fingerprint,
+            "config": config.model_dump(mode="json"),
+            "models": {
+                role: {
+                    "model": model.model_name,
+                    "base_url": _redact_url(model.chat.openai_api_base),
+                    "embedded": config.role(role).embedded,
+                }
+                for role, model in space.models.items()
+            },
+        }
+        write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
+        graph = build_eval_graph(space.retry).compile(checkpointer=space.saver)
+        jobs = (
+            (
+                item["id"],
+                partial(
+                    EvalItemState,
+                    id=item["id"],
+                    instruction=item["instruction"],
+                    category=item["category"],
+                ),
+            )
+            for item in items
+        )
+        try:
+            await run_threads(graph, context, jobs, stats, EVAL_RESTART_FROM, ("judged",))
+        finally:  # on Ctrl-C too: what was judged is written out
+            judged: list[dict[str, Any]] = []
+            usage: dict[str, TokenUsage] = {}
+            unfinished = 0
+            with (
+                JsonlWriter(out_dir / JUDGMENTS) as judgments,
+                JsonlWriter(out_dir / EVAL_FAILED) as failed,
+            ):
+                for item in items:
+                    values = (await graph.aget_state(thread_config(item["id"]))).values
+                    if not values:
+                        unfinished += 1
+                        continue
+                    state = EvalItemState.model_validate(values)
+                    usage = add_usage(usage, state.usage)
+                    if state.status == "judged":
+                        row = judgment_row(state)
+                        judged.append({"category": row["category"], "outcome": row["outcome"]})
+                        judgments.write(row)
+                    elif state.status == "failed":
+                        failed.write({"id": state.id, "reason": state.reason})
+                    else:
+                        unfinished += 1
+            record.update(
+                result=crr_summary(judged),
+                items=len(items),
+                failed=failed.rows,
+                unfinished=unfinished,
+                usage={role: u.model_dump() for role, u in sorted(usage.items())},
+                wall_seconds=round(time.monotonic() - started, 2),
+            )
+            write_json(out_dir / EVAL_JSON, record)
+    return record

@@ -1,0 +1,142 @@
+"""``codeclm export``: a run's kept pairs in the formats fine-tuning tools read.
+
+chat (JSONL of ``messages``), alpaca (JSON), sharegpt (JSON), parquet, and hf: a
+Hugging Face ``datasets`` dataset saved to disk, with a dataset card (README.md) that
+carries the run's config. parquet and hf are written by the datasets library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from codeclm.config import ConfigError
+from codeclm.outputs import DATASET, RUN_JSON, write_atomic, write_json, write_jsonl
+from codeclm.seeds import _json_records
+
+FORMATS = ("chat", "alpaca", "sharegpt", "parquet", "hf")
+_SUFFIX = {"chat": ".jsonl", "alpaca": ".json", "sharegpt": ".json", "parquet": ".parquet"}
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's record (run.json) and its kept pairs (dataset.jsonl), with one-line errors."""
+    record_path, dataset_path = run_dir / RUN_JSON, run_dir / DATASET
+    if not record_path.is_file() or not dataset_path.is_file():
+        raise ConfigError(f"{run_dir} holds no finished run (no {RUN_JSON} or {DATASET})")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ConfigError(f"{record_path} is not valid JSON") from None
+    text = dataset_path.read_text(encoding="utf-8")
+    rows = [r for _, r in _json_records(dataset_path, text.splitlines())] if text.strip() else []
+    return record, rows
+
+
+def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
+    return {"instruction": row["instruction"], "input": "", "output": row["response"]}
+
+
+def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "conversations": [
+            {"from": "human", "value": row["instruction"]},
+            {"from": "gpt", "value": row["response"]},
+        ],
+    }
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """One table row: nested metadata and scores as plain columns (for parquet and hf)."""
+    scores = row.get("scores") or {}
+    return {
+        "id": row["id"],
+        "instruction": row["instruction"],
+        "response": row["response"],
+        "messages": row["messages"],
+        "response_source": row["response_source"],
+        "use_case": row["metadata"]["use_case"],
+        "skills": row["metadata"]["skills"],
+        "iteration": row["iteration"],
+        "gap": scores.get("gap"),
+        "seed_ids": row["seed_ids"],
+    }
+
+
+def dataset_card(record: dict[str, Any], rows: int) -> str:
+    """README.md of the exported dataset: what made it, and the run's full config."""
+    config = record.get("config", {})
+    counts = record.get("counts", {})
+    models = record.get("models", {})
+    lines = [
+        "---",
+        "task_categories:",
+        "- text-generation",
+        "tags:",
+        "- synthetic",
+        "- instruction-tuning",
+        f"- {config.get('method', 'codeclm')}",
+        "---",
+        "",
+        "# Synthetic instruction-tuning data made by codeclm",
+        "",
+        f"{rows} instruction–response pairs, made by codeclm {record.get('codeclm_version', '')}"
+        f" with the method `{config.get('method', 'codeclm')}` (CodecLM: Wang et al., NAACL 2024).",
+        "",
+        f"- strong model: `{models.get('strong', {}).get('model')}`",
+        f"- target model: `{models.get('target', {}).get('model')}`",
+        f"- instructions: {counts.get('instructions')}, kept: {counts.get('kept')}, "
+        f"dropped: {counts.get('dropped')}, failed: {counts.get('failed')}",
+        "",
+        "Columns: `instruction`, `response`, `messages` (chat format), `response_source` "
+        "(which model wrote the response), `use_case` and `skills` (the metadata it was "
+        "decoded from), `iteration`, `gap` (the judge's strong − target score), `seed_ids`.",
+        "",
+        "## Run configuration",
+        "",
+        "```json",
+        json.dumps(config, indent=2, ensure_ascii=False),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_run(run_dir: Path, fmt: str, out: Path | None, limit: int | None) -> tuple[Path, int]:
+    """Write the run's kept pairs as ``fmt``; returns where, and how many pairs."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    record, rows = read_run(run_dir)
+    rows = rows[:limit] if limit else rows
+    target = out or run_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, Callable[[], object]] = {
+        "chat": lambda: write_jsonl(target, ({"messages": r["messages"]} for r in rows)),
+        "alpaca": lambda: _write_json_list(target, [_alpaca(r) for r in rows]),
+        "sharegpt": lambda: _write_json_list(target, [_sharegpt(r) for r in rows]),
+        "parquet": lambda: _hf_dataset(rows).to_parquet(str(target)),
+        "hf": lambda: _save_hf(target, record, rows),
+    }
+    writers[fmt]()
+    return target, len(rows)
+
+
+def _write_json_list(path: Path, items: list[dict[str, Any]]) -> None:
+    write_atomic(path, json.dumps(items, indent=1, ensure_ascii=False) + "\n")
+
+
+def _hf_dataset(rows: list[dict[str, Any]]) -> Any:
+    from datasets import Dataset  # imported only here: it takes about a second
+
+    return Dataset.from_list([_flat(r) for r in rows])
+
+
+def _save_hf(target: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    _hf_dataset(rows).save_to_disk(str(target))
+    (target / "README.md").write_text(dataset_card(record, len(rows)), encoding="utf-8")
+    write_json(target / "codeclm_run.json", {k: v for k, v in record.items()})
+
+
+__all__ = ["FORMATS", "export_run"]

@@ -1,0 +1,77 @@
+"""Nodes of one benchmark item's thread in ``codeclm eval``: answer the pair, judge it.
+
+The verdict is the paper's both-orders rule: the target wins only if it wins in both
+orders, loses only if it loses in both, and anything else is a tie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.errors import NodeError
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from codeclm.config import EvalConfig
+from codeclm.llm.client import RoleModel, describe_error
+from codeclm.nodes.pairs import answer_pair, judge_pair
+from codeclm.prompts import Prompts
+from codeclm.state import EvalItemState, JudgeScores, Outcome, spent
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """The run-time context of an evaluation: three roles, the prompts, the settings."""
+
+    strong: RoleModel
+    target: RoleModel
+    judge: RoleModel
+    prompts: Prompts
+    config: EvalConfig
+
+
+def verdict(scores: JudgeScores) -> Outcome:
+    """The target's outcome from both orders' scores (each order is (strong, target))."""
+    orders = (scores.strong_first, scores.target_first)
+    if all(target > strong for strong, target in orders):
+        return "win"
+    if all(target < strong for strong, target in orders):
+        return "loss"
+    return "tie"
+
+
+async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
+    """The target's and the strong model's answers, sent at once."""
+    ctx = runtime.context
+    strong, target, usage = await answer_pair(
+        ctx.strong, ctx.target, ctx.prompts, state.instruction
+    )
+    return {"strong_answer": strong, "target_answer": target, **spent("answer_item", **usage)}
+
+
+async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
+    """The judge scores the pair twice, order swapped, at temperature 0; then the verdict."""
+    ctx = runtime.context
+    scores, usage = await judge_pair(
+        ctx.judge,
+        ctx.prompts,
+        state.instruction,
+        state.strong_answer or "",
+        state.target_answer or "",
+    )
+    return {
+        "scores": scores,
+        "outcome": verdict(scores),
+        "status": "judged",
+        **spent("judge_item", judge=usage),
+    }
+
+
+def record_eval_failure(state: EvalItemState, error: NodeError) -> Command[Any]:
+    """After its retries, a failing step ends this item as 'failed', with the reason."""
+    reason = f"{error.node}: {describe_error(error.error)}"
+    return Command(
+        update={"status": "failed", "reason": reason, "failed_node": error.node}, goto=END
+    )
