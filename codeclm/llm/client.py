@@ -100,7 +100,7 @@ class RoleModel:
                     "prompt": prompt,
                     "temperature": overrides.get("temperature", self.chat.temperature),
                     "max_tokens": self.chat.max_tokens,
-                    "seed": self.chat.seed,
+                    "seed": overrides.get("seed", self.chat.seed),
                     "response_format": response_format,
                 }
             )

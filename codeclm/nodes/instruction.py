@@ -182,7 +182,10 @@ async def evolve(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
         prompt = ctx.prompts.render(
             "evolve_depth", instruction=state.instruction, method=DEPTH_OPERATORS[operator]
         )
-    reply, usage = await ctx.strong.structured(prompt, EvolvedInstruction)
+    # Threads evolving the same seed send the same prompt: a sampling seed of their own
+    # keeps their replies apart (and apart in the response cache).
+    sampling_seed = random.Random(f"{ctx.config.seed}:{state.id}:{state.iteration}").getrandbits(31)
+    reply, usage = await ctx.strong.structured(prompt, EvolvedInstruction, seed=sampling_seed)
     why = eliminated(state.instruction, reply.instruction)
     return {
         "instruction": state.instruction if why else reply.instruction,

@@ -1,0 +1,202 @@
+"""``codeclm split`` and ``codeclm eval``: the CRR arithmetic on a scripted judge, the
+both-orders rule, per-category results, every judged pair written, and resuming a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.cli import main
+from codeclm.nodes.evaluation import verdict
+from codeclm.state import JudgeScores
+from tests.conftest import BENCHMARKS, read_jsonl
+
+#: Scripted judge: (strong, target) by instruction. With a first-position bias of 3 points:
+#:   WIN   (2, 7): the target is ahead in both orders          -> win
+#:   SPLIT (4, 5): each answer wins when shown first           -> tie (its mean favours the
+#:                 target, 6.5 to 5.5: averaging alone would call it a win)
+#:   EVEN  (5, 5): the first shown wins each time              -> tie
+#:   LOSS  (8, 2): the strong answer is ahead in both orders   -> loss
+SCRIPT = {"WIN": (2, 7), "SPLIT": (4, 5), "EVEN": (5, 5), "LOSS": (8, 2)}
+ITEMS = [
+    ("a1", "alpha", "WIN"),
+    ("a2", "alpha", "SPLIT"),
+    ("a3", "alpha", "LOSS"),
+    ("b1", "beta", "WIN"),
+    ("b2", "beta", "WIN"),
+    ("b3", "beta", "EVEN"),
+    ("b4", "beta", "LOSS"),
+    ("c1", "gamma", "LOSS"),
+]
+
+
+def scripted(instruction: str) -> tuple[int, int]:
+    return SCRIPT[instruction.split(":")[0]]
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Path:
+    path = tmp_path / "bench.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": i, "instruction": f"{kind}: question {i}", "category": c}) + "\n"
+            for i, c, kind in ITEMS
+        )
+    )
+    return path
+
+
+def eval_args(mock: MockLLM, bench: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "eval",
+        str(bench),
+        "--out",
+        str(out),
+        "--target-model",
+        TARGET_MODEL,
+        "--target-base-url",
+        mock.base_url,
+        "--strong-model",
+        STRONG_MODEL,
+        "--strong-base-url",
+        mock.base_url,
+        "--judge-model",
+        "judge-model",
+        "--judge-base-url",
+        mock.base_url,
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_verdict_needs_both_orders() -> None:
+    def scores(strong_first: tuple[int, int], target_first: tuple[int, int]) -> JudgeScores:
+        return JudgeScores(
+            strong=0, target=0, gap=0, strong_first=strong_first, target_first=target_first
+        )
+
+    assert verdict(scores((3, 8), (2, 9))) == "win"
+    assert verdict(scores((8, 3), (9, 2))) == "loss"
+    assert verdict(scores((7, 5), (4, 8))) == "tie"  # each order prefers the first shown
+    assert verdict(scores((5, 5), (4, 8))) == "tie"  # one order even
+    assert verdict(scores((5, 5), (5, 5))) == "tie"
+
+
+def test_eval_crr_on_a_scripted_judge(mock_llm: MockLLM, bench: Path, tmp_path: Path) -> None:
+    mock_llm.judge_rule = scripted
+    mock_llm.first_position_bias = 3
+    out = tmp_path / "eval"
+    assert main(eval_args(mock_llm, bench, out)) == 0
+
+    record = json.loads((out / "eval.json").read_text())
+    result = record["result"]
+    assert (result["wins"], result["ties"], result["losses"], result["total"]) == (3, 2, 3, 8)
+    assert result["crr"] == pytest.approx(5 / 8)
+    by_category = {c: (t["wins"], t["ties"], t["losses"]) for c, t in result["by_category"].items()}
+    assert by_category == {"alpha": (1, 1, 1), "beta": (2, 1, 1), "gamma": (0, 0, 1)}
+    assert result["by_category"]["gamma"]["crr"] == 0
+    assert result["by_category"]["beta"]["crr"] == pytest.approx(3 / 4)
+
+    judgments = {row["id"]: row for row in read_jsonl(out / "judgments.jsonl")}
+    assert set(judgments) == {i for i, _, _ in ITEMS}
+    split = judgments["a2"]
+    assert split["outcome"] == "tie"
+    assert split["scores_strong_first"] == [7, 5] and split["scores_target_first"] == [4, 8]
+    assert split["mean_scores"]["target"] > split["mean_scores"]["strong"]
+    assert split["target_answer"].startswith("TARGET ANSWER")
+
+    # Every judge call went to the judge, at temperature 0, twice per item (both orders).
+    judge_calls = mock_llm.calls(schema="PairwiseScores")
+    assert len(judge_calls) == 2 * len(ITEMS)
+    assert {c.model for c in judge_calls} == {"judge-model"}
+    assert {c.temperature for c in judge_calls} == {0}
+    answers = [c for c in mock_llm.calls() if c.schema is None]
+    assert sorted(c.model for c in answers) == sorted([STRONG_MODEL, TARGET_MODEL] * len(ITEMS))
+
+
+def test_eval_judge_defaults_to_the_strong_model(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path
+) -> None:
+    args = eval_args(mock_llm, bench, tmp_path / "eval", "--limit", "2")
+    cut = args.index("--judge-model")
+    del args[cut : cut + 4]  # no judge flags
+    assert main(args) == 0
+    assert {c.model for c in mock_llm.calls(schema="PairwiseScores")} == {STRONG_MODEL}
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["result"]["total"] == 2
+
+
+def test_eval_killed_midway_resumes_without_redoing_finished_items(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """A 252-item evaluation killed at item ~200 goes on from there."""
+    bench = BENCHMARKS / "self_instruct.jsonl"
+    out = tmp_path / "eval"
+    args = [sys.executable, "-m", "codeclm", *eval_args(mock_llm, bench, out, "--concurrency", "4")]
+    mock_llm.stop_at = 200 * 4  # 4 calls per item: two answers, two judge orders
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    mock_llm.stop_pid = proc.pid
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    calls_before = mock_llm.received
+    mock_llm.stop_at = None
+
+    done = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "eval.json").read_text())
+    assert record["result"]["total"] == 252 and record["failed"] == 0
+    rows = read_jsonl(out / "judgments.jsonl")
+    assert len(rows) == len({r["id"] for r in rows}) == 252
+    resumed_calls = mock_llm.received - calls_before
+    # Only the ~52 items left, and the few calls in flight at the kill, were sent again.
+    assert resumed_calls <= (252 - 200) * 4 + 4 * 4, resumed_calls
+
+
+def test_eval_refuses_other_settings_in_the_same_folder(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "eval"
+    assert main(eval_args(mock_llm, bench, out, "--limit", "1")) == 0
+    other = eval_args(mock_llm, bench, out)
+    other[other.index("judge-model")] = "another-judge"
+    assert main(other) == 2
+    assert "different settings" in capsys.readouterr().err
+
+
+def test_eval_bad_benchmark_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "instruction": "fine"}\n{"id": "y"}\n')
+    assert main(["eval", str(bad), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("bad.jsonl:2: no 'instruction' text") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["vicuna", "evol_instruct", "self_instruct", "mt_bench"])
+def test_split_is_reproducible_stratified_and_complete(name: str, tmp_path: Path) -> None:
+    bench = BENCHMARKS / f"{name}.jsonl"
+    lines = [line for line in bench.read_text().splitlines() if line.strip()]
+    args = ["split", str(bench), "--seed-fraction", "0.2", "--seed", "7", "--out"]
+    assert main([*args, str(tmp_path / "one")]) == 0
+    assert main([*args, str(tmp_path / "two")]) == 0
+    for part in ("seeds.jsonl", "eval.jsonl"):
+        assert (tmp_path / "one" / part).read_bytes() == (tmp_path / "two" / part).read_bytes()
+    seeds = (tmp_path / "one" / "seeds.jsonl").read_text().splitlines()
+    rest = (tmp_path / "one" / "eval.jsonl").read_text().splitlines()
+    assert sorted(seeds + rest) == sorted(lines) and not set(seeds) & set(rest)
+    assert abs(len(seeds) - 0.2 * len(lines)) <= len({json.loads(x)["category"] for x in lines})
+    assert main([*args[:-2], "8", "--out", str(tmp_path / "three")]) == 0
+    assert (tmp_path / "three" / "seeds.jsonl").read_text().splitlines() != seeds
+
+
+def test_split_rejects_a_fraction_outside_0_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = BENCHMARKS / "vicuna.jsonl"
+    assert main(["split", str(bench), "--seed-fraction", "1.5", "--out", str(tmp_path)]) == 2
+    assert "--seed-fraction must be between 0 and 1" in capsys.readouterr().err

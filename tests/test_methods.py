@@ -1,0 +1,152 @@
+"""``run --method``: the paper's baselines and ablations, each a graph of shared nodes, with
+the same budget of instructions and the same output format; and ``run --dedup``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeclm.analysis.metrics import rouge_l, tokens
+from codeclm.bench.mock_llm import MockLLM
+from tests.conftest import read_jsonl, run_cli
+
+BUDGET = {"instructions": 12, "metadata": 6, "seed": 5}
+ROW_KEYS = {
+    "id",
+    "instruction",
+    "response",
+    "response_source",
+    "metadata",
+    "iteration",
+    "scores",
+    "seed_ids",
+    "actions",
+    "basic_instruction",
+    "messages",
+}
+
+
+def _run(mock: MockLLM, seeds: Path, out: Path, method: str, **extra: Any) -> dict[str, Any]:
+    assert run_cli(seeds, mock, out, method=method, **BUDGET, **extra) == 0
+    return dict(json.loads((out / "run.json").read_text()))
+
+
+def _by_node(summary: dict[str, Any]) -> dict[str, int]:
+    return {key: u["calls"] for key, u in summary["usage_by_node"].items()}
+
+
+@pytest.mark.parametrize(
+    "method", ["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
+)
+def test_every_method_spends_the_same_budget_and_writes_the_same_format(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, method: str
+) -> None:
+    summary = _run(mock_llm, seeds_file, tmp_path / method, method)
+    counts = summary["counts"]
+    assert counts["instructions"] == BUDGET["instructions"]
+    assert counts["kept"] + counts["dropped"] + counts["failed"] == BUDGET["instructions"]
+    rows = read_jsonl(tmp_path / method / "dataset.jsonl")
+    assert rows and all(set(row) == ROW_KEYS for row in rows)
+    assert all(row["messages"][1]["content"] == row["response"] for row in rows)
+    assert summary["config"]["method"] == method
+
+
+def test_metadata_ablation_decodes_but_never_judges_nor_improves(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "codeclm-metadata")
+    assert set(_by_node(summary)) == {"encode_seed/strong", "decode/strong", "answer_strong/strong"}
+    rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    assert all(r["response_source"] == "strong" and r["iteration"] == 1 for r in rows)
+    assert all(r["metadata"]["use_case"] for r in rows)  # metadata kept for report
+
+
+def test_rubrics_ablation_improves_once_with_a_self_rubrics_action_and_no_judge(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "codeclm-rubrics")
+    calls = _by_node(summary)
+    assert calls["improve/strong"] == BUDGET["instructions"]
+    assert "judge/strong" not in calls and "answer/target" not in calls
+    rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    assert all(r["iteration"] == 2 and len(r["actions"]) == 1 for r in rows)
+    assert all(r["actions"][0].startswith("action ") for r in rows)  # from Self-Rubrics
+
+
+def test_self_instruct_bootstraps_with_a_rouge_l_novelty_filter(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "self-instruct")
+    # The mock copies one in-context task into every reply: the filter must reject it.
+    assert summary["counts"]["self_instruct_rejected"] >= 1
+    prompts = [r.prompt for r in mock_llm.calls(schema="BootstrappedInstructions")]
+    assert prompts and all("Task 1: " in p for p in prompts)
+    seeds = [json.loads(line)["instruction"] for line in seeds_file.read_text().splitlines()]
+    instructions = [r["instruction"] for r in read_jsonl(tmp_path / "run" / "dataset.jsonl")]
+    assert len(instructions) == BUDGET["instructions"]
+    known = [tokens(t) for t in seeds]
+    for text in instructions:
+        assert all(rouge_l(tokens(text), other) < 0.7 for other in known), text
+        known.append(tokens(text))
+    assert set(_by_node(summary)) == {"bootstrap/strong", "answer_strong/strong"}
+
+
+def test_evol_instruct_evolves_each_seed_four_rounds_in_depth_and_breadth(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "evol-instruct")
+    rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    assert _by_node(summary)["evolve/strong"] == 4 * BUDGET["instructions"]
+    assert all(len(r["actions"]) == 4 and r["iteration"] == 5 for r in rows)
+    operators = [a.split(" (eliminated")[0] for r in rows for a in r["actions"]]
+    assert "in-breadth" in operators and "add constraints" in operators
+    # The mock returns "increase reasoning steps" unchanged: WizardLM's elimination.
+    assert any("(eliminated: no change)" in a for r in rows for a in r["actions"])
+    seeds = {json.loads(line)["instruction"] for line in seeds_file.read_text().splitlines()}
+    assert {r["basic_instruction"] for r in rows} == seeds  # the seeds, taken in turn
+
+
+def test_a_failed_baseline_answer_is_retried_by_a_rerun(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    """Restarting from START (no node before the failed one) works like the others."""
+    mock_llm.answer_errors_next = 3
+    out = tmp_path / "run"
+    first = _run(mock_llm, seeds_file, out, "codeclm-metadata", attempts=1, backoff=0)
+    assert first["counts"]["failed"] == 3
+    failed_ids = {r["id"] for r in read_jsonl(out / "failed.jsonl")}
+    before = read_jsonl(out / "dataset.jsonl")
+    again = _run(mock_llm, seeds_file, out, "codeclm-metadata", attempts=1, backoff=0)
+    assert again["counts"]["failed"] == 0 and again["counts"]["kept"] == BUDGET["instructions"]
+    after = read_jsonl(out / "dataset.jsonl")
+    assert [r for r in after if r["id"] not in failed_ids] == before
+    assert {r["id"] for r in after} - {r["id"] for r in before} == failed_ids
+
+
+def test_dedup_moves_near_duplicate_kept_pairs_to_dropped(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    """The mock decodes 'Task j on USE CASE needing SKILLS.': near-duplicates by design."""
+    plain = _run(mock_llm, seeds_file, tmp_path / "plain", "codeclm-metadata")
+    deduped = _run(mock_llm, seeds_file, tmp_path / "dedup", "codeclm-metadata", dedup=0.95)
+    assert plain["counts"]["duplicates"] == 0
+    duplicates = deduped["counts"]["duplicates"]
+    assert 0 < duplicates < BUDGET["instructions"]
+    assert deduped["counts"]["kept"] == BUDGET["instructions"] - duplicates
+    rows = [r for r in read_jsonl(tmp_path / "dedup" / "dropped.jsonl")]
+    assert len(rows) == duplicates and all(r["status"] == "duplicate" for r in rows)
+    kept_ids = {r["id"] for r in read_jsonl(tmp_path / "dedup" / "dataset.jsonl")}
+    for row in rows:  # each names the kept pair it repeats, with the cosine
+        assert row["reason"].split()[2] in kept_ids and "cosine" in row["reason"]
+
+
+def test_unknown_method_is_a_usage_error(
+    seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codeclm.cli import main
+
+    assert main(["run", str(seeds_file), "--out", str(tmp_path), "--method", "alpagasus"]) == 2
+    assert "invalid choice: 'alpagasus'" in capsys.readouterr().err
