@@ -130,6 +130,18 @@ class RunConfig(ModelSettings):
         0.7, gt=0, le=1, description="self-instruct: ROUGE-L above which a new one is rejected"
     )
 
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """Settings a method does not use are left out, as are the later-added ones at
+        their defaults: a run begun before they existed keeps its fingerprint."""
+        fields = super().fingerprint_fields()
+        unused = {
+            "method": self.method == "codeclm",
+            "dedup": self.dedup is None,
+            "evol_rounds": self.method != "evol-instruct",
+            "rouge_threshold": self.method != "self-instruct",
+        }
+        return {key: value for key, value in fields.items() if not unused.get(key)}
+
 
 class EvalConfig(ModelSettings):
     """``codeclm eval``: target and strong answer each benchmark item, the judge scores."""
@@ -148,9 +160,15 @@ class EvalConfig(ModelSettings):
     @model_validator(mode="before")
     @classmethod
     def _judge_defaults_to_strong(cls, values: Any) -> Any:
-        """No judge named: the strong model judges, as in the paper's own evaluation."""
-        if isinstance(values, dict) and not values.get("judge"):
-            values = {**values, "judge": dict(values.get("strong") or {})}
+        """The strong model judges unless the judge names its own model or endpoint.
+
+        The judge's own settings (e.g. ``max_tokens``) apply on top of the strong model's.
+        """
+        if not isinstance(values, dict):
+            return values
+        judge = dict(values.get("judge") or {})
+        if not judge.get("model") and not judge.get("base_url"):
+            values = {**values, "judge": {**dict(values.get("strong") or {}), **judge}}
         return values
 
 

@@ -150,3 +150,15 @@ def test_unknown_method_is_a_usage_error(
 
     assert main(["run", str(seeds_file), "--out", str(tmp_path), "--method", "alpagasus"]) == 2
     assert "invalid choice: 'alpagasus'" in capsys.readouterr().err
+
+
+def test_fingerprint_names_only_the_settings_a_method_uses() -> None:
+    """So a codeclm run begun before methods existed keeps its fingerprint (and resumes)."""
+    from codeclm.config import RunConfig
+
+    added = {"method", "dedup", "evol_rounds", "rouge_threshold"}
+    assert not added & set(RunConfig().fingerprint_fields())
+    evol = RunConfig(method="evol-instruct").fingerprint_fields()
+    assert {"method", "evol_rounds"} <= set(evol) and "rouge_threshold" not in evol
+    assert RunConfig(evol_rounds=2).fingerprint() == RunConfig().fingerprint()  # unused
+    assert RunConfig(dedup=0.9).fingerprint() != RunConfig().fingerprint()
