@@ -341,10 +341,11 @@ def _print_summary(result: RunResult) -> None:
             + (f", {u['cached_calls']} answered from the cache" if u.get("cached_calls") else "")
         )
     if all(m["embedded"] for m in result.summary["models"].values()):
+        judged = result.summary["config"].get("method", "codeclm") == "codeclm"
         console.print(
-            "  note: both roles ran on the embedded toy model (SmolLM2-135M), which cannot "
-            "judge; expect most instructions dropped. Point --strong-model at a real model "
-            "for real data."
+            "  note: both roles ran on the embedded toy model (SmolLM2-135M)"
+            + (", which cannot judge; expect most instructions dropped" if judged else "")
+            + ". Point --strong-model at a real model for real data."
         )
     console.print(
         f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
@@ -358,6 +359,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config(file_values, _overrides(args), source)
     if (args.seeds is None) == (args.user_metadata is None):
         raise ConfigError("give either SEEDS or --user-metadata FILE (exactly one)")
+    if args.seeds is None and config.method in ("self-instruct", "evol-instruct"):
+        raise ConfigError(f"--method {config.method} starts from seeds: give SEEDS")
     seeds = load_seeds(args.seeds) if args.seeds is not None else []
     metadata = (
         load_user_metadata(args.user_metadata, config.max_skills)

@@ -129,7 +129,9 @@ def _write_json_list(path: Path, items: list[dict[str, Any]]) -> None:
 
 def _hf_dataset(rows: list[dict[str, Any]]) -> Any:
     from datasets import Dataset  # imported only here: it takes about a second
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # one line of our own says what was written
     return Dataset.from_list([_flat(r) for r in rows])
 
 

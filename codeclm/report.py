@@ -123,8 +123,8 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
     }
     texts = [row["instruction"] for row in run.kept]
     diversity: dict[str, Any] = {
-        "distinct_1": distinct_n(texts, 1),
-        "distinct_2": distinct_n(texts, 2),
+        "distinct_1": distinct_n(texts, 1) if texts else None,
+        "distinct_2": distinct_n(texts, 2) if texts else None,
         "near_duplicate_threshold": near_dup,
     }
     try:
@@ -133,7 +133,7 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         model = embedding_model()
         vectors = model.encode(texts)
         diversity["near_duplicates"] = len(near_duplicates(vectors, near_dup))
-        diversity["embedding_spread"] = spread(vectors)
+        diversity["embedding_spread"] = spread(vectors) if len(texts) > 1 else None
         if run.seed_texts:
             diversity["seed_embedding_spread"] = spread(model.encode(run.seed_texts))
     except ConfigError as exc:  # the embedding model is not installed
@@ -195,6 +195,10 @@ def _pca(run: RunData, texts: list[str]) -> dict[str, Any] | None:
 # ---- plots ------------------------------------------------------------------------------
 
 
+def _short(label: str, width: int = 40) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def _png(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -226,12 +230,13 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
             shares = [parts[part].get(label, 0) / total for label in labels]
             positions = [i + (offset - 1) * height for i in range(len(labels))]
             ax.barh(positions, shares, height=height, label=part)
-        ax.set_yticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), [_short(label) for label in labels])
         ax.set_xlabel("share")
         jsd = fig_data["jensen_shannon"][kind]
         ax.set_title(
             f"{kind.replace('_', ' ')}: seeds vs pool vs kept "
-            f"(JSD seeds–pool {jsd['seeds_vs_pool']:.3f}, seeds–kept {jsd['seeds_vs_kept']:.3f})"
+            f"(JSD seeds–pool {_fmt(jsd['seeds_vs_pool'])}, "
+            f"seeds–kept {_fmt(jsd['seeds_vs_kept'])})"
         )
         ax.legend()
         out[f"{kind}_distribution"] = _png(fig)
@@ -239,6 +244,8 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     iterations = fig_data["kept_by_iteration"]
     left.bar(list(iterations), list(iterations.values()), color="tab:green")
+    if not iterations:
+        left.text(0.5, 0.5, "no pair kept", ha="center", va="center", transform=left.transAxes)
     left.set_xlabel("iteration")
     left.set_ylabel("kept pairs")
     left.set_title("kept pairs per iteration")
@@ -279,23 +286,15 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
         nodes = sorted({key.split("/")[0] for key in by_node})
         roles = sorted({key.split("/")[1] for key in by_node})
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-        for role in roles:
-            left.bar(
-                nodes,
-                [by_node.get(f"{n}/{role}", {}).get("calls", 0) for n in nodes],
-                label=role,
-                alpha=0.8,
-            )
-            right.bar(
-                nodes,
-                [
-                    by_node.get(f"{n}/{role}", {}).get("input_tokens", 0)
-                    + by_node.get(f"{n}/{role}", {}).get("output_tokens", 0)
-                    for n in nodes
-                ],
-                label=role,
-                alpha=0.8,
-            )
+        calls_below, tokens_below = [0] * len(nodes), [0] * len(nodes)
+        for role in roles:  # stacked: a node's bar is the sum over roles
+            usage = [by_node.get(f"{n}/{role}", {}) for n in nodes]
+            calls = [u.get("calls", 0) for u in usage]
+            tokens = [u.get("input_tokens", 0) + u.get("output_tokens", 0) for u in usage]
+            left.bar(nodes, calls, bottom=calls_below, label=role)
+            right.bar(nodes, tokens, bottom=tokens_below, label=role)
+            calls_below = [a + b for a, b in zip(calls_below, calls, strict=True)]
+            tokens_below = [a + b for a, b in zip(tokens_below, tokens, strict=True)]
         left.set_title("calls per node and role")
         right.set_title("tokens (input + output) per node and role")
         for ax in (left, right):
@@ -400,7 +399,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     else:
         diversity_rows += [
             [
-                f"near-duplicate pairs (cosine ≥ {d['near_duplicate_threshold']:g})",
+                f"near-duplicates: kept instructions with cosine ≥ "
+                f"{d['near_duplicate_threshold']:g} to an earlier one",
                 _fmt(d["near_duplicates"]),
             ],
             ["embedding spread of kept (mean cosine distance)", _fmt(d["embedding_spread"])],
@@ -410,7 +410,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     tables.append(("Diversity", ["measure", "value"], diversity_rows))
     at_one = f["kept_at_iteration_1"]
     provenance = [[f"kept at iteration {k}", str(v)] for k, v in f["kept_by_iteration"].items()]
-    provenance.append(["share kept at iteration 1 (paper: over 70%)", _fmt(at_one)])
+    if f["method"] == "codeclm":  # the other methods have no judge loop to iterate
+        provenance.append(["share kept at iteration 1 (paper: over 70%)", _fmt(at_one)])
     tables.append(("Where the data came from", ["", "pairs"], provenance))
     reasons = [
         [status, reason, str(n)] for status, groups in f["reasons"].items() for reason, n in groups

@@ -162,3 +162,13 @@ def test_fingerprint_names_only_the_settings_a_method_uses() -> None:
     assert {"method", "evol_rounds"} <= set(evol) and "rouge_threshold" not in evol
     assert RunConfig(evol_rounds=2).fingerprint() == RunConfig().fingerprint()  # unused
     assert RunConfig(dedup=0.9).fingerprint() != RunConfig().fingerprint()
+
+
+def test_baselines_need_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from codeclm.cli import main
+
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text('{"use_case": "support", "skills": ["billing"]}\n')
+    args = ["run", "--user-metadata", str(meta), "--out", str(tmp_path / "o")]
+    assert main([*args, "--method", "evol-instruct"]) == 2
+    assert "--method evol-instruct starts from seeds" in capsys.readouterr().err
