@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
     evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N items")
+    evaluate.add_argument("--limit", type=_positive(int), help="evaluate only the first N items")
     for name in ("concurrency", "attempts", "backoff", "seed"):
         kind, text = _RUN_FLAGS[name]
         evaluate.add_argument(f"--{name}", type=kind, help=text)
@@ -659,9 +659,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
+        again = "the same command again" if args.command == "eval" else f"codeclm resume {out}"
         sys.stderr.write(
-            "codeclm: interrupted; finished work is checkpointed and written out. "
-            f"Resume with: codeclm resume {out}\n"
+            f"codeclm: interrupted; finished work is checkpointed and written out. "
+            f"Resume with: {again}\n"
         )
         return 130
     return EXIT_USAGE

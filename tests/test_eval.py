@@ -211,3 +211,15 @@ def test_judge_inherits_the_strong_settings_unless_it_names_its_own_model() -> N
     assert inherited.judge.max_tokens == 64
     own = EvalConfig.model_validate({"strong": strong, "judge": {"model": "judge"}})
     assert (own.judge.model, own.judge.base_url, own.judge.max_tokens) == ("judge", None, 1024)
+
+
+def test_a_run_and_an_evaluation_never_share_a_folder(
+    mock_llm: MockLLM, bench: Path, seeds_file: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import run_cli
+
+    out = tmp_path / "eval"
+    assert main(eval_args(mock_llm, bench, out, "--limit", "1")) == 0
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 2
+    assert run_cli(seeds_file, mock_llm, tmp_path / "run", instructions=2, metadata=2) == 0
+    assert main(eval_args(mock_llm, bench, tmp_path / "run")) == 2

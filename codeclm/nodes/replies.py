@@ -34,13 +34,18 @@ def encoded_metadata(max_skills: int) -> type[BaseModel]:
 
 
 @cache
-def decoded_instructions(n: int) -> type[BaseModel]:
-    """``{"instructions": [str × n]}``."""
+def _instruction_list(name: str, n: int) -> type[BaseModel]:
+    """``{"instructions": [str × n]}`` under the schema name ``name``."""
     return create_model(
-        "DecodedInstructions",
+        name,
         __config__=_STRICT,
         instructions=(list[InstructionText], Field(..., min_length=1, max_length=n)),
     )
+
+
+def decoded_instructions(n: int) -> type[BaseModel]:
+    """The decoder's n basic instructions for one metadata entry."""
+    return _instruction_list("DecodedInstructions", n)
 
 
 @cache
@@ -76,11 +81,6 @@ class EvolvedInstruction(BaseModel):
     instruction: InstructionText
 
 
-@cache
 def bootstrapped_instructions(n: int) -> type[BaseModel]:
-    """Self-Instruct's new tasks: ``{"instructions": [str × n]}``."""
-    return create_model(
-        "BootstrappedInstructions",
-        __config__=_STRICT,
-        instructions=(list[InstructionText], Field(..., min_length=1, max_length=n)),
-    )
+    """Self-Instruct's n new tasks from one prompt."""
+    return _instruction_list("BootstrappedInstructions", n)
