@@ -20,11 +20,10 @@ from codeclm.config import ConfigError, EvalConfig, differing_keys
 from codeclm.graph import thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
 from codeclm.nodes.evaluation import EvalContext
-from codeclm.outputs import JsonlWriter, write_json
+from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
 from codeclm.runner import RunStats, _redact_url, open_workspace, run_threads
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 
-EVAL_JSON = "eval.json"
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
 
@@ -56,7 +55,7 @@ def _check_fingerprint(out_dir: Path, fingerprint: dict[str, Any]) -> None:
     """Refuse to continue an evaluation in ``out_dir`` begun with other settings or items."""
     path = out_dir / EVAL_JSON
     if not path.is_file():
-        if (out_dir / "run.json").is_file():
+        if (out_dir / RUN_JSON).is_file():
             raise ConfigError(f"{out_dir} holds a run, not an evaluation; use another --out")
         return
     try:

@@ -22,6 +22,8 @@ METADATA = "metadata.jsonl"
 RUN_JSON = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
 CACHE = "llm_cache.sqlite"
+EVAL_JSON = "eval.json"
+"""An evaluation's record (``codeclm eval``): a folder holds a run or an evaluation."""
 
 
 def write_atomic(path: Path, text: str) -> None:

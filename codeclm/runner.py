@@ -45,6 +45,7 @@ from codeclm.outputs import (
     CHECKPOINTS,
     DATASET,
     DROPPED,
+    EVAL_JSON,
     FAILED,
     METADATA,
     RUN_JSON,
@@ -119,7 +120,7 @@ def _redact_url(url: str | None) -> str | None:
 
 def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
     """Refuse to continue a run in ``out_dir`` that was started with other settings."""
-    if (out_dir / "eval.json").is_file():
+    if (out_dir / EVAL_JSON).is_file():
         raise ConfigError(f"{out_dir} holds an evaluation, not a run; use another --out")
     path = out_dir / RUN_JSON
     if not path.is_file():
