@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codeclm.analysis.embeddings import Vectors
 from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
 from codeclm.config import ConfigError
 from codeclm.export import read_run
@@ -127,15 +128,17 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "distinct_2": distinct_n(texts, 2) if texts else None,
         "near_duplicate_threshold": near_dup,
     }
+    kept_vectors = seed_vectors = None
     try:
         from codeclm.analysis.embeddings import embedding_model
 
         model = embedding_model()
-        vectors = model.encode(texts)
-        diversity["near_duplicates"] = len(near_duplicates(vectors, near_dup))
-        diversity["embedding_spread"] = spread(vectors) if len(texts) > 1 else None
+        kept_vectors = model.encode(texts)
+        seed_vectors = model.encode(run.seed_texts)
+        diversity["near_duplicates"] = len(near_duplicates(kept_vectors, near_dup))
+        diversity["embedding_spread"] = spread(kept_vectors) if len(texts) > 1 else None
         if run.seed_texts:
-            diversity["seed_embedding_spread"] = spread(model.encode(run.seed_texts))
+            diversity["seed_embedding_spread"] = spread(seed_vectors)
     except ConfigError as exc:  # the embedding model is not installed
         diversity["embeddings_unavailable"] = str(exc)
     by_iteration = Counter(str(row.get("iteration")) for row in run.kept)
@@ -171,25 +174,21 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "diversity": diversity,
         "usage": run.record.get("usage", {}),
         "usage_by_node": run.record.get("usage_by_node", {}),
-        "pca": _pca(run, texts) if "embeddings_unavailable" not in diversity else None,
+        "pca": _pca(kept_vectors, seed_vectors),
     }
 
 
-def _pca(run: RunData, texts: list[str]) -> dict[str, Any] | None:
-    """Kept instructions (and seeds) projected on their two main axes, for the spread plot."""
+def _pca(kept: Vectors | None, seeds: Vectors | None) -> dict[str, Any] | None:
+    """Kept instructions and seeds projected on their two main axes, for the spread plot."""
     import numpy as np
 
-    from codeclm.analysis.embeddings import embedding_model
-
-    all_texts = run.seed_texts + texts
-    if len(all_texts) < 3:
+    if kept is None or seeds is None or len(kept) + len(seeds) < 3:
         return None
-    vectors = embedding_model().encode(all_texts)
+    vectors = np.concatenate([seeds, kept])
     centered = vectors - vectors.mean(axis=0)
     _, _, axes = np.linalg.svd(centered, full_matrices=False)
     points = centered @ axes[:2].T
-    n = len(run.seed_texts)
-    return {"seeds": points[:n].tolist(), "kept": points[n:].tolist()}
+    return {"seeds": points[: len(seeds)].tolist(), "kept": points[len(seeds) :].tolist()}
 
 
 # ---- plots ------------------------------------------------------------------------------

@@ -75,3 +75,36 @@ def test_the_embedded_model_runs_the_whole_method_through_the_cli(tmp_path: Path
         + read_jsonl(out / "failed.jsonl")
     )
     assert len({r["id"] for r in rows}) == len(rows) == 2
+
+
+@pytest.mark.embedded
+def test_the_embedded_model_evaluates_benchmark_items(tmp_path: Path) -> None:
+    """``codeclm eval`` on the real toy model: real answers, real grammar-bound judge scores."""
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(
+        '{"id": "q1", "instruction": "Name one planet of the solar system.", "category": "a"}\n'
+        '{"id": "q2", "instruction": "What is 2 + 2?", "category": "b"}\n'
+    )
+    config = tmp_path / "eval.toml"
+    config.write_text(
+        "concurrency = 2\n[strong]\nmax_tokens = 64\n[target]\nmax_tokens = 32\n"
+        "[judge]\nmax_tokens = 48\n"
+    )
+    out = tmp_path / "eval"
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    args = ["eval", str(bench), "--config", str(config), "--out", str(out), "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "codeclm", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((out / "eval.json").read_text())
+    assert record["models"]["judge"]["embedded"] is True
+    judged, failed = read_jsonl(out / "judgments.jsonl"), read_jsonl(out / "failed.jsonl")
+    assert len(judged) + len(failed) == 2 and record["result"]["total"] == len(judged)
+    for row in judged:
+        assert row["outcome"] in ("win", "tie", "loss") and row["target_answer"]
+        assert all(1 <= s <= 10 for s in row["scores_strong_first"] + row["scores_target_first"])

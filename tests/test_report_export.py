@@ -187,3 +187,32 @@ def test_metrics() -> None:
     )
     assert near_duplicates(vectors, 0.9) == {1: (0, pytest.approx(float(vectors[0] @ vectors[1])))}
     assert spread(vectors[:1]) == 0 and 0 < spread(vectors) < 1
+
+
+def test_novelty_filter_gives_the_verdicts_of_plain_rouge_l() -> None:
+    """The indexed filter only skips pairs that cannot reach the threshold."""
+    import random
+
+    from codeclm.analysis.metrics import NoveltyFilter, tokens
+
+    rng = random.Random(1)
+    vocab = [f"w{i}" for i in range(30)]
+    texts = []
+    for _ in range(80):
+        words = [rng.choice(vocab) for _ in range(rng.randint(3, 12))]
+        texts.append(" ".join(words))
+        for _ in range(2):  # near copies: one word changed
+            copy = list(words)
+            copy[rng.randrange(len(copy))] = rng.choice(vocab)
+            texts.append(" ".join(copy))
+    rng.shuffle(texts)
+    novelty = NoveltyFilter(0.7)
+    indexed = [novelty.add_if_novel(text) for text in texts]
+    known: list[list[str]] = []
+    plain = []
+    for text in texts:
+        words = tokens(text)
+        plain.append(all(rouge_l(words, other) < 0.7 for other in known))
+        if plain[-1]:
+            known.append(words)
+    assert indexed == plain and 0 < sum(plain) < len(texts)

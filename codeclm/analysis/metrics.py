@@ -100,3 +100,48 @@ def jensen_shannon(p: Counter[str], q: Counter[str]) -> float:
         if qi:
             divergence += 0.5 * qi * math.log2(qi / mi)
     return max(0.0, divergence)
+
+
+class NoveltyFilter:
+    """Self-Instruct's filter: a text is novel when its ROUGE-L with every known one is below
+    ``threshold``.
+
+    ROUGE-L is bounded by the multiset word overlap (an LCS cannot be longer than it), so
+    an inverted index finds the few known texts that could reach the threshold, and only
+    those get the quadratic LCS: thousands of instructions take seconds, not minutes.
+    """
+
+    def __init__(self, threshold: float, texts: Iterable[str] = ()) -> None:
+        self.threshold = threshold
+        self.known: list[list[str]] = []
+        self.postings: dict[str, list[tuple[int, int]]] = {}
+        for text in texts:
+            self.add(tokens(text))
+
+    def add(self, words: list[str]) -> None:
+        index = len(self.known)
+        self.known.append(words)
+        for word, count in Counter(words).items():
+            self.postings.setdefault(word, []).append((index, count))
+
+    def is_novel(self, words: list[str]) -> bool:
+        if not words:
+            return False
+        overlap: Counter[int] = Counter()
+        for word, count in Counter(words).items():
+            for index, known_count in self.postings.get(word, ()):
+                overlap[index] += min(count, known_count)
+        for index, shared in overlap.items():
+            other = self.known[index]
+            bound = 2 * shared / (len(words) + len(other))
+            if bound >= self.threshold and rouge_l(words, other) >= self.threshold:
+                return False
+        return True
+
+    def add_if_novel(self, text: str) -> bool:
+        """Add ``text`` when it is novel; whether it was."""
+        words = tokens(text)
+        if not self.is_novel(words):
+            return False
+        self.add(words)
+        return True

@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from codeclm.analysis.metrics import rouge_l, tokens
+from codeclm.analysis.metrics import NoveltyFilter
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.nodes.replies import bootstrapped_instructions
 from codeclm.state import BasicInstruction, Failure, PrepareState, TokenUsage, spent
@@ -73,20 +73,18 @@ async def bootstrap(state: PrepareState, runtime: Runtime[PipelineContext]) -> d
         for _ in range(requests)
     ]
     replies = await asyncio.gather(*(ctx.strong.structured(p, schema) for p in prompts))
-    known = [tokens(text) for text in seeds + generated]
+    novelty = NoveltyFilter(cfg.rouge_threshold, seeds + generated)
     new: list[BasicInstruction] = []
     rejected = 0
     usage = TokenUsage()
     for reply, call_usage in replies:
         usage = usage + call_usage
         for text in reply.instructions:  # type: ignore[attr-defined]
-            words = tokens(text)
             if len(generated) + len(new) >= cfg.instructions:
                 break
-            if not words or any(rouge_l(words, old) >= cfg.rouge_threshold for old in known):
+            if not novelty.add_if_novel(text):
                 rejected += 1
                 continue
-            known.append(words)
             new.append(
                 BasicInstruction(
                     id=f"si{len(generated) + len(new):05d}", metadata_id="", instruction=text
