@@ -11,11 +11,11 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
@@ -40,6 +40,7 @@ from codeclm.split import split_benchmark
 from codeclm.step import parse_assignment, step_thread
 
 EXIT_USAGE = 2
+T = TypeVar("T")
 
 _RUN_FLAGS: dict[str, tuple[type, str]] = {
     "instructions": (int, "basic instructions to decode in total (default 2000)"),
@@ -305,23 +306,30 @@ async def _run_with_progress(
         name: str(path.resolve()) if path is not None else None
         for name, path in (("seeds", args.seeds), ("user_metadata", args.user_metadata))
     }
-    task = asyncio.ensure_future(
-        execute(
-            config,
-            args.out,
-            seeds=seeds,
-            user_metadata=metadata,
-            stats=stats,
-            inputs=inputs,
-            on_phase=on_phase,
-        )
+    work = execute(
+        config,
+        args.out,
+        seeds=seeds,
+        user_metadata=metadata,
+        stats=stats,
+        inputs=inputs,
+        on_phase=on_phase,
     )
-    if args.quiet or not console.is_terminal:
+    show = not args.quiet and console.is_terminal
+    return await _with_progress(work, lambda: _status_table(stats, started), console, show)
+
+
+async def _with_progress(
+    work: Coroutine[Any, Any, T], render: Callable[[], RenderableType], console: Console, show: bool
+) -> T:
+    """Await ``work``, redrawing ``render()`` four times a second at a terminal."""
+    task = asyncio.ensure_future(work)
+    if not show:
         return await task
-    with Live(_status_table(stats, started), console=console, refresh_per_second=4) as live:
+    with Live(render(), console=console, refresh_per_second=4) as live:
         while not task.done():
             await asyncio.wait([task], timeout=0.25)
-            live.update(_status_table(stats, started))
+            live.update(render())
     return task.result()
 
 
@@ -540,21 +548,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     stats = EvalStats()
     console = Console(stderr=True)
 
-    async def go() -> dict[str, Any]:
-        task = asyncio.ensure_future(evaluate(config, args.benchmark, items, args.out, stats))
-        if args.quiet or not console.is_terminal:
-            return await task
-        with Live(console=console, refresh_per_second=4) as live:
-            while not task.done():
-                await asyncio.wait([task], timeout=0.25)
-                o = stats.outcomes
-                live.update(
-                    f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
-                    f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
-                )
-        return task.result()
+    def render() -> str:
+        o = stats.outcomes
+        return (
+            f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
+            f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
+        )
 
-    record = asyncio.run(go())
+    work = evaluate(config, args.benchmark, items, args.out, stats)
+    show = not args.quiet and console.is_terminal
+    record = asyncio.run(_with_progress(work, render, console, show))
     _print_eval(record, args.out)
     return 0
 

@@ -21,7 +21,7 @@ from codeclm.graph import thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
-from codeclm.runner import RunStats, _redact_url, open_workspace, run_threads
+from codeclm.runner import RunStats, models_record, open_workspace, run_threads
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 
 JUDGMENTS = "judgments.jsonl"
@@ -134,14 +134,7 @@ async def evaluate(
             "benchmark": str(benchmark.resolve()),
             "fingerprint": fingerprint,
             "config": config.model_dump(mode="json"),
-            "models": {
-                role: {
-                    "model": model.model_name,
-                    "base_url": _redact_url(model.chat.openai_api_base),
-                    "embedded": config.role(role).embedded,
-                }
-                for role, model in space.models.items()
-            },
+            "models": models_record(config, space.models),
         }
         write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
         graph = build_eval_graph(space.retry).compile(checkpointer=space.saver)

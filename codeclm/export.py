@@ -29,9 +29,15 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except ValueError:
         raise ConfigError(f"{record_path} is not valid JSON") from None
-    text = dataset_path.read_text(encoding="utf-8")
-    rows = [r for _, r in _json_records(dataset_path, text.splitlines())] if text.strip() else []
-    return record, rows
+    return record, read_rows(dataset_path)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of one of a run's JSONL files; none when it is missing or empty."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    return [row for _, row in _json_records(path, text.splitlines())] if text.strip() else []
 
 
 def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +144,7 @@ def _hf_dataset(rows: list[dict[str, Any]]) -> Any:
 def _save_hf(target: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     _hf_dataset(rows).save_to_disk(str(target))
     (target / "README.md").write_text(dataset_card(record, len(rows)), encoding="utf-8")
-    write_json(target / "codeclm_run.json", {k: v for k, v in record.items()})
+    write_json(target / "codeclm_run.json", record)
 
 
 __all__ = ["FORMATS", "export_run"]

@@ -20,9 +20,9 @@ from typing import Any
 from codeclm.analysis.embeddings import Vectors
 from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
 from codeclm.config import ConfigError
-from codeclm.export import read_run
+from codeclm.export import read_rows, read_run
 from codeclm.outputs import DROPPED, FAILED, METADATA, write_atomic, write_json
-from codeclm.seeds import _json_records, load_seeds
+from codeclm.seeds import load_seeds
 
 TOP = 15  # labels shown per distribution plot
 
@@ -44,13 +44,6 @@ class RunData:
         return str(self.record.get("config", {}).get("method", "codeclm"))
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8")
-    return [row for _, row in _json_records(path, text.splitlines())] if text.strip() else []
-
-
 def load_run(run_dir: Path) -> RunData:
     record, kept = read_run(run_dir)
     seeds_path = (record.get("inputs") or {}).get("seeds")
@@ -64,9 +57,9 @@ def load_run(run_dir: Path) -> RunData:
         name=run_dir.resolve().name,
         record=record,
         kept=kept,
-        dropped=_jsonl(run_dir / DROPPED),
-        failed=_jsonl(run_dir / FAILED),
-        metadata=_jsonl(run_dir / METADATA),
+        dropped=read_rows(run_dir / DROPPED),
+        failed=read_rows(run_dir / FAILED),
+        metadata=read_rows(run_dir / METADATA),
         seed_texts=seed_texts,
     )
 

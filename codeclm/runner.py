@@ -118,6 +118,18 @@ def _redact_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, Any]:
+    """Each role's model and endpoint for a record (run.json, eval.json), with no secret."""
+    return {
+        role: {
+            "model": model.model_name,
+            "base_url": _redact_url(model.chat.openai_api_base),
+            "embedded": config.role(role).embedded,
+        }
+        for role, model in models.items()
+    }
+
+
 def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
     """Refuse to continue a run in ``out_dir`` that was started with other settings."""
     if (out_dir / EVAL_JSON).is_file():
@@ -328,14 +340,7 @@ def _summary(
         "config": config.model_dump(mode="json"),
         "config_fingerprinted": config.fingerprint_fields(),
         "inputs": inputs,
-        "models": {
-            role: {
-                "model": model.model_name,
-                "base_url": _redact_url(model.chat.openai_api_base),
-                "embedded": getattr(config, role).embedded,
-            }
-            for role, model in models.items()
-        },
+        "models": models_record(config, models),
         "counts": {
             "seeds": len(prepared.seeds),
             "user_metadata": len(prepared.user_metadata),
@@ -462,7 +467,7 @@ class Workspace:
 async def open_workspace(
     config: ModelSettings,
     out_dir: Path,
-    check_inputs: Callable[[dict[str, RoleModel]], None] = lambda models: None,
+    check_inputs: Callable[[dict[str, RoleModel], Prompts], None] = lambda m, p: None,
 ) -> AsyncIterator[Workspace]:
     """Models (and the embedded server if needed), response cache and checkpointer.
 
@@ -475,7 +480,7 @@ async def open_workspace(
     with role_models(config, shared_limit, cache) as built:  # a missing key fails here
         try:
             models = await preflight(built, config)
-            check_inputs(models)
+            check_inputs(models, prompts)
             out_dir.mkdir(parents=True, exist_ok=True)
             if cache is not None:
                 await cache.open()
@@ -517,9 +522,8 @@ async def open_run(
     check_inputs: Callable[[PipelineContext], None] = lambda context: None,
 ) -> AsyncIterator[OpenRun]:
     """A workspace with the run's two graphs, the instruction graph of the run's method."""
-    prompts = load_prompts(config.prompts_dir)
     async with open_workspace(
-        config, out_dir, lambda models: check_inputs(run_context(config, models, prompts))
+        config, out_dir, lambda models, prompts: check_inputs(run_context(config, models, prompts))
     ) as space:
         graph = build_instruction_graph(space.retry, config.method, evol_rounds=config.evol_rounds)
         yield OpenRun(

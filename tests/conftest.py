@@ -14,6 +14,22 @@ from codeclm.cli import main
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+#: The fields of a dataset.jsonl row (README, "Outputs"), whatever the method.
+DATASET_ROW_KEYS = frozenset(
+    {
+        "id",
+        "instruction",
+        "response",
+        "response_source",
+        "metadata",
+        "iteration",
+        "scores",
+        "seed_ids",
+        "actions",
+        "basic_instruction",
+        "messages",
+    }
+)
 
 
 @pytest.fixture

@@ -19,6 +19,19 @@ from codeclm.llm.embedded import find_gguf
 from tests.conftest import read_jsonl
 
 
+def _codeclm(*args: str) -> None:
+    """The CLI in its own process, with no API key in the environment: all embedded."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "codeclm", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.embedded
 def test_the_embedded_model_runs_the_whole_method_through_the_cli(tmp_path: Path) -> None:
     try:
@@ -36,25 +49,7 @@ def test_the_embedded_model_runs_the_whole_method_through_the_cli(tmp_path: Path
         "[strong]\nmax_tokens = 160\n[target]\nmax_tokens = 48\n"
     )
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "codeclm",
-            "run",
-            str(seeds),
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _codeclm("run", str(seeds), "--config", str(config), "--out", str(out))
     summary = json.loads((out / "run.json").read_text())
     assert summary["models"]["strong"]["embedded"] is True
     assert summary["models"]["strong"]["base_url"].startswith("http://127.0.0.1:")
@@ -91,16 +86,7 @@ def test_the_embedded_model_evaluates_benchmark_items(tmp_path: Path) -> None:
         "[judge]\nmax_tokens = 48\n"
     )
     out = tmp_path / "eval"
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    args = ["eval", str(bench), "--config", str(config), "--out", str(out), "--quiet"]
-    done = subprocess.run(
-        [sys.executable, "-m", "codeclm", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _codeclm("eval", str(bench), "--config", str(config), "--out", str(out), "--quiet")
     record = json.loads((out / "eval.json").read_text())
     assert record["models"]["judge"]["embedded"] is True
     judged, failed = read_jsonl(out / "judgments.jsonl"), read_jsonl(out / "failed.jsonl")

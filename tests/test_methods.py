@@ -11,22 +11,9 @@ import pytest
 
 from codeclm.analysis.metrics import rouge_l, tokens
 from codeclm.bench.mock_llm import MockLLM
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import DATASET_ROW_KEYS, read_jsonl, run_cli
 
 BUDGET = {"instructions": 12, "metadata": 6, "seed": 5}
-ROW_KEYS = {
-    "id",
-    "instruction",
-    "response",
-    "response_source",
-    "metadata",
-    "iteration",
-    "scores",
-    "seed_ids",
-    "actions",
-    "basic_instruction",
-    "messages",
-}
 
 
 def _run(mock: MockLLM, seeds: Path, out: Path, method: str, **extra: Any) -> dict[str, Any]:
@@ -49,9 +36,14 @@ def test_every_method_spends_the_same_budget_and_writes_the_same_format(
     assert counts["instructions"] == BUDGET["instructions"]
     assert counts["kept"] + counts["dropped"] + counts["failed"] == BUDGET["instructions"]
     rows = read_jsonl(tmp_path / method / "dataset.jsonl")
-    assert rows and all(set(row) == ROW_KEYS for row in rows)
+    assert rows and all(set(row) == DATASET_ROW_KEYS for row in rows)
     assert all(row["messages"][1]["content"] == row["response"] for row in rows)
     assert summary["config"]["method"] == method
+    # Per node, the calls add up to the role's, and each matches what the server received.
+    for role, usage in summary["usage"].items():
+        by_node = [u for key, u in summary["usage_by_node"].items() if key.endswith(f"/{role}")]
+        assert sum(u["calls"] for u in by_node) == usage["calls"]
+    assert sum(u["calls"] for u in summary["usage_by_node"].values()) == len(mock_llm.requests)
 
 
 def test_metadata_ablation_decodes_but_never_judges_nor_improves(

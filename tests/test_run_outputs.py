@@ -10,7 +10,7 @@ import pytest
 
 from codeclm.bench.mock_llm import MockLLM, iteration_of
 from codeclm.state import InstructionState
-from tests.conftest import BENCHMARKS, SECRET, read_jsonl, run_cli
+from tests.conftest import BENCHMARKS, DATASET_ROW_KEYS, SECRET, read_jsonl, run_cli
 
 VICUNA = BENCHMARKS / "vicuna.jsonl"
 
@@ -70,18 +70,7 @@ def test_vicuna_seeds_produce_outputs_that_hold_every_invariant(
     ids = [r["id"] for r in kept + dropped]
     assert len(ids) == len(set(ids)), "no pair written twice"
     for row in kept:
-        assert set(row) >= {
-            "id",
-            "instruction",
-            "response",
-            "response_source",
-            "metadata",
-            "iteration",
-            "scores",
-            "seed_ids",
-            "actions",
-            "messages",
-        }
+        assert set(row) == DATASET_ROW_KEYS
         assert set(row["metadata"]) >= {"use_case", "skills"}
         assert set(row["scores"]) >= {"strong", "target", "gap"}
         gap = row["scores"]["strong"] - row["scores"]["target"]
