@@ -1,8 +1,9 @@
 """Model roles over any OpenAI-compatible endpoint, through langchain-openai's ChatOpenAI.
 
 Structured replies are requested with an OpenAI ``response_format`` JSON schema (llama.cpp
-and vLLM turn it into a decoding grammar) and validated here with pydantic. A reply that
-does not validate raises ``UnparseableReply``; the graph's ``RetryPolicy`` retries it and
+and vLLM turn it into a decoding grammar), taken out of whatever wraps them and validated
+with pydantic (``codeclm.llm.parsing``). A reply that still does not validate raises
+``UnparseableReply`` (a refusal, ``Refusal``); the graph's ``RetryPolicy`` retries those and
 transient HTTP failures, and the node's error handler records what is left. ChatOpenAI's
 own retries are off (``max_retries=0``) so the two layers never multiply.
 
@@ -24,19 +25,29 @@ from typing import Any, TypeVar
 import openai
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
 from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
 from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.llm.limits import RoleLimits, retry_after_seconds
+from codeclm.llm.parsing import Refusal, ShortReply, UnparseableReply, parse_reply
 from codeclm.state import TokenUsage
+
+__all__ = ["Refusal", "RoleModel", "ShortReply", "UnparseableReply", "is_transient"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
+#: The longest pause a server's ``Retry-After`` may impose on a role (seconds).
+RETRY_AFTER_CAP = 60.0
 
-class UnparseableReply(Exception):
-    """The model's reply did not match the requested schema (retried, then recorded)."""
+
+def is_permanent(exc: BaseException) -> bool:
+    """No later run would fare better: the model refused, or the request itself is wrong."""
+    if isinstance(exc, Refusal):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -54,6 +65,8 @@ def describe_error(exc: BaseException) -> str:
     """A one-line reason for the records: the error's class and first line, never a key."""
     if isinstance(exc, openai.LengthFinishReasonError):
         return "reply cut at max_tokens before the JSON was complete"
+    if isinstance(exc, Refusal | ShortReply):
+        return str(exc)[:500]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:500]
 
@@ -83,9 +96,13 @@ class RoleModel:
         prompt: str,
         overrides: dict[str, Any],
         response_format: dict[str, Any] | None,
-        accept: Callable[[str], T],
+        accept: Callable[[AIMessage], tuple[T, str]],
     ) -> tuple[T, TokenUsage]:
-        """One request, or its cached reply; ``accept`` validates it before it is cached.
+        """One request, or its cached reply.
+
+        ``accept`` turns the reply into a value and the text to cache (for a structured
+        reply, the validated JSON, so a cached reply parses however it was wrapped or cut);
+        it raises for a reply that must not be cached.
 
         The reply is stored while the request still holds its concurrency slot, so at any
         moment at most ``--concurrency`` completed-but-unsaved requests exist: only those
@@ -106,7 +123,8 @@ class RoleModel:
             )
             hit = await self.cache.get(key)
             if hit is not None:
-                return accept(hit[0]), TokenUsage(cached_calls=1)
+                value, _ = accept(AIMessage(hit[0]))
+                return value, TokenUsage(cached_calls=1)
         params: dict[str, Any] = dict(overrides)
         if response_format is not None:
             # Sent as-is in the body: we validate the reply ourselves, so the SDK's
@@ -120,25 +138,31 @@ class RoleModel:
                 message = await self.chat.ainvoke([HumanMessage(prompt)], **params)
             except openai.RateLimitError as exc:
                 wait = retry_after_seconds(exc.response.headers)
-                if wait is not None:
-                    self.limits.pause(wait)  # the graph's retry waits for it at the slot
+                if wait is not None:  # the graph's retry waits for it at the slot
+                    self.limits.pause(min(wait, RETRY_AFTER_CAP))
                 raise
-            content, usage = _content(message), _usage(message)
-            value = accept(content)  # raises for a reply that must not be cached
+            usage = _usage(message)
+            value, cached_text = accept(message)  # raises for a reply that must not be cached
             if key is not None and self.cache is not None:
-                await self.cache.put(key, content, usage)
+                await self.cache.put(key, cached_text, usage)
         return value, usage
 
     async def text(self, prompt: str, **overrides: Any) -> tuple[str, TokenUsage]:
         """A free-text answer (used for the strong and target answers)."""
-        return await self._complete(prompt, overrides, None, lambda content: content)
+
+        def accept(message: AIMessage) -> tuple[str, str]:
+            content = _content(message)
+            return content, content
+
+        return await self._complete(prompt, overrides, None, accept)
 
     async def structured(
         self, prompt: str, schema: type[M], **overrides: Any
     ) -> tuple[M, TokenUsage]:
         """A reply validated against ``schema``; raises ``UnparseableReply`` when it is not.
 
-        Only a reply that validated is cached, so a retry asks the model again.
+        Only a reply that validated is cached, so a retry asks the model again. A list
+        reply cut at ``max_tokens`` keeps its complete items (``parse_reply``).
         """
         response_format = {
             "type": "json_schema",
@@ -149,15 +173,14 @@ class RoleModel:
             },
         }
 
-        def accept(content: str) -> M:
-            try:
-                return schema.model_validate_json(content)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                raise UnparseableReply(
-                    f"reply does not match {schema.__name__}: {first['msg']} "
-                    f"(reply starts {content[:80]!r})"
-                ) from None
+        def accept(message: AIMessage) -> tuple[M, str]:
+            value = parse_reply(
+                _content(message),
+                schema,
+                cut=message.response_metadata.get("finish_reason") == "length",
+                refusal=message.additional_kwargs.get("refusal"),
+            )
+            return value, value.model_dump_json()
 
         return await self._complete(prompt, overrides, response_format, accept)
 

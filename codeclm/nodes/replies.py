@@ -8,10 +8,18 @@ size and cached. Schema names are stable: they are what a server (or the test mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+)
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 Sentence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -22,6 +30,31 @@ InstructionText = Annotated[
 _STRICT = ConfigDict(extra="forbid")
 
 
+def _usable_items(most: int, longest: int) -> Callable[[Any], Any]:
+    """Before validation: keep a list's usable strings, at most ``most`` of them.
+
+    Real models return more items than asked, or a blank or over-long one among good
+    ones; the good ones are kept rather than the whole reply failing. The schema sent to
+    the server still says ``maxItems``, so grammar-constrained servers stop there.
+    """
+
+    def keep(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        usable = [v for v in value if isinstance(v, str) and 0 < len(v.strip()) <= longest]
+        return usable[:most]
+
+    return keep
+
+
+def _items(kind: Any, most: int, longest: int) -> Any:
+    """``list[kind]`` of 1 to ``most`` items, lenient as ``_usable_items`` says."""
+    return (
+        Annotated[list[kind], BeforeValidator(_usable_items(most, longest))],  # type: ignore[valid-type]
+        Field(..., min_length=1, max_length=most),
+    )
+
+
 @cache
 def encoded_metadata(max_skills: int) -> type[BaseModel]:
     """``{"use_case": str, "skills": [str, ...]}`` with at most ``max_skills`` skills."""
@@ -29,7 +62,7 @@ def encoded_metadata(max_skills: int) -> type[BaseModel]:
         "EncodedMetadata",
         __config__=_STRICT,
         use_case=(Label, ...),
-        skills=(list[Label], Field(..., min_length=1, max_length=max_skills)),
+        skills=_items(Label, max_skills, 60),
     )
 
 
@@ -39,7 +72,7 @@ def _instruction_list(name: str, n: int) -> type[BaseModel]:
     return create_model(
         name,
         __config__=_STRICT,
-        instructions=(list[InstructionText], Field(..., min_length=1, max_length=n)),
+        instructions=_items(InstructionText, n, 1500),
     )
 
 
@@ -54,8 +87,8 @@ def self_rubrics(k: int) -> type[BaseModel]:
     return create_model(
         "SelfRubrics",
         __config__=_STRICT,
-        rubrics=(list[Sentence], Field(..., min_length=1, max_length=k)),
-        actions=(list[Sentence], Field(..., min_length=1, max_length=k)),
+        rubrics=_items(Sentence, k, 200),
+        actions=_items(Sentence, k, 200),
     )
 
 
