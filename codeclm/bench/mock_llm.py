@@ -6,7 +6,14 @@ the request's JSON-schema name (the step) and, for answers, by the model name (t
 
 Like a serving engine it can take a fixed ``latency`` per call and serve at most ``slots``
 calls at once (the rest queue), and it can inject faults at fixed rates: HTTP 503, replies
-that are not JSON, requests that hang, and HTTP 429 with ``Retry-After``. Every request is
+that are not JSON, requests that hang, and HTTP 429 with ``Retry-After``.
+
+And it misbehaves as real models do (``MockLLM.realistic()`` turns all of it on): lists
+shorter than asked, a repeated item, JSON in a code fence, after prose or after a
+``<think>`` block, refusals, and list replies cut at ``max_tokens``. What a model would do
+the same way for the same request (short lists, repeats, cut replies) is decided by the
+request's own digest, so a retry or a resumed run meets the same reply; what a busy server
+does at random (503, 429, hangs, refusals, wrapping) is drawn per call. Every request is
 logged (unless ``record`` is off, for long benchmarks), so a test can check what was sent.
 
 ``python -m codeclm.bench.mock_llm --latency 0.05 --slots 64`` serves it from its own
@@ -36,9 +43,75 @@ TARGET_MODEL = "target-model"
 STRONG_PREFIX = "STRONG ANSWER: "
 TARGET_PREFIX = "TARGET ANSWER: "
 HARDER = " (harder: "
+REFUSAL = "I'm sorry, but I can't help with that request."
 
 #: (instruction text as judged) -> (strong score, target score)
 JudgeRule = Callable[[str], tuple[int, int]]
+
+
+#: What a top-up prompt says before the items it already has (``prompts/avoid.md``).
+AVOID_MARKER = "do not repeat"
+_VERBS = ["Explain", "Compare", "Plan", "Critique", "Summarize", "Design", "Outline", "Debug"]
+_WORDS = [
+    "river",
+    "tax",
+    "chess",
+    "bread",
+    "compiler",
+    "jazz",
+    "tide",
+    "garden",
+    "ledger",
+    "engine",
+    "vaccine",
+    "orbit",
+    "glacier",
+    "harbor",
+    "poem",
+    "budget",
+    "kernel",
+    "market",
+    "census",
+    "lantern",
+    "violin",
+    "quarry",
+    "canyon",
+    "protein",
+    "archive",
+    "festival",
+    "bridge",
+    "pigeon",
+    "reactor",
+    "sonnet",
+    "meadow",
+    "cipher",
+    "tariff",
+    "comet",
+    "ballot",
+    "opera",
+    "fossil",
+    "harvest",
+    "mortgage",
+    "satellite",
+    "carpet",
+    "dialect",
+    "volcano",
+    "recipe",
+    "museum",
+    "turbine",
+    "pasture",
+    "parcel",
+    "nebula",
+    "cathedral",
+    "antenna",
+    "pottery",
+    "monsoon",
+    "treaty",
+    "scaffold",
+    "glossary",
+    "beacon",
+    "lagoon",
+]
 
 
 def _digest(text: str) -> int:
@@ -71,7 +144,9 @@ class Request:
     at: float = 0.0
     """``time.monotonic()`` when it arrived."""
     fault: str | None = None
-    """The fault injected into it, if any ('503', 'invalid_json', 'hang', '429')."""
+    """The fault injected into it, if any ('503', 'invalid_json', 'hang', '429', 'refusal')."""
+    seed: int | None = None
+    """The sampling seed the client sent."""
 
 
 @dataclass
@@ -85,6 +160,8 @@ class MockLLM:
     garbage_next: Counter[str] = field(default_factory=Counter)
     #: reply garbage forever to a step whose prompt contains this text
     garbage_when: str | None = None
+    #: refuse forever a step whose prompt contains this text
+    refuse_when: str | None = None
     requests: list[Request] = field(default_factory=list)
     #: Log every request in ``requests`` (off for long benchmarks: it grows without bound).
     record: bool = True
@@ -112,6 +189,22 @@ class MockLLM:
     """The next this-many calls get HTTP 429 with ``Retry-After`` (then served again)."""
     answer_errors_next: int = 0
     """The next this-many free-text answer calls get HTTP 503 (structured steps are served)."""
+    refusal_rate: float = 0.0
+    """A structured step's reply is a refusal ("I'm sorry, but I can't help with that.")."""
+    wrap_rate: float = 0.0
+    """A structured reply comes in a code fence, after prose, or after a <think> block."""
+    # ---- what a model does the same way for the same request (by the request's digest) ----
+    short_list_rate: float = 0.0
+    """A list reply has fewer items than asked (about half)."""
+    repeat_rate: float = 0.0
+    """A list reply repeats an item (in other case and punctuation), or gives a generic one."""
+    cut_rate: float = 0.0
+    """A list reply of two or more items (the long replies) stops at max_tokens in the middle
+    of its last item (finish_reason 'length')."""
+    decode_distinct: int | None = None
+    """Each metadata entry has only this many distinct instructions in it (then repeats)."""
+    numbered_decode: bool = False
+    """Decode 'Task N on USE CASE needing SKILLS.': alike in meaning, apart in words."""
     fault_seed: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     """What was injected, by kind."""
@@ -125,6 +218,21 @@ class MockLLM:
     stop_signal: int = signal.SIGKILL
     received: int = 0
 
+    @classmethod
+    def realistic(cls, **overrides: Any) -> MockLLM:
+        """The misbehaviours of issue #10 at the rates seen against real servers."""
+        rates: dict[str, Any] = dict(
+            short_list_rate=0.5,
+            repeat_rate=0.2,
+            wrap_rate=0.1,
+            refusal_rate=0.02,
+            rate_limit_rate=0.03,
+            retry_after=0.5,
+            error_rate=0.03,
+            cut_rate=0.03,
+        )
+        return cls(**{**rates, **overrides})
+
     # ---- what each step answers -------------------------------------------------------
     def encode(self, prompt: str) -> dict[str, Any]:
         seed = prompt.rsplit("Instruction:", 1)[1].strip()
@@ -136,18 +244,34 @@ class MockLLM:
             "skills": [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]],
         }
 
-    def rubrics(self, prompt: str, k: int) -> dict[str, Any]:
+    def rubrics(self, prompt: str, k: int, salt: str) -> dict[str, Any]:
+        """Rubric and action i; a top-up (its prompt lists what exists) numbers new ones."""
         use_case = _field(prompt, "- Use case:")
         skills = _field(prompt, "- Skills:")
+        first = 0 if AVOID_MARKER not in prompt else k + _digest(prompt + salt) % 50
         return {
-            "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in range(k)],
-            "actions": [f"action {i} for {use_case} / {skills}" for i in range(k)],
+            "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in range(first, first + k)],
+            "actions": [f"action {i} for {use_case} / {skills}" for i in range(first, first + k)],
         }
 
-    def decode(self, prompt: str, n: int) -> dict[str, Any]:
+    def decode(self, prompt: str, n: int, salt: str) -> dict[str, Any]:
+        """n instructions in varied words, drawn from the entry's ``decode_distinct`` if set."""
         use_case = _field(prompt, "- Use case:")
         skills = _field(prompt, "- Skills:")
-        return {"instructions": [f"Task {j} on {use_case} needing {skills}." for j in range(n)]}
+        items = []
+        for j in range(n):
+            h = _digest(f"{prompt}|{salt}|{j}")
+            if self.decode_distinct is not None:
+                h = _digest(f"{use_case}|{skills}|{h % self.decode_distinct}")
+            if self.numbered_decode:
+                items.append(f"Task {h % 1000} on {use_case} needing {skills}.")
+                continue
+            words = [_WORDS[(h >> (6 * i)) % len(_WORDS)] for i in range(4)]
+            items.append(
+                f"{_VERBS[h % len(_VERBS)]} the {words[0]} {words[1]} of {words[2]} "
+                f"{words[3]} for {use_case}, using {skills}."
+            )
+        return {"instructions": items}
 
     def improve(self, prompt: str) -> dict[str, Any]:
         instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
@@ -187,7 +311,8 @@ class MockLLM:
             one, two = target + self.first_position_bias, strong
         return {"assistant_1": min(one, 10), "assistant_2": min(two, 10)}
 
-    def reply(self, body: dict[str, Any]) -> str:
+    def reply(self, body: dict[str, Any]) -> tuple[str, str]:
+        """The reply's content and its ``finish_reason``."""
         prompt = body["messages"][-1]["content"]
         response_format = body.get("response_format") or {}
         schema_info = response_format.get("json_schema") or {}
@@ -195,19 +320,22 @@ class MockLLM:
         with self.lock:
             if name and self.garbage_next[name] > 0:
                 self.garbage_next[name] -= 1
-                return "this is not JSON"
+                return "this is not JSON", "stop"
         if self.garbage_when and name and self.garbage_when in prompt:
-            return '{"still": "not the schema"}'
+            return '{"still": "not the schema"}', "stop"
+        if self.refuse_when and name and self.refuse_when in prompt:
+            return REFUSAL, "stop"
         if name is None:
             instruction = prompt.strip()
             prefix = STRONG_PREFIX if body["model"] == STRONG_MODEL else TARGET_PREFIX
-            return prefix + instruction
+            return prefix + instruction, "stop"
         properties = schema.get("properties", {})
+        salt = f"{body.get('seed')}|{body['model']}"
         steps: dict[str, Callable[[], dict[str, Any]]] = {
             "EncodedMetadata": lambda: self.encode(prompt),
-            "SelfRubrics": lambda: self.rubrics(prompt, properties["actions"]["maxItems"]),
+            "SelfRubrics": lambda: self.rubrics(prompt, properties["actions"]["maxItems"], salt),
             "DecodedInstructions": lambda: self.decode(
-                prompt, properties["instructions"]["maxItems"]
+                prompt, properties["instructions"]["maxItems"], salt
             ),
             "ImprovedInstruction": lambda: self.improve(prompt),
             "PairwiseScores": lambda: self.judge(prompt),
@@ -216,7 +344,47 @@ class MockLLM:
             ),
             "EvolvedInstruction": lambda: self.evolve(prompt),
         }
-        return json.dumps(steps[name]())
+        payload = self._as_a_model_would(steps[name](), f"{prompt}|{salt}")
+        text = json.dumps(payload)
+        lists = [
+            key for key, value in payload.items() if isinstance(value, list) and len(value) > 1
+        ]
+        if lists and self._roll(f"cut|{prompt}|{salt}") < self.cut_rate:
+            # cut inside the last list's last item, as max_tokens would
+            last = payload[lists[-1]][-1]
+            return text[: text.rindex(json.dumps(last)) + max(2, len(last) // 2)], "length"
+        return text, "stop"
+
+    def _roll(self, text: str) -> float:
+        """A number in [0, 1) fixed by ``text``: the same request always rolls the same."""
+        return _digest(f"{self.fault_seed}|{text}") / 0x100000000
+
+    def _as_a_model_would(self, payload: dict[str, Any], request: str) -> dict[str, Any]:
+        """Short lists and repeated items, the same way for the same request."""
+        out = dict(payload)
+        for key, items in payload.items():
+            if not isinstance(items, list) or key == "skills":
+                continue
+            items = list(items)
+            if len(items) > 1 and self._roll(f"short|{key}|{request}") < self.short_list_rate:
+                items = items[: max(1, len(items) // 2)]
+            if items and self._roll(f"repeat|{key}|{request}") < self.repeat_rate:
+                if len(items) > 1 and self._roll(f"generic|{request}") < 0.5:
+                    # the same item in other case and punctuation
+                    items[-1] = items[0].upper().rstrip(".") + "!"
+                else:  # a generic item other entries may give too
+                    items[-1] = f"Tell me more about {_field(request, '- Use case:')}."
+            out[key] = items
+        return out
+
+    def _wrapped(self, text: str) -> str:
+        """Valid JSON as a chatty model sends it: after prose, in a fence, after thinking."""
+        style = self._rng.randrange(3)
+        if style == 0:
+            return f"Sure! Here is the JSON you asked for:\n{text}\nLet me know if you need more."
+        if style == 1:
+            return f"```json\n{text}\n```"
+        return f"<think>\nThe user wants JSON. {{draft}} Let me write it.\n</think>\n{text}"
 
     # ---- what tests read --------------------------------------------------------------
     def calls(self, schema: str | None = None, model: str | None = None) -> list[Request]:
@@ -256,6 +424,8 @@ class MockLLM:
             ("invalid_json", self.invalid_json_rate if structured else 0.0),
             ("hang", self.hang_rate),
             ("429", self.rate_limit_rate),
+            ("refusal", self.refusal_rate if structured else 0.0),
+            ("wrap", self.wrap_rate if structured else 0.0),
         ):
             if roll < rate:
                 with self.lock:
@@ -276,6 +446,7 @@ class MockLLM:
                 temperature=body.get("temperature"),
                 at=time.monotonic(),
                 fault=fault,
+                seed=body.get("seed"),
             )
             with self.lock:
                 self.requests.append(request)
@@ -296,7 +467,13 @@ class MockLLM:
                 self.in_flight[model] -= 1
         if fault == "503":
             return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
-        content = "this is not JSON" if fault == "invalid_json" else self.reply(body)
+        content, finish_reason = self.reply(body)
+        if fault == "invalid_json":
+            content = "this is not JSON"
+        elif fault == "refusal":
+            content, finish_reason = REFUSAL, "stop"
+        elif fault == "wrap":
+            content = self._wrapped(content)
         prompt_tokens = len(body["messages"][-1]["content"]) // 4 + 1
         completion_tokens = len(content) // 4 + 1
         return (
@@ -309,7 +486,7 @@ class MockLLM:
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                         "message": {"role": "assistant", "content": content},
                     }
                 ],
@@ -453,15 +630,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hang-rate", type=float, default=0.0)
     parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of HTTP 429s")
     parser.add_argument("--mixed", action="store_true", help="judge by mixed_rule (loops, drops)")
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="misbehave as real models do: short and repeated lists, wrapped JSON, refusals, "
+        "cut replies, 429s and 503s (MockLLM.realistic)",
+    )
     args = parser.parse_args(argv)
-    mock = MockLLM(
+    make = MockLLM.realistic if args.realistic else MockLLM
+    faults = {
+        name: getattr(args, name)
+        for name in ("error_rate", "invalid_json_rate", "hang_rate", "rate_limit_rate")
+        if getattr(args, name)
+    }
+    mock = make(
         record=False,
         latency=args.latency,
         slots=args.slots,
-        error_rate=args.error_rate,
-        invalid_json_rate=args.invalid_json_rate,
-        hang_rate=args.hang_rate,
-        rate_limit_rate=args.rate_limit_rate,
+        **faults,
     )
     if args.mixed:
         mock.judge_rule = mixed_rule
