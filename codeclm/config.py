@@ -118,6 +118,16 @@ class RunConfig(ModelSettings):
     max_iterations: int = Field(4, ge=1, description="the basic instruction is iteration 1")
     rubrics: int = Field(4, ge=1, description="rubrics and actions per metadata entry")
     max_skills: int = Field(3, ge=1, description="skills per metadata entry")
+    decode_batch: int = Field(
+        5, ge=1, description="instructions asked for per decode call (a reply that fits max_tokens)"
+    )
+    repeat_similarity: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="a decoded instruction whose ROUGE-L with an earlier one reaches this is a "
+        "near repeat, dropped before any answer is paid for",
+    )
     dedup: float | None = Field(
         None,
         gt=0,
@@ -130,10 +140,16 @@ class RunConfig(ModelSettings):
         0.7, gt=0, le=1, description="self-instruct: ROUGE-L above which a new one is rejected"
     )
 
+    #: Settings a re-run may raise: the run grows, keeping every finished pair.
+    GROWABLE: ClassVar[tuple[str, ...]] = ("instructions", "metadata")
+
     def fingerprint_fields(self) -> dict[str, Any]:
         """Settings a method does not use are left out, as are the later-added ones at
-        their defaults: a run begun before they existed keeps its fingerprint."""
+        their defaults (a run begun before they existed keeps its fingerprint) and the
+        ones a run may grow by (checked on their own: they may only go up)."""
         fields = super().fingerprint_fields()
+        for key in self.GROWABLE:
+            fields.pop(key, None)
         unused = {
             "method": self.method == "codeclm",
             "dedup": self.dedup is None,

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import RetryPolicy
+from langgraph.types import Overwrite, RetryPolicy
 from pydantic import BaseModel
 
 from codeclm import __version__
@@ -147,6 +147,14 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
             f"{out_dir} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
             "use the same settings to resume it, or another --out"
         )
+    recorded = previous.get("config") or {}
+    for key in RunConfig.GROWABLE:
+        before, now = recorded.get(key), getattr(config, key)
+        if isinstance(before, int) and now < before:
+            raise ConfigError(
+                f"{out_dir} holds a run of --{key} {before}; a run can grow but not shrink "
+                f"(--{key} {now}); use {before} or more, or another --out"
+            )
 
 
 def initial_state(entry: MetadataEntry | None, instruction: BasicInstruction) -> InstructionState:
@@ -192,6 +200,16 @@ async def _stream(
     return final
 
 
+def needs_another_pass(state: PrepareState, config: RunConfig) -> bool:
+    """A finished 'prepare' pass left work a new one can do: failures to retry, a shortfall
+    to ask again for, or a budget or pool the user grew."""
+    return (
+        any(not f.permanent for f in state.failures)
+        or len(state.instructions) < config.instructions
+        or (bool(state.pool) and len(state.pool) < config.metadata)
+    )
+
+
 async def run_prepare(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     context: PipelineContext,
@@ -199,19 +217,35 @@ async def run_prepare(
     user_metadata: list[MetadataEntry],
     stats: RunStats,
 ) -> PrepareState:
-    """Encode, augment, write rubrics, decode; skipped when a previous run finished it."""
-    config = thread_config(PREPARE_THREAD, max_concurrency=context.config.concurrency)
+    """Encode, augment, write rubrics, decode: a pass of the 'prepare' thread.
+
+    A pass that was interrupted is resumed; a finished one is taken up again only when
+    ``needs_another_pass`` (failed steps are asked again, permanent failures kept).
+    """
+    cfg = context.config
+    config = thread_config(PREPARE_THREAD, max_concurrency=cfg.concurrency)
     snapshot = await graph.aget_state(config)
     if not snapshot.values:
-        cfg = context.config
         start = PrepareState(
             method=cfg.method, budget=cfg.instructions, seeds=seeds, user_metadata=user_metadata
         )
         await _stream(graph, start, config, context, stats)
-    elif not snapshot.values.get("done"):
+    else:
+        state = PrepareState.model_validate(snapshot.values)
         # Judge by our own flag, not ``snapshot.next``: when every task of a step had
         # finished but the step's checkpoint was not yet written, ``next`` is empty.
-        await _stream(graph, None, config, context, stats)
+        if not state.done:
+            await _stream(graph, None, config, context, stats)
+        elif needs_another_pass(state, cfg):
+            new_pass = {
+                "done": False,
+                "budget": cfg.instructions,
+                "passes": state.passes + 1,
+                "rounds_this_pass": 0,
+                "exhausted": [],
+                "failures": Overwrite([f for f in state.failures if f.permanent]),
+            }
+            await _stream(graph, new_pass, config, context, stats)
     snapshot = await graph.aget_state(config)
     return PrepareState.model_validate(snapshot.values)
 
@@ -348,6 +382,8 @@ def _summary(
             "metadata_encoded": origins.count("encoded"),
             "metadata_augmented": origins.count("augmented"),
             "instructions_requested": config.instructions,
+            "instructions_decoded": len(prepared.accepted) or len(prepared.instructions),
+            "repeats_dropped": prepared.repeats,
             "self_instruct_rejected": prepared.rejected,
             "instructions": totals.instructions,
             "kept": totals.kept,
@@ -543,9 +579,13 @@ async def execute(
     user_metadata: list[MetadataEntry],
     stats: RunStats,
     inputs: dict[str, str | None] | None = None,
+    seed_locations: list[str] | None = None,
     on_phase: Callable[[str], None] = lambda phase: None,
 ) -> RunResult:
-    """Run (or resume) the whole pipeline into ``out_dir`` and write its outputs."""
+    """Run (or resume) the whole pipeline into ``out_dir`` and write its outputs.
+
+    ``seed_locations``: where each seed stands in its file (``file:line``), for messages.
+    """
     started = time.monotonic()
     inputs = inputs or {}
     check_fingerprint(out_dir, config)
@@ -555,14 +595,14 @@ async def execute(
         model_dir()  # the embedding model is there, before anything runs
 
     def check_seeds_fit(context: PipelineContext) -> None:
-        seeds_path, window = inputs.get("seeds"), context.strong.context_tokens
-        if seeds and seeds_path and window:
+        window = context.strong.context_tokens
+        if seeds and window:
             overhead = context.prompts.render(
                 "encode", instruction="", max_skills=config.max_skills
             )
-            check_fits_context(
-                Path(seeds_path), seeds, overhead, window, config.strong.max_tokens, "strong"
-            )
+            where = seed_locations or [f"seed {seed.id}" for seed in seeds]
+            located = list(zip(where, seeds, strict=True))
+            check_fits_context(located, overhead, window, config.strong.max_tokens, "strong")
 
     async with open_run(config, out_dir, check_seeds_fit) as run:
         # Record the settings first, so a later run against this folder is checked.
@@ -575,8 +615,15 @@ async def execute(
         prepared = await run_prepare(run.prepare, run.context, seeds, user_metadata, stats)
         write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
         if not prepared.instructions:
+            totals = await _write_outputs(run.instructions, prepared, out_dir, config.dedup)
+            write_json(
+                out_dir / RUN_JSON, _summary(config, prepared, totals, started, run.models, inputs)
+            )
             reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
-            raise RunError(f"no instructions were produced ({reasons or 'empty pool'})")
+            raise RunError(
+                f"no instructions were produced ({reasons or 'empty pool'}); "
+                "run the same command again to retry what failed"
+            )
 
         on_phase("answering, judging and improving instructions")
         try:

@@ -1,14 +1,21 @@
 """The 'prepare' graph: seeds (or user metadata) → metadata pool → rubrics + instructions.
 
-START ─Send per seed─▶ encode_seed ─▶ augment ─Send per entry─▶ write_rubrics ─┐
-  ├─(user metadata)──────────────────▲        └─Send per entry─▶ decode ───────┴▶ finalize
-  ├─(self-instruct)─▶ bootstrap ⟲ ──────────────────────────────────────────────▶ finalize
-  └─(evol-instruct)─▶ sample_seeds ─────────────────────────────────────────────▶ finalize
+START ─Send per seed─▶ encode_seed ─▶ augment ─▶ plan ─Send per entry─▶ write_rubrics ─┐
+  ├─(user metadata)──────────────────▲   │        ▲  └─Send per entry─▶ decode ───────┤
+  │                                      │        └──────────── collect ◀─────────────┘
+  │                                      └─(no pool yet) ─▶ finalize   plan ─(done)─▶ finalize
+  ├─(self-instruct)─▶ bootstrap ⟲ ──────────────────────────────────────────────────▶ finalize
+  └─(evol-instruct)─▶ sample_seeds ─────────────────────────────────────────────────▶ finalize
 
-codeclm-metadata skips ``write_rubrics``: it has no use for them.
+``plan`` gives each entry its share and picks the entries a round asks; ``collect`` drops
+repeats across the pool. codeclm-metadata skips ``write_rubrics``: it has no use for them.
+Every run takes the thread up again (a *pass*): seeds, rubrics and decodes that failed are
+asked again, and a grown budget or pool is filled; what is done stays done.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, Send
@@ -17,9 +24,11 @@ from codeclm.context import PipelineContext
 from codeclm.nodes.baselines import bootstrap, route_bootstrap, sample_seeds
 from codeclm.nodes.prepare import (
     augment,
+    collect,
     decode,
     encode_seed,
     finalize,
+    plan,
     record_prepare_failure,
     write_rubrics,
 )
@@ -32,22 +41,45 @@ def route_seeds(state: PrepareState) -> list[Send] | str:
         return "bootstrap"
     if state.method == "evol-instruct":
         return "sample_seeds"
-    if state.user_metadata or not state.seeds:
-        return "augment"
-    return [
-        Send("encode_seed", EncodeTask(seed_index=i, seed=seed))
+    encoded = {item.seed_id for item in state.encoded}
+    left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}
+    sends = [
+        Send("encode_seed", EncodeTask(seed_index=i, seed=seed, passes=state.passes))
         for i, seed in enumerate(state.seeds)
+        if seed.id not in encoded and seed.id not in left_out
     ]
+    return sends or "augment"
 
 
-def route_entries(state: PrepareState) -> list[Send] | str:
-    """Self-Rubrics and decoding for every entry that was given instructions to decode."""
-    sends = []
-    for entry in state.pool:
-        if entry.n_instructions > 0:
-            if state.method != "codeclm-metadata":
-                sends.append(Send("write_rubrics", MetadataTask(entry=entry)))
-            sends.append(Send("decode", MetadataTask(entry=entry)))
+def route_after_augment(state: PrepareState) -> str:
+    """No pool yet (a seed still to encode, or none encoded): this pass ends here."""
+    return "plan" if state.pool else "finalize"
+
+
+def route_round(state: PrepareState) -> list[Send] | str:
+    """The Self-Rubrics and decode tasks ``plan`` chose; none left: the pass is over."""
+    entries = {entry.id: entry for entry in state.pool}
+    have: dict[str, list[str]] = {}
+    for item in sorted(state.decoded, key=lambda i: i.index):
+        have.setdefault(item.metadata_id, []).append(item.instruction)
+    accepted = Counter(item.metadata_id for item in state.accepted)
+    sends = [
+        Send("write_rubrics", MetadataTask(entry=entries[i], passes=state.passes))
+        for i in state.pending_rubrics
+    ]
+    sends += [
+        Send(
+            "decode",
+            MetadataTask(
+                entry=entries[i],
+                want=entries[i].n_instructions - accepted[i],
+                have=have.get(i, []),
+                round=state.decode_round,
+                passes=state.passes,
+            ),
+        )
+        for i in state.pending_decode
+    ]
     return sends or "finalize"
 
 
@@ -67,6 +99,8 @@ def build_prepare_graph(
     builder.add_node("augment", augment)
     builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)  # type: ignore[call-overload]
     builder.add_node("decode", decode, input_schema=MetadataTask)  # type: ignore[call-overload]
+    builder.add_node("plan", plan)
+    builder.add_node("collect", collect)
     builder.add_node("bootstrap", bootstrap)
     builder.add_node("sample_seeds", sample_seeds)
     builder.add_node("finalize", finalize)
@@ -74,10 +108,12 @@ def build_prepare_graph(
         START, route_seeds, ["encode_seed", "augment", "bootstrap", "sample_seeds"]
     )
     builder.add_edge("encode_seed", "augment")
-    builder.add_conditional_edges("augment", route_entries, ["write_rubrics", "decode", "finalize"])
+    builder.add_conditional_edges("augment", route_after_augment, ["plan", "finalize"])
+    builder.add_conditional_edges("plan", route_round, ["write_rubrics", "decode", "finalize"])
+    builder.add_edge("write_rubrics", "collect")
+    builder.add_edge("decode", "collect")
+    builder.add_edge("collect", "plan")
     builder.add_conditional_edges("bootstrap", route_bootstrap, ["bootstrap", "finalize"])
     builder.add_edge("sample_seeds", "finalize")
-    builder.add_edge("write_rubrics", "finalize")
-    builder.add_edge("decode", "finalize")
     builder.add_edge("finalize", END)
     return builder

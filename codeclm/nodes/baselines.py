@@ -24,9 +24,13 @@ IN_CONTEXT, FROM_SEEDS, PER_REQUEST = 8, 6, 8
 
 
 def sample_seeds(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Evol-Instruct: the seeds, taken in turn until the budget of instructions is filled."""
+    """Evol-Instruct: the seeds, taken in turn until the budget of instructions is filled.
+
+    A grown budget adds the instructions after those the run already has.
+    """
     budget = pipeline_context(runtime).config.instructions
     seeds = state.seeds
+    have = len(state.decoded)
     instructions = [
         BasicInstruction(
             id=f"ev{i:05d}",
@@ -34,7 +38,7 @@ def sample_seeds(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict
             instruction=seeds[i % len(seeds)].text,
             seed_ids=[seeds[i % len(seeds)].id],
         )
-        for i in range(budget if seeds else 0)
+        for i in range(have, budget if seeds else 0)
     ]
     return {"decoded": instructions}
 

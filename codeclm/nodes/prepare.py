@@ -2,20 +2,26 @@
 
 Encoding, Self-Rubrics and decoding fan out with ``Send`` (one task per seed or metadata
 entry), so LangGraph keeps each finished task's result as a pending write: a crash re-runs
-only the unfinished tasks. Augmentation is pure and seeded, so re-running it is free.
+only the unfinished tasks. Augmentation and planning are pure and seeded, so re-running
+them is free. Decoding loops (plan → decode → collect) until every entry has its share or
+the pool gives no new unique instruction; a later run (a *pass*) retries what failed and
+fills what a grown budget or pool asks for.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
+from collections import Counter
 from typing import Any
 
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.client import UnparseableReply, describe_error
+from codeclm.llm.client import ShortReply, UnparseableReply, describe_error, is_permanent
+from codeclm.nodes.planning import accept_unique, distinct, shares
 from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
 from codeclm.state import (
     BasicInstruction,
@@ -26,6 +32,7 @@ from codeclm.state import (
     MetadataTask,
     PrepareState,
     RubricSet,
+    TokenUsage,
     spent,
 )
 
@@ -50,13 +57,45 @@ def _join(items: list[str]) -> str:
     return ", ".join(items)
 
 
+#: Asks beyond what full replies would need, before a step settles for what it has.
+EXTRA_ASKS = 2
+#: Decode rounds in one pass: each asks again only the entries still short of their share.
+MAX_DECODE_ROUNDS = 4
+#: The most earlier items a top-up prompt lists (the filter catches repeats of older ones).
+AVOID_SHOWN = 20
+
+
+def sampling_seed(seed: int, *where: object) -> int:
+    """A request's own sampling seed, so an ask that must differ from another does.
+
+    The same ask in a resumed or replayed run gets the same seed (and its cached reply).
+    """
+    return random.Random(":".join(map(str, (seed, *where)))).getrandbits(31)
+
+
+def _seed_override(seed: int, first: bool, *where: object) -> dict[str, int]:
+    """No override for a step's first ask (the run's seed), a derived seed after that."""
+    return {} if first else {"seed": sampling_seed(seed, *where)}
+
+
+def avoid_block(ctx: PipelineContext, items: list[str]) -> str:
+    """``prompts/avoid.md`` listing what a top-up must not repeat; empty for a first ask."""
+    if not items:
+        return ""
+    lines = "\n".join(f"- {' '.join(text.split())}" for text in items[-AVOID_SHOWN:])
+    return ctx.prompts.render("avoid", items=lines)
+
+
 async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 1: one seed → its use case and skills (few-shot, structured)."""
+    """Step 1: one seed → its use case and at most ``max_skills`` distinct skills."""
     ctx = pipeline_context(runtime)
     prompt = ctx.prompts.render(
         "encode", instruction=task.seed.text, max_skills=ctx.config.max_skills
     )
-    reply, usage = await ctx.strong.structured(prompt, encoded_metadata(ctx.config.max_skills))
+    overrides = _seed_override(ctx.config.seed, task.passes == 1, task.seed.id, task.passes)
+    reply, usage = await ctx.strong.structured(
+        prompt, encoded_metadata(ctx.config.max_skills), **overrides
+    )
     use_case = clean_label(reply.use_case)  # type: ignore[attr-defined]
     skills = clean_skills(reply.skills, ctx.config.max_skills)  # type: ignore[attr-defined]
     if not use_case or not skills:
@@ -129,83 +168,226 @@ def augment_pool(
     return pool
 
 
-def allocate_instructions(pool: list[MetadataEntry], total: int, rng: random.Random) -> None:
-    """Give each entry an equal share of ``total``; the remainder goes to random entries."""
-    if not pool:
-        return
-    share, remainder = divmod(total, len(pool))
-    lucky = set(rng.sample(range(len(pool)), remainder))
-    for index, entry in enumerate(pool):
-        entry.n_instructions = share + (1 if index in lucky else 0)
-
-
 def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 2 as a node: pure and seeded, so a re-run gives the same pool."""
+    """Step 2 as a node: pure and seeded, so a re-run gives the same pool.
+
+    The pool is built once every seed is encoded (or refused for good): mixing and
+    matching draws on all of them, so a seed that failed for a passing reason holds it
+    back until a re-run encodes it. A grown ``--metadata`` extends the pool; the entries
+    it had (and their instructions) stay as they are.
+    """
     cfg = pipeline_context(runtime).config
-    rng = random.Random(cfg.seed)
-    pool = augment_pool(base_pool(state), cfg.metadata, cfg.max_skills, rng)
-    allocate_instructions(pool, cfg.instructions, rng)
-    failures = []
-    if not pool:
-        failures.append(Failure(step="augment", subject="pool", reason="no seed was encoded"))
-    return {"pool": pool, "failures": failures}
+    encoded = {item.seed_id for item in state.encoded}
+    left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}
+    if any(s.id not in encoded and s.id not in left_out for s in state.seeds):
+        return {}  # the failures say which seeds; a re-run encodes them
+    if state.pool and len(state.pool) >= cfg.metadata:
+        return {}
+    base = base_pool(state)
+    if not base:
+        return {"failures": [Failure(step="augment", subject="pool", reason="no seed was encoded")]}
+    grown = augment_pool(base, cfg.metadata, cfg.max_skills, random.Random(cfg.seed))
+    return {"pool": state.pool + grown[len(state.pool) :]}
+
+
+def _transient(state: PrepareState, step: str) -> set[str]:
+    """Subjects of this pass's failures of ``step``: not asked again until a re-run."""
+    return {f.subject for f in state.failures if f.step == step and not f.permanent}
+
+
+def _needs_rubrics(method: str) -> bool:
+    return method != "codeclm-metadata"
+
+
+def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Each entry's share of the budget, and which entries this round asks.
+
+    Shares follow ``planning.shares``: equal, with what exhausted entries cannot give moved
+    to the others. An entry whose decode failed keeps its share for a re-run to fill.
+    """
+    cfg = pipeline_context(runtime).config
+    have = Counter(item.metadata_id for item in state.accepted)
+    targets = shares(state.pool, have, set(state.exhausted), cfg.instructions, cfg.seed)
+    pool = [e.model_copy(update={"n_instructions": targets[e.id]}) for e in state.pool]
+    written = {r.metadata_id for r in state.rubric_sets}
+    failed_rubrics, failed_decode = (
+        _transient(state, "write_rubrics"),
+        _transient(state, "decode"),
+    )
+    pending_rubrics = [
+        e.id
+        for e in pool
+        if _needs_rubrics(state.method)
+        and e.n_instructions > 0
+        and e.id not in written
+        and e.id not in failed_rubrics
+    ]
+    pending_decode = [
+        e.id
+        for e in pool
+        if e.n_instructions > have[e.id]
+        and e.id not in state.exhausted
+        and e.id not in failed_decode
+        and state.rounds_this_pass < MAX_DECODE_ROUNDS
+    ]
+    return {"pool": pool, "pending_rubrics": pending_rubrics, "pending_decode": pending_decode}
 
 
 async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 4, Self-Rubrics: k rubrics and k matching actions, once per metadata entry."""
+    """Step 4, Self-Rubrics: exactly k distinct rubrics and k distinct actions per entry.
+
+    A reply with fewer (or repeated) ones is topped up: asked again, listing what it has,
+    up to ``EXTRA_ASKS`` more times. Still short: ``ShortReply``, which the next run retries.
+    """
     ctx = pipeline_context(runtime)
-    k = ctx.config.rubrics
-    prompt = ctx.prompts.render(
-        "rubrics", k=k, use_case=task.entry.use_case, skills=_join(task.entry.skills)
+    k, entry = ctx.config.rubrics, task.entry
+    rubrics: list[str] = []
+    actions: list[str] = []
+    usage = TokenUsage()
+    for ask in range(1 + EXTRA_ASKS):
+        prompt = ctx.prompts.render(
+            "rubrics",
+            k=k,
+            use_case=entry.use_case,
+            skills=_join(entry.skills),
+            avoid=avoid_block(ctx, rubrics + actions),
+        )
+        first = ask == 0 and task.passes == 1
+        reply, call_usage = await ctx.strong.structured(
+            prompt,
+            self_rubrics(k),
+            **_seed_override(ctx.config.seed, first, entry.id, "rubrics", task.passes, ask),
+        )
+        usage = usage + call_usage
+        rubrics += distinct(reply.rubrics, rubrics)[: k - len(rubrics)]  # type: ignore[attr-defined]
+        actions += distinct(reply.actions, actions)[: k - len(actions)]  # type: ignore[attr-defined]
+        if len(rubrics) == k and len(actions) == k:
+            rubric_set = RubricSet(metadata_id=entry.id, rubrics=rubrics, actions=actions)
+            return {"rubric_sets": [rubric_set], **spent("write_rubrics", strong=usage)}
+    raise ShortReply(
+        f"{len(rubrics)} distinct rubrics and {len(actions)} distinct actions of {k} "
+        f"after {1 + EXTRA_ASKS} asks"
     )
-    reply, usage = await ctx.strong.structured(prompt, self_rubrics(k))
-    rubric_set = RubricSet(
-        metadata_id=task.entry.id,
-        rubrics=list(dict.fromkeys(reply.rubrics)),  # type: ignore[attr-defined]
-        actions=list(dict.fromkeys(reply.actions)),  # type: ignore[attr-defined]
-    )
-    return {"rubric_sets": [rubric_set], **spent("write_rubrics", strong=usage)}
 
 
 async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 3: N basic instructions for one metadata entry, in one call."""
+    """Step 3, one round for one entry: ``want`` new basic instructions, a batch per call.
+
+    Each call asks for at most ``decode_batch`` (a reply that long fits ``max_tokens``) and
+    lists what the entry already has; repeats of it are filtered out, and the entry is
+    asked again until it has ``want`` or ``EXTRA_ASKS`` asks beyond the plain need
+    gave nothing more. Repeats across entries are ``collect``'s to find.
+    """
     ctx = pipeline_context(runtime)
-    entry = task.entry
-    n = entry.n_instructions
-    prompt = ctx.prompts.render("decode", n=n, use_case=entry.use_case, skills=_join(entry.skills))
-    reply, usage = await ctx.strong.structured(prompt, decoded_instructions(n))
-    unique: list[str] = []
-    for text in reply.instructions:  # type: ignore[attr-defined]
-        if text.casefold() not in {u.casefold() for u in unique}:
-            unique.append(text)
+    entry, batch = task.entry, ctx.config.decode_batch
+    new: list[str] = []
+    usage = TokenUsage()
+    for ask in range(math.ceil(task.want / batch) + EXTRA_ASKS):
+        if len(new) >= task.want:
+            break
+        n = min(batch, task.want - len(new))
+        prompt = ctx.prompts.render(
+            "decode",
+            n=n,
+            use_case=entry.use_case,
+            skills=_join(entry.skills),
+            avoid=avoid_block(ctx, task.have + new),
+        )
+        first = ask == 0 and task.round == 0 and task.passes == 1
+        reply, call_usage = await ctx.strong.structured(
+            prompt,
+            decoded_instructions(n),
+            **_seed_override(ctx.config.seed, first, entry.id, "decode", task.round, ask),
+        )
+        usage = usage + call_usage
+        new += distinct(reply.instructions, task.have + new)[: task.want - len(new)]  # type: ignore[attr-defined]
     decoded = [
-        BasicInstruction(id=f"{entry.id}-{j:02d}", metadata_id=entry.id, instruction=text)
-        for j, text in enumerate(unique[:n])
+        BasicInstruction(
+            id=f"{entry.id}-{index:02d}",
+            metadata_id=entry.id,
+            instruction=text,
+            round=task.round,
+            index=index,
+        )
+        for index, text in enumerate(new, start=len(task.have))
     ]
     return {"decoded": decoded, **spent("decode", strong=usage)}
 
 
+def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Join of a round: drop repeats across the pool; an entry that gained none is exhausted."""
+    cfg = pipeline_context(runtime).config
+    order = {entry.id: position for position, entry in enumerate(state.pool)}
+    targets = {entry.id: entry.n_instructions for entry in state.pool}
+    before = Counter(item.metadata_id for item in state.accepted)
+    accepted, repeats = accept_unique(state.decoded, order, targets, cfg.repeat_similarity)
+    after = Counter(item.metadata_id for item in accepted)
+    failed = _transient(state, "decode")
+    exhausted = [
+        ident
+        for ident in state.pending_decode
+        if after[ident] <= before[ident] and ident not in failed
+    ]
+    return {
+        "accepted": accepted,
+        "repeats": repeats,
+        "exhausted": state.exhausted + exhausted,
+        "decode_round": state.decode_round + 1,
+        "rounds_this_pass": state.rounds_this_pass + 1,
+        "pending_rubrics": [],
+        "pending_decode": [],
+    }
+
+
 def finalize(state: PrepareState) -> dict[str, Any]:
-    """Join: attach each entry's rubrics, order the instructions, mark the pool done."""
+    """End of a pass: attach each entry's rubrics, list the instructions ready to run.
+
+    An instruction is ready when its entry has its rubrics (for the methods that use
+    them). Fewer accepted instructions than the budget, with no failure to retry that
+    explains it, is said plainly: the pool gave no more unique ones.
+    """
+    if state.method in ("self-instruct", "evol-instruct"):
+        return {"instructions": sorted(state.decoded, key=lambda i: i.id), "done": True}
     rubrics = {r.metadata_id: r for r in state.rubric_sets}
-    pool = []
-    for entry in state.pool:
-        rubric_set = rubrics.get(entry.id)
-        if rubric_set is not None:
-            entry = entry.model_copy(
-                update={"rubrics": rubric_set.rubrics, "actions": rubric_set.actions}
+    pool = [
+        entry.model_copy(update={"rubrics": r.rubrics, "actions": r.actions})
+        if (r := rubrics.get(entry.id))
+        else entry
+        for entry in state.pool
+    ]
+    ready = {e.id for e in pool if e.actions or not _needs_rubrics(state.method)}
+    failures = []
+    short = state.budget - len(state.accepted)
+    if state.pool and short > 0 and not _transient(state, "decode"):
+        failures.append(
+            Failure(
+                step="decode",
+                subject="pool",
+                reason=f"{short} of {state.budget} instructions missing: "
+                f"{len(state.exhausted)} metadata entries gave no new unique instruction "
+                f"after {1 + EXTRA_ASKS} asks and {state.rounds_this_pass} rounds",
             )
-        pool.append(entry)
-    instructions = sorted(state.decoded, key=lambda i: i.id)
-    return {"pool": pool, "instructions": instructions, "done": True}
+        )
+    return {
+        "pool": pool,
+        "instructions": [item for item in state.accepted if item.metadata_id in ready],
+        "failures": failures,
+        "done": True,
+    }
 
 
 def record_prepare_failure(state: Any, error: NodeError) -> dict[str, Any]:
-    """Error handler: a seed or entry whose step failed after retries is recorded, not fatal."""
-    subject = "run"
+    """Error handler: a seed or entry whose step failed after retries is recorded, not fatal.
+
+    A re-run asks it again; only a seed the model refused (or whose request the server
+    rejects) is left out of the pool for good, so one bad seed cannot hold a run back.
+    """
+    subject, permanent = "run", False
     if isinstance(state, EncodeTask):
-        subject = state.seed.id
+        subject, permanent = state.seed.id, is_permanent(error.error)
     elif isinstance(state, MetadataTask):
         subject = state.entry.id
-    failure = Failure(step=error.node, subject=subject, reason=describe_error(error.error))
+    failure = Failure(
+        step=error.node, subject=subject, reason=describe_error(error.error), permanent=permanent
+    )
     return {"failures": [failure]}

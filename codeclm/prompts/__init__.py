@@ -17,8 +17,10 @@ from codeclm.config import ConfigError
 #: Each step's prompt and the placeholders it must fill.
 PROMPT_VARIABLES: dict[str, frozenset[str]] = {
     "encode": frozenset({"instruction", "max_skills"}),
-    "decode": frozenset({"n", "use_case", "skills"}),
-    "rubrics": frozenset({"k", "use_case", "skills"}),
+    "decode": frozenset({"n", "use_case", "skills", "avoid"}),
+    "rubrics": frozenset({"k", "use_case", "skills", "avoid"}),
+    # A top-up ask's list of what the step already has (in decode and rubrics as $avoid).
+    "avoid": frozenset({"items"}),
     "improve": frozenset({"instruction", "action", "use_case", "skills"}),
     "answer": frozenset({"instruction"}),
     "judge": frozenset({"instruction", "answer_1", "answer_2"}),

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Bumped when a state model changes incompatibly; stored in every thread.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Role = Literal["strong", "target"]
 
@@ -111,6 +111,10 @@ class BasicInstruction(BaseModel):
     instruction: str
     seed_ids: list[str] = Field(default_factory=list)
     """Set when there is no metadata entry to take them from (the baselines)."""
+    round: int = 0
+    """The decode round that wrote it: earlier rounds win when two repeat each other."""
+    index: int = 0
+    """Its place among everything its entry decoded (the ``-NN`` of its id)."""
 
 
 class Failure(BaseModel):
@@ -119,6 +123,9 @@ class Failure(BaseModel):
     step: str
     subject: str
     reason: str
+    permanent: bool = False
+    """No later run would fare better (a refusal, a request the server rejects): a seed
+    whose encode failed so is left out of the pool; anything else is retried by a re-run."""
 
 
 class PrepareState(BaseModel):
@@ -130,14 +137,30 @@ class PrepareState(BaseModel):
     method: str = "codeclm"
     budget: int = 0
     """Instructions to produce in total (the run's ``instructions``)."""
+    passes: int = 1
+    """How many times a run has taken this thread up (a re-run after failures, or growing)."""
     seeds: list[Seed] = Field(default_factory=list)
     user_metadata: list[MetadataEntry] = Field(default_factory=list)
     encoded: Annotated[list[EncodedSeed], operator.add] = Field(default_factory=list)
     pool: list[MetadataEntry] = Field(default_factory=list)
     rubric_sets: Annotated[list[RubricSet], operator.add] = Field(default_factory=list)
     decoded: Annotated[list[BasicInstruction], operator.add] = Field(default_factory=list)
+    """Everything decoded, each entry's items distinct; repeats across entries included."""
+    accepted: list[BasicInstruction] = Field(default_factory=list)
+    """``decoded`` without exact and near repeats across the pool: the budget's count."""
+    repeats: int = 0
+    """Decoded instructions left out as repeats of earlier ones."""
     instructions: list[BasicInstruction] = Field(default_factory=list)
+    """Accepted instructions whose entry is ready (its rubrics written): the threads."""
+    pending_rubrics: list[str] = Field(default_factory=list)
+    pending_decode: list[str] = Field(default_factory=list)
+    """Entry ids the current decode round asks (set by ``plan``)."""
+    exhausted: list[str] = Field(default_factory=list)
+    """Entries whose last ask gave no new unique instruction: their share goes elsewhere."""
+    decode_round: int = 0
+    rounds_this_pass: int = 0
     failures: Annotated[list[Failure], operator.add] = Field(default_factory=list)
+    """This pass's failures, and permanent ones from earlier passes."""
     usage: Usage = Field(default_factory=dict)
     usage_by_node: Usage = Field(default_factory=dict)
     bootstrap_rounds: int = 0
@@ -145,6 +168,7 @@ class PrepareState(BaseModel):
     rejected: int = 0
     """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
     done: bool = False
+    """This pass has finished (whatever it could do); see ``runner.run_prepare``."""
 
 
 class EncodeTask(BaseModel):
@@ -152,12 +176,19 @@ class EncodeTask(BaseModel):
 
     seed_index: int
     seed: Seed
+    passes: int = 1
 
 
 class MetadataTask(BaseModel):
-    """Input of one per-metadata task (Self-Rubrics, or decoding)."""
+    """Input of one per-metadata task (Self-Rubrics, or one decode round of an entry)."""
 
     entry: MetadataEntry
+    want: int = 0
+    """decode: new instructions this round should add."""
+    have: list[str] = Field(default_factory=list)
+    """decode: what the entry already decoded (asked not to repeat, and filtered out)."""
+    round: int = 0
+    passes: int = 1
 
 
 class JudgeScores(BaseModel):

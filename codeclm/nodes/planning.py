@@ -1,0 +1,98 @@
+"""Pure bookkeeping of the 'prepare' loop: who decodes how many, and what counts as new.
+
+No model calls here, so every function is deterministic and cheap to re-run on resume.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from codeclm.analysis.metrics import NoveltyFilter
+from codeclm.state import BasicInstruction, MetadataEntry
+
+_ENUMERATION = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|[a-z][.)])\s+", re.IGNORECASE)
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def normalized(text: str) -> str:
+    """The text as a repeat check sees it: no list marker, case, punctuation or spacing."""
+    return " ".join(_NON_WORD.sub(" ", _ENUMERATION.sub("", text).casefold()).split())
+
+
+def distinct(items: Iterable[str], known: Iterable[str] = ()) -> list[str]:
+    """``items`` in order without normalised repeats of each other or of ``known``."""
+    seen = {normalized(text) for text in known}
+    kept = []
+    for text in items:
+        key = normalized(text)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(text)
+    return kept
+
+
+def shares(
+    pool: Sequence[MetadataEntry],
+    floors: dict[str, int],
+    capped: set[str],
+    total: int,
+    seed: int,
+) -> dict[str, int]:
+    """Each entry's share of ``total``: as equal as possible, never below what it has.
+
+    Water-filling: units go one at a time to the entry with the fewest, ties broken by a
+    seeded key per entry (so the remainder lands on random entries, and the same run
+    always picks the same ones). ``capped`` entries (their model gave no new instruction)
+    keep what they have; their part goes to the others. A fresh pool gets the paper's
+    equal shares; a grown budget or pool tops up the smallest first.
+    """
+    targets = {entry.id: floors.get(entry.id, 0) for entry in pool}
+    remaining = total - sum(targets.values())
+    heap = [
+        (targets[entry.id], random.Random(f"{seed}:share:{entry.id}").random(), entry.id)
+        for entry in pool
+        if entry.id not in capped
+    ]
+    heapq.heapify(heap)
+    while remaining > 0 and heap:
+        count, tie, ident = heapq.heappop(heap)
+        targets[ident] = count + 1
+        remaining -= 1
+        heapq.heappush(heap, (count + 1, tie, ident))
+    return targets
+
+
+def accept_unique(
+    decoded: Sequence[BasicInstruction],
+    order: dict[str, int],
+    targets: dict[str, int],
+    similarity: float,
+) -> tuple[list[BasicInstruction], int]:
+    """The decoded instructions that are no repeat of an earlier one, and how many were.
+
+    Earlier rounds come first, then pool order, then each entry's own order, so what was
+    accepted in one round stays accepted in the next. A repeat is the same normalised text
+    or a ROUGE-L of at least ``similarity`` (the Self-Instruct measure) with an accepted
+    one. No entry gets more than its ``targets`` share.
+    """
+    ranked = sorted(decoded, key=lambda i: (i.round, order.get(i.metadata_id, 0), i.index))
+    seen: set[str] = set()
+    novelty = NoveltyFilter(similarity)
+    per_entry: Counter[str] = Counter()
+    accepted: list[BasicInstruction] = []
+    repeats = 0
+    for item in ranked:
+        key = normalized(item.instruction)
+        if per_entry[item.metadata_id] >= targets.get(item.metadata_id, 0):
+            continue  # more than its share (a smaller share after a pool grew): unused
+        if not key or key in seen or not novelty.add_if_novel(item.instruction):
+            repeats += 1
+            continue
+        seen.add(key)
+        per_entry[item.metadata_id] += 1
+        accepted.append(item)
+    return accepted, repeats
