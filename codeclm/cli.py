@@ -35,8 +35,9 @@ from codeclm.inspect import list_threads, thread_history
 from codeclm.outputs import RUN_JSON
 from codeclm.report import write_report
 from codeclm.runner import RunError, RunResult, RunStats, execute
-from codeclm.seeds import InputError, load_benchmark, load_seeds, load_user_metadata
+from codeclm.seeds import InputError, load_benchmark, load_located_seeds, load_user_metadata
 from codeclm.split import split_benchmark
+from codeclm.state import MetadataEntry, Seed
 from codeclm.step import parse_assignment, step_thread
 
 EXIT_USAGE = 2
@@ -98,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "seeds",
         nargs="?",
         type=Path,
-        help="JSONL with an 'instruction' field (optional 'id', 'input'), or text, one per line",
+        help="JSONL, JSON, CSV/TSV, parquet or a Hugging Face dataset folder, with the text in "
+        "'instruction', 'prompt', 'question' or 'text' (or the first user turn of 'messages' / "
+        "'conversations'); or plain text, one instruction per line",
     )
+    run.add_argument("--field", metavar="NAME", help="the column or key holding each seed's text")
     run.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     run.add_argument(
         "--user-metadata",
@@ -167,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     split = commands.add_parser(
         "split",
-        help="split a benchmark into seeds and evaluation items (the paper's 20% / 80%)",
+        help="split a benchmark into seeds and evaluation items (the paper's 20%% / 80%%)",
         description="Reproducible and stratified by category: the same file, fraction and "
         "--seed always give the same split. Writes DIR/seeds.jsonl, DIR/eval.jsonl and "
         "DIR/split.json.",
@@ -291,7 +295,10 @@ def _status_table(stats: RunStats, started: float) -> Table:
 
 
 async def _run_with_progress(
-    config: RunConfig, args: argparse.Namespace, seeds: list[Any], metadata: list[Any]
+    config: RunConfig,
+    args: argparse.Namespace,
+    seeds: list[tuple[str, Seed]],
+    metadata: list[MetadataEntry],
 ) -> RunResult:
     stats = RunStats()
     console = Console(stderr=True)
@@ -302,17 +309,19 @@ async def _run_with_progress(
         if not console.is_terminal and not args.quiet:
             console.print(f"codeclm: {phase}")
 
-    inputs = {
+    inputs: dict[str, str | None] = {
         name: str(path.resolve()) if path is not None else None
         for name, path in (("seeds", args.seeds), ("user_metadata", args.user_metadata))
     }
+    inputs["field"] = args.field
     work = execute(
         config,
         args.out,
-        seeds=seeds,
+        seeds=[seed for _, seed in seeds],
         user_metadata=metadata,
         stats=stats,
         inputs=inputs,
+        seed_locations=[where for where, _ in seeds],
         on_phase=on_phase,
     )
     show = not args.quiet and console.is_terminal
@@ -342,6 +351,15 @@ def _print_summary(result: RunResult) -> None:
         f"{counts['dropped']} dropped, {counts['failed']} failed "
         f"of {counts['instructions']} instructions from {counts['metadata_pool']} metadata entries"
     )
+    short = counts["instructions_requested"] - counts["instructions"]
+    if short > 0:
+        failures = result.summary["prepare_failures"]
+        why = "; ".join(f"{f['step']} {f['subject']}: {f['reason']}" for f in failures[:3])
+        more = f" (and {len(failures) - 3} more in run.json)" if len(failures) > 3 else ""
+        console.print(
+            f"  [yellow]{short} of {counts['instructions_requested']} instructions are "
+            f"missing[/]: {why or 'see run.json'}{more}. Run the same command again to retry."
+        )
     for role, u in usage.items():
         console.print(
             f"  {role}: {u['calls']} calls, {u['input_tokens']:,} input + "
@@ -369,7 +387,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("give either SEEDS or --user-metadata FILE (exactly one)")
     if args.seeds is None and config.method in ("self-instruct", "evol-instruct"):
         raise ConfigError(f"--method {config.method} starts from seeds: give SEEDS")
-    seeds = load_seeds(args.seeds) if args.seeds is not None else []
+    seeds = load_located_seeds(args.seeds, args.field) if args.seeds is not None else []
     metadata = (
         load_user_metadata(args.user_metadata, config.max_skills)
         if args.user_metadata is not None
@@ -398,11 +416,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config, inputs = _recorded_run(args.out, {"concurrency": args.concurrency, "cache": args.cache})
     # Seeds are read again only if the 'prepare' thread never checkpointed them.
     seeds_path, metadata_path = inputs.get("seeds"), inputs.get("user_metadata")
-    args.seeds = Path(seeds_path) if seeds_path and Path(seeds_path).is_file() else None
+    args.seeds = Path(seeds_path) if seeds_path and Path(seeds_path).exists() else None
     args.user_metadata = (
         Path(metadata_path) if metadata_path and Path(metadata_path).is_file() else None
     )
-    seeds = load_seeds(args.seeds) if args.seeds else []
+    args.field = inputs.get("field")
+    seeds = load_located_seeds(args.seeds, args.field) if args.seeds else []
     metadata = (
         load_user_metadata(args.user_metadata, config.max_skills) if args.user_metadata else []
     )

@@ -46,11 +46,12 @@ class RunData:
 
 def load_run(run_dir: Path) -> RunData:
     record, kept = read_run(run_dir)
-    seeds_path = (record.get("inputs") or {}).get("seeds")
+    inputs = record.get("inputs") or {}
+    seeds_path = inputs.get("seeds")
     seed_texts: list[str] = []
-    if seeds_path and Path(seeds_path).is_file():
+    if seeds_path and Path(seeds_path).exists():
         try:
-            seed_texts = [seed.text for seed in load_seeds(Path(seeds_path))]
+            seed_texts = [seed.text for seed in load_seeds(Path(seeds_path), inputs.get("field"))]
         except ValueError:
             seed_texts = []
     return RunData(

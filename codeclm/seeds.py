@@ -6,6 +6,8 @@ written, so a bad file never leaves a half-started run behind.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -66,26 +68,142 @@ def _check_unique(path: Path, ids: list[tuple[int, str]]) -> None:
         seen[ident] = number
 
 
-def load_seeds(path: Path) -> list[Seed]:
-    """Seeds from JSONL (``instruction``, optional ``id`` and ``input``) or one per line."""
-    lines = _read_lines(path)
-    seeds: list[tuple[int, Seed]] = []
-    if _is_jsonl(path, lines):
-        for number, record in _json_records(path, lines):
-            instruction = record.get("instruction")
-            if not isinstance(instruction, str) or not instruction.strip():
-                raise InputError(f"{path}:{number}: no 'instruction' text")
-            extra = record.get("input", "")
-            if not isinstance(extra, str):
-                raise InputError(f"{path}:{number}: 'input' must be text")
-            ident = str(record.get("id", f"seed-{number}"))
-            seeds.append((number, Seed(id=ident, instruction=instruction.strip(), input=extra)))
+#: Where a seed's text may be, in the order looked at (``--field`` names another).
+TEXT_FIELDS = ("instruction", "prompt", "question", "text")
+#: Chat lists whose first user turn is the seed: OpenAI ``messages``, ShareGPT ``conversations``.
+CHAT_FIELDS = ("messages", "conversations")
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
+
+
+def _looked_for(field: str | None) -> str:
+    if field:
+        return f"no text in field {field!r}"
+    names = ", ".join(repr(name) for name in TEXT_FIELDS)
+    return f"no seed text: looked for {names}, or a user turn in 'messages' / 'conversations'"
+
+
+def _first_user_turn(turns: Any) -> str | None:
+    """The first user message of an OpenAI (role/content) or ShareGPT (from/value) chat."""
+    if not isinstance(turns, list):
+        return None
+    for turn in turns:
+        if not isinstance(turn, dict):
+            continue
+        speaker = turn.get("role", turn.get("from"))
+        text = turn.get("content", turn.get("value"))
+        if speaker in ("user", "human") and isinstance(text, str) and text.strip():
+            return text
+    return None
+
+
+def seed_text(record: dict[str, Any], field: str | None = None) -> str | None:
+    """A record's seed text: ``field`` if given, else the first of the usual places."""
+    for name in (field,) if field else (*TEXT_FIELDS, *CHAT_FIELDS):
+        value = record.get(name)
+        text = value if isinstance(value, str) else _first_user_turn(value)
+        if text and text.strip():
+            return text
+    return None
+
+
+def _table_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Rows of a CSV/TSV, parquet file or ``datasets`` folder, each with where it stands."""
+    if path.suffix in (".csv", ".tsv"):
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text") from None
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix == ".tsv" else ",")
+        rows = [(f"{path}:{reader.line_num}", dict(row)) for row in reader]
     else:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                seeds.append((number, Seed(id=f"seed-{number}", instruction=line.strip())))
-    _check_unique(path, [(n, s.id) for n, s in seeds])
-    return [seed for _, seed in seeds]
+        try:
+            if path.is_dir():
+                from datasets import Dataset, DatasetDict, load_from_disk
+
+                data = load_from_disk(str(path))
+                if isinstance(data, DatasetDict):
+                    split = "train" if "train" in data else next(iter(data))
+                    data = data[split]
+                table: list[dict[str, Any]] = list(data) if isinstance(data, Dataset) else []
+            else:
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(path).to_pylist()
+        except Exception as exc:  # any unreadable file or folder: one line, no traceback
+            kind = "a Hugging Face dataset folder" if path.is_dir() else "a parquet file"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{path}: not {kind} ({first[:200]})") from None
+        rows = [(f"{path}: row {n}", row) for n, row in enumerate(table, start=1)]
+    if not rows:
+        raise InputError(f"{path}: no rows")
+    return rows
+
+
+def _json_document(path: Path, data: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A ``.json`` file holding a list of records (or an object with one list of them)."""
+    if isinstance(data, dict):
+        lists = [value for value in data.values() if isinstance(value, list)]
+        data = lists[0] if len(lists) == 1 else [data]
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a list of records")
+    records = []
+    for n, record in enumerate(data, start=1):
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: record {n} is not a JSON object")
+        records.append((f"{path}: record {n}", record))
+    return records
+
+
+def seed_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every record of a seeds file, each with where it stands (``file:line``, or row)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir() or path.suffix == ".parquet":
+        return _table_records(path)
+    if path.suffix in (".csv", ".tsv"):
+        return _table_records(path)
+    lines = _read_lines(path)
+    if path.suffix == ".json":
+        try:
+            return _json_document(path, json.loads("\n".join(lines)))
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":  # JSON lines in a .json file are read below
+                raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    if _is_jsonl(path, lines):
+        return [(f"{path}:{n}", record) for n, record in _json_records(path, lines)]
+    return [
+        (f"{path}:{n}", {"instruction": line}) for n, line in enumerate(lines, 1) if line.strip()
+    ]
+
+
+def load_located_seeds(path: Path, field: str | None = None) -> list[tuple[str, Seed]]:
+    """Seeds from JSONL, JSON, CSV/TSV, parquet, a ``datasets`` folder or plain text lines.
+
+    The text is in ``field``, else ``instruction``, ``prompt``, ``question`` or ``text``, else
+    the first user turn of ``messages`` / ``conversations``; ``input`` and ``id`` are optional.
+    """
+    located: list[tuple[str, Seed]] = []
+    for number, (where, record) in enumerate(seed_records(path), start=1):
+        text = seed_text(record, field)
+        if text is None:
+            raise InputError(f"{where}: {_looked_for(field)}")
+        extra = record.get("input") or ""
+        if not isinstance(extra, str):
+            raise InputError(f"{where}: 'input' must be text")
+        ident = record.get("id")
+        ident = str(ident) if ident not in (None, "") else f"seed-{number}"
+        located.append((where, Seed(id=ident, instruction=text.strip(), input=extra)))
+    seen: dict[str, str] = {}
+    for where, seed in located:
+        if seed.id in seen:
+            raise InputError(f"{where}: duplicate id {seed.id!r} (first at {seen[seed.id]})")
+        seen[seed.id] = where
+    return located
+
+
+def load_seeds(path: Path, field: str | None = None) -> list[Seed]:
+    """The seeds of ``load_located_seeds``, without where they stand."""
+    return [seed for _, seed in load_located_seeds(path, field)]
 
 
 def load_user_metadata(path: Path, max_skills: int) -> list[MetadataEntry]:
@@ -128,7 +246,11 @@ def estimate_tokens(text: str) -> int:
 
 
 def check_fits_context(
-    path: Path, seeds: list[Seed], overhead: str, context_tokens: int, reply_tokens: int, role: str
+    located: list[tuple[str, Seed]],
+    overhead: str,
+    context_tokens: int,
+    reply_tokens: int,
+    role: str,
 ) -> None:
     """Reject a seed whose encode request (prompt ``overhead`` + seed + reply) cannot fit.
 
@@ -136,12 +258,11 @@ def check_fits_context(
     seed would only fail later, after its retries.
     """
     budget = context_tokens - reply_tokens - estimate_tokens(overhead)
-    lines = [n for n, line in enumerate(_read_lines(path), start=1) if line.strip()]
-    for number, seed in zip(lines, seeds, strict=False):
+    for where, seed in located:
         tokens = estimate_tokens(seed.text)
         if tokens > budget:
             raise InputError(
-                f"{path}:{number}: instruction is about {tokens:,} tokens; the {role} model's "
+                f"{where}: instruction is about {tokens:,} tokens; the {role} model's "
                 f"context of {context_tokens:,} leaves {max(budget, 0):,} for it "
                 f"(after the prompt and max_tokens {reply_tokens:,})"
             )
