@@ -28,11 +28,11 @@ def _error_of(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     [
         (b"", "the file is empty"),
         (b'{"instruction": "ok"}\n{"instruction": \n', "seeds.jsonl:2: malformed JSON"),
-        (b'{"instruction": "ok"}\n{"id": "x"}\n', "seeds.jsonl:2: no 'instruction' text"),
+        (b'{"instruction": "ok"}\n{"id": "x"}\n', "seeds.jsonl:2: no seed text: looked for"),
         (b'{"instruction": "caf\xe9"}\n', "seeds.jsonl:1: not UTF-8"),
         (
             b'{"id": "a", "instruction": "x"}\n{"id": "a", "instruction": "y"}\n',
-            "seeds.jsonl:2: duplicate id 'a' (first on line 1)",
+            "seeds.jsonl:2: duplicate id 'a' (first at ",
         ),
     ],
 )
@@ -104,9 +104,13 @@ def test_rerunning_into_the_same_folder_resumes_and_other_settings_are_refused(
     assert len(mock_llm.requests) == sent, "a finished run costs nothing to re-run"
     assert (out / "dataset.jsonl").read_text() == first
     capsys.readouterr()
-    assert run_cli(seeds_file, mock_llm, out, instructions=5, metadata=4, threshold=2) == 2
+    assert run_cli(seeds_file, mock_llm, out, instructions=5, rubrics=3, threshold=2) == 2
     err = capsys.readouterr().err
-    assert "different settings (instructions, threshold)" in err
+    assert "different settings (rubrics, threshold)" in err
+    assert run_cli(seeds_file, mock_llm, out, instructions=3, metadata=4) == 2
+    err = capsys.readouterr().err
+    assert "can grow but not shrink (--instructions 3)" in err
+    assert len(mock_llm.requests) == sent and (out / "dataset.jsonl").read_text() == first
 
 
 def test_the_console_script_runs_headless(

@@ -45,7 +45,7 @@ def test_the_embedded_model_runs_the_whole_method_through_the_cli(tmp_path: Path
     )
     config = tmp_path / "tiny.toml"
     config.write_text(
-        "instructions = 2\nmetadata = 3\nmax_iterations = 2\nconcurrency = 2\n"
+        "instructions = 2\nmetadata = 3\nmax_iterations = 2\nrubrics = 1\nconcurrency = 2\n"
         "[strong]\nmax_tokens = 160\n[target]\nmax_tokens = 48\n"
     )
     out = tmp_path / "out"

@@ -121,7 +121,8 @@ def test_a_failed_baseline_answer_is_retried_by_a_rerun(
 def test_dedup_moves_near_duplicate_kept_pairs_to_dropped(
     mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
 ) -> None:
-    """The mock decodes 'Task j on USE CASE needing SKILLS.': near-duplicates by design."""
+    """'Task j on USE CASE needing SKILLS.': alike in meaning (embeddings), not in words."""
+    mock_llm.numbered_decode = True
     plain = _run(mock_llm, seeds_file, tmp_path / "plain", "codeclm-metadata")
     deduped = _run(mock_llm, seeds_file, tmp_path / "dedup", "codeclm-metadata", dedup=0.95)
     assert plain["counts"]["duplicates"] == 0

@@ -8,7 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from codeclm.bench.mock_llm import MockLLM
-from codeclm.nodes.prepare import allocate_instructions, augment_pool, clean_skills
+from codeclm.nodes.planning import shares
+from codeclm.nodes.prepare import augment_pool, clean_skills
 from codeclm.state import MetadataEntry
 from tests.conftest import read_jsonl, run_cli
 
@@ -63,11 +64,18 @@ def test_augmentation_is_reproducible_and_keeps_a_larger_base_whole() -> None:
     assert augment_pool(_base(), size=2, max_skills=3, rng=random.Random(1)) == _base()
 
 
-def test_instructions_are_shared_equally_across_the_pool() -> None:
+def test_instructions_are_shared_equally_and_an_exhausted_entry_gives_up_its_part() -> None:
     pool = augment_pool(_base(), size=7, max_skills=3, rng=random.Random(3))
-    allocate_instructions(pool, 23, random.Random(3))
-    shares = [e.n_instructions for e in pool]
-    assert sum(shares) == 23 and set(shares) == {3, 4}
+    equal = shares(pool, {}, set(), 23, seed=3)
+    assert sum(equal.values()) == 23 and set(equal.values()) == {3, 4}
+    assert equal == shares(pool, {}, set(), 23, seed=3), "the remainder lands the same way"
+    # entry 'a' could give only one instruction: the others share its part
+    capped = shares(pool, {"a": 1}, {"a"}, 23, seed=3)
+    assert capped["a"] == 1 and sum(capped.values()) == 23
+    assert set(capped.values()) - {1} == {4} or set(capped.values()) - {1} == {3, 4}
+    # a grown budget tops the smallest up first and takes nothing from anyone
+    grown = shares(pool, equal, set(), 30, seed=3)
+    assert all(grown[k] >= equal[k] for k in equal) and set(grown.values()) <= {4, 5}
 
 
 def test_skills_never_say_skill_or_knowledge() -> None:

@@ -26,6 +26,7 @@ SETTINGS = {"instructions": 16, "metadata": 8, "seed": 2}
 def two_runs(mock_llm: MockLLM, seeds_file: Path, tmp_path: Path) -> list[Path]:
     """The full method (some pairs kept at later iterations, some dropped) and Evol-Instruct."""
     mock_llm.judge_rule = mixed_rule
+    mock_llm.numbered_decode = True  # alike in meaning: near-duplicates for the report to find
     runs = [tmp_path / "codeclm", tmp_path / "evol"]
     assert run_cli(seeds_file, mock_llm, runs[0], **SETTINGS) == 0
     assert run_cli(seeds_file, mock_llm, runs[1], method="evol-instruct", **SETTINGS) == 0
