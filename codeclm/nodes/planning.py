@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from codeclm.analysis.metrics import NoveltyFilter
-from codeclm.state import BasicInstruction, MetadataEntry
+from codeclm.state import BasicInstruction, MetadataEntry, RubricSet
 
 _ENUMERATION = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|[a-z][.)])\s+", re.IGNORECASE)
 _NON_WORD = re.compile(r"[\W_]+")
@@ -96,3 +96,43 @@ def accept_unique(
         per_entry[item.metadata_id] += 1
         accepted.append(item)
     return accepted, repeats
+
+
+def needs_rubrics(method: str) -> bool:
+    """Whether a method's instruction threads use their entry's Self-Rubrics actions."""
+    return method not in ("codeclm-metadata", "self-instruct", "evol-instruct")
+
+
+def with_rubrics(
+    pool: Sequence[MetadataEntry], rubric_sets: Sequence[RubricSet]
+) -> list[MetadataEntry]:
+    """The pool with each entry's Self-Rubrics (rubrics and actions) attached, where written."""
+    written = {r.metadata_id: r for r in rubric_sets}
+    return [
+        entry.model_copy(update={"rubrics": r.rubrics, "actions": r.actions})
+        if (r := written.get(entry.id))
+        else entry
+        for entry in pool
+    ]
+
+
+def ready_instructions(
+    method: str,
+    pool: Sequence[MetadataEntry],
+    accepted: Sequence[BasicInstruction],
+    rubric_sets: Sequence[RubricSet],
+) -> list[tuple[MetadataEntry | None, BasicInstruction]]:
+    """The accepted instructions whose thread can start, each with its entry (and actions).
+
+    An instruction waits for its entry's Self-Rubrics where the method uses them; the
+    baselines' instructions have no entry.
+    """
+    if method in ("self-instruct", "evol-instruct"):
+        return [(None, item) for item in accepted]
+    written = {r.metadata_id for r in rubric_sets}
+    entries = {
+        entry.id: entry
+        for entry in with_rubrics(pool, rubric_sets)
+        if entry.id in written or not needs_rubrics(method)
+    }
+    return [(entries[i.metadata_id], i) for i in accepted if i.metadata_id in entries]

@@ -21,7 +21,14 @@ from langgraph.runtime import Runtime
 
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import ShortReply, UnparseableReply, describe_error, is_permanent
-from codeclm.nodes.planning import accept_unique, distinct, shares
+from codeclm.nodes.planning import (
+    accept_unique,
+    distinct,
+    needs_rubrics,
+    ready_instructions,
+    shares,
+    with_rubrics,
+)
 from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
 from codeclm.state import (
     BasicInstruction,
@@ -195,10 +202,6 @@ def _transient(state: PrepareState, step: str) -> set[str]:
     return {f.subject for f in state.failures if f.step == step and not f.permanent}
 
 
-def _needs_rubrics(method: str) -> bool:
-    return method != "codeclm-metadata"
-
-
 def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Each entry's share of the budget, and which entries this round asks.
 
@@ -217,7 +220,7 @@ def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, An
     pending_rubrics = [
         e.id
         for e in pool
-        if _needs_rubrics(state.method)
+        if needs_rubrics(state.method)
         and e.n_instructions > 0
         and e.id not in written
         and e.id not in failed_rubrics
@@ -348,14 +351,7 @@ def finalize(state: PrepareState) -> dict[str, Any]:
     """
     if state.method in ("self-instruct", "evol-instruct"):
         return {"instructions": sorted(state.decoded, key=lambda i: i.id), "done": True}
-    rubrics = {r.metadata_id: r for r in state.rubric_sets}
-    pool = [
-        entry.model_copy(update={"rubrics": r.rubrics, "actions": r.actions})
-        if (r := rubrics.get(entry.id))
-        else entry
-        for entry in state.pool
-    ]
-    ready = {e.id for e in pool if e.actions or not _needs_rubrics(state.method)}
+    ready = ready_instructions(state.method, state.pool, state.accepted, state.rubric_sets)
     failures = []
     short = state.budget - len(state.accepted)
     if state.pool and short > 0 and not _transient(state, "decode"):
@@ -369,8 +365,8 @@ def finalize(state: PrepareState) -> dict[str, Any]:
             )
         )
     return {
-        "pool": pool,
-        "instructions": [item for item in state.accepted if item.metadata_id in ready],
+        "pool": with_rubrics(state.pool, state.rubric_sets),
+        "instructions": [item for _, item in ready],
         "failures": failures,
         "done": True,
     }
