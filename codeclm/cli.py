@@ -11,15 +11,15 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from codeclm import __version__
+from codeclm import __version__, api
 from codeclm.config import (
     METHODS,
     ConfigError,
@@ -29,19 +29,17 @@ from codeclm.config import (
     resolve_config,
     resolve_settings,
 )
-from codeclm.evaluation import EvalStats, evaluate
+from codeclm.debug.inspection import list_threads, thread_history
+from codeclm.debug.step import parse_assignment, step_thread
+from codeclm.engine.run import RunError, RunResult
+from codeclm.engine.threads import RunStats
+from codeclm.evaluation import EvalStats
 from codeclm.export import FORMATS, export_run
-from codeclm.inspect import list_threads, thread_history
-from codeclm.outputs import RUN_JSON
 from codeclm.report import write_report
-from codeclm.runner import RunError, RunResult, RunStats, execute
-from codeclm.seeds import InputError, load_benchmark, load_located_seeds, load_user_metadata
+from codeclm.seeds import InputError
 from codeclm.split import split_benchmark
-from codeclm.state import MetadataEntry, Seed
-from codeclm.step import parse_assignment, step_thread
 
 EXIT_USAGE = 2
-T = TypeVar("T")
 
 _RUN_FLAGS: dict[str, tuple[type, str]] = {
     "instructions": (int, "basic instructions to decode in total (default 2000)"),
@@ -294,52 +292,35 @@ def _status_table(stats: RunStats, started: float) -> Table:
     return table
 
 
-async def _run_with_progress(
-    config: RunConfig,
-    args: argparse.Namespace,
-    seeds: list[tuple[str, Seed]],
-    metadata: list[MetadataEntry],
-) -> RunResult:
-    stats = RunStats()
-    console = Console(stderr=True)
-    started = time.monotonic()
+class _Progress:
+    """``on_progress`` for the API: a live table at a terminal, one line per phase elsewhere.
 
-    def on_phase(phase: str) -> None:
-        stats.phase = phase
-        if not console.is_terminal and not args.quiet:
-            console.print(f"codeclm: {phase}")
+    ``--quiet`` shows neither.
+    """
 
-    inputs: dict[str, str | None] = {
-        name: str(path.resolve()) if path is not None else None
-        for name, path in (("seeds", args.seeds), ("user_metadata", args.user_metadata))
-    }
-    inputs["field"] = args.field
-    work = execute(
-        config,
-        args.out,
-        seeds=[seed for _, seed in seeds],
-        user_metadata=metadata,
-        stats=stats,
-        inputs=inputs,
-        seed_locations=[where for where, _ in seeds],
-        on_phase=on_phase,
-    )
-    show = not args.quiet and console.is_terminal
-    return await _with_progress(work, lambda: _status_table(stats, started), console, show)
+    def __init__(self, quiet: bool, render: Callable[[Any], RenderableType]) -> None:
+        self.console = Console(stderr=True)
+        self.render = render
+        self.live: Live | None = None
+        self.quiet = quiet
+        self.phase = "starting"  # RunStats' first phase: nothing to say yet
 
+    def __enter__(self) -> _Progress:
+        if not self.quiet and self.console.is_terminal:
+            self.live = Live(console=self.console, refresh_per_second=4)
+            self.live.__enter__()
+        return self
 
-async def _with_progress(
-    work: Coroutine[Any, Any, T], render: Callable[[], RenderableType], console: Console, show: bool
-) -> T:
-    """Await ``work``, redrawing ``render()`` four times a second at a terminal."""
-    task = asyncio.ensure_future(work)
-    if not show:
-        return await task
-    with Live(render(), console=console, refresh_per_second=4) as live:
-        while not task.done():
-            await asyncio.wait([task], timeout=0.25)
-            live.update(render())
-    return task.result()
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, stats: Any) -> None:
+        if self.live is not None:
+            self.live.update(self.render(stats))
+        elif not self.quiet and stats.phase != self.phase:
+            self.console.print(f"codeclm: {stats.phase}")
+        self.phase = stats.phase
 
 
 def _print_summary(result: RunResult) -> None:
@@ -379,60 +360,42 @@ def _print_summary(result: RunResult) -> None:
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace) -> RunConfig:
     file_values = load_config_file(args.config) if args.config else {}
     source = str(args.config) if args.config else "options"
-    config = resolve_config(file_values, _overrides(args), source)
-    if (args.seeds is None) == (args.user_metadata is None):
-        raise ConfigError("give either SEEDS or --user-metadata FILE (exactly one)")
-    if args.seeds is None and config.method in ("self-instruct", "evol-instruct"):
-        raise ConfigError(f"--method {config.method} starts from seeds: give SEEDS")
-    seeds = load_located_seeds(args.seeds, args.field) if args.seeds is not None else []
-    metadata = (
-        load_user_metadata(args.user_metadata, config.max_skills)
-        if args.user_metadata is not None
-        else []
-    )
-    result = asyncio.run(_run_with_progress(config, args, seeds, metadata))
+    return resolve_config(file_values, _overrides(args), source)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with _Progress(args.quiet, lambda stats: _status_table(stats, started)) as progress:
+        result = api.run(
+            args.seeds,
+            out=args.out,
+            config=_run_config(args),
+            user_metadata=args.user_metadata,
+            field=args.field,
+            on_progress=progress,
+        )
     _print_summary(result)
     return 0
 
 
-def _recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
-    """The config and inputs a run in ``out`` was started with (from its run.json)."""
-    path = out / RUN_JSON
-    if not path.is_file():
-        raise ConfigError(f"{out} holds no run (no {RUN_JSON})")
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-        values = dict(recorded["config"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise ConfigError(f"{path} is not a codeclm run record") from None
-    return resolve_config(values, overrides, str(path)), recorded.get("inputs") or {}
-
-
 def cmd_resume(args: argparse.Namespace) -> int:
     """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
-    config, inputs = _recorded_run(args.out, {"concurrency": args.concurrency, "cache": args.cache})
-    # Seeds are read again only if the 'prepare' thread never checkpointed them.
-    seeds_path, metadata_path = inputs.get("seeds"), inputs.get("user_metadata")
-    args.seeds = Path(seeds_path) if seeds_path and Path(seeds_path).exists() else None
-    args.user_metadata = (
-        Path(metadata_path) if metadata_path and Path(metadata_path).is_file() else None
-    )
-    args.field = inputs.get("field")
-    seeds = load_located_seeds(args.seeds, args.field) if args.seeds else []
-    metadata = (
-        load_user_metadata(args.user_metadata, config.max_skills) if args.user_metadata else []
-    )
-    result = asyncio.run(_run_with_progress(config, args, seeds, metadata))
+    started = time.monotonic()
+    overrides = {"concurrency": args.concurrency, "cache": args.cache}
+    with _Progress(args.quiet, lambda stats: _status_table(stats, started)) as progress:
+        result = api.resume(
+            args.out, on_progress=progress, **{k: v for k, v in overrides.items() if v is not None}
+        )
     _print_summary(result)
     return 0
 
 
 def cmd_step(args: argparse.Namespace) -> int:
     """Step one instruction node by node (interactive at a terminal, or by flags)."""
-    config, _ = _recorded_run(args.out, {"cache": args.cache})
+    config, _ = api.recorded_run(args.out, {"cache": args.cache})
     patch = dict(parse_assignment(text) for text in args.set or [])
     interactive = args.until is None and not args.json and sys.stdin.isatty()
     console = Console()
@@ -563,20 +526,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     source = str(args.config) if args.config else "options"
     config = resolve_settings(EvalConfig, file_values, _eval_overrides(args), source)
-    items = load_benchmark(args.benchmark)
-    stats = EvalStats()
-    console = Console(stderr=True)
 
-    def render() -> str:
+    def render(stats: EvalStats) -> str:
         o = stats.outcomes
         return (
             f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
             f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
         )
 
-    work = evaluate(config, args.benchmark, items, args.out, stats)
-    show = not args.quiet and console.is_terminal
-    record = asyncio.run(_with_progress(work, render, console, show))
+    with _Progress(args.quiet, render) as progress:
+        record = api.evaluate(args.benchmark, out=args.out, config=config, on_progress=progress)
     _print_eval(record, args.out)
     return 0
 

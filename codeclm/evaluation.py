@@ -17,11 +17,12 @@ from typing import Any
 
 from codeclm import __version__
 from codeclm.config import ConfigError, EvalConfig, differing_keys
+from codeclm.engine.threads import RunStats, run_threads
+from codeclm.engine.workspace import models_record, open_workspace
 from codeclm.graph import thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
-from codeclm.runner import RunStats, models_record, open_workspace, run_threads
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 
 JUDGMENTS = "judgments.jsonl"
@@ -32,7 +33,7 @@ class EvalStats(RunStats):
     """Live counters: the target's wins, ties and losses so far."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(phase="evaluating")
         self.outcomes: Counter[str] = Counter()
 
     def count(self, values: dict[str, Any]) -> None:
@@ -151,7 +152,15 @@ async def evaluate(
             for item in items
         )
         try:
-            await run_threads(graph, context, jobs, stats, EVAL_RESTART_FROM, ("judged",))
+            await run_threads(
+                graph,
+                context,
+                jobs,
+                stats,
+                EVAL_RESTART_FROM,
+                ("judged",),
+                workers=config.concurrency,
+            )
         finally:  # on Ctrl-C too: what was judged is written out
             judged: list[dict[str, Any]] = []
             usage: dict[str, TokenUsage] = {}

@@ -139,7 +139,7 @@ def test_the_progress_display_shows_outcomes_in_flight_and_tokens_per_role() -> 
     from rich.console import Console
 
     from codeclm.cli import _status_table
-    from codeclm.runner import RunStats
+    from codeclm.engine.threads import RunStats
     from codeclm.state import TokenUsage
 
     stats = RunStats(total=10, kept=3, dropped=2, failed=1, in_flight=4, phase="judging")

@@ -162,7 +162,7 @@ def test_interactive_stepping_takes_edits_and_commands_between_steps(
     import asyncio
 
     from codeclm.config import RunConfig
-    from codeclm.step import step_thread
+    from codeclm.debug.step import step_thread
 
     thread = read_jsonl(dropped_run / "dropped.jsonl")[0]["id"]
     config = RunConfig.model_validate(json.loads((dropped_run / "run.json").read_text())["config"])
@@ -191,6 +191,6 @@ def test_interactive_stepping_takes_edits_and_commands_between_steps(
 
 
 async def _history(out: Path, thread: str) -> list[dict]:
-    from codeclm.inspect import thread_history
+    from codeclm.debug.inspection import thread_history
 
     return (await thread_history(out, thread))["history"]

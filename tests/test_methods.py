@@ -164,4 +164,4 @@ def test_baselines_need_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     meta.write_text('{"use_case": "support", "skills": ["billing"]}\n')
     args = ["run", "--user-metadata", str(meta), "--out", str(tmp_path / "o")]
     assert main([*args, "--method", "evol-instruct"]) == 2
-    assert "--method evol-instruct starts from seeds" in capsys.readouterr().err
+    assert "method evol-instruct starts from seeds" in capsys.readouterr().err

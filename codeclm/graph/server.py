@@ -1,7 +1,7 @@
 """Graphs for ``langgraph dev`` (see ``langgraph.json``): compiled without a checkpointer.
 
 The dev server refuses a graph compiled with one (it brings its own). Headless runs compile
-the same builders with the SQLite saver instead (``codeclm.runner``). Runs on the server
+the same builders with the SQLite saver instead (``codeclm.engine``). Runs on the server
 carry no models: the nodes use the context built from ``$CODECLM_CONFIG``.
 """
 

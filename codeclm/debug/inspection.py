@@ -15,6 +15,8 @@ from typing import Any, cast
 from langgraph.graph.state import CompiledStateGraph
 
 from codeclm.config import METHODS, ConfigError, Method
+from codeclm.engine.prepare import PREPARE_THREAD
+from codeclm.engine.threads import FINISHED
 from codeclm.graph import (
     build_instruction_graph,
     build_prepare_graph,
@@ -23,7 +25,6 @@ from codeclm.graph import (
 )
 from codeclm.graph import retry_policy as _retry
 from codeclm.outputs import CHECKPOINTS, RUN_JSON
-from codeclm.runner import FINISHED, PREPARE_THREAD
 from codeclm.state import InstructionState, PrepareState
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]

@@ -16,8 +16,9 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from codeclm.config import ConfigError, RunConfig
+from codeclm.engine.prepare import PREPARE_THREAD, initial_state
+from codeclm.engine.workspace import OpenRun, open_run
 from codeclm.graph import thread_config
-from codeclm.runner import PREPARE_THREAD, OpenRun, initial_state, open_run
 from codeclm.state import InstructionState, PrepareState
 
 END_NAME = "end"

@@ -1,0 +1,1 @@
+"""Looking into a run's threads (``codeclm inspect``) and stepping one (``codeclm step``)."""

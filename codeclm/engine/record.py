@@ -1,0 +1,127 @@
+"""The run's record (``run.json``): settings, fingerprint, counts and usage; and its check.
+
+The record is written first (so a later run against the folder is checked against it) and
+rewritten whole at the end of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codeclm import __version__
+from codeclm.config import ConfigError, RunConfig, differing_keys
+from codeclm.engine.workspace import models_record
+from codeclm.llm.client import RoleModel
+from codeclm.outputs import EVAL_JSON, RUN_JSON
+from codeclm.state import InstructionState, PrepareState, TokenUsage, add_usage
+
+
+def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
+    """Refuse to continue a run in ``out_dir`` that was started with other settings."""
+    if (out_dir / EVAL_JSON).is_file():
+        raise ConfigError(f"{out_dir} holds an evaluation, not a run; use another --out")
+    path = out_dir / RUN_JSON
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is not valid JSON; use another --out") from None
+    if previous.get("fingerprint") != config.fingerprint():
+        keys = differing_keys(previous.get("config_fingerprinted", {}), config.fingerprint_fields())
+        raise ConfigError(
+            f"{out_dir} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
+            "use the same settings to resume it, or another --out"
+        )
+    recorded = previous.get("config") or {}
+    for key in RunConfig.GROWABLE:
+        before, now = recorded.get(key), getattr(config, key)
+        if isinstance(before, int) and now < before:
+            raise ConfigError(
+                f"{out_dir} holds a run of --{key} {before}; a run can grow but not shrink "
+                f"(--{key} {now}); use {before} or more, or another --out"
+            )
+
+
+@dataclass
+class Totals:
+    """The instructions' outcomes, summed while the outputs are written.
+
+    A run's states are never all held in memory at once: memory stays flat as runs grow.
+    """
+
+    instructions: int = 0
+    kept: int = 0
+    kept_strong: int = 0
+    kept_target: int = 0
+    kept_by_iteration: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    duplicate: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    usage: dict[str, TokenUsage] = field(default_factory=dict)
+    usage_by_node: dict[str, TokenUsage] = field(default_factory=dict)
+
+    def add(self, state: InstructionState) -> None:
+        self.instructions += 1
+        self.usage = add_usage(self.usage, state.usage)
+        self.usage_by_node = add_usage(self.usage_by_node, state.usage_by_node)
+        if state.status == "kept":
+            self.kept += 1
+            self.kept_strong += state.response_source == "strong"
+            self.kept_target += state.response_source == "target"
+            key = str(state.iteration)
+            self.kept_by_iteration[key] = self.kept_by_iteration.get(key, 0) + 1
+        elif state.status in ("dropped", "duplicate", "failed"):
+            setattr(self, state.status, getattr(self, state.status) + 1)
+        else:
+            self.unfinished += 1
+
+
+def run_record(
+    config: RunConfig,
+    prepared: PrepareState,
+    totals: Totals,
+    started: float,
+    models: dict[str, RoleModel],
+    inputs: dict[str, str | None],
+) -> dict[str, Any]:
+    usage = add_usage(dict(prepared.usage), totals.usage)
+    usage_by_node = add_usage(dict(prepared.usage_by_node), totals.usage_by_node)
+    origins = [entry.origin for entry in prepared.pool]
+    return {
+        "codeclm_version": __version__,
+        "fingerprint": config.fingerprint(),
+        "config": config.model_dump(mode="json"),
+        "config_fingerprinted": config.fingerprint_fields(),
+        "inputs": inputs,
+        "models": models_record(config, models),
+        "counts": {
+            "seeds": len(prepared.seeds),
+            "user_metadata": len(prepared.user_metadata),
+            "metadata_pool": len(prepared.pool),
+            "metadata_encoded": origins.count("encoded"),
+            "metadata_augmented": origins.count("augmented"),
+            "instructions_requested": config.instructions,
+            "instructions_decoded": len(prepared.accepted) or len(prepared.instructions),
+            "repeats_dropped": prepared.repeats,
+            "self_instruct_rejected": prepared.rejected,
+            "instructions": totals.instructions,
+            "kept": totals.kept,
+            "kept_strong": totals.kept_strong,
+            "kept_target": totals.kept_target,
+            "kept_by_iteration": totals.kept_by_iteration,
+            "dropped": totals.dropped,
+            "duplicates": totals.duplicate,
+            "failed": totals.failed,
+            "unfinished": totals.unfinished,
+        },
+        "prepare_failures": [f.model_dump() for f in prepared.failures],
+        "usage": {role: u.model_dump() for role, u in sorted(usage.items())},
+        "usage_by_node": {key: u.model_dump() for key, u in sorted(usage_by_node.items())},
+        "wall_seconds": round(time.monotonic() - started, 2),
+    }
