@@ -9,14 +9,15 @@ on at once, so its thread starts while other entries are still being decoded.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 from langgraph.types import Overwrite
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
-from codeclm.engine.threads import Graph, RunStats, stream_thread
+from codeclm.engine.threads import Graph, RunStats
 from codeclm.graph import thread_config
-from codeclm.nodes.planning import ready_instructions
+from codeclm.nodes.planning import Acceptance, ready_instructions
 from codeclm.state import BasicInstruction, InstructionState, MetadataEntry, PrepareState, Seed
 
 PREPARE_THREAD = "prepare"
@@ -56,17 +57,60 @@ def ready(state: PrepareState) -> list[tuple[MetadataEntry | None, BasicInstruct
     return ready_instructions(state.method, state.pool, accepted, state.rubric_sets)
 
 
-async def prepare_states(
+class RoundWatch:
+    """A decode round's instructions that can start before the round's join (``collect``).
+
+    Whether an item counts depends only on the items ranked before it (``Acceptance``):
+    earlier rounds, and this round's entries earlier in pool order. So as soon as every
+    entry before it has reported, it is decided exactly as ``collect`` will decide it, and
+    its thread can start while later entries are still being decoded.
+    """
+
+    def __init__(self, state: PrepareState, similarity: float) -> None:
+        self.state = state
+        targets = {entry.id: entry.n_instructions for entry in state.pool}
+        self.acceptance = Acceptance(similarity, targets, state.accepted)
+        self.accepted = list(state.accepted)
+        self.rubric_sets = list(state.rubric_sets)
+        self.reported: dict[str, list[BasicInstruction]] = {}
+        self.waiting = list(state.pending_decode)  # in pool order, as ``plan`` lists them
+
+    def update(self, node: str, update: Any) -> None:
+        """One finished task's writes: an entry's decoded items, rubrics, or its failure."""
+        if not isinstance(update, dict):
+            return
+        items: list[BasicInstruction] = update.get("decoded") or []
+        if node == "decode" and items:
+            self.reported[items[0].metadata_id] = items
+        self.rubric_sets += update.get("rubric_sets") or []
+        for failure in update.get("failures") or []:
+            if failure.step == "decode":
+                self.reported[failure.subject] = []
+        while self.waiting and self.waiting[0] in self.reported:
+            for item in sorted(self.reported[self.waiting.pop(0)], key=lambda i: i.index):
+                if self.acceptance.offer(item):
+                    self.accepted.append(item)
+
+    def ready(self) -> list[tuple[MetadataEntry | None, BasicInstruction]]:
+        state = self.state
+        return ready_instructions(state.method, state.pool, self.accepted, self.rubric_sets)
+
+
+Ready = list[tuple[MetadataEntry | None, BasicInstruction]]
+
+
+async def prepare_stream(
     graph: Graph,
     context: PipelineContext,
     seeds: list[Seed],
     user_metadata: list[MetadataEntry],
     stats: RunStats,
-) -> AsyncIterator[PrepareState]:
-    """Encode, augment, write rubrics, decode: the thread's states as the pass advances.
+) -> AsyncIterator[tuple[PrepareState, Ready]]:
+    """Encode, augment, write rubrics, decode: the thread's latest state as the pass
+    advances, with the instructions ready to run (some ahead of their round's end).
 
-    The last one yielded is the pass's end (``done``), or the state a finished thread was
-    left in when no new pass is needed.
+    The last state yielded is the pass's end (``done``), or the state a finished thread
+    was left in when no new pass is needed.
     """
     cfg = context.config
     config = thread_config(PREPARE_THREAD, max_concurrency=cfg.concurrency)
@@ -78,7 +122,7 @@ async def prepare_states(
         )
     else:
         state = PrepareState.model_validate(snapshot.values)
-        yield state
+        yield state, ready(state)
         # Judge by our own flag, not ``snapshot.next``: when every task of a step had
         # finished but the step's checkpoint was not yet written, ``next`` is empty.
         if state.done:
@@ -92,5 +136,23 @@ async def prepare_states(
                 "exhausted": [],
                 "failures": Overwrite([f for f in state.failures if f.permanent]),
             }
-    async for values in stream_thread(graph, graph_input, config, context, stats):
-        yield PrepareState.model_validate(values)
+    watch: RoundWatch | None = None
+    async for mode, data in graph.astream(
+        graph_input,
+        config,
+        context=context,
+        stream_mode=["updates", "values"],
+        durability="sync",
+    ):
+        if mode == "values":
+            state = PrepareState.model_validate(data)
+            watch = RoundWatch(state, cfg.repeat_similarity) if state.pending_decode else None
+            yield state, ready(state)
+            continue
+        for node, update in cast(dict[str, Any], data).items():
+            if isinstance(update, dict) and update.get("usage"):
+                stats.add_usage(update["usage"])
+            if watch is not None:
+                watch.update(node, update)
+        if watch is not None:
+            yield watch.state, watch.ready()

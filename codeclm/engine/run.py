@@ -19,7 +19,7 @@ from typing import Any
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
-from codeclm.engine.prepare import initial_state, prepare_states, ready
+from codeclm.engine.prepare import initial_state, prepare_stream, ready
 from codeclm.engine.record import Totals, check_fingerprint, run_record
 from codeclm.engine.results import write_outputs
 from codeclm.engine.threads import FINISHED, Job, RunStats, run_threads
@@ -119,11 +119,10 @@ async def _prepare_and_run(
 
     async def feed() -> None:
         try:
-            async for state in prepare_states(
-                run.prepare, run.context, seeds, user_metadata, stats
-            ):
+            stream = prepare_stream(run.prepare, run.context, seeds, user_metadata, stats)
+            async for state, ready_now in stream:
                 latest[0] = state
-                for entry, item in ready(state):
+                for entry, item in ready_now:
                     if item.id not in started:
                         if not started:  # the first thread starts; the pass may go on
                             stats.enter("answering, judging and improving instructions")

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
+import httpx
 import openai
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr
 
@@ -72,8 +73,25 @@ def describe_error(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """What a chat completion said: its text, why it stopped, a refusal, the tokens spent."""
+
+    content: str
+    finish_reason: str | None = None
+    refusal: str | None = None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+@dataclass(frozen=True)
 class RoleModel:
-    """One model role (strong or target) and how to call it."""
+    """One model role (strong or target) and how to call it.
+
+    ``chat`` (langchain-openai's ``ChatOpenAI``) holds the role's configuration and builds
+    the request body once (``base_payload``); each call then goes straight through the
+    OpenAI client it holds, skipping LangChain's per-call message and callback machinery
+    and the SDK's parameter transforms, which cost more CPU than the HTTP request itself
+    (docs/performance.md).
+    """
 
     role: str
     chat: ChatOpenAI
@@ -83,6 +101,7 @@ class RoleModel:
     cache: ResponseCache | None = None
     context_tokens: int | None = None
     """The model's context size, when known (set by the start-up preflight)."""
+    base_payload: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -91,12 +110,37 @@ class RoleModel:
     async def aclose(self) -> None:
         await self.http_client.aclose()
 
+    def _body(self, prompt: str, overrides: dict[str, Any]) -> dict[str, Any]:
+        body = {**self.base_payload, **overrides}
+        body["messages"] = [{"role": "user", "content": prompt}]
+        return body
+
+    async def _send(self, body: dict[str, Any]) -> Reply:
+        """One chat completion through the SDK's client (its errors, retries off)."""
+        response = await self.chat.root_async_client.post(
+            "/chat/completions", body=body, cast_to=httpx.Response
+        )
+        data = response.json()
+        choice = (data.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        usage = data.get("usage") or {}
+        return Reply(
+            content=_text(message.get("content")),
+            finish_reason=choice.get("finish_reason"),
+            refusal=message.get("refusal"),
+            usage=TokenUsage(
+                calls=1,
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+            ),
+        )
+
     async def _complete(
         self,
         prompt: str,
         overrides: dict[str, Any],
         response_format: dict[str, Any] | None,
-        accept: Callable[[AIMessage], tuple[T, str]],
+        accept: Callable[[Reply], tuple[T, str]],
     ) -> tuple[T, TokenUsage]:
         """One request, or its cached reply.
 
@@ -123,36 +167,33 @@ class RoleModel:
             )
             hit = await self.cache.get(key)
             if hit is not None:
-                value, _ = accept(AIMessage(hit[0]))
+                value, _ = accept(Reply(hit[0]))
                 return value, TokenUsage(cached_calls=1)
-        params: dict[str, Any] = dict(overrides)
+        body = self._body(prompt, overrides)
         if response_format is not None:
-            # Sent as-is in the body: we validate the reply ourselves, so the SDK's
-            # structured-output path (which re-walks the schema on every call) is not needed.
-            params["extra_body"] = {"response_format": response_format}
+            # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
+            body["response_format"] = response_format
         # What a provider's token limiter counts: the prompt (about 4 characters a token)
         # plus every token the reply may use.
         estimate = len(prompt) // 4 + int(self.chat.max_tokens or 0)
         async with self.limits.slot(estimate):
             try:
-                message = await self.chat.ainvoke([HumanMessage(prompt)], **params)
+                reply = await self._send(body)
             except openai.RateLimitError as exc:
                 wait = retry_after_seconds(exc.response.headers)
                 if wait is not None:  # the graph's retry waits for it at the slot
                     self.limits.pause(min(wait, RETRY_AFTER_CAP))
                 raise
-            usage = _usage(message)
-            value, cached_text = accept(message)  # raises for a reply that must not be cached
+            value, cached_text = accept(reply)  # raises for a reply that must not be cached
             if key is not None and self.cache is not None:
-                await self.cache.put(key, cached_text, usage)
-        return value, usage
+                await self.cache.put(key, cached_text, reply.usage)
+        return value, reply.usage
 
     async def text(self, prompt: str, **overrides: Any) -> tuple[str, TokenUsage]:
         """A free-text answer (used for the strong and target answers)."""
 
-        def accept(message: AIMessage) -> tuple[str, str]:
-            content = _content(message)
-            return content, content
+        def accept(reply: Reply) -> tuple[str, str]:
+            return reply.content, reply.content
 
         return await self._complete(prompt, overrides, None, accept)
 
@@ -173,12 +214,12 @@ class RoleModel:
             },
         }
 
-        def accept(message: AIMessage) -> tuple[M, str]:
+        def accept(reply: Reply) -> tuple[M, str]:
             value = parse_reply(
-                _content(message),
+                reply.content,
                 schema,
-                cut=message.response_metadata.get("finish_reason") == "length",
-                refusal=message.additional_kwargs.get("refusal"),
+                cut=reply.finish_reason == "length",
+                refusal=reply.refusal,
             )
             return value, value.model_dump_json()
 
@@ -191,8 +232,10 @@ def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return schema.model_json_schema()
 
 
-def _content(message: AIMessage | Any) -> str:
-    content = message.content
+def _text(content: Any) -> str:
+    """A message's content as text (a string, or a list of text parts)."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     return "".join(
@@ -200,13 +243,16 @@ def _content(message: AIMessage | Any) -> str:
     )
 
 
-def _usage(message: AIMessage | Any) -> TokenUsage:
-    meta = getattr(message, "usage_metadata", None) or {}
-    return TokenUsage(
-        calls=1,
-        input_tokens=int(meta.get("input_tokens", 0)),
-        output_tokens=int(meta.get("output_tokens", 0)),
-    )
+def request_payload(chat: ChatOpenAI) -> dict[str, Any]:
+    """The body ChatOpenAI would send for one user message, without the message.
+
+    Built once per role, so every setting ChatOpenAI maps (``max_completion_tokens``,
+    ``seed``, ``model_kwargs``, ``extra_body`` …) is sent as it would send it.
+    """
+    payload = chat._get_request_payload([HumanMessage("")])
+    payload.pop("messages", None)
+    payload.update(payload.pop("extra_body", None) or {})
+    return payload
 
 
 def resolve_api_key(role: str, config: RoleConfig) -> str:
@@ -252,6 +298,7 @@ def make_role_model(
     return RoleModel(
         role=role,
         chat=chat,
+        base_payload=request_payload(chat),
         http_client=http_client,
         strict_schema=config.strict_schema,
         limits=RoleLimits.for_role(config, shared_limit),

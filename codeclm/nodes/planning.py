@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from codeclm.analysis.metrics import NoveltyFilter
+from codeclm.analysis.metrics import NoveltyFilter, tokens
 from codeclm.state import BasicInstruction, MetadataEntry, RubricSet
 
 _ENUMERATION = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|[a-z][.)])\s+", re.IGNORECASE)
@@ -66,36 +66,63 @@ def shares(
     return targets
 
 
+class Acceptance:
+    """Which decoded instructions count, offered one at a time in rank order.
+
+    A repeat is the same normalised text or a ROUGE-L of at least ``similarity`` (the
+    Self-Instruct measure) with an accepted one; no entry gets more than its ``targets``
+    share. Whether an item counts depends only on the items offered before it, so the
+    engine can decide an early entry's items before the rest of its round has come back.
+    """
+
+    def __init__(
+        self,
+        similarity: float,
+        targets: dict[str, int],
+        accepted: Iterable[BasicInstruction] = (),
+    ) -> None:
+        self.targets = targets
+        self.seen: set[str] = set()
+        self.novelty = NoveltyFilter(similarity)
+        self.per_entry: Counter[str] = Counter()
+        self.repeats = 0
+        for item in accepted:
+            self._take(item)
+
+    def _take(self, item: BasicInstruction) -> None:
+        self.seen.add(normalized(item.instruction))
+        self.novelty.add(tokens(item.instruction))
+        self.per_entry[item.metadata_id] += 1
+
+    def offer(self, item: BasicInstruction) -> bool:
+        """Whether ``item`` counts (and it is then remembered as accepted)."""
+        if self.per_entry[item.metadata_id] >= self.targets.get(item.metadata_id, 0):
+            return False  # more than its share (a smaller share after a pool grew): unused
+        key = normalized(item.instruction)
+        if not key or key in self.seen or not self.novelty.is_novel(tokens(item.instruction)):
+            self.repeats += 1
+            return False
+        self._take(item)
+        return True
+
+
+def rank(item: BasicInstruction, order: dict[str, int]) -> tuple[int, int, int]:
+    """Earlier rounds first, then pool order, then each entry's own order: what was accepted
+    in one round stays accepted in the next."""
+    return (item.round, order.get(item.metadata_id, 0), item.index)
+
+
 def accept_unique(
     decoded: Sequence[BasicInstruction],
     order: dict[str, int],
     targets: dict[str, int],
     similarity: float,
 ) -> tuple[list[BasicInstruction], int]:
-    """The decoded instructions that are no repeat of an earlier one, and how many were.
-
-    Earlier rounds come first, then pool order, then each entry's own order, so what was
-    accepted in one round stays accepted in the next. A repeat is the same normalised text
-    or a ROUGE-L of at least ``similarity`` (the Self-Instruct measure) with an accepted
-    one. No entry gets more than its ``targets`` share.
-    """
-    ranked = sorted(decoded, key=lambda i: (i.round, order.get(i.metadata_id, 0), i.index))
-    seen: set[str] = set()
-    novelty = NoveltyFilter(similarity)
-    per_entry: Counter[str] = Counter()
-    accepted: list[BasicInstruction] = []
-    repeats = 0
-    for item in ranked:
-        key = normalized(item.instruction)
-        if per_entry[item.metadata_id] >= targets.get(item.metadata_id, 0):
-            continue  # more than its share (a smaller share after a pool grew): unused
-        if not key or key in seen or not novelty.add_if_novel(item.instruction):
-            repeats += 1
-            continue
-        seen.add(key)
-        per_entry[item.metadata_id] += 1
-        accepted.append(item)
-    return accepted, repeats
+    """The decoded instructions that are no repeat of an earlier one, and how many were."""
+    acceptance = Acceptance(similarity, targets)
+    ranked = sorted(decoded, key=lambda item: rank(item, order))
+    accepted = [item for item in ranked if acceptance.offer(item)]
+    return accepted, acceptance.repeats
 
 
 def needs_rubrics(method: str) -> bool:
