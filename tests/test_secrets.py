@@ -32,7 +32,7 @@ def test_the_key_is_in_no_file_log_or_error_even_when_calls_fail(
     assert main(["run", str(seeds_file), *mock_args(mock_llm, tmp_path / "refused")]) == 2
 
     captured = capsys.readouterr()
-    assert "HTTP Request: POST" in caplog.text, "the debug logs were captured"
+    assert "HTTP Request: GET" in caplog.text, "the debug logs were captured"
     for where, text in (("stdout", captured.out), ("stderr", captured.err), ("logs", caplog.text)):
         assert SECRET not in text, where
     for path in out.iterdir():  # run.json, outputs, checkpoints.sqlite, llm_cache.sqlite

@@ -42,6 +42,8 @@ class BenchResult:
     checkpoint_seconds: float
     node_steps: int
     db_bytes: int
+    floor_cpu: float = 0.0
+    """CPU seconds of the bare client (``codeclm.bench.floor``) making the same calls."""
 
     @property
     def efficiency(self) -> float:
@@ -60,6 +62,14 @@ class BenchResult:
             ),
             ("LLM calls per second", f"{self.calls / self.wall:,.0f}"),
             ("client CPU per LLM call (user+sys)", f"{per_call:.2f} ms"),
+            (
+                "bare-client floor: CPU per call, same mock and calls (codeclm.bench.floor)",
+                f"{self.floor_cpu / max(self.calls, 1) * 1000:.2f} ms",
+            ),
+            (
+                "codeclm CPU per call / floor",
+                f"{self.cpu / max(self.floor_cpu, 1e-9):.1f}x" if self.floor_cpu else "-",
+            ),
             (
                 "checkpoint wall time per node step (queueing included)",
                 f"{self.checkpoint_seconds / max(self.node_steps, 1) * 1000:.2f} ms"
@@ -124,11 +134,12 @@ def measure(
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             raise RuntimeError(f"codeclm run exited {child.returncode}")
+        summary = json.loads((out / RUN_JSON).read_text())
+        calls = sum(role["calls"] for role in summary["usage"].values())
+        floor_cpu = _floor_cpu(base_url, calls, concurrency)
     finally:
         mock.terminate()
         mock.wait()
-    summary = json.loads((out / RUN_JSON).read_text())
-    calls = sum(role["calls"] for role in summary["usage"].values())
     counts, checkpointing = summary["counts"], summary.get("checkpointing", {})
     return BenchResult(
         instructions=counts["instructions"],
@@ -142,7 +153,18 @@ def measure(
         checkpoint_seconds=checkpointing.get("seconds", 0.0),
         node_steps=checkpointing.get("checkpoints", 0),
         db_bytes=sum(p.stat().st_size for p in out.glob(f"{CHECKPOINTS}*")),
+        floor_cpu=floor_cpu,
     )
+
+
+def _floor_cpu(base_url: str, calls: int, concurrency: int) -> float:
+    """CPU seconds (user + sys) of the bare client making ``calls`` calls to the same mock."""
+    argv = [sys.executable, "-m", "codeclm.bench.floor", base_url, str(calls), str(concurrency)]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("the bare-client floor run failed")
+    return usage.ru_utime + usage.ru_stime
 
 
 def _print(title: str, rows: list[tuple[str, str]], console: Console) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 import openai
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
@@ -32,6 +32,7 @@ from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
 from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.llm.limits import RoleLimits, retry_after_seconds
 from codeclm.llm.parsing import Refusal, ShortReply, UnparseableReply, parse_reply
+from codeclm.llm.transport import ChatTransport
 from codeclm.state import TokenUsage
 
 __all__ = ["Refusal", "RoleModel", "ShortReply", "UnparseableReply", "is_transient"]
@@ -87,10 +88,10 @@ class RoleModel:
     """One model role (strong or target) and how to call it.
 
     ``chat`` (langchain-openai's ``ChatOpenAI``) holds the role's configuration and builds
-    the request body once (``base_payload``); each call then goes straight through the
-    OpenAI client it holds, skipping LangChain's per-call message and callback machinery
-    and the SDK's parameter transforms, which cost more CPU than the HTTP request itself
-    (docs/performance.md).
+    the request body once (``base_payload``); each call then goes out through
+    ``transport`` with the headers of the OpenAI client it holds, skipping LangChain's
+    per-call message and callback machinery and the SDK's request building, which cost
+    more CPU than the HTTP request itself (docs/performance.md).
     """
 
     role: str
@@ -102,12 +103,15 @@ class RoleModel:
     context_tokens: int | None = None
     """The model's context size, when known (set by the start-up preflight)."""
     base_payload: dict[str, Any] = field(default_factory=dict)
+    transport: ChatTransport | None = None
 
     @property
     def model_name(self) -> str:
         return str(self.chat.model_name)
 
     async def aclose(self) -> None:
+        if self.transport is not None:
+            await self.transport.aclose()
         await self.http_client.aclose()
 
     def _body(self, prompt: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -116,11 +120,14 @@ class RoleModel:
         return body
 
     async def _send(self, body: dict[str, Any]) -> Reply:
-        """One chat completion through the SDK's client (its errors, retries off)."""
-        response = await self.chat.root_async_client.post(
-            "/chat/completions", body=body, cast_to=httpx.Response
-        )
-        data = response.json()
+        """One chat completion (the SDK's errors, no retries: the graph's policy retries)."""
+        if self.transport is not None:
+            data = await self.transport.complete(body)
+        else:
+            response = await self.chat.root_async_client.post(
+                "/chat/completions", body=body, cast_to=httpx2.Response
+            )
+            data = response.json()
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
@@ -299,6 +306,7 @@ def make_role_model(
         role=role,
         chat=chat,
         base_payload=request_payload(chat),
+        transport=ChatTransport(chat.root_async_client, config.timeout),
         http_client=http_client,
         strict_schema=config.strict_schema,
         limits=RoleLimits.for_role(config, shared_limit),
