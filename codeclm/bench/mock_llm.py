@@ -162,6 +162,9 @@ class MockLLM:
     garbage_when: str | None = None
     #: refuse forever a step whose prompt contains this text
     refuse_when: str | None = None
+    #: take ``slow_seconds`` longer to answer a request whose prompt contains this text
+    slow_when: str | None = None
+    slow_seconds: float = 1.0
     requests: list[Request] = field(default_factory=list)
     #: Log every request in ``requests`` (off for long benchmarks: it grows without bound).
     record: bool = True
@@ -463,6 +466,8 @@ class MockLLM:
             try:
                 if self.latency:
                     await asyncio.sleep(self.latency)
+                if self.slow_when and self.slow_when in body["messages"][-1]["content"]:
+                    await asyncio.sleep(self.slow_seconds)
             finally:
                 self.in_flight[model] -= 1
         if fault == "503":
