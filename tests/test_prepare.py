@@ -155,3 +155,28 @@ def test_the_same_seed_reproduces_the_run_and_another_seed_does_not(
     assert first == again
     assert first[0] != other[0], "another seed augments differently"
     assert len(first[1].splitlines()) == 6
+
+
+def test_acceptance_drops_exact_repeats_anywhere_and_near_ones_within_an_entry() -> None:
+    from codeclm.nodes.planning import Acceptance
+    from codeclm.state import BasicInstruction
+
+    def item(entry: str, index: int, text: str) -> BasicInstruction:
+        return BasicInstruction(
+            id=f"{entry}-{index}", metadata_id=entry, instruction=text, index=index
+        )
+
+    acceptance = Acceptance(0.9, {"a": 2, "b": 2})
+    base = "Write a haiku about the first snow falling on a quiet mountain village at dawn"
+    offers = [
+        (item("a", 0, base), True),
+        (item("a", 1, "1. " + base.upper() + "!"), False),  # exact once normalised
+        (item("a", 2, base + " today"), False),  # near copy in the same entry
+        (item("b", 0, base + " today"), True),  # near copy in another entry: kept
+        (item("b", 1, base), False),  # exact repeat across entries
+        (item("a", 3, "Explain how tides work to a ten-year-old"), True),
+        (item("a", 4, "Summarise the causes of the First World War"), False),  # share of 2 used
+    ]
+    for offered, expected in offers:
+        assert acceptance.offer(offered) is expected, offered.id
+    assert acceptance.repeats == 3

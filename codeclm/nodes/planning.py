@@ -69,10 +69,14 @@ def shares(
 class Acceptance:
     """Which decoded instructions count, offered one at a time in rank order.
 
-    A repeat is the same normalised text or a ROUGE-L of at least ``similarity`` (the
-    Self-Instruct measure) with an accepted one; no entry gets more than its ``targets``
-    share. Whether an item counts depends only on the items offered before it, so the
-    engine can decide an early entry's items before the rest of its round has come back.
+    A repeat is the same normalised text as any accepted instruction in the pool, or a
+    ROUGE-L of at least ``similarity`` (the Self-Instruct measure) with one of the same
+    metadata entry, where near copies come from (the same prompt, asked again). Across
+    entries only exact repeats are looked for: a pool-wide ROUGE check grows with the
+    square of the run (``run --dedup`` compares kept pairs by meaning). No entry gets more
+    than its ``targets`` share. Whether an item counts depends only on the items offered
+    before it, so the engine can decide an early entry's items before the rest of its
+    round has come back.
     """
 
     def __init__(
@@ -82,8 +86,9 @@ class Acceptance:
         accepted: Iterable[BasicInstruction] = (),
     ) -> None:
         self.targets = targets
+        self.similarity = similarity
         self.seen: set[str] = set()
-        self.novelty = NoveltyFilter(similarity)
+        self.novelty: dict[str, NoveltyFilter] = {}
         self.per_entry: Counter[str] = Counter()
         self.repeats = 0
         for item in accepted:
@@ -91,15 +96,21 @@ class Acceptance:
 
     def _take(self, item: BasicInstruction) -> None:
         self.seen.add(normalized(item.instruction))
-        self.novelty.add(tokens(item.instruction))
+        self._novelty(item.metadata_id).add(tokens(item.instruction))
         self.per_entry[item.metadata_id] += 1
+
+    def _novelty(self, entry_id: str) -> NoveltyFilter:
+        if entry_id not in self.novelty:
+            self.novelty[entry_id] = NoveltyFilter(self.similarity)
+        return self.novelty[entry_id]
 
     def offer(self, item: BasicInstruction) -> bool:
         """Whether ``item`` counts (and it is then remembered as accepted)."""
         if self.per_entry[item.metadata_id] >= self.targets.get(item.metadata_id, 0):
             return False  # more than its share (a smaller share after a pool grew): unused
         key = normalized(item.instruction)
-        if not key or key in self.seen or not self.novelty.is_novel(tokens(item.instruction)):
+        near = not self._novelty(item.metadata_id).is_novel(tokens(item.instruction))
+        if not key or key in self.seen or near:
             self.repeats += 1
             return False
         self._take(item)
