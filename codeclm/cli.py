@@ -13,8 +13,9 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from pydantic import BaseModel
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -41,23 +42,21 @@ from codeclm.split import split_benchmark
 
 EXIT_USAGE = 2
 
-_RUN_FLAGS: dict[str, tuple[type, str]] = {
-    "instructions": (int, "basic instructions to decode in total (default 2000)"),
-    "metadata": (int, "size of the augmented metadata pool (default 200)"),
-    "threshold": (float, "θ of the gap rule, on the 10-point scale (default 3)"),
-    "max_iterations": (int, "iterations per instruction, the basic one counting (default 4)"),
-    "rubrics": (int, "rubrics and actions per metadata entry (default 4)"),
-    "concurrency": (int, "LLM requests in flight at once (default 8)"),
-    "seed": (int, "seed of every random choice, for reproducible runs (default 0)"),
-    "attempts": (int, "tries per LLM step before it is recorded as failed (default 3)"),
-    "backoff": (float, "seconds before the first retry, doubling after (default 1)"),
-    "dedup": (
-        float,
-        "drop kept pairs whose instruction has embedding cosine >= this with an earlier one "
-        "(e.g. 0.9; default: keep all)",
-    ),
-    "evol_rounds": (int, "evol-instruct: evolution rounds per instruction (default 4)"),
-}
+#: The run settings that are also flags; type, help and default come from ``RunConfig``.
+_RUN_FLAGS = (
+    "instructions",
+    "metadata",
+    "threshold",
+    "max_iterations",
+    "rubrics",
+    "decode_batch",
+    "concurrency",
+    "seed",
+    "attempts",
+    "backoff",
+    "dedup",
+    "evol_rounds",
+)
 _ROLE_FLAGS = ("model", "base_url", "api_key_env")
 
 
@@ -118,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "baselines self-instruct and evol-instruct",
     )
     run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
-    for name, (kind, text) in _RUN_FLAGS.items():
-        run.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+    _add_setting_flags(run, RunConfig, _RUN_FLAGS)
     for role in ("strong", "target"):
         for name in _ROLE_FLAGS:
             run.add_argument(
@@ -191,9 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
     evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
     evaluate.add_argument("--limit", type=_positive(int), help="evaluate only the first N items")
-    for name in ("concurrency", "attempts", "backoff", "seed"):
-        kind, text = _RUN_FLAGS[name]
-        evaluate.add_argument(f"--{name}", type=kind, help=text)
+    _add_setting_flags(evaluate, EvalConfig, ("concurrency", "attempts", "backoff", "seed"))
     for role in ("target", "strong", "judge"):
         for name in _ROLE_FLAGS:
             evaluate.add_argument(
@@ -244,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     return parser
+
+
+def _add_setting_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], names: tuple[str, ...]
+) -> None:
+    """One flag per config field, its type, help and default taken from the field itself."""
+    for name in names:
+        field = model.model_fields[name]
+        kind = next(t for t in (int, float) if t in (field.annotation, *get_args(field.annotation)))
+        default = "unset" if field.default is None else f"{field.default:g}"
+        text = f"{field.description} (default {default})".replace("%", "%%")
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:

@@ -66,7 +66,9 @@ class ModelSettings(BaseModel):
     #: The model roles this command uses, each a ``RoleConfig`` field of the same name.
     ROLES: ClassVar[tuple[str, ...]] = ("strong", "target")
 
-    concurrency: int = Field(8, ge=1, description="LLM requests in flight at once")
+    concurrency: int = Field(
+        8, ge=1, description="LLM requests in flight at once, and threads run at once"
+    )
     seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
     attempts: int = Field(3, ge=1, description="tries per LLM step before it is recorded failed")
     backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
@@ -112,10 +114,14 @@ class RunConfig(ModelSettings):
         description="codeclm (the full method), its ablations codeclm-metadata and "
         "codeclm-rubrics, or the baselines self-instruct and evol-instruct",
     )
-    instructions: int = Field(2000, gt=0, description="basic instructions in total")
+    instructions: int = Field(
+        2000, gt=0, description="basic instructions that enter the loop, in total"
+    )
     metadata: int = Field(200, gt=0, description="size of the augmented metadata pool")
     threshold: float = Field(3.0, ge=0, description="θ of the signed gap rule (10-point scale)")
-    max_iterations: int = Field(4, ge=1, description="the basic instruction is iteration 1")
+    max_iterations: int = Field(
+        4, ge=1, description="iterations per instruction, the basic one counting"
+    )
     rubrics: int = Field(4, ge=1, description="rubrics and actions per metadata entry")
     max_skills: int = Field(3, ge=1, description="skills per metadata entry")
     decode_batch: int = Field(
@@ -132,8 +138,8 @@ class RunConfig(ModelSettings):
         None,
         gt=0,
         le=1,
-        description="drop a basic instruction whose embedding cosine to an earlier one is at "
-        "least this (before any answer is paid for); unset: keep all",
+        description="move a kept pair whose instruction has MiniLM embedding cosine >= this "
+        "with an earlier kept one to dropped.jsonl as a duplicate (e.g. 0.9); unset: keep all",
     )
     evol_rounds: int = Field(4, ge=1, description="evol-instruct: evolution rounds per seed")
     rouge_threshold: float = Field(
