@@ -9,13 +9,13 @@ on at once, so its thread starts while other entries are still being decoded.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 from langgraph.types import Overwrite
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
-from codeclm.engine.threads import Graph, RunStats
+from codeclm.engine.threads import Graph, RunStats, stream_thread
 from codeclm.graph import thread_config
 from codeclm.nodes.planning import Acceptance, ready_instructions
 from codeclm.state import BasicInstruction, InstructionState, MetadataEntry, PrepareState, Seed
@@ -137,22 +137,12 @@ async def prepare_stream(
                 "failures": Overwrite([f for f in state.failures if f.permanent]),
             }
     watch: RoundWatch | None = None
-    async for mode, data in graph.astream(
-        graph_input,
-        config,
-        context=context,
-        stream_mode=["updates", "values"],
-        durability="sync",
-    ):
+    async for mode, event in stream_thread(graph, graph_input, config, context, stats):
         if mode == "values":
-            state = PrepareState.model_validate(data)
+            state = PrepareState.model_validate(event)
             watch = RoundWatch(state, cfg.repeat_similarity) if state.pending_decode else None
             yield state, ready(state)
-            continue
-        for node, update in cast(dict[str, Any], data).items():
-            if isinstance(update, dict) and update.get("usage"):
-                stats.add_usage(update["usage"])
-            if watch is not None:
+        elif watch is not None:
+            for node, update in event.items():
                 watch.update(node, update)
-        if watch is not None:
             yield watch.state, watch.ready()

@@ -63,8 +63,9 @@ class RunStats:
 
 async def stream_thread(
     graph: Graph, graph_input: Any, config: RunnableConfig, context: Any, stats: RunStats
-) -> AsyncIterator[dict[str, Any]]:
-    """Run a thread, yielding its values after each step and feeding usage to ``stats``."""
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Run a thread: ``("updates", {node: writes})`` as each task finishes, then
+    ``("values", state)`` after each step; token usage goes to ``stats`` as nodes finish."""
     async for mode, data in graph.astream(
         graph_input,
         config,
@@ -72,12 +73,12 @@ async def stream_thread(
         stream_mode=["updates", "values"],
         durability="sync",
     ):
-        if mode == "values":
-            yield cast(dict[str, Any], data)
-            continue
-        for node_update in cast(dict[str, Any], data).values():
-            if isinstance(node_update, dict) and node_update.get("usage"):
-                stats.add_usage(node_update["usage"])
+        event = cast(dict[str, Any], data)
+        if mode == "updates":
+            for update in event.values():
+                if isinstance(update, dict) and update.get("usage"):
+                    stats.add_usage(update["usage"])
+        yield mode, event
 
 
 async def finish_thread(
@@ -85,8 +86,9 @@ async def finish_thread(
 ) -> dict[str, Any]:
     """Run a thread to its end; its final values (no second read of the checkpoint)."""
     final: dict[str, Any] = {}
-    async for values in stream_thread(graph, graph_input, config, context, stats):
-        final = values
+    async for mode, event in stream_thread(graph, graph_input, config, context, stats):
+        if mode == "values":
+            final = event
     return final
 
 
