@@ -48,6 +48,16 @@ def test_a_cut_list_keeps_its_complete_items_and_more_than_asked_is_trimmed() ->
     assert len(parse_reply(many, Decoded).instructions) == 4  # type: ignore[attr-defined]
 
 
+def test_at_most_max_skills_distinct_skills_per_seed() -> None:
+    from codeclm.nodes.prepare import clean_skills
+    from codeclm.nodes.replies import encoded_metadata
+
+    reply = '{"use_case": "coding", "skills": ["Python", "python skills", "SQL", "git", "bash"]}'
+    parsed = parse_reply(reply, encoded_metadata(3))  # five skills: the reply is not refused
+    assert clean_skills(parsed.skills, 3) == ["python", "sql", "git"]  # type: ignore[attr-defined]
+    assert encoded_metadata(3).model_json_schema()["properties"]["skills"]["maxItems"] == 3
+
+
 def test_a_refusal_is_its_own_reason_and_prose_without_json_is_not_one() -> None:
     with pytest.raises(Refusal, match="refused: I'm sorry"):
         parse_reply("I'm sorry, but I can't help with that request.", Decoded)

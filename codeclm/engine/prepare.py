@@ -17,7 +17,12 @@ from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
 from codeclm.engine.threads import Graph, RunStats, stream_thread
 from codeclm.graph import thread_config
-from codeclm.nodes.planning import Acceptance, ready_instructions
+from codeclm.nodes.planning import (
+    Acceptance,
+    needs_rubrics,
+    ready_instructions,
+    with_rubrics,
+)
 from codeclm.state import BasicInstruction, InstructionState, MetadataEntry, PrepareState, Seed
 
 PREPARE_THREAD = "prepare"
@@ -57,46 +62,63 @@ def ready(state: PrepareState) -> list[tuple[MetadataEntry | None, BasicInstruct
     return ready_instructions(state.method, state.pool, accepted, state.rubric_sets)
 
 
+Ready = list[tuple[MetadataEntry | None, BasicInstruction]]
+
+
 class RoundWatch:
     """A decode round's instructions that can start before the round's join (``collect``).
 
     Whether an item counts depends only on the items ranked before it (``Acceptance``):
     earlier rounds, and this round's entries earlier in pool order. So as soon as every
     entry before it has reported, it is decided exactly as ``collect`` will decide it, and
-    its thread can start while later entries are still being decoded.
+    its thread can start (once its entry's rubrics are written) while later entries are
+    still being decoded. Only what became ready since the last ``fresh()`` is handed on.
     """
 
     def __init__(self, state: PrepareState, similarity: float) -> None:
         self.state = state
         targets = {entry.id: entry.n_instructions for entry in state.pool}
         self.acceptance = Acceptance(similarity, targets, state.accepted)
-        self.accepted = list(state.accepted)
-        self.rubric_sets = list(state.rubric_sets)
+        written = with_rubrics(state.pool, state.rubric_sets)
+        has_rubrics = {r.metadata_id for r in state.rubric_sets}
+        self.entries = {e.id: e for e in written}
+        self.ready_entries = {
+            e.id for e in written if e.id in has_rubrics or not needs_rubrics(state.method)
+        }
+        self.held: dict[str, list[BasicInstruction]] = {}
         self.reported: dict[str, list[BasicInstruction]] = {}
         self.waiting = list(state.pending_decode)  # in pool order, as ``plan`` lists them
+        self._fresh: Ready = []
 
     def update(self, node: str, update: Any) -> None:
         """One finished task's writes: an entry's decoded items, rubrics, or its failure."""
         if not isinstance(update, dict):
             return
+        for rubric_set in update.get("rubric_sets") or []:
+            ident = rubric_set.metadata_id
+            self.entries[ident] = with_rubrics([self.entries[ident]], [rubric_set])[0]
+            self.ready_entries.add(ident)
+            self._fresh += [(self.entries[ident], item) for item in self.held.pop(ident, [])]
         items: list[BasicInstruction] = update.get("decoded") or []
         if node == "decode" and items:
             self.reported[items[0].metadata_id] = items
-        self.rubric_sets += update.get("rubric_sets") or []
         for failure in update.get("failures") or []:
             if failure.step == "decode":
                 self.reported[failure.subject] = []
         while self.waiting and self.waiting[0] in self.reported:
-            for item in sorted(self.reported[self.waiting.pop(0)], key=lambda i: i.index):
-                if self.acceptance.offer(item):
-                    self.accepted.append(item)
+            ident = self.waiting.pop(0)
+            for item in sorted(self.reported[ident], key=lambda i: i.index):
+                if not self.acceptance.offer(item):
+                    continue
+                if ident in self.ready_entries:
+                    self._fresh.append((self.entries[ident], item))
+                else:
+                    self.held.setdefault(ident, []).append(item)
 
-    def ready(self) -> list[tuple[MetadataEntry | None, BasicInstruction]]:
-        state = self.state
-        return ready_instructions(state.method, state.pool, self.accepted, self.rubric_sets)
-
-
-Ready = list[tuple[MetadataEntry | None, BasicInstruction]]
+    def fresh(self) -> Ready:
+        """The instructions that became ready since the last call."""
+        ready, self._fresh = self._fresh, []
+        return ready
 
 
 async def prepare_stream(
@@ -145,4 +167,4 @@ async def prepare_stream(
         elif watch is not None:
             for node, update in event.items():
                 watch.update(node, update)
-            yield watch.state, watch.ready()
+            yield watch.state, watch.fresh()

@@ -47,11 +47,13 @@ def _usable_items(most: int, longest: int) -> Callable[[Any], Any]:
     return keep
 
 
-def _items(kind: Any, most: int, longest: int) -> Any:
-    """``list[kind]`` of 1 to ``most`` items, lenient as ``_usable_items`` says."""
+def _items(kind: Any, most: int, longest: int, keep: int | None = None) -> Any:
+    """``list[kind]`` of 1 to ``most`` items (the schema's ``maxItems``), lenient as
+    ``_usable_items`` says; ``keep``: how many a reply may bring that the step will sort
+    through itself (more than ``most``)."""
     return (
-        Annotated[list[kind], BeforeValidator(_usable_items(most, longest))],  # type: ignore[valid-type]
-        Field(..., min_length=1, max_length=most),
+        Annotated[list[kind], BeforeValidator(_usable_items(keep or most, longest))],  # type: ignore[valid-type]
+        Field(..., min_length=1, json_schema_extra={"maxItems": most}),
     )
 
 
@@ -62,7 +64,9 @@ def encoded_metadata(max_skills: int) -> type[BaseModel]:
         "EncodedMetadata",
         __config__=_STRICT,
         use_case=(Label, ...),
-        skills=_items(Label, max_skills, 60),
+        # more than asked are kept: the encoder drops repeats ('python', 'Python skills')
+        # before it takes the first max_skills distinct ones
+        skills=_items(Label, max_skills, 60, keep=4 * max_skills),
     )
 
 
