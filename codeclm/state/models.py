@@ -168,7 +168,7 @@ class PrepareState(BaseModel):
     rejected: int = 0
     """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
     done: bool = False
-    """This pass has finished (whatever it could do); see ``runner.run_prepare``."""
+    """This pass has finished (whatever it could do); see ``engine.prepare.prepare_stream``."""
 
 
 class EncodeTask(BaseModel):
