@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -185,11 +186,13 @@ def test_a_run_grows_paying_only_for_the_new_work(mock_llm: MockLLM, tmp_path: P
 def test_a_long_retry_after_is_capped(
     mock_llm: MockLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without the cap this run would wait an hour (and the test time out)."""
+    """The server asks for 30 s twice; capped at 0.2 s the run takes a few seconds."""
     monkeypatch.setattr(client, "RETRY_AFTER_CAP", 0.2)
-    mock_llm.retry_after, mock_llm.rate_limit_next = 3600, 2
+    mock_llm.retry_after, mock_llm.rate_limit_next = 30, 2
     out = tmp_path / "out"
+    started = time.monotonic()
     assert run_cli(_seeds(tmp_path, 2), mock_llm, out, instructions=2, metadata=2, backoff=0) == 0
+    assert time.monotonic() - started < 20, "the 30 s Retry-After was waited out"
     assert mock_llm.faults["429"] == 2 and len(read_jsonl(out / "dataset.jsonl")) == 2
 
 
