@@ -70,7 +70,12 @@ class ModelSettings(BaseModel):
         8, ge=1, description="LLM requests in flight at once, and threads run at once"
     )
     seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
-    attempts: int = Field(3, ge=1, description="tries per LLM step before it is recorded failed")
+    attempts: int = Field(
+        5,
+        ge=1,
+        description="tries per LLM step before it is recorded failed (5: a 503 or 429 three "
+        "times in a row is ordinary at a busy provider)",
+    )
     backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
     cache: bool = Field(True, description="answer repeated requests from DIR/llm_cache.sqlite")
     prompts_dir: str | None = Field(None, description="folder of prompt files overriding ours")

@@ -97,7 +97,7 @@ def test_the_budget_holds_against_a_server_that_misbehaves_in_every_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    mock = MockLLM.realistic(judge_rule=mixed_rule, fault_seed=3).start()
+    mock = MockLLM.realistic(judge_rule=mixed_rule, fault_seed=3, repeat_rate=0.4).start()
     try:
         out = tmp_path / "out"
         options = dict(instructions=60, metadata=8, backoff=0, concurrency=8)

@@ -44,7 +44,7 @@ def route_seeds(state: PrepareState) -> list[Send] | str:
     encoded = {item.seed_id for item in state.encoded}
     left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}
     sends = [
-        Send("encode_seed", EncodeTask(seed_index=i, seed=seed, passes=state.passes))
+        Send("encode_seed", EncodeTask(seed_index=i, seed=seed))
         for i, seed in enumerate(state.seeds)
         if seed.id not in encoded and seed.id not in left_out
     ]
@@ -64,7 +64,7 @@ def route_round(state: PrepareState) -> list[Send] | str:
         have.setdefault(item.metadata_id, []).append(item.instruction)
     accepted = Counter(item.metadata_id for item in state.accepted)
     sends = [
-        Send("write_rubrics", MetadataTask(entry=entries[i], passes=state.passes))
+        Send("write_rubrics", MetadataTask(entry=entries[i], salt=state.came_up_short.count(i)))
         for i in state.pending_rubrics
     ]
     sends += [
@@ -75,7 +75,7 @@ def route_round(state: PrepareState) -> list[Send] | str:
                 want=entries[i].n_instructions - accepted[i],
                 have=have.get(i, []),
                 round=state.decode_round,
-                passes=state.passes,
+                salt=state.ran_dry.count(i),
             ),
         )
         for i in state.pending_decode

@@ -99,10 +99,9 @@ async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> di
     prompt = ctx.prompts.render(
         "encode", instruction=task.seed.text, max_skills=ctx.config.max_skills
     )
-    overrides = _seed_override(ctx.config.seed, task.passes == 1, task.seed.id, task.passes)
-    reply, usage = await ctx.strong.structured(
-        prompt, encoded_metadata(ctx.config.max_skills), **overrides
-    )
+    # The run's own sampling seed every time: a seed retried by a later run sends the very
+    # request it would have sent, so the pool comes out as an uninterrupted run's.
+    reply, usage = await ctx.strong.structured(prompt, encoded_metadata(ctx.config.max_skills))
     use_case = clean_label(reply.use_case)  # type: ignore[attr-defined]
     skills = clean_skills(reply.skills, ctx.config.max_skills)  # type: ignore[attr-defined]
     if not use_case or not skills:
@@ -255,11 +254,11 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
             skills=_join(entry.skills),
             avoid=avoid_block(ctx, rubrics + actions),
         )
-        first = ask == 0 and task.passes == 1
+        first = ask == 0 and task.salt == 0
         reply, call_usage = await ctx.strong.structured(
             prompt,
             self_rubrics(k),
-            **_seed_override(ctx.config.seed, first, entry.id, "rubrics", task.passes, ask),
+            **_seed_override(ctx.config.seed, first, entry.id, "rubrics", task.salt, ask),
         )
         usage = usage + call_usage
         rubrics += distinct(reply.rubrics, rubrics)[: k - len(rubrics)]  # type: ignore[attr-defined]
@@ -296,11 +295,13 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
             skills=_join(entry.skills),
             avoid=avoid_block(ctx, task.have + new),
         )
-        first = ask == 0 and task.round == 0 and task.passes == 1
+        first = ask == 0 and not task.have and task.salt == 0
         reply, call_usage = await ctx.strong.structured(
             prompt,
             decoded_instructions(n),
-            **_seed_override(ctx.config.seed, first, entry.id, "decode", task.round, ask),
+            **_seed_override(
+                ctx.config.seed, first, entry.id, "decode", len(task.have), task.salt, ask
+            ),
         )
         usage = usage + call_usage
         new += distinct(reply.instructions, task.have + new)[: task.want - len(new)]  # type: ignore[attr-defined]
@@ -335,6 +336,7 @@ def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
         "accepted": accepted,
         "repeats": repeats,
         "exhausted": state.exhausted + exhausted,
+        "ran_dry": exhausted,
         "decode_round": state.decode_round + 1,
         "rounds_this_pass": state.rounds_this_pass + 1,
         "pending_rubrics": [],
@@ -386,4 +388,5 @@ def record_prepare_failure(state: Any, error: NodeError) -> dict[str, Any]:
     failure = Failure(
         step=error.node, subject=subject, reason=describe_error(error.error), permanent=permanent
     )
-    return {"failures": [failure]}
+    short = [subject] if isinstance(error.error, ShortReply) else []
+    return {"failures": [failure], "came_up_short": short}

@@ -157,6 +157,10 @@ class PrepareState(BaseModel):
     """Entry ids the current decode round asks (set by ``plan``)."""
     exhausted: list[str] = Field(default_factory=list)
     """Entries whose last ask gave no new unique instruction: their share goes elsewhere."""
+    ran_dry: Annotated[list[str], operator.add] = Field(default_factory=list)
+    """An entry id each time it was exhausted: a later ask of it samples anew."""
+    came_up_short: Annotated[list[str], operator.add] = Field(default_factory=list)
+    """An entry id each time its Self-Rubrics came up short: a later ask samples anew."""
     decode_round: int = 0
     rounds_this_pass: int = 0
     failures: Annotated[list[Failure], operator.add] = Field(default_factory=list)
@@ -176,7 +180,6 @@ class EncodeTask(BaseModel):
 
     seed_index: int
     seed: Seed
-    passes: int = 1
 
 
 class MetadataTask(BaseModel):
@@ -188,7 +191,11 @@ class MetadataTask(BaseModel):
     have: list[str] = Field(default_factory=list)
     """decode: what the entry already decoded (asked not to repeat, and filtered out)."""
     round: int = 0
-    passes: int = 1
+    salt: int = 0
+    """How often this step came up short for this entry before (ran dry, too few rubrics):
+    with the entry's progress, it picks the asks' sampling seeds, so a retry after a
+    passing failure sends the very requests of the first try, and one after a short
+    answer samples anew."""
 
 
 class JudgeScores(BaseModel):
