@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
-import httpx2
 import openai
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
@@ -97,21 +96,20 @@ class RoleModel:
     role: str
     chat: ChatOpenAI
     http_client: openai.DefaultAioHttpClient
+    transport: ChatTransport
+    base_payload: dict[str, Any]
     strict_schema: bool = False
     limits: RoleLimits = field(default_factory=RoleLimits)
     cache: ResponseCache | None = None
     context_tokens: int | None = None
     """The model's context size, when known (set by the start-up preflight)."""
-    base_payload: dict[str, Any] = field(default_factory=dict)
-    transport: ChatTransport | None = None
 
     @property
     def model_name(self) -> str:
         return str(self.chat.model_name)
 
     async def aclose(self) -> None:
-        if self.transport is not None:
-            await self.transport.aclose()
+        await self.transport.aclose()
         await self.http_client.aclose()
 
     def _body(self, prompt: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -121,13 +119,7 @@ class RoleModel:
 
     async def _send(self, body: dict[str, Any]) -> Reply:
         """One chat completion (the SDK's errors, no retries: the graph's policy retries)."""
-        if self.transport is not None:
-            data = await self.transport.complete(body)
-        else:
-            response = await self.chat.root_async_client.post(
-                "/chat/completions", body=body, cast_to=httpx2.Response
-            )
-            data = response.json()
+        data = await self.transport.complete(body)
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
