@@ -10,7 +10,6 @@ called with the live counters twice a second and at the end, and to the ``codecl
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +26,9 @@ from codeclm.engine.run import RunError, RunResult, execute
 from codeclm.engine.threads import RunStats
 from codeclm.evaluation import EvalStats
 from codeclm.evaluation import evaluate as evaluate_items
+from codeclm.methods import method_spec
 from codeclm.outputs import RUN_JSON
+from codeclm.records import RunRecord
 from codeclm.seeds import load_benchmark, load_located_seeds, load_user_metadata
 from codeclm.state import Seed
 
@@ -114,7 +115,7 @@ async def arun(
     cfg = settings(RunConfig, config, overrides)
     if (seeds is None) == (user_metadata is None):
         raise ConfigError("give either seeds or user_metadata (exactly one)")
-    if seeds is None and cfg.method in ("self-instruct", "evol-instruct"):
+    if seeds is None and not method_spec(cfg.method).makes_metadata:
         raise ConfigError(f"method {cfg.method} starts from seeds: give seeds")
     located = _seeds(seeds, field)
     metadata = load_user_metadata(Path(user_metadata), cfg.max_skills) if user_metadata else []
@@ -141,17 +142,15 @@ def run(seeds: Path | str | Sequence[str] | None = None, **options: Any) -> RunR
     return asyncio.run(arun(seeds, **options))
 
 
-def recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
+def recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str, str | None]]:
     """The config and inputs a run in ``out`` was started with (its run.json)."""
     path = out / RUN_JSON
     if not path.is_file():
         raise ConfigError(f"{out} holds no run (no {RUN_JSON})")
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-        values = dict(recorded["config"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise ConfigError(f"{path} is not a codeclm run record") from None
-    return resolve_settings(RunConfig, values, overrides, str(path)), recorded.get("inputs") or {}
+    recorded = RunRecord.read(path)
+    if not recorded.config:
+        raise ConfigError(f"{path} is not a codeclm run record (no config)")
+    return resolve_settings(RunConfig, recorded.config, overrides, str(path)), recorded.inputs
 
 
 async def aresume(

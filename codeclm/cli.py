@@ -22,7 +22,6 @@ from rich.table import Table
 
 from codeclm import __version__, api
 from codeclm.config import (
-    METHODS,
     ConfigError,
     EvalConfig,
     RunConfig,
@@ -36,6 +35,7 @@ from codeclm.engine.run import RunError, RunResult
 from codeclm.engine.threads import RunStats
 from codeclm.evaluation import EvalStats
 from codeclm.export import FORMATS, export_run
+from codeclm.methods import METHODS, methods_help
 from codeclm.report import write_report
 from codeclm.seeds import InputError
 from codeclm.split import split_benchmark
@@ -111,10 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings file")
     run.add_argument(
         "--method",
-        choices=METHODS,
-        help="codeclm (default, the full method); its ablations codeclm-metadata (metadata "
-        "only) and codeclm-rubrics (+ Self-Rubrics, no Contrastive Filtering); or the "
-        "baselines self-instruct and evol-instruct",
+        choices=list(METHODS),
+        help=f"default codeclm. {methods_help()}",
     )
     run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
     _add_setting_flags(run, RunConfig, _RUN_FLAGS)
@@ -332,34 +330,35 @@ class _Progress:
 
 
 def _print_summary(result: RunResult) -> None:
-    counts, usage = result.summary["counts"], result.summary["usage"]
+    record, counts = result.record, result.counts
     console = Console()
     console.print(
-        f"[bold]codeclm run finished[/] in {result.summary['wall_seconds']}s: "
-        f"{counts['kept']} kept ({counts['kept_strong']} strong, {counts['kept_target']} target), "
-        f"{counts['dropped']} dropped, {counts['failed']} failed "
-        f"of {counts['instructions']} instructions from {counts['metadata_pool']} metadata entries"
+        f"[bold]codeclm run finished[/] in {record.wall_seconds}s: "
+        f"{counts.kept} kept ({counts.kept_strong} strong, {counts.kept_target} target), "
+        f"{counts.dropped} dropped, {counts.failed} failed "
+        f"of {counts.instructions} instructions from {counts.metadata_pool} metadata entries"
     )
-    short = counts["instructions_requested"] - counts["instructions"]
-    if short > 0:
-        failures = result.summary["prepare_failures"]
-        why = "; ".join(f"{f['step']} {f['subject']}: {f['reason']}" for f in failures[:3])
+    if counts.missing > 0:
+        failures = record.prepare_failures
+        why = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in failures[:3])
         more = f" (and {len(failures) - 3} more in run.json)" if len(failures) > 3 else ""
         console.print(
-            f"  [yellow]{short} of {counts['instructions_requested']} instructions are "
+            f"  [yellow]{counts.missing} of {counts.instructions_requested} instructions are "
             f"missing[/]: {why or 'see run.json'}{more}. Run the same command again to retry."
         )
-    for role, u in usage.items():
+    for role, u in record.usage.items():
         console.print(
-            f"  {role}: {u['calls']} calls, {u['input_tokens']:,} input + "
-            f"{u['output_tokens']:,} output tokens"
-            + (f", {u['cached_calls']} answered from the cache" if u.get("cached_calls") else "")
+            f"  {role}: {u.calls} calls, {u.input_tokens:,} input + {u.output_tokens:,} output "
+            "tokens" + (f", {u.cached_calls} answered from the cache" if u.cached_calls else "")
         )
-    if all(m["embedded"] for m in result.summary["models"].values()):
-        judged = result.summary["config"].get("method", "codeclm") == "codeclm"
+    if all(m.embedded for m in record.models.values()):
         console.print(
             "  note: both roles ran on the embedded toy model (SmolLM2-135M)"
-            + (", which cannot judge; expect most instructions dropped" if judged else "")
+            + (
+                ", which cannot judge; expect most instructions dropped"
+                if record.method.judges
+                else ""
+            )
             + ". Point --strong-model at a real model for real data."
         )
     console.print(

@@ -10,7 +10,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from codeclm.methods import METHODS, Method, methods_help
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -107,17 +109,12 @@ class ModelSettings(BaseModel):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-Method = Literal["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
-METHODS: tuple[str, ...] = get_args(Method)
-
-
 class RunConfig(ModelSettings):
     """Everything that shapes a run. Defaults are the paper's where it gives one."""
 
     method: Method = Field(
         "codeclm",
-        description="codeclm (the full method), its ablations codeclm-metadata and "
-        "codeclm-rubrics, or the baselines self-instruct and evol-instruct",
+        description=methods_help(),
     )
     instructions: int = Field(
         2000, gt=0, description="basic instructions that enter the loop, in total"
@@ -161,12 +158,9 @@ class RunConfig(ModelSettings):
         fields = super().fingerprint_fields()
         for key in self.GROWABLE:
             fields.pop(key, None)
-        unused = {
-            "method": self.method == "codeclm",
-            "dedup": self.dedup is None,
-            "evol_rounds": self.method != "evol-instruct",
-            "rouge_threshold": self.method != "self-instruct",
-        }
+        unused = {"method": self.method == "codeclm", "dedup": self.dedup is None}
+        for spec in METHODS.values():  # settings of another method
+            unused.update((key, True) for key in spec.settings if spec.name != self.method)
         return {key: value for key, value in fields.items() if not unused.get(key)}
 
 

@@ -6,15 +6,14 @@ all ``aget_state`` and ``aget_state_history`` need.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from codeclm.config import METHODS, ConfigError, Method
+from codeclm.config import ConfigError
 from codeclm.engine.prepare import PREPARE_THREAD
 from codeclm.engine.threads import FINISHED
 from codeclm.graph import (
@@ -25,6 +24,7 @@ from codeclm.graph import (
 )
 from codeclm.graph import retry_policy as _retry
 from codeclm.outputs import CHECKPOINTS, RUN_JSON
+from codeclm.records import RunRecord
 from codeclm.state import InstructionState, PrepareState
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
@@ -50,14 +50,10 @@ def _checkpoints_path(out_dir: Path) -> Path:
     return path
 
 
-def _method(out_dir: Path) -> Method:
-    """The run's method (its threads' graph), from run.json; runs before methods: codeclm."""
-    try:
-        recorded = json.loads((out_dir / RUN_JSON).read_text(encoding="utf-8"))
-        method = recorded["config"].get("method", "codeclm")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "codeclm"
-    return cast(Method, method if method in METHODS else "codeclm")
+def _method(out_dir: Path) -> str:
+    """The run's method (its threads' graph), from run.json."""
+    path = out_dir / RUN_JSON
+    return RunRecord.read(path).method.name if path.is_file() else "codeclm"
 
 
 async def list_threads(out_dir: Path) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
 from codeclm.engine.threads import Graph, RunStats, stream_thread
 from codeclm.graph import thread_config
+from codeclm.methods import method_spec
 from codeclm.nodes.planning import (
     Acceptance,
-    needs_rubrics,
     ready_instructions,
     with_rubrics,
 )
@@ -57,7 +57,7 @@ def ready(state: PrepareState) -> list[tuple[MetadataEntry | None, BasicInstruct
     if state.done:
         entries = {entry.id: entry for entry in state.pool}
         return [(entries.get(item.metadata_id), item) for item in state.instructions]
-    baseline = state.method in ("self-instruct", "evol-instruct")
+    baseline = not method_spec(state.method).makes_metadata
     accepted = sorted(state.decoded, key=lambda i: i.id) if baseline else state.accepted
     return ready_instructions(state.method, state.pool, accepted, state.rubric_sets)
 
@@ -82,9 +82,8 @@ class RoundWatch:
         written = with_rubrics(state.pool, state.rubric_sets)
         has_rubrics = {r.metadata_id for r in state.rubric_sets}
         self.entries = {e.id: e for e in written}
-        self.ready_entries = {
-            e.id for e in written if e.id in has_rubrics or not needs_rubrics(state.method)
-        }
+        uses_rubrics = method_spec(state.method).uses_rubrics
+        self.ready_entries = {e.id for e in written if e.id in has_rubrics or not uses_rubrics}
         self.held: dict[str, list[BasicInstruction]] = {}
         self.reported: dict[str, list[BasicInstruction]] = {}
         self.waiting = list(state.pending_decode)  # in pool order, as ``plan`` lists them

@@ -8,7 +8,7 @@ failed node again (``durability="sync"``: after a hard kill only the node in fli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -96,7 +96,7 @@ async def reset_failed(
     graph: Graph,
     config: RunnableConfig,
     failed_node: str | None,
-    restart_from: dict[str, tuple[str, str]],
+    restart_from: Mapping[str, tuple[str, str]],
 ) -> None:
     """Make a failed thread's next step its failed node again, as if that node never ran."""
     first = next(iter(restart_from.values()))
@@ -110,7 +110,7 @@ async def run_threads(
     context: Any,
     jobs: Iterable[Job] | asyncio.Queue[Job | None],
     stats: RunStats,
-    restart_from: dict[str, tuple[str, str]],
+    restart_from: Mapping[str, tuple[str, str]],
     finished: tuple[str, ...],
     workers: int,
 ) -> None:

@@ -21,6 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, Send
 
 from codeclm.context import PipelineContext
+from codeclm.methods import method_spec
 from codeclm.nodes.baselines import bootstrap, route_bootstrap, sample_seeds
 from codeclm.nodes.prepare import (
     augment,
@@ -37,9 +38,10 @@ from codeclm.state import EncodeTask, MetadataTask, PrepareState
 
 def route_seeds(state: PrepareState) -> list[Send] | str:
     """One encode task per seed; user-written metadata (scenario 2) skips encoding."""
-    if state.method == "self-instruct":
+    route = method_spec(state.method).prepare
+    if route == "bootstrap":
         return "bootstrap"
-    if state.method == "evol-instruct":
+    if route == "seeds":
         return "sample_seeds"
     encoded = {item.seed_id for item in state.encoded}
     left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}

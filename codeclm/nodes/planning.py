@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from codeclm.analysis.metrics import NoveltyFilter, tokens
+from codeclm.methods import method_spec
 from codeclm.state import BasicInstruction, MetadataEntry, RubricSet
 
 _ENUMERATION = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|[a-z][.)])\s+", re.IGNORECASE)
@@ -136,11 +137,6 @@ def accept_unique(
     return accepted, acceptance.repeats
 
 
-def needs_rubrics(method: str) -> bool:
-    """Whether a method's instruction threads use their entry's Self-Rubrics actions."""
-    return method not in ("codeclm-metadata", "self-instruct", "evol-instruct")
-
-
 def with_rubrics(
     pool: Sequence[MetadataEntry], rubric_sets: Sequence[RubricSet]
 ) -> list[MetadataEntry]:
@@ -165,12 +161,13 @@ def ready_instructions(
     An instruction waits for its entry's Self-Rubrics where the method uses them; the
     baselines' instructions have no entry.
     """
-    if method in ("self-instruct", "evol-instruct"):
+    spec = method_spec(method)
+    if not spec.makes_metadata:
         return [(None, item) for item in accepted]
     written = {r.metadata_id for r in rubric_sets}
     entries = {
         entry.id: entry
         for entry in with_rubrics(pool, rubric_sets)
-        if entry.id in written or not needs_rubrics(method)
+        if entry.id in written or not spec.uses_rubrics
     }
     return [(entries[i.metadata_id], i) for i in accepted if i.metadata_id in entries]

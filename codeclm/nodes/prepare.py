@@ -21,10 +21,10 @@ from langgraph.runtime import Runtime
 
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import ShortReply, UnparseableReply, describe_error, is_permanent
+from codeclm.methods import method_spec
 from codeclm.nodes.planning import (
     accept_unique,
     distinct,
-    needs_rubrics,
     ready_instructions,
     shares,
     with_rubrics,
@@ -219,7 +219,7 @@ def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, An
     pending_rubrics = [
         e.id
         for e in pool
-        if needs_rubrics(state.method)
+        if method_spec(state.method).uses_rubrics
         and e.n_instructions > 0
         and e.id not in written
         and e.id not in failed_rubrics
@@ -351,7 +351,7 @@ def finalize(state: PrepareState) -> dict[str, Any]:
     them). Fewer accepted instructions than the budget, with no failure to retry that
     explains it, is said plainly: the pool gave no more unique ones.
     """
-    if state.method in ("self-instruct", "evol-instruct"):
+    if not method_spec(state.method).makes_metadata:
         return {"instructions": sorted(state.decoded, key=lambda i: i.id), "done": True}
     ready = ready_instructions(state.method, state.pool, state.accepted, state.rubric_sets)
     failures = []

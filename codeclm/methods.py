@@ -1,0 +1,123 @@
+"""The methods codeclm runs, in one registry: what each one does, in one place.
+
+``--method`` picks one: the full CodecLM method, its two ablations from the paper's Table 3,
+or a baseline. Every other module asks this registry (``method_spec(name)``) rather than
+comparing method names, so adding a method is one entry here, plus its nodes and graph
+shape if it needs new ones (``codeclm/graph/instruction.py`` builds each shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from langgraph.constants import START
+
+Method = Literal["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
+
+#: How the 'prepare' thread makes the basic instructions: decoded from an encoded metadata
+#: pool (CodecLM), Self-Instruct's bootstrap rounds, or the seeds themselves (Evol-Instruct).
+PrepareRoute = Literal["metadata", "bootstrap", "seeds"]
+
+#: The shape of one instruction's graph (``codeclm/graph/instruction.py`` wires each one).
+InstructionShape = Literal["judge_loop", "answer", "improve_once", "evolve"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method: how it prepares, which graph its instructions take, what it records."""
+
+    name: str
+    summary: str
+    prepare: PrepareRoute
+    shape: InstructionShape
+    uses_rubrics: bool
+    judges: bool
+    #: For a failed thread to run its failed node again: per node, the node to write the
+    #: reset as (so the graph's own edges lead to the failed node next) and the status to set.
+    #: Its keys are the nodes of the instruction graph, the ones ``step`` can stop at.
+    restart_from: Mapping[str, tuple[str, str]]
+    #: Settings only this method reads: they enter its runs' fingerprint, and no other's.
+    settings: tuple[str, ...] = field(default=())
+
+    @property
+    def makes_metadata(self) -> bool:
+        """Whether the run has a metadata pool (use case + skills) to report and export."""
+        return self.prepare == "metadata"
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(self.restart_from)
+
+
+_ANSWER_ONLY = {"answer_strong": (START, "pending")}
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            name="codeclm",
+            summary="the full method: metadata, Self-Rubrics, Contrastive Filtering",
+            prepare="metadata",
+            shape="judge_loop",
+            uses_rubrics=True,
+            judges=True,
+            restart_from={
+                "answer": ("improve", "pending"),
+                "judge": ("answer", "pending"),
+                "improve": ("judge", "improving"),
+            },
+        ),
+        MethodSpec(
+            name="codeclm-metadata",
+            summary="ablation: instructions decoded from metadata, answered by the strong model",
+            prepare="metadata",
+            shape="answer",
+            uses_rubrics=False,
+            judges=False,
+            restart_from=_ANSWER_ONLY,
+        ),
+        MethodSpec(
+            name="codeclm-rubrics",
+            summary="ablation: + one Self-Rubrics improvement, no Contrastive Filtering",
+            prepare="metadata",
+            shape="improve_once",
+            uses_rubrics=True,
+            judges=False,
+            restart_from={"improve": (START, "pending"), "answer_strong": ("improve", "pending")},
+        ),
+        MethodSpec(
+            name="self-instruct",
+            summary="baseline: Self-Instruct's bootstrap from the seeds",
+            prepare="bootstrap",
+            shape="answer",
+            uses_rubrics=False,
+            judges=False,
+            restart_from=_ANSWER_ONLY,
+            settings=("rouge_threshold",),
+        ),
+        MethodSpec(
+            name="evol-instruct",
+            summary="baseline: WizardLM's Evol-Instruct on the seeds",
+            prepare="seeds",
+            shape="evolve",
+            uses_rubrics=False,
+            judges=False,
+            restart_from={"evolve": ("evolve", "pending"), "answer_strong": ("evolve", "pending")},
+            settings=("evol_rounds",),
+        ),
+    )
+}
+
+assert set(METHODS) == set(get_args(Method)), "every Method has its spec"
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The spec of a recorded method name; a run recorded before methods existed: codeclm."""
+    return METHODS.get(name, METHODS["codeclm"])
+
+
+def methods_help() -> str:
+    """The ``--method`` help: each method and what it is."""
+    return "; ".join(f"{spec.name}: {spec.summary}" for spec in METHODS.values())
