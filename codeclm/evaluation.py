@@ -23,6 +23,7 @@ from codeclm.graph import thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
+from codeclm.records import JudgmentRow
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 
 JUDGMENTS = "judgments.jsonl"
@@ -93,20 +94,20 @@ def crr_summary(judged: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def judgment_row(state: EvalItemState) -> dict[str, Any]:
+def judgment_row(state: EvalItemState) -> JudgmentRow:
     scores = state.scores
-    return {
-        "id": state.id,
-        "category": state.category,
-        "instruction": state.instruction,
-        "target_answer": state.target_answer,
-        "strong_answer": state.strong_answer,
-        "outcome": state.outcome,
+    return JudgmentRow(
+        id=state.id,
+        category=state.category,
+        instruction=state.instruction,
+        target_answer=state.target_answer,
+        strong_answer=state.strong_answer,
+        outcome=state.outcome,
         # Each order's scores as (strong, target): the verdict needs both.
-        "scores_strong_first": list(scores.strong_first) if scores else None,
-        "scores_target_first": list(scores.target_first) if scores else None,
-        "mean_scores": {"strong": scores.strong, "target": scores.target} if scores else None,
-    }
+        scores_strong_first=list(scores.strong_first) if scores else None,
+        scores_target_first=list(scores.target_first) if scores else None,
+        mean_scores={"strong": scores.strong, "target": scores.target} if scores else None,
+    )
 
 
 async def evaluate(
@@ -135,7 +136,7 @@ async def evaluate(
             "benchmark": str(benchmark.resolve()),
             "fingerprint": fingerprint,
             "config": config.model_dump(mode="json"),
-            "models": models_record(config, space.models),
+            "models": {r: m.model_dump() for r, m in models_record(config, space.models).items()},
         }
         write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
         graph = build_eval_graph(space.retry).compile(checkpointer=space.saver)
@@ -178,7 +179,7 @@ async def evaluate(
                     usage = add_usage(usage, state.usage)
                     if state.status == "judged":
                         row = judgment_row(state)
-                        judged.append({"category": row["category"], "outcome": row["outcome"]})
+                        judged.append({"category": row.category, "outcome": row.outcome})
                         judgments.write(row)
                     elif state.status == "failed":
                         failed.write({"id": state.id, "reason": state.reason})

@@ -14,68 +14,58 @@ from typing import Any
 
 from codeclm.config import ConfigError
 from codeclm.outputs import DATASET, RUN_JSON, write_atomic, write_json, write_jsonl
-from codeclm.seeds import _json_records
+from codeclm.records import DatasetRow, RunRecord, read_rows
 
 FORMATS = ("chat", "alpaca", "sharegpt", "parquet", "hf")
 _SUFFIX = {"chat": ".jsonl", "alpaca": ".json", "sharegpt": ".json", "parquet": ".parquet"}
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_run(run_dir: Path) -> tuple[RunRecord, list[DatasetRow]]:
     """A run's record (run.json) and its kept pairs (dataset.jsonl), with one-line errors."""
     record_path, dataset_path = run_dir / RUN_JSON, run_dir / DATASET
     if not record_path.is_file() or not dataset_path.is_file():
         raise ConfigError(f"{run_dir} holds no finished run (no {RUN_JSON} or {DATASET})")
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise ConfigError(f"{record_path} is not valid JSON") from None
-    return record, read_rows(dataset_path)
+    return RunRecord.read(record_path), read_rows(dataset_path, DatasetRow)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of one of a run's JSONL files; none when it is missing or empty."""
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8")
-    return [row for _, row in _json_records(path, text.splitlines())] if text.strip() else []
+def _alpaca(row: DatasetRow) -> dict[str, Any]:
+    return {"instruction": row.instruction, "input": "", "output": row.response}
 
 
-def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
-    return {"instruction": row["instruction"], "input": "", "output": row["response"]}
-
-
-def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
+def _sharegpt(row: DatasetRow) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": row.id,
         "conversations": [
-            {"from": "human", "value": row["instruction"]},
-            {"from": "gpt", "value": row["response"]},
+            {"from": "human", "value": row.instruction},
+            {"from": "gpt", "value": row.response},
         ],
     }
 
 
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
+def _messages(row: DatasetRow) -> list[dict[str, str]]:
+    return [message.model_dump() for message in row.messages]
+
+
+def _flat(row: DatasetRow) -> dict[str, Any]:
     """One table row: nested metadata and scores as plain columns (for parquet and hf)."""
-    scores = row.get("scores") or {}
     return {
-        "id": row["id"],
-        "instruction": row["instruction"],
-        "response": row["response"],
-        "messages": row["messages"],
-        "response_source": row["response_source"],
-        "use_case": row["metadata"]["use_case"],
-        "skills": row["metadata"]["skills"],
-        "iteration": row["iteration"],
-        "gap": scores.get("gap"),
-        "seed_ids": row["seed_ids"],
+        "id": row.id,
+        "instruction": row.instruction,
+        "response": row.response,
+        "messages": _messages(row),
+        "response_source": row.response_source,
+        "use_case": row.metadata.use_case,
+        "skills": row.metadata.skills,
+        "iteration": row.iteration,
+        "gap": row.scores.gap if row.scores else None,
+        "seed_ids": row.seed_ids,
     }
 
 
-def dataset_card(record: dict[str, Any], rows: int) -> str:
+def dataset_card(record: RunRecord, rows: int) -> str:
     """README.md of the exported dataset: what made it, and the run's full config."""
-    config = record.get("config", {})
-    counts = record.get("counts", {})
-    models = record.get("models", {})
+    counts = record.counts
+    models = {role: m.model for role, m in record.models.items()}
     lines = [
         "---",
         "task_categories:",
@@ -83,18 +73,18 @@ def dataset_card(record: dict[str, Any], rows: int) -> str:
         "tags:",
         "- synthetic",
         "- instruction-tuning",
-        f"- {config.get('method', 'codeclm')}",
+        f"- {record.method.name}",
         "---",
         "",
         "# Synthetic instruction-tuning data made by codeclm",
         "",
-        f"{rows} instruction–response pairs, made by codeclm {record.get('codeclm_version', '')}"
-        f" with the method `{config.get('method', 'codeclm')}` (CodecLM: Wang et al., NAACL 2024).",
+        f"{rows} instruction–response pairs, made by codeclm {record.codeclm_version}"
+        f" with the method `{record.method.name}` (CodecLM: Wang et al., NAACL 2024).",
         "",
-        f"- strong model: `{models.get('strong', {}).get('model')}`",
-        f"- target model: `{models.get('target', {}).get('model')}`",
-        f"- instructions: {counts.get('instructions')}, kept: {counts.get('kept')}, "
-        f"dropped: {counts.get('dropped')}, failed: {counts.get('failed')}",
+        f"- strong model: `{models.get('strong')}`",
+        f"- target model: `{models.get('target')}`",
+        f"- instructions: {counts.instructions}, kept: {counts.kept}, "
+        f"dropped: {counts.dropped}, failed: {counts.failed}",
         "",
         "Columns: `instruction`, `response`, `messages` (chat format), `response_source` "
         "(which model wrote the response), `use_case` and `skills` (the metadata it was "
@@ -103,7 +93,7 @@ def dataset_card(record: dict[str, Any], rows: int) -> str:
         "## Run configuration",
         "",
         "```json",
-        json.dumps(config, indent=2, ensure_ascii=False),
+        json.dumps(record.config, indent=2, ensure_ascii=False),
         "```",
         "",
     ]
@@ -119,7 +109,7 @@ def export_run(run_dir: Path, fmt: str, out: Path | None, limit: int | None) -> 
     target = out or run_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
     target.parent.mkdir(parents=True, exist_ok=True)
     writers: dict[str, Callable[[], object]] = {
-        "chat": lambda: write_jsonl(target, ({"messages": r["messages"]} for r in rows)),
+        "chat": lambda: write_jsonl(target, ({"messages": _messages(r)} for r in rows)),
         "alpaca": lambda: _write_json_list(target, [_alpaca(r) for r in rows]),
         "sharegpt": lambda: _write_json_list(target, [_sharegpt(r) for r in rows]),
         "parquet": lambda: _hf_dataset(rows).to_parquet(str(target)),
@@ -133,7 +123,7 @@ def _write_json_list(path: Path, items: list[dict[str, Any]]) -> None:
     write_atomic(path, json.dumps(items, indent=1, ensure_ascii=False) + "\n")
 
 
-def _hf_dataset(rows: list[dict[str, Any]]) -> Any:
+def _hf_dataset(rows: list[DatasetRow]) -> Any:
     from datasets import Dataset  # imported only here: it takes about a second
     from datasets.utils.logging import disable_progress_bar
 
@@ -141,7 +131,7 @@ def _hf_dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list([_flat(r) for r in rows])
 
 
-def _save_hf(target: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+def _save_hf(target: Path, record: RunRecord, rows: list[DatasetRow]) -> None:
     _hf_dataset(rows).save_to_disk(str(target))
     (target / "README.md").write_text(dataset_card(record, len(rows)), encoding="utf-8")
     write_json(target / "codeclm_run.json", record)

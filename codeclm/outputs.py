@@ -13,7 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from codeclm.state import InstructionState, MetadataEntry
+from pydantic import BaseModel
+
+from codeclm.records import DatasetRow, DroppedRow, Message, RowMetadata
+from codeclm.state import InstructionState
 
 DATASET = "dataset.jsonl"
 DROPPED = "dropped.jsonl"
@@ -24,6 +27,11 @@ CHECKPOINTS = "checkpoints.sqlite"
 CACHE = "llm_cache.sqlite"
 EVAL_JSON = "eval.json"
 """An evaluation's record (``codeclm eval``): a folder holds a run or an evaluation."""
+
+
+def _plain(row: dict[str, Any] | BaseModel) -> dict[str, Any]:
+    """A row as JSON data: a model (``codeclm/records.py``) dumped, a dict as it is."""
+    return row.model_dump(mode="json") if isinstance(row, BaseModel) else row
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -55,8 +63,8 @@ class JsonlWriter:
         self._handle = os.fdopen(fd, "w", encoding="utf-8")
         self.rows = 0
 
-    def write(self, row: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    def write(self, row: dict[str, Any] | BaseModel) -> None:
+        self._handle.write(json.dumps(_plain(row), ensure_ascii=False) + "\n")
         self.rows += 1
 
     def __enter__(self) -> JsonlWriter:
@@ -77,60 +85,57 @@ class JsonlWriter:
         os.replace(self._tmp, self.path)
 
 
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | BaseModel]) -> int:
+    lines = [
+        json.dumps(
+            row.model_dump(mode="json") if isinstance(row, BaseModel) else row, ensure_ascii=False
+        )
+        for row in rows
+    ]
     write_atomic(path, "".join(f"{line}\n" for line in lines))
     return len(lines)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+def write_json(path: Path, data: dict[str, Any] | BaseModel) -> None:
+    write_atomic(path, json.dumps(_plain(data), indent=2, ensure_ascii=False) + "\n")
 
 
-def _metadata(state: InstructionState) -> dict[str, Any]:
-    return {"use_case": state.use_case, "skills": state.skills, "id": state.metadata_id}
+def _metadata(state: InstructionState) -> RowMetadata:
+    return RowMetadata(use_case=state.use_case, skills=state.skills, id=state.metadata_id)
 
 
-def _scores(state: InstructionState) -> dict[str, Any] | None:
-    return state.scores.model_dump(mode="json") if state.scores else None
-
-
-def dataset_row(state: InstructionState) -> dict[str, Any]:
+def dataset_row(state: InstructionState) -> DatasetRow:
     """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
     response = state.strong_answer if state.response_source == "strong" else state.target_answer
-    return {
-        "id": state.id,
-        "instruction": state.instruction,
-        "response": response,
-        "response_source": state.response_source,
-        "metadata": _metadata(state),
-        "iteration": state.iteration,
-        "scores": _scores(state),
-        "seed_ids": state.seed_ids,
-        "actions": state.actions_applied,
-        "basic_instruction": state.basic_instruction,
-        "messages": [
-            {"role": "user", "content": state.instruction},
-            {"role": "assistant", "content": response},
+    return DatasetRow(
+        id=state.id,
+        instruction=state.instruction,
+        response=response or "",
+        response_source=state.response_source,
+        metadata=_metadata(state),
+        iteration=state.iteration,
+        scores=state.scores,
+        seed_ids=state.seed_ids,
+        actions=state.actions_applied,
+        basic_instruction=state.basic_instruction,
+        messages=[
+            Message(role="user", content=state.instruction),
+            Message(role="assistant", content=response or ""),
         ],
-    }
+    )
 
 
-def dropped_row(state: InstructionState) -> dict[str, Any]:
+def dropped_row(state: InstructionState) -> DroppedRow:
     """An instruction the gap rule never separated (or that failed), with why."""
-    return {
-        "id": state.id,
-        "status": state.status,
-        "reason": state.reason,
-        "instruction": state.instruction,
-        "metadata": _metadata(state),
-        "iteration": state.iteration,
-        "scores": _scores(state),
-        "seed_ids": state.seed_ids,
-        "actions": state.actions_applied,
-        "basic_instruction": state.basic_instruction,
-    }
-
-
-def metadata_row(entry: MetadataEntry) -> dict[str, Any]:
-    return entry.model_dump(mode="json")
+    return DroppedRow(
+        id=state.id,
+        status=state.status,
+        reason=state.reason,
+        instruction=state.instruction,
+        metadata=_metadata(state),
+        iteration=state.iteration,
+        scores=state.scores,
+        seed_ids=state.seed_ids,
+        actions=state.actions_applied,
+        basic_instruction=state.basic_instruction,
+    )

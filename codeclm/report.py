@@ -20,9 +20,12 @@ from typing import Any
 from codeclm.analysis.embeddings import Vectors
 from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
 from codeclm.config import ConfigError
-from codeclm.export import read_rows, read_run
+from codeclm.export import read_run
+from codeclm.methods import method_spec
 from codeclm.outputs import DROPPED, FAILED, METADATA, write_atomic, write_json
+from codeclm.records import DatasetRow, DroppedRow, RunRecord, read_rows
 from codeclm.seeds import load_seeds
+from codeclm.state import MetadataEntry
 
 TOP = 15  # labels shown per distribution plot
 
@@ -32,21 +35,21 @@ class RunData:
     """One run's outputs, as the report needs them."""
 
     name: str
-    record: dict[str, Any]
-    kept: list[dict[str, Any]]
-    dropped: list[dict[str, Any]]
-    failed: list[dict[str, Any]]
-    metadata: list[dict[str, Any]]
+    record: RunRecord
+    kept: list[DatasetRow]
+    dropped: list[DroppedRow]
+    failed: list[DroppedRow]
+    metadata: list[MetadataEntry]
     seed_texts: list[str] = field(default_factory=list)
 
     @property
     def method(self) -> str:
-        return str(self.record.get("config", {}).get("method", "codeclm"))
+        return self.record.method.name
 
 
 def load_run(run_dir: Path) -> RunData:
     record, kept = read_run(run_dir)
-    inputs = record.get("inputs") or {}
+    inputs = record.inputs
     seeds_path = inputs.get("seeds")
     seed_texts: list[str] = []
     if seeds_path and Path(seeds_path).exists():
@@ -58,9 +61,9 @@ def load_run(run_dir: Path) -> RunData:
         name=run_dir.resolve().name,
         record=record,
         kept=kept,
-        dropped=read_rows(run_dir / DROPPED),
-        failed=read_rows(run_dir / FAILED),
-        metadata=read_rows(run_dir / METADATA),
+        dropped=read_rows(run_dir / DROPPED, DroppedRow),
+        failed=read_rows(run_dir / FAILED, DroppedRow),
+        metadata=read_rows(run_dir / METADATA, MetadataEntry),
         seed_texts=seed_texts,
     )
 
@@ -77,19 +80,18 @@ def metadata_distributions(run: RunData) -> dict[str, dict[str, Counter[str]]]:
     pool: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
     kept: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
     for entry in run.metadata:
-        weight = len(entry.get("seed_ids") or [1])
-        if entry.get("origin") in ("encoded", "user"):
-            seeds["use_case"][entry["use_case"]] += weight
-            for skill in entry["skills"]:
+        weight = len(entry.seed_ids) or 1
+        if entry.origin in ("encoded", "user"):
+            seeds["use_case"][entry.use_case] += weight
+            for skill in entry.skills:
                 seeds["skills"][skill] += weight
-        pool["use_case"][entry["use_case"]] += 1
-        for skill in entry["skills"]:
+        pool["use_case"][entry.use_case] += 1
+        for skill in entry.skills:
             pool["skills"][skill] += 1
     for row in run.kept:
-        meta = row.get("metadata") or {}
-        if meta.get("use_case"):
-            kept["use_case"][meta["use_case"]] += 1
-        for skill in meta.get("skills") or []:
+        if row.metadata.use_case:
+            kept["use_case"][row.metadata.use_case] += 1
+        for skill in row.metadata.skills:
             kept["skills"][skill] += 1
     return {
         kind: {"seeds": seeds[kind], "pool": pool[kind], "kept": kept[kind]}
@@ -107,7 +109,6 @@ def _reason_group(reason: str | None) -> str:
 
 def figures(run: RunData, near_dup: float) -> dict[str, Any]:
     """Every number the report shows for one run (also written to report.json)."""
-    counts = run.record.get("counts", {})
     distributions = metadata_distributions(run)
     jsd = {
         kind: {
@@ -116,7 +117,7 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         }
         for kind, d in distributions.items()
     }
-    texts = [row["instruction"] for row in run.kept]
+    texts = [row.instruction for row in run.kept]
     diversity: dict[str, Any] = {
         "distinct_1": distinct_n(texts, 1) if texts else None,
         "distinct_2": distinct_n(texts, 2) if texts else None,
@@ -135,39 +136,40 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
             diversity["seed_embedding_spread"] = spread(seed_vectors)
     except ConfigError as exc:  # the embedding model is not installed
         diversity["embeddings_unavailable"] = str(exc)
-    by_iteration = Counter(str(row.get("iteration")) for row in run.kept)
-    judged = [r for r in [*run.kept, *run.dropped] if r.get("scores")]
+    by_iteration = Counter(str(row.iteration) for row in run.kept)
+    gaps = [r.scores.gap for r in run.kept if r.scores]
+    gaps += [r.scores.gap for r in run.dropped if r.scores]
     return {
         "name": run.name,
         "method": run.method,
         "counts": {
-            "instructions": counts.get("instructions", 0),
+            "instructions": run.record.counts.instructions,
             "kept": len(run.kept),
-            "dropped": sum(r.get("status") == "dropped" for r in run.dropped),
-            "duplicates": sum(r.get("status") == "duplicate" for r in run.dropped),
+            "dropped": sum(r.status == "dropped" for r in run.dropped),
+            "duplicates": sum(r.status == "duplicate" for r in run.dropped),
             "failed": len(run.failed),
         },
         "kept_by_iteration": dict(sorted(by_iteration.items(), key=lambda kv: int(kv[0]))),
         "kept_at_iteration_1": by_iteration.get("1", 0) / len(run.kept) if run.kept else None,
-        "gaps": [r["scores"]["gap"] for r in judged],
-        "threshold": run.record.get("config", {}).get("threshold"),
+        "gaps": gaps,
+        "threshold": run.record.config.get("threshold"),
         "reasons": {
             status: Counter(
-                _reason_group(r.get("reason"))
+                _reason_group(r.reason)
                 for r in (run.failed if status == "failed" else run.dropped)
-                if r.get("status") == status
+                if r.status == status
             ).most_common()
             for status in ("dropped", "duplicate", "failed")
         },
-        "prepare_failures": run.record.get("prepare_failures", []),
+        "prepare_failures": [f.model_dump() for f in run.record.prepare_failures],
         "metadata": {
             kind: {part: dict(c.most_common()) for part, c in d.items()}
             for kind, d in distributions.items()
         },
         "jensen_shannon": jsd,
         "diversity": diversity,
-        "usage": run.record.get("usage", {}),
-        "usage_by_node": run.record.get("usage_by_node", {}),
+        "usage": {role: u.model_dump() for role, u in run.record.usage.items()},
+        "usage_by_node": {node: u.model_dump() for node, u in run.record.usage_by_node.items()},
         "pca": _pca(kept_vectors, seed_vectors),
     }
 
@@ -403,7 +405,7 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     tables.append(("Diversity", ["measure", "value"], diversity_rows))
     at_one = f["kept_at_iteration_1"]
     provenance = [[f"kept at iteration {k}", str(v)] for k, v in f["kept_by_iteration"].items()]
-    if f["method"] == "codeclm":  # the other methods have no judge loop to iterate
+    if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
         provenance.append(["share kept at iteration 1 (paper: over 70%)", _fmt(at_one)])
     tables.append(("Where the data came from", ["", "pairs"], provenance))
     reasons = [

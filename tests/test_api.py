@@ -13,6 +13,7 @@ import codeclm
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.config import ConfigError
 from codeclm.engine.threads import RunStats
+from codeclm.records import DatasetRow, RunRecord, read_rows
 from tests.conftest import read_jsonl
 
 
@@ -44,6 +45,11 @@ def test_run_and_resume_from_python_with_progress(mock_llm: MockLLM, tmp_path: P
     assert all(path.is_file() for path in result.files.values())
     assert seen and seen[-1][1] == 6, "the callback saw the run to its end"
     assert json.loads(result.files["run.json"].read_text())["inputs"]["seeds"] is None
+    # The record is typed, and is what the file holds: one model for the writer and readers.
+    assert RunRecord.read(result.files["run.json"]) == result.record
+    assert [row.model_dump(mode="json") for row in read_rows(result.dataset, DatasetRow)] == (
+        read_jsonl(result.dataset)
+    )
 
     sent = len(mock_llm.requests)
     again = codeclm.resume(tmp_path / "out")
@@ -58,7 +64,7 @@ def test_arun_inside_a_running_event_loop(mock_llm: MockLLM, tmp_path: Path) -> 
             config={"instructions": 2, "metadata": 1, **_roles(mock_llm)},
         )
 
-    assert asyncio.run(notebook_cell()).counts["instructions"] == 2
+    assert asyncio.run(notebook_cell()).counts.instructions == 2
 
 
 def test_evaluate_from_python(mock_llm: MockLLM, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from codeclm.analysis.metrics import rouge_l, tokens
 from codeclm.bench.mock_llm import MockLLM
+from codeclm.methods import METHODS
 from tests.conftest import DATASET_ROW_KEYS, read_jsonl, run_cli
 
 BUDGET = {"instructions": 12, "metadata": 6, "seed": 5}
@@ -25,9 +26,38 @@ def _by_node(summary: dict[str, Any]) -> dict[str, int]:
     return {key: u["calls"] for key, u in summary["usage_by_node"].items()}
 
 
-@pytest.mark.parametrize(
-    "method", ["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
-)
+@pytest.mark.parametrize("method", list(METHODS))
+def test_the_registry_describes_each_methods_graph(method: str) -> None:
+    """One place says what a method does: its graph has exactly the nodes the registry can
+    restart and step, and a failure in each of them restarts at a node of that graph."""
+    from langgraph.constants import START
+
+    from codeclm.graph import build_instruction_graph, retry_policy
+
+    spec = METHODS[method]
+    graph = build_instruction_graph(retry_policy(1), method).compile()
+    nodes = {n for n in graph.get_graph().nodes if not n.startswith("__")}
+    assert nodes == set(spec.nodes)
+    assert all(as_node in nodes | {START} for as_node, _ in spec.restart_from.values())
+    assert ("judge" in nodes) == spec.judges
+    assert spec.makes_metadata == (method.startswith("codeclm"))
+
+
+def test_a_record_from_an_earlier_version_still_reads(tmp_path: Path) -> None:
+    """run.json written before methods, inputs or checkpointing figures existed."""
+    from codeclm.config import ConfigError
+    from codeclm.records import RunRecord
+
+    old = tmp_path / "run.json"
+    old.write_text(json.dumps({"fingerprint": "abc", "config": {"threshold": 3.0}, "x": 1}))
+    record = RunRecord.read(old)
+    assert record.method.name == "codeclm" and record.counts.kept == 0 and record.inputs == {}
+    old.write_text('{"counts": {"kept": "many"}}')
+    with pytest.raises(ConfigError, match=r"run.json is not a run record \(counts.kept"):
+        RunRecord.read(old)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_spends_the_same_budget_and_writes_the_same_format(
     mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, method: str
 ) -> None:

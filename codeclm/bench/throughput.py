@@ -25,6 +25,7 @@ from rich.table import Table
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 from codeclm.outputs import CHECKPOINTS, RUN_JSON
+from codeclm.records import RunRecord
 
 
 @dataclass
@@ -134,19 +135,19 @@ def measure(
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             raise RuntimeError(f"codeclm run exited {child.returncode}")
-        summary = json.loads((out / RUN_JSON).read_text())
-        calls = sum(role["calls"] for role in summary["usage"].values())
+        record = RunRecord.read(out / RUN_JSON)
+        calls = sum(role.calls for role in record.usage.values())
         floor_cpu = _floor_cpu(base_url, calls, concurrency)
     finally:
         mock.terminate()
         mock.wait()
-    counts, checkpointing = summary["counts"], summary.get("checkpointing", {})
+    counts, checkpointing = record.counts, record.checkpointing or {}
     return BenchResult(
-        instructions=counts["instructions"],
-        finished=counts["kept"] + counts["dropped"] + counts["failed"],
+        instructions=counts.instructions,
+        finished=counts.kept + counts.dropped + counts.failed,
         calls=calls,
         wall=wall,
-        pipeline_wall=summary["wall_seconds"],
+        pipeline_wall=record.wall_seconds,
         cpu=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
         bound=calls * latency / slots,
@@ -272,12 +273,12 @@ def run_embedded_bench(*, slots: int, keep: Path | None) -> None:
         for role in ("strong", "target"):
             argv += [f"--{role}-model", EMBEDDED_MODEL_NAME, f"--{role}-base-url", server.base_url]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        summary = json.loads((out / RUN_JSON).read_text())
-    wall = summary["wall_seconds"]
-    usage = summary["usage"].values()
-    output = sum(u["output_tokens"] for u in usage)
-    prompt_tokens = sum(u["input_tokens"] for u in usage)
-    calls = sum(u["calls"] for u in usage)
+        record = RunRecord.read(out / RUN_JSON)
+    wall = record.wall_seconds
+    usage = record.usage.values()
+    output = sum(u.output_tokens for u in usage)
+    prompt_tokens = sum(u.input_tokens for u in usage)
+    calls = sum(u.calls for u in usage)
     rows = [
         ("llama.cpp alone: output tokens/s", f"{server_tps:.1f}"),
         ("codeclm run: output tokens/s", f"{output / wall:.1f}"),

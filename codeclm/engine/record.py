@@ -6,17 +6,16 @@ rewritten whole at the end of every run.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from codeclm import __version__
 from codeclm.config import ConfigError, RunConfig, differing_keys
 from codeclm.engine.workspace import models_record
 from codeclm.llm.client import RoleModel
 from codeclm.outputs import EVAL_JSON, RUN_JSON
+from codeclm.records import Counts, RunRecord
 from codeclm.state import InstructionState, PrepareState, TokenUsage, add_usage
 
 
@@ -27,17 +26,14 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
     path = out_dir / RUN_JSON
     if not path.is_file():
         return
-    try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{path} is not valid JSON; use another --out") from None
-    if previous.get("fingerprint") != config.fingerprint():
-        keys = differing_keys(previous.get("config_fingerprinted", {}), config.fingerprint_fields())
+    previous = RunRecord.read(path)
+    if previous.fingerprint != config.fingerprint():
+        keys = differing_keys(previous.config_fingerprinted, config.fingerprint_fields())
         raise ConfigError(
             f"{out_dir} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
             "use the same settings to resume it, or another --out"
         )
-    recorded = previous.get("config") or {}
+    recorded = previous.config
     for key in RunConfig.GROWABLE:
         before, now = recorded.get(key), getattr(config, key)
         if isinstance(before, int) and now < before:
@@ -89,39 +85,39 @@ def run_record(
     started: float,
     models: dict[str, RoleModel],
     inputs: dict[str, str | None],
-) -> dict[str, Any]:
+) -> RunRecord:
     usage = add_usage(dict(prepared.usage), totals.usage)
     usage_by_node = add_usage(dict(prepared.usage_by_node), totals.usage_by_node)
     origins = [entry.origin for entry in prepared.pool]
-    return {
-        "codeclm_version": __version__,
-        "fingerprint": config.fingerprint(),
-        "config": config.model_dump(mode="json"),
-        "config_fingerprinted": config.fingerprint_fields(),
-        "inputs": inputs,
-        "models": models_record(config, models),
-        "counts": {
-            "seeds": len(prepared.seeds),
-            "user_metadata": len(prepared.user_metadata),
-            "metadata_pool": len(prepared.pool),
-            "metadata_encoded": origins.count("encoded"),
-            "metadata_augmented": origins.count("augmented"),
-            "instructions_requested": config.instructions,
-            "instructions_decoded": len(prepared.accepted) or len(prepared.instructions),
-            "repeats_dropped": prepared.repeats,
-            "self_instruct_rejected": prepared.rejected,
-            "instructions": totals.instructions,
-            "kept": totals.kept,
-            "kept_strong": totals.kept_strong,
-            "kept_target": totals.kept_target,
-            "kept_by_iteration": totals.kept_by_iteration,
-            "dropped": totals.dropped,
-            "duplicates": totals.duplicate,
-            "failed": totals.failed,
-            "unfinished": totals.unfinished,
-        },
-        "prepare_failures": [f.model_dump() for f in prepared.failures],
-        "usage": {role: u.model_dump() for role, u in sorted(usage.items())},
-        "usage_by_node": {key: u.model_dump() for key, u in sorted(usage_by_node.items())},
-        "wall_seconds": round(time.monotonic() - started, 2),
-    }
+    return RunRecord(
+        codeclm_version=__version__,
+        fingerprint=config.fingerprint(),
+        config=config.model_dump(mode="json"),
+        config_fingerprinted=config.fingerprint_fields(),
+        inputs=inputs,
+        models=models_record(config, models),
+        counts=Counts(
+            seeds=len(prepared.seeds),
+            user_metadata=len(prepared.user_metadata),
+            metadata_pool=len(prepared.pool),
+            metadata_encoded=origins.count("encoded"),
+            metadata_augmented=origins.count("augmented"),
+            instructions_requested=config.instructions,
+            instructions_decoded=len(prepared.accepted) or len(prepared.instructions),
+            repeats_dropped=prepared.repeats,
+            self_instruct_rejected=prepared.rejected,
+            instructions=totals.instructions,
+            kept=totals.kept,
+            kept_strong=totals.kept_strong,
+            kept_target=totals.kept_target,
+            kept_by_iteration=totals.kept_by_iteration,
+            dropped=totals.dropped,
+            duplicates=totals.duplicate,
+            failed=totals.failed,
+            unfinished=totals.unfinished,
+        ),
+        prepare_failures=prepared.failures,
+        usage=dict(sorted(usage.items())),
+        usage_by_node=dict(sorted(usage_by_node.items())),
+        wall_seconds=round(time.monotonic() - started, 2),
+    )

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
@@ -24,17 +23,17 @@ from codeclm.engine.record import Totals, check_fingerprint, run_record
 from codeclm.engine.results import write_outputs
 from codeclm.engine.threads import FINISHED, Job, RunStats, run_threads
 from codeclm.engine.workspace import OpenRun, open_run
-from codeclm.graph.instruction import RESTART_FROM
+from codeclm.methods import method_spec
 from codeclm.outputs import (
     DATASET,
     DROPPED,
     FAILED,
     METADATA,
     RUN_JSON,
-    metadata_row,
     write_json,
     write_jsonl,
 )
+from codeclm.records import Counts, RunRecord
 from codeclm.seeds import check_fits_context
 from codeclm.state import MetadataEntry, PrepareState, Seed, TokenUsage
 
@@ -47,35 +46,35 @@ class RunError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run produced: its folder, counts and usage (the whole record in ``summary``)."""
+    """What a run produced: its folder and its record (``run.json``: counts, usage, …)."""
 
     out_dir: Path
-    summary: dict[str, Any]
+    record: RunRecord
 
     @property
-    def counts(self) -> dict[str, Any]:
-        return dict(self.summary["counts"])
+    def counts(self) -> Counts:
+        return self.record.counts
 
     @property
     def kept(self) -> int:
-        return int(self.counts["kept"])
+        return self.counts.kept
 
     @property
     def dropped(self) -> int:
-        return int(self.counts["dropped"])
+        return self.counts.dropped
 
     @property
     def failed(self) -> int:
-        return int(self.counts["failed"])
+        return self.counts.failed
 
     @property
     def missing(self) -> int:
         """Instructions of the budget that did not enter the loop (see ``prepare_failures``)."""
-        return int(self.counts["instructions_requested"]) - int(self.counts["instructions"])
+        return self.counts.missing
 
     @property
     def usage(self) -> dict[str, TokenUsage]:
-        return {role: TokenUsage(**u) for role, u in self.summary["usage"].items()}
+        return self.record.usage
 
     @property
     def dataset(self) -> Path:
@@ -139,7 +138,7 @@ async def _prepare_and_run(
         run.context,
         queue,
         stats,
-        RESTART_FROM[config.method],
+        method_spec(config.method).restart_from,
         FINISHED,
         workers=config.concurrency,
     )
@@ -182,15 +181,15 @@ async def execute(
         finally:  # on Ctrl-C too: whatever has finished is written out
             prepared = latest[0]
             items = [item for _, item in ready(prepared)]
-            write_jsonl(out_dir / METADATA, (metadata_row(e) for e in prepared.pool))
+            write_jsonl(out_dir / METADATA, prepared.pool)
             totals = await write_outputs(run.instructions, items, out_dir, config.dedup)
-            summary = run_record(config, prepared, totals, started, run.models, inputs)
-            summary["checkpointing"] = run.saver.stats()
-            write_json(out_dir / RUN_JSON, summary)
+            record = run_record(config, prepared, totals, started, run.models, inputs)
+            record.checkpointing = run.saver.stats()
+            write_json(out_dir / RUN_JSON, record)
         if not items:
             reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
             raise RunError(
                 f"no instructions were produced ({reasons or 'empty pool'}); "
                 "run the same command again to retry what failed"
             )
-    return RunResult(out_dir=out_dir, summary=summary)
+    return RunResult(out_dir=out_dir, record=record)

@@ -32,6 +32,7 @@ from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
 from codeclm.outputs import CACHE, CHECKPOINTS
 from codeclm.prompts import Prompts, load_prompts
+from codeclm.records import ModelRecord
 
 
 def redact_url(url: str | None) -> str | None:
@@ -44,14 +45,14 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, Any]:
+def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, ModelRecord]:
     """Each role's model and endpoint for a record (run.json, eval.json), with no secret."""
     return {
-        role: {
-            "model": model.model_name,
-            "base_url": redact_url(model.chat.openai_api_base),
-            "embedded": config.role(role).embedded,
-        }
+        role: ModelRecord(
+            model=model.model_name,
+            base_url=redact_url(model.chat.openai_api_base),
+            embedded=config.role(role).embedded,
+        )
         for role, model in models.items()
     }
 

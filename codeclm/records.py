@@ -1,0 +1,172 @@
+"""The rows and records a run writes, as models shared by the writers and the readers.
+
+``run.json`` (``RunRecord``), ``dataset.jsonl`` (``DatasetRow``), ``dropped.jsonl`` and
+``failed.jsonl`` (``DroppedRow``), ``metadata.jsonl`` (``MetadataEntry``, the state's own
+model) and eval's ``judgments.jsonl`` (``JudgmentRow``). Readers accept files written by
+earlier versions: every field added later has a default, and unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from codeclm.config import ConfigError
+from codeclm.methods import MethodSpec, method_spec
+from codeclm.state import Failure, JudgeScores, TokenUsage
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class RowMetadata(_Record):
+    """The metadata entry an instruction was decoded from (none for the baselines)."""
+
+    use_case: str | None = None
+    skills: list[str] = Field(default_factory=list)
+    id: str | None = None
+
+
+class Message(_Record):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class DatasetRow(_Record):
+    """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
+
+    id: str
+    instruction: str
+    response: str
+    response_source: Literal["strong", "target"] | None = None
+    metadata: RowMetadata = Field(default_factory=RowMetadata)
+    iteration: int = 1
+    scores: JudgeScores | None = None
+    seed_ids: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    """The Self-Rubrics actions applied, in order, from the basic instruction to this one."""
+    basic_instruction: str | None = None
+    messages: list[Message] = Field(default_factory=list)
+
+
+class DroppedRow(_Record):
+    """An instruction not kept (dropped, duplicate or failed), with the reason why."""
+
+    id: str
+    status: str
+    reason: str | None = None
+    instruction: str | None = None
+    metadata: RowMetadata = Field(default_factory=RowMetadata)
+    iteration: int = 1
+    scores: JudgeScores | None = None
+    seed_ids: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    basic_instruction: str | None = None
+
+
+class JudgmentRow(_Record):
+    """``codeclm eval``: one benchmark item, both answers, both orders' scores, the outcome."""
+
+    id: str
+    category: str
+    instruction: str
+    target_answer: str | None = None
+    strong_answer: str | None = None
+    outcome: str | None = None
+    scores_strong_first: list[int] | None = None
+    """(strong, target) when the strong answer was shown first."""
+    scores_target_first: list[int] | None = None
+    mean_scores: dict[str, float] | None = None
+
+
+class Counts(_Record):
+    """What a run made, from the seeds to the kept pairs."""
+
+    seeds: int = 0
+    user_metadata: int = 0
+    metadata_pool: int = 0
+    metadata_encoded: int = 0
+    metadata_augmented: int = 0
+    instructions_requested: int = 0
+    instructions_decoded: int = 0
+    repeats_dropped: int = 0
+    self_instruct_rejected: int = 0
+    instructions: int = 0
+    kept: int = 0
+    kept_strong: int = 0
+    kept_target: int = 0
+    kept_by_iteration: dict[str, int] = Field(default_factory=dict)
+    dropped: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    unfinished: int = 0
+
+    @property
+    def missing(self) -> int:
+        """Instructions of the budget that did not enter the loop (see ``prepare_failures``)."""
+        return self.instructions_requested - self.instructions
+
+
+class ModelRecord(_Record):
+    """One role's model and endpoint, never its key (the URL's password is redacted)."""
+
+    model: str
+    base_url: str | None = None
+    embedded: bool = False
+
+
+class RunRecord(_Record):
+    """``run.json``: the settings (checked on every later run), counts, usage and failures."""
+
+    codeclm_version: str = ""
+    fingerprint: str = ""
+    config: dict[str, Any] = Field(default_factory=dict)
+    config_fingerprinted: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str | None] = Field(default_factory=dict)
+    models: dict[str, ModelRecord] = Field(default_factory=dict)
+    counts: Counts = Field(default_factory=Counts)
+    prepare_failures: list[Failure] = Field(default_factory=list)
+    usage: dict[str, TokenUsage] = Field(default_factory=dict)
+    usage_by_node: dict[str, TokenUsage] = Field(default_factory=dict)
+    wall_seconds: float = 0.0
+    checkpointing: dict[str, Any] | None = None
+
+    @property
+    def method(self) -> MethodSpec:
+        """The run's method; a run recorded before there were methods: codeclm."""
+        return method_spec(str(self.config.get("method", "codeclm")))
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord:
+        """The record in ``path``; one line naming the file when it is not one."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except OSError as error:
+            raise ConfigError(f"{path}: {error.strerror}") from None
+        except ValidationError as error:
+            where = ".".join(str(p) for p in error.errors()[0]["loc"])
+            reason = error.errors()[0]["msg"]
+            raise ConfigError(f"{path} is not a run record ({where or 'file'}: {reason})") from None
+
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+def read_rows(path: Path, model: type[Row]) -> list[Row]:
+    """The rows of one of a run's JSONL files; none when it is missing or empty."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(model.model_validate(json.loads(line)))
+            except (ValueError, ValidationError):
+                raise ConfigError(f"{path}:{number}: not a {model.__name__} row") from None
+    return rows
