@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -113,28 +114,33 @@ class NoveltyFilter:
 
     def __init__(self, threshold: float, texts: Iterable[str] = ()) -> None:
         self.threshold = threshold
-        self.known: list[list[str]] = []
-        self.postings: dict[str, list[tuple[int, int]]] = {}
+        # Compact, as a run holds an index per metadata entry: each known text as one string
+        # of its words, and the postings as packed integers (index << 16 | count).
+        self.known: list[str] = []
+        self.lengths = array("I")
+        self.postings: dict[str, array[int]] = {}
         for text in texts:
             self.add(tokens(text))
 
     def add(self, words: list[str]) -> None:
         index = len(self.known)
-        self.known.append(words)
+        self.known.append(" ".join(words))
+        self.lengths.append(len(words))
         for word, count in Counter(words).items():
-            self.postings.setdefault(word, []).append((index, count))
+            self.postings.setdefault(word, array("Q")).append(index << 16 | min(count, 0xFFFF))
 
     def is_novel(self, words: list[str]) -> bool:
         if not words:
             return False
         overlap: Counter[int] = Counter()
         for word, count in Counter(words).items():
-            for index, known_count in self.postings.get(word, ()):
-                overlap[index] += min(count, known_count)
+            for packed in self.postings.get(word, ()):
+                overlap[packed >> 16] += min(count, packed & 0xFFFF)
         for index, shared in overlap.items():
-            other = self.known[index]
-            bound = 2 * shared / (len(words) + len(other))
-            if bound >= self.threshold and rouge_l(words, other) >= self.threshold:
+            bound = 2 * shared / (len(words) + self.lengths[index])
+            if bound >= self.threshold and rouge_l(words, self.known[index].split(" ")) >= (
+                self.threshold
+            ):
                 return False
         return True
 

@@ -14,7 +14,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from codeclm.config import ConfigError
-from codeclm.engine.prepare import PREPARE_THREAD
+from codeclm.engine.prepare import PREPARE_THREAD, ready
 from codeclm.engine.threads import FINISHED
 from codeclm.graph import (
     build_instruction_graph,
@@ -66,7 +66,7 @@ async def list_threads(out_dir: Path) -> dict[str, Any]:
         snapshot = await prepare.aget_state(thread_config(PREPARE_THREAD))
         prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
         threads = []
-        for instruction in prepared.instructions if prepared else []:
+        for _, instruction in ready(prepared) if prepared else []:
             values = (await graph.aget_state(thread_config(instruction.id))).values
             scores = _scores(values)
             threads.append(

@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from codeclm.config import ConfigError, RunConfig
-from codeclm.engine.prepare import PREPARE_THREAD, initial_state
+from codeclm.engine.prepare import PREPARE_THREAD, initial_state, ready
 from codeclm.engine.workspace import OpenRun, open_run
 from codeclm.graph import thread_config
 from codeclm.state import InstructionState, PrepareState
@@ -67,10 +67,9 @@ async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
     """A thread that never started: its initial state, from the prepared instructions."""
     snapshot = await run.prepare.aget_state(thread_config(PREPARE_THREAD))
     prepared = PrepareState.model_validate(snapshot.values or {})
-    entries = {entry.id: entry for entry in prepared.pool}
-    for instruction in prepared.instructions:
+    for entry, instruction in ready(prepared):
         if instruction.id == thread_id:
-            return initial_state(entries.get(instruction.metadata_id), instruction)
+            return initial_state(entry, instruction)
     raise ConfigError(f"no instruction {thread_id!r} in this run (see: codeclm inspect)")
 
 

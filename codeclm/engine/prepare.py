@@ -47,18 +47,16 @@ def needs_another_pass(state: PrepareState, config: RunConfig) -> bool:
     again for, or a budget or pool the user grew."""
     return (
         any(not f.permanent for f in state.failures)
-        or len(state.instructions) < config.instructions
+        or len(ready(state)) < config.instructions
         or (bool(state.pool) and len(state.pool) < config.metadata)
     )
 
 
 def ready(state: PrepareState) -> list[tuple[MetadataEntry | None, BasicInstruction]]:
-    """The instructions of ``state`` whose threads can start, in the order of the outputs."""
-    if state.done:
-        entries = {entry.id: entry for entry in state.pool}
-        return [(entries.get(item.metadata_id), item) for item in state.instructions]
+    """The instructions of ``state`` whose threads can start, in the order of the outputs:
+    accepted ones whose entry has its rubrics (derived, never stored: the state stays small)."""
     baseline = not method_spec(state.method).makes_metadata
-    accepted = sorted(state.decoded, key=lambda i: i.id) if baseline else state.accepted
+    accepted = sorted(state.decoded, key=lambda i: i.id) if baseline else state.accepted_items()
     return ready_instructions(state.method, state.pool, accepted, state.rubric_sets)
 
 
@@ -78,7 +76,7 @@ class RoundWatch:
     def __init__(self, state: PrepareState, similarity: float) -> None:
         self.state = state
         targets = {entry.id: entry.n_instructions for entry in state.pool}
-        self.acceptance = Acceptance(similarity, targets, state.accepted)
+        self.acceptance = Acceptance(similarity, targets, state.accepted_items())
         written = with_rubrics(state.pool, state.rubric_sets)
         has_rubrics = {r.metadata_id for r in state.rubric_sets}
         self.entries = {e.id: e for e in written}

@@ -103,7 +103,7 @@ def run_record(
             metadata_encoded=origins.count("encoded"),
             metadata_augmented=origins.count("augmented"),
             instructions_requested=config.instructions,
-            instructions_decoded=len(prepared.accepted) or len(prepared.instructions),
+            instructions_decoded=len(prepared.accepted) or len(prepared.decoded),
             repeats_dropped=prepared.repeats,
             self_instruct_rejected=prepared.rejected,
             instructions=totals.instructions,

@@ -64,7 +64,7 @@ def route_round(state: PrepareState) -> list[Send] | str:
     have: dict[str, list[str]] = {}
     for item in sorted(state.decoded, key=lambda i: i.index):
         have.setdefault(item.metadata_id, []).append(item.instruction)
-    accepted = Counter(item.metadata_id for item in state.accepted)
+    accepted = Counter(item.metadata_id for item in state.accepted_items())
     sends = [
         Send("write_rubrics", MetadataTask(entry=entries[i], salt=state.came_up_short.count(i)))
         for i in state.pending_rubrics

@@ -90,6 +90,9 @@ class Acceptance:
         self.similarity = similarity
         self.seen: set[str] = set()
         self.novelty: dict[str, NoveltyFilter] = {}
+        self.unindexed: dict[str, list[str]] = {}
+        """Accepted texts of entries no item was offered for yet: a round offers items of
+        the few entries still short, so only theirs are indexed (memory stays flat)."""
         self.per_entry: Counter[str] = Counter()
         self.repeats = 0
         for item in accepted:
@@ -97,12 +100,17 @@ class Acceptance:
 
     def _take(self, item: BasicInstruction) -> None:
         self.seen.add(normalized(item.instruction))
-        self._novelty(item.metadata_id).add(tokens(item.instruction))
-        self.per_entry[item.metadata_id] += 1
+        ident = item.metadata_id
+        if ident in self.novelty:
+            self.novelty[ident].add(tokens(item.instruction))
+        else:
+            self.unindexed.setdefault(ident, []).append(item.instruction)
+        self.per_entry[ident] += 1
 
     def _novelty(self, entry_id: str) -> NoveltyFilter:
         if entry_id not in self.novelty:
-            self.novelty[entry_id] = NoveltyFilter(self.similarity)
+            texts = self.unindexed.pop(entry_id, [])
+            self.novelty[entry_id] = NoveltyFilter(self.similarity, texts)
         return self.novelty[entry_id]
 
     def offer(self, item: BasicInstruction) -> bool:
@@ -124,17 +132,22 @@ def rank(item: BasicInstruction, order: dict[str, int]) -> tuple[int, int, int]:
     return (item.round, order.get(item.metadata_id, 0), item.index)
 
 
-def accept_unique(
-    decoded: Sequence[BasicInstruction],
+def accept_round(
+    accepted: Sequence[BasicInstruction],
+    decoded: Iterable[BasicInstruction],
     order: dict[str, int],
     targets: dict[str, int],
     similarity: float,
 ) -> tuple[list[BasicInstruction], int]:
-    """The decoded instructions that are no repeat of an earlier one, and how many were."""
-    acceptance = Acceptance(similarity, targets)
+    """The items of ``decoded`` that are no repeat of an earlier one (of ``accepted``, the
+    earlier rounds', or of this round's ranked before it), and how many were.
+
+    Earlier rounds rank first, so what they accepted stays accepted and only this round's
+    items are offered: the same answer as ranking everything again, for one round's cost.
+    """
+    acceptance = Acceptance(similarity, targets, accepted)
     ranked = sorted(decoded, key=lambda item: rank(item, order))
-    accepted = [item for item in ranked if acceptance.offer(item)]
-    return accepted, acceptance.repeats
+    return [item for item in ranked if acceptance.offer(item)], acceptance.repeats
 
 
 def with_rubrics(

@@ -23,9 +23,8 @@ from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import ShortReply, UnparseableReply, describe_error, is_permanent
 from codeclm.methods import method_spec
 from codeclm.nodes.planning import (
-    accept_unique,
+    accept_round,
     distinct,
-    ready_instructions,
     shares,
     with_rubrics,
 )
@@ -208,7 +207,7 @@ def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, An
     to the others. An entry whose decode failed keeps its share for a re-run to fill.
     """
     cfg = pipeline_context(runtime).config
-    have = Counter(item.metadata_id for item in state.accepted)
+    have = Counter(item.metadata_id for item in state.accepted_items())
     targets = shares(state.pool, have, set(state.exhausted), cfg.instructions, cfg.seed)
     pool = [e.model_copy(update={"n_instructions": targets[e.id]}) for e in state.pool]
     written = {r.metadata_id for r in state.rubric_sets}
@@ -323,18 +322,17 @@ def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
     cfg = pipeline_context(runtime).config
     order = {entry.id: position for position, entry in enumerate(state.pool)}
     targets = {entry.id: entry.n_instructions for entry in state.pool}
-    before = Counter(item.metadata_id for item in state.accepted)
-    accepted, repeats = accept_unique(state.decoded, order, targets, cfg.repeat_similarity)
-    after = Counter(item.metadata_id for item in accepted)
+    this_round = (item for item in state.decoded if item.round == state.decode_round)
+    accepted = state.accepted_items()
+    new, repeats = accept_round(accepted, this_round, order, targets, cfg.repeat_similarity)
+    gained = Counter(item.metadata_id for item in new)
     failed = _transient(state, "decode")
     exhausted = [
-        ident
-        for ident in state.pending_decode
-        if after[ident] <= before[ident] and ident not in failed
+        ident for ident in state.pending_decode if not gained[ident] and ident not in failed
     ]
     return {
-        "accepted": accepted,
-        "repeats": repeats,
+        "accepted": state.accepted + [item.id for item in new],
+        "repeats": state.repeats + repeats,
         "exhausted": state.exhausted + exhausted,
         "ran_dry": exhausted,
         "decode_round": state.decode_round + 1,
@@ -345,15 +343,13 @@ def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
 
 
 def finalize(state: PrepareState) -> dict[str, Any]:
-    """End of a pass: attach each entry's rubrics, list the instructions ready to run.
+    """End of a pass: attach each entry's rubrics; say what is missing.
 
-    An instruction is ready when its entry has its rubrics (for the methods that use
-    them). Fewer accepted instructions than the budget, with no failure to retry that
+    Fewer accepted instructions than the budget, with no failure to retry that
     explains it, is said plainly: the pool gave no more unique ones.
     """
     if not method_spec(state.method).makes_metadata:
-        return {"instructions": sorted(state.decoded, key=lambda i: i.id), "done": True}
-    ready = ready_instructions(state.method, state.pool, state.accepted, state.rubric_sets)
+        return {"done": True}
     failures = []
     short = state.budget - len(state.accepted)
     if state.pool and short > 0 and not _transient(state, "decode"):
@@ -368,7 +364,6 @@ def finalize(state: PrepareState) -> dict[str, Any]:
         )
     return {
         "pool": with_rubrics(state.pool, state.rubric_sets),
-        "instructions": [item for _, item in ready],
         "failures": failures,
         "done": True,
     }

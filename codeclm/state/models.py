@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Bumped when a state model changes incompatibly; stored in every thread.
 SCHEMA_VERSION = 2
@@ -146,12 +146,11 @@ class PrepareState(BaseModel):
     rubric_sets: Annotated[list[RubricSet], operator.add] = Field(default_factory=list)
     decoded: Annotated[list[BasicInstruction], operator.add] = Field(default_factory=list)
     """Everything decoded, each entry's items distinct; repeats across entries included."""
-    accepted: list[BasicInstruction] = Field(default_factory=list)
-    """``decoded`` without exact and near repeats across the pool: the budget's count."""
+    accepted: list[str] = Field(default_factory=list)
+    """Ids of ``decoded`` without exact and near repeats across the pool, in rank order:
+    the budget's count. Ids, not copies: the state is written whole at every step."""
     repeats: int = 0
     """Decoded instructions left out as repeats of earlier ones."""
-    instructions: list[BasicInstruction] = Field(default_factory=list)
-    """Accepted instructions whose entry is ready (its rubrics written): the threads."""
     pending_rubrics: list[str] = Field(default_factory=list)
     pending_decode: list[str] = Field(default_factory=list)
     """Entry ids the current decode round asks (set by ``plan``)."""
@@ -173,6 +172,19 @@ class PrepareState(BaseModel):
     """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
     done: bool = False
     """This pass has finished (whatever it could do); see ``engine.prepare.prepare_stream``."""
+
+    @field_validator("accepted", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        """Checkpoints of codeclm 0.4 hold the accepted instructions themselves."""
+        if isinstance(value, list):
+            return [getattr(x, "id", x["id"] if isinstance(x, dict) else x) for x in value]
+        return value
+
+    def accepted_items(self) -> list[BasicInstruction]:
+        """The accepted instructions, in rank order."""
+        by_id = {item.id: item for item in self.decoded}
+        return [by_id[ident] for ident in self.accepted]
 
 
 class EncodeTask(BaseModel):
