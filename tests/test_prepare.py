@@ -180,3 +180,46 @@ def test_acceptance_drops_exact_repeats_anywhere_and_near_ones_within_an_entry()
     for offered, expected in offers:
         assert acceptance.offer(offered) is expected, offered.id
     assert acceptance.repeats == 3
+
+
+def test_a_round_adds_to_what_earlier_rounds_accepted_as_ranking_all_again_would() -> None:
+    """``collect`` offers only its round's items: the same answer as ranking every round's
+    items again, since earlier rounds rank first; and the index of an entry is built only
+    when one of its items is offered."""
+    from codeclm.nodes.planning import Acceptance, accept_round
+    from codeclm.state import BasicInstruction
+
+    rng = random.Random(3)
+    words = ["plan", "trip", "bake", "bread", "debug", "code", "write", "poem", "sell", "car"]
+    items = [
+        BasicInstruction(
+            id=f"{entry}-{i}",
+            metadata_id=entry,
+            instruction=" ".join(rng.choice(words) for _ in range(6)),
+            round=i // 4,
+            index=i,
+        )
+        for entry in ("a", "b", "c")
+        for i in range(12)
+    ]
+    order, targets = {"a": 0, "b": 1, "c": 2}, {"a": 6, "b": 6, "c": 6}
+    everything, _ = accept_round([], items, order, targets, 0.7)
+    accepted: list[BasicInstruction] = []
+    for round_ in range(3):
+        this_round = [item for item in items if item.round == round_]
+        new, _ = accept_round(accepted, this_round, order, targets, 0.7)
+        accepted += new
+    assert accepted == everything and 0 < len(accepted) < len(items)
+    lazy = Acceptance(0.7, {"a": 99, "b": 99, "c": 99}, everything)
+    lazy.offer(items[0].model_copy(update={"instruction": "Sing about the sea"}))
+    assert set(lazy.novelty) == {"a"}
+
+
+def test_a_prepare_checkpoint_of_an_earlier_version_reads_with_accepted_ids() -> None:
+    """Checkpoints of codeclm 0.4 held the accepted instructions themselves."""
+    from codeclm.state import BasicInstruction, PrepareState
+
+    item = BasicInstruction(id="m1-00", metadata_id="m1", instruction="Plan a trip")
+    old = PrepareState.model_validate({"decoded": [item], "accepted": [item]})
+    assert old.accepted == ["m1-00"] and old.accepted_items() == [item]
+    assert PrepareState.model_validate({"accepted": [item.model_dump()]}).accepted == ["m1-00"]
