@@ -233,3 +233,27 @@ def test_killed_and_resumed_under_faults_gives_the_same_dataset(
     for name in ("dataset.jsonl", "metadata.jsonl"):
         assert (tmp_path / "killed" / name).read_text() == (tmp_path / "whole" / name).read_text()
     _check_budget(tmp_path / "killed", 40)
+
+
+def test_the_mock_answers_other_clients_as_a_server_would(mock_llm: MockLLM) -> None:
+    """Another client's probes (curator's, in benchmarks/curator_compare.py): a malformed
+    request gets OpenAI's 400 on a connection that stays usable, and a schema the mock has
+    no step for gets an object with every property of its type."""
+    import httpx
+
+    with httpx.Client(base_url=mock_llm.base_url) as client:
+        for body in ({"model": "m", "messages": []}, {"messages": [{"role": "user"}]}, []):
+            reply = client.post("/chat/completions", json=body)
+            assert reply.status_code == 400
+            assert reply.json()["error"]["type"] == "invalid_request_error"
+        schema = {"properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Who?"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "User", "schema": schema},
+            },
+        }
+        content = client.post("/chat/completions", json=body).json()
+        assert json.loads(content["choices"][0]["message"]["content"]) == {"name": "text", "age": 5}

@@ -149,6 +149,16 @@ class Request:
     """The sampling seed the client sent."""
 
 
+def _filled(schema: dict[str, Any]) -> dict[str, Any]:
+    """Some object of a schema the mock has no step for (another client's probe), as a
+    model would fill it: every property present with a value of its type."""
+    plain = {"integer": 5, "number": 5.0, "boolean": True, "array": [], "object": {}}
+    return {
+        key: plain.get(str(spec.get("type")), "text") if isinstance(spec, dict) else "text"
+        for key, spec in (schema.get("properties") or {}).items()
+    }
+
+
 @dataclass
 class MockLLM:
     """The script: what each step answers. Tests change the fields before a run."""
@@ -347,7 +357,8 @@ class MockLLM:
             ),
             "EvolvedInstruction": lambda: self.evolve(prompt),
         }
-        payload = self._as_a_model_would(steps[name](), f"{prompt}|{salt}")
+        make = steps.get(name, lambda: _filled(schema))
+        payload = self._as_a_model_would(make(), f"{prompt}|{salt}")
         text = json.dumps(payload)
         lists = [
             key for key, value in payload.items() if isinstance(value, list) and len(value) > 1
@@ -517,7 +528,15 @@ class MockLLM:
             return 200, {"object": "list", "data": data}, {}
         if method != "POST" or not path.endswith("/chat/completions"):
             return 404, {"error": {"message": f"no route {method} {path}"}}, {}
-        request = json.loads(body)
+        try:
+            request = json.loads(body)
+            valid = isinstance(request["model"], str) and bool(request["messages"])
+            valid = valid and all(isinstance(m.get("content"), str) for m in request["messages"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            valid = False
+        if not valid:  # as OpenAI answers a malformed request: 400, nothing generated
+            message = "'model' and a non-empty 'messages' list of {role, content} are required"
+            return 400, {"error": {"message": message, "type": "invalid_request_error"}}, {}
         with self.lock:
             self.received += 1
             stop = self.stop_at == self.received and self.stop_pid is not None
