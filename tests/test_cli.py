@@ -138,7 +138,7 @@ def test_the_console_script_runs_headless(
 def test_the_progress_display_shows_outcomes_in_flight_and_tokens_per_role() -> None:
     from rich.console import Console
 
-    from codeclm.cli import _status_table
+    from codeclm.cli.display import status_table
     from codeclm.engine.threads import RunStats
     from codeclm.state import TokenUsage
 
@@ -146,7 +146,7 @@ def test_the_progress_display_shows_outcomes_in_flight_and_tokens_per_role() -> 
     stats.add_usage({"strong": TokenUsage(calls=7, input_tokens=1200, output_tokens=340)})
     stats.add_usage({"target": TokenUsage(calls=2, input_tokens=50, output_tokens=80)})
     console = Console(width=160, record=True)
-    console.print(_status_table(stats, started=0.0))
+    console.print(status_table(stats, started=0.0))
     screen = console.export_text()
     for text in (
         "judging",

@@ -1,0 +1,10 @@
+"""The ``codeclm`` command, a thin layer over the Python API (``codeclm/api.py``).
+
+``parser.py`` builds the arguments from the config models, ``display.py`` draws progress and
+results in the terminal, ``commands.py`` runs each subcommand.
+"""
+
+from codeclm.cli.commands import main
+from codeclm.cli.parser import build_parser
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,260 @@
+"""The ``codeclm`` subcommands, each a thin layer over the Python API (``codeclm/api.py``)
+or a module of its own (report, export, split, bench).
+
+Bad input or settings end with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import warnings
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from codeclm import api
+from codeclm.cli.display import (
+    LiveProgress,
+    print_eval,
+    print_run_summary,
+    print_thread,
+    status_table,
+)
+from codeclm.cli.parser import EXIT_USAGE, build_parser, eval_overrides, run_config
+from codeclm.config import (
+    ConfigError,
+    EvalConfig,
+    load_config_file,
+    resolve_settings,
+)
+from codeclm.debug.inspection import list_threads, thread_history
+from codeclm.debug.step import parse_assignment, step_thread
+from codeclm.engine.run import RunError
+from codeclm.evaluation import EvalStats
+from codeclm.export import export_run
+from codeclm.report import write_report
+from codeclm.seeds import InputError
+from codeclm.split import split_benchmark
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
+        result = api.run(
+            args.seeds,
+            out=args.out,
+            config=run_config(args),
+            user_metadata=args.user_metadata,
+            field=args.field,
+            on_progress=progress,
+        )
+    print_run_summary(result)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
+    started = time.monotonic()
+    overrides = {"concurrency": args.concurrency, "cache": args.cache}
+    with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
+        result = api.resume(
+            args.out, on_progress=progress, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    print_run_summary(result)
+    return 0
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    """Step one instruction node by node (interactive at a terminal, or by flags)."""
+    config, _ = api.recorded_run(args.out, {"cache": args.cache})
+    patch = dict(parse_assignment(text) for text in args.set or [])
+    interactive = args.until is None and not args.json and sys.stdin.isatty()
+    console = Console()
+
+    def emit(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+        elif "error" in event:
+            console.print(f"[red]{event['error']}[/]")
+        elif "edited" in event:
+            console.print(f"edited {event['edited']} -> checkpoint {event['checkpoint']}")
+        else:
+            for node, values in event["ran"].items():
+                console.print(f"[bold]{node}[/] produced:")
+                for key, value in values.items():
+                    console.print(f"  {key}: {value}", soft_wrap=True, highlight=False)
+            console.print(
+                f"checkpoint {event['checkpoint']}; status {event['status']}; "
+                f"next: {', '.join(event['next'])}"
+            )
+
+    def ask() -> str:
+        try:
+            return input("[enter] next step · set FIELD=VALUE · c(ontinue) · q(uit) > ")
+        except EOFError:  # Ctrl-D
+            return "quit"
+
+    final = asyncio.run(
+        step_thread(
+            config,
+            args.out,
+            args.id,
+            from_checkpoint=args.from_checkpoint,
+            patch=patch,
+            until=args.until,
+            emit=emit,
+            ask=ask if interactive else None,
+        )
+    )
+    if not args.json:
+        console.print(
+            f"{final['id']}: {final['status']}; next: {', '.join(final['next']) or 'end'}"
+        )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.id is None:
+        listing = asyncio.run(list_threads(args.out))
+        if args.json:
+            print(json.dumps(listing, indent=2, ensure_ascii=False))
+            return 0
+        table = Table("id", "status", "iteration", "gap", "use case", "reason")
+        for thread in listing["threads"]:
+            gap = thread["gap"]
+            table.add_row(
+                thread["id"],
+                thread["status"],
+                str(thread["iteration"] or ""),
+                "" if gap is None else f"{gap:+g}",
+                thread["use_case"] or "",
+                thread["reason"] or "",
+            )
+        console = Console()
+        console.print(table)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(listing["counts"].items()))
+        console.print(
+            f"prepare: {listing['prepare']}; {listing['metadata_pool']} metadata entries; "
+            f"{len(listing['threads'])} instructions: {counts or 'none yet'}"
+        )
+        return 0
+    detail = asyncio.run(thread_history(args.out, args.id))
+    if args.json:
+        print(json.dumps(detail, indent=2, ensure_ascii=False))
+        return 0
+    print_thread(detail)
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    record = split_benchmark(args.benchmark, args.out, args.seed_fraction, args.seed)
+    print(
+        f"codeclm split: {len(record['seeds'])} seeds -> {args.out / 'seeds.jsonl'}, "
+        f"{len(record['eval'])} evaluation items -> {args.out / 'eval.jsonl'}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    file_values = load_config_file(args.config) if args.config else {}
+    source = str(args.config) if args.config else "options"
+    config = resolve_settings(EvalConfig, file_values, eval_overrides(args), source)
+
+    def render(stats: EvalStats) -> str:
+        o = stats.outcomes
+        return (
+            f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
+            f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
+        )
+
+    with LiveProgress(args.quiet, render) as progress:
+        record = api.evaluate(args.benchmark, out=args.out, config=config, on_progress=progress)
+    print_eval(record, args.out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not 0 < args.near_dup <= 1:
+        raise ConfigError(f"--near-dup must be in (0, 1], not {args.near_dup:g}")
+    out = args.out or args.runs[0] / "report"
+    page = write_report(args.runs, out, args.near_dup)
+    print(f"codeclm report: {page} (and report.md, report.json, PNG plots in {out})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path, rows = export_run(args.run, args.format, args.out, args.limit)
+    print(f"codeclm export: {rows} pairs as {args.format} -> {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from codeclm.bench.throughput import run_bench, run_embedded_bench  # only bench needs them
+
+    if args.embedded:
+        run_embedded_bench(slots=min(args.concurrency, 8), keep=args.keep)
+        return 0
+    run_bench(
+        instructions=args.instructions,
+        latency=args.latency,
+        slots=args.slots,
+        concurrency=args.concurrency,
+        seeds=args.seeds,
+        metadata=args.metadata,
+        scaling=args.scaling,
+        keep=args.keep,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # On Ctrl-C, LangGraph's cancelled tasks leave coroutines that Python reports as "never
+    # awaited" while shutting down: noise to a user who just asked the run to stop.
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "resume":
+            return cmd_resume(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
+        if args.command == "step":
+            return cmd_step(args)
+        if args.command == "bench":
+            return cmd_bench(args)
+        if args.command == "split":
+            return cmd_split(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "export":
+            return cmd_export(args)
+    except (ConfigError, InputError) as exc:
+        sys.stderr.write(f"codeclm: error: {exc}\n")
+        return EXIT_USAGE
+    except RunError as exc:
+        sys.stderr.write(f"codeclm: run failed: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        again = "the same command again" if args.command == "eval" else f"codeclm resume {out}"
+        sys.stderr.write(
+            f"codeclm: interrupted; finished work is checkpointed and written out. "
+            f"Resume with: {again}\n"
+        )
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

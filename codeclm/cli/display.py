@@ -1,0 +1,165 @@
+"""What ``codeclm`` shows in the terminal: a live table (or one line per phase) while a
+run goes, and the summaries at its end. The engine knows nothing of it: it reports
+through the API's ``on_progress`` callback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.table import Table
+
+from codeclm.engine.run import RunResult
+from codeclm.engine.threads import RunStats
+
+
+def status_table(stats: RunStats, started: float) -> Table:
+    table = Table.grid(padding=(0, 2))
+    elapsed = time.monotonic() - started
+    done = f"{stats.finished}/{stats.total}" if stats.total else "-"
+    table.add_row(
+        f"[bold]{stats.phase}[/]",
+        f"{done} done",
+        f"[green]kept {stats.kept}[/]",
+        f"[yellow]dropped {stats.dropped}[/]",
+        f"[red]failed {stats.failed}[/]",
+        f"in flight {stats.in_flight}",
+        f"{elapsed:,.0f}s",
+    )
+    for role, usage in sorted(stats.usage.items()):
+        table.add_row(
+            f"  {role}",
+            f"{usage.calls} calls",
+            f"{usage.input_tokens:,} in",
+            f"{usage.output_tokens:,} out tokens",
+        )
+    return table
+
+
+class LiveProgress:
+    """``on_progress`` for the API: a live table at a terminal, one line per phase elsewhere.
+
+    ``--quiet`` shows neither.
+    """
+
+    def __init__(self, quiet: bool, render: Callable[[Any], RenderableType]) -> None:
+        self.console = Console(stderr=True)
+        self.render = render
+        self.live: Live | None = None
+        self.quiet = quiet
+        self.phase = "starting"  # RunStats' first phase: nothing to say yet
+
+    def __enter__(self) -> LiveProgress:
+        if not self.quiet and self.console.is_terminal:
+            self.live = Live(console=self.console, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, stats: Any) -> None:
+        if self.live is not None:
+            self.live.update(self.render(stats))
+        elif not self.quiet and stats.phase != self.phase:
+            self.console.print(f"codeclm: {stats.phase}")
+        self.phase = stats.phase
+
+
+def print_run_summary(result: RunResult) -> None:
+    record, counts = result.record, result.counts
+    console = Console()
+    console.print(
+        f"[bold]codeclm run finished[/] in {record.wall_seconds}s: "
+        f"{counts.kept} kept ({counts.kept_strong} strong, {counts.kept_target} target), "
+        f"{counts.dropped} dropped, {counts.failed} failed "
+        f"of {counts.instructions} instructions from {counts.metadata_pool} metadata entries"
+    )
+    if counts.missing > 0:
+        failures = record.prepare_failures
+        why = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in failures[:3])
+        more = f" (and {len(failures) - 3} more in run.json)" if len(failures) > 3 else ""
+        console.print(
+            f"  [yellow]{counts.missing} of {counts.instructions_requested} instructions are "
+            f"missing[/]: {why or 'see run.json'}{more}. Run the same command again to retry."
+        )
+    for role, u in record.usage.items():
+        console.print(
+            f"  {role}: {u.calls} calls, {u.input_tokens:,} input + {u.output_tokens:,} output "
+            "tokens" + (f", {u.cached_calls} answered from the cache" if u.cached_calls else "")
+        )
+    if all(m.embedded for m in record.models.values()):
+        console.print(
+            "  note: both roles ran on the embedded toy model (SmolLM2-135M)"
+            + (
+                ", which cannot judge; expect most instructions dropped"
+                if record.method.judges
+                else ""
+            )
+            + ". Point --strong-model at a real model for real data."
+        )
+    console.print(
+        f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
+        "metadata.jsonl, run.json)"
+    )
+
+
+def print_thread(detail: dict[str, Any]) -> None:
+    console = Console()
+    state = detail["state"]
+    console.print(
+        f"[bold]{detail['id']}[/] {detail['status']}, iteration {state['iteration']}; "
+        f"next: {', '.join(detail['next']) or '(end)'}"
+    )
+    console.print(f"  metadata: {state['use_case']} / {', '.join(state['skills'])}")
+    console.print(f"  instruction: {state['instruction']}")
+    if state.get("reason"):
+        console.print(f"  reason: {state['reason']}")
+    console.print("history:")
+    for step in detail["history"]:
+        line = f"  {step['checkpoint']}  {' + '.join(step['nodes'])}  iteration {step['iteration']}"
+        if step.get("scores"):
+            sc = step["scores"]
+            line += f"  scores strong {sc['strong']:g} target {sc['target']:g} gap {sc['gap']:+g}"
+            line += f" -> {step['status']}"
+        if step.get("action"):
+            line += f"  action: {step['action']}"
+        if step.get("reason"):
+            line += f"  failed: {step['reason']}"
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def print_eval(record: dict[str, Any], out: Path) -> None:
+    result = record["result"]
+    table = Table("category", "items", "wins", "ties", "losses", "CRR")
+    for name, tally in [*result["by_category"].items(), ("all", result)]:
+        crr = tally["crr"]
+        table.add_row(
+            f"[bold]{name}[/]" if name == "all" else name,
+            str(tally["total"]),
+            str(tally["wins"]),
+            str(tally["ties"]),
+            str(tally["losses"]),
+            "–" if crr is None else f"{100 * crr:.2f}%",
+        )
+    console = Console()
+    models = record["models"]
+    console.print(
+        f"[bold]codeclm eval[/]: target {models['target']['model']} vs strong "
+        f"{models['strong']['model']}, judged by {models['judge']['model']}"
+    )
+    console.print(table)
+    if record["failed"] or record["unfinished"]:
+        console.print(
+            f"  {record['failed']} failed (in {out / 'failed.jsonl'}), "
+            f"{record['unfinished']} unfinished: not counted; run the same command again "
+            "to retry them"
+        )
+    console.print(
+        f"  every judged pair in {out / 'judgments.jsonl'}; summary in {out / 'eval.json'}"
+    )

@@ -1,0 +1,278 @@
+"""The argument parser of ``codeclm``: each run setting's flag, type, help and default are
+derived from the config model's field (``codeclm/config.py``), never written twice."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel
+
+from codeclm import __version__
+from codeclm.config import (
+    EvalConfig,
+    RunConfig,
+    load_config_file,
+    resolve_config,
+)
+from codeclm.export import FORMATS
+from codeclm.methods import METHODS, methods_help
+
+EXIT_USAGE = 2
+
+
+#: The run settings that are also flags; type, help and default come from ``RunConfig``.
+_RUN_FLAGS = (
+    "instructions",
+    "metadata",
+    "threshold",
+    "max_iterations",
+    "rubrics",
+    "decode_batch",
+    "concurrency",
+    "seed",
+    "attempts",
+    "backoff",
+    "dedup",
+    "evol_rounds",
+)
+
+
+_ROLE_FLAGS = ("model", "base_url", "api_key_env")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line and exit 2 (argparse prints usage too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"codeclm: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="bypass the response cache (DIR/llm_cache.sqlite): send every request again",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="codeclm",
+        description="Tailored synthetic instruction-tuning data by the CodecLM method.",
+    )
+    parser.add_argument("--version", action="version", version=f"codeclm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="generate a tailored instruction dataset from seeds",
+        description="Encode seeds into metadata, decode, improve with Self-Rubrics, and keep "
+        "the pairs the strong model answers much better (or worse) than the target.",
+    )
+    run.add_argument(
+        "seeds",
+        nargs="?",
+        type=Path,
+        help="JSONL, JSON, CSV/TSV, parquet or a Hugging Face dataset folder, with the text in "
+        "'instruction', 'prompt', 'question' or 'text' (or the first user turn of 'messages' / "
+        "'conversations'); or plain text, one instruction per line",
+    )
+    run.add_argument("--field", metavar="NAME", help="the column or key holding each seed's text")
+    run.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    run.add_argument(
+        "--user-metadata",
+        type=Path,
+        metavar="FILE",
+        help="JSONL of {'use_case', 'skills'} written by you, instead of seeds",
+    )
+    run.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings file")
+    run.add_argument(
+        "--method",
+        choices=list(METHODS),
+        help=f"default codeclm. {methods_help()}",
+    )
+    run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
+    _add_setting_flags(run, RunConfig, _RUN_FLAGS)
+    for role in ("strong", "target"):
+        for name in _ROLE_FLAGS:
+            run.add_argument(
+                f"--{role}-{name.replace('_', '-')}",
+                help=f"{role} model's {name.replace('_', ' ')}"
+                + (" (default OPENAI_API_KEY)" if name == "api_key_env" else ""),
+            )
+    _add_cache_flag(run)
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    resume = commands.add_parser(
+        "resume",
+        help="continue a stopped or crashed run, with the settings it was started with",
+    )
+    resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
+    resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
+    _add_cache_flag(resume)
+    resume.add_argument("--quiet", action="store_true", help="no progress display")
+
+    inspect = commands.add_parser(
+        "inspect", help="a run's threads and their status, or one instruction's history"
+    )
+    inspect.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
+    inspect.add_argument("id", nargs="?", help="an instruction id: show its state and history")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    step = commands.add_parser(
+        "step", help="run one instruction node by node: show, edit, fork, continue"
+    )
+    step.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
+    step.add_argument("id", help="the instruction id (see: codeclm inspect DIR)")
+    step.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        metavar="CHECKPOINT",
+        help="fork from this earlier checkpoint (ids in: codeclm inspect DIR ID)",
+    )
+    step.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="edit a field before running (JSON values for lists); repeatable",
+    )
+    step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
+    step.add_argument("--json", action="store_true", help="one JSON event per step")
+    _add_cache_flag(step)
+
+    split = commands.add_parser(
+        "split",
+        help="split a benchmark into seeds and evaluation items (the paper's 20%% / 80%%)",
+        description="Reproducible and stratified by category: the same file, fraction and "
+        "--seed always give the same split. Writes DIR/seeds.jsonl, DIR/eval.jsonl and "
+        "DIR/split.json.",
+    )
+    split.add_argument("benchmark", type=Path, help="JSONL with 'instruction' (and 'category')")
+    split.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    split.add_argument("--seed-fraction", type=float, default=0.2, help="default 0.2")
+    split.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="Capacity Recovery Ratio of a target model against a strong one on a benchmark",
+        description="Target and strong model answer each item; the judge scores the pair "
+        "twice with the order swapped; the target wins (or loses) only if it does in both "
+        "orders, else a tie. CRR = (wins + ties) / total. Resumable like a run.",
+    )
+    evaluate.add_argument("benchmark", type=Path, help="JSONL with 'instruction' (and 'category')")
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
+    evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
+    evaluate.add_argument("--limit", type=_positive(int), help="evaluate only the first N items")
+    _add_setting_flags(evaluate, EvalConfig, ("concurrency", "attempts", "backoff", "seed"))
+    for role in ("target", "strong", "judge"):
+        for name in _ROLE_FLAGS:
+            evaluate.add_argument(
+                f"--{role}-{name.replace('_', '-')}",
+                help=f"{role} model's {name.replace('_', ' ')}"
+                + (" (default: the strong model's)" if role == "judge" and name == "model" else ""),
+            )
+    _add_cache_flag(evaluate)
+    evaluate.add_argument("--quiet", action="store_true", help="no progress display")
+
+    report = commands.add_parser(
+        "report",
+        help="HTML page and markdown summary of one run, or of several side by side",
+    )
+    report.add_argument("runs", type=Path, nargs="+", metavar="DIR", help="run output folders")
+    report.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to write it (default: FIRST_DIR/report)"
+    )
+    report.add_argument(
+        "--near-dup",
+        type=float,
+        default=0.9,
+        help="embedding cosine at which two instructions count as near-duplicates (0.9)",
+    )
+
+    export = commands.add_parser("export", help="a run's kept pairs in a fine-tuning format")
+    export.add_argument("run", type=Path, metavar="DIR", help="the run's output folder")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument(
+        "--out", type=Path, metavar="PATH", help="file (folder for hf); default DIR/export/"
+    )
+    export.add_argument("--limit", type=_positive(int), help="the first N pairs only")
+
+    bench = commands.add_parser(
+        "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
+    )
+    bench.add_argument("--instructions", type=_positive(int), default=1000)
+    bench.add_argument("--latency", type=_positive(float), default=0.05, help="mock s per call")
+    bench.add_argument("--slots", type=_positive(int), default=64, help="mock calls at once")
+    bench.add_argument("--concurrency", type=_positive(int), default=64)
+    bench.add_argument("--seeds", type=_positive(int), default=100, help="synthetic seeds")
+    bench.add_argument("--metadata", type=_positive(int), default=200)
+    bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
+    bench.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the pipeline's tokens/s on the embedded model beside llama.cpp's own",
+    )
+    bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
+    return parser
+
+
+def _add_setting_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], names: tuple[str, ...]
+) -> None:
+    """One flag per config field, its type, help and default taken from the field itself."""
+    for name in names:
+        field = model.model_fields[name]
+        kind = next(t for t in (int, float) if t in (field.annotation, *get_args(field.annotation)))
+        default = "unset" if field.default is None else f"{field.default:g}"
+        text = f"{field.description} (default {default})".replace("%", "%%")
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error
+    return parse
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
+    values["cache"] = args.cache
+    values["method"] = args.method
+    if args.prompts is not None:
+        values["prompts_dir"] = str(args.prompts)
+    for role in ("strong", "target"):
+        role_values = {n: getattr(args, f"{role}_{n}") for n in _ROLE_FLAGS}
+        values[role] = {k: v for k, v in role_values.items() if v is not None}
+    return values
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    file_values = load_config_file(args.config) if args.config else {}
+    source = str(args.config) if args.config else "options"
+    return resolve_config(file_values, _overrides(args), source)
+
+
+def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        name: getattr(args, name) for name in ("concurrency", "attempts", "backoff", "seed")
+    }
+    values.update(cache=args.cache, limit=args.limit)
+    if args.prompts is not None:
+        values["prompts_dir"] = str(args.prompts)
+    for role in ("strong", "target", "judge"):
+        role_values = {n: getattr(args, f"{role}_{n}") for n in _ROLE_FLAGS}
+        values[role] = {k: v for k, v in role_values.items() if v is not None} or None
+    return values
