@@ -1,0 +1,187 @@
+"""The figures of one run, read from its output files: distributions, diversity, where
+the kept data came from, why the rest was not kept (also written to report.json)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codeclm.analysis.embeddings import Vectors
+from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
+from codeclm.config import ConfigError
+from codeclm.export import read_run
+from codeclm.outputs import DROPPED, FAILED, METADATA
+from codeclm.records import DatasetRow, DroppedRow, RunRecord, read_rows
+from codeclm.seeds import load_seeds
+from codeclm.state import MetadataEntry
+
+TOP = 15  # labels shown per distribution plot
+
+
+@dataclass
+class RunData:
+    """One run's outputs, as the report needs them."""
+
+    name: str
+    record: RunRecord
+    kept: list[DatasetRow]
+    dropped: list[DroppedRow]
+    failed: list[DroppedRow]
+    metadata: list[MetadataEntry]
+    seed_texts: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return self.record.method.name
+
+
+def load_run(run_dir: Path) -> RunData:
+    record, kept = read_run(run_dir)
+    inputs = record.inputs
+    seeds_path = inputs.get("seeds")
+    seed_texts: list[str] = []
+    if seeds_path and Path(seeds_path).exists():
+        try:
+            seed_texts = [seed.text for seed in load_seeds(Path(seeds_path), inputs.get("field"))]
+        except ValueError:
+            seed_texts = []
+    return RunData(
+        name=run_dir.resolve().name,
+        record=record,
+        kept=kept,
+        dropped=read_rows(run_dir / DROPPED, DroppedRow),
+        failed=read_rows(run_dir / FAILED, DroppedRow),
+        metadata=read_rows(run_dir / METADATA, MetadataEntry),
+        seed_texts=seed_texts,
+    )
+
+
+# ---- the figures ------------------------------------------------------------------------
+
+
+def metadata_distributions(run: RunData) -> dict[str, dict[str, Counter[str]]]:
+    """Use-case and skill counts of the seeds, the metadata pool and the kept data.
+
+    Seeds: each encoded (or user-written) entry counts once per seed it came from.
+    """
+    seeds: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
+    pool: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
+    kept: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
+    for entry in run.metadata:
+        weight = len(entry.seed_ids) or 1
+        if entry.origin in ("encoded", "user"):
+            seeds["use_case"][entry.use_case] += weight
+            for skill in entry.skills:
+                seeds["skills"][skill] += weight
+        pool["use_case"][entry.use_case] += 1
+        for skill in entry.skills:
+            pool["skills"][skill] += 1
+    for row in run.kept:
+        if row.metadata.use_case:
+            kept["use_case"][row.metadata.use_case] += 1
+        for skill in row.metadata.skills:
+            kept["skills"][skill] += 1
+    return {
+        kind: {"seeds": seeds[kind], "pool": pool[kind], "kept": kept[kind]}
+        for kind in ("use_case", "skills")
+    }
+
+
+def _reason_group(reason: str | None) -> str:
+    """Reasons with their numbers taken out, so like ones count together."""
+    if not reason:
+        return "(none)"
+    text = re.sub(r"-?\d+(\.\d+)?", "N", reason)
+    return text.split(" (reply starts")[0][:120]
+
+
+def figures(run: RunData, near_dup: float) -> dict[str, Any]:
+    """Every number the report shows for one run (also written to report.json)."""
+    distributions = metadata_distributions(run)
+    jsd = {
+        kind: {
+            "seeds_vs_pool": jensen_shannon(d["seeds"], d["pool"]),
+            "seeds_vs_kept": jensen_shannon(d["seeds"], d["kept"]),
+        }
+        for kind, d in distributions.items()
+    }
+    texts = [row.instruction for row in run.kept]
+    diversity: dict[str, Any] = {
+        "distinct_1": distinct_n(texts, 1) if texts else None,
+        "distinct_2": distinct_n(texts, 2) if texts else None,
+        "near_duplicate_threshold": near_dup,
+    }
+    kept_vectors = seed_vectors = None
+    try:
+        from codeclm.analysis.embeddings import embedding_model
+
+        model = embedding_model()
+        kept_vectors = model.encode(texts)
+        seed_vectors = model.encode(run.seed_texts)
+        diversity["near_duplicates"] = len(near_duplicates(kept_vectors, near_dup))
+        diversity["embedding_spread"] = spread(kept_vectors) if len(texts) > 1 else None
+        if run.seed_texts:
+            diversity["seed_embedding_spread"] = spread(seed_vectors)
+    except ConfigError as exc:  # the embedding model is not installed
+        diversity["embeddings_unavailable"] = str(exc)
+    by_iteration = Counter(str(row.iteration) for row in run.kept)
+    gaps = [r.scores.gap for r in run.kept if r.scores]
+    gaps += [r.scores.gap for r in run.dropped if r.scores]
+    return {
+        "name": run.name,
+        "method": run.method,
+        "counts": {
+            "instructions": run.record.counts.instructions,
+            "kept": len(run.kept),
+            "dropped": sum(r.status == "dropped" for r in run.dropped),
+            "duplicates": sum(r.status == "duplicate" for r in run.dropped),
+            "failed": len(run.failed),
+        },
+        "kept_by_iteration": dict(sorted(by_iteration.items(), key=lambda kv: int(kv[0]))),
+        "kept_at_iteration_1": by_iteration.get("1", 0) / len(run.kept) if run.kept else None,
+        "gaps": gaps,
+        "threshold": run.record.config.get("threshold"),
+        "reasons": {
+            status: Counter(
+                _reason_group(r.reason)
+                for r in (run.failed if status == "failed" else run.dropped)
+                if r.status == status
+            ).most_common()
+            for status in ("dropped", "duplicate", "failed")
+        },
+        "prepare_failures": [f.model_dump() for f in run.record.prepare_failures],
+        "metadata": {
+            kind: {part: dict(c.most_common()) for part, c in d.items()}
+            for kind, d in distributions.items()
+        },
+        "jensen_shannon": jsd,
+        "diversity": diversity,
+        "usage": {role: u.model_dump() for role, u in run.record.usage.items()},
+        "usage_by_node": {node: u.model_dump() for node, u in run.record.usage_by_node.items()},
+        "pca": _pca(kept_vectors, seed_vectors),
+    }
+
+
+def _pca(kept: Vectors | None, seeds: Vectors | None) -> dict[str, Any] | None:
+    """Kept instructions and seeds projected on their two main axes, for the spread plot."""
+    import numpy as np
+
+    if kept is None or seeds is None or len(kept) + len(seeds) < 3:
+        return None
+    vectors = np.concatenate([seeds, kept])
+    centered = vectors - vectors.mean(axis=0)
+    _, _, axes = np.linalg.svd(centered, full_matrices=False)
+    points = centered @ axes[:2].T
+    return {"seeds": points[: len(seeds)].tolist(), "kept": points[len(seeds) :].tolist()}
+
+
+def fmt(value: Any) -> str:
+    """A figure as the report prints it: 3 decimals, a dash for none."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.3f}"
+    return str(value)
