@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import random
-import re
 import signal
 import sys
 import threading
@@ -38,99 +36,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-STRONG_MODEL = "strong-model"
-TARGET_MODEL = "target-model"
-STRONG_PREFIX = "STRONG ANSWER: "
-TARGET_PREFIX = "TARGET ANSWER: "
-HARDER = " (harder: "
-REFUSAL = "I'm sorry, but I can't help with that request."
+from codeclm.bench import mock_model as model
+from codeclm.bench.mock_model import (
+    AVOID_MARKER,
+    HARDER,
+    REFUSAL,
+    STRONG_MODEL,
+    STRONG_PREFIX,
+    TARGET_MODEL,
+    TARGET_PREFIX,
+    JudgeRule,
+    iteration_of,
+    mixed_rule,
+)
 
-#: (instruction text as judged) -> (strong score, target score)
-JudgeRule = Callable[[str], tuple[int, int]]
-
-
-#: What a top-up prompt says before the items it already has (``prompts/avoid.md``).
-AVOID_MARKER = "do not repeat"
-_VERBS = ["Explain", "Compare", "Plan", "Critique", "Summarize", "Design", "Outline", "Debug"]
-_WORDS = [
-    "river",
-    "tax",
-    "chess",
-    "bread",
-    "compiler",
-    "jazz",
-    "tide",
-    "garden",
-    "ledger",
-    "engine",
-    "vaccine",
-    "orbit",
-    "glacier",
-    "harbor",
-    "poem",
-    "budget",
-    "kernel",
-    "market",
-    "census",
-    "lantern",
-    "violin",
-    "quarry",
-    "canyon",
-    "protein",
-    "archive",
-    "festival",
-    "bridge",
-    "pigeon",
-    "reactor",
-    "sonnet",
-    "meadow",
-    "cipher",
-    "tariff",
-    "comet",
-    "ballot",
-    "opera",
-    "fossil",
-    "harvest",
-    "mortgage",
-    "satellite",
-    "carpet",
-    "dialect",
-    "volcano",
-    "recipe",
-    "museum",
-    "turbine",
-    "pasture",
-    "parcel",
-    "nebula",
-    "cathedral",
-    "antenna",
-    "pottery",
-    "monsoon",
-    "treaty",
-    "scaffold",
-    "glossary",
-    "beacon",
-    "lagoon",
+__all__ = [
+    "AVOID_MARKER",
+    "HARDER",
+    "REFUSAL",
+    "STRONG_MODEL",
+    "STRONG_PREFIX",
+    "TARGET_MODEL",
+    "TARGET_PREFIX",
+    "MockLLM",
+    "iteration_of",
+    "mixed_rule",
 ]
-
-
-def _digest(text: str) -> int:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
-
-
-def iteration_of(instruction: str) -> int:
-    """The mock's improve step appends one HARDER marker per rewrite."""
-    return instruction.count(HARDER) + 1
-
-
-def _field(prompt: str, label: str) -> str:
-    match = re.search(rf"^{re.escape(label)}(.*)$", prompt, re.MULTILINE)
-    return match.group(1).strip() if match else ""
-
-
-def _section(prompt: str, title: str) -> str:
-    match = re.search(rf"\[{re.escape(title)}\]\n(.*?)(?:\n\n\[|\n\nReply with)", prompt, re.S)
-    return match.group(1) if match else ""
 
 
 @dataclass
@@ -147,16 +78,6 @@ class Request:
     """The fault injected into it, if any ('503', 'invalid_json', 'hang', '429', 'refusal')."""
     seed: int | None = None
     """The sampling seed the client sent."""
-
-
-def _filled(schema: dict[str, Any]) -> dict[str, Any]:
-    """Some object of a schema the mock has no step for (another client's probe), as a
-    model would fill it: every property present with a value of its type."""
-    plain = {"integer": 5, "number": 5.0, "boolean": True, "array": [], "object": {}}
-    return {
-        key: plain.get(str(spec.get("type")), "text") if isinstance(spec, dict) else "text"
-        for key, spec in (schema.get("properties") or {}).items()
-    }
 
 
 @dataclass
@@ -246,84 +167,6 @@ class MockLLM:
         )
         return cls(**{**rates, **overrides})
 
-    # ---- what each step answers -------------------------------------------------------
-    def encode(self, prompt: str) -> dict[str, Any]:
-        seed = prompt.rsplit("Instruction:", 1)[1].strip()
-        h = _digest(seed)
-        use_cases = ["question answering", "creative writing", "coding help", "advice"]
-        topics = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
-        return {
-            "use_case": use_cases[h % len(use_cases)],
-            "skills": [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]],
-        }
-
-    def rubrics(self, prompt: str, k: int, salt: str) -> dict[str, Any]:
-        """Rubric and action i; a top-up (its prompt lists what exists) numbers new ones."""
-        use_case = _field(prompt, "- Use case:")
-        skills = _field(prompt, "- Skills:")
-        first = 0 if AVOID_MARKER not in prompt else k + _digest(prompt + salt) % 50
-        return {
-            "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in range(first, first + k)],
-            "actions": [f"action {i} for {use_case} / {skills}" for i in range(first, first + k)],
-        }
-
-    def decode(self, prompt: str, n: int, salt: str) -> dict[str, Any]:
-        """n instructions in varied words, drawn from the entry's ``decode_distinct`` if set."""
-        use_case = _field(prompt, "- Use case:")
-        skills = _field(prompt, "- Skills:")
-        items = []
-        for j in range(n):
-            h = _digest(f"{prompt}|{salt}|{j}")
-            if self.decode_distinct is not None:
-                h = _digest(f"{use_case}|{skills}|{h % self.decode_distinct}")
-            if self.numbered_decode:
-                items.append(f"Task {h % 1000} on {use_case} needing {skills}.")
-                continue
-            words = [_WORDS[(h >> (6 * i)) % len(_WORDS)] for i in range(4)]
-            items.append(
-                f"{_VERBS[h % len(_VERBS)]} the {words[0]} {words[1]} of {words[2]} "
-                f"{words[3]} for {use_case}, using {skills}."
-            )
-        return {"instructions": items}
-
-    def improve(self, prompt: str) -> dict[str, Any]:
-        instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
-        action = _field(prompt, "Action:")
-        return {"instruction": f"{instruction}{HARDER}{action})"}
-
-    def bootstrap(self, prompt: str, n: int) -> dict[str, Any]:
-        """Self-Instruct: n new tasks named by the prompt's digest, plus a copy of an example
-        (which the ROUGE-L novelty filter must reject)."""
-        examples = re.findall(r"^Task \d+: (.*)$", prompt, re.MULTILINE)
-        h = _digest(prompt)
-        topics = ["rivers", "tax forms", "chess", "sourdough", "compilers", "jazz", "tides"]
-        verbs = ["Explain", "Summarize", "Compare", "Critique", "Plan", "Describe", "List"]
-        made = [
-            f"{verbs[(h + j) % 7]} {topics[(h // 7 + j) % 7]} case {h % 10007}-{j}."
-            for j in range(n - 1)
-        ]
-        return {"instructions": [*made, examples[0]] if examples else made}
-
-    def evolve(self, prompt: str) -> dict[str, Any]:
-        """Evol-Instruct: in depth appends the operator's first words; in breadth, a new task."""
-        given = prompt.split("#The Given Prompt#:\n", 1)[1].split("\n\nReply with")[0]
-        if "Prompt Creator" in prompt:
-            return {"instruction": f"A rarer task in the domain of: {given}"}
-        method = prompt.split("following method:\n", 1)[1].split("\n", 1)[0]
-        if method.startswith("If #The Given Prompt# can be solved"):  # a failed evolution
-            return {"instruction": given}
-        return {"instruction": f"{given} [{' '.join(method.split()[:3])}]"}
-
-    def judge(self, prompt: str) -> dict[str, Any]:
-        instruction = _section(prompt, "Instruction")
-        first = _section(prompt, "Assistant 1's answer")
-        strong, target = self.judge_rule(instruction)
-        if first.startswith(STRONG_PREFIX):
-            one, two = strong + self.first_position_bias, target
-        else:
-            one, two = target + self.first_position_bias, strong
-        return {"assistant_1": min(one, 10), "assistant_2": min(two, 10)}
-
     def reply(self, body: dict[str, Any]) -> tuple[str, str]:
         """The reply's content and its ``finish_reason``."""
         prompt = body["messages"][-1]["content"]
@@ -345,19 +188,25 @@ class MockLLM:
         properties = schema.get("properties", {})
         salt = f"{body.get('seed')}|{body['model']}"
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "EncodedMetadata": lambda: self.encode(prompt),
-            "SelfRubrics": lambda: self.rubrics(prompt, properties["actions"]["maxItems"], salt),
-            "DecodedInstructions": lambda: self.decode(
-                prompt, properties["instructions"]["maxItems"], salt
+            "EncodedMetadata": lambda: model.encode(prompt),
+            "SelfRubrics": lambda: model.rubrics(prompt, properties["actions"]["maxItems"], salt),
+            "DecodedInstructions": lambda: model.decode(
+                prompt,
+                properties["instructions"]["maxItems"],
+                salt,
+                self.decode_distinct,
+                self.numbered_decode,
             ),
-            "ImprovedInstruction": lambda: self.improve(prompt),
-            "PairwiseScores": lambda: self.judge(prompt),
-            "BootstrappedInstructions": lambda: self.bootstrap(
+            "ImprovedInstruction": lambda: model.improve(prompt),
+            "PairwiseScores": lambda: model.judge(
+                prompt, self.judge_rule, self.first_position_bias
+            ),
+            "BootstrappedInstructions": lambda: model.bootstrap(
                 prompt, properties["instructions"]["maxItems"]
             ),
-            "EvolvedInstruction": lambda: self.evolve(prompt),
+            "EvolvedInstruction": lambda: model.evolve(prompt),
         }
-        make = steps.get(name, lambda: _filled(schema))
+        make = steps.get(name, lambda: model.filled(schema))
         payload = self._as_a_model_would(make(), f"{prompt}|{salt}")
         text = json.dumps(payload)
         lists = [
@@ -371,7 +220,7 @@ class MockLLM:
 
     def _roll(self, text: str) -> float:
         """A number in [0, 1) fixed by ``text``: the same request always rolls the same."""
-        return _digest(f"{self.fault_seed}|{text}") / 0x100000000
+        return model.digest(f"{self.fault_seed}|{text}") / 0x100000000
 
     def _as_a_model_would(self, payload: dict[str, Any], request: str) -> dict[str, Any]:
         """Short lists and repeated items, the same way for the same request."""
@@ -387,7 +236,7 @@ class MockLLM:
                     # the same item in other case and punctuation
                     items[-1] = items[0].upper().rstrip(".") + "!"
                 else:  # a generic item other entries may give too
-                    items[-1] = f"Tell me more about {_field(request, '- Use case:')}."
+                    items[-1] = f"Tell me more about {model.field_of(request, '- Use case:')}."
             out[key] = items
         return out
 
@@ -631,16 +480,6 @@ _REASONS = {
     429: "Too Many Requests",
     503: "Service Unavailable",
 }
-
-
-def mixed_rule(text: str) -> tuple[int, int]:
-    """Judge scores crossing every path: kept at once, kept after two rewrites, dropped."""
-    kind = sum(map(ord, text.split(HARDER)[0])) % 3
-    if kind == 0:
-        return (9, 3)
-    if kind == 1:
-        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
-    return (5, 5)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -159,7 +159,10 @@ async def prepare_stream(
     async for mode, event in stream_thread(graph, graph_input, config, context, stats):
         if mode == "values":
             state = PrepareState.model_validate(event)
-            watch = RoundWatch(state, cfg.repeat_similarity) if state.pending_decode else None
+            if not state.pending_decode:
+                watch = None
+            elif watch is None or watch.state.decode_round != state.decode_round:
+                watch = RoundWatch(state, cfg.repeat_similarity)  # one per round
             yield state, ready(state)
         elif watch is not None:
             for node, update in event.items():

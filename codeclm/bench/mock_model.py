@@ -1,0 +1,210 @@
+"""What the mock model says at each step, as pure functions of the prompt: the loopback
+mock (``mock_llm.py``) serves them over HTTP and adds the faults and misbehaviours."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+STRONG_MODEL = "strong-model"
+TARGET_MODEL = "target-model"
+STRONG_PREFIX = "STRONG ANSWER: "
+TARGET_PREFIX = "TARGET ANSWER: "
+HARDER = " (harder: "
+REFUSAL = "I'm sorry, but I can't help with that request."
+
+#: (instruction text as judged) -> (strong score, target score)
+JudgeRule = Callable[[str], tuple[int, int]]
+
+
+#: What a top-up prompt says before the items it already has (``prompts/avoid.md``).
+AVOID_MARKER = "do not repeat"
+_VERBS = ["Explain", "Compare", "Plan", "Critique", "Summarize", "Design", "Outline", "Debug"]
+_WORDS = [
+    "river",
+    "tax",
+    "chess",
+    "bread",
+    "compiler",
+    "jazz",
+    "tide",
+    "garden",
+    "ledger",
+    "engine",
+    "vaccine",
+    "orbit",
+    "glacier",
+    "harbor",
+    "poem",
+    "budget",
+    "kernel",
+    "market",
+    "census",
+    "lantern",
+    "violin",
+    "quarry",
+    "canyon",
+    "protein",
+    "archive",
+    "festival",
+    "bridge",
+    "pigeon",
+    "reactor",
+    "sonnet",
+    "meadow",
+    "cipher",
+    "tariff",
+    "comet",
+    "ballot",
+    "opera",
+    "fossil",
+    "harvest",
+    "mortgage",
+    "satellite",
+    "carpet",
+    "dialect",
+    "volcano",
+    "recipe",
+    "museum",
+    "turbine",
+    "pasture",
+    "parcel",
+    "nebula",
+    "cathedral",
+    "antenna",
+    "pottery",
+    "monsoon",
+    "treaty",
+    "scaffold",
+    "glossary",
+    "beacon",
+    "lagoon",
+]
+
+
+def digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def iteration_of(instruction: str) -> int:
+    """The mock's improve step appends one HARDER marker per rewrite."""
+    return instruction.count(HARDER) + 1
+
+
+def field_of(prompt: str, label: str) -> str:
+    match = re.search(rf"^{re.escape(label)}(.*)$", prompt, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+def _section(prompt: str, title: str) -> str:
+    match = re.search(rf"\[{re.escape(title)}\]\n(.*?)(?:\n\n\[|\n\nReply with)", prompt, re.S)
+    return match.group(1) if match else ""
+
+
+def filled(schema: dict[str, Any]) -> dict[str, Any]:
+    """Some object of a schema the mock has no step for (another client's probe), as a
+    model would fill it: every property present with a value of its type."""
+    plain = {"integer": 5, "number": 5.0, "boolean": True, "array": [], "object": {}}
+    return {
+        key: plain.get(str(spec.get("type")), "text") if isinstance(spec, dict) else "text"
+        for key, spec in (schema.get("properties") or {}).items()
+    }
+
+
+def encode(prompt: str) -> dict[str, Any]:
+    seed = prompt.rsplit("Instruction:", 1)[1].strip()
+    h = digest(seed)
+    use_cases = ["question answering", "creative writing", "coding help", "advice"]
+    topics = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
+    return {
+        "use_case": use_cases[h % len(use_cases)],
+        "skills": [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]],
+    }
+
+
+def rubrics(prompt: str, k: int, salt: str) -> dict[str, Any]:
+    """Rubric and action i; a top-up (its prompt lists what exists) numbers new ones."""
+    use_case = field_of(prompt, "- Use case:")
+    skills = field_of(prompt, "- Skills:")
+    first = 0 if AVOID_MARKER not in prompt else k + digest(prompt + salt) % 50
+    return {
+        "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in range(first, first + k)],
+        "actions": [f"action {i} for {use_case} / {skills}" for i in range(first, first + k)],
+    }
+
+
+def decode(
+    prompt: str, n: int, salt: str, distinct: int | None = None, numbered: bool = False
+) -> dict[str, Any]:
+    """n instructions in varied words, drawn from ``distinct`` per entry if set; or
+    ``numbered``: 'Task N on USE CASE needing SKILLS.', alike in meaning, apart in words."""
+    use_case = field_of(prompt, "- Use case:")
+    skills = field_of(prompt, "- Skills:")
+    items = []
+    for j in range(n):
+        h = digest(f"{prompt}|{salt}|{j}")
+        if distinct is not None:
+            h = digest(f"{use_case}|{skills}|{h % distinct}")
+        if numbered:
+            items.append(f"Task {h % 1000} on {use_case} needing {skills}.")
+            continue
+        words = [_WORDS[(h >> (6 * i)) % len(_WORDS)] for i in range(4)]
+        items.append(
+            f"{_VERBS[h % len(_VERBS)]} the {words[0]} {words[1]} of {words[2]} "
+            f"{words[3]} for {use_case}, using {skills}."
+        )
+    return {"instructions": items}
+
+
+def improve(prompt: str) -> dict[str, Any]:
+    instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
+    action = field_of(prompt, "Action:")
+    return {"instruction": f"{instruction}{HARDER}{action})"}
+
+
+def bootstrap(prompt: str, n: int) -> dict[str, Any]:
+    """Self-Instruct: n new tasks named by the prompt's digest, plus a copy of an example
+    (which the ROUGE-L novelty filter must reject)."""
+    examples = re.findall(r"^Task \d+: (.*)$", prompt, re.MULTILINE)
+    h = digest(prompt)
+    topics = ["rivers", "tax forms", "chess", "sourdough", "compilers", "jazz", "tides"]
+    verbs = ["Explain", "Summarize", "Compare", "Critique", "Plan", "Describe", "List"]
+    made = [
+        f"{verbs[(h + j) % 7]} {topics[(h // 7 + j) % 7]} case {h % 10007}-{j}."
+        for j in range(n - 1)
+    ]
+    return {"instructions": [*made, examples[0]] if examples else made}
+
+
+def evolve(prompt: str) -> dict[str, Any]:
+    """Evol-Instruct: in depth appends the operator's first words; in breadth, a new task."""
+    given = prompt.split("#The Given Prompt#:\n", 1)[1].split("\n\nReply with")[0]
+    if "Prompt Creator" in prompt:
+        return {"instruction": f"A rarer task in the domain of: {given}"}
+    method = prompt.split("following method:\n", 1)[1].split("\n", 1)[0]
+    if method.startswith("If #The Given Prompt# can be solved"):  # a failed evolution
+        return {"instruction": given}
+    return {"instruction": f"{given} [{' '.join(method.split()[:3])}]"}
+
+
+def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> dict[str, Any]:
+    instruction = _section(prompt, "Instruction")
+    first = _section(prompt, "Assistant 1's answer")
+    strong, target = rule(instruction)
+    if first.startswith(STRONG_PREFIX):
+        one, two = strong + first_position_bias, target
+    else:
+        one, two = target + first_position_bias, strong
+    return {"assistant_1": min(one, 10), "assistant_2": min(two, 10)}
+
+
+def mixed_rule(text: str) -> tuple[int, int]:
+    """Judge scores crossing every path: kept at once, kept after two rewrites, dropped."""
+    kind = sum(map(ord, text.split(HARDER)[0])) % 3
+    if kind == 0:
+        return (9, 3)
+    if kind == 1:
+        return (9, 2) if iteration_of(text) >= 3 else (5, 5)
+    return (5, 5)
