@@ -100,8 +100,16 @@ def write_json(path: Path, data: dict[str, Any] | BaseModel) -> None:
     write_atomic(path, json.dumps(_plain(data), indent=2, ensure_ascii=False) + "\n")
 
 
-def _metadata(state: InstructionState) -> RowMetadata:
-    return RowMetadata(use_case=state.use_case, skills=state.skills, id=state.metadata_id)
+def _provenance(state: InstructionState) -> dict[str, Any]:
+    """Where an instruction came from and how it was judged: the fields every row shares."""
+    return {
+        "metadata": RowMetadata(use_case=state.use_case, skills=state.skills, id=state.metadata_id),
+        "iteration": state.iteration,
+        "scores": state.scores,
+        "seed_ids": state.seed_ids,
+        "actions": state.actions_applied,
+        "basic_instruction": state.basic_instruction,
+    }
 
 
 def dataset_row(state: InstructionState) -> DatasetRow:
@@ -112,12 +120,7 @@ def dataset_row(state: InstructionState) -> DatasetRow:
         instruction=state.instruction,
         response=response or "",
         response_source=state.response_source,
-        metadata=_metadata(state),
-        iteration=state.iteration,
-        scores=state.scores,
-        seed_ids=state.seed_ids,
-        actions=state.actions_applied,
-        basic_instruction=state.basic_instruction,
+        **_provenance(state),
         messages=[
             Message(role="user", content=state.instruction),
             Message(role="assistant", content=response or ""),
@@ -132,10 +135,5 @@ def dropped_row(state: InstructionState) -> DroppedRow:
         status=state.status,
         reason=state.reason,
         instruction=state.instruction,
-        metadata=_metadata(state),
-        iteration=state.iteration,
-        scores=state.scores,
-        seed_ids=state.seed_ids,
-        actions=state.actions_applied,
-        basic_instruction=state.basic_instruction,
+        **_provenance(state),
     )

@@ -45,37 +45,30 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
 
 @dataclass
 class Totals:
-    """The instructions' outcomes, summed while the outputs are written.
+    """The instructions' outcomes (``Counts``' own fields) and usage, summed while the
+    outputs are written: a run's states are never all held in memory at once."""
 
-    A run's states are never all held in memory at once: memory stays flat as runs grow.
-    """
-
-    instructions: int = 0
-    kept: int = 0
-    kept_strong: int = 0
-    kept_target: int = 0
-    kept_by_iteration: dict[str, int] = field(default_factory=dict)
-    dropped: int = 0
-    duplicate: int = 0
-    failed: int = 0
-    unfinished: int = 0
+    counts: Counts = field(default_factory=Counts)
     usage: dict[str, TokenUsage] = field(default_factory=dict)
     usage_by_node: dict[str, TokenUsage] = field(default_factory=dict)
 
     def add(self, state: InstructionState) -> None:
-        self.instructions += 1
+        counts = self.counts
+        counts.instructions += 1
         self.usage = add_usage(self.usage, state.usage)
         self.usage_by_node = add_usage(self.usage_by_node, state.usage_by_node)
         if state.status == "kept":
-            self.kept += 1
-            self.kept_strong += state.response_source == "strong"
-            self.kept_target += state.response_source == "target"
+            counts.kept += 1
+            counts.kept_strong += state.response_source == "strong"
+            counts.kept_target += state.response_source == "target"
             key = str(state.iteration)
-            self.kept_by_iteration[key] = self.kept_by_iteration.get(key, 0) + 1
-        elif state.status in ("dropped", "duplicate", "failed"):
-            setattr(self, state.status, getattr(self, state.status) + 1)
+            counts.kept_by_iteration[key] = counts.kept_by_iteration.get(key, 0) + 1
+        elif state.status == "duplicate":
+            counts.duplicates += 1
+        elif state.status in ("dropped", "failed"):
+            setattr(counts, state.status, getattr(counts, state.status) + 1)
         else:
-            self.unfinished += 1
+            counts.unfinished += 1
 
 
 def run_record(
@@ -96,25 +89,18 @@ def run_record(
         config_fingerprinted=config.fingerprint_fields(),
         inputs=inputs,
         models=models_record(config, models),
-        counts=Counts(
-            seeds=len(prepared.seeds),
-            user_metadata=len(prepared.user_metadata),
-            metadata_pool=len(prepared.pool),
-            metadata_encoded=origins.count("encoded"),
-            metadata_augmented=origins.count("augmented"),
-            instructions_requested=config.instructions,
-            instructions_decoded=len(prepared.accepted) or len(prepared.decoded),
-            repeats_dropped=prepared.repeats,
-            self_instruct_rejected=prepared.rejected,
-            instructions=totals.instructions,
-            kept=totals.kept,
-            kept_strong=totals.kept_strong,
-            kept_target=totals.kept_target,
-            kept_by_iteration=totals.kept_by_iteration,
-            dropped=totals.dropped,
-            duplicates=totals.duplicate,
-            failed=totals.failed,
-            unfinished=totals.unfinished,
+        counts=totals.counts.model_copy(
+            update={
+                "seeds": len(prepared.seeds),
+                "user_metadata": len(prepared.user_metadata),
+                "metadata_pool": len(prepared.pool),
+                "metadata_encoded": origins.count("encoded"),
+                "metadata_augmented": origins.count("augmented"),
+                "instructions_requested": config.instructions,
+                "instructions_decoded": len(prepared.accepted) or len(prepared.decoded),
+                "repeats_dropped": prepared.repeats,
+                "self_instruct_rejected": prepared.rejected,
+            }
         ),
         prepare_failures=prepared.failures,
         usage=dict(sorted(usage.items())),
