@@ -223,3 +223,16 @@ def test_a_prepare_checkpoint_of_an_earlier_version_reads_with_accepted_ids() ->
     old = PrepareState.model_validate({"decoded": [item], "accepted": [item]})
     assert old.accepted == ["m1-00"] and old.accepted_items() == [item]
     assert PrepareState.model_validate({"accepted": [item.model_dump()]}).accepted == ["m1-00"]
+
+
+def test_a_decoded_instruction_is_the_validated_one_and_survives_a_checkpoint() -> None:
+    """``BasicInstruction.decoded`` skips validation to save memory: the same value, and the
+    checkpoint serializer writes and reads it back alike."""
+    from codeclm.graph import serializer
+    from codeclm.state import BasicInstruction
+
+    fields = {"id": "m1-03", "metadata_id": "m1", "instruction": "Plan it", "round": 2, "index": 3}
+    built, validated = BasicInstruction.decoded(**fields), BasicInstruction(**fields)
+    assert built == validated and built.model_dump() == validated.model_dump()
+    serde = serializer()
+    assert serde.loads_typed(serde.dumps_typed(built)) == validated

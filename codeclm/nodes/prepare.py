@@ -305,7 +305,7 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
         usage = usage + call_usage
         new += distinct(reply.instructions, task.have + new)[: task.want - len(new)]  # type: ignore[attr-defined]
     decoded = [
-        BasicInstruction(
+        BasicInstruction.decoded(
             id=f"{entry.id}-{index:02d}",
             metadata_id=entry.id,
             instruction=text,
