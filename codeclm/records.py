@@ -3,27 +3,23 @@
 ``run.json`` (``RunRecord``), ``dataset.jsonl`` (``DatasetRow``), ``dropped.jsonl`` and
 ``failed.jsonl`` (``DroppedRow``), ``metadata.jsonl`` (``MetadataEntry``, the state's own
 model) and eval's ``judgments.jsonl`` (``JudgmentRow``). Readers accept files written by
-earlier versions: every field added later has a default, and unknown fields are ignored.
+earlier versions: every field added later has a default, and unknown fields are ignored
+(pydantic's default).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
 from codeclm.state import Failure, JudgeScores, TokenUsage
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class RowMetadata(_Record):
+class RowMetadata(BaseModel):
     """The metadata entry an instruction was decoded from (none for the baselines)."""
 
     use_case: str | None = None
@@ -31,12 +27,12 @@ class RowMetadata(_Record):
     id: str | None = None
 
 
-class Message(_Record):
+class Message(BaseModel):
     role: Literal["user", "assistant"]
     content: str
 
 
-class DatasetRow(_Record):
+class DatasetRow(BaseModel):
     """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
 
     id: str
@@ -53,7 +49,7 @@ class DatasetRow(_Record):
     messages: list[Message] = Field(default_factory=list)
 
 
-class DroppedRow(_Record):
+class DroppedRow(BaseModel):
     """An instruction not kept (dropped, duplicate or failed), with the reason why."""
 
     id: str
@@ -68,7 +64,7 @@ class DroppedRow(_Record):
     basic_instruction: str | None = None
 
 
-class JudgmentRow(_Record):
+class JudgmentRow(BaseModel):
     """``codeclm eval``: one benchmark item, both answers, both orders' scores, the outcome."""
 
     id: str
@@ -83,7 +79,7 @@ class JudgmentRow(_Record):
     mean_scores: dict[str, float] | None = None
 
 
-class Counts(_Record):
+class Counts(BaseModel):
     """What a run made, from the seeds to the kept pairs."""
 
     seeds: int = 0
@@ -111,7 +107,7 @@ class Counts(_Record):
         return self.instructions_requested - self.instructions
 
 
-class ModelRecord(_Record):
+class ModelRecord(BaseModel):
     """One role's model and endpoint, never its key (the URL's password is redacted)."""
 
     model: str
@@ -119,7 +115,7 @@ class ModelRecord(_Record):
     embedded: bool = False
 
 
-class RunRecord(_Record):
+class RunRecord(BaseModel):
     """``run.json``: the settings (checked on every later run), counts, usage and failures."""
 
     codeclm_version: str = ""
@@ -166,7 +162,8 @@ def read_rows(path: Path, model: type[Row]) -> list[Row]:
             if not line.strip():
                 continue
             try:
-                rows.append(model.model_validate(json.loads(line)))
-            except (ValueError, ValidationError):
-                raise ConfigError(f"{path}:{number}: not a {model.__name__} row") from None
+                rows.append(model.model_validate_json(line))
+            except ValidationError as error:
+                why = error.errors()[0]["msg"]
+                raise ConfigError(f"{path}:{number}: not a {model.__name__} row ({why})") from None
     return rows

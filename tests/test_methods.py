@@ -28,6 +28,11 @@ def _by_node(summary: dict[str, Any]) -> dict[str, int]:
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_the_registry_describes_each_methods_graph(method: str) -> None:
+    from typing import get_args
+
+    from codeclm.methods import Method
+
+    assert set(METHODS) == set(get_args(Method)), "every --method choice has its spec"
     """One place says what a method does: its graph has exactly the nodes the registry can
     restart and step, and a failure in each of them restarts at a node of that graph."""
     from langgraph.constants import START
@@ -55,6 +60,14 @@ def test_a_record_from_an_earlier_version_still_reads(tmp_path: Path) -> None:
     old.write_text('{"counts": {"kept": "many"}}')
     with pytest.raises(ConfigError, match=r"run.json is not a run record \(counts.kept"):
         RunRecord.read(old)
+    from codeclm.records import DatasetRow, read_rows
+
+    rows = tmp_path / "dataset.jsonl"
+    rows.write_text('{"id": "a", "instruction": "x", "response": "y", "extra": 1}\n\n{"id": "b"\n')
+    with pytest.raises(ConfigError, match=r"dataset.jsonl:3: not a DatasetRow row"):
+        read_rows(rows, DatasetRow)
+    rows.write_text('{"id": "a", "instruction": "x", "response": "y", "extra": 1}\n')
+    assert read_rows(rows, DatasetRow)[0].metadata.skills == []
 
 
 @pytest.mark.parametrize("method", list(METHODS))

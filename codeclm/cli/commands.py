@@ -12,6 +12,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -212,6 +213,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "inspect": cmd_inspect,
+    "step": cmd_step,
+    "bench": cmd_bench,
+    "split": cmd_split,
+    "eval": cmd_eval,
+    "report": cmd_report,
+    "export": cmd_export,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     # On Ctrl-C, LangGraph's cancelled tasks leave coroutines that Python reports as "never
     # awaited" while shutting down: noise to a user who just asked the run to stop.
@@ -221,24 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "resume":
-            return cmd_resume(args)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "step":
-            return cmd_step(args)
-        if args.command == "bench":
-            return cmd_bench(args)
-        if args.command == "split":
-            return cmd_split(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "export":
-            return cmd_export(args)
+        return COMMANDS[args.command](args)
     except (ConfigError, InputError) as exc:
         sys.stderr.write(f"codeclm: error: {exc}\n")
         return EXIT_USAGE
@@ -253,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
             f"Resume with: {again}\n"
         )
         return 130
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":
