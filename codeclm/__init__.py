@@ -10,7 +10,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("run", "resume", "evaluate", "arun", "aresume", "aevaluate", "RunResult", "RunStats")
+_API = (
+    "run",
+    "resume",
+    "evaluate",
+    "work",
+    "arun",
+    "aresume",
+    "aevaluate",
+    "awork",
+    "RunResult",
+    "RunStats",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,7 @@ from codeclm.config import (
     load_config_file,
     resolve_settings,
 )
-from codeclm.engine.run import RunError, RunResult, execute
+from codeclm.engine.run import RunError, RunResult, execute, join
 from codeclm.engine.threads import RunStats
 from codeclm.evaluation import EvalStats
 from codeclm.evaluation import evaluate as evaluate_items
@@ -31,6 +31,7 @@ from codeclm.outputs import RUN_JSON
 from codeclm.records import RunRecord
 from codeclm.seeds import load_benchmark, load_located_seeds, load_user_metadata
 from codeclm.state import Seed
+from codeclm.store import StoreSpec, open_store
 
 __all__ = [
     "ConfigError",
@@ -41,9 +42,11 @@ __all__ = [
     "aevaluate",
     "aresume",
     "arun",
+    "awork",
     "evaluate",
     "resume",
     "run",
+    "work",
 ]
 
 S = TypeVar("S", bound=ModelSettings)
@@ -108,11 +111,17 @@ async def arun(
     field: str | None = None,
     on_progress: Progress | None = None,
     stats: RunStats | None = None,
+    store: str | None = None,
+    run_name: str | None = None,
+    lease_seconds: float = 30.0,
     **overrides: Any,
 ) -> RunResult:
     """``codeclm run`` as a coroutine. ``overrides``: any ``RunConfig`` field, e.g.
-    ``instructions=200, strong={"model": "gpt-4o"}``."""
+    ``instructions=200, strong={"model": "gpt-4o"}``. ``store``: a ``postgresql://`` URL to
+    keep the run in (as ``run_name``, default the folder's name), which ``codeclm worker``
+    processes can join; the outputs are written into ``out`` all the same."""
     cfg = settings(RunConfig, config, overrides)
+    spec = StoreSpec.of(store, run_name, Path(out), lease_seconds)
     if (seeds is None) == (user_metadata is None):
         raise ConfigError("give either seeds or user_metadata (exactly one)")
     if seeds is None and not method_spec(cfg.method).makes_metadata:
@@ -125,7 +134,7 @@ async def arun(
         "field": field,
     }
     stats = stats or RunStats()
-    work = execute(
+    pending = execute(
         cfg,
         Path(out),
         seeds=[seed for _, seed in located],
@@ -133,8 +142,9 @@ async def arun(
         stats=stats,
         inputs=inputs,
         seed_locations=[where for where, _ in located],
+        spec=spec,
     )
-    return await _with_progress(work, stats, on_progress)
+    return await _with_progress(pending, stats, on_progress)
 
 
 def run(seeds: Path | str | Sequence[str] | None = None, **options: Any) -> RunResult:
@@ -142,15 +152,45 @@ def run(seeds: Path | str | Sequence[str] | None = None, **options: Any) -> RunR
     return asyncio.run(arun(seeds, **options))
 
 
-def recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str, str | None]]:
-    """The config and inputs a run in ``out`` was started with (its run.json)."""
+def recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, RunRecord]:
+    """The config and record a run in ``out`` was started with (its run.json)."""
     path = out / RUN_JSON
     if not path.is_file():
         raise ConfigError(f"{out} holds no run (no {RUN_JSON})")
     recorded = RunRecord.read(path)
     if not recorded.config:
         raise ConfigError(f"{path} is not a codeclm run record (no config)")
-    return resolve_settings(RunConfig, recorded.config, overrides, str(path)), recorded.inputs
+    return resolve_settings(RunConfig, recorded.config, overrides, str(path)), recorded
+
+
+def recorded_store(
+    out: Path | None, store: str | None = None, run_name: str | None = None
+) -> StoreSpec:
+    """The store of the run in ``out``: ``store`` if given, else the one its run.json names
+    (whose URL has no password: libpq's PGPASSWORD or ~/.pgpass supplies it)."""
+    if store is None and out is not None and (out / RUN_JSON).is_file():
+        recorded = RunRecord.read(out / RUN_JSON)
+        store, run_name = recorded.store, run_name or recorded.run_name
+    return StoreSpec.of(store, run_name, out)
+
+
+async def _stored_record(spec: StoreSpec) -> RunRecord:
+    async with open_store(spec, None) as opened:
+        record = await opened.read_record()
+    if record is None or not record.config:
+        raise ConfigError(f"no run {spec.run!r} in {spec.describe()}")
+    return record
+
+
+def recorded_config(
+    out: Path, store: str | None, run_name: str | None, overrides: dict[str, Any]
+) -> tuple[RunConfig, StoreSpec]:
+    """The settings of the run in ``out`` (its run.json) or in a store, and its store."""
+    spec = recorded_store(out, store, run_name)
+    if not spec.shared:
+        return recorded_run(out, overrides)[0], spec
+    record = asyncio.run(_stored_record(spec))
+    return resolve_settings(RunConfig, record.config, overrides, spec.describe()), spec
 
 
 async def aresume(
@@ -158,12 +198,16 @@ async def aresume(
     *,
     on_progress: Progress | None = None,
     stats: RunStats | None = None,
+    store: str | None = None,
+    run_name: str | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Continue the run in ``out`` with the settings it was started with (``overrides``:
-    pacing such as ``concurrency`` or ``cache``)."""
+    pacing such as ``concurrency`` or ``cache``), in the store it was started in."""
     out = Path(out)
-    cfg, inputs = recorded_run(out, overrides)
+    cfg, recorded = recorded_run(out, overrides)
+    spec = recorded_store(out, store, run_name)
+    inputs = recorded.inputs
     # The seeds are read again only if the 'prepare' thread never checkpointed them.
     seeds_path, metadata_path = inputs.get("seeds"), inputs.get("user_metadata")
     seeds: str | list[str] | None = seeds_path if seeds_path and Path(seeds_path).exists() else None
@@ -178,12 +222,38 @@ async def aresume(
         field=inputs.get("field"),
         on_progress=on_progress,
         stats=stats,
+        store=spec.url,
+        run_name=spec.run if spec.shared else None,
     )
 
 
 def resume(out: Path | str, **options: Any) -> RunResult:
     """``codeclm resume`` from Python (see ``aresume``)."""
     return asyncio.run(aresume(out, **options))
+
+
+async def awork(
+    store: str,
+    run_name: str,
+    *,
+    out: Path | str | None = None,
+    on_progress: Progress | None = None,
+    stats: RunStats | None = None,
+    lease_seconds: float = 30.0,
+    **overrides: Any,
+) -> RunResult | None:
+    """``codeclm worker`` as a coroutine: join the run ``run_name`` in ``store`` and work on
+    it until nothing is left (``overrides``: pacing such as ``concurrency``); with ``out``,
+    write the run's outputs there at the end."""
+    spec = StoreSpec.of(store, run_name, None, lease_seconds)
+    stats = stats or RunStats()
+    pending = join(spec, stats, out_dir=Path(out) if out else None, overrides=overrides)
+    return await _with_progress(pending, stats, on_progress)
+
+
+def work(store: str, run_name: str, **options: Any) -> RunResult | None:
+    """``codeclm worker`` from Python (see ``awork``)."""
+    return asyncio.run(awork(store, run_name, **options))
 
 
 async def aevaluate(
@@ -200,8 +270,8 @@ async def aevaluate(
     cfg = settings(EvalConfig, config, overrides)
     items = load_benchmark(Path(benchmark))
     stats = stats or EvalStats()
-    work = evaluate_items(cfg, Path(benchmark), items, Path(out), stats)
-    return await _with_progress(work, stats, on_progress)
+    pending = evaluate_items(cfg, Path(benchmark), items, Path(out), stats)
+    return await _with_progress(pending, stats, on_progress)
 
 
 def evaluate(benchmark: Path | str, **options: Any) -> dict[str, Any]:

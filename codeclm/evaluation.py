@@ -25,6 +25,7 @@ from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
 from codeclm.records import JudgmentRow
 from codeclm.state import EvalItemState, TokenUsage, add_usage
+from codeclm.store import LocalBoard
 
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
@@ -139,24 +140,28 @@ async def evaluate(
             "models": {r: m.model_dump() for r, m in models_record(config, space.models).items()},
         }
         write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
-        graph = build_eval_graph(space.retry).compile(checkpointer=space.saver)
-        jobs = (
-            (
-                item["id"],
-                partial(
-                    EvalItemState,
-                    id=item["id"],
-                    instruction=item["instruction"],
-                    category=item["category"],
-                ),
-            )
-            for item in items
+        graph = build_eval_graph(space.retry).compile(checkpointer=space.store.saver)
+        board = LocalBoard(config.concurrency)  # one process evaluates
+        await board.publish(
+            [
+                (
+                    item["id"],
+                    partial(
+                        EvalItemState,
+                        id=item["id"],
+                        instruction=item["instruction"],
+                        category=item["category"],
+                    ),
+                )
+                for item in items
+            ]
         )
+        await board.prepare_finished()
         try:
             await run_threads(
                 graph,
                 context,
-                jobs,
+                board,
                 stats,
                 EVAL_RESTART_FROM,
                 ("judged",),

@@ -123,6 +123,10 @@ class RunRecord(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     config_fingerprinted: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str | None] = Field(default_factory=dict)
+    store: str | None = None
+    """The PostgreSQL store the run lives in, without its password; None: this folder."""
+    run_name: str | None = None
+    """The run's name in that store (``--run``)."""
     models: dict[str, ModelRecord] = Field(default_factory=dict)
     counts: Counts = Field(default_factory=Counts)
     prepare_failures: list[Failure] = Field(default_factory=list)

@@ -1,7 +1,7 @@
 """The dependency direction docs/architecture.md states, kept by the code.
 
-cli → api → engine (+ evaluation, debug, report, export) → graph → nodes → llm / state /
-prompts, with methods, config, records and outputs at the bottom. A module may import its
+cli → api → engine (+ evaluation, debug, report, export) → store → graph → nodes → llm /
+state / prompts, with methods, config, records and outputs at the bottom. A module may import its
 own layer or the ones below it, never one above; a new top-level module must be placed.
 """
 
@@ -13,17 +13,18 @@ from pathlib import Path
 import codeclm
 
 LAYERS: dict[str, int] = {
-    "__main__": 9,
-    "cli": 8,
-    "api": 7,
+    "__main__": 10,
+    "cli": 9,
+    "api": 8,
     # the drivers, over the engine
-    "evaluation": 6,
-    "debug": 6,
-    "report": 6,
-    "export": 6,
-    "bench": 6,
-    "split": 6,
-    "engine": 5,
+    "evaluation": 7,
+    "debug": 7,
+    "report": 7,
+    "export": 7,
+    "bench": 7,
+    "split": 7,
+    "engine": 6,
+    "store": 5,
     "graph": 4,
     "nodes": 3,
     "context": 2,

@@ -106,7 +106,8 @@ def test_state_models_come_back_from_checkpoints_as_models(
 ) -> None:
     import asyncio
 
-    from codeclm.graph import build_instruction_graph, open_checkpointer, retry_policy
+    from codeclm.graph import build_instruction_graph, retry_policy
+    from codeclm.store.sqlite import open_checkpointer
 
     out = tmp_path / "out"
     assert run_cli(vicuna_20, mock_llm, out, instructions=2, metadata=2) == 0

@@ -53,8 +53,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             user_metadata=args.user_metadata,
             field=args.field,
             on_progress=progress,
+            store=args.store,
+            run_name=args.run_name,
+            lease_seconds=args.lease_seconds,
         )
     print_run_summary(result)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join a run kept in PostgreSQL; work until it has nothing left."""
+    started = time.monotonic()
+    overrides = {"concurrency": args.concurrency} if args.concurrency else {}
+    with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
+        result = api.work(
+            args.store,
+            args.run_name,
+            out=args.out,
+            on_progress=progress,
+            lease_seconds=args.lease_seconds,
+            **overrides,
+        )
+    if result is not None:
+        print_run_summary(result)
+    else:
+        print(f"codeclm worker: run {args.run_name} has no work left")
     return 0
 
 
@@ -64,7 +87,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     overrides = {"concurrency": args.concurrency, "cache": args.cache}
     with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
         result = api.resume(
-            args.out, on_progress=progress, **{k: v for k, v in overrides.items() if v is not None}
+            args.out,
+            on_progress=progress,
+            store=args.store,
+            run_name=args.run_name,
+            **{k: v for k, v in overrides.items() if v is not None},
         )
     print_run_summary(result)
     return 0
@@ -72,7 +99,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_step(args: argparse.Namespace) -> int:
     """Step one instruction node by node (interactive at a terminal, or by flags)."""
-    config, _ = api.recorded_run(args.out, {"cache": args.cache})
+    config, spec = api.recorded_config(args.out, args.store, args.run_name, {"cache": args.cache})
     patch = dict(parse_assignment(text) for text in args.set or [])
     interactive = args.until is None and not args.json and sys.stdin.isatty()
     console = Console()
@@ -110,6 +137,7 @@ def cmd_step(args: argparse.Namespace) -> int:
             until=args.until,
             emit=emit,
             ask=ask if interactive else None,
+            spec=spec,
         )
     )
     if not args.json:
@@ -121,7 +149,8 @@ def cmd_step(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     if args.id is None:
-        listing = asyncio.run(list_threads(args.out))
+        spec = api.recorded_store(args.out, args.store, args.run_name)
+        listing = asyncio.run(list_threads(args.out, spec))
         if args.json:
             print(json.dumps(listing, indent=2, ensure_ascii=False))
             return 0
@@ -144,7 +173,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{len(listing['threads'])} instructions: {counts or 'none yet'}"
         )
         return 0
-    detail = asyncio.run(thread_history(args.out, args.id))
+    spec = api.recorded_store(args.out, args.store, args.run_name)
+    detail = asyncio.run(thread_history(args.out, args.id, spec))
     if args.json:
         print(json.dumps(detail, indent=2, ensure_ascii=False))
         return 0
@@ -216,6 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "resume": cmd_resume,
+    "worker": cmd_worker,
     "inspect": cmd_inspect,
     "step": cmd_step,
     "bench": cmd_bench,
@@ -244,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        again = "the same command again" if args.command == "eval" else f"codeclm resume {out}"
+        again = (
+            f"codeclm resume {out}"
+            if args.command in ("run", "resume")
+            else "the same command again"
+        )
         sys.stderr.write(
             f"codeclm: interrupted; finished work is checkpointed and written out. "
             f"Resume with: {again}\n"

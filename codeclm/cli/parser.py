@@ -62,6 +62,30 @@ def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_store_flags(parser: argparse.ArgumentParser, lease: bool = False) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the run in PostgreSQL (postgresql://user@host/db; the password from "
+        "PGPASSWORD or ~/.pgpass) instead of SQLite files in DIR; workers on any machine "
+        "can join it (codeclm worker)",
+    )
+    parser.add_argument(
+        "--run",
+        dest="run_name",
+        metavar="NAME",
+        help="the run's name in the store (default: the output folder's name)",
+    )
+    if lease:
+        parser.add_argument(
+            "--lease-seconds",
+            type=float,
+            default=30.0,
+            metavar="S",
+            help="a dead worker's threads are taken up by others after this long (default 30)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="codeclm",
@@ -108,7 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
                 + (" (default OPENAI_API_KEY)" if name == "api_key_env" else ""),
             )
     _add_cache_flag(run)
+    _add_store_flags(run, lease=True)
     run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    worker = commands.add_parser(
+        "worker",
+        help="join a run kept in PostgreSQL and work on it until nothing is left",
+        description="Takes the run's settings and seeds from the store; claims the 'prepare' "
+        "thread or instruction threads with leases, so each has one writer; a dead worker's "
+        "threads are taken up by the others. Any number of workers, on any machines.",
+    )
+    worker.add_argument("--store", metavar="URL", required=True, help="the run's PostgreSQL URL")
+    worker.add_argument("--run", dest="run_name", metavar="NAME", required=True)
+    worker.add_argument(
+        "--out", type=Path, metavar="DIR", help="write the run's outputs here at the end"
+    )
+    worker.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
+    worker.add_argument("--lease-seconds", type=float, default=30.0, metavar="S")
+    worker.add_argument("--quiet", action="store_true", help="no progress display")
 
     resume = commands.add_parser(
         "resume",
@@ -117,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
     _add_cache_flag(resume)
+    _add_store_flags(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
 
     inspect = commands.add_parser(
@@ -125,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     inspect.add_argument("id", nargs="?", help="an instruction id: show its state and history")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_store_flags(inspect)
 
     step = commands.add_parser(
         "step", help="run one instruction node by node: show, edit, fork, continue"
@@ -146,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
     step.add_argument("--json", action="store_true", help="one JSON event per step")
     _add_cache_flag(step)
+    _add_store_flags(step)
 
     split = commands.add_parser(
         "split",

@@ -7,6 +7,8 @@ all ``aget_state`` and ``aget_state_history`` need.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -14,18 +16,18 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from codeclm.config import ConfigError
-from codeclm.engine.prepare import PREPARE_THREAD, ready
+from codeclm.engine.prepare import ready
 from codeclm.engine.threads import FINISHED
 from codeclm.graph import (
+    PREPARE_THREAD,
     build_instruction_graph,
     build_prepare_graph,
-    open_checkpointer,
     thread_config,
 )
 from codeclm.graph import retry_policy as _retry
-from codeclm.outputs import CHECKPOINTS, RUN_JSON
-from codeclm.records import RunRecord
+from codeclm.outputs import CHECKPOINTS
 from codeclm.state import InstructionState, PrepareState
+from codeclm.store import Store, StoreSpec, open_store
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -43,26 +45,26 @@ def _scores(values: dict[str, Any]) -> dict[str, Any] | None:
     return scores.model_dump(mode="json") if scores is not None else None
 
 
-def _checkpoints_path(out_dir: Path) -> Path:
-    path = out_dir / CHECKPOINTS
-    if not path.is_file():
+@asynccontextmanager
+async def open_recorded(
+    out_dir: Path | None, spec: StoreSpec | None = None
+) -> AsyncIterator[tuple[Store, str]]:
+    """A run's store, to read (no lease is taken), and its method's name."""
+    spec = spec or StoreSpec()
+    if not spec.shared and (out_dir is None or not (out_dir / CHECKPOINTS).is_file()):
         raise ConfigError(f"{out_dir} holds no run (no {CHECKPOINTS})")
-    return path
+    async with open_store(spec, out_dir, fenced=False) as store:
+        record = await store.read_record()
+        if spec.shared and record is None:
+            raise ConfigError(f"no run {spec.run!r} in {spec.describe()}")
+        yield store, record.method.name if record else "codeclm"
 
 
-def _method(out_dir: Path) -> str:
-    """The run's method (its threads' graph), from run.json."""
-    path = out_dir / RUN_JSON
-    return RunRecord.read(path).method.name if path.is_file() else "codeclm"
-
-
-async def list_threads(out_dir: Path) -> dict[str, Any]:
+async def list_threads(out_dir: Path | None, spec: StoreSpec | None = None) -> dict[str, Any]:
     """Every instruction thread's status, iteration and last gap, and the counts."""
-    async with open_checkpointer(_checkpoints_path(out_dir)) as saver:
-        prepare: Graph = build_prepare_graph(_retry(1)).compile(checkpointer=saver)
-        graph: Graph = build_instruction_graph(_retry(1), _method(out_dir)).compile(
-            checkpointer=saver
-        )
+    async with open_recorded(out_dir, spec) as (store, method):
+        prepare: Graph = build_prepare_graph(_retry(1)).compile(checkpointer=store.saver)
+        graph: Graph = build_instruction_graph(_retry(1), method).compile(checkpointer=store.saver)
         snapshot = await prepare.aget_state(thread_config(PREPARE_THREAD))
         prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
         threads = []
@@ -107,15 +109,16 @@ def _step_record(
     return record
 
 
-async def thread_history(out_dir: Path, thread_id: str) -> dict[str, Any]:
+async def thread_history(
+    out_dir: Path | None, thread_id: str, spec: StoreSpec | None = None
+) -> dict[str, Any]:
     """One instruction's current state and its history, oldest step first."""
-    async with open_checkpointer(_checkpoints_path(out_dir)) as saver:
-        graph: Graph = build_instruction_graph(_retry(1), _method(out_dir)).compile(
-            checkpointer=saver
-        )
+    async with open_recorded(out_dir, spec) as (store, method):
+        graph: Graph = build_instruction_graph(_retry(1), method).compile(checkpointer=store.saver)
         snapshots = [s async for s in graph.aget_state_history(thread_config(thread_id))]
     if not snapshots:
-        raise ConfigError(f"no thread {thread_id!r} in {out_dir} (see: codeclm inspect {out_dir})")
+        where = spec.describe() if spec and spec.shared else out_dir
+        raise ConfigError(f"no thread {thread_id!r} in {where} (see: codeclm inspect)")
     snapshots.reverse()
     steps = []
     for before, after in pairwise(snapshots):

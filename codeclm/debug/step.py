@@ -20,6 +20,7 @@ from codeclm.engine.prepare import PREPARE_THREAD, initial_state, ready
 from codeclm.engine.workspace import OpenRun, open_run
 from codeclm.graph import thread_config
 from codeclm.state import InstructionState, PrepareState
+from codeclm.store import StoreSpec
 
 END_NAME = "end"
 #: Fields a user may edit; the rest are bookkeeping the graph owns.
@@ -96,6 +97,7 @@ async def step_thread(
     until: str | None = None,
     emit: Callable[[dict[str, Any]], None],
     ask: Callable[[], str] | None = None,
+    spec: StoreSpec | None = None,
 ) -> dict[str, Any]:
     """Run ``thread_id`` one super-step at a time and ``emit`` what each step produced.
 
@@ -106,75 +108,94 @@ async def step_thread(
     nodes = {"answer", "judge", "improve", END_NAME}
     if until is not None and until not in nodes:
         raise ConfigError(f"--until {until}: not a node ({', '.join(sorted(nodes))})")
-    async with open_run(config, out_dir) as run:
-        graph = run.instructions
-        snapshot = await graph.aget_state(thread_config(thread_id))
-        graph_input: Any = None
-        if not snapshot.values:
-            graph_input = await _start_input(run, thread_id)
-            if patch:
-                graph_input = graph_input.model_copy(update=patch)
-                patch = None
-        thread = thread_config(thread_id, from_checkpoint)
-        if from_checkpoint and not (await graph.aget_state(thread)).values:
-            raise ConfigError(f"no checkpoint {from_checkpoint} in thread {thread_id}")
-        if patch:
-            thread = await _apply_edits(run, thread, patch)
-            emit({"edited": patch, "checkpoint": thread["configurable"]["checkpoint_id"]})
-
-        while True:
-            ran: dict[str, Any] = {}
-            async for update in graph.astream(
-                graph_input,
-                thread,
-                context=run.context,
-                stream_mode="updates",
-                interrupt_after="*",
-                durability="sync",
-            ):
-                for node, values in update.items():
-                    if node != "__interrupt__" and isinstance(values, dict):
-                        ran[node] = {
-                            k: _brief(v)
-                            for k, v in values.items()
-                            if k not in ("usage", "usage_by_node")
-                        }
-            graph_input, thread = (
-                None,
-                thread_config(thread_id),
-            )  # continue from the newest checkpoint
-            snapshot = await graph.aget_state(thread)
-            nxt = list(snapshot.next)
-            emit(
-                {
-                    "ran": ran,
-                    "next": nxt or [END_NAME],
-                    "checkpoint": snapshot.config["configurable"]["checkpoint_id"],
-                    "status": snapshot.values.get("status"),
-                }
+    async with open_run(config, out_dir, spec=spec) as run:
+        if not await run.store.board.hold(thread_id):
+            raise ConfigError(
+                f"thread {thread_id} is being run by a worker; step it once the run is over"
             )
-            if not nxt:
+        try:
+            return await _step(run, thread_id, from_checkpoint, patch, until, emit, ask)
+        finally:
+            await run.store.board.release(thread_id)
+
+
+async def _step(
+    run: OpenRun,
+    thread_id: str,
+    from_checkpoint: str | None,
+    patch: dict[str, Any] | None,
+    until: str | None,
+    emit: Callable[[dict[str, Any]], None],
+    ask: Callable[[], str] | None,
+) -> dict[str, Any]:
+    graph = run.instructions
+    snapshot = await graph.aget_state(thread_config(thread_id))
+    graph_input: Any = None
+    if not snapshot.values:
+        graph_input = await _start_input(run, thread_id)
+        if patch:
+            graph_input = graph_input.model_copy(update=patch)
+            patch = None
+    thread = thread_config(thread_id, from_checkpoint)
+    if from_checkpoint and not (await graph.aget_state(thread)).values:
+        raise ConfigError(f"no checkpoint {from_checkpoint} in thread {thread_id}")
+    if patch:
+        thread = await _apply_edits(run, thread, patch)
+        emit({"edited": patch, "checkpoint": thread["configurable"]["checkpoint_id"]})
+
+    while True:
+        ran: dict[str, Any] = {}
+        async for update in graph.astream(
+            graph_input,
+            thread,
+            context=run.context,
+            stream_mode="updates",
+            interrupt_after="*",
+            durability="sync",
+        ):
+            for node, values in update.items():
+                if node != "__interrupt__" and isinstance(values, dict):
+                    ran[node] = {
+                        k: _brief(v)
+                        for k, v in values.items()
+                        if k not in ("usage", "usage_by_node")
+                    }
+        graph_input, thread = (
+            None,
+            thread_config(thread_id),
+        )  # continue from the newest checkpoint
+        snapshot = await graph.aget_state(thread)
+        nxt = list(snapshot.next)
+        emit(
+            {
+                "ran": ran,
+                "next": nxt or [END_NAME],
+                "checkpoint": snapshot.config["configurable"]["checkpoint_id"],
+                "status": snapshot.values.get("status"),
+            }
+        )
+        if not nxt:
+            break
+        if until is not None:
+            if until in ran:
                 break
-            if until is not None:
-                if until in ran:
-                    break
-                continue
-            if ask is None:
-                break
+            continue
+        if ask is None:
+            break
+        answer = ask().strip()
+        while answer.startswith("set "):
+            try:
+                field, value = parse_assignment(answer[4:])
+                thread = await _apply_edits(run, thread, {field: value})
+            except ConfigError as exc:  # a typo at the prompt: say so, ask again
+                emit({"error": str(exc)})
+            else:
+                checkpoint = thread["configurable"]["checkpoint_id"]
+                emit({"edited": {field: value}, "checkpoint": checkpoint})
             answer = ask().strip()
-            while answer.startswith("set "):
-                try:
-                    field, value = parse_assignment(answer[4:])
-                    thread = await _apply_edits(run, thread, {field: value})
-                except ConfigError as exc:  # a typo at the prompt: say so, ask again
-                    emit({"error": str(exc)})
-                else:
-                    checkpoint = thread["configurable"]["checkpoint_id"]
-                    emit({"edited": {field: value}, "checkpoint": checkpoint})
-                answer = ask().strip()
-            if answer in ("q", "quit"):
-                break
-            if answer in ("c", "continue"):
-                until = END_NAME
-        final = await graph.aget_state(thread_config(thread_id))
-        return {"id": thread_id, "status": final.values.get("status"), "next": list(final.next)}
+        if answer in ("q", "quit"):
+            break
+        if answer in ("c", "continue"):
+            until = END_NAME
+    final = await graph.aget_state(thread_config(thread_id))
+    return {"id": thread_id, "status": final.values.get("status"), "next": list(final.next)}

@@ -16,7 +16,7 @@ from langgraph.types import Overwrite
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
 from codeclm.engine.threads import Graph, RunStats, stream_thread
-from codeclm.graph import thread_config
+from codeclm.graph import PREPARE_THREAD, thread_config
 from codeclm.methods import method_spec
 from codeclm.nodes.planning import (
     Acceptance,
@@ -24,8 +24,6 @@ from codeclm.nodes.planning import (
     with_rubrics,
 )
 from codeclm.state import BasicInstruction, InstructionState, MetadataEntry, PrepareState, Seed
-
-PREPARE_THREAD = "prepare"
 
 
 def initial_state(entry: MetadataEntry | None, instruction: BasicInstruction) -> InstructionState:

@@ -17,20 +17,26 @@ from codeclm.llm.client import RoleModel
 from codeclm.outputs import EVAL_JSON, RUN_JSON
 from codeclm.records import Counts, RunRecord
 from codeclm.state import InstructionState, PrepareState, TokenUsage, add_usage
+from codeclm.store import StoreSpec, redact_url
 
 
-def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
-    """Refuse to continue a run in ``out_dir`` that was started with other settings."""
+def check_folder(out_dir: Path, config: RunConfig) -> None:
+    """Refuse a folder that holds an evaluation, or a run started with other settings."""
     if (out_dir / EVAL_JSON).is_file():
         raise ConfigError(f"{out_dir} holds an evaluation, not a run; use another --out")
     path = out_dir / RUN_JSON
-    if not path.is_file():
+    previous = RunRecord.read(path) if path.is_file() else None
+    check_fingerprint(previous, config, str(out_dir))
+
+
+def check_fingerprint(previous: RunRecord | None, config: RunConfig, where: str) -> None:
+    """Refuse to continue a run (recorded as ``previous``) started with other settings."""
+    if previous is None:
         return
-    previous = RunRecord.read(path)
     if previous.fingerprint != config.fingerprint():
         keys = differing_keys(previous.config_fingerprinted, config.fingerprint_fields())
         raise ConfigError(
-            f"{out_dir} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
+            f"{where} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
             "use the same settings to resume it, or another --out"
         )
     recorded = previous.config
@@ -38,7 +44,7 @@ def check_fingerprint(out_dir: Path, config: RunConfig) -> None:
         before, now = recorded.get(key), getattr(config, key)
         if isinstance(before, int) and now < before:
             raise ConfigError(
-                f"{out_dir} holds a run of --{key} {before}; a run can grow but not shrink "
+                f"{where} holds a run of --{key} {before}; a run can grow but not shrink "
                 f"(--{key} {now}); use {before} or more, or another --out"
             )
 
@@ -78,6 +84,7 @@ def run_record(
     started: float,
     models: dict[str, RoleModel],
     inputs: dict[str, str | None],
+    spec: StoreSpec | None = None,
 ) -> RunRecord:
     usage = add_usage(dict(prepared.usage), totals.usage)
     usage_by_node = add_usage(dict(prepared.usage_by_node), totals.usage_by_node)
@@ -88,6 +95,8 @@ def run_record(
         config=config.model_dump(mode="json"),
         config_fingerprinted=config.fingerprint_fields(),
         inputs=inputs,
+        store=redact_url(spec.url) if spec else None,
+        run_name=spec.run if spec and spec.shared else None,
         models=models_record(config, models),
         counts=totals.counts.model_copy(
             update={

@@ -1,9 +1,10 @@
-"""A whole run: the 'prepare' thread streaming instructions into a pool of thread workers.
+"""A whole run: the 'prepare' thread publishing instructions to a pool of thread workers.
 
-Each instruction is its own LangGraph thread in one SQLite checkpoint DB, so a failing
-instruction never cancels or re-runs another, and a re-run of the same command picks up
-where the last one stopped. Instruction threads start as soon as their entry is ready,
-while the 'prepare' pass goes on; the workers and the prepare tasks share ``--concurrency``.
+Each instruction is its own LangGraph thread in the run's store, so a failing instruction
+never cancels or re-runs another, and a re-run of the same command picks up where the last
+one stopped. Instruction threads start as soon as their entry is ready, while the 'prepare'
+pass goes on; the workers and the prepare tasks share ``--concurrency``. With a shared store
+(PostgreSQL) any number of processes work on one run, each taking threads off its board.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from codeclm.config import RunConfig
+from codeclm.config import ConfigError, RunConfig, resolve_settings
 from codeclm.context import PipelineContext
 from codeclm.engine.prepare import initial_state, prepare_stream, ready
-from codeclm.engine.record import Totals, check_fingerprint, run_record
+from codeclm.engine.record import Totals, check_fingerprint, check_folder, run_record
 from codeclm.engine.results import write_outputs
-from codeclm.engine.threads import FINISHED, Job, RunStats, run_threads
+from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
 from codeclm.engine.workspace import OpenRun, open_run
+from codeclm.graph import PREPARE_THREAD, thread_config
 from codeclm.methods import method_spec
 from codeclm.outputs import (
     DATASET,
@@ -36,6 +39,7 @@ from codeclm.outputs import (
 from codeclm.records import Counts, RunRecord
 from codeclm.seeds import check_fits_context
 from codeclm.state import MetadataEntry, PrepareState, Seed, TokenUsage
+from codeclm.store import LeaseLost, StoreSpec, open_store
 
 log = logging.getLogger("codeclm")
 
@@ -103,46 +107,81 @@ def _seeds_fit(
     return check
 
 
-async def _prepare_and_run(
-    run: OpenRun,
-    seeds: list[Seed],
-    user_metadata: list[MetadataEntry],
-    stats: RunStats,
-    latest: list[PrepareState],
+async def _prepare_duty(
+    run: OpenRun, seeds: list[Seed], user_metadata: list[MetadataEntry], stats: RunStats
 ) -> None:
-    """The prepare pass feeding the instruction workers as instructions become ready."""
-    config = run.context.config
-    queue: asyncio.Queue[Job | None] = asyncio.Queue()
-    started: set[str] = set()
-    stats.total = config.instructions
-
-    async def feed() -> None:
+    """The 'prepare' pass, whenever this process holds it (one process: always; shared: the
+    worker that takes it, or takes it over), publishing instructions as they become ready."""
+    board = run.store.board
+    while not await board.prepare_done():
+        if not await board.take_prepare():
+            await asyncio.sleep(board.poll_seconds * 4)  # another worker has it
+            continue
+        published: set[str] = set()
         try:
             stream = prepare_stream(run.prepare, run.context, seeds, user_metadata, stats)
-            async for state, ready_now in stream:
-                latest[0] = state
-                for entry, item in ready_now:
-                    if item.id not in started:
-                        if not started:  # the first thread starts; the pass may go on
-                            stats.enter("answering, judging and improving instructions")
-                            log.info(stats.phase)
-                        started.add(item.id)
-                        queue.put_nowait((item.id, partial(initial_state, entry, item)))
-            stats.total = len(started)
-        finally:
-            for _ in range(config.concurrency):
-                queue.put_nowait(None)
+            async for _, ready_now in stream:
+                jobs = [
+                    (item.id, partial(initial_state, entry, item))
+                    for entry, item in ready_now
+                    if item.id not in published
+                ]
+                if jobs:
+                    if not published:  # the first thread starts; the pass may go on
+                        stats.enter("answering, judging and improving instructions")
+                        log.info(stats.phase)
+                    published.update(job_id for job_id, _ in jobs)
+                    await board.publish(jobs)
+        except LeaseLost as exc:  # another worker took the pass over: it goes on from there
+            log.warning("%s", exc)
+            continue
+        await board.prepare_finished()
 
-    workers = run_threads(
-        run.instructions,
-        run.context,
-        queue,
-        stats,
-        method_spec(config.method).restart_from,
-        FINISHED,
-        workers=config.concurrency,
+
+async def work(
+    run: OpenRun, seeds: list[Seed], user_metadata: list[MetadataEntry], stats: RunStats
+) -> None:
+    """This process's share of the run, until the run has no work left: the 'prepare' pass
+    when it holds it, and instruction threads from the board, ``--concurrency`` at a time."""
+    config = run.context.config
+    stats.total = config.instructions
+    await gather_or_cancel(
+        _prepare_duty(run, seeds, user_metadata, stats),
+        run_threads(
+            run.instructions,
+            run.context,
+            run.store.board,
+            stats,
+            method_spec(config.method).restart_from,
+            FINISHED,
+            workers=config.concurrency,
+        ),
     )
-    await asyncio.gather(feed(), workers)
+
+
+async def prepared_state(run: OpenRun) -> PrepareState:
+    """The 'prepare' thread's latest state, whichever process wrote it."""
+    snapshot = await run.prepare.aget_state(thread_config(PREPARE_THREAD))
+    return PrepareState.model_validate(snapshot.values) if snapshot.values else PrepareState()
+
+
+async def write_run(
+    run: OpenRun, out_dir: Path, started: float, inputs: dict[str, str | None], spec: StoreSpec
+) -> tuple[RunRecord, PrepareState]:
+    """The run's files (metadata, dataset, dropped, failed, run.json), rebuilt whole from
+    the store; the record is kept in the store too."""
+    config = run.context.config
+    prepared = await prepared_state(run)
+    items = [item for _, item in ready(prepared)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / METADATA, prepared.pool)
+    totals = await write_outputs(run.instructions, items, out_dir, config.dedup)
+    record = run_record(config, prepared, totals, started, run.models, inputs, spec)
+    record.checkpointing = run.store.checkpoint_stats()
+    write_json(out_dir / RUN_JSON, record)
+    if run.store.shared:
+        await run.store.save_record(record)
+    return record, prepared
 
 
 async def execute(
@@ -154,42 +193,83 @@ async def execute(
     stats: RunStats,
     inputs: dict[str, str | None] | None = None,
     seed_locations: list[str] | None = None,
+    spec: StoreSpec | None = None,
 ) -> RunResult:
-    """Run (or resume) the whole pipeline into ``out_dir`` and write its outputs.
+    """Run (or resume) the whole pipeline and write its outputs into ``out_dir``.
 
-    ``seed_locations``: where each seed stands in its file (``file:line``), for messages.
+    ``spec``: a shared store (PostgreSQL) this process works on as one of its workers;
+    None keeps everything in ``out_dir``. ``seed_locations``: where each seed stands in its
+    file (``file:line``), for messages.
     """
     started = time.monotonic()
     inputs = inputs or {}
-    check_fingerprint(out_dir, config)
+    spec = spec or StoreSpec()
+    if not spec.shared:
+        check_folder(out_dir, config)
     if config.dedup:
         from codeclm.analysis.embeddings import model_dir
 
         model_dir()  # the embedding model is there, before anything runs
 
-    async with open_run(config, out_dir, _seeds_fit(config, seeds, seed_locations)) as run:
-        # Record the settings first, so a later run against this folder is checked.
-        write_json(
-            out_dir / RUN_JSON,
-            run_record(config, PrepareState(), Totals(), started, run.models, inputs),
-        )
+    check = _seeds_fit(config, seeds, seed_locations)
+    async with open_run(config, out_dir, check, spec) as run:
+        if spec.shared:
+            check_fingerprint(await run.store.read_record(), config, spec.describe())
+            await run.store.save_inputs(
+                {
+                    "seeds": [seed.model_dump(mode="json") for seed in seeds],
+                    "user_metadata": [e.model_dump(mode="json") for e in user_metadata],
+                }
+            )
+        # Record the settings first, so a later run (or worker) is checked against them.
+        first = run_record(config, PrepareState(), Totals(), started, run.models, inputs, spec)
+        await run.store.save_record(first)
+        if spec.shared:  # the folder names the store, for resume, inspect and step
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / RUN_JSON, first)
+        await run.store.board.reopen()
         stats.enter("preparing metadata, rubrics and instructions")
         log.info(stats.phase)
-        latest = [PrepareState()]
         try:
-            await _prepare_and_run(run, seeds, user_metadata, stats, latest)
+            await work(run, seeds, user_metadata, stats)
         finally:  # on Ctrl-C too: whatever has finished is written out
-            prepared = latest[0]
-            items = [item for _, item in ready(prepared)]
-            write_jsonl(out_dir / METADATA, prepared.pool)
-            totals = await write_outputs(run.instructions, items, out_dir, config.dedup)
-            record = run_record(config, prepared, totals, started, run.models, inputs)
-            record.checkpointing = run.saver.stats()
-            write_json(out_dir / RUN_JSON, record)
-        if not items:
+            record, prepared = await write_run(run, out_dir, started, inputs, spec)
+        if not ready(prepared):
             reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
             raise RunError(
                 f"no instructions were produced ({reasons or 'empty pool'}); "
                 "run the same command again to retry what failed"
             )
     return RunResult(out_dir=out_dir, record=record)
+
+
+async def join(
+    spec: StoreSpec,
+    stats: RunStats,
+    *,
+    out_dir: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunResult | None:
+    """``codeclm worker``: work on a shared run until it has no work left, with the
+    settings and inputs its ``codeclm run`` stored; with ``out_dir``, write the outputs."""
+    async with open_store(spec, None) as store:
+        record = await store.read_record()
+        inputs = await store.read_inputs()
+    if record is None or not record.config:
+        raise ConfigError(
+            f"no run {spec.run!r} in {spec.describe()}: start it with "
+            f"codeclm run SEEDS --out DIR --store URL --run {spec.run}"
+        )
+    config = resolve_settings(RunConfig, record.config, overrides or {}, spec.describe())
+    seeds = [Seed.model_validate(seed) for seed in inputs.get("seeds", [])]
+    metadata = [MetadataEntry.model_validate(e) for e in inputs.get("user_metadata", [])]
+    started = time.monotonic()
+    async with open_run(config, out_dir, spec=spec) as run:
+        stats.enter("working on the run's threads")
+        log.info(stats.phase)
+        try:
+            await work(run, seeds, metadata, stats)
+        finally:
+            if out_dir is not None:
+                record, _ = await write_run(run, out_dir, started, record.inputs, spec)
+    return RunResult(out_dir=out_dir, record=record) if out_dir is not None else None

@@ -8,7 +8,8 @@ failed node again (``durability="sync"``: after a hard kill only the node in fli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -18,13 +19,15 @@ from pydantic import BaseModel
 
 from codeclm.graph import thread_config
 from codeclm.state import TokenUsage, add_usage
+from codeclm.store import Board, Job, LeaseLost
+
+log = logging.getLogger("codeclm")
 
 FINISHED = ("kept", "dropped", "failed")
 """An instruction thread's final statuses."""
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
-Job = tuple[str, Callable[[], BaseModel]]
-"""A thread id and how to build its first state (called only for a thread never started)."""
+__all__ = ["FINISHED", "Graph", "Job", "RunStats", "finish_thread", "run_threads"]
 
 
 @dataclass
@@ -108,29 +111,29 @@ async def reset_failed(
 async def run_threads(
     graph: Graph,
     context: Any,
-    jobs: Iterable[Job] | asyncio.Queue[Job | None],
+    board: Board,
     stats: RunStats,
     restart_from: Mapping[str, tuple[str, str]],
     finished: tuple[str, ...],
     workers: int,
 ) -> None:
-    """Each job's thread to its end, ``workers`` of them taking jobs in turn.
+    """Each thread the board hands out, to its end; ``workers`` of them at a time.
 
-    ``jobs`` is a list, or a queue fed while the workers run (``None`` ends it: put one per
-    worker). A fixed set of workers, not one task per job: memory does not grow with the run.
+    A fixed set of workers, not one task per thread: memory does not grow with the run.
+    A thread whose lease ran out (another worker has it now) is left alone.
     """
-    queue = iter(jobs) if not isinstance(jobs, asyncio.Queue) else None
-
-    async def next_job() -> Job | None:
-        if queue is not None:
-            return next(queue, None)
-        return await cast(asyncio.Queue[Job | None], jobs).get()
 
     async def worker() -> None:
-        while (job := await next_job()) is not None:
-            await one(*job)
+        while (job := await board.claim()) is not None:
+            thread_id, start_state = job
+            try:
+                outcome = await one(thread_id, start_state)
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+                continue
+            await board.finish(thread_id, outcome)
 
-    async def one(thread_id: str, start_state: Callable[[], BaseModel]) -> None:
+    async def one(thread_id: str, start_state: Callable[[], BaseModel]) -> str:
         config = thread_config(thread_id)
         snapshot = await graph.aget_state(config)
         status = snapshot.values.get("status")
@@ -140,7 +143,7 @@ async def run_threads(
         # kill fell after a step's tasks wrote their results but before its checkpoint.
         elif status in finished:
             stats.count(snapshot.values)  # finished in an earlier run
-            return
+            return str(status)
         start = None if snapshot.values else start_state()
         stats.in_flight += 1
         try:
@@ -148,5 +151,19 @@ async def run_threads(
         finally:
             stats.in_flight -= 1
         stats.count(final)
+        return str(final.get("status"))
 
-    await asyncio.gather(*(worker() for _ in range(workers)))
+    await gather_or_cancel(*(worker() for _ in range(workers)))
+
+
+async def gather_or_cancel(*work: Coroutine[Any, Any, Any]) -> None:
+    """Run ``work`` together; when one raises (or all are cancelled), cancel the rest and
+    wait for them, so nothing runs on after the store it writes to is closed."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

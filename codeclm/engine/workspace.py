@@ -1,7 +1,7 @@
-"""An output folder opened for work: models, response cache, checkpointer and graphs.
+"""A run opened for work: models, store (checkpoints, cache, board) and graphs.
 
-Nothing is written to the folder before every endpoint answered the start-up preflight and
-the inputs were checked against what it reported (each role's context size).
+Nothing is written before every endpoint answered the start-up preflight and the inputs
+were checked against what it reported (each role's context size).
 """
 
 from __future__ import annotations
@@ -9,40 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from codeclm.config import ModelSettings, RunConfig
 from codeclm.context import PipelineContext
-from codeclm.graph import (
-    TimedSqliteSaver,
-    build_instruction_graph,
-    build_prepare_graph,
-    open_checkpointer,
-    retry_policy,
-)
-from codeclm.llm.cache import ResponseCache
+from codeclm.graph import build_instruction_graph, build_prepare_graph, retry_policy
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
-from codeclm.outputs import CACHE, CHECKPOINTS
 from codeclm.prompts import Prompts, load_prompts
 from codeclm.records import ModelRecord
-
-
-def redact_url(url: str | None) -> str | None:
-    """Drop any user:password@ from a base URL before it is written anywhere."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+from codeclm.store import Store, StoreSpec, open_store, redact_url
 
 
 def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, ModelRecord]:
@@ -59,42 +41,41 @@ def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[s
 
 @dataclass
 class Workspace:
-    """An output folder opened for work: the roles' models, prompts and the checkpointer."""
+    """A command's roles' models, prompts, retry policy and store."""
 
     models: dict[str, RoleModel]
     prompts: Prompts
     retry: RetryPolicy
-    saver: TimedSqliteSaver
+    store: Store
 
 
 @asynccontextmanager
 async def open_workspace(
     config: ModelSettings,
-    out_dir: Path,
+    out_dir: Path | None,
     check_inputs: Callable[[dict[str, RoleModel], Prompts], None] = lambda m, p: None,
+    spec: StoreSpec | None = None,
+    fenced: bool = True,
 ) -> AsyncIterator[Workspace]:
-    """Models (and the embedded server if needed), response cache and checkpointer.
+    """Models (and the embedded server if needed) and the store (SQLite in ``out_dir``
+    unless ``spec`` names a shared one).
 
     Nothing is written before the endpoints answered the preflight and ``check_inputs``
     (which sees each role's context size) accepted the input.
     """
     prompts = load_prompts(config.prompts_dir)
     shared_limit = asyncio.Semaphore(config.concurrency)
-    cache = ResponseCache(out_dir / CACHE) if config.cache else None
-    with role_models(config, shared_limit, cache) as built:  # a missing key fails here
+    with role_models(config, shared_limit) as built:  # a missing key fails here
         try:
             models = await preflight(built, config)
             check_inputs(models, prompts)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if cache is not None:
-                await cache.open()
-            try:
-                async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-                    retry = retry_policy(config.attempts, config.backoff)
-                    yield Workspace(models=models, prompts=prompts, retry=retry, saver=saver)
-            finally:
-                if cache is not None:
-                    await cache.close()
+            async with open_store(
+                spec or StoreSpec(), out_dir, workers=config.concurrency, fenced=fenced
+            ) as store:
+                if config.cache:
+                    models = {r: replace(m, cache=store.cache) for r, m in models.items()}
+                retry = retry_policy(config.attempts, config.backoff)
+                yield Workspace(models=models, prompts=prompts, retry=retry, store=store)
         finally:
             for model in built.values():
                 await model.aclose()
@@ -102,13 +83,13 @@ async def open_workspace(
 
 @dataclass
 class OpenRun:
-    """A run folder opened for work: models, checkpointer and both compiled graphs."""
+    """A run opened for work: models, store and both compiled graphs."""
 
     context: PipelineContext
     models: dict[str, RoleModel]
     prepare: CompiledStateGraph[Any, Any, Any, Any]
     instructions: CompiledStateGraph[Any, Any, Any, Any]
-    saver: TimedSqliteSaver
+    store: Store
 
 
 def run_context(
@@ -122,18 +103,23 @@ def run_context(
 @asynccontextmanager
 async def open_run(
     config: RunConfig,
-    out_dir: Path,
+    out_dir: Path | None,
     check_inputs: Callable[[PipelineContext], None] = lambda context: None,
+    spec: StoreSpec | None = None,
 ) -> AsyncIterator[OpenRun]:
     """A workspace with the run's two graphs, the instruction graph of the run's method."""
     async with open_workspace(
-        config, out_dir, lambda models, prompts: check_inputs(run_context(config, models, prompts))
+        config,
+        out_dir,
+        lambda models, prompts: check_inputs(run_context(config, models, prompts)),
+        spec,
     ) as space:
         graph = build_instruction_graph(space.retry, config.method, evol_rounds=config.evol_rounds)
+        saver = space.store.saver
         yield OpenRun(
             context=run_context(config, space.models, space.prompts),
             models=space.models,
-            prepare=build_prepare_graph(space.retry).compile(checkpointer=space.saver),
-            instructions=graph.compile(checkpointer=space.saver),
-            saver=space.saver,
+            prepare=build_prepare_graph(space.retry).compile(checkpointer=saver),
+            instructions=graph.compile(checkpointer=saver),
+            store=space.store,
         )

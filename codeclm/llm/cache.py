@@ -1,4 +1,5 @@
-"""A prompt-keyed response cache next to the checkpoints (``DIR/llm_cache.sqlite``).
+"""A prompt-keyed response cache beside the checkpoints (``DIR/llm_cache.sqlite``, or a
+table of the PostgreSQL store).
 
 Any node may run twice: after a kill mid-node, on a retry of its sibling, on a replay or a
 fork. The cache makes the second run free: a request identical to one already answered
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,26 @@ def request_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class ResponseCache:
+class ResponseCache(ABC):
+    """Replies by request key; every write is durable when ``put`` returns."""
+
+    @abstractmethod
+    async def get(self, key: str) -> tuple[str, TokenUsage] | None:
+        """The stored reply and its usage, or None."""
+
+    @abstractmethod
+    async def put(self, key: str, content: str, usage: TokenUsage) -> None:
+        """Store a validated reply (a second put of the same key keeps one)."""
+
+
+class SqliteResponseCache(ResponseCache):
     """SQLite-backed; one connection, WAL, each write committed at once."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
-        self.hits = 0
 
-    async def open(self) -> ResponseCache:
+    async def open(self) -> SqliteResponseCache:
         self._conn = await aiosqlite.connect(str(self.path), timeout=30)
         await self._conn.execute("PRAGMA journal_mode=WAL")
         await self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -60,7 +73,6 @@ class ResponseCache:
             row = await cursor.fetchone()
         if row is None:
             return None
-        self.hits += 1
         return row[0], TokenUsage.model_validate_json(row[1])
 
     async def put(self, key: str, content: str, usage: TokenUsage) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from codeclm.config import ModelSettings
-from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel, make_role_model
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 
@@ -16,13 +15,10 @@ from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 def role_models(
     config: ModelSettings,
     shared_limit: asyncio.Semaphore | None = None,
-    cache: ResponseCache | None = None,
 ) -> Iterator[dict[str, RoleModel]]:
     """Every role's model; starts the embedded server if any role has no model set."""
     models = {
-        role: make_role_model(
-            role, config.role(role), seed=config.seed, shared_limit=shared_limit, cache=cache
-        )
+        role: make_role_model(role, config.role(role), seed=config.seed, shared_limit=shared_limit)
         for role in config.ROLES
         if not config.role(role).embedded
     }  # built first, so a missing API key is reported before any server starts
@@ -40,6 +36,5 @@ def role_models(
                     model=EMBEDDED_MODEL_NAME,
                     api_key="embedded",
                     shared_limit=shared_limit,
-                    cache=cache,
                 )
         yield {role: models[role] for role in config.ROLES}

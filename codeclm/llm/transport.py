@@ -10,6 +10,9 @@ and raises the SDK's own exception classes, so retries and error records are unc
 from __future__ import annotations
 
 import json
+import os
+import socket
+from functools import cache
 from typing import Any
 
 import aiohttp
@@ -17,6 +20,16 @@ import httpx2
 import openai
 
 from codeclm.llm.parsing import UnparseableReply
+
+
+@cache
+def worker_id() -> str:
+    """This process, as leases and providers' logs name it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+WORKER_HEADER = "X-Codeclm-Worker"
+"""Sent with every call: a provider's logs (and the test mock) can tell workers apart."""
 
 
 class ChatTransport:
@@ -30,6 +43,7 @@ class ChatTransport:
             for key, value in {**client.default_headers, **client.auth_headers}.items()
             if isinstance(value, str)
         }
+        self.headers[WORKER_HEADER] = worker_id()
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
