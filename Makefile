@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,20 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the report rendering test"
 	$(APT) install chromium >/dev/null || ($(APT) update >/dev/null && $(APT) install chromium >/dev/null)
 
+# The scale-out tests start a real PostgreSQL server (as an unprivileged user, in a
+# temporary folder): Debian's package, installed once when missing.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the scale-out tests"; \
+	  $(APT) install postgresql >/dev/null || \
+	  ($(APT) update >/dev/null && $(APT) install postgresql >/dev/null); }
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/codeclm run codeclm/examples/seeds.jsonl --config codeclm/examples/demo.toml --out runs/demo
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) postgresql
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -11,6 +11,7 @@ import pytest
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.cli import main
+from tests.postgres_server import PostgresServer
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
@@ -91,3 +92,11 @@ def seeds_file(tmp_path: Path) -> Path:
             "Explain compound interest to a teenager.",
         ],
     )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's binaries, a temporary folder)."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()

@@ -78,6 +78,10 @@ class Request:
     """The fault injected into it, if any ('503', 'invalid_json', 'hang', '429', 'refusal')."""
     seed: int | None = None
     """The sampling seed the client sent."""
+    worker: str | None = None
+    """The client process (its ``X-Codeclm-Worker`` header: ``host:pid``)."""
+    answered_at: float | None = None
+    """``time.monotonic()`` when its answer was ready to send; None: never answered."""
 
 
 @dataclass
@@ -297,10 +301,13 @@ class MockLLM:
             roll -= rate
         return None
 
-    async def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _chat(
+        self, body: dict[str, Any], worker: str | None = None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
         response_format = body.get("response_format") or {}
         fault = self._draw_fault(bool(response_format))
+        request = None
         if self.record:
             request = Request(
                 model=body["model"],
@@ -310,12 +317,15 @@ class MockLLM:
                 at=time.monotonic(),
                 fault=fault,
                 seed=body.get("seed"),
+                worker=worker,
             )
             with self.lock:
                 self.requests.append(request)
         if fault == "hang":
             return -1, {}, {}
         if fault == "429":
+            if request is not None:
+                request.answered_at = time.monotonic()
             error = {"error": {"message": "rate limit reached", "type": "rate_limit"}}
             return 429, error, {"Retry-After": f"{self.retry_after:g}"}
         assert self._slots is not None
@@ -330,6 +340,8 @@ class MockLLM:
                     await asyncio.sleep(self.slow_seconds)
             finally:
                 self.in_flight[model] -= 1
+        if request is not None:
+            request.answered_at = time.monotonic()
         if fault == "503":
             return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
         content, finish_reason = self.reply(body)
@@ -393,7 +405,7 @@ class MockLLM:
             assert self.stop_pid is not None
             os.kill(self.stop_pid, self.stop_signal)
             return -1, {}, {}  # this request is never answered: it was in flight
-        return await self._chat(request)
+        return await self._chat(request, headers.get("x-codeclm-worker"))
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one keep-alive connection, request after request."""

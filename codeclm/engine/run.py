@@ -243,6 +243,10 @@ async def execute(
     return RunResult(out_dir=out_dir, record=record)
 
 
+JOIN_WAIT_SECONDS = 60.0
+"""How long ``codeclm worker`` waits for a run that has not started yet."""
+
+
 async def join(
     spec: StoreSpec,
     stats: RunStats,
@@ -251,9 +255,18 @@ async def join(
     overrides: dict[str, Any] | None = None,
 ) -> RunResult | None:
     """``codeclm worker``: work on a shared run until it has no work left, with the
-    settings and inputs its ``codeclm run`` stored; with ``out_dir``, write the outputs."""
+    settings and inputs its ``codeclm run`` stored; with ``out_dir``, write the outputs.
+
+    Workers may start before the run (a Job's pods all start at once): a worker waits up to
+    ``JOIN_WAIT_SECONDS`` for the run's record to appear.
+    """
+    deadline = time.monotonic() + JOIN_WAIT_SECONDS
     async with open_store(spec, None) as store:
-        record = await store.read_record()
+        while (record := await store.read_record()) is None and time.monotonic() < deadline:
+            if stats.phase != "waiting for the run to start":
+                stats.enter("waiting for the run to start")
+                log.info("%s: %s", spec.run, stats.phase)
+            await asyncio.sleep(1.0)
         inputs = await store.read_inputs()
     if record is None or not record.config:
         raise ConfigError(

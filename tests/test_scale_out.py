@@ -1,0 +1,167 @@
+"""One run in PostgreSQL (``--store``): the same data as SQLite, shared by many workers.
+
+Against a real PostgreSQL server (Debian's, started by the ``postgres`` fixture) and the
+loopback mock; workers are real ``codeclm worker`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from codeclm.bench.mock_llm import MockLLM
+from codeclm.cli import main
+from tests.conftest import SECRET, mock_args, read_jsonl, run_cli, write_seeds
+from tests.postgres_server import PASSWORD, PostgresServer
+
+SEEDS = [
+    "Write a Python function that merges two sorted lists.",
+    "Explain how to reset a forgotten email password.",
+    "Draft a polite reply to a customer asking for a refund.",
+    "Summarise the causes of the French Revolution in three bullet points.",
+]
+
+
+def _seeds(tmp_path: Path) -> Path:
+    return write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+
+
+def _schema_rows(postgres: PostgresServer, run: str, sql: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(postgres.url()) as conn:
+        conn.execute(f'SET search_path TO "codeclm_{run}"')
+        return list(conn.execute(sql).fetchall())
+
+
+def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
+    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeds = _seeds(tmp_path)
+    options = {"instructions": 8, "concurrency": 4}
+    assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
+    calls_local = len(mock_llm.requests)
+
+    out = tmp_path / "shared"
+    assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **options) == 0
+    assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
+    assert len(read_jsonl(out / "dataset.jsonl")) > 0
+    assert len(mock_llm.requests) == 2 * calls_local  # no response came from the other cache
+    assert not (out / "checkpoints.sqlite").exists()  # the state is in PostgreSQL
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["run_name"] == "same"
+    assert record["store"] == f"postgresql://127.0.0.1:{postgres.port}/codeclm"
+    # the password appears nowhere: not in the folder, the output or the stored record
+    seen = capsys.readouterr()
+    for text in [seen.out, seen.err, *(p.read_text(errors="replace") for p in out.rglob("*"))]:
+        assert PASSWORD not in text and SECRET not in text
+    stored = _schema_rows(postgres, "same", "SELECT value FROM codeclm_run")
+    assert all(PASSWORD not in str(value) for (value,) in stored)
+
+    # every thread has one line of checkpoints: no two share a parent
+    forks = _schema_rows(
+        postgres,
+        "same",
+        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
+    )
+    assert forks == []
+
+    # a second run of the same command finds everything done: no call is made again
+    before = len(mock_llm.requests)
+    assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **options) == 0
+    assert len(mock_llm.requests) == before
+    assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
+
+
+def _codeclm(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "codeclm", *args],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_three_workers_one_killed_give_the_single_process_dataset(
+    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer
+) -> None:
+    """Three workers on one run, one ``kill -9``ed half way: its threads are taken up after
+    its leases expire; the data is byte-identical to one SQLite process's, no thread's
+    history forks, and the only calls paid twice are the ones it had in flight."""
+    seeds = _seeds(tmp_path)
+    mock_llm.latency = 0.25  # calls overlap, so the kill lands in the middle of nodes
+    options = {"instructions": 24, "concurrency": 4}
+    assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
+    single = len(mock_llm.requests)
+    mock_llm.requests.clear()
+
+    url, out = postgres.url(), tmp_path / "shared"
+    common = ["--lease-seconds", "2", "--quiet"]
+    workers = [
+        _codeclm(
+            "worker",
+            "--store",
+            url,
+            "--run",
+            "kill3",
+            "--concurrency",
+            "4",
+            *common,
+            log=tmp_path / f"worker{i}.log",
+        )
+        for i in range(2)
+    ]  # started first: a worker waits for its run to appear
+    runner = _codeclm(
+        "run",
+        str(seeds),
+        *mock_args(mock_llm, out, store=url, run="kill3", **options),
+        *common,
+        log=tmp_path / "run.log",
+    )
+    victim = workers[0]
+    victim_id = f"{socket.gethostname()}:{victim.pid}"
+    _wait_for(
+        lambda: (
+            len(mock_llm.requests) >= single // 2
+            and any(r.worker == victim_id for r in mock_llm.calls())
+        ),
+        120,
+        "half the calls, some of them the victim's",
+    )
+    victim.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert runner.wait(timeout=180) == 0, (tmp_path / "run.log").read_text()
+    assert workers[1].wait(timeout=60) == 0, (tmp_path / "worker1.log").read_text()
+    victim.wait()
+
+    local = (tmp_path / "local/dataset.jsonl").read_bytes()
+    assert (out / "dataset.jsonl").read_bytes() == local
+    forks = _schema_rows(
+        postgres,
+        "kill3",
+        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
+    )
+    assert forks == []
+    calls = mock_llm.calls()
+    by_victim = [r for r in calls if r.worker == victim_id]
+    # In flight: not answered before the kill (0.1 s of slack covers a reply the victim had
+    # received but not yet stored in the response cache when it died).
+    in_flight = [r for r in by_victim if r.answered_at is None or r.answered_at > killed_at - 0.1]
+    assert by_victim and all(r.at <= killed_at for r in by_victim)
+    assert len(calls) - single <= len(in_flight), (len(calls), single, len(in_flight))
+    # every worker did some of the work
+    assert len({r.worker for r in calls}) == 3
