@@ -240,14 +240,22 @@ async def awork(
     on_progress: Progress | None = None,
     stats: RunStats | None = None,
     lease_seconds: float = 30.0,
+    wait_seconds: float = 60.0,
     **overrides: Any,
 ) -> RunResult | None:
     """``codeclm worker`` as a coroutine: join the run ``run_name`` in ``store`` and work on
     it until nothing is left (``overrides``: pacing such as ``concurrency``); with ``out``,
-    write the run's outputs there at the end."""
+    write the run's outputs there at the end. A run not started yet is waited for up to
+    ``wait_seconds``."""
     spec = StoreSpec.of(store, run_name, None, lease_seconds)
     stats = stats or RunStats()
-    pending = join(spec, stats, out_dir=Path(out) if out else None, overrides=overrides)
+    pending = join(
+        spec,
+        stats,
+        out_dir=Path(out) if out else None,
+        overrides=overrides,
+        wait_seconds=wait_seconds,
+    )
     return await _with_progress(pending, stats, on_progress)
 
 

@@ -165,3 +165,96 @@ def test_three_workers_one_killed_give_the_single_process_dataset(
     assert len(calls) - single <= len(in_flight), (len(calls), single, len(in_flight))
     # every worker did some of the work
     assert len({r.worker for r in calls}) == 3
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_without_the_password(
+    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeds = _seeds(tmp_path)
+    wrong = postgres.url(password="not-the-password-55")
+    assert run_cli(seeds, mock_llm, tmp_path / "a", store=wrong) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("codeclm: error: cannot open the store postgresql://127.0.0.1:")
+    assert "password authentication failed" in err and "not-the-password-55" not in err
+    assert err.count("\n") == 1
+
+    closed = f"postgresql://codeclm:{PASSWORD}@127.0.0.1:1/codeclm"
+    assert main(["worker", "--store", closed, "--run", "x", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Connection refused" in err and PASSWORD not in err and err.count("\n") == 1
+
+    # a worker for a run that never started waits --wait seconds, then says how to start it
+    assert main(["worker", "--store", postgres.url(), "--run", "nope", "--wait", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no run 'nope'" in err and "codeclm run" in err and PASSWORD not in err
+
+    # a run name the store cannot key, and a store that is not PostgreSQL
+    assert run_cli(seeds, mock_llm, tmp_path / "b", store=postgres.url(), run="a b/c") == 2
+    assert run_cli(seeds, mock_llm, tmp_path / "c", store="sqlite:///x.db") == 2
+    assert "expected a postgresql://" in capsys.readouterr().err
+
+
+def test_a_worker_whose_lease_ran_out_cannot_write_behind_its_successor(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker paused past its lease (GC, a frozen VM) wakes up after another took its
+    thread: its next checkpoint write is refused, so the thread's history never forks."""
+    import asyncio
+
+    from langgraph.graph import END, START, StateGraph
+    from pydantic import BaseModel
+    from typing_extensions import TypedDict
+
+    import codeclm.store.postgres as pg
+    from codeclm.graph import thread_config
+    from codeclm.store import LeaseLost, StoreSpec, open_store
+
+    class Counter(TypedDict):
+        n: int
+
+    class Start(BaseModel):
+        n: int = 0
+
+    builder = StateGraph(Counter)
+    builder.add_node("one", lambda s: {"n": s["n"] + 1})
+    builder.add_node("two", lambda s: {"n": s["n"] + 10})
+    builder.add_edge(START, "one")
+    builder.add_edge("one", "two")
+    builder.add_edge("two", END)
+    spec = StoreSpec(url=postgres.url(), run="fence", lease_seconds=30)
+    thread = thread_config("t1")
+
+    async def scenario() -> None:
+        monkeypatch.setattr(pg, "worker_id", lambda: "worker-a")
+        async with open_store(spec, None) as a:
+            monkeypatch.setattr(pg, "worker_id", lambda: "worker-b")
+            async with open_store(spec, None) as b:
+                await a.board.reopen()
+                await a.board.publish([("t1", Start)])
+                assert (await a.board.claim()) is not None  # A holds t1
+                graph_a = builder.compile(checkpointer=a.saver)
+                graph_b = builder.compile(checkpointer=b.saver)
+                await graph_a.ainvoke({"n": 0}, thread, interrupt_after=["one"])
+                with pytest.raises(LeaseLost):  # B never claimed it: B cannot write
+                    await graph_b.ainvoke(None, thread)
+                async with a.pool.connection() as conn:  # A freezes past its lease
+                    await conn.execute(
+                        "UPDATE codeclm_leases SET expires_at = now() - interval '1 second'"
+                    )
+                claimed = await b.board.claim()
+                assert claimed is not None and claimed[0] == "t1"  # B takes the thread up
+                with pytest.raises(LeaseLost):  # A wakes up: its write is refused
+                    await graph_a.ainvoke(None, thread)
+                assert (await graph_b.ainvoke(None, thread))["n"] == 11  # B goes on
+                await b.board.finish("t1", "kept")
+
+    asyncio.run(scenario())
+    forks = _schema_rows(
+        postgres,
+        "fence",
+        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
+    )
+    assert forks == []
+    assert _schema_rows(
+        postgres, "fence", "SELECT outcome FROM codeclm_leases WHERE thread_id = 't1'"
+    ) == [("kept",)]

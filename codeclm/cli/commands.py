@@ -72,6 +72,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             out=args.out,
             on_progress=progress,
             lease_seconds=args.lease_seconds,
+            wait_seconds=args.wait,
             **overrides,
         )
     if result is not None:

@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
     worker.add_argument("--lease-seconds", type=float, default=30.0, metavar="S")
+    worker.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="wait this long for a run that has not started yet (default 60)",
+    )
     worker.add_argument("--quiet", action="store_true", help="no progress display")
 
     resume = commands.add_parser(

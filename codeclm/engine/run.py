@@ -243,24 +243,21 @@ async def execute(
     return RunResult(out_dir=out_dir, record=record)
 
 
-JOIN_WAIT_SECONDS = 60.0
-"""How long ``codeclm worker`` waits for a run that has not started yet."""
-
-
 async def join(
     spec: StoreSpec,
     stats: RunStats,
     *,
     out_dir: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    wait_seconds: float = 60.0,
 ) -> RunResult | None:
     """``codeclm worker``: work on a shared run until it has no work left, with the
     settings and inputs its ``codeclm run`` stored; with ``out_dir``, write the outputs.
 
     Workers may start before the run (a Job's pods all start at once): a worker waits up to
-    ``JOIN_WAIT_SECONDS`` for the run's record to appear.
+    ``wait_seconds`` for the run's record to appear.
     """
-    deadline = time.monotonic() + JOIN_WAIT_SECONDS
+    deadline = time.monotonic() + wait_seconds
     async with open_store(spec, None) as store:
         while (record := await store.read_record()) is None and time.monotonic() < deadline:
             if stats.phase != "waiting for the run to start":
