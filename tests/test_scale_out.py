@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -58,7 +59,7 @@ def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
 
     record = json.loads((out / "run.json").read_text())
     assert record["run_name"] == "same"
-    assert record["store"] == f"postgresql://127.0.0.1:{postgres.port}/codeclm"
+    assert record["store"] == f"postgresql://codeclm@127.0.0.1:{postgres.port}/codeclm"
     # the password appears nowhere: not in the folder, the output or the stored record
     seen = capsys.readouterr()
     for text in [seen.out, seen.err, *(p.read_text(errors="replace") for p in out.rglob("*"))]:
@@ -174,7 +175,7 @@ def test_a_store_that_cannot_be_opened_is_one_line_without_the_password(
     wrong = postgres.url(password="not-the-password-55")
     assert run_cli(seeds, mock_llm, tmp_path / "a", store=wrong) == 2
     err = capsys.readouterr().err
-    assert err.startswith("codeclm: error: cannot open the store postgresql://127.0.0.1:")
+    assert err.startswith("codeclm: error: cannot open the store postgresql://codeclm@127.0.0.1:")
     assert "password authentication failed" in err and "not-the-password-55" not in err
     assert err.count("\n") == 1
 
@@ -258,3 +259,68 @@ def test_a_worker_whose_lease_ran_out_cannot_write_behind_its_successor(
     assert _schema_rows(
         postgres, "fence", "SELECT outcome FROM codeclm_leases WHERE thread_id = 't1'"
     ) == [("kept",)]
+
+
+def test_inspect_step_resume_report_and_export_on_a_postgresql_run(
+    tmp_path: Path,
+    mock_llm: MockLLM,
+    postgres: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mock_llm.judge_rule = lambda instruction: (5, 5)  # every instruction is dropped
+    out = tmp_path / "run"
+    options = {"instructions": 2, "metadata": 2, "max_iterations": 2}
+    assert run_cli(_seeds(tmp_path), mock_llm, out, store=postgres.url(), run="dbg", **options) == 0
+    # run.json names the store without its password: libpq takes it from PGPASSWORD
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+
+    def json_of(*argv: str) -> Any:
+        capsys.readouterr()
+        assert main(list(argv)) == 0
+        return json.loads(capsys.readouterr().out)
+
+    listing = json_of("inspect", str(out), "--json")
+    assert listing["prepare"] == "done" and listing["counts"] == {"dropped": 2}
+    thread = listing["threads"][0]["id"]
+    # from a machine without the folder: the store and the run's name are enough
+    elsewhere = ["--store", postgres.url(), "--run", "dbg"]
+    assert json_of("inspect", str(tmp_path / "none"), "--json", *elsewhere) == listing
+    detail = json_of("inspect", str(out), thread, "--json")
+    assert [s["nodes"] for s in detail["history"]][:2] == [["answer"], ["judge"]]
+
+    # step: fork after the first judgement with another action, run it to the end
+    mock_llm.judge_rule = lambda instruction: (9, 2) if "twist" in instruction else (5, 5)
+    capsys.readouterr()
+    argv = ["step", str(out), thread, "--from", detail["history"][1]["checkpoint"]]
+    argv += ["--set", 'candidate_actions=["add a twist ending"]']
+    assert main([*argv, "--until", "end", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["status"] == "kept"
+    counts = json_of("inspect", str(out), "--json")["counts"]
+    assert counts == {"kept": 1, "dropped": 1}
+
+    # a thread a live worker holds cannot be stepped (two writers would fork it)
+    with psycopg.connect(postgres.url()) as conn:
+        conn.execute('SET search_path TO "codeclm_dbg"')
+        conn.execute(
+            "UPDATE codeclm_leases SET owner = 'elsewhere:1', "
+            "expires_at = now() + interval '1 minute' WHERE thread_id = %s",
+            (thread,),
+        )
+    capsys.readouterr()
+    assert main(["step", str(out), thread, "--json"]) == 2
+    assert "being run by a worker" in capsys.readouterr().err
+    with psycopg.connect(postgres.url()) as conn:
+        conn.execute('SET search_path TO "codeclm_dbg"')
+        conn.execute("UPDATE codeclm_leases SET owner = NULL, expires_at = NULL")
+
+    # resume rewrites the outputs from the store (the stepped pair now kept), no call paid
+    calls = len(mock_llm.requests)
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert len(mock_llm.requests) == calls
+    assert [row["id"] for row in read_jsonl(out / "dataset.jsonl")] == [thread]
+    assert main(["report", str(out)]) == 0
+    assert (out / "report" / "report.json").is_file()
+    assert main(["export", str(out), "--format", "alpaca", "--out", str(tmp_path / "a.json")]) == 0
+    assert len(json.loads((tmp_path / "a.json").read_text())) == 1
