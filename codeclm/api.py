@@ -271,14 +271,18 @@ async def aevaluate(
     config: EvalConfig | Path | str | dict[str, Any] | None = None,
     on_progress: Callable[[EvalStats], None] | None = None,
     stats: EvalStats | None = None,
+    store: str | None = None,
+    run_name: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """``codeclm eval`` as a coroutine: CRR of the target against the strong model; returns
-    the evaluation's record (``eval.json``: ``result`` holds wins, ties, losses and CRR)."""
+    the evaluation's record (``eval.json``: ``result`` holds wins, ties, losses and CRR).
+    ``store``: keep its threads in PostgreSQL (as ``run_name``) instead of ``out``."""
     cfg = settings(EvalConfig, config, overrides)
+    spec = StoreSpec.of(store, run_name, Path(out))
     items = load_benchmark(Path(benchmark))
     stats = stats or EvalStats()
-    pending = evaluate_items(cfg, Path(benchmark), items, Path(out), stats)
+    pending = evaluate_items(cfg, Path(benchmark), items, Path(out), stats, spec)
     return await _with_progress(pending, stats, on_progress)
 
 

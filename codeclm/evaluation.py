@@ -25,7 +25,7 @@ from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
 from codeclm.records import JudgmentRow
 from codeclm.state import EvalItemState, TokenUsage, add_usage
-from codeclm.store import LocalBoard
+from codeclm.store import Store, StoreSpec, redact_url
 
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
@@ -73,6 +73,23 @@ def _check_fingerprint(out_dir: Path, fingerprint: dict[str, Any]) -> None:
         )
 
 
+async def _check_stored_fingerprint(
+    store: Store, fingerprint: dict[str, Any], spec: StoreSpec
+) -> None:
+    """The store-side ``_check_fingerprint``: the name holds this evaluation or nothing."""
+    if await store.read_record() is not None:
+        raise ConfigError(f"{spec.describe()} holds a run, not an evaluation; use another --run")
+    previous = (await store.read_inputs()).get("eval_fingerprint")
+    if previous is None:
+        await store.save_inputs({"eval_fingerprint": fingerprint})
+    elif previous != fingerprint:
+        keys = differing_keys(previous, fingerprint)
+        raise ConfigError(
+            f"{spec.describe()} holds an evaluation with different settings or items "
+            f"({', '.join(keys) or 'unknown'}); use the same ones to resume it, or another --run"
+        )
+
+
 def crr_summary(judged: list[dict[str, Any]]) -> dict[str, Any]:
     """Wins, ties, losses and CRR = (wins + ties) / total, overall and per category."""
 
@@ -117,14 +134,22 @@ async def evaluate(
     items: list[dict[str, str]],
     out_dir: Path,
     stats: EvalStats,
+    spec: StoreSpec | None = None,
 ) -> dict[str, Any]:
-    """Answer, judge and score every item (resuming what an earlier call left), then report."""
+    """Answer, judge and score every item (resuming what an earlier call left), then report.
+
+    ``spec``: a shared store (PostgreSQL) to keep the items' threads in; several processes
+    with the same store and name share the items, each writing the outputs at the end."""
     started = time.monotonic()
     fingerprint = _fingerprint(config, benchmark)
-    _check_fingerprint(out_dir, fingerprint)
+    spec = spec or StoreSpec()
+    if not spec.shared:
+        _check_fingerprint(out_dir, fingerprint)
     items = items[: config.limit] if config.limit else items
     stats.total = len(items)
-    async with open_workspace(config, out_dir) as space:
+    async with open_workspace(config, out_dir, spec=spec) as space:
+        if spec.shared:
+            await _check_stored_fingerprint(space.store, fingerprint, spec)
         context = EvalContext(
             strong=space.models["strong"],
             target=space.models["target"],
@@ -138,10 +163,14 @@ async def evaluate(
             "fingerprint": fingerprint,
             "config": config.model_dump(mode="json"),
             "models": {r: m.model_dump() for r, m in models_record(config, space.models).items()},
+            "store": redact_url(spec.url),
+            "run_name": spec.run if spec.shared else None,
         }
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
         graph = build_eval_graph(space.retry).compile(checkpointer=space.store.saver)
-        board = LocalBoard(config.concurrency)  # one process evaluates
+        board = space.store.board
+        await board.reopen()  # failed items are tried again
         await board.publish(
             [
                 (
@@ -156,7 +185,8 @@ async def evaluate(
                 for item in items
             ]
         )
-        await board.prepare_finished()
+        if await board.take_prepare():  # every item is published: nothing more will come
+            await board.prepare_finished()
         try:
             await run_threads(
                 graph,

@@ -324,3 +324,77 @@ def test_inspect_step_resume_report_and_export_on_a_postgresql_run(
     assert (out / "report" / "report.json").is_file()
     assert main(["export", str(out), "--format", "alpaca", "--out", str(tmp_path / "a.json")]) == 0
     assert len(json.loads((tmp_path / "a.json").read_text())) == 1
+
+
+def test_eval_keeps_its_threads_in_postgresql_and_matches_sqlite(
+    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer
+) -> None:
+    from tests.test_eval import ITEMS, eval_args, scripted
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(
+        "".join(
+            json.dumps({"id": i, "instruction": f"{kind}: question {i}", "category": c}) + "\n"
+            for i, c, kind in ITEMS
+        )
+    )
+    mock_llm.judge_rule = scripted
+    assert main(eval_args(mock_llm, bench, tmp_path / "local")) == 0
+    calls = len(mock_llm.requests)
+    shared = eval_args(mock_llm, bench, tmp_path / "shared", "--store", postgres.url())
+    assert main([*shared, "--run", "ev"]) == 0
+    local = json.loads((tmp_path / "local/eval.json").read_text())
+    record = json.loads((tmp_path / "shared/eval.json").read_text())
+    assert record["result"] == local["result"] and record["run_name"] == "ev"
+    assert not (tmp_path / "shared/checkpoints.sqlite").exists()
+    judged = _schema_rows(
+        postgres, "ev", "SELECT count(*) FROM codeclm_leases WHERE outcome = 'judged'"
+    )
+    assert judged == [(len(ITEMS),)]
+    # again: every item is judged already, no call is made
+    assert main([*shared, "--run", "ev"]) == 0
+    assert len(mock_llm.requests) == 2 * calls
+    # the name holds an evaluation: a run there is refused
+    seeds = _seeds(tmp_path)
+    assert run_cli(seeds, mock_llm, tmp_path / "r", store=postgres.url(), run="ev") == 2
+
+
+def test_ctrl_c_on_a_worker_hands_its_threads_back_at_once(
+    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer
+) -> None:
+    """A worker stopped with Ctrl-C releases its leases as it exits (the others need not
+    wait for them to expire), and the run still completes."""
+    mock_llm.latency = 0.25
+    url, out = postgres.url(), tmp_path / "shared"
+    worker = _codeclm(
+        "worker",
+        "--store",
+        url,
+        "--run",
+        "ctrlc",
+        "--concurrency",
+        "4",
+        "--quiet",
+        log=tmp_path / "worker.log",
+    )
+    worker_id = f"{socket.gethostname()}:{worker.pid}"
+    runner = _codeclm(
+        "run",
+        str(_seeds(tmp_path)),
+        *mock_args(mock_llm, out, store=url, run="ctrlc", instructions=16, concurrency=4),
+        log=tmp_path / "run.log",
+    )
+    _wait_for(
+        lambda: sum(r.worker == worker_id and r.answered_at is None for r in mock_llm.calls()) > 0,
+        120,
+        "the worker to have calls in flight",
+    )
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=60) == 130, (tmp_path / "worker.log").read_text()
+    assert "interrupted" in (tmp_path / "worker.log").read_text()
+    held = _schema_rows(
+        postgres, "ctrlc", f"SELECT count(*) FROM codeclm_leases WHERE owner = '{worker_id}'"
+    )
+    assert held == [(0,)]
+    assert runner.wait(timeout=120) == 0, (tmp_path / "run.log").read_text()
+    assert len(read_jsonl(out / "dataset.jsonl")) == 16

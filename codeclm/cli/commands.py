@@ -205,7 +205,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
 
     with LiveProgress(args.quiet, render) as progress:
-        record = api.evaluate(args.benchmark, out=args.out, config=config, on_progress=progress)
+        record = api.evaluate(
+            args.benchmark,
+            out=args.out,
+            config=config,
+            on_progress=progress,
+            store=args.store,
+            run_name=args.run_name,
+        )
     print_eval(record, args.out)
     return 0
 

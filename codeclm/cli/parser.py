@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                 + (" (default: the strong model's)" if role == "judge" and name == "model" else ""),
             )
     _add_cache_flag(evaluate)
+    _add_store_flags(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress display")
 
     report = commands.add_parser(

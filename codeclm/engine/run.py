@@ -214,6 +214,8 @@ async def execute(
     check = _seeds_fit(config, seeds, seed_locations)
     async with open_run(config, out_dir, check, spec) as run:
         if spec.shared:
+            if "eval_fingerprint" in await run.store.read_inputs():
+                raise ConfigError(f"{spec.describe()} holds an evaluation; use another --run")
             check_fingerprint(await run.store.read_record(), config, spec.describe())
             await run.store.save_inputs(
                 {

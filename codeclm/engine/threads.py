@@ -133,7 +133,7 @@ async def run_threads(
                 continue
             await board.finish(thread_id, outcome)
 
-    async def one(thread_id: str, start_state: Callable[[], BaseModel]) -> str:
+    async def one(thread_id: str, start_state: Callable[[], BaseModel | dict[str, Any]]) -> str:
         config = thread_config(thread_id)
         snapshot = await graph.aget_state(config)
         status = snapshot.values.get("status")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
-Job = tuple[str, Callable[[], BaseModel]]
-"""A thread id and how to build its first state (called only for a thread never started)."""
+Job = tuple[str, Callable[[], BaseModel | dict[str, Any]]]
+"""A thread id and how to build its first state (called only for a thread never started):
+a state model, or its fields (from a shared board), which the graph validates."""
 
 
 class LeaseLost(RuntimeError):
@@ -41,7 +43,8 @@ class Board(ABC):
 
     @abstractmethod
     async def publish(self, jobs: Sequence[Job]) -> None:
-        """Instructions ready to run (a thread already published is left as it is)."""
+        """Threads ready to run (one already published is left as it is). A shared board
+        builds each first state now, to store it; a local one only when a worker starts it."""
 
     @abstractmethod
     async def claim(self) -> Job | None:

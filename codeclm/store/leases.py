@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -23,7 +24,6 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from codeclm.graph import PREPARE_THREAD
-from codeclm.state import InstructionState
 from codeclm.store.board import Board, Job
 
 log = logging.getLogger("codeclm")
@@ -59,6 +59,12 @@ RETURNING 1
 """
 
 
+def _json(state: BaseModel | dict[str, Any]) -> str:
+    if isinstance(state, BaseModel):
+        return state.model_dump_json()
+    return json.dumps(state, ensure_ascii=False)
+
+
 class PostgresBoard(Board):
     """Leases on the rows of ``codeclm_leases``; used as ``async with`` (heartbeat, release)."""
 
@@ -68,12 +74,10 @@ class PostgresBoard(Board):
         owner: str,
         lease_seconds: float,
         workers: int,
-        state_model: type[BaseModel] = InstructionState,
     ) -> None:
         self.pool = pool
         self.owner = owner
         self.lease_seconds = lease_seconds
-        self.state_model = state_model
         self.max_claim = max(1, min(workers, 32))
         self._buffer: collections.deque[Job] = collections.deque()
         self._lock = asyncio.Lock()
@@ -145,12 +149,13 @@ class PostgresBoard(Board):
             await cur.executemany(
                 "INSERT INTO codeclm_leases (thread_id, start_state) VALUES (%s, %s) "
                 "ON CONFLICT (thread_id) DO NOTHING",
-                [(thread_id, start().model_dump_json()) for thread_id, start in jobs],
+                [(thread_id, _json(start())) for thread_id, start in jobs],
             )
 
-    def _job(self, row: dict[str, Any]) -> Job:
-        text, model = row["start_state"], self.state_model
-        return row["thread_id"], lambda: model.model_validate_json(text)
+    @staticmethod
+    def _job(row: dict[str, Any]) -> Job:
+        text = row["start_state"]  # the graph validates it into its own state model
+        return row["thread_id"], lambda: json.loads(text)
 
     async def claim(self) -> Job | None:
         """Claims as many rows as this process has idle workers; polls while none is free."""
