@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.bench.postgres_server import PostgresServer
 from codeclm.cli import main
-from tests.postgres_server import PostgresServer
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"

@@ -20,9 +20,9 @@ import psycopg
 import pytest
 
 from codeclm.bench.mock_llm import MockLLM
+from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from tests.conftest import SECRET, mock_args, read_jsonl, run_cli, write_seeds
-from tests.postgres_server import PASSWORD, PostgresServer
 
 SEEDS = [
     "Write a Python function that merges two sorted lists.",

@@ -238,6 +238,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.embedded:
         run_embedded_bench(slots=min(args.concurrency, 8), keep=args.keep)
         return 0
+    if args.workers:
+        from codeclm.bench.scale_out import run_workers_bench
+
+        run_workers_bench(
+            workers=args.workers,
+            store=args.store,
+            instructions=args.instructions,
+            latency=args.latency,
+            slots=args.slots,
+            concurrency=args.concurrency,
+            seeds=args.seeds,
+            metadata=args.metadata,
+            keep=args.keep,
+        )
+        return 0
     run_bench(
         instructions=args.instructions,
         latency=args.latency,

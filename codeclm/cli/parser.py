@@ -272,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the pipeline's tokens/s on the embedded model beside llama.cpp's own",
     )
+    bench.add_argument(
+        "--workers",
+        type=_positive(int),
+        metavar="K",
+        help="one run on PostgreSQL by 1 and by K worker processes (docs/scaling.md)",
+    )
+    bench.add_argument(
+        "--store",
+        metavar="URL",
+        help="with --workers: this PostgreSQL database (default: a throwaway local server)",
+    )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     return parser
 

@@ -1,9 +1,10 @@
-"""A real PostgreSQL server for the tests: Debian's binaries, a temporary data folder.
+"""A throwaway PostgreSQL server for tests and ``codeclm bench --workers``: Debian's
+binaries, a temporary data folder, a free loopback port.
 
 ``make test`` installs Debian's ``postgresql`` when it is missing. The server refuses to
-run as root, so as root it runs as the ``postgres`` user the package creates. It listens
-on a free loopback port, with password (SCRAM) authentication, so the tests see a real
-password in the URL and can check it never reaches an output.
+run as root, so as root it runs as the ``postgres`` user the package creates. It uses
+password (SCRAM) authentication, so the tests see a real password in the URL and can
+check it never reaches an output.
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ class PostgresServer:
 
     def url(self, database: str = DATABASE, password: str = PASSWORD) -> str:
         return f"postgresql://{USER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def cpu_seconds(self) -> float:
+        """CPU (user + sys) of the server so far, its finished connections included (the
+        postmaster reaps them); read after the clients have disconnected."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         subprocess.run(

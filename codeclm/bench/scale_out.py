@@ -1,0 +1,204 @@
+"""``codeclm bench --workers K``: one run on PostgreSQL, by 1 and by K worker processes.
+
+The same client-bound workload as ``codeclm bench`` (the mock in its own process, many
+slots, short latency), kept in a PostgreSQL store: ``codeclm run --store`` plus K - 1
+``codeclm worker`` processes, all started together. Each process's CPU comes from the
+kernel (``wait4``); the database's from its postmaster (a server this benchmark started),
+so the figures say what a call costs the workers and what it costs the database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from codeclm.bench.postgres_server import PostgresServer
+from codeclm.bench.throughput import _start_mock, _write_inputs
+from codeclm.outputs import RUN_JSON
+from codeclm.records import RunRecord
+
+
+@dataclass
+class WorkersResult:
+    workers: int
+    calls: int
+    finished: int
+    wall: float
+    worker_cpu: float
+    database_cpu: float | None
+    database_bytes: int
+    checkpoint_rows: int
+
+    def rows(self) -> list[str]:
+        per_call = self.worker_cpu / max(self.calls, 1) * 1000
+        db = self.database_cpu
+        per_instruction = self.database_bytes / max(self.finished, 1) / 1024
+        return [
+            str(self.workers),
+            f"{self.calls:,}",
+            f"{self.wall:.2f} s",
+            f"{self.calls / self.wall:,.0f}",
+            f"{per_call:.2f} ms",
+            "-" if db is None else f"{db / max(self.calls, 1) * 1000:.2f} ms",
+            f"{per_instruction:.1f} KB",
+            f"{self.checkpoint_rows / max(self.finished, 1):.1f}",
+        ]
+
+
+def _wait_all(children: list[subprocess.Popen[bytes]]) -> float:
+    """Wait for every child; their CPU seconds (user + sys), from the kernel."""
+    cpu = 0.0
+    for child in children:
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise RuntimeError(f"a benchmark process exited {child.returncode}")
+        cpu += usage.ru_utime + usage.ru_stime
+    return cpu
+
+
+def _database_figures(url: str, run: str) -> tuple[int, int]:
+    """The run's schema: bytes on disk, and checkpoint rows (checkpoints + writes + blobs)."""
+    schema = f"codeclm_{run}"
+    with psycopg.connect(url) as conn:
+        size = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        ).fetchone()
+        conn.execute(f'SET search_path TO "{schema}"')
+        rows = conn.execute(
+            "SELECT (SELECT count(*) FROM checkpoints) + (SELECT count(*) FROM checkpoint_writes)"
+            " + (SELECT count(*) FROM checkpoint_blobs)"
+        ).fetchone()
+    return int(size[0] if size else 0), int(rows[0] if rows else 0)
+
+
+def measure_workers(
+    *,
+    workers: int,
+    url: str,
+    server: PostgresServer | None,
+    instructions: int,
+    latency: float,
+    slots: int,
+    concurrency: int,
+    seeds: int,
+    metadata: int,
+    workdir: Path,
+) -> WorkersResult:
+    """One run of ``instructions`` by ``workers`` processes against a fresh mock."""
+    mock, base_url = _start_mock(latency, slots)
+    run = f"bench_{workers}_{int(time.time())}"
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        options = dict(instructions=instructions, metadata=metadata, concurrency=concurrency)
+        _write_inputs(workdir, base_url, options, seeds)
+        out = workdir / "run"
+        codeclm = [sys.executable, "-m", "codeclm"]
+        store = ["--store", url, "--run", run, "--quiet"]
+        run_argv = [*codeclm, "run", str(workdir / "seeds.jsonl"), "--out", str(out)]
+        run_argv += ["--config", str(workdir / "bench.toml"), *store]
+        worker_argv = [*codeclm, "worker", *store, "--concurrency", str(concurrency)]
+        env = {**os.environ, "OPENAI_API_KEY": "bench"}
+        db_cpu_before = server.cpu_seconds() if server else None
+        started = time.monotonic()
+        children = [subprocess.Popen(run_argv, env=env, stdout=subprocess.DEVNULL)]
+        children += [
+            subprocess.Popen(worker_argv, env=env, stdout=subprocess.DEVNULL)
+            for _ in range(workers - 1)
+        ]
+        cpu = _wait_all(children)
+        wall = time.monotonic() - started
+        record = RunRecord.read(out / RUN_JSON)
+    finally:
+        mock.terminate()
+        mock.wait()
+    db_cpu = server.cpu_seconds() - db_cpu_before if server and db_cpu_before is not None else None
+    size, rows = _database_figures(url, run)
+    counts = record.counts
+    return WorkersResult(
+        workers=workers,
+        calls=sum(role.calls for role in record.usage.values()),
+        finished=counts.kept + counts.dropped + counts.failed,
+        wall=wall,
+        worker_cpu=cpu,
+        database_cpu=db_cpu,
+        database_bytes=size,
+        checkpoint_rows=rows,
+    )
+
+
+def run_workers_bench(
+    *,
+    workers: int,
+    store: str | None,
+    instructions: int,
+    latency: float,
+    slots: int,
+    concurrency: int,
+    seeds: int,
+    metadata: int,
+    keep: Path | None,
+) -> list[WorkersResult]:
+    """Print calls/s and CPU per call of one run by 1 and by ``workers`` processes."""
+    console = Console()
+    server = None if store else PostgresServer().start()
+    url = store or (server.url() if server else "")
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="codeclm-bench-") as scratch:
+            for k in sorted({1, workers}):
+                console.print(
+                    f"codeclm bench: {instructions:,} instructions by {k} worker process(es), "
+                    f"mock {latency * 1000:g} ms per call, {slots} slots, --concurrency "
+                    f"{concurrency} each, PostgreSQL store ...",
+                    highlight=False,
+                )
+                results.append(
+                    measure_workers(
+                        workers=k,
+                        url=url,
+                        server=server,
+                        instructions=instructions,
+                        latency=latency,
+                        slots=slots,
+                        concurrency=concurrency,
+                        seeds=seeds,
+                        metadata=metadata,
+                        workdir=(keep or Path(scratch)) / f"workers-{k}",
+                    )
+                )
+    finally:
+        if server is not None:
+            server.stop()
+    table = Table(title="one run on PostgreSQL, by worker processes")
+    for name in (
+        "workers",
+        "LLM calls",
+        "wall",
+        "calls/s",
+        "worker CPU per call",
+        "database CPU per call",
+        "database per finished instruction",
+        "checkpoint rows per instruction",
+    ):
+        table.add_column(name, justify="right")
+    for result in results:
+        table.add_row(*result.rows())
+    console.print(table)
+    if len(results) == 2:
+        one, many = results
+        speedup = (many.calls / many.wall) / (one.calls / one.wall)
+        console.print(f"{many.workers} workers: {speedup:.2f}x the calls/s of one", highlight=False)
+    return results
