@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from codeclm.graph import thread_config
 from codeclm.state import TokenUsage, add_usage
-from codeclm.store import Board, Job, LeaseLost
+from codeclm.store import Board, Job, LeaseLost, StoreUnavailable
 
 log = logging.getLogger("codeclm")
 
@@ -128,8 +128,12 @@ async def run_threads(
             thread_id, start_state = job
             try:
                 outcome = await one(thread_id, start_state)
-            except LeaseLost as exc:
+            except LeaseLost as exc:  # another worker has it now
                 log.warning("%s", exc)
+                continue
+            except StoreUnavailable as exc:  # let it go: it is taken up again
+                log.warning("thread %s: %s", thread_id, exc)
+                await board.release(thread_id)
                 continue
             await board.finish(thread_id, outcome)
 

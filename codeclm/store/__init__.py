@@ -16,7 +16,7 @@ from pathlib import Path
 from codeclm.config import ConfigError
 from codeclm.llm.transport import worker_id
 from codeclm.store.base import Store
-from codeclm.store.board import Board, Job, LeaseLost, LocalBoard
+from codeclm.store.board import Board, Job, LeaseLost, LocalBoard, StoreUnavailable
 
 __all__ = [
     "Board",
@@ -25,6 +25,7 @@ __all__ = [
     "LocalBoard",
     "Store",
     "StoreSpec",
+    "StoreUnavailable",
     "open_store",
     "redact_url",
     "worker_id",

@@ -24,6 +24,11 @@ class LeaseLost(RuntimeError):
     another worker may have taken it): the write was refused, the thread is left alone."""
 
 
+class StoreUnavailable(RuntimeError):
+    """A store write failed for a reason that may pass (a dropped connection, a fail-over):
+    the thread is let go, so this or another worker takes it up again."""
+
+
 class Board(ABC):
     """What a worker asks before it runs a thread, and tells when it is done."""
 

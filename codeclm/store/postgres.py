@@ -3,20 +3,18 @@
 Each run is a schema (``codeclm_<run>``) holding LangGraph's checkpoint tables (its own
 ``AsyncPostgresSaver``, set up once per schema under an advisory lock), the response cache,
 the run's record and inputs, and the lease table (``store/leases.py``). Every checkpoint
-write is fenced: it commits only in a transaction that still sees this worker's lease on
-the thread, so two writers can never fork a thread's history (langgraph#8796).
+write is fenced by a trigger: it is stored only while this worker's lease on the thread is
+live, so two writers can never fork a thread's history (langgraph#8796).
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -28,11 +26,14 @@ from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord
 from codeclm.state import TokenUsage
 from codeclm.store.base import Store, TimedWrites
-from codeclm.store.board import LeaseLost
+from codeclm.store.board import LeaseLost, StoreUnavailable
 from codeclm.store.leases import LEASES_TABLE, PostgresBoard
 
 if TYPE_CHECKING:
     from codeclm.store import StoreSpec
+
+LEASE_LOST = "CL001"
+"""The SQLSTATE the fence raises when the writer no longer holds the thread."""
 
 _TABLES = f"""
 CREATE TABLE IF NOT EXISTS codeclm_run (key text PRIMARY KEY, value text NOT NULL);
@@ -41,13 +42,37 @@ CREATE TABLE IF NOT EXISTS codeclm_responses (
 {LEASES_TABLE}
 """
 
-_FENCE = (
-    "SELECT 1 FROM codeclm_leases WHERE thread_id = %s AND owner = %s "
-    "AND expires_at > now() FOR SHARE"
-)
-
-_writing: contextvars.ContextVar[str | None] = contextvars.ContextVar("_writing", default=None)
-"""The thread whose checkpoint the current task is writing (read by ``_cursor``)."""
+_FENCE = f"""
+CREATE OR REPLACE FUNCTION codeclm_fence() RETURNS trigger AS $$
+DECLARE
+    me text := current_setting('codeclm.owner', true);
+BEGIN
+    IF coalesce(me, '') = '' THEN  -- a reader's session (inspect): it writes nothing
+        RETURN NEW;
+    END IF;
+    PERFORM 1 FROM codeclm_leases
+    WHERE thread_id = NEW.thread_id AND owner = me AND expires_at > now() FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'lease on % lost', NEW.thread_id USING ERRCODE = '{LEASE_LOST}';
+    END IF;
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'codeclm_fence' AND tgrelid = 'checkpoints'::regclass) THEN
+        CREATE TRIGGER codeclm_fence BEFORE INSERT OR UPDATE ON checkpoints
+            FOR EACH ROW EXECUTE FUNCTION codeclm_fence();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'codeclm_fence' AND tgrelid = 'checkpoint_writes'::regclass) THEN
+        CREATE TRIGGER codeclm_fence BEFORE INSERT OR UPDATE ON checkpoint_writes
+            FOR EACH ROW EXECUTE FUNCTION codeclm_fence();
+    END IF;
+END $$;
+"""
+"""The fence, in the database: a checkpoint or pending write of a thread is stored only if
+the session's owner (``codeclm.owner``) holds a live lease on that thread. The check
+share-locks the lease row until the write commits, so no claim can slip in between."""
 
 
 def schema_of(run: str) -> str:
@@ -55,45 +80,35 @@ def schema_of(run: str) -> str:
 
 
 class FencedPostgresSaver(TimedWrites, AsyncPostgresSaver):
-    """LangGraph's PostgreSQL saver over a pool, each write checked against the lease.
+    """LangGraph's PostgreSQL saver over a pool; the fence (``_FENCE``) guards its writes.
 
     The saver's own instance lock (one statement at a time per process) is skipped: every
     statement takes its own pooled connection, which is what the pool is for.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], owner: str, fenced: bool) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         super().__init__(pool, serde=serializer())
-        self.owner = owner
-        self.fenced = fenced
-
-    async def aput(self, config: RunnableConfig, *args: Any, **kwargs: Any) -> RunnableConfig:
-        token = _writing.set(config["configurable"]["thread_id"] if self.fenced else None)
-        try:
-            return await super().aput(config, *args, **kwargs)
-        finally:
-            _writing.reset(token)
-
-    async def aput_writes(self, config: RunnableConfig, *args: Any, **kwargs: Any) -> None:
-        token = _writing.set(config["configurable"]["thread_id"] if self.fenced else None)
-        try:
-            await super().aput_writes(config, *args, **kwargs)
-        finally:
-            _writing.reset(token)
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:
-        thread = _writing.get()
         pool: AsyncConnectionPool[Any] = self.conn  # type: ignore[assignment]
-        async with pool.connection() as conn:
-            if not pipeline or thread is None:
-                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
-                    yield cur
-                return
-            async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
-                await cur.execute(_FENCE, (thread, self.owner))
-                if await cur.fetchone() is None:
-                    raise LeaseLost(f"thread {thread}: lease lost, write refused")
-                yield cur
+        try:
+            async with pool.connection() as conn:
+                if pipeline:
+                    async with (
+                        conn.pipeline(),
+                        conn.cursor(binary=True, row_factory=dict_row) as cur,
+                    ):
+                        yield cur
+                else:
+                    async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+        except psycopg.Error as exc:
+            if exc.sqlstate == LEASE_LOST:
+                raise LeaseLost(f"{exc.diag.message_primary}: write refused") from None
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreUnavailable(f"the store failed a write: {exc}") from exc
+            raise
 
 
 class PostgresResponseCache(ResponseCache):
@@ -184,8 +199,17 @@ async def _set_up(url: str, schema: str) -> None:
             await conn.execute(f'SET search_path TO "{schema}"')
             await conn.execute(_TABLES)
             await AsyncPostgresSaver(conn).setup()  # runs only the migrations not yet run
+            await conn.execute(_FENCE)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (schema,))
+
+
+async def _not_broken(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check before lending a connection, without a round trip: one the server
+    dropped while idle fails its next statement (``StoreUnavailable``: the thread is let go
+    and taken up again); idle ones are replaced after two minutes."""
+    if conn.broken or conn.closed:
+        raise psycopg.OperationalError("connection lost")
 
 
 @asynccontextmanager
@@ -200,8 +224,12 @@ async def open_postgres_store(
     except psycopg.Error as exc:
         raise _connect_error(exc, url, where) from None
 
+    owner = worker_id()
+
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(f'SET search_path TO "{schema}"')
+        if fenced:  # this session's checkpoint writes need its leases
+            await conn.execute("SELECT set_config('codeclm.owner', %s, false)", (owner,))
 
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
@@ -209,16 +237,16 @@ async def open_postgres_store(
         max_size=min(workers, 16) + 2,
         kwargs={"autocommit": True, "row_factory": dict_row},
         configure=configure,
-        check=AsyncConnectionPool.check_connection,
+        check=_not_broken,
+        max_idle=120,
         open=False,
     )
     try:
         await pool.open(wait=True, timeout=15)
     except Exception as exc:  # PoolTimeout: the database went away since set-up
         raise _connect_error(exc, url, where) from None
-    owner = worker_id()
     board = PostgresBoard(pool, owner, spec.lease_seconds, workers)
-    store = PostgresStore(pool, FencedPostgresSaver(pool, owner, fenced), board)
+    store = PostgresStore(pool, FencedPostgresSaver(pool), board)
     try:
         async with board:
             yield store
