@@ -37,6 +37,7 @@ class WorkersResult:
     database_cpu: float | None
     database_bytes: int
     checkpoint_rows: int
+    mock_cpu: float
 
     def rows(self) -> list[str]:
         per_call = self.worker_cpu / max(self.calls, 1) * 1000
@@ -51,6 +52,7 @@ class WorkersResult:
             "-" if db is None else f"{db / max(self.calls, 1) * 1000:.2f} ms",
             f"{per_instruction:.1f} KB",
             f"{self.checkpoint_rows / max(self.finished, 1):.1f}",
+            f"{self.mock_cpu / max(self.calls, 1) * 1000:.2f} ms",
         ]
 
 
@@ -123,7 +125,7 @@ def measure_workers(
         record = RunRecord.read(out / RUN_JSON)
     finally:
         mock.terminate()
-        mock.wait()
+        _, _, mock_usage = os.wait4(mock.pid, 0)
     db_cpu = server.cpu_seconds() - db_cpu_before if server and db_cpu_before is not None else None
     size, rows = _database_figures(url, run)
     counts = record.counts
@@ -136,6 +138,7 @@ def measure_workers(
         database_cpu=db_cpu,
         database_bytes=size,
         checkpoint_rows=rows,
+        mock_cpu=mock_usage.ru_utime + mock_usage.ru_stime,
     )
 
 
@@ -183,19 +186,21 @@ def run_workers_bench(
         if server is not None:
             server.stop()
     table = Table(title="one run on PostgreSQL, by worker processes")
-    for name in (
-        "workers",
-        "LLM calls",
-        "wall",
-        "calls/s",
-        "worker CPU per call",
-        "database CPU per call",
-        "database per finished instruction",
-        "checkpoint rows per instruction",
-    ):
-        table.add_column(name, justify="right")
+    table.add_column("figure")
     for result in results:
-        table.add_row(*result.rows())
+        table.add_column(f"{result.workers} worker(s)", justify="right")
+    names = (
+        "LLM calls",
+        "wall (first start to last exit)",
+        "LLM calls per second",
+        "worker CPU per call (user+sys, all workers)",
+        "database CPU per call (the server's)",
+        "database per finished instruction",
+        "checkpoint rows per finished instruction",
+        "mock server CPU per call",
+    )
+    for i, name in enumerate(names):
+        table.add_row(name, *(result.rows()[i + 1] for result in results))
     console.print(table)
     if len(results) == 2:
         one, many = results
