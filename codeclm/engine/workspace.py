@@ -74,6 +74,7 @@ async def open_workspace(
             ) as store:
                 if config.cache:
                     models = {r: replace(m, cache=store.cache) for r, m in models.items()}
+                store.saver.cache_answers_redo = config.cache
                 retry = retry_policy(config.attempts, config.backoff)
                 yield Workspace(models=models, prompts=prompts, retry=retry, store=store)
         finally:

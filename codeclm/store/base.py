@@ -17,7 +17,7 @@ from codeclm.store.board import Board
 class Store(ABC):
     """A run's checkpoints (``saver``), response cache, record and work board."""
 
-    saver: BaseCheckpointSaver[Any]
+    saver: CachedRedo
     cache: ResponseCache
     board: Board
     shared: bool = False
@@ -40,6 +40,36 @@ class Store(ABC):
     @abstractmethod
     def checkpoint_stats(self) -> dict[str, float]:
         """Checkpoint writes and the seconds they took (for run.json)."""
+
+
+_NULL_TASK = "00000000-0000-0000-0000-000000000000"
+"""LangGraph's id for writes that belong to no task (input, ``update_state``)."""
+
+
+class CachedRedo(BaseCheckpointSaver[Any]):
+    """Keeps a finished task's ordinary writes out of the store while the response cache is
+    on: after a crash the task runs again and every call it makes is answered from the
+    cache, so the writes would only be a costlier copy of that answer. They are most of a
+    run's store rows (pending writes: 7.6 rows per LLM call, measured with
+    pg_stat_statements), so this halves the database's work per call.
+
+    Kept as LangGraph stores them: writes to its own channels (``__error__``, interrupts,
+    sends, ...) and writes of no task; and everything when the cache is off (``--no-cache``),
+    where a task run again would pay its calls again.
+    """
+
+    cache_answers_redo: bool = False
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Any, task_id: str, task_path: str = ""
+    ) -> None:
+        if (
+            self.cache_answers_redo
+            and task_id != _NULL_TASK
+            and not any(channel.startswith("__") for channel, _ in writes)
+        ):
+            return
+        await super().aput_writes(config, writes, task_id, task_path)
 
 
 class TimedWrites(BaseCheckpointSaver[Any]):

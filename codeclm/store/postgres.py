@@ -25,7 +25,7 @@ from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord
 from codeclm.state import TokenUsage
-from codeclm.store.base import Store, TimedWrites
+from codeclm.store.base import CachedRedo, Store, TimedWrites
 from codeclm.store.board import LeaseLost, StoreUnavailable
 from codeclm.store.leases import LEASES_TABLE, PostgresBoard
 
@@ -79,7 +79,7 @@ def schema_of(run: str) -> str:
     return f"codeclm_{run}"
 
 
-class FencedPostgresSaver(TimedWrites, AsyncPostgresSaver):
+class FencedPostgresSaver(CachedRedo, TimedWrites, AsyncPostgresSaver):
     """LangGraph's PostgreSQL saver over a pool; the fence (``_FENCE``) guards its writes.
 
     The saver's own instance lock (one statement at a time per process) is skipped: every

@@ -17,11 +17,11 @@ from codeclm.graph import serializer
 from codeclm.llm.cache import SqliteResponseCache
 from codeclm.outputs import CACHE, CHECKPOINTS, RUN_JSON, write_json
 from codeclm.records import RunRecord
-from codeclm.store.base import Store, TimedWrites
+from codeclm.store.base import CachedRedo, Store, TimedWrites
 from codeclm.store.board import LocalBoard
 
 
-class TimedSqliteSaver(TimedWrites, AsyncSqliteSaver):
+class TimedSqliteSaver(CachedRedo, TimedWrites, AsyncSqliteSaver):
     """The SQLite saver, its writes counted and timed."""
 
 
