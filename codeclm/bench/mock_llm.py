@@ -155,6 +155,10 @@ class MockLLM:
     stop_pid: int | None = None
     stop_signal: int = signal.SIGKILL
     received: int = 0
+    first_call_at: float | None = None
+    last_call_at: float | None = None
+    """When the first chat call arrived and the last was answered (``time.monotonic()``):
+    the window in which clients were calling, read by benchmarks at ``GET /v1/mock/stats``."""
 
     @classmethod
     def realistic(cls, **overrides: Any) -> MockLLM:
@@ -381,6 +385,9 @@ class MockLLM:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {"error": {"message": "invalid api key", "type": "auth"}}, {}
+        if method == "GET" and path.rstrip("/").endswith("/mock/stats"):
+            window = {"first": self.first_call_at, "last": self.last_call_at}
+            return 200, {"received": self.received, **window}, {}
         if method == "GET" and path.rstrip("/").endswith("/models"):
             models = [STRONG_MODEL, TARGET_MODEL]
             data = [
@@ -401,11 +408,15 @@ class MockLLM:
         with self.lock:
             self.received += 1
             stop = self.stop_at == self.received and self.stop_pid is not None
+            if self.first_call_at is None:
+                self.first_call_at = time.monotonic()
         if stop:
             assert self.stop_pid is not None
             os.kill(self.stop_pid, self.stop_signal)
             return -1, {}, {}  # this request is never answered: it was in flight
-        return await self._chat(request, headers.get("x-codeclm-worker"))
+        answer = await self._chat(request, headers.get("x-codeclm-worker"))
+        self.last_call_at = time.monotonic()
+        return answer
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one keep-alive connection, request after request."""

@@ -6,7 +6,8 @@ each file replaces the old one atomically, so no pair is ever written twice or h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,22 @@ class NearDuplicates:
         return reasons
 
 
+READ_AHEAD = 32
+"""Thread states read at once while writing the outputs (a shared store serves them in
+parallel; SQLite in turn), in the outputs' order."""
+
+
+async def _states(graph: Graph, instructions: Sequence[BasicInstruction]) -> AsyncIterator[Any]:
+    """Each instruction's thread values, in order, ``READ_AHEAD`` reads in flight."""
+    for start in range(0, len(instructions), READ_AHEAD):
+        chunk = instructions[start : start + READ_AHEAD]
+        snapshots = await asyncio.gather(
+            *(graph.aget_state(thread_config(item.id)) for item in chunk)
+        )
+        for snapshot in snapshots:
+            yield snapshot.values
+
+
 async def write_outputs(
     graph: Graph,
     instructions: Sequence[BasicInstruction],
@@ -86,11 +103,10 @@ async def write_outputs(
                     dropped.write(dropped_row(state))
 
         batch: list[InstructionState] = []
-        for instruction in instructions:
-            snapshot = await graph.aget_state(thread_config(instruction.id))
-            if not snapshot.values:
+        async for values in _states(graph, instructions):
+            if not values:
                 continue
-            state = InstructionState.model_validate(snapshot.values)
+            state = InstructionState.model_validate(values)
             if state.status == "kept":
                 batch.append(state)
                 if len(batch) == 64:

@@ -265,7 +265,7 @@ async def join(
             if stats.phase != "waiting for the run to start":
                 stats.enter("waiting for the run to start")
                 log.info("%s: %s", spec.run, stats.phase)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.25)
         inputs = await store.read_inputs()
     if record is None or not record.config:
         raise ConfigError(
