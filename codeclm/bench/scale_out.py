@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,49 +161,8 @@ def measure_workers(
     )
 
 
-def run_workers_bench(
-    *,
-    workers: int,
-    store: str | None,
-    instructions: int,
-    latency: float,
-    slots: int,
-    concurrency: int,
-    seeds: int,
-    metadata: int,
-    keep: Path | None,
-) -> list[WorkersResult]:
-    """Print calls/s and CPU per call of one run by 1 and by ``workers`` processes."""
-    console = Console()
-    server = None if store else PostgresServer().start()
-    url = store or (server.url() if server else "")
-    results = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="codeclm-bench-") as scratch:
-            for k in sorted({1, workers}):
-                console.print(
-                    f"codeclm bench: {instructions:,} instructions by {k} worker process(es), "
-                    f"mock {latency * 1000:g} ms per call, {slots} slots, --concurrency "
-                    f"{concurrency} each, PostgreSQL store ...",
-                    highlight=False,
-                )
-                results.append(
-                    measure_workers(
-                        workers=k,
-                        url=url,
-                        server=server,
-                        instructions=instructions,
-                        latency=latency,
-                        slots=slots,
-                        concurrency=concurrency,
-                        seeds=seeds,
-                        metadata=metadata,
-                        workdir=(keep or Path(scratch)) / f"workers-{k}",
-                    )
-                )
-    finally:
-        if server is not None:
-            server.stop()
+def _print_pair(results: list[WorkersResult], console: Console) -> tuple[float, float] | None:
+    """One table of a 1-worker and a K-worker run; their ratios (while calling, wall)."""
     table = Table(title="one run on PostgreSQL, by worker processes")
     table.add_column("figure")
     for result in results:
@@ -223,13 +183,78 @@ def run_workers_bench(
     for i, name in enumerate(names):
         table.add_row(name, *(result.rows()[i + 1] for result in results))
     console.print(table)
-    if len(results) == 2:
-        one, many = results
-        calling = (many.calls / many.calling) / (one.calls / one.calling)
-        wall = (many.calls / many.wall) / (one.calls / one.wall)
+    if len(results) != 2:
+        return None
+    one, many = results
+    calling = (many.calls / many.calling) / (one.calls / one.calling)
+    wall = (many.calls / many.wall) / (one.calls / one.wall)
+    console.print(
+        f"{many.workers} workers: {calling:.2f}x the calls/s of one while calling "
+        f"({wall:.2f}x over the whole wall time, start-up and output writing included)",
+        highlight=False,
+    )
+    return calling, wall
+
+
+def run_workers_bench(
+    *,
+    workers: int,
+    store: str | None,
+    instructions: int,
+    latency: float,
+    slots: int,
+    concurrency: int,
+    seeds: int,
+    metadata: int,
+    keep: Path | None,
+    repeat: int = 1,
+) -> list[WorkersResult]:
+    """Print calls/s and CPU per call of one run by 1 and by ``workers`` processes; with
+    ``repeat``, that many pairs back to back (a shared machine's speed drifts: a pair's
+    two runs are measured close together) and the median ratio."""
+    console = Console()
+    server = None if store else PostgresServer().start()
+    url = store or (server.url() if server else "")
+    results: list[WorkersResult] = []
+    ratios: list[tuple[float, float]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="codeclm-bench-") as scratch:
+            for attempt in range(repeat):
+                pair = []
+                for k in sorted({1, workers}):
+                    console.print(
+                        f"codeclm bench: {instructions:,} instructions by {k} worker "
+                        f"process(es), mock {latency * 1000:g} ms per call, {slots} slots, "
+                        f"--concurrency {concurrency} each, PostgreSQL store ...",
+                        highlight=False,
+                    )
+                    workdir = (keep or Path(scratch)) / f"workers-{k}-{attempt}"
+                    pair.append(
+                        measure_workers(
+                            workers=k,
+                            url=url,
+                            server=server,
+                            instructions=instructions,
+                            latency=latency,
+                            slots=slots,
+                            concurrency=concurrency,
+                            seeds=seeds,
+                            metadata=metadata,
+                            workdir=workdir,
+                        )
+                    )
+                results += pair
+                if (ratio := _print_pair(pair, console)) is not None:
+                    ratios.append(ratio)
+    finally:
+        if server is not None:
+            server.stop()
+    if len(ratios) > 1:
+        calling = statistics.median(r[0] for r in ratios)
+        wall = statistics.median(r[1] for r in ratios)
         console.print(
-            f"{many.workers} workers: {calling:.2f}x the calls/s of one while calling "
-            f"({wall:.2f}x over the whole wall time, start-up and output writing included)",
+            f"median of {len(ratios)} pairs: {calling:.2f}x while calling, {wall:.2f}x over "
+            f"the wall time (each: {', '.join(f'{r[0]:.2f}' for r in ratios)})",
             highlight=False,
         )
     return results

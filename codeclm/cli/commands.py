@@ -251,6 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             metadata=args.metadata,
             keep=args.keep,
+            repeat=args.repeat,
         )
         return 0
     run_bench(

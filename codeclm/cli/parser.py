@@ -283,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="with --workers: this PostgreSQL database (default: a throwaway local server)",
     )
+    bench.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="with --workers: N pairs of runs, and the median ratio",
+    )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     return parser
 

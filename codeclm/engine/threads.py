@@ -2,7 +2,9 @@
 
 Used by a run's instruction threads and by ``codeclm eval``'s item threads alike. A thread
 that finished in an earlier run is counted and skipped; one that failed is reset to run its
-failed node again (``durability="sync"``: after a hard kill only the node in flight re-runs).
+failed node again (``durability="sync"``: after a hard kill only the node in flight re-runs,
+its finished calls answered from the response cache). The threads come from the store's
+board: an in-process queue, or leases in PostgreSQL shared by many worker processes.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Nodes of the 'prepare' graph: encode seeds → augment the pool → Self-Rubrics and decode.
 
 Encoding, Self-Rubrics and decoding fan out with ``Send`` (one task per seed or metadata
-entry), so LangGraph keeps each finished task's result as a pending write: a crash re-runs
-only the unfinished tasks. Augmentation and planning are pure and seeded, so re-running
-them is free. Decoding loops (plan → decode → collect) until every entry has its share or
-the pool gives no new unique instruction; a later run (a *pass*) retries what failed and
-fills what a grown budget or pool asks for.
+entry); after a crash the step runs again and its finished tasks' calls come from the
+response cache. Augmentation and planning are pure and seeded, so re-running them is free.
+Decoding loops (plan → decode → collect) until every entry has its share or the pool gives
+no new unique instruction; a later run (a *pass*) retries what failed and fills what a
+grown budget or pool asks for.
 """
 
 from __future__ import annotations
