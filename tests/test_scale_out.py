@@ -80,6 +80,12 @@ def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
     assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **options) == 0
     assert len(mock_llm.requests) == before
     assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
+    # any machine writes the same outputs from the store: a worker with --out
+    other = tmp_path / "elsewhere"
+    assert main(["worker", "--store", postgres.url(), "--run", "same", "--out", str(other)]) == 0
+    assert len(mock_llm.requests) == before
+    for name in ("dataset.jsonl", "dropped.jsonl", "failed.jsonl", "metadata.jsonl"):
+        assert (other / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
 
 
 def _codeclm(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -157,6 +163,8 @@ def test_three_workers_one_killed_give_the_single_process_dataset(
         "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
     )
     assert forks == []
+    for log in tmp_path.glob("*.log"):  # the password reaches no process's output
+        assert PASSWORD not in log.read_text(errors="replace")
     calls = mock_llm.calls()
     by_victim = [r for r in calls if r.worker == victim_id]
     # In flight: not answered before the kill (0.1 s of slack covers a reply the victim had
@@ -169,7 +177,11 @@ def test_three_workers_one_killed_give_the_single_process_dataset(
 
 
 def test_a_store_that_cannot_be_opened_is_one_line_without_the_password(
-    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    mock_llm: MockLLM,
+    postgres: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seeds = _seeds(tmp_path)
     wrong = postgres.url(password="not-the-password-55")
@@ -188,6 +200,16 @@ def test_a_store_that_cannot_be_opened_is_one_line_without_the_password(
     assert main(["worker", "--store", postgres.url(), "--run", "nope", "--wait", "0"]) == 2
     err = capsys.readouterr().err
     assert "no run 'nope'" in err and "codeclm run" in err and PASSWORD not in err
+
+    # a folder's run.json names the store without its password: without PGPASSWORD, a hint
+    folder = tmp_path / "recorded"
+    folder.mkdir()
+    store = f"postgresql://codeclm@127.0.0.1:{postgres.port}/codeclm"
+    (folder / "run.json").write_text(json.dumps({"store": store, "run_name": "x"}))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    assert main(["inspect", str(folder)]) == 2
+    assert "set PGPASSWORD or use ~/.pgpass" in capsys.readouterr().err
 
     # a run name the store cannot key, and a store that is not PostgreSQL
     assert run_cli(seeds, mock_llm, tmp_path / "b", store=postgres.url(), run="a b/c") == 2

@@ -185,6 +185,8 @@ def _connect_error(exc: Exception, url: str, where: str) -> ConfigError:
     message = " ".join(str(exc).split()) or type(exc).__name__
     if password:
         message = message.replace(str(password), "***")
+    elif "password" in message:
+        message += " (the URL has no password: set PGPASSWORD or use ~/.pgpass)"
     return ConfigError(f"cannot open the store {where}: {message}")
 
 
