@@ -80,6 +80,9 @@ def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
     assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **options) == 0
     assert len(mock_llm.requests) == before
     assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
+    # the store refuses other settings for the same run, as a folder does
+    changed = {**options, "threshold": 5}
+    assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **changed) == 2
     # any machine writes the same outputs from the store: a worker with --out
     other = tmp_path / "elsewhere"
     assert main(["worker", "--store", postgres.url(), "--run", "same", "--out", str(other)]) == 0

@@ -148,7 +148,8 @@ class PostgresBoard(Board):
         async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO codeclm_leases (thread_id, start_state) VALUES (%s, %s) "
-                "ON CONFLICT (thread_id) DO NOTHING",
+                "ON CONFLICT (thread_id) DO UPDATE SET start_state = excluded.start_state, "
+                "outcome = NULL WHERE codeclm_leases.outcome = 'stepped'",  # see ``hold``
                 [(thread_id, _json(start())) for thread_id, start in jobs],
             )
 
