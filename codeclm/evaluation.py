@@ -19,7 +19,7 @@ from codeclm import __version__
 from codeclm.config import ConfigError, EvalConfig, differing_keys
 from codeclm.engine.threads import RunStats, run_threads
 from codeclm.engine.workspace import models_record, open_workspace
-from codeclm.graph import thread_config
+from codeclm.graph import started_values, thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
@@ -206,7 +206,9 @@ async def evaluate(
                 JsonlWriter(out_dir / EVAL_FAILED) as failed,
             ):
                 for item in items:
-                    values = (await graph.aget_state(thread_config(item["id"]))).values
+                    values = started_values(
+                        (await graph.aget_state(thread_config(item["id"]))).values
+                    )
                     if not values:
                         unfinished += 1
                         continue

@@ -121,3 +121,67 @@ def test_no_cache_sends_every_request_again(
     assert run_cli(seeds_file, mock_llm, bypassed, instructions=2, metadata=2, no_cache=True) == 0
     assert len(mock_llm.requests) == 2 * first
     assert (cached / "dataset.jsonl").read_text() == (out / "dataset.jsonl").read_text()
+
+
+def test_a_thread_stopped_after_its_input_checkpoint_counts_as_not_started(
+    tmp_path: Path,
+) -> None:
+    """A stop between a thread's input checkpoint and its first step's (the start task's
+    writes are not stored: the cache makes it free to run again) leaves a checkpoint that
+    holds only reducer defaults. Outputs and inspect treat it as not started, not as a
+    state that fails to validate; running it again starts it from its input."""
+    import asyncio
+    from typing import Any
+
+    from codeclm.debug.inspection import thread_history
+    from codeclm.engine.results import write_outputs
+    from codeclm.graph import build_instruction_graph, retry_policy, thread_config
+    from codeclm.state import BasicInstruction, InstructionState
+    from codeclm.store.sqlite import TimedSqliteSaver, open_checkpointer
+
+    first = InstructionState(
+        id="t1",
+        metadata_id="m1",
+        use_case="u",
+        skills=[],
+        seed_ids=[],
+        candidate_actions=[],
+        basic_instruction="Say hi.",
+        instruction="Say hi.",
+    )
+    out = tmp_path / "run"
+    out.mkdir()
+
+    class Crash(RuntimeError):
+        """The process dies here."""
+
+    class CrashAfterInput(TimedSqliteSaver):
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            if self.checkpoints:  # the second checkpoint: the first step's
+                raise Crash
+            return await super().aput(*args, **kwargs)
+
+    async def scenario() -> tuple[int, dict[str, Any], tuple[str, ...]]:
+        async with open_checkpointer(out / "checkpoints.sqlite") as saver:
+            saver.__class__ = CrashAfterInput
+            saver.cache_answers_redo = True
+            graph = build_instruction_graph(retry_policy(1)).compile(checkpointer=saver)
+            with pytest.raises(Crash):
+                await graph.ainvoke(first, thread_config("t1"), durability="sync")
+            assert (await graph.aget_state(thread_config("t1"))).values.get("id") is None
+            item = BasicInstruction(id="t1", metadata_id="m1", index=0, instruction="Say hi.")
+            totals = await write_outputs(graph, [item], out)
+            saver.__class__ = TimedSqliteSaver  # the next run: the thread goes on from its input
+            async for _ in graph.astream(
+                None, thread_config("t1"), durability="sync", interrupt_before=["answer"]
+            ):
+                pass
+            resumed = await graph.aget_state(thread_config("t1"))
+        return totals.counts.instructions, resumed.values, resumed.next
+
+    counted, values, next_nodes = asyncio.run(scenario())
+    assert counted == 0  # left out, as a thread never started
+    assert (out / "dataset.jsonl").read_text() == ""
+    assert values["id"] == "t1" and next_nodes == ("answer",)
+    detail = asyncio.run(thread_history(out, "t1"))
+    assert detail["status"] == "running" and detail["state"]["id"] == "t1"

@@ -112,6 +112,9 @@ def print_run_summary(result: RunResult) -> None:
 def print_thread(detail: dict[str, Any]) -> None:
     console = Console()
     state = detail["state"]
+    if state is None:  # its first step is not checkpointed yet
+        console.print(f"[bold]{detail['id']}[/] {detail['status']}: not started yet")
+        return
     console.print(
         f"[bold]{detail['id']}[/] {detail['status']}, iteration {state['iteration']}; "
         f"next: {', '.join(detail['next']) or '(end)'}"

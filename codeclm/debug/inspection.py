@@ -22,6 +22,7 @@ from codeclm.graph import (
     PREPARE_THREAD,
     build_instruction_graph,
     build_prepare_graph,
+    started_values,
     thread_config,
 )
 from codeclm.graph import retry_policy as _retry
@@ -69,7 +70,7 @@ async def list_threads(out_dir: Path | None, spec: StoreSpec | None = None) -> d
         prepared = PrepareState.model_validate(snapshot.values) if snapshot.values else None
         threads = []
         for _, instruction in ready(prepared) if prepared else []:
-            values = (await graph.aget_state(thread_config(instruction.id))).values
+            values = started_values((await graph.aget_state(thread_config(instruction.id))).values)
             scores = _scores(values)
             threads.append(
                 {
@@ -130,11 +131,12 @@ async def thread_history(
                 )
             )
     current = snapshots[-1]
-    state = InstructionState.model_validate(current.values)
+    values = started_values(current.values)
+    state = InstructionState.model_validate(values).model_dump(mode="json") if values else None
     return {
         "id": thread_id,
-        "status": thread_status(current.values),
+        "status": thread_status(values),
         "next": list(current.next),
-        "state": state.model_dump(mode="json"),
+        "state": state,
         "history": steps,
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from codeclm.engine.record import Totals
 from codeclm.engine.threads import Graph
-from codeclm.graph import thread_config
+from codeclm.graph import started_values, thread_config
 from codeclm.outputs import DATASET, DROPPED, FAILED, JsonlWriter, dataset_row, dropped_row
 from codeclm.state import BasicInstruction, InstructionState
 
@@ -69,7 +69,7 @@ async def _states(graph: Graph, instructions: Sequence[BasicInstruction]) -> Asy
             *(graph.aget_state(thread_config(item.id)) for item in chunk)
         )
         for snapshot in snapshots:
-            yield snapshot.values
+            yield started_values(snapshot.values)
 
 
 async def write_outputs(

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from codeclm.graph import thread_config
 from codeclm.state import TokenUsage, add_usage
-from codeclm.store import Board, Job, LeaseLost, StoreUnavailable
+from codeclm.store import Board, LeaseLost, StoreUnavailable
 
 log = logging.getLogger("codeclm")
 
@@ -29,7 +29,6 @@ FINISHED = ("kept", "dropped", "failed")
 """An instruction thread's final statuses."""
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
-__all__ = ["FINISHED", "Graph", "Job", "RunStats", "finish_thread", "run_threads"]
 
 
 @dataclass

@@ -3,6 +3,8 @@ serializer of the state models and the retry policy (the savers live in ``codecl
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import RetryPolicy
@@ -18,11 +20,19 @@ __all__ = [
     "build_prepare_graph",
     "retry_policy",
     "serializer",
+    "started_values",
     "thread_config",
 ]
 
 PREPARE_THREAD = "prepare"
 """The thread of the 'prepare' graph (instruction threads are named by instruction id)."""
+
+
+def started_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A thread's values once its first step is checkpointed; {} before. A thread stopped
+    between its input checkpoint and its first step's holds only its reducers' defaults
+    (``usage``), no ``id``: like a thread never started, it is not a state yet."""
+    return values if values.get("id") else {}
 
 
 def thread_config(

@@ -17,7 +17,7 @@ from codeclm.store.board import Board
 class Store(ABC):
     """A run's checkpoints (``saver``), response cache, record and work board."""
 
-    saver: CachedRedo
+    saver: StoreSaver
     cache: ResponseCache
     board: Board
     shared: bool = False
@@ -37,9 +37,9 @@ class Store(ABC):
     async def read_inputs(self) -> dict[str, Any]:
         return {}
 
-    @abstractmethod
     def checkpoint_stats(self) -> dict[str, float]:
         """Checkpoint writes and the seconds they took (for run.json)."""
+        return self.saver.stats()
 
 
 _NULL_TASK = "00000000-0000-0000-0000-000000000000"
@@ -104,3 +104,8 @@ class TimedWrites(BaseCheckpointSaver[Any]):
             "write_batches": self.write_batches,
             "seconds": round(self.seconds, 3),
         }
+
+
+class StoreSaver(CachedRedo, TimedWrites):
+    """What both stores' savers add to LangGraph's: pending writes a cache can redo are
+    kept out (first, so they are not counted), then every write is counted and timed."""

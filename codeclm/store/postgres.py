@@ -25,7 +25,7 @@ from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord
 from codeclm.state import TokenUsage
-from codeclm.store.base import CachedRedo, Store, TimedWrites
+from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LeaseLost, StoreUnavailable
 from codeclm.store.leases import LEASES_TABLE, PostgresBoard
 
@@ -79,7 +79,7 @@ def schema_of(run: str) -> str:
     return f"codeclm_{run}"
 
 
-class FencedPostgresSaver(CachedRedo, TimedWrites, AsyncPostgresSaver):
+class FencedPostgresSaver(StoreSaver, AsyncPostgresSaver):
     """LangGraph's PostgreSQL saver over a pool; the fence (``_FENCE``) guards its writes.
 
     The saver's own instance lock (one statement at a time per process) is skipped: every
@@ -142,7 +142,6 @@ class PostgresStore(Store):
     ) -> None:
         self.pool = pool
         self.saver = saver
-        self.timed = saver
         self.cache = PostgresResponseCache(pool)
         self.board = board
 
@@ -173,9 +172,6 @@ class PostgresStore(Store):
     async def read_inputs(self) -> dict[str, Any]:
         text = await self._get("inputs")
         return {} if text is None else dict(json.loads(text))
-
-    def checkpoint_stats(self) -> dict[str, float]:
-        return self.timed.stats()
 
 
 def _connect_error(exc: Exception, url: str, where: str) -> ConfigError:

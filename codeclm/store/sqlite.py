@@ -17,11 +17,11 @@ from codeclm.graph import serializer
 from codeclm.llm.cache import SqliteResponseCache
 from codeclm.outputs import CACHE, CHECKPOINTS, RUN_JSON, write_json
 from codeclm.records import RunRecord
-from codeclm.store.base import CachedRedo, Store, TimedWrites
+from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
 
 
-class TimedSqliteSaver(CachedRedo, TimedWrites, AsyncSqliteSaver):
+class TimedSqliteSaver(StoreSaver, AsyncSqliteSaver):
     """The SQLite saver, its writes counted and timed."""
 
 
@@ -45,7 +45,6 @@ class SqliteStore(Store):
     ) -> None:
         self.out_dir = out_dir
         self.saver = saver
-        self.timed = saver
         self.cache = cache
         self.board = LocalBoard(workers)
 
@@ -55,9 +54,6 @@ class SqliteStore(Store):
 
     async def save_record(self, record: RunRecord) -> None:
         write_json(self.out_dir / RUN_JSON, record)
-
-    def checkpoint_stats(self) -> dict[str, float]:
-        return self.timed.stats()
 
 
 @asynccontextmanager
