@@ -217,19 +217,22 @@ async def execute(
             if "eval_fingerprint" in await run.store.read_inputs():
                 raise ConfigError(f"{spec.describe()} holds an evaluation; use another --run")
             check_fingerprint(await run.store.read_record(), config, spec.describe())
-            await run.store.save_inputs(
-                {
-                    "seeds": [seed.model_dump(mode="json") for seed in seeds],
-                    "user_metadata": [e.model_dump(mode="json") for e in user_metadata],
-                }
-            )
-        # Record the settings first, so a later run (or worker) is checked against them.
+            if seeds or user_metadata or not await run.store.read_inputs():
+                # (a resume whose seeds file is gone keeps the inputs stored before)
+                await run.store.save_inputs(
+                    {
+                        "seeds": [seed.model_dump(mode="json") for seed in seeds],
+                        "user_metadata": [e.model_dump(mode="json") for e in user_metadata],
+                    }
+                )
+        # The board first: a worker that sees the record finds the 'prepare' thread open.
+        await run.store.board.reopen()
+        # Record the settings, so a later run (or worker) is checked against them.
         first = run_record(config, PrepareState(), Totals(), started, run.models, inputs, spec)
         await run.store.save_record(first)
         if spec.shared:  # the folder names the store, for resume, inspect and step
             out_dir.mkdir(parents=True, exist_ok=True)
             write_json(out_dir / RUN_JSON, first)
-        await run.store.board.reopen()
         stats.enter("preparing metadata, rubrics and instructions")
         log.info(stats.phase)
         try:
