@@ -423,3 +423,70 @@ def test_ctrl_c_on_a_worker_hands_its_threads_back_at_once(
     assert held == [(0,)]
     assert runner.wait(timeout=120) == 0, (tmp_path / "run.log").read_text()
     assert len(read_jsonl(out / "dataset.jsonl")) == 16
+
+
+def test_a_worker_frozen_past_its_lease_wakes_up_without_forking_a_thread(
+    tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer
+) -> None:
+    """SIGSTOP a worker mid-run (a frozen VM, a long GC pause) until its leases expire and
+    the other worker has taken its threads, then SIGCONT it: its late writes are refused,
+    it goes on with other threads, and the data equals one process's."""
+    seeds = _seeds(tmp_path)
+    mock_llm.latency = 0.25
+    options = {"instructions": 16, "concurrency": 4}
+    assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
+    mock_llm.requests.clear()
+
+    url, out = postgres.url(), tmp_path / "shared"
+    common = ["--lease-seconds", "2", "--quiet"]
+    sleeper = _codeclm(
+        "worker",
+        "--store",
+        url,
+        "--run",
+        "frozen",
+        "--concurrency",
+        "4",
+        *common,
+        log=tmp_path / "sleeper.log",
+    )
+    sleeper_id = f"{socket.gethostname()}:{sleeper.pid}"
+    runner = _codeclm(
+        "run",
+        str(seeds),
+        *mock_args(mock_llm, out, store=url, run="frozen", **options),
+        *common,
+        log=tmp_path / "run.log",
+    )
+    _wait_for(
+        lambda: sum(r.worker == sleeper_id for r in mock_llm.calls()) >= 4,
+        120,
+        "the sleeper to be working",
+    )
+    sleeper.send_signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    _wait_for(  # its leases expired and the run took its threads over
+        lambda: (
+            time.monotonic() - frozen_at > 4
+            and not _schema_rows(
+                postgres,
+                "frozen",
+                f"SELECT 1 FROM codeclm_leases WHERE owner = '{sleeper_id}' AND outcome IS NULL",
+            )
+        ),
+        60,
+        "the sleeper's threads to be taken over",
+    )
+    sleeper.send_signal(signal.SIGCONT)
+    assert runner.wait(timeout=120) == 0, (tmp_path / "run.log").read_text()
+    assert sleeper.wait(timeout=60) == 0, (tmp_path / "sleeper.log").read_text()
+    # it woke up inside threads that were no longer its own: the database refused the writes
+    assert "write refused" in (tmp_path / "sleeper.log").read_text()
+
+    assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
+    forks = _schema_rows(
+        postgres,
+        "frozen",
+        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
+    )
+    assert forks == []
