@@ -490,3 +490,39 @@ def test_a_worker_frozen_past_its_lease_wakes_up_without_forking_a_thread(
         "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
     )
     assert forks == []
+
+
+def test_a_database_that_goes_away_mid_run_is_one_line_and_the_run_goes_on_later(
+    tmp_path: Path, mock_llm: MockLLM
+) -> None:
+    server = PostgresServer().start()
+    try:
+        mock_llm.latency = 0.2
+        out = tmp_path / "run"
+        runner = _codeclm(
+            "run",
+            str(_seeds(tmp_path)),
+            *mock_args(mock_llm, out, store=server.url(), run="gone", instructions=16),
+            log=tmp_path / "run.log",
+        )
+        _wait_for(lambda: len(mock_llm.requests) > 20, 120, "the run to be under way")
+        subprocess.run(
+            [
+                *server.as_user,
+                str(server.bin / "pg_ctl"),
+                "-D",
+                str(server.data),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        code = runner.wait(timeout=120)
+        log = (tmp_path / "run.log").read_text()
+        assert code == 1, log
+        assert "Traceback" not in log and PASSWORD not in log
+        assert log.strip().splitlines()[-1].endswith("run the same command again to continue")
+    finally:
+        server.stop()

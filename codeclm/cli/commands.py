@@ -41,6 +41,7 @@ from codeclm.export import export_run
 from codeclm.report import write_report
 from codeclm.seeds import InputError
 from codeclm.split import split_benchmark
+from codeclm.store import StoreUnavailable
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -296,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except RunError as exc:
         sys.stderr.write(f"codeclm: run failed: {exc}\n")
+        return 1
+    except StoreUnavailable as exc:  # the database went away mid-run: nothing is lost
+        message = " ".join(str(exc).split())
+        sys.stderr.write(f"codeclm: {message}; run the same command again to continue\n")
         return 1
     except KeyboardInterrupt:
         out = getattr(args, "out", None)

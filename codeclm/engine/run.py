@@ -39,7 +39,7 @@ from codeclm.outputs import (
 from codeclm.records import Counts, RunRecord
 from codeclm.seeds import check_fits_context
 from codeclm.state import MetadataEntry, PrepareState, Seed, TokenUsage
-from codeclm.store import LeaseLost, StoreSpec, open_store
+from codeclm.store import LeaseLost, StoreSpec, StoreUnavailable, open_store
 
 log = logging.getLogger("codeclm")
 
@@ -235,10 +235,15 @@ async def execute(
             write_json(out_dir / RUN_JSON, first)
         stats.enter("preparing metadata, rubrics and instructions")
         log.info(stats.phase)
+        store_gone = False
         try:
             await work(run, seeds, user_metadata, stats)
+        except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
+            store_gone = True
+            raise
         finally:  # on Ctrl-C too: whatever has finished is written out
-            record, prepared = await write_run(run, out_dir, started, inputs, spec)
+            if not store_gone:
+                record, prepared = await write_run(run, out_dir, started, inputs, spec)
         if not ready(prepared):
             reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
             raise RunError(
@@ -282,9 +287,13 @@ async def join(
     async with open_run(config, out_dir, spec=spec) as run:
         stats.enter("working on the run's threads")
         log.info(stats.phase)
+        store_gone = False
         try:
             await work(run, seeds, metadata, stats)
+        except StoreUnavailable:
+            store_gone = True
+            raise
         finally:
-            if out_dir is not None:
+            if out_dir is not None and not store_gone:
                 record, _ = await write_run(run, out_dir, started, record.inputs, spec)
     return RunResult(out_dir=out_dir, record=record) if out_dir is not None else None

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
 from codeclm.graph import PREPARE_THREAD
-from codeclm.store.board import Board, Job
+from codeclm.store.board import Board, Job, StoreUnavailable
 
 log = logging.getLogger("codeclm")
 
@@ -85,9 +86,12 @@ class PostgresBoard(Board):
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def _execute(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return list(await cur.fetchall()) if cur.description else []
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(sql, params)
+                return list(await cur.fetchall()) if cur.description else []
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"the store is unreachable: {exc}") from exc
 
     def _params(self, **more: Any) -> dict[str, Any]:
         return {"me": self.owner, "ttl": self.lease_seconds, "prepare": PREPARE_THREAD, **more}

@@ -75,6 +75,11 @@ the session's owner (``codeclm.owner``) holds a live lease on that thread. The c
 share-locks the lease row until the write commits, so no claim can slip in between."""
 
 
+POOL_WAIT_SECONDS = 10.0
+"""How long a statement waits for a pooled connection before the store counts as away (a
+database that went down ends the worker in seconds, not in the pool's default 30 s)."""
+
+
 def schema_of(run: str) -> str:
     return f"codeclm_{run}"
 
@@ -176,7 +181,6 @@ class PostgresStore(Store):
 
 def _connect_error(exc: Exception, url: str, where: str) -> ConfigError:
     """One line, never the password (libpq's messages do not carry it; checked anyway)."""
-
     password = psycopg.conninfo.conninfo_to_dict(url).get("password")
     message = " ".join(str(exc).split()) or type(exc).__name__
     if password:
@@ -237,6 +241,7 @@ async def open_postgres_store(
         configure=configure,
         check=_not_broken,
         max_idle=120,
+        timeout=POOL_WAIT_SECONDS,
         open=False,
     )
     try:
