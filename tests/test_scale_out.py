@@ -526,3 +526,27 @@ def test_a_database_that_goes_away_mid_run_is_one_line_and_the_run_goes_on_later
         assert log.strip().splitlines()[-1].endswith("run the same command again to continue")
     finally:
         server.stop()
+
+
+def test_workers_that_start_together_set_the_schema_up_once_without_deadlock(
+    postgres: PostgresServer,
+) -> None:
+    """Eight processes opening a new run's store at once: one sets it up, the others wait
+    their turn (LangGraph's set-up builds indexes CONCURRENTLY, which waits for every open
+    transaction: a worker blocked on a lock held one and the two deadlocked)."""
+    import asyncio
+
+    from codeclm.store import StoreSpec, open_store
+
+    spec = StoreSpec(url=postgres.url(), run="together")
+
+    async def open_one() -> bool:
+        async with open_store(spec, None) as store:
+            return await store.read_record() is None
+
+    async def all_at_once() -> list[bool]:
+        return await asyncio.gather(*(open_one() for _ in range(8)))
+
+    assert asyncio.run(all_at_once()) == [True] * 8
+    migrations = _schema_rows(postgres, "together", "SELECT count(*) FROM checkpoint_migrations")
+    assert migrations[0][0] > 0

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from codeclm.config import ConfigError
+
 USER = "codeclm"
 PASSWORD = "pg-secret-DO-NOT-LEAK-7731"
 DATABASE = "codeclm"
@@ -26,7 +28,10 @@ DATABASE = "codeclm"
 def _binaries() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        raise RuntimeError("no PostgreSQL server: install Debian's postgresql (make test does)")
+        raise ConfigError(
+            "no PostgreSQL server here: install Debian's postgresql (make test does), "
+            "or give --store URL"
+        )
     return Path(found[-1]).parent
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from codeclm.bench.postgres_server import PostgresServer
 from codeclm.bench.throughput import _start_mock, _write_inputs
+from codeclm.engine.run import RunError
 from codeclm.outputs import RUN_JSON
 from codeclm.records import RunRecord
 
@@ -75,7 +76,7 @@ def _wait_all(children: list[subprocess.Popen[bytes]]) -> float:
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
-            raise RuntimeError(f"a benchmark process exited {child.returncode}")
+            raise RunError(f"a benchmark process exited {child.returncode}")
         cpu += usage.ru_utime + usage.ru_stime
     return cpu
 

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL
+from codeclm.engine.run import RunError
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 from codeclm.outputs import CHECKPOINTS, RUN_JSON
 from codeclm.records import RunRecord
@@ -134,7 +135,7 @@ def measure(
         wall = time.monotonic() - started
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
-            raise RuntimeError(f"codeclm run exited {child.returncode}")
+            raise RunError(f"codeclm run exited {child.returncode}")
         record = RunRecord.read(out / RUN_JSON)
         calls = sum(role.calls for role in record.usage.values())
         floor_cpu = _floor_cpu(base_url, calls, concurrency)
@@ -164,7 +165,7 @@ def _floor_cpu(base_url: str, calls: int, concurrency: int) -> float:
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError("the bare-client floor run failed")
+        raise RunError("the bare-client floor run failed")
     return usage.ru_utime + usage.ru_stime
 
 

@@ -9,7 +9,9 @@ live, so two writers can never fork a thread's history (langgraph#8796).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -74,6 +76,9 @@ END $$;
 the session's owner (``codeclm.owner``) holds a live lease on that thread. The check
 share-locks the lease row until the write commits, so no claim can slip in between."""
 
+
+SET_UP_WAIT_SECONDS = 60.0
+"""How long a worker waits for another one's set-up of the same run's schema."""
 
 POOL_WAIT_SECONDS = 10.0
 """How long a statement waits for a pooled connection before the store counts as away (a
@@ -191,11 +196,25 @@ def _connect_error(exc: Exception, url: str, where: str) -> ConfigError:
 
 
 async def _set_up(url: str, schema: str) -> None:
-    """Schema, LangGraph's tables and ours, once per run; concurrent starts wait their turn."""
+    """Schema, LangGraph's tables and ours, once per run; concurrent starts wait their turn.
+
+    The turn is taken with ``pg_try_advisory_lock`` in a loop, not ``pg_advisory_lock``: a
+    process blocked in that call holds a transaction open, and the saver's
+    ``CREATE INDEX CONCURRENTLY`` in the process holding the lock waits for every open
+    transaction, so the two deadlocked (seen with two workers starting together).
+    """
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row, connect_timeout=10
     ) as conn:
-        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema,))
+        deadline = time.monotonic() + SET_UP_WAIT_SECONDS
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (schema,))
+            row = await cur.fetchone()
+            if row and row["ok"]:
+                break
+            if time.monotonic() > deadline:
+                raise psycopg.OperationalError(f"another process has been setting up {schema}")
+            await asyncio.sleep(0.1)
         try:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}"')
