@@ -550,3 +550,39 @@ def test_workers_that_start_together_set_the_schema_up_once_without_deadlock(
     assert asyncio.run(all_at_once()) == [True] * 8
     migrations = _schema_rows(postgres, "together", "SELECT count(*) FROM checkpoint_migrations")
     assert migrations[0][0] > 0
+
+
+def test_a_held_thread_stays_held_while_its_holder_lives(postgres: PostgresServer) -> None:
+    """``step`` holds a thread (finished ones too) for as long as a person takes: the
+    heartbeat renews every lease its process holds, so a slow session is not refused."""
+    import asyncio
+
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    from codeclm.graph import thread_config
+    from codeclm.store import StoreSpec, open_store
+
+    class Counter(TypedDict):
+        n: int
+
+    builder = StateGraph(Counter)
+    builder.add_node("one", lambda s: {"n": s["n"] + 1})
+    builder.add_edge(START, "one")
+    builder.add_edge("one", END)
+    spec = StoreSpec(url=postgres.url(), run="held", lease_seconds=0.6)
+
+    async def scenario() -> int:
+        async with open_store(spec, None) as store:
+            await store.board.reopen()
+            await store.board.publish([("t1", lambda: {"n": 0})])
+            assert await store.board.claim() is not None
+            await store.board.finish("t1", "kept")  # a finished thread ...
+            assert await store.board.hold("t1")  # ... that a person steps
+            await asyncio.sleep(2.0)  # three leases long
+            graph = builder.compile(checkpointer=store.saver)
+            result = await graph.ainvoke({"n": 0}, thread_config("t1"))
+            await store.board.release("t1")
+            return int(result["n"])
+
+    assert asyncio.run(scenario()) == 1

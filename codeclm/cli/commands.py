@@ -41,7 +41,7 @@ from codeclm.export import export_run
 from codeclm.report import write_report
 from codeclm.seeds import InputError
 from codeclm.split import split_benchmark
-from codeclm.store import StoreUnavailable
+from codeclm.store import LeaseLost, StoreUnavailable
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -298,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as exc:
         sys.stderr.write(f"codeclm: run failed: {exc}\n")
         return 1
-    except StoreUnavailable as exc:  # the database went away mid-run: nothing is lost
+    except (StoreUnavailable, LeaseLost) as exc:  # the database went away, or another
+        # worker holds the thread now: what was checkpointed stays
         message = " ".join(str(exc).split())
         sys.stderr.write(f"codeclm: {message}; run the same command again to continue\n")
         return 1

@@ -114,7 +114,7 @@ class PostgresBoard(Board):
             try:
                 await self._execute(
                     "UPDATE codeclm_leases SET expires_at = now() + %(ttl)s * interval '1 second' "
-                    "WHERE owner = %(me)s AND outcome IS NULL",
+                    "WHERE owner = %(me)s",  # a finished thread held by ``step`` too
                     self._params(),
                 )
             except Exception as exc:  # the database is away: the leases may run out
@@ -130,7 +130,7 @@ class PostgresBoard(Board):
             with contextlib.suppress(Exception):
                 await self._execute(
                     "UPDATE codeclm_leases SET owner = NULL, expires_at = NULL "
-                    "WHERE owner = %(me)s AND outcome IS NULL",
+                    "WHERE owner = %(me)s",
                     self._params(),
                 )
 
