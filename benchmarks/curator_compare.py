@@ -30,7 +30,7 @@ import time
 import venv
 from pathlib import Path
 
-from codeclm.bench.throughput import _start_mock, measure
+from codeclm.bench.throughput import Workload, measure, start_mock
 
 _CHILD = """
 import os, sys, tempfile
@@ -90,7 +90,7 @@ def curator_python(version: str) -> Path:
 
 def _child(argv: list[str], calls: int) -> tuple[float, float, int]:
     """Wall time, CPU time and replies of one client run as a child process."""
-    mock, base_url = _start_mock(0.05, 64)
+    mock, base_url = start_mock(0.05, 64)
     try:
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENAI_API_KEY": "bench"}
         started = time.monotonic()
@@ -122,15 +122,7 @@ def main() -> None:
     python = args.python or curator_python(args.curator_version)
 
     with tempfile.TemporaryDirectory() as work:
-        ours = measure(
-            instructions=args.instructions,
-            latency=0.05,
-            slots=64,
-            concurrency=64,
-            seeds=100,
-            metadata=200,
-            workdir=Path(work),
-        )
+        ours = measure(Workload(instructions=args.instructions), Path(work))
     calls = ours.calls
     script = Path(tempfile.mkdtemp()) / "curator_child.py"
     script.write_text(_CHILD)

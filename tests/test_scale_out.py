@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from codeclm.bench.mock_llm import MockLLM
+from codeclm.bench.mock_llm import MockLLM, Request
 from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from tests.conftest import SECRET, mock_args, read_jsonl, run_cli, write_seeds
@@ -42,19 +42,48 @@ def _schema_rows(postgres: PostgresServer, run: str, sql: str) -> list[tuple[obj
         return list(conn.execute(sql).fetchall())
 
 
+def _misbehave(mock: MockLLM, at_random: bool) -> None:
+    """The misbehaviours of real models and servers (``MockLLM.realistic``): only those a
+    model repeats for the same request (short or repeated lists, cut replies), or also what
+    a busy server does at random (wrapped JSON, refusals, 429s, 503s)."""
+    realistic = MockLLM.realistic(retry_after=0.1)
+    names = ["short_list_rate", "repeat_rate", "cut_rate"]
+    if at_random:
+        names += ["wrap_rate", "refusal_rate", "rate_limit_rate", "retry_after", "error_rate"]
+    for name in names:
+        setattr(mock, name, getattr(realistic, name))
+
+
+def _answered(calls: list[Request]) -> int:
+    """Calls that got a usable answer (a retried 429, 503 or refusal is not one)."""
+    return sum(r.fault in (None, "wrap") for r in calls)
+
+
+def _forks(postgres: PostgresServer, run: str) -> list[tuple[object, ...]]:
+    """Checkpoints of one thread that share a parent: a forked history (none, ever)."""
+    return _schema_rows(
+        postgres,
+        run,
+        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
+    )
+
+
 def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
     tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _misbehave(mock_llm, at_random=True)  # short lists, wrapped JSON, refusals, 429s, 503s
     seeds = _seeds(tmp_path)
-    options = {"instructions": 8, "concurrency": 4}
+    options = {"instructions": 8, "concurrency": 4, "backoff": 0}
     assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
-    calls_local = len(mock_llm.requests)
+    answered_local = _answered(mock_llm.calls())
 
     out = tmp_path / "shared"
     assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **options) == 0
     assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
     assert len(read_jsonl(out / "dataset.jsonl")) > 0
-    assert len(mock_llm.requests) == 2 * calls_local  # no response came from the other cache
+    # the same requests answered again: none came from the other run's cache
+    assert _answered(mock_llm.calls()) == 2 * answered_local
+    assert {r.fault for r in mock_llm.calls()} > {None}  # the faults did happen
     assert not (out / "checkpoints.sqlite").exists()  # the state is in PostgreSQL
 
     record = json.loads((out / "run.json").read_text())
@@ -68,12 +97,7 @@ def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
     assert all(PASSWORD not in str(value) for (value,) in stored)
 
     # every thread has one line of checkpoints: no two share a parent
-    forks = _schema_rows(
-        postgres,
-        "same",
-        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert forks == []
+    assert _forks(postgres, "same") == []
 
     # a second run of the same command finds everything done: no call is made again
     before = len(mock_llm.requests)
@@ -109,11 +133,12 @@ def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 def test_three_workers_one_killed_give_the_single_process_dataset(
     tmp_path: Path, mock_llm: MockLLM, postgres: PostgresServer
 ) -> None:
-    """Three workers on one run, one ``kill -9``ed half way: its threads are taken up after
+    """Three workers on one run, one ``kill -9``ed mid-run: its threads are taken up after
     its leases expire; the data is byte-identical to one SQLite process's, no thread's
     history forks, and the only calls paid twice are the ones it had in flight."""
     seeds = _seeds(tmp_path)
     mock_llm.latency = 0.25  # calls overlap, so the kill lands in the middle of nodes
+    _misbehave(mock_llm, at_random=False)  # the same for the same request: counts compare
     options = {"instructions": 24, "concurrency": 4}
     assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
     single = len(mock_llm.requests)
@@ -146,11 +171,11 @@ def test_three_workers_one_killed_give_the_single_process_dataset(
     victim_id = f"{socket.gethostname()}:{victim.pid}"
     _wait_for(
         lambda: (
-            len(mock_llm.requests) >= single // 2
-            and any(r.worker == victim_id for r in mock_llm.calls())
+            len(mock_llm.requests) >= single // 3
+            and any(r.worker == victim_id and r.answered_at is None for r in mock_llm.calls())
         ),
         120,
-        "half the calls, some of them the victim's",
+        "a third of the calls made, and the victim waiting on one",
     )
     victim.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -160,12 +185,7 @@ def test_three_workers_one_killed_give_the_single_process_dataset(
 
     local = (tmp_path / "local/dataset.jsonl").read_bytes()
     assert (out / "dataset.jsonl").read_bytes() == local
-    forks = _schema_rows(
-        postgres,
-        "kill3",
-        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert forks == []
+    assert _forks(postgres, "kill3") == []
     for log in tmp_path.glob("*.log"):  # the password reaches no process's output
         assert PASSWORD not in log.read_text(errors="replace")
     calls = mock_llm.calls()
@@ -275,12 +295,7 @@ def test_a_worker_whose_lease_ran_out_cannot_write_behind_its_successor(
                 await b.board.finish("t1", "kept")
 
     asyncio.run(scenario())
-    forks = _schema_rows(
-        postgres,
-        "fence",
-        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert forks == []
+    assert _forks(postgres, "fence") == []
     assert _schema_rows(
         postgres, "fence", "SELECT outcome FROM codeclm_leases WHERE thread_id = 't1'"
     ) == [("kept",)]
@@ -390,6 +405,7 @@ def test_ctrl_c_on_a_worker_hands_its_threads_back_at_once(
     """A worker stopped with Ctrl-C releases its leases as it exits (the others need not
     wait for them to expire), and the run still completes."""
     mock_llm.latency = 0.25
+    _misbehave(mock_llm, at_random=True)
     url, out = postgres.url(), tmp_path / "shared"
     worker = _codeclm(
         "worker",
@@ -433,7 +449,8 @@ def test_a_worker_frozen_past_its_lease_wakes_up_without_forking_a_thread(
     it goes on with other threads, and the data equals one process's."""
     seeds = _seeds(tmp_path)
     mock_llm.latency = 0.25
-    options = {"instructions": 16, "concurrency": 4}
+    _misbehave(mock_llm, at_random=True)
+    options = {"instructions": 16, "concurrency": 4, "backoff": 0}
     assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
     mock_llm.requests.clear()
 
@@ -484,12 +501,7 @@ def test_a_worker_frozen_past_its_lease_wakes_up_without_forking_a_thread(
     assert "write refused" in (tmp_path / "sleeper.log").read_text()
 
     assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "local/dataset.jsonl").read_bytes()
-    forks = _schema_rows(
-        postgres,
-        "frozen",
-        "SELECT thread_id, parent_checkpoint_id FROM checkpoints GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    assert forks == []
+    assert _forks(postgres, "frozen") == []
 
 
 def test_a_database_that_goes_away_mid_run_is_one_line_and_the_run_goes_on_later(

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codeclm.bench.postgres_server import PostgresServer
-from codeclm.bench.throughput import _start_mock, _write_inputs
+from codeclm.bench.throughput import Workload
 from codeclm.engine.run import RunError
 from codeclm.outputs import RUN_JSON
 from codeclm.records import RunRecord
@@ -100,31 +100,22 @@ def _database_figures(url: str, run: str) -> tuple[int, int]:
 
 
 def measure_workers(
+    workload: Workload,
     *,
     workers: int,
     url: str,
     server: PostgresServer | None,
-    instructions: int,
-    latency: float,
-    slots: int,
-    concurrency: int,
-    seeds: int,
-    metadata: int,
     workdir: Path,
 ) -> WorkersResult:
-    """One run of ``instructions`` by ``workers`` processes against a fresh mock."""
-    mock, base_url = _start_mock(latency, slots)
+    """One run of the workload by ``workers`` processes against a fresh mock."""
+    mock, base_url = workload.start_mock()
     run = f"bench_{workers}_{int(time.time())}"
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        options = dict(instructions=instructions, metadata=metadata, concurrency=concurrency)
-        _write_inputs(workdir, base_url, options, seeds)
-        out = workdir / "run"
-        codeclm = [sys.executable, "-m", "codeclm"]
         store = ["--store", url, "--run", run, "--quiet"]
-        run_argv = [*codeclm, "run", str(workdir / "seeds.jsonl"), "--out", str(out)]
-        run_argv += ["--config", str(workdir / "bench.toml"), *store]
-        worker_argv = [*codeclm, "worker", *store, "--concurrency", str(concurrency)]
+        run_argv = [*workload.run_argv(workdir, base_url), *store]
+        worker_argv = [sys.executable, "-m", "codeclm", "worker", *store]
+        worker_argv += ["--concurrency", str(workload.concurrency)]
+        out = workdir / "run"
         env = {**os.environ, "OPENAI_API_KEY": "bench"}
         db_cpu_before = server.cpu_seconds() if server else None
         started = time.monotonic()
@@ -198,15 +189,10 @@ def _print_pair(results: list[WorkersResult], console: Console) -> tuple[float, 
 
 
 def run_workers_bench(
+    workload: Workload,
     *,
     workers: int,
     store: str | None,
-    instructions: int,
-    latency: float,
-    slots: int,
-    concurrency: int,
-    seeds: int,
-    metadata: int,
     keep: Path | None,
     repeat: int = 1,
 ) -> list[WorkersResult]:
@@ -224,24 +210,14 @@ def run_workers_bench(
                 pair = []
                 for k in sorted({1, workers}):
                     console.print(
-                        f"codeclm bench: {instructions:,} instructions by {k} worker "
-                        f"process(es), mock {latency * 1000:g} ms per call, {slots} slots, "
-                        f"--concurrency {concurrency} each, PostgreSQL store ...",
+                        f"codeclm bench: {workload.describe()} each, by {k} worker "
+                        "process(es), PostgreSQL store ...",
                         highlight=False,
                     )
                     workdir = (keep or Path(scratch)) / f"workers-{k}-{attempt}"
                     pair.append(
                         measure_workers(
-                            workers=k,
-                            url=url,
-                            server=server,
-                            instructions=instructions,
-                            latency=latency,
-                            slots=slots,
-                            concurrency=concurrency,
-                            seeds=seeds,
-                            metadata=metadata,
-                            workdir=workdir,
+                            workload, workers=k, url=url, server=server, workdir=workdir
                         )
                     )
                 results += pair

@@ -15,9 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -85,7 +84,8 @@ class BenchResult:
         ]
 
 
-def _start_mock(latency: float, slots: int) -> tuple[subprocess.Popen[str], str]:
+def start_mock(latency: float, slots: int) -> tuple[subprocess.Popen[str], str]:
+    """The mock in its own process (its CPU is not the client's); and its base URL."""
     command = [sys.executable, "-m", "codeclm.bench.mock_llm"]
     command += ["--latency", str(latency), "--slots", str(slots)]
     mock = subprocess.Popen(
@@ -97,37 +97,62 @@ def _start_mock(latency: float, slots: int) -> tuple[subprocess.Popen[str], str]
     return mock, mock.stdout.readline().strip()
 
 
-def _write_inputs(folder: Path, base_url: str, options: dict[str, Any], seeds: int) -> None:
-    lines = [
-        json.dumps({"id": f"b{i}", "instruction": f"Benchmark seed {i}: explain topic {i * 13}."})
-        for i in range(seeds)
-    ]
-    (folder / "seeds.jsonl").write_text("\n".join(lines) + "\n")
-    settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
-    for role, model in (("strong", STRONG_MODEL), ("target", TARGET_MODEL)):
-        settings += f'[{role}]\nmodel = "{model}"\nbase_url = "{base_url}"\n'
-    (folder / "bench.toml").write_text(settings)
+def _seed_text(i: int) -> str:
+    return f"Benchmark seed {i}: explain topic {i * 13}."
 
 
-def measure(
-    *,
-    instructions: int,
-    latency: float,
-    slots: int,
-    concurrency: int,
-    seeds: int,
-    metadata: int,
-    workdir: Path,
-) -> BenchResult:
-    """One ``codeclm run`` of ``instructions`` against a fresh mock; its figures."""
-    mock, base_url = _start_mock(latency, slots)
-    try:
+@dataclass(frozen=True)
+class Workload:
+    """What a benchmark run does: its size, and the mock serving it like an engine."""
+
+    instructions: int = 1000
+    latency: float = 0.05
+    """Seconds per call."""
+    slots: int = 64
+    """Calls the mock serves at once."""
+    concurrency: int = 64
+    seeds: int = 100
+    metadata: int = 200
+
+    def describe(self) -> str:
+        return (
+            f"{self.instructions:,} instructions, mock {self.latency * 1000:g} ms per call, "
+            f"{self.slots} slots, --concurrency {self.concurrency}"
+        )
+
+    def start_mock(self) -> tuple[subprocess.Popen[str], str]:
+        return start_mock(self.latency, self.slots)
+
+    def run_argv(self, workdir: Path, base_url: str) -> list[str]:
+        """Seeds and settings written into ``workdir``; the ``codeclm run`` over them
+        (output folder ``workdir/run``)."""
         workdir.mkdir(parents=True, exist_ok=True)
-        options = dict(instructions=instructions, metadata=metadata, concurrency=concurrency)
-        _write_inputs(workdir, base_url, options, seeds)
-        out = workdir / "run"
+        lines = [
+            json.dumps(
+                {"id": f"b{i}", "instruction": f"Benchmark seed {i}: explain topic {i * 13}."}
+            )
+            for i in range(self.seeds)
+        ]
+        (workdir / "seeds.jsonl").write_text("\n".join(lines) + "\n")
+        options = {
+            "instructions": self.instructions,
+            "metadata": self.metadata,
+            "concurrency": self.concurrency,
+        }
+        settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+        for role, model in (("strong", STRONG_MODEL), ("target", TARGET_MODEL)):
+            settings += f'[{role}]\nmodel = "{model}"\nbase_url = "{base_url}"\n'
+        (workdir / "bench.toml").write_text(settings)
         argv = [sys.executable, "-m", "codeclm", "run", str(workdir / "seeds.jsonl")]
-        argv += ["--config", str(workdir / "bench.toml"), "--out", str(out), "--quiet"]
+        return [*argv, "--config", str(workdir / "bench.toml"), "--out", str(workdir / "run")]
+
+
+def measure(workload: Workload, workdir: Path) -> BenchResult:
+    """One ``codeclm run`` of the workload against a fresh mock; its figures."""
+    mock, base_url = workload.start_mock()
+    try:
+        argv = [*workload.run_argv(workdir, base_url), "--quiet"]
+        out = workdir / "run"
         env = {**os.environ, "OPENAI_API_KEY": "bench"}
         started = time.monotonic()
         child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
@@ -138,7 +163,7 @@ def measure(
             raise RunError(f"codeclm run exited {child.returncode}")
         record = RunRecord.read(out / RUN_JSON)
         calls = sum(role.calls for role in record.usage.values())
-        floor_cpu = _floor_cpu(base_url, calls, concurrency)
+        floor_cpu = _floor_cpu(base_url, calls, workload.concurrency)
     finally:
         mock.terminate()
         mock.wait()
@@ -151,7 +176,7 @@ def measure(
         pipeline_wall=record.wall_seconds,
         cpu=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
-        bound=calls * latency / slots,
+        bound=calls * workload.latency / workload.slots,
         checkpoint_seconds=checkpointing.get("seconds", 0.0),
         node_steps=checkpointing.get("checkpoints", 0),
         db_bytes=sum(p.stat().st_size for p in out.glob(f"{CHECKPOINTS}*")),
@@ -178,38 +203,16 @@ def _print(title: str, rows: list[tuple[str, str]], console: Console) -> None:
     console.print(table)
 
 
-def run_bench(
-    *,
-    instructions: int,
-    latency: float,
-    slots: int,
-    concurrency: int,
-    seeds: int,
-    metadata: int,
-    scaling: bool,
-    keep: Path | None,
-) -> list[BenchResult]:
+def run_bench(workload: Workload, *, scaling: bool, keep: Path | None) -> list[BenchResult]:
     """Print the figures of one run, or with ``scaling`` of 1k and 10k instructions."""
     console = Console()
-    sizes = [1_000, 10_000] if scaling else [instructions]
+    sizes = [1_000, 10_000] if scaling else [workload.instructions]
     results = []
     with tempfile.TemporaryDirectory(prefix="codeclm-bench-") as scratch:
         for size in sizes:
-            workdir = (keep or Path(scratch)) / f"bench-{size}"
-            console.print(
-                f"codeclm bench: {size:,} instructions, mock {latency * 1000:g} ms per call, "
-                f"{slots} slots, --concurrency {concurrency} ...",
-                highlight=False,
-            )
-            result = measure(
-                instructions=size,
-                latency=latency,
-                slots=slots,
-                concurrency=concurrency,
-                seeds=seeds,
-                metadata=metadata,
-                workdir=workdir,
-            )
+            sized = replace(workload, instructions=size)
+            console.print(f"codeclm bench: {sized.describe()} ...", highlight=False)
+            result = measure(sized, (keep or Path(scratch)) / f"bench-{size}")
             results.append(result)
             _print(f"{size:,} instructions", result.rows(), console)
     if scaling and len(results) == 2:

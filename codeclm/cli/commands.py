@@ -234,37 +234,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codeclm.bench.throughput import run_bench, run_embedded_bench  # only bench needs them
+    from codeclm.bench.throughput import (  # only bench needs them
+        Workload,
+        run_bench,
+        run_embedded_bench,
+    )
 
     if args.embedded:
         run_embedded_bench(slots=min(args.concurrency, 8), keep=args.keep)
         return 0
-    if args.workers:
-        from codeclm.bench.scale_out import run_workers_bench
-
-        run_workers_bench(
-            workers=args.workers,
-            store=args.store,
-            instructions=args.instructions,
-            latency=args.latency,
-            slots=args.slots,
-            concurrency=args.concurrency,
-            seeds=args.seeds,
-            metadata=args.metadata,
-            keep=args.keep,
-            repeat=args.repeat,
-        )
-        return 0
-    run_bench(
+    workload = Workload(
         instructions=args.instructions,
         latency=args.latency,
         slots=args.slots,
         concurrency=args.concurrency,
         seeds=args.seeds,
         metadata=args.metadata,
-        scaling=args.scaling,
-        keep=args.keep,
     )
+    if args.workers:
+        from codeclm.bench.scale_out import run_workers_bench
+
+        run_workers_bench(
+            workload, workers=args.workers, store=args.store, keep=args.keep, repeat=args.repeat
+        )
+        return 0
+    run_bench(workload, scaling=args.scaling, keep=args.keep)
     return 0
 
 
