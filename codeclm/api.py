@@ -166,12 +166,8 @@ def recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, RunRe
 def recorded_store(
     out: Path | None, store: str | None = None, run_name: str | None = None
 ) -> StoreSpec:
-    """The store of the run in ``out``: ``store`` if given, else the one its run.json names
-    (whose URL has no password: libpq's PGPASSWORD or ~/.pgpass supplies it)."""
-    if store is None and out is not None and (out / RUN_JSON).is_file():
-        recorded = RunRecord.read(out / RUN_JSON)
-        store, run_name = recorded.store, run_name or recorded.run_name
-    return StoreSpec.of(store, run_name, out)
+    """The store of the run in ``out``: ``store`` if given, else the one its run.json names."""
+    return StoreSpec.recorded(out, store, run_name)
 
 
 async def _stored_record(spec: StoreSpec) -> RunRecord:

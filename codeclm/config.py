@@ -10,7 +10,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -143,6 +143,11 @@ class RunConfig(ModelSettings):
         description="move a kept pair whose instruction has MiniLM embedding cosine >= this "
         "with an earlier kept one to dropped.jsonl as a duplicate (e.g. 0.9); unset: keep all",
     )
+    review: Literal["none", "metadata"] = Field(
+        "none",
+        description="metadata: wait after augmentation for a person to review the pool "
+        "(codeclm view DIR or codeclm review DIR), then decode from the approved pool",
+    )
     evol_rounds: int = Field(4, ge=1, description="evol-instruct: evolution rounds per seed")
     rouge_threshold: float = Field(
         0.7, gt=0, le=1, description="self-instruct: ROUGE-L above which a new one is rejected"
@@ -156,12 +161,18 @@ class RunConfig(ModelSettings):
         their defaults (a run begun before they existed keeps its fingerprint) and the
         ones a run may grow by (checked on their own: they may only go up)."""
         fields = super().fingerprint_fields()
-        for key in self.GROWABLE:
+        for key in (*self.GROWABLE, "review"):  # review: a gate; the pool records its outcome
             fields.pop(key, None)
         unused = {"method": self.method == "codeclm", "dedup": self.dedup is None}
         for spec in METHODS.values():  # settings of another method
             unused.update((key, True) for key in spec.settings if spec.name != self.method)
         return {key: value for key, value in fields.items() if not unused.get(key)}
+
+    @model_validator(mode="after")
+    def _review_needs_a_pool(self) -> RunConfig:
+        if self.review == "metadata" and not METHODS[self.method].makes_metadata:
+            raise ValueError(f"review 'metadata': the method {self.method} makes no metadata pool")
+        return self
 
 
 class EvalConfig(ModelSettings):

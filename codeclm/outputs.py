@@ -25,6 +25,8 @@ METADATA = "metadata.jsonl"
 RUN_JSON = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
 CACHE = "llm_cache.sqlite"
+REVIEWS = "reviews.sqlite"
+"""A person's reviews of the pool and the pairs (SQLite store; a table in PostgreSQL)."""
 EVAL_JSON = "eval.json"
 """An evaluation's record (``codeclm eval``): a folder holds a run or an evaluation."""
 

@@ -64,6 +64,42 @@ class DroppedRow(BaseModel):
     basic_instruction: str | None = None
 
 
+Verdict = Literal["accepted", "rejected"]
+
+
+class PairReview(BaseModel):
+    """A person's review of one kept pair: accepted or rejected, with optional edits.
+
+    ``export`` leaves rejected pairs out and applies the edits; the dataset files stay the
+    run's own (a re-run rewrites them, never the reviews).
+    """
+
+    id: str
+    verdict: Verdict
+    instruction: str | None = None
+    """The reviewer's instruction, when they edited it."""
+    response: str | None = None
+    """The reviewer's response, when they edited it."""
+    note: str = ""
+    reviewed_at: str = ""
+
+    @property
+    def edited(self) -> bool:
+        return self.instruction is not None or self.response is not None
+
+    def applied(self, row: DatasetRow) -> DatasetRow:
+        """``row`` as the reviewer left it (edits in the text and in its messages)."""
+        instruction = self.instruction if self.instruction is not None else row.instruction
+        response = self.response if self.response is not None else row.response
+        messages = [
+            Message(role="user", content=instruction),
+            Message(role="assistant", content=response),
+        ]
+        return row.model_copy(
+            update={"instruction": instruction, "response": response, "messages": messages}
+        )
+
+
 class JudgmentRow(BaseModel):
     """``codeclm eval``: one benchmark item, both answers, both orders' scores, the outcome."""
 

@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "export": 7,
     "bench": 7,
     "split": 7,
+    "review": 7,
+    "view": 7,
     "engine": 6,
     "store": 5,
     "graph": 4,

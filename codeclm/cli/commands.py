@@ -27,6 +27,7 @@ from codeclm.cli.display import (
     status_table,
 )
 from codeclm.cli.parser import EXIT_USAGE, build_parser, eval_overrides, run_config
+from codeclm.cli.reviewing import cmd_review, cmd_view
 from codeclm.config import (
     ConfigError,
     EvalConfig,
@@ -273,6 +274,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "eval": cmd_eval,
     "report": cmd_report,
     "export": cmd_export,
+    "review": cmd_review,
+    "view": cmd_view,
 }
 
 

@@ -8,10 +8,12 @@ on at once, so its thread starts while other entries are still being decoded.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from langgraph.types import Overwrite
+from langgraph.types import Command, Overwrite
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
@@ -23,7 +25,17 @@ from codeclm.nodes.planning import (
     ready_instructions,
     with_rubrics,
 )
-from codeclm.state import BasicInstruction, InstructionState, MetadataEntry, PrepareState, Seed
+from codeclm.state import (
+    BasicInstruction,
+    InstructionState,
+    MetadataEntry,
+    PoolReview,
+    PrepareState,
+    Seed,
+)
+from codeclm.store.reviews import Reviews
+
+log = logging.getLogger("codeclm")
 
 
 def initial_state(entry: MetadataEntry | None, instruction: BasicInstruction) -> InstructionState:
@@ -46,7 +58,7 @@ def needs_another_pass(state: PrepareState, config: RunConfig) -> bool:
     return (
         any(not f.permanent for f in state.failures)
         or len(ready(state)) < config.instructions
-        or (bool(state.pool) and len(state.pool) < config.metadata)
+        or (bool(state.pool) and len(state.pool) < config.metadata and not state.pool_review)
     )
 
 
@@ -122,12 +134,14 @@ async def prepare_stream(
     seeds: list[Seed],
     user_metadata: list[MetadataEntry],
     stats: RunStats,
+    reviews: Reviews,
 ) -> AsyncIterator[tuple[PrepareState, Ready]]:
     """Encode, augment, write rubrics, decode: the thread's latest state as the pass
     advances, with the instructions ready to run (some ahead of their round's end).
 
     The last state yielded is the pass's end (``done``), or the state a finished thread
-    was left in when no new pass is needed.
+    was left in when no new pass is needed. A pass that stops for the pool's review
+    (``--review metadata``) waits here for the approval in ``reviews``, then goes on.
     """
     cfg = context.config
     config = thread_config(PREPARE_THREAD, max_concurrency=cfg.concurrency)
@@ -153,16 +167,43 @@ async def prepare_stream(
                 "exhausted": [],
                 "failures": Overwrite([f for f in state.failures if f.permanent]),
             }
-    watch: RoundWatch | None = None
-    async for mode, event in stream_thread(graph, graph_input, config, context, stats):
-        if mode == "values":
-            state = PrepareState.model_validate(event)
-            if not state.pending_decode:
-                watch = None
-            elif watch is None or watch.state.decode_round != state.decode_round:
-                watch = RoundWatch(state, cfg.repeat_similarity)  # one per round
-            yield state, ready(state)
-        elif watch is not None:
-            for node, update in event.items():
-                watch.update(node, update)
-            yield watch.state, watch.fresh()
+    while True:
+        watch: RoundWatch | None = None
+        async for mode, event in stream_thread(graph, graph_input, config, context, stats):
+            if mode == "values":
+                state = PrepareState.model_validate(event)
+                if not state.pending_decode:
+                    watch = None
+                elif watch is None or watch.state.decode_round != state.decode_round:
+                    watch = RoundWatch(state, cfg.repeat_similarity)  # one per round
+                yield state, ready(state)
+            elif watch is not None:
+                for node, update in event.items():
+                    watch.update(node, update)
+                yield watch.state, watch.fresh()
+        if not (await graph.aget_state(config)).interrupts:
+            return
+        # review_pool is waiting for a person: resume with their decision once they approve
+        decision = await wait_for_approval(reviews, stats)
+        graph_input = Command(resume=decision.model_dump(mode="json"))
+
+
+REVIEW_POLL_SECONDS = 1.0
+"""How often a run waiting for the pool's review looks for the approval."""
+
+
+async def wait_for_approval(reviews: Reviews, stats: RunStats) -> PoolReview:
+    """The reviewer's approved decision on the pool, when it comes (stored by ``codeclm
+    view`` or ``codeclm review``, from any process); the run waits until then."""
+    stats.enter("waiting for review of the metadata pool")
+    log.warning(
+        "%s: codeclm view %s (or codeclm review %s --approve-all)",
+        stats.phase,
+        reviews.where,
+        reviews.where,
+    )
+    while (decision := await reviews.approved_pool()) is None:
+        await asyncio.sleep(REVIEW_POLL_SECONDS)
+    stats.enter("preparing metadata, rubrics and instructions")
+    log.info("the metadata pool was approved; %s", stats.phase)
+    return decision

@@ -39,7 +39,8 @@ from codeclm.outputs import (
 from codeclm.records import Counts, RunRecord
 from codeclm.seeds import check_fits_context
 from codeclm.state import MetadataEntry, PrepareState, Seed, TokenUsage
-from codeclm.store import LeaseLost, StoreSpec, StoreUnavailable, open_store
+from codeclm.store import LeaseLost, StoreSpec, StoreUnavailable, open_store, redact_url
+from codeclm.store.reviews import Reviews
 
 log = logging.getLogger("codeclm")
 
@@ -108,7 +109,11 @@ def _seeds_fit(
 
 
 async def _prepare_duty(
-    run: OpenRun, seeds: list[Seed], user_metadata: list[MetadataEntry], stats: RunStats
+    run: OpenRun,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+    reviews: Reviews,
 ) -> None:
     """The 'prepare' pass, whenever this process holds it (one process: always; shared: the
     worker that takes it, or takes it over), publishing instructions as they become ready."""
@@ -119,7 +124,7 @@ async def _prepare_duty(
             continue
         published: set[str] = set()
         try:
-            stream = prepare_stream(run.prepare, run.context, seeds, user_metadata, stats)
+            stream = prepare_stream(run.prepare, run.context, seeds, user_metadata, stats, reviews)
             async for _, ready_now in stream:
                 jobs = [
                     (item.id, partial(initial_state, entry, item))
@@ -139,14 +144,19 @@ async def _prepare_duty(
 
 
 async def work(
-    run: OpenRun, seeds: list[Seed], user_metadata: list[MetadataEntry], stats: RunStats
+    run: OpenRun,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+    where: str,
 ) -> None:
     """This process's share of the run, until the run has no work left: the 'prepare' pass
-    when it holds it, and instruction threads from the board, ``--concurrency`` at a time."""
+    when it holds it, and instruction threads from the board, ``--concurrency`` at a time.
+    ``where``: how commands name the run (for the review's message)."""
     config = run.context.config
     stats.total = config.instructions
     await gather_or_cancel(
-        _prepare_duty(run, seeds, user_metadata, stats),
+        _prepare_duty(run, seeds, user_metadata, stats, Reviews(run.store, where)),
         run_threads(
             run.instructions,
             run.context,
@@ -237,7 +247,7 @@ async def execute(
         log.info(stats.phase)
         store_gone = False
         try:
-            await work(run, seeds, user_metadata, stats)
+            await work(run, seeds, user_metadata, stats, str(out_dir))
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise
@@ -289,7 +299,8 @@ async def join(
         log.info(stats.phase)
         store_gone = False
         try:
-            await work(run, seeds, metadata, stats)
+            where = str(out_dir) if out_dir else f"--store {redact_url(spec.url)} --run {spec.run}"
+            await work(run, seeds, metadata, stats, where)
         except StoreUnavailable:
             store_gone = True
             raise

@@ -1,13 +1,15 @@
 """The 'prepare' graph: seeds (or user metadata) → metadata pool → rubrics + instructions.
 
-START ─Send per seed─▶ encode_seed ─▶ augment ─▶ plan ─Send per entry─▶ write_rubrics ─┐
-  ├─(user metadata)──────────────────▲   │        ▲  └─Send per entry─▶ decode ───────┤
-  │                                      │        └──────────── collect ◀─────────────┘
-  │                                      └─(no pool yet) ─▶ finalize   plan ─(done)─▶ finalize
-  ├─(self-instruct)─▶ bootstrap ⟲ ──────────────────────────────────────────────────▶ finalize
-  └─(evol-instruct)─▶ sample_seeds ─────────────────────────────────────────────────▶ finalize
+START ─Send per seed─▶ encode_seed ─▶ augment ─▶ review_pool ─▶ plan ─Send─▶ write_rubrics ─┐
+  ├─(user metadata)──────────────────▲   │                       ▲  └─Send─▶ decode ───────┤
+  │                                      │                       └─────── collect ◀────────┘
+  │                                      └─(no pool yet) ─▶ finalize    plan ─(done)─▶ finalize
+  ├─(self-instruct)─▶ bootstrap ⟲ ──────────────────────────────────────────────▶ finalize
+  └─(evol-instruct)─▶ sample_seeds ─────────────────────────────────────────────▶ finalize
 
-``plan`` gives each entry its share and picks the entries a round asks; ``collect`` drops
+``review_pool`` waits for a person's approval of the pool (an ``interrupt``) when the run
+asks for one (``--review metadata``); otherwise it passes. ``plan`` gives each entry its
+share and picks the entries a round asks (one ``Send`` per entry); ``collect`` drops
 repeats across the pool. codeclm-metadata skips ``write_rubrics``: it has no use for them.
 Every run takes the thread up again (a *pass*): seeds, rubrics and decodes that failed are
 asked again, and a grown budget or pool is filled; what is done stays done.
@@ -33,6 +35,7 @@ from codeclm.nodes.prepare import (
     record_prepare_failure,
     write_rubrics,
 )
+from codeclm.nodes.review import review_pool
 from codeclm.state import EncodeTask, MetadataTask, PrepareState
 
 
@@ -55,7 +58,7 @@ def route_seeds(state: PrepareState) -> list[Send] | str:
 
 def route_after_augment(state: PrepareState) -> str:
     """No pool yet (a seed still to encode, or none encoded): this pass ends here."""
-    return "plan" if state.pool else "finalize"
+    return "review_pool" if state.pool else "finalize"
 
 
 def route_round(state: PrepareState) -> list[Send] | str:
@@ -101,6 +104,7 @@ def build_prepare_graph(
     builder.add_node("augment", augment)
     builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)  # type: ignore[call-overload]
     builder.add_node("decode", decode, input_schema=MetadataTask)  # type: ignore[call-overload]
+    builder.add_node("review_pool", review_pool)
     builder.add_node("plan", plan)
     builder.add_node("collect", collect)
     builder.add_node("bootstrap", bootstrap)
@@ -110,7 +114,8 @@ def build_prepare_graph(
         START, route_seeds, ["encode_seed", "augment", "bootstrap", "sample_seeds"]
     )
     builder.add_edge("encode_seed", "augment")
-    builder.add_conditional_edges("augment", route_after_augment, ["plan", "finalize"])
+    builder.add_conditional_edges("augment", route_after_augment, ["review_pool", "finalize"])
+    builder.add_edge("review_pool", "plan")
     builder.add_conditional_edges("plan", route_round, ["write_rubrics", "decode", "finalize"])
     builder.add_edge("write_rubrics", "collect")
     builder.add_edge("decode", "collect")

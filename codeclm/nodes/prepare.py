@@ -186,8 +186,8 @@ def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
     left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}
     if any(s.id not in encoded and s.id not in left_out for s in state.seeds):
         return {}  # the failures say which seeds; a re-run encodes them
-    if state.pool and len(state.pool) >= cfg.metadata:
-        return {}
+    if state.pool and (len(state.pool) >= cfg.metadata or state.pool_review is not None):
+        return {}  # (a reviewed pool is the one the person approved)
     base = base_pool(state)
     if not base:
         return {"failures": [Failure(step="augment", subject="pool", reason="no seed was encoded")]}

@@ -75,7 +75,8 @@ class MetadataEntry(BaseModel):
     id: str
     use_case: str
     skills: list[str]
-    origin: Literal["encoded", "augmented", "user"]
+    origin: Literal["encoded", "augmented", "user", "review"]
+    """'review': added by a person reviewing the pool (``run --review metadata``)."""
     seed_ids: list[str] = Field(default_factory=list)
     rubrics: list[str] = Field(default_factory=list)
     actions: list[str] = Field(default_factory=list)
@@ -84,6 +85,31 @@ class MetadataEntry(BaseModel):
     def key(self) -> tuple[str, frozenset[str]]:
         """Identity for de-duplication: the same use case with the same skills."""
         return (self.use_case.lower(), frozenset(s.lower() for s in self.skills))
+
+
+class EntryEdit(BaseModel):
+    """A reviewer's change to one metadata entry: the fields given replace the model's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    use_case: str | None = None
+    skills: list[str] | None = None
+
+
+class PoolReview(BaseModel):
+    """A person's decision on the augmented metadata pool (``run --review metadata``).
+
+    Kept in the 'prepare' state once approved, so the pool decoded from is exactly the
+    approved one and a later pass neither grows nor re-asks it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dropped: list[str] = Field(default_factory=list)
+    edited: dict[str, EntryEdit] = Field(default_factory=dict)
+    added: list[MetadataEntry] = Field(default_factory=list)
+    """Entries the reviewer wrote (origin 'review', ids ``r0000``…)."""
+    note: str = ""
 
 
 class EncodedSeed(BaseModel):
@@ -189,6 +215,8 @@ class PrepareState(BaseModel):
     """self-instruct: generation rounds so far (each one a checkpointed step)."""
     rejected: int = 0
     """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
+    pool_review: PoolReview | None = None
+    """The reviewer's approved decision on the pool, when the run asked for one."""
     done: bool = False
     """This pass has finished (whatever it could do); see ``engine.prepare.prepare_stream``."""
 
@@ -297,6 +325,8 @@ STATE_MODELS: tuple[type[BaseModel], ...] = (
     Seed,
     TokenUsage,
     MetadataEntry,
+    EntryEdit,
+    PoolReview,
     EncodedSeed,
     RubricSet,
     BasicInstruction,

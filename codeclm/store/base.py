@@ -37,6 +37,14 @@ class Store(ABC):
     async def read_inputs(self) -> dict[str, Any]:
         return {}
 
+    @abstractmethod
+    async def read_reviews(self, kind: str) -> dict[str, dict[str, Any]]:
+        """A person's reviews of one kind ('pool', 'pair'), by subject: what they last said."""
+
+    @abstractmethod
+    async def save_review(self, kind: str, subject: str, body: dict[str, Any] | None) -> None:
+        """Keep a review (None takes it back). Only people write these: a run reads them."""
+
     def checkpoint_stats(self) -> dict[str, float]:
         """Checkpoint writes and the seconds they took (for run.json)."""
         return self.saver.stats()

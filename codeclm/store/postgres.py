@@ -41,6 +41,8 @@ _TABLES = f"""
 CREATE TABLE IF NOT EXISTS codeclm_run (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS codeclm_responses (
     key text PRIMARY KEY, content text NOT NULL, usage text NOT NULL);
+CREATE TABLE IF NOT EXISTS codeclm_reviews (
+    kind text NOT NULL, subject text NOT NULL, body text NOT NULL, PRIMARY KEY (kind, subject));
 {LEASES_TABLE}
 """
 
@@ -182,6 +184,28 @@ class PostgresStore(Store):
     async def read_inputs(self) -> dict[str, Any]:
         text = await self._get("inputs")
         return {} if text is None else dict(json.loads(text))
+
+    async def read_reviews(self, kind: str) -> dict[str, dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT subject, body FROM codeclm_reviews WHERE kind = %s ORDER BY subject",
+                (kind,),
+            )
+            return {row["subject"]: json.loads(row["body"]) for row in await cur.fetchall()}
+
+    async def save_review(self, kind: str, subject: str, body: dict[str, Any] | None) -> None:
+        async with self.pool.connection() as conn:
+            if body is None:
+                await conn.execute(
+                    "DELETE FROM codeclm_reviews WHERE kind = %s AND subject = %s",
+                    (kind, subject),
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO codeclm_reviews (kind, subject, body) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (kind, subject) DO UPDATE SET body = excluded.body",
+                    (kind, subject, json.dumps(body, ensure_ascii=False)),
+                )
 
 
 def _connect_error(exc: Exception, url: str, where: str) -> ConfigError:

@@ -1,21 +1,24 @@
 """The default store: SQLite files in the run folder, for one process.
 
-``checkpoints.sqlite`` (both graphs' threads), ``llm_cache.sqlite`` (the response cache) and
-``run.json`` (the record). The board is an in-memory queue: this process runs everything.
+``checkpoints.sqlite`` (both graphs' threads), ``llm_cache.sqlite`` (the response cache),
+``reviews.sqlite`` (a person's reviews) and ``run.json`` (the record). The board is an
+in-memory queue: this process runs everything.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from codeclm.graph import serializer
 from codeclm.llm.cache import SqliteResponseCache
-from codeclm.outputs import CACHE, CHECKPOINTS, RUN_JSON, write_json
+from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, RUN_JSON, write_json
 from codeclm.records import RunRecord
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
@@ -54,6 +57,43 @@ class SqliteStore(Store):
 
     async def save_record(self, record: RunRecord) -> None:
         write_json(self.out_dir / RUN_JSON, record)
+
+    @asynccontextmanager
+    async def _reviews(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A short connection: the run, ``codeclm view`` and ``codeclm review`` share the
+        file from their own processes, and none of them keeps it open."""
+        async with aiosqlite.connect(str(self.out_dir / REVIEWS), timeout=30) as conn:
+            await conn.execute(_REVIEWS_TABLE)
+            yield conn
+
+    async def read_reviews(self, kind: str) -> dict[str, dict[str, Any]]:
+        if not (self.out_dir / REVIEWS).is_file():
+            return {}
+        async with self._reviews() as conn:
+            cursor = await conn.execute(
+                "SELECT subject, body FROM reviews WHERE kind = ? ORDER BY subject", (kind,)
+            )
+            return {subject: json.loads(body) for subject, body in await cursor.fetchall()}
+
+    async def save_review(self, kind: str, subject: str, body: dict[str, Any] | None) -> None:
+        async with self._reviews() as conn:
+            if body is None:
+                await conn.execute(
+                    "DELETE FROM reviews WHERE kind = ? AND subject = ?", (kind, subject)
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO reviews (kind, subject, body) VALUES (?, ?, ?) "
+                    "ON CONFLICT (kind, subject) DO UPDATE SET body = excluded.body",
+                    (kind, subject, json.dumps(body, ensure_ascii=False)),
+                )
+            await conn.commit()
+
+
+_REVIEWS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS reviews ("
+    "kind TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, subject))"
+)
 
 
 @asynccontextmanager

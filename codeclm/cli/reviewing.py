@@ -1,0 +1,163 @@
+"""``codeclm review`` (a person's review from a script) and ``codeclm view`` (the page).
+
+Both are thin layers over ``codeclm.review``, which checks every change before it is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from codeclm import api
+from codeclm.records import Verdict
+from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit, open_session
+from codeclm.state import EntryEdit
+
+
+def _fields(ident: str, assignments: list[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` words (values are plain text) into a dict; one-line errors."""
+    if not assignments:
+        raise ReviewError(f"--edit {ident}: give FIELD=VALUE after the id")
+    fields: dict[str, Any] = {}
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ReviewError(f"--edit {ident} {text!r}: expected FIELD=VALUE")
+        fields[name.strip()] = value
+    return fields
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    spec = api.recorded_store(args.out, args.store, args.run_name)
+
+    async def review() -> int:
+        async with open_session(args.out, spec) as session:
+            return await _review(args, session)
+
+    return asyncio.run(review())
+
+
+async def _review(args: argparse.Namespace, session: RunSession) -> int:
+    status = await session.pool_status()
+    entry_ids = {e.id for e in status.pool} | {e.id for e in status.draft.added}
+    pool_edits: dict[str, EntryEdit] = {}
+    pair_edits: dict[str, dict[str, Any]] = {}
+    for ident, *assignments in args.edit:
+        fields = _fields(ident, assignments)
+        if ident in entry_ids:
+            pool_edits[ident] = entry_edit(fields)
+        elif not set(fields) - {"use_case", "skills"}:
+            raise ReviewError(f"no metadata entry {ident!r} in the pool")
+        elif set(fields) - {"instruction", "response"}:
+            raise ReviewError(f"--edit {ident}: a pair's fields are instruction and response")
+        else:
+            pair_edits[ident] = fields
+    added = [entry_edit(_fields("--add", words)) for words in args.add]
+    pool_change = bool(args.drop or args.keep or pool_edits or added)
+    accept, reject = set(args.accept), set(args.reject)
+    if both := sorted(accept & reject):
+        raise ReviewError(f"{', '.join(both)}: both accepted and rejected")
+    pairs = sorted(accept | reject | set(pair_edits))
+    if args.note is not None and not (pool_change or pairs):
+        raise ReviewError("--note goes with a change: of the pool, or of pairs")
+
+    for ident in pairs:  # every pair checked before anything is kept
+        await session.check_pair(ident, **pair_edits.get(ident, {}))
+    if pool_change:
+        status = await session.edit_pool(
+            drop=args.drop,
+            keep=args.keep,
+            edit=pool_edits,
+            add=added,
+            note=args.note,
+        )
+    if args.approve or args.approve_all:
+        approved = await session.approve_pool(as_built=args.approve_all)
+        print(
+            f"codeclm review: the pool of {len(approved)} entries is approved; "
+            "the waiting run goes on (or starts decoding at its next resume)"
+        )
+        status = await session.pool_status()
+    for ident in pairs:
+        verdict: Verdict | None = (
+            "accepted" if ident in accept else "rejected" if ident in reject else None
+        )
+        review = await session.review_pair(
+            ident, verdict, note=args.note, **pair_edits.get(ident, {})
+        )
+        edited = " (edited)" if review.edited else ""
+        print(f"codeclm review: {ident} {review.verdict}{edited}")
+    if args.json:
+        print(json.dumps(await _summary(session, status), indent=2, ensure_ascii=False))
+    elif not (args.approve or args.approve_all or pairs):
+        await _print_status(session, status)
+    return 0
+
+
+async def _summary(session: RunSession, status: PoolStatus) -> dict[str, Any]:
+    reviews = await session.reviews.pairs()
+    return {
+        "pool": {
+            "phase": status.phase,
+            "entries": [e.model_dump(mode="json") for e in status.preview],
+            "draft": status.draft.model_dump(mode="json"),
+            "problem": status.problem,
+        },
+        "pairs": {ident: r.model_dump(mode="json") for ident, r in reviews.items()},
+    }
+
+
+async def _print_status(session: RunSession, status: PoolStatus) -> None:
+    console = Console()
+    where = session.reviews.where
+    if status.phase == "waiting":
+        draft = status.draft
+        table = Table("id", "change", "use case", "skills", "origin", "seeds")
+        entries = {e.id: e for e in status.preview}
+        for entry in [*status.pool, *draft.added]:
+            shown = entries.get(entry.id, entry)
+            change = (
+                "drop"
+                if entry.id in draft.dropped
+                else "add"
+                if entry.origin == "review"
+                else "edit"
+                if entry.id in draft.edited
+                else ""
+            )
+            table.add_row(
+                entry.id,
+                change,
+                shown.use_case,
+                ", ".join(shown.skills),
+                entry.origin,
+                ", ".join(entry.seed_ids),
+            )
+        console.print(table)
+        console.print(
+            f"pool: waiting for review; {len(status.preview)} entries after the draft. "
+            f"Approve: codeclm review {where} --approve (or --approve-all)"
+        )
+        if status.problem:
+            console.print(f"the draft no longer applies: {status.problem}")
+    else:
+        console.print(f"pool: {status.phase} ({len(status.pool)} entries)")
+    reviews = await session.reviews.pairs()
+    verdicts = [r.verdict for r in reviews.values()]
+    edited = sum(r.edited for r in reviews.values())
+    console.print(
+        f"pairs: {verdicts.count('accepted')} accepted ({edited} edited), "
+        f"{verdicts.count('rejected')} rejected"
+    )
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from codeclm.view import serve  # aiohttp and jinja2: only the page needs them
+
+    spec = api.recorded_store(args.out, args.store, args.run_name)
+    return serve(args.out, spec, host=args.host, port=args.port)

@@ -1,0 +1,257 @@
+"""A person's review of a run: the metadata pool before decoding, and the kept pairs after.
+
+One place for what ``codeclm review`` and the ``codeclm view`` page both do, each change
+checked before it is stored (a malformed one is refused with a message, nothing kept):
+
+- the pool, while a ``--review metadata`` run waits for it: drop, edit or add entries in a
+  *draft*, then approve (the draft, or every entry as the model made it); the waiting run
+  resumes with exactly that pool (``engine.prepare.wait_for_approval``);
+- a kept pair: accept or reject it, edit its instruction or response, with a note.
+
+Reviews live in the run's store (``store.reviews``) and are only ever written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.graph.state import CompiledStateGraph
+
+from codeclm.config import RunConfig
+from codeclm.debug.inspection import open_recorded
+from codeclm.graph import (
+    PREPARE_THREAD,
+    build_instruction_graph,
+    build_prepare_graph,
+    retry_policy,
+    started_values,
+    thread_config,
+)
+from codeclm.nodes.review import ReviewError, apply_pool_review, waits_for_review
+from codeclm.records import PairReview, Verdict
+from codeclm.state import EntryEdit, InstructionState, MetadataEntry, PoolReview, PrepareState
+from codeclm.store import Store, StoreSpec
+from codeclm.store.reviews import Reviews
+
+Graph = CompiledStateGraph[Any, Any, Any, Any]
+PoolPhase = Literal["not asked", "not built yet", "waiting", "approved"]
+
+
+@dataclass
+class PoolStatus:
+    """Where the pool's review stands, and the pool as the draft would leave it."""
+
+    phase: PoolPhase
+    pool: list[MetadataEntry]
+    """The pool as the model made it (waiting), or as approved (approved)."""
+    draft: PoolReview
+    preview: list[MetadataEntry]
+    """``pool`` with the draft applied (waiting); else ``pool``."""
+    problem: str | None = None
+    """Why the draft cannot apply as it stands (it was checked when stored; an entry it
+    names may have changed since), or None."""
+
+
+class RunSession:
+    """A run opened for reading and reviewing (no lease is taken, no model is called)."""
+
+    def __init__(self, store: Store, method: str, config: RunConfig | None, where: str) -> None:
+        self.store = store
+        self.config = config
+        self.reviews = Reviews(store, where)
+        self.prepare: Graph = build_prepare_graph(retry_policy(1)).compile(checkpointer=store.saver)
+        self.instructions: Graph = build_instruction_graph(retry_policy(1), method).compile(
+            checkpointer=store.saver
+        )
+
+    @property
+    def max_skills(self) -> int:
+        return self.config.max_skills if self.config else 3
+
+    async def prepared(self) -> PrepareState | None:
+        """The 'prepare' thread's state (None before the run started it)."""
+        snapshot = await self.prepare.aget_state(thread_config(PREPARE_THREAD))
+        return PrepareState.model_validate(snapshot.values) if snapshot.values else None
+
+    async def instruction_state(self, ident: str) -> InstructionState | None:
+        values = started_values((await self.instructions.aget_state(thread_config(ident))).values)
+        return InstructionState.model_validate(values) if values else None
+
+    # ---- the metadata pool ------------------------------------------------------------
+
+    async def pool_status(self) -> PoolStatus:
+        state = await self.prepared()
+        draft = await self.reviews.pool_draft()
+        if state is not None and state.pool_review is not None:  # the run took it up
+            return PoolStatus("approved", state.pool, state.pool_review, state.pool)
+        asked = self.config is not None and self.config.review == "metadata"
+        pool = state.pool if state else []
+        if not asked or state is None or not waits_for_review(state, "metadata"):
+            return PoolStatus("not asked" if not asked else "not built yet", pool, draft, pool)
+        if not pool:
+            return PoolStatus("not built yet", pool, draft, pool)
+        if (approved := await self.reviews.approved_pool()) is not None:  # not taken up yet
+            return PoolStatus("approved", pool, approved, self._apply(pool, approved)[0])
+        preview, problem = self._apply(pool, draft)
+        return PoolStatus("waiting", pool, draft, preview, problem)
+
+    def _apply(
+        self, pool: list[MetadataEntry], review: PoolReview
+    ) -> tuple[list[MetadataEntry], str | None]:
+        try:
+            return apply_pool_review(pool, review, self.max_skills), None
+        except ReviewError as exc:
+            return pool, str(exc)
+
+    async def _waiting_pool(self) -> tuple[list[MetadataEntry], PoolReview]:
+        status = await self.pool_status()
+        if status.phase != "waiting":
+            raise ReviewError(
+                {
+                    "not asked": "this run does not wait for a review of its pool "
+                    "(start it with --review metadata)",
+                    "not built yet": "the metadata pool is not built yet: the run waits for "
+                    "review once every seed is encoded",
+                    "approved": "the metadata pool was approved already",
+                }[status.phase]
+            )
+        return status.pool, status.draft
+
+    async def edit_pool(
+        self,
+        *,
+        drop: list[str] = (),  # type: ignore[assignment]
+        keep: list[str] = (),  # type: ignore[assignment]
+        edit: dict[str, EntryEdit] | None = None,
+        add: list[EntryEdit] = (),  # type: ignore[assignment]
+        note: str | None = None,
+    ) -> PoolStatus:
+        """Change the draft; refused (and nothing stored) if the result would not apply.
+
+        ``keep`` takes a drop back; an edit of an entry merges with its earlier edit.
+        """
+        pool, draft = await self._waiting_pool()
+        dropped = [i for i in draft.dropped if i not in keep]
+        dropped += [i for i in drop if i not in dropped]
+        edited = dict(draft.edited)
+        for ident, change in (edit or {}).items():
+            before = edited.get(ident, EntryEdit())
+            edited[ident] = before.model_copy(update=change.model_dump(exclude_none=True))
+        added = list(draft.added)
+        for change in add:
+            added.append(
+                MetadataEntry(
+                    id=f"r{len(added):04d}",
+                    use_case=change.use_case or "",
+                    skills=change.skills or [],
+                    origin="review",
+                )
+            )
+        new = PoolReview(
+            dropped=dropped,
+            edited=edited,
+            added=added,
+            note=draft.note if note is None else note,
+        )
+        apply_pool_review(pool, new, self.max_skills)  # raises: nothing stored
+        await self.reviews.save_pool_draft(new)
+        return await self.pool_status()
+
+    async def approve_pool(self, *, as_built: bool = False) -> list[MetadataEntry]:
+        """Approve the draft (``as_built``: every entry as the model made it, the draft
+        set aside); the waiting run resumes with exactly the returned pool."""
+        pool, draft = await self._waiting_pool()
+        review = PoolReview(note=draft.note) if as_built else draft
+        approved = apply_pool_review(pool, review, self.max_skills)
+        await self.reviews.approve_pool(review)
+        return approved
+
+    # ---- the kept pairs ---------------------------------------------------------------
+
+    async def check_pair(
+        self, ident: str, instruction: str | None = None, response: str | None = None
+    ) -> None:
+        """Refuse a review of a pair that is not kept, or an edit to empty text."""
+        state = await self.instruction_state(ident)
+        if state is None:
+            raise ReviewError(f"no instruction {ident!r} in this run (see: codeclm inspect)")
+        if state.status != "kept":
+            raise ReviewError(f"{ident} is {state.status}, not kept: only kept pairs are reviewed")
+        for name, text in (("instruction", instruction), ("response", response)):
+            if text is not None and not text.strip():
+                raise ReviewError(f"{ident}: the edited {name} cannot be empty")
+
+    async def review_pair(
+        self,
+        ident: str,
+        verdict: Verdict | None = None,
+        *,
+        instruction: str | None = None,
+        response: str | None = None,
+        note: str | None = None,
+    ) -> PairReview:
+        """Accept, reject or edit one kept pair (an edit alone accepts it)."""
+        await self.check_pair(ident, instruction, response)
+        before = (await self.reviews.pairs()).get(ident)
+        review = PairReview(
+            id=ident,
+            verdict=verdict or (before.verdict if before else "accepted"),
+            instruction=instruction if instruction is not None else _kept(before, "instruction"),
+            response=response if response is not None else _kept(before, "response"),
+            note=note if note is not None else (before.note if before else ""),
+            reviewed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        await self.reviews.save_pair(review)
+        return review
+
+
+def _kept(before: PairReview | None, field: str) -> str | None:
+    return getattr(before, field) if before is not None else None
+
+
+@asynccontextmanager
+async def open_session(
+    out_dir: Path | None, spec: StoreSpec | None = None
+) -> AsyncIterator[RunSession]:
+    """The run in ``out_dir`` (or in ``spec``'s store), opened for review."""
+    from codeclm.outputs import RUN_JSON
+    from codeclm.records import RunRecord
+
+    spec = spec or StoreSpec.recorded(out_dir)
+    async with open_recorded(out_dir, spec) as (store, method):
+        record = await store.read_record()
+        if record is None and out_dir is not None and (out_dir / RUN_JSON).is_file():
+            record = RunRecord.read(out_dir / RUN_JSON)
+        config = RunConfig.model_validate(record.config) if record and record.config else None
+        where = str(out_dir) if out_dir is not None else f"--store URL --run {spec.run}"
+        yield RunSession(store, method, config, where)
+
+
+async def pair_reviews(out_dir: Path) -> dict[str, PairReview]:
+    """The pair reviews of the run in ``out_dir`` (none when it holds no store)."""
+    from codeclm.outputs import CHECKPOINTS
+
+    spec = StoreSpec.recorded(out_dir)
+    if not spec.shared and not (out_dir / CHECKPOINTS).is_file():
+        return {}
+    async with open_session(out_dir, spec) as session:
+        return await session.reviews.pairs()
+
+
+__all__ = ["PoolStatus", "ReviewError", "RunSession", "open_session", "pair_reviews"]
+
+
+def entry_edit(fields: dict[str, Any]) -> EntryEdit:
+    """An ``EntryEdit`` from ``field=value`` pairs; skills as a list or comma-separated."""
+    unknown = set(fields) - {"use_case", "skills"}
+    if unknown:
+        raise ReviewError(f"{', '.join(sorted(unknown))}: a metadata entry has use_case and skills")
+    skills = fields.get("skills")
+    if isinstance(skills, str):
+        skills = [s.strip() for s in skills.split(",") if s.strip()]
+    return EntryEdit(use_case=fields.get("use_case"), skills=skills)
