@@ -1,5 +1,8 @@
 """``codeclm export``: a run's kept pairs in the formats fine-tuning tools read.
 
+People's reviews (``codeclm review``, ``codeclm view``) are honoured: rejected pairs are
+left out, edited ones exported as edited; ``--reviewed-only`` keeps only accepted ones.
+
 chat (JSONL of ``messages``), alpaca (JSON), sharegpt (JSON), parquet, and hf: a
 Hugging Face ``datasets`` dataset saved to disk, with a dataset card (README.md) that
 carries the run's config. parquet and hf are written by the datasets library.
@@ -7,6 +10,7 @@ carries the run's config. parquet and hf are written by the datasets library.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +18,8 @@ from typing import Any
 
 from codeclm.config import ConfigError
 from codeclm.outputs import DATASET, RUN_JSON, write_atomic, write_json, write_jsonl
-from codeclm.records import DatasetRow, RunRecord, read_rows
+from codeclm.records import DatasetRow, PairReview, RunRecord, read_rows
+from codeclm.review import pair_reviews
 
 FORMATS = ("chat", "alpaca", "sharegpt", "parquet", "hf")
 _SUFFIX = {"chat": ".jsonl", "alpaca": ".json", "sharegpt": ".json", "parquet": ".parquet"}
@@ -100,11 +105,38 @@ def dataset_card(record: RunRecord, rows: int) -> str:
     return "\n".join(lines)
 
 
-def export_run(run_dir: Path, fmt: str, out: Path | None, limit: int | None) -> tuple[Path, int]:
-    """Write the run's kept pairs as ``fmt``; returns where, and how many pairs."""
+def reviewed_rows(
+    rows: list[DatasetRow], reviews: dict[str, PairReview], reviewed_only: bool
+) -> list[DatasetRow]:
+    """The pairs as people reviewed them: rejected ones left out, edits applied;
+    ``reviewed_only``: only the accepted ones."""
+    kept = []
+    for row in rows:
+        review = reviews.get(row.id)
+        if review is None:
+            if not reviewed_only:
+                kept.append(row)
+        elif review.verdict == "accepted":
+            kept.append(review.applied(row))
+    return kept
+
+
+def export_run(
+    run_dir: Path,
+    fmt: str,
+    out: Path | None,
+    limit: int | None,
+    reviewed_only: bool = False,
+) -> tuple[Path, int]:
+    """Write the run's kept pairs as ``fmt``, as reviewed (``codeclm review``); returns
+    where, and how many pairs."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
     record, rows = read_run(run_dir)
+    reviews = asyncio.run(pair_reviews(run_dir))
+    if reviewed_only and not reviews:
+        raise ConfigError(f"--reviewed-only: no pair of {run_dir} was reviewed yet")
+    rows = reviewed_rows(rows, reviews, reviewed_only)
     rows = rows[:limit] if limit else rows
     target = out or run_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
     target.parent.mkdir(parents=True, exist_ok=True)

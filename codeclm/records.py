@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
-from codeclm.state import Failure, JudgeScores, TokenUsage
+from codeclm.state import Failure, JudgeScores, PoolReview, TokenUsage
 
 
 class RowMetadata(BaseModel):
@@ -166,6 +166,8 @@ class RunRecord(BaseModel):
     models: dict[str, ModelRecord] = Field(default_factory=dict)
     counts: Counts = Field(default_factory=Counts)
     prepare_failures: list[Failure] = Field(default_factory=list)
+    pool_review: PoolReview | None = None
+    """The person's approved decision on the metadata pool (``--review metadata``)."""
     usage: dict[str, TokenUsage] = Field(default_factory=dict)
     usage_by_node: dict[str, TokenUsage] = Field(default_factory=dict)
     wall_seconds: float = 0.0

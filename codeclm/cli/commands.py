@@ -229,7 +229,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    path, rows = export_run(args.run, args.format, args.out, args.limit)
+    path, rows = export_run(args.run, args.format, args.out, args.limit, args.reviewed_only)
     print(f"codeclm export: {rows} pairs as {args.format} -> {path}")
     return 0
 

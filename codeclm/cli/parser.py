@@ -261,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", type=Path, metavar="DIR", help="the run's output folder")
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument(
+        "--reviewed-only",
+        action="store_true",
+        help="only pairs a person accepted (rejected ones are always left out)",
+    )
+    export.add_argument(
         "--out", type=Path, metavar="PATH", help="file (folder for hf); default DIR/export/"
     )
     export.add_argument("--limit", type=_positive(int), help="the first N pairs only")

@@ -3,6 +3,7 @@ the kept data came from, why the rest was not kept (also written to report.json)
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates
 from codeclm.config import ConfigError
 from codeclm.export import read_run
 from codeclm.outputs import DROPPED, FAILED, METADATA
-from codeclm.records import DatasetRow, DroppedRow, RunRecord, read_rows
+from codeclm.records import DatasetRow, DroppedRow, PairReview, RunRecord, read_rows
+from codeclm.review import pair_reviews
 from codeclm.seeds import load_seeds
 from codeclm.state import MetadataEntry
 
@@ -32,6 +34,7 @@ class RunData:
     failed: list[DroppedRow]
     metadata: list[MetadataEntry]
     seed_texts: list[str] = field(default_factory=list)
+    reviews: dict[str, PairReview] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
@@ -56,6 +59,7 @@ def load_run(run_dir: Path) -> RunData:
         failed=read_rows(run_dir / FAILED, DroppedRow),
         metadata=read_rows(run_dir / METADATA, MetadataEntry),
         seed_texts=seed_texts,
+        reviews=asyncio.run(pair_reviews(run_dir)),
     )
 
 
@@ -162,6 +166,31 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "usage": {role: u.model_dump() for role, u in run.record.usage.items()},
         "usage_by_node": {node: u.model_dump() for node, u in run.record.usage_by_node.items()},
         "pca": _pca(kept_vectors, seed_vectors),
+        "reviews": review_figures(run),
+    }
+
+
+def review_figures(run: RunData) -> dict[str, Any]:
+    """What people said: the pool's review (if the run had one), and the kept pairs'."""
+    kept = {row.id for row in run.kept}
+    reviews = [r for ident, r in run.reviews.items() if ident in kept]
+    pool = run.record.pool_review
+    return {
+        "pool": None
+        if pool is None
+        else {
+            "dropped": len(pool.dropped),
+            "edited": len(pool.edited),
+            "added": len(pool.added),
+            "note": pool.note,
+        },
+        "pairs": {
+            "accepted": sum(r.verdict == "accepted" for r in reviews),
+            "rejected": sum(r.verdict == "rejected" for r in reviews),
+            "edited": sum(r.edited for r in reviews),
+            "not_reviewed": len(kept) - len(reviews),
+        },
+        "notes": [[r.id, r.verdict, r.note] for r in reviews if r.note],
     }
 
 

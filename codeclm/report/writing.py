@@ -76,6 +76,27 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _review_table(reviews: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """What people said about the pool and the pairs (codeclm review / codeclm view)."""
+    p = reviews["pairs"]
+    rows = [
+        ["kept pairs accepted", str(p["accepted"])],
+        ["kept pairs rejected (left out of export)", str(p["rejected"])],
+        ["kept pairs edited (export applies the edits)", str(p["edited"])],
+        ["kept pairs not reviewed", str(p["not_reviewed"])],
+    ]
+    if (pool := reviews["pool"]) is not None:
+        rows.insert(
+            0,
+            [
+                "metadata pool, approved by a person",
+                f"{pool['dropped']} dropped, {pool['edited']} edited, {pool['added']} added",
+            ],
+        )
+    rows += [[f"note on {ident} ({verdict})", note] for ident, verdict, note in reviews["notes"]]
+    return ("Reviews", ["", "count"], rows)
+
+
 def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of one run's tables, shared by the HTML and the markdown."""
     tables = []
@@ -121,6 +142,7 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         ["prepare failure", f"{p['step']} {p['subject']}: {p['reason']}", "1"]
         for p in f["prepare_failures"]
     ]
+    tables.append(_review_table(f["reviews"]))
     tables.append(
         (
             "Why instructions were not kept",

@@ -1,0 +1,187 @@
+"""What the page shows, read from the run's store as it is now (a run may be writing it).
+
+One ``Snapshot`` holds the pool, every instruction thread's latest values and the reviews;
+the server keeps it for ``FRESH_SECONDS`` so a burst of requests reads the store once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+from codeclm.engine.prepare import ready
+from codeclm.graph import thread_config
+from codeclm.records import PairReview
+from codeclm.review import PoolStatus, RunSession
+from codeclm.state import InstructionState, MetadataEntry, PrepareState, TokenUsage, add_usage
+
+FRESH_SECONDS = 1.5
+READ_AHEAD = 32
+
+
+@dataclass
+class ThreadRow:
+    """One instruction as the list shows it (and filters and searches it)."""
+
+    id: str
+    metadata_id: str
+    status: str
+    use_case: str
+    skills: list[str]
+    iteration: int | None
+    source: str
+    """The model whose answer a kept pair carries (strong or target); '' otherwise."""
+    gap: float | None
+    reason: str
+    instruction: str
+    review: str
+    """'accepted', 'rejected' or '' (a kept pair no one reviewed yet)."""
+    search_text: str
+
+
+@dataclass
+class PoolRow:
+    entry: MetadataEntry
+    instructions: int
+    kept: int
+
+
+@dataclass
+class Snapshot:
+    prepare: str
+    """pending, running, waiting for review, or done."""
+    pool: PoolStatus
+    pool_rows: list[PoolRow]
+    threads: list[ThreadRow]
+    counts: Counter[str]
+    budget: int
+    usage: dict[str, TokenUsage]
+    reviews: dict[str, PairReview]
+    failures: list[str]
+    taken_at: float = field(default_factory=time.monotonic)
+
+    def progress(self) -> dict[str, Any]:
+        """The figures the page refreshes while the run goes on."""
+        return {
+            "prepare": self.prepare,
+            "pool": self.pool.phase,
+            "budget": self.budget,
+            "instructions": len(self.threads),
+            "counts": dict(self.counts),
+            "usage": {role: u.model_dump() for role, u in sorted(self.usage.items())},
+            "calls": sum(u.calls for u in self.usage.values()),
+            "tokens": sum(u.input_tokens + u.output_tokens for u in self.usage.values()),
+            "reviewed": len(self.reviews),
+        }
+
+
+def _status(values: dict[str, Any]) -> str:
+    if not values:
+        return "pending"
+    status = str(values.get("status", "pending"))
+    return status if status in ("kept", "dropped", "failed") else "running"
+
+
+def _row(ident: str, metadata_id: str, state: InstructionState | None, review: str) -> ThreadRow:
+    if state is None:
+        return ThreadRow(ident, metadata_id, "pending", "", [], None, "", None, "", "", "", "")
+    status = _status(state.model_dump())
+    texts = [state.instruction, state.basic_instruction, state.strong_answer or ""]
+    texts += [state.target_answer or "", state.reason or "", state.use_case, *state.skills]
+    return ThreadRow(
+        id=state.id,
+        metadata_id=state.metadata_id,
+        status=status,
+        use_case=state.use_case,
+        skills=state.skills,
+        iteration=state.iteration,
+        source=state.response_source or "" if status == "kept" else "",
+        gap=state.scores.gap if state.scores else None,
+        reason=state.reason or "",
+        instruction=state.instruction,
+        review=review,
+        search_text=" ".join(texts).lower(),
+    )
+
+
+async def take_snapshot(session: RunSession) -> Snapshot:
+    """The run as its store holds it now."""
+    prepared = await session.prepared() or PrepareState()
+    pool = await session.pool_status()
+    reviews = await session.reviews.pairs()
+    items = [item for _, item in ready(prepared)] if prepared.pool or prepared.decoded else []
+    threads: list[ThreadRow] = []
+    usage = dict(prepared.usage)
+    for start in range(0, len(items), READ_AHEAD):
+        chunk = items[start : start + READ_AHEAD]
+        states = await asyncio.gather(*(session.instruction_state(i.id) for i in chunk))
+        for item, state in zip(chunk, states, strict=True):
+            review = reviews[item.id].verdict if item.id in reviews else ""
+            threads.append(_row(item.id, item.metadata_id, state, review))
+            if state is not None:
+                usage = add_usage(usage, state.usage)
+    counts = Counter(t.status for t in threads)
+    per_entry = Counter(t.metadata_id for t in threads)
+    kept_per_entry = Counter(t.metadata_id for t in threads if t.status == "kept")
+    pool_rows = [
+        PoolRow(entry, per_entry[entry.id], kept_per_entry[entry.id]) for entry in pool.preview
+    ]
+    if pool.phase == "waiting":
+        phase = "waiting for review"
+    elif prepared.done:
+        phase = "done"
+    else:
+        phase = "running" if prepared.seeds or prepared.user_metadata else "pending"
+    return Snapshot(
+        prepare=phase,
+        pool=pool,
+        pool_rows=pool_rows,
+        threads=threads,
+        counts=counts,
+        budget=prepared.budget,
+        usage=usage,
+        reviews=reviews,
+        failures=[f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures],
+    )
+
+
+@dataclass
+class Iteration:
+    """One turn of an instruction's loop: the instruction judged, and how."""
+
+    number: int
+    instruction: str
+    action: str | None
+    """The Self-Rubrics action that made this instruction from the one before (None: the
+    basic instruction)."""
+    scores: dict[str, Any] | None = None
+
+
+async def chain(session: RunSession, ident: str) -> list[Iteration]:
+    """From the basic instruction through each action to the final one, with each
+    iteration's judge scores in both orders (from the thread's checkpoint history)."""
+    snapshots = [s async for s in session.instructions.aget_state_history(thread_config(ident))]
+    snapshots.reverse()
+    iterations: list[Iteration] = []
+    for before, after in pairwise(snapshots):
+        names = {task.name for task in before.tasks}
+        values = after.values
+        if not values:
+            continue
+        if not iterations:
+            iterations.append(Iteration(1, values.get("basic_instruction", ""), None))
+        if "improve" in names and values.get("iteration", 1) > iterations[-1].number:
+            actions = values.get("actions_applied") or [None]
+            iterations.append(
+                Iteration(values["iteration"], values.get("instruction", ""), actions[-1])
+            )
+        if "judge" in names and values.get("scores") is not None:
+            scores = values["scores"]
+            iterations[-1].scores = (
+                scores.model_dump(mode="json") if hasattr(scores, "model_dump") else scores
+            )
+    return iterations
