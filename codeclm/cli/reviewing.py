@@ -63,12 +63,13 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
     if both := sorted(accept & reject):
         raise ReviewError(f"{', '.join(both)}: both accepted and rejected")
     pairs = sorted(accept | reject | set(pair_edits))
-    if args.note is not None and not (pool_change or pairs):
+    approving = args.approve or args.approve_all
+    if args.note is not None and not (pool_change or pairs or approving):
         raise ReviewError("--note goes with a change: of the pool, or of pairs")
 
     for ident in pairs:  # every pair checked before anything is kept
         await session.check_pair(ident, **pair_edits.get(ident, {}))
-    if pool_change:
+    if pool_change or (approving and args.note is not None):
         status = await session.edit_pool(
             drop=args.drop,
             keep=args.keep,
@@ -76,7 +77,13 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
             add=added,
             note=args.note,
         )
-    if args.approve or args.approve_all:
+        draft = status.draft
+        print(
+            f"codeclm review: the draft leaves {len(status.preview)} entries "
+            f"({len(draft.dropped)} dropped, {len(draft.edited)} edited, "
+            f"{len(draft.added)} added)"
+        )
+    if approving:
         approved = await session.approve_pool(as_built=args.approve_all)
         print(
             f"codeclm review: the pool of {len(approved)} entries is approved; "
@@ -94,7 +101,7 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
         print(f"codeclm review: {ident} {review.verdict}{edited}")
     if args.json:
         print(json.dumps(await _summary(session, status), indent=2, ensure_ascii=False))
-    elif not (args.approve or args.approve_all or pairs):
+    elif not (pool_change or approving or pairs):
         await _print_status(session, status)
     return 0
 

@@ -1,0 +1,295 @@
+"""A person's review, from scripts (``codeclm review``): the metadata pool gates decoding
+(``run --review metadata``, a LangGraph interrupt that survives kill -9), and kept pairs are
+accepted, rejected or edited, kept with the run, and honoured by export and report.
+The page (``codeclm view``) is tested in a real browser in test_view.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
+from codeclm.bench.mock_model import field_of
+from codeclm.cli import main
+from codeclm.graph import PREPARE_THREAD, thread_config
+from codeclm.review import open_session
+from tests.conftest import SECRET, mock_args, read_jsonl, run_cli
+
+SETTINGS: dict[str, Any] = {"instructions": 12, "metadata": 6, "seed": 1, "backoff": 0}
+
+
+@pytest.fixture
+def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
+    """A mock that misbehaves as real models do (short and repeated lists, wrapped JSON,
+    refusals, cut replies, 429s and 503s): a review must hold through all of it."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    mock = MockLLM.realistic().start()
+    yield mock
+    mock.stop()
+
+
+LABELLED = ("SelfRubrics", "DecodedInstructions")
+
+
+def start_run(mock: MockLLM, seeds: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    """``codeclm run … --review metadata`` in its own process (it is killed in a test)."""
+    args = [sys.executable, "-m", "codeclm", "run", str(seeds), *mock_args(mock, out, **SETTINGS)]
+    return subprocess.Popen(
+        [*args, "--review", "metadata", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def resume_run(out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "codeclm", "resume", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def interrupted(out: Path) -> bool:
+    """The 'prepare' thread stands at review_pool's interrupt (a run reached the wait)."""
+
+    async def look() -> bool:
+        if not (out / "checkpoints.sqlite").is_file():
+            return False
+        async with open_session(out) as session:
+            snapshot = await session.prepare.aget_state(thread_config(PREPARE_THREAD))
+            return bool(snapshot.interrupts)
+
+    return asyncio.run(look())
+
+
+def wait_for(check: Any, proc: subprocess.Popen[str], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def labels_asked(mock: MockLLM) -> set[tuple[str, str]]:
+    """(use case, skills) of every Self-Rubrics and decode request the mock received."""
+    return {
+        (field_of(r.prompt, "- Use case:"), field_of(r.prompt, "- Skills:"))
+        for r in mock.requests
+        if r.schema in LABELLED
+    }
+
+
+def review(*args: str) -> int:
+    return main(["review", *args])
+
+
+def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approved_pool(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    proc = start_run(mock_llm, seeds_file, out)
+    wait_for(lambda: interrupted(out), proc)
+    time.sleep(1.5)  # a run that went on would decode now
+    assert proc.poll() is None, "the run waits"
+    assert not labels_asked(mock_llm), "nothing decoded (nor rubrics written) before approval"
+
+    # killed while waiting: a restart waits again, and still decodes nothing
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc = resume_run(out)
+    time.sleep(3)
+    wait_for(lambda: interrupted(out), proc)
+    assert proc.poll() is None and not labels_asked(mock_llm)
+
+    capsys.readouterr()
+    assert review(str(out), "--json") == 0
+    pool = json.loads(capsys.readouterr().out)["pool"]
+    assert pool["phase"] == "waiting"
+    entries = pool["entries"]
+    assert len(entries) >= 3
+    dropped, edited = entries[0], entries[1]
+
+    # a malformed change is refused with a message; the stored draft is unchanged
+    assert review(str(out), "--edit", edited["id"], "use_case=") == 2
+    assert review(str(out), "--edit", "m9999", "use_case=x") == 2
+    assert review(str(out), "--drop", "m9999") == 2
+    assert review(str(out), "--edit", edited["id"], "colour=red") == 2
+    errors = capsys.readouterr().err
+    assert "cannot be empty" in errors and "no metadata entry 'm9999'" in errors
+    assert review(str(out), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["pool"]["draft"] == {
+        "dropped": [],
+        "edited": {},
+        "added": [],
+        "note": "",
+    }
+
+    assert review(str(out), "--drop", dropped["id"]) == 0
+    assert (
+        review(str(out), "--edit", edited["id"], "use_case=Tax Filing", "skills=receipts, forms")
+        == 0
+    )
+    assert review(str(out), "--add", "use_case=poetry", "skills=meter,rhyme") == 0
+    assert proc.poll() is None, "changing the draft does not start decoding"
+    assert not labels_asked(mock_llm)
+    assert review(str(out), "--approve", "--note", "checked by hand") == 0
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+    approved = read_jsonl(out / "metadata.jsonl")
+    approved_ids = {e["id"] for e in approved}
+    assert dropped["id"] not in approved_ids and "r0000" in approved_ids
+    assert len(approved) == len(entries)  # one dropped, one added
+    changed = next(e for e in approved if e["id"] == edited["id"])
+    assert (changed["use_case"], changed["skills"]) == ("tax filing", ["receipts", "forms"])
+    asked = labels_asked(mock_llm)
+    assert asked <= {(e["use_case"], ", ".join(e["skills"])) for e in approved}
+    assert ("tax filing", "receipts, forms") in asked and ("poetry", "meter, rhyme") in asked
+    rows = read_jsonl(out / "dataset.jsonl") + read_jsonl(out / "dropped.jsonl")
+    assert rows and {row["metadata"]["id"] for row in rows} <= approved_ids
+    record = json.loads((out / "run.json").read_text())
+    assert record["pool_review"]["dropped"] == [dropped["id"]]
+    assert record["pool_review"]["note"] == "checked by hand"
+
+    # the approved pool stands: a re-run neither regrows it nor asks for review again
+    sent = len(mock_llm.requests)
+    assert run_cli(seeds_file, mock_llm, out, review="metadata", **SETTINGS) == 0
+    assert read_jsonl(out / "metadata.jsonl") == approved and len(mock_llm.requests) == sent
+    assert review(str(out), "--drop", edited["id"]) == 2
+    assert "approved already" in capsys.readouterr().err
+
+
+def test_approve_all_keeps_the_pool_as_built_and_review_is_refused_where_it_cannot_apply(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    proc = start_run(mock_llm, seeds_file, out)
+    wait_for(lambda: interrupted(out), proc)
+    capsys.readouterr()
+    assert review(str(out), "--json") == 0
+    built = json.loads(capsys.readouterr().out)["pool"]["entries"]
+    assert review(str(out), "--drop", built[0]["id"]) == 0  # a draft, then set aside
+    assert review(str(out), "--approve-all") == 0
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert [e["id"] for e in read_jsonl(out / "metadata.jsonl")] == [e["id"] for e in built]
+
+    # a run not started with --review metadata: nothing to approve; other methods refused
+    plain = tmp_path / "plain"
+    assert run_cli(seeds_file, mock_llm, plain, **SETTINGS) == 0
+    assert review(str(plain), "--approve") == 2
+    assert "--review metadata" in capsys.readouterr().err
+    assert (
+        run_cli(
+            seeds_file,
+            mock_llm,
+            tmp_path / "si",
+            method="self-instruct",
+            review="metadata",
+            **SETTINGS,
+        )
+        == 2
+    )
+    assert "makes no metadata pool" in capsys.readouterr().err
+
+
+@pytest.fixture
+def kept_run(mock_llm: MockLLM, seeds_file: Path, tmp_path: Path) -> Path:
+    mock_llm.judge_rule = mixed_rule
+    out = tmp_path / "run"
+    assert run_cli(seeds_file, mock_llm, out, **SETTINGS) == 0
+    assert len(read_jsonl(out / "dataset.jsonl")) >= 3 and read_jsonl(out / "dropped.jsonl")
+    return out
+
+
+def test_pair_reviews_are_kept_with_the_run_and_export_and_report_honour_them(
+    kept_run: Path,
+    mock_llm: MockLLM,
+    seeds_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = kept_run
+    kept = read_jsonl(out / "dataset.jsonl")
+    a, b, c = kept[0]["id"], kept[1]["id"], kept[2]["id"]
+    not_kept = read_jsonl(out / "dropped.jsonl")[0]["id"]
+    assert review(str(out), "--accept", a, "--note", "good one") == 0
+    assert review(str(out), "--reject", b, "--note", "factually wrong") == 0
+    assert review(str(out), "--edit", c, "response=A better answer.", "instruction=Fixed?") == 0
+
+    # refused, with nothing stored: a pair not kept, empty text, unknown id, both verdicts
+    capsys.readouterr()
+    assert review(str(out), "--accept", not_kept) == 2
+    assert review(str(out), "--edit", a, "response=") == 2
+    assert review(str(out), "--reject", "nope-00") == 2
+    assert review(str(out), "--accept", a, "--reject", a) == 2
+    assert review(str(out), "--accept", c, not_kept) == 2  # the whole command is refused
+    assert "not kept" in capsys.readouterr().err
+    assert review(str(out), "--json") == 0
+    pairs = json.loads(capsys.readouterr().out)["pairs"]
+    assert set(pairs) == {a, b, c}
+    assert pairs[a]["verdict"] == "accepted" and pairs[a]["note"] == "good one"
+    assert pairs[b]["verdict"] == "rejected"
+    assert pairs[c] | {"reviewed_at": ""} == {
+        "id": c,
+        "verdict": "accepted",
+        "instruction": "Fixed?",
+        "response": "A better answer.",
+        "note": "",
+        "reviewed_at": "",
+    }
+
+    # a re-run of the same command rewrites the outputs, never the reviews
+    assert run_cli(seeds_file, mock_llm, out, **SETTINGS) == 0
+    assert main(["export", str(out), "--format", "chat", "--out", str(tmp_path / "c.jsonl")]) == 0
+    chat = read_jsonl(tmp_path / "c.jsonl")
+    assert len(chat) == len(kept) - 1  # b left out
+    assert chat[1]["messages"] == [  # c follows a once b is gone
+        {"role": "user", "content": "Fixed?"},
+        {"role": "assistant", "content": "A better answer."},
+    ]
+    target = tmp_path / "s.json"
+    assert main(["export", str(out), "--format", "sharegpt", "--out", str(target)]) == 0
+    ids = [r["id"] for r in json.loads(target.read_text())]
+    assert ids == [row["id"] for row in kept if row["id"] != b]
+    assert (
+        main(
+            [
+                "export",
+                str(out),
+                "--format",
+                "alpaca",
+                "--reviewed-only",
+                "--out",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
+    alpaca = json.loads((tmp_path / "a.json").read_text())
+    assert [r["output"] for r in alpaca] == [kept[0]["response"], "A better answer."]
+
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    figures = json.loads((tmp_path / "report" / "report.json").read_text())["runs"][0]
+    assert figures["reviews"]["pairs"] == {
+        "accepted": 2,
+        "rejected": 1,
+        "edited": 1,
+        "not_reviewed": len(kept) - 3,
+    }
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "factually wrong" in page and "kept pairs rejected" in page
