@@ -41,10 +41,24 @@ def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
 LABELLED = ("SelfRubrics", "DecodedInstructions")
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_waiting() -> Iterator[None]:
+    """A run waiting for review waits for ever: one a failed test left behind is stopped."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start_run(mock: MockLLM, seeds: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     """``codeclm run … --review metadata`` in its own process (it is killed in a test)."""
     args = [sys.executable, "-m", "codeclm", "run", str(seeds), *mock_args(mock, out, **SETTINGS)]
-    return subprocess.Popen(
+    return _spawn(
         [*args, "--review", "metadata", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -54,13 +68,19 @@ def start_run(mock: MockLLM, seeds: Path, out: Path, *extra: str) -> subprocess.
 
 
 def resume_run(out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return _spawn(
         [sys.executable, "-m", "codeclm", "resume", str(out), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
     )
+
+
+def _spawn(args: list[str], **options: Any) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(args, **options)
+    _STARTED.append(proc)
+    return proc
 
 
 def interrupted(out: Path) -> bool:

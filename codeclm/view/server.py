@@ -230,6 +230,12 @@ async def run_server(session: RunSession, title: str, host: str, port: int) -> N
     bound = runner.addresses[0][1] if runner.addresses else port
     shown = f"[{host}]" if ":" in host else host
     print(f"codeclm view: http://{shown}:{bound}/  (Ctrl-C to stop)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"codeclm view: serving on {host}: anyone who can reach it can read this run "
+            "and review it",
+            flush=True,
+        )
     try:
         await asyncio.Event().wait()
     finally:

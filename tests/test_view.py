@@ -1,0 +1,332 @@
+"""``codeclm view`` in headless Chromium (Debian's, through Playwright), over real runs
+against the misbehaving loopback mock: the pages, filters and search, one instruction's
+chain, the pool's review gating a waiting run, pair reviews honoured by export, live
+progress, and the page's safety (loopback, same-origin writes, malformed edits refused).
+
+``CODECLM_SCREENSHOTS=DIR`` keeps the main views' screenshots (``make screenshots``
+writes docs/images/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
+from codeclm.bench.postgres_server import PASSWORD, PostgresServer
+from codeclm.cli import main
+from tests.conftest import SECRET, read_jsonl, run_cli
+from tests.test_report_export import CHROMIUM
+from tests.test_review import (  # the fixture stops a run a failed test left waiting
+    SETTINGS,
+    _no_run_left_waiting,  # noqa: F401
+    interrupted,
+    labels_asked,
+    start_run,
+    wait_for,
+)
+
+
+def off_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``function`` in a thread of its own: Playwright's sync API keeps an event loop
+    running in this one, and codeclm's commands start their own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def cli(*args: str) -> int:
+    return int(off_loop(main, list(args)))
+
+
+@pytest.fixture
+def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    mock = MockLLM.realistic(judge_rule=mixed_rule).start()
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    yield page
+    page.close()
+
+
+def screenshot(page: Any, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("CODECLM_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+class Viewer:
+    """``codeclm view DIR --port 0`` in its own process; its address from its first line."""
+
+    def __init__(self, out: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "codeclm", "view", str(out), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"http://\S+/", line)
+        assert found, (line, self.proc.communicate(timeout=10))
+        self.url = found.group(0)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def viewer() -> Iterator[Any]:
+    started: list[Viewer] = []
+
+    def start(out: Path, *extra: str) -> Viewer:
+        started.append(Viewer(out, *extra))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.stop()
+
+
+@pytest.fixture
+def finished(mock_llm: MockLLM, seeds_file: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    assert off_loop(run_cli, seeds_file, mock_llm, out, **SETTINGS) == 0
+    assert len(read_jsonl(out / "dataset.jsonl")) >= 3 and read_jsonl(out / "dropped.jsonl")
+    return out
+
+
+def column(page: Any, index: int) -> list[str]:
+    return [
+        c.strip()
+        for c in page.locator(f"table.threads tbody td:nth-child({index})").all_inner_texts()
+    ]
+
+
+def test_page_over_a_finished_run_filters_searches_and_shows_the_chain(
+    finished: Path, viewer: Any, page: Any, tmp_path: Path
+) -> None:
+    kept = read_jsonl(finished / "dataset.jsonl")
+    others = read_jsonl(finished / "dropped.jsonl") + read_jsonl(finished / "failed.jsonl")
+    view = viewer(finished)
+    assert view.url.startswith("http://127.0.0.1:"), "loopback unless --host is given"
+
+    page.goto(view.url)
+    assert page.inner_text('[data-progress="counts.kept"]') == str(len(kept))
+    assert page.inner_text('[data-progress="instructions"]') == str(len(kept) + len(others))
+    pool = read_jsonl(finished / "metadata.jsonl")
+    assert page.locator("table.pool tbody tr").count() == len(pool)
+    first = page.locator(f"#entry-{pool[0]['id']}")
+    assert pool[0]["use_case"] in first.inner_text()
+    first.locator("summary").click()  # its rubrics and actions
+    assert pool[0]["actions"][0] in first.inner_text()
+    screenshot(page, "view-overview", tmp_path)
+
+    page.goto(view.url + "instructions")
+    assert page.locator("table.threads tbody tr").count() == len(kept) + len(others)
+    screenshot(page, "view-instructions", tmp_path)
+    page.select_option('select[name="status"]', "kept")
+    page.click("#filters button")
+    assert column(page, 2) == ["kept"] * len(kept)
+    assert set(column(page, 1)) == {row["id"] for row in kept}
+
+    later = [row for row in kept if row["iteration"] == 3]
+    assert later, "mixed_rule keeps some pairs after two rewrites"
+    page.select_option('select[name="iteration"]', "3")
+    page.click("#filters button")
+    assert set(column(page, 1)) == {row["id"] for row in later}
+
+    word = kept[0]["instruction"].split()[2]
+    page.goto(view.url + "instructions?q=" + word)
+    shown = set(column(page, 1))
+    having = {r["id"] for r in kept + others if word.lower() in (r["instruction"] or "").lower()}
+    assert having <= shown and len(shown) < len(kept) + len(others)
+
+    target = later[0]
+    page.goto(view.url + "instructions?status=kept&iteration=3")
+    page.click(f"a[href='/instructions/{target['id']}']")
+    steps = page.locator("#chain > li")
+    assert steps.count() == 3
+    assert target["basic_instruction"] in steps.nth(0).inner_text()
+    for number, action in enumerate(target["actions"], start=1):
+        assert action in steps.nth(number).inner_text()
+    assert target["instruction"] in steps.nth(2).inner_text()
+    assert steps.nth(2).locator("table.scores tr").count() == 4  # header + both orders + mean
+    assert page.locator(".gap").last.inner_text() == f"{target['scores']['gap']:+g}"
+    screenshot(page, "view-instruction", tmp_path)
+
+
+def _post(url: str, data: dict[str, str], origin: str | None) -> int:
+    body = "&".join(f"{k}={v}" for k, v in data.items()).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    if origin:
+        request.add_header("Origin", origin)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
+    finished: Path, viewer: Any, page: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = read_jsonl(finished / "dataset.jsonl")
+    dropped = read_jsonl(finished / "dropped.jsonl")[0]
+    view = viewer(finished)
+
+    page.goto(view.url + f"instructions/{kept[0]['id']}")
+    page.check('input[value="rejected"]')
+    page.fill('input[name="note"]', "off topic")
+    page.click("#pair-review button")
+    assert "Reviewed: rejected" in page.inner_text(".reviewed")
+
+    page.goto(view.url + f"instructions/{kept[1]['id']}")
+    page.fill('textarea[name="response"]', "A reviewed answer,\non two lines.")
+    page.click("#pair-review button")
+    assert "accepted (edited)" in page.inner_text(".reviewed")
+    screenshot(page, "view-pair-review", tmp_path)
+
+    page.goto(view.url + f"instructions/{kept[2]['id']}")
+    page.fill('textarea[name="instruction"]', "   ")
+    page.click("#pair-review button")
+    assert "cannot be empty" in page.inner_text(".error")
+    page.goto(view.url + f"instructions/{dropped['id']}")
+    assert page.locator("#pair-review").count() == 0, "only kept pairs are reviewed"
+
+    # writes only from this page: another site's form is refused; the review is unchanged
+    url = view.url + f"instructions/{kept[2]['id']}/review"
+    assert _post(url, {"verdict": "rejected"}, "http://evil.example") == 403
+    for path in ("static/../../../pyproject.toml", "static/%2e%2e/%2e%2e/review.py"):
+        try:
+            with urllib.request.urlopen(view.url + path, timeout=10) as reply:
+                assert b"codeclm" not in reply.read(), "nothing outside the page's assets"
+        except urllib.error.HTTPError as error:
+            assert error.code in (403, 404)
+    capsys.readouterr()
+    assert cli("review", str(finished), "--json") == 0
+    pairs = json.loads(capsys.readouterr().out)["pairs"]
+    assert set(pairs) == {kept[0]["id"], kept[1]["id"]}
+    assert pairs[kept[1]["id"]]["response"] == "A reviewed answer,\non two lines."
+
+    target = tmp_path / "chat.jsonl"
+    assert cli("export", str(finished), "--format", "chat", "--out", str(target)) == 0
+    chat = read_jsonl(target)
+    assert len(chat) == len(kept) - 1
+    assert chat[0]["messages"][1]["content"] == "A reviewed answer,\non two lines."
+
+
+def test_pool_review_in_the_page_gates_the_run_and_progress_is_live(
+    mock_llm: MockLLM,
+    seeds_file: Path,
+    viewer: Any,
+    page: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mock_llm.latency = 0.02  # the run takes a few seconds once approved: progress to watch
+    out = tmp_path / "out"
+    proc = start_run(mock_llm, seeds_file, out)
+    wait_for(lambda: off_loop(interrupted, out), proc)
+    view = viewer(out)
+    page.goto(view.url)
+    assert page.locator("#review-banner").is_visible()
+    assert page.inner_text('[data-progress="prepare"]') == "waiting for review"
+    rows = page.locator("table.pool tbody tr")
+    ids = [r.get_attribute("id").removeprefix("entry-") for r in rows.all()]
+    drop, edit, broken = ids[0], ids[1], ids[2]
+
+    page.click(f"#entry-{drop} button[data-action='drop']")
+    assert "dropped" in (page.get_attribute(f"#entry-{drop}", "class") or "")
+    page.click(f"#entry-{edit} summary")
+    page.fill(f"#entry-{edit} input[name='use_case']", "Tax Filing")
+    page.fill(f"#entry-{edit} input[name='skills']", "receipts, forms")
+    page.click(f"#entry-{edit} form.edit button")
+    assert page.inner_text(f"#entry-{edit} td.use-case") == "tax filing"
+    page.click(f"#entry-{broken} summary")
+    page.fill(f"#entry-{broken} input[name='use_case']", "")
+    page.click(f"#entry-{broken} form.edit button")
+    assert "cannot be empty" in page.inner_text(".error")
+    page.fill("#add-entry input[name='use_case']", "poetry")
+    page.fill("#add-entry input[name='skills']", "meter, rhyme")
+    page.click("#add-entry button")
+    screenshot(page, "view-pool-review", tmp_path)
+    capsys.readouterr()
+    assert cli("review", str(out), "--json") == 0
+    draft = json.loads(capsys.readouterr().out)["pool"]["draft"]
+    assert draft["dropped"] == [drop] and list(draft["edited"]) == [edit]  # broken: refused
+    assert proc.poll() is None and not labels_asked(mock_llm), "nothing decoded yet"
+
+    page.click("#approve")
+    # the page follows the run on its own: the banner goes, the counts climb to the end
+    page.wait_for_selector("#review-banner", state="detached", timeout=30_000)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    finished = len(read_jsonl(out / "dataset.jsonl") + read_jsonl(out / "dropped.jsonl"))
+    page.wait_for_function(
+        f"document.querySelector('[data-progress=\"instructions\"]').textContent == '{finished}'",
+        timeout=15_000,
+    )
+    approved = read_jsonl(out / "metadata.jsonl")
+    assert drop not in {e["id"] for e in approved}
+    assert labels_asked(mock_llm) <= {(e["use_case"], ", ".join(e["skills"])) for e in approved}
+    assert ("tax filing", "receipts, forms") in labels_asked(mock_llm)
+    assert ("poetry", "meter, rhyme") in labels_asked(mock_llm)
+
+
+def test_view_and_review_over_a_postgresql_store(
+    mock_llm: MockLLM,
+    seeds_file: Path,
+    postgres: PostgresServer,
+    viewer: Any,
+    page: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "pg"
+    url = postgres.url()
+    assert off_loop(run_cli, seeds_file, mock_llm, out, store=url, run="view_test", **SETTINGS) == 0
+    (out / "checkpoints.sqlite").unlink(missing_ok=True)  # everything is in the database
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    kept = read_jsonl(out / "dataset.jsonl")
+    view = viewer(out)  # finds the store through run.json (no password in it)
+    page.goto(view.url + f"instructions/{kept[0]['id']}")
+    page.check('input[value="rejected"]')
+    page.click("#pair-review button")
+    assert "Reviewed: rejected" in page.inner_text(".reviewed")
+    page.goto(view.url)
+    assert page.inner_text('[data-progress="counts.kept"]') == str(len(kept))
+    assert not (out / "reviews.sqlite").exists(), "kept in the run's PostgreSQL schema"
+    target = tmp_path / "a.json"
+    assert cli("export", str(out), "--format", "alpaca", "--out", str(target)) == 0
+    assert len(json.loads(target.read_text())) == len(kept) - 1
