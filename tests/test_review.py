@@ -141,7 +141,7 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
     assert pool["phase"] == "waiting"
     entries = pool["entries"]
     assert len(entries) >= 3
-    dropped, edited = entries[0], entries[1]
+    dropped, edited, also_dropped = entries[0], entries[1], entries[2]
 
     # a malformed change is refused with a message; the stored draft is unchanged
     assert review(str(out), "--edit", edited["id"], "use_case=") == 2
@@ -158,7 +158,7 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
         "note": "",
     }
 
-    assert review(str(out), "--drop", dropped["id"]) == 0
+    assert review(str(out), "--drop", dropped["id"], also_dropped["id"]) == 0
     assert (
         review(str(out), "--edit", edited["id"], "use_case=Tax Filing", "skills=receipts, forms")
         == 0
@@ -172,8 +172,8 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
 
     approved = read_jsonl(out / "metadata.jsonl")
     approved_ids = {e["id"] for e in approved}
-    assert dropped["id"] not in approved_ids and "r0000" in approved_ids
-    assert len(approved) == len(entries)  # one dropped, one added
+    assert not {dropped["id"], also_dropped["id"]} & approved_ids and "r0000" in approved_ids
+    assert len(approved) == len(entries) - 1  # two dropped, one added: smaller than asked
     changed = next(e for e in approved if e["id"] == edited["id"])
     assert (changed["use_case"], changed["skills"]) == ("tax filing", ["receipts", "forms"])
     asked = labels_asked(mock_llm)
@@ -182,13 +182,15 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
     rows = read_jsonl(out / "dataset.jsonl") + read_jsonl(out / "dropped.jsonl")
     assert rows and {row["metadata"]["id"] for row in rows} <= approved_ids
     record = json.loads((out / "run.json").read_text())
-    assert record["pool_review"]["dropped"] == [dropped["id"]]
+    assert record["pool_review"]["dropped"] == [dropped["id"], also_dropped["id"]]
     assert record["pool_review"]["note"] == "checked by hand"
 
-    # the approved pool stands: a re-run neither regrows it nor asks for review again
-    sent = len(mock_llm.requests)
-    assert run_cli(seeds_file, mock_llm, out, review="metadata", **SETTINGS) == 0
-    assert read_jsonl(out / "metadata.jsonl") == approved and len(mock_llm.requests) == sent
+    # the approved pool stands: a re-run that grows the budget (a new pass) neither regrows
+    # the pool to --metadata nor waits for a review again
+    grown = {**SETTINGS, "instructions": SETTINGS["instructions"] + 4}
+    assert run_cli(seeds_file, mock_llm, out, review="metadata", **grown) == 0
+    assert [e["id"] for e in read_jsonl(out / "metadata.jsonl")] == [e["id"] for e in approved]
+    assert labels_asked(mock_llm) <= {(e["use_case"], ", ".join(e["skills"])) for e in approved}
     assert review(str(out), "--drop", edited["id"]) == 2
     assert "approved already" in capsys.readouterr().err
 
