@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean postgresql
+.PHONY: demo test lint install clean postgresql screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM) postgresql
 	$(BIN)/python -m pytest
+
+# docs/images/: the page's main views, taken by its browser tests
+screenshots: $(STAMP) $(CHROMIUM)
+	CODECLM_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/test_view.py -k "not postgresql"
 
 lint: $(STAMP)
 	$(BIN)/ruff check codeclm tests benchmarks

@@ -1,8 +1,9 @@
 """The dependency direction docs/architecture.md states, kept by the code.
 
-cli → api → engine (+ evaluation, debug, report, export) → store → graph → nodes → llm /
-state / prompts, with methods, config, records and outputs at the bottom. A module may import its
-own layer or the ones below it, never one above; a new top-level module must be placed.
+cli → api → engine (+ evaluation, debug, report, export, review, view) → store → graph →
+nodes → llm / state / prompts, with methods, config, records and outputs at the bottom. A
+module may import its own layer or the ones below it, never one above; a new top-level
+module must be placed.
 """
 
 from __future__ import annotations
