@@ -13,7 +13,7 @@ Reviews live in the run's store (``store.reviews``) and are only ever written he
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,10 +125,10 @@ class RunSession:
     async def edit_pool(
         self,
         *,
-        drop: list[str] = (),  # type: ignore[assignment]
-        keep: list[str] = (),  # type: ignore[assignment]
+        drop: Sequence[str] = (),
+        keep: Sequence[str] = (),
         edit: dict[str, EntryEdit] | None = None,
-        add: list[EntryEdit] = (),  # type: ignore[assignment]
+        add: Sequence[EntryEdit] = (),
         note: str | None = None,
     ) -> PoolStatus:
         """Change the draft; refused (and nothing stored) if the result would not apply.
@@ -195,7 +195,8 @@ class RunSession:
         response: str | None = None,
         note: str | None = None,
     ) -> PairReview:
-        """Accept, reject or edit one kept pair (an edit alone accepts it)."""
+        """Accept, reject or edit one kept pair. Without a verdict, an earlier one stands
+        (a pair reviewed for the first time is accepted); so do its earlier edits and note."""
         await self.check_pair(ident, instruction, response)
         before = (await self.reviews.pairs()).get(ident)
         review = PairReview(
@@ -243,9 +244,6 @@ async def pair_reviews(out_dir: Path) -> dict[str, PairReview]:
         return await session.reviews.pairs()
 
 
-__all__ = ["PoolStatus", "ReviewError", "RunSession", "open_session", "pair_reviews"]
-
-
 def entry_edit(fields: dict[str, Any]) -> EntryEdit:
     """An ``EntryEdit`` from ``field=value`` pairs; skills as a list or comma-separated."""
     unknown = set(fields) - {"use_case", "skills"}
@@ -255,3 +253,6 @@ def entry_edit(fields: dict[str, Any]) -> EntryEdit:
     if isinstance(skills, str):
         skills = [s.strip() for s in skills.split(",") if s.strip()]
     return EntryEdit(use_case=fields.get("use_case"), skills=skills)
+
+
+__all__ = ["PoolStatus", "ReviewError", "RunSession", "entry_edit", "open_session", "pair_reviews"]

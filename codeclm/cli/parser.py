@@ -12,6 +12,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 from codeclm import __version__
+from codeclm.cli.reviewing import add_review_commands
 from codeclm.config import (
     EvalConfig,
     RunConfig,
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedding cosine at which two instructions count as near-duplicates (0.9)",
     )
 
-    _add_review_commands(commands)
+    add_review_commands(commands, _add_store_flags)
 
     export = commands.add_parser("export", help="a run's kept pairs in a fine-tuning format")
     export.add_argument("run", type=Path, metavar="DIR", help="the run's output folder")
@@ -305,61 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     return parser
-
-
-def _add_review_commands(commands: Any) -> None:
-    """``codeclm review`` (scripts) and ``codeclm view`` (the page): one review, two doors."""
-    review = commands.add_parser(
-        "review",
-        help="review a run: its metadata pool before decoding, its kept pairs after",
-        description="Without an action: where the review stands. Pool (a run started with "
-        "--review metadata waits for it): --drop, --keep, --edit ENTRY, --add change a draft; "
-        "--approve or --approve-all resume the run with that pool. Pairs: --accept, --reject, "
-        "--edit PAIR instruction=... or response=..., with --note.",
-    )
-    review.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
-    review.add_argument("--drop", nargs="+", default=[], metavar="ID", help="pool entries")
-    review.add_argument("--keep", nargs="+", default=[], metavar="ID", help="undo a --drop")
-    review.add_argument(
-        "--edit",
-        nargs="+",
-        action="append",
-        default=[],
-        metavar=("ID", "FIELD=VALUE"),
-        help="an entry's use_case= or skills=a,b; a pair's instruction= or response=",
-    )
-    review.add_argument(
-        "--add",
-        nargs="+",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a new pool entry: use_case=... skills=a,b",
-    )
-    approve = review.add_mutually_exclusive_group()
-    approve.add_argument("--approve", action="store_true", help="approve the pool as drafted")
-    approve.add_argument(
-        "--approve-all", action="store_true", help="approve every entry as the model made it"
-    )
-    review.add_argument("--accept", nargs="+", default=[], metavar="ID", help="kept pairs")
-    review.add_argument("--reject", nargs="+", default=[], metavar="ID", help="kept pairs")
-    review.add_argument("--note", help="a note kept with the pool's draft or the pairs' reviews")
-    review.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_store_flags(review)
-
-    view = commands.add_parser(
-        "view",
-        help="a local web page over a run, live while it runs; review the pool and the pairs",
-    )
-    view.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
-    view.add_argument("--port", type=int, default=8765, help="default 8765 (0: any free port)")
-    view.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to serve on (default 127.0.0.1: this machine only; the page can edit "
-        "the run's reviews, so serve it wider only on a network you trust)",
-    )
-    _add_store_flags(view)
 
 
 def _add_setting_flags(

@@ -82,8 +82,12 @@ async def list_threads(out_dir: Path | None, spec: StoreSpec | None = None) -> d
                     "reason": values.get("reason"),
                 }
             )
+    if snapshot.interrupts:
+        phase = "waiting for review of the metadata pool (codeclm review / codeclm view)"
+    else:
+        phase = "done" if prepared and prepared.done else ("running" if prepared else "pending")
     return {
-        "prepare": "done" if prepared and prepared.done else ("running" if prepared else "pending"),
+        "prepare": phase,
         "metadata_pool": len(prepared.pool) if prepared else 0,
         "counts": dict(Counter(t["status"] for t in threads)),
         "threads": threads,

@@ -63,6 +63,8 @@ class Snapshot:
     reviews: dict[str, PairReview]
     failures: list[str]
     taken_at: float = field(default_factory=time.monotonic)
+    load_seconds: float = 0.0
+    """How long reading it took."""
 
     def progress(self) -> dict[str, Any]:
         """The figures the page refreshes while the run goes on."""
@@ -99,7 +101,7 @@ def _row(ident: str, metadata_id: str, state: InstructionState | None, review: s
         use_case=state.use_case,
         skills=state.skills,
         iteration=state.iteration,
-        source=state.response_source or "" if status == "kept" else "",
+        source=(state.response_source or "") if status == "kept" else "",
         gap=state.scores.gap if state.scores else None,
         reason=state.reason or "",
         instruction=state.instruction,
@@ -110,6 +112,7 @@ def _row(ident: str, metadata_id: str, state: InstructionState | None, review: s
 
 async def take_snapshot(session: RunSession) -> Snapshot:
     """The run as its store holds it now."""
+    started = time.monotonic()
     prepared = await session.prepared() or PrepareState()
     pool = await session.pool_status()
     reviews = await session.reviews.pairs()
@@ -146,6 +149,7 @@ async def take_snapshot(session: RunSession) -> Snapshot:
         usage=usage,
         reviews=reviews,
         failures=[f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures],
+        load_seconds=time.monotonic() - started,
     )
 
 

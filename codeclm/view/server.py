@@ -41,10 +41,14 @@ class View:
         self._lock = asyncio.Lock()
 
     async def snapshot(self, fresh: bool = False) -> Snapshot:
-        """The run as the store holds it, read again when older than ``FRESH_SECONDS``."""
+        """The run as the store holds it, read again when older than ``FRESH_SECONDS`` or
+        four times what the last read took (a big run's store is not read back to back)."""
         async with self._lock:
             old = self._snapshot
-            if fresh or old is None or time.monotonic() - old.taken_at > FRESH_SECONDS:
+            stale = old is None or time.monotonic() - old.taken_at > max(
+                FRESH_SECONDS, 4 * old.load_seconds
+            )
+            if fresh or stale:
                 self._snapshot = await take_snapshot(self.session)
             assert self._snapshot is not None
             return self._snapshot
