@@ -136,6 +136,14 @@ class RunConfig(ModelSettings):
         description="a decoded instruction whose ROUGE-L with an earlier one reaches this is a "
         "near repeat, dropped before any answer is paid for",
     )
+    label_similarity: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="merge encoded use cases (and skills) whose MiniLM cosine reaches this "
+        "into one canonical label, e.g. 'customer service' and 'customers service'; 1: "
+        "normalise spelling only",
+    )
     dedup: float | None = Field(
         None,
         gt=0,
@@ -163,7 +171,11 @@ class RunConfig(ModelSettings):
         fields = super().fingerprint_fields()
         for key in (*self.GROWABLE, "review"):  # review: a gate; the pool records its outcome
             fields.pop(key, None)
-        unused = {"method": self.method == "codeclm", "dedup": self.dedup is None}
+        unused = {
+            "method": self.method == "codeclm",
+            "dedup": self.dedup is None,
+            "label_similarity": self.label_similarity == 0.8,
+        }
         for spec in METHODS.values():  # settings of another method
             unused.update((key, True) for key in spec.settings if spec.name != self.method)
         return {key: value for key, value in fields.items() if not unused.get(key)}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
-from codeclm.state import Failure, JudgeScores, PoolReview, TokenUsage
+from codeclm.state import Failure, JudgeScores, LabelMap, PoolReview, TokenUsage
 
 
 class RowMetadata(BaseModel):
@@ -168,6 +168,8 @@ class RunRecord(BaseModel):
     prepare_failures: list[Failure] = Field(default_factory=list)
     pool_review: PoolReview | None = None
     """The person's approved decision on the metadata pool (``--review metadata``)."""
+    label_map: LabelMap | None = None
+    """The encoder's raw labels that were merged into canonical ones (raw → canonical)."""
     usage: dict[str, TokenUsage] = Field(default_factory=dict)
     usage_by_node: dict[str, TokenUsage] = Field(default_factory=dict)
     wall_seconds: float = 0.0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.nodes.planning import shares
-from codeclm.nodes.prepare import augment_pool, clean_skills
+from codeclm.nodes.pool import augment_pool
+from codeclm.nodes.prepare import clean_skills
 from codeclm.state import MetadataEntry
 from tests.conftest import read_jsonl, run_cli
 

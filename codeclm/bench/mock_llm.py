@@ -141,6 +141,8 @@ class MockLLM:
     of its last item (finish_reason 'length')."""
     decode_distinct: int | None = None
     """Each metadata entry has only this many distinct instructions in it (then repeats)."""
+    label_variants: bool = False
+    """The encoder spells a use case (and a skill) differently for some seeds."""
     numbered_decode: bool = False
     """Decode 'Task N on USE CASE needing SKILLS.': alike in meaning, apart in words."""
     fault_seed: int = 0
@@ -196,7 +198,7 @@ class MockLLM:
         properties = schema.get("properties", {})
         salt = f"{body.get('seed')}|{body['model']}"
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "EncodedMetadata": lambda: model.encode(prompt),
+            "EncodedMetadata": lambda: model.encode(prompt, self.label_variants),
             "SelfRubrics": lambda: model.rubrics(prompt, properties["actions"]["maxItems"], salt),
             "DecodedInstructions": lambda: model.decode(
                 prompt,
@@ -517,6 +519,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of HTTP 429s")
     parser.add_argument("--mixed", action="store_true", help="judge by mixed_rule (loops, drops)")
     parser.add_argument(
+        "--label-variants",
+        action="store_true",
+        help="spell a use case (and a skill) differently for some seeds, as real encoders do",
+    )
+    parser.add_argument(
         "--realistic",
         action="store_true",
         help="misbehave as real models do: short and repeated lists, wrapped JSON, refusals, "
@@ -537,6 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.mixed:
         mock.judge_rule = mixed_rule
+    mock.label_variants = args.label_variants
 
     async def serve() -> None:
         server = await mock.serve(args.port)

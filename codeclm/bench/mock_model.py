@@ -113,15 +113,28 @@ def filled(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def encode(prompt: str) -> dict[str, Any]:
+#: How a real model spells one use case differently from seed to seed (``label_variants``).
+USE_CASE_VARIANTS = {
+    "question answering": ["answering questions", "Question-Answering"],
+    "creative writing": ["Creative Writing.", "creative  writing"],
+    "coding help": ["coding assistance", "Coding_Help"],
+    "advice": ["Advice", "advice!"],
+}
+
+
+def encode(prompt: str, variants: bool = False) -> dict[str, Any]:
+    """A use case and two skills, a function of the seed; ``variants``: some seeds get
+    another spelling of the same use case, and a skill in other case and punctuation."""
     seed = prompt.rsplit("Instruction:", 1)[1].strip()
     h = digest(seed)
     use_cases = ["question answering", "creative writing", "coding help", "advice"]
     topics = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
-    return {
-        "use_case": use_cases[h % len(use_cases)],
-        "skills": [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]],
-    }
+    use_case = use_cases[h % len(use_cases)]
+    skills = [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]]
+    if variants and (h >> 8) % 3:
+        use_case = USE_CASE_VARIANTS[use_case][(h >> 8) % 3 - 1]
+        skills[0] = skills[0].upper() + "."
+    return {"use_case": use_case, "skills": skills}
 
 
 def rubrics(prompt: str, k: int, salt: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ _RUN_FLAGS = (
     "attempts",
     "backoff",
     "dedup",
+    "label_similarity",
     "evol_rounds",
 )
 

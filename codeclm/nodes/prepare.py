@@ -28,13 +28,13 @@ from codeclm.nodes.planning import (
     shares,
     with_rubrics,
 )
+from codeclm.nodes.pool import augment_pool, base_pool, encoded_labels
 from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
 from codeclm.state import (
     BasicInstruction,
     EncodedSeed,
     EncodeTask,
     Failure,
-    MetadataEntry,
     MetadataTask,
     PrepareState,
     RubricSet,
@@ -111,70 +111,12 @@ async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> di
     return {"encoded": [encoded], **spent("encode_seed", strong=usage)}
 
 
-def base_pool(state: PrepareState) -> list[MetadataEntry]:
-    """The user's metadata, or the encoded seeds with identical metadata merged."""
-    if state.user_metadata:
-        return [entry.model_copy() for entry in state.user_metadata]
-    pool: list[MetadataEntry] = []
-    by_key: dict[tuple[str, frozenset[str]], MetadataEntry] = {}
-    for item in sorted(state.encoded, key=lambda e: e.seed_index):
-        entry = MetadataEntry(
-            id=f"m{len(pool):04d}",
-            use_case=item.use_case,
-            skills=item.skills,
-            origin="encoded",
-            seed_ids=[item.seed_id],
-        )
-        if (known := by_key.get(entry.key())) is not None:
-            known.seed_ids.append(item.seed_id)
-            continue
-        by_key[entry.key()] = entry
-        pool.append(entry)
-    return pool
-
-
-def augment_pool(
-    base: list[MetadataEntry], size: int, max_skills: int, rng: random.Random
-) -> list[MetadataEntry]:
-    """Step 2: mix and match up to ``size`` entries.
-
-    A use case is drawn from the base entries (so frequent use cases stay frequent, which
-    is the tailoring); its skills are drawn *without replacement* from the union of all
-    skills. How many skills: the paper is silent; we draw the count from the base entries'
-    own counts, so the pool keeps the seeds' shape. Pairs already in the pool are redrawn.
-    A base larger than ``size`` is kept whole: dropping encoded seeds would lose coverage.
-    """
-    pool = list(base)
-    if not pool:
-        return pool
-    known = {entry.key() for entry in pool}
-    skill_owner: dict[str, str] = {}
-    for entry in base:
-        for skill in entry.skills:
-            skill_owner.setdefault(skill, entry.seed_ids[0])
-    all_skills = sorted(skill_owner)
-    attempts = 0
-    while len(pool) < size and attempts < size * 50:
-        attempts += 1
-        donor = rng.choice(base)
-        count = min(len(rng.choice(base).skills), max_skills, len(all_skills))
-        skills = rng.sample(all_skills, count)
-        entry = MetadataEntry(
-            id=f"m{len(pool):04d}",
-            use_case=donor.use_case,
-            skills=skills,
-            origin="augmented",
-            seed_ids=sorted({donor.seed_ids[0], *(skill_owner[s] for s in skills)}),
-        )
-        if entry.key() in known:
-            continue
-        known.add(entry.key())
-        pool.append(entry)
-    return pool
-
-
 def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 2 as a node: pure and seeded, so a re-run gives the same pool.
+
+    Before the first pool is built, the encoded labels are merged into canonical ones
+    (``label_similarity``); the map is kept in the state (and run.json), the raw labels in
+    ``encoded``. A run whose pool was built before canonical labels existed keeps its own.
 
     The pool is built once every seed is encoded (or refused for good): mixing and
     matching draws on all of them, so a seed that failed for a passing reason holds it
@@ -188,11 +130,15 @@ def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
         return {}  # the failures say which seeds; a re-run encodes them
     if state.pool and (len(state.pool) >= cfg.metadata or state.pool_review is not None):
         return {}  # (a reviewed pool is the one the person approved)
-    base = base_pool(state)
+    update: dict[str, Any] = {}
+    labels = state.label_map
+    if labels is None and not state.pool and not state.user_metadata:
+        labels = update["label_map"] = encoded_labels(state.encoded, cfg.label_similarity)
+    base = base_pool(state, labels)
     if not base:
         return {"failures": [Failure(step="augment", subject="pool", reason="no seed was encoded")]}
     grown = augment_pool(base, cfg.metadata, cfg.max_skills, random.Random(cfg.seed))
-    return {"pool": state.pool + grown[len(state.pool) :]}
+    return {**update, "pool": state.pool + grown[len(state.pool) :]}
 
 
 def _transient(state: PrepareState, step: str) -> set[str]:

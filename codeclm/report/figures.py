@@ -167,7 +167,20 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "usage_by_node": {node: u.model_dump() for node, u in run.record.usage_by_node.items()},
         "pca": _pca(kept_vectors, seed_vectors),
         "reviews": review_figures(run),
+        "labels": label_figures(run.record),
     }
+
+
+def label_figures(record: RunRecord) -> dict[str, Any] | None:
+    """Which raw labels the run merged into each canonical one (None: no map recorded)."""
+    labels = record.label_map
+    if labels is None:
+        return None
+    merged: dict[str, dict[str, list[str]]] = {"use_case": {}, "skills": {}}
+    for kind, mapping in (("use_case", labels.use_case), ("skills", labels.skills)):
+        for raw, canonical in sorted(mapping.items()):
+            merged[kind].setdefault(canonical, []).append(raw)
+    return {"threshold": labels.threshold, **merged}
 
 
 def review_figures(run: RunData) -> dict[str, Any]:

@@ -76,6 +76,23 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _label_table(labels: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """The encoder's spellings merged into each canonical label (the distributions and the
+    divergences above count canonical labels)."""
+    rows = [
+        [kind.replace("_", " "), canonical, ", ".join(raws)]
+        for kind in ("use_case", "skills")
+        for canonical, raws in labels[kind].items()
+    ]
+    threshold = labels["threshold"]
+    how = "spelling normalised only" if threshold >= 1 else f"MiniLM cosine ≥ {threshold:g}"
+    return (
+        f"Canonical labels ({how})",
+        ["labels", "canonical", "merged from"],
+        rows or [["–", "no two labels merged", "–"]],
+    )
+
+
 def _review_table(reviews: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """What people said about the pool and the pairs (codeclm review / codeclm view)."""
     p = reviews["pairs"]
@@ -142,6 +159,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         ["prepare failure", f"{p['step']} {p['subject']}: {p['reason']}", "1"]
         for p in f["prepare_failures"]
     ]
+    if f.get("labels"):
+        tables.append(_label_table(f["labels"]))
     tables.append(_review_table(f["reviews"]))
     tables.append(
         (

@@ -112,6 +112,27 @@ class PoolReview(BaseModel):
     note: str = ""
 
 
+class LabelMap(BaseModel):
+    """The encoder's raw labels merged into canonical ones (``analysis.labels``): raw →
+    canonical, only for the labels that changed. The raw labels stay in ``encoded``."""
+
+    threshold: float = 1.0
+    """The MiniLM cosine at which labels merged; 1: normalised only."""
+    use_case: dict[str, str] = Field(default_factory=dict)
+    skills: dict[str, str] = Field(default_factory=dict)
+
+    def use_case_of(self, raw: str) -> str:
+        return self.use_case.get(raw, raw)
+
+    def skills_of(self, raw: list[str]) -> list[str]:
+        """Canonical skills, in order, a skill two raw spellings merged into counted once."""
+        canonical: list[str] = []
+        for skill in raw:
+            if (label := self.skills.get(skill, skill)) not in canonical:
+                canonical.append(label)
+        return canonical
+
+
 class EncodedSeed(BaseModel):
     """The encoder's output for one seed, before de-duplication into the pool."""
 
@@ -215,6 +236,8 @@ class PrepareState(BaseModel):
     """self-instruct: generation rounds so far (each one a checkpointed step)."""
     rejected: int = 0
     """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
+    label_map: LabelMap | None = None
+    """How the encoded labels were merged into the pool's canonical ones (once per run)."""
     pool_review: PoolReview | None = None
     """The reviewer's approved decision on the pool, when the run asked for one."""
     done: bool = False
@@ -327,6 +350,7 @@ STATE_MODELS: tuple[type[BaseModel], ...] = (
     MetadataEntry,
     EntryEdit,
     PoolReview,
+    LabelMap,
     EncodedSeed,
     RubricSet,
     BasicInstruction,
