@@ -1,6 +1,6 @@
 """Does the pool follow the seeds' distribution? (issue #14's "done when")
 
-    .venv/bin/python -m benchmarks.label_divergence [--before DIR]
+    .venv/bin/python -m benchmarks.label_divergence [--before DIR] [--keep DIR]
 
 One fixed mock run: 48 seeds, the mock's encoder spelling a use case (and a skill)
 differently for about two seeds in three (``label_variants``), ``--instructions 48
@@ -37,10 +37,12 @@ TOPICS = ["refunds", "passwords", "invoices", "shipping", "sql", "poems", "loans
 
 def _run(mock: MockLLM, seeds: Path, out: Path, code: Path | None, *extra: str) -> None:
     env = os.environ.copy()
-    if code is not None:
+    if code is not None:  # (from there: `-m` looks in the working folder first)
         env["PYTHONPATH"] = str(code)
     args = [sys.executable, "-m", "codeclm", "run", str(seeds), *mock_args(mock, out, **SETTINGS)]
-    done = subprocess.run([*args, *extra], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*args, *extra], env=env, capture_output=True, text=True, cwd=code or Path.cwd()
+    )
     if done.returncode != 0:
         raise SystemExit(f"{out.name}: {done.stderr.strip().splitlines()[-1]}")
 
