@@ -186,11 +186,13 @@ def test_page_over_a_finished_run_filters_searches_and_shows_the_chain(
     screenshot(page, "view-instruction", tmp_path)
 
 
-def _post(url: str, data: dict[str, str], origin: str | None) -> int:
+def _post(url: str, data: dict[str, str], origin: str | None, host: str | None = None) -> int:
     body = "&".join(f"{k}={v}" for k, v in data.items()).encode()
     request = urllib.request.Request(url, data=body, method="POST")
     if origin:
         request.add_header("Origin", origin)
+    if host:
+        request.add_header("Host", host)
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return int(reply.status)
@@ -227,6 +229,10 @@ def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
     # writes only from this page: another site's form is refused; the review is unchanged
     url = view.url + f"instructions/{kept[2]['id']}/review"
     assert _post(url, {"verdict": "rejected"}, "http://evil.example") == 403
+    # nor one whose name was rebound to 127.0.0.1 (its Origin and Host agree)
+    port = view.url.rsplit(":", 1)[1].strip("/")
+    rebound = f"evil.example:{port}"
+    assert _post(url, {"verdict": "rejected"}, f"http://{rebound}", host=rebound) == 403
     for path in ("static/../../../pyproject.toml", "static/%2e%2e/%2e%2e/review.py"):
         try:
             with urllib.request.urlopen(view.url + path, timeout=10) as reply:

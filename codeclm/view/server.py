@@ -194,6 +194,9 @@ def _matches(row: ThreadRow, chosen: dict[str, str]) -> bool:
     return all(term in row.search_text for term in terms)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @web.middleware
 async def same_origin(request: web.Request, handler: Any) -> web.StreamResponse:
     """A write must come from this page: a browser names the page's origin on a POST."""
@@ -204,9 +207,20 @@ async def same_origin(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
-def build_app(session: RunSession, title: str) -> web.Application:
+@web.middleware
+async def loopback_host(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Served on loopback, the page answers only to a loopback name: another site whose
+    name was made to resolve to 127.0.0.1 (DNS rebinding) gets nothing from it."""
+    if urlsplit(f"//{request.host}").hostname not in LOOPBACK:
+        raise web.HTTPForbidden(text="this page answers to 127.0.0.1 or localhost only")
+    return await handler(request)
+
+
+def build_app(session: RunSession, title: str, loopback: bool = True) -> web.Application:
+    """The page's routes; ``loopback``: served on this machine only (Host names checked)."""
     view = View(session, title)
-    app = web.Application(middlewares=[same_origin], client_max_size=4 * 1024**2)
+    middlewares = [loopback_host, same_origin] if loopback else [same_origin]
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024**2)
     app.add_routes(
         [
             web.get("/", view.overview),
@@ -223,7 +237,7 @@ def build_app(session: RunSession, title: str) -> web.Application:
 
 async def run_server(session: RunSession, title: str, host: str, port: int) -> None:
     """Serve until cancelled; prints the address (the actual port when ``port`` is 0)."""
-    runner = web.AppRunner(build_app(session, title), access_log=None)
+    runner = web.AppRunner(build_app(session, title, host in LOOPBACK), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -234,7 +248,7 @@ async def run_server(session: RunSession, title: str, host: str, port: int) -> N
     bound = runner.addresses[0][1] if runner.addresses else port
     shown = f"[{host}]" if ":" in host else host
     print(f"codeclm view: http://{shown}:{bound}/  (Ctrl-C to stop)", flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         print(
             f"codeclm view: serving on {host}: anyone who can reach it can read this run "
             "and review it",
