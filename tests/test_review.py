@@ -20,6 +20,7 @@ import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.bench.mock_model import field_of
+from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from codeclm.graph import PREPARE_THREAD, thread_config
 from codeclm.review import open_session
@@ -87,7 +88,7 @@ def interrupted(out: Path) -> bool:
     """The 'prepare' thread stands at review_pool's interrupt (a run reached the wait)."""
 
     async def look() -> bool:
-        if not (out / "checkpoints.sqlite").is_file():
+        if not (out / "run.json").is_file():  # written as a run starts, naming its store
             return False
         async with open_session(out) as session:
             snapshot = await session.prepare.aget_state(thread_config(PREPARE_THREAD))
@@ -315,3 +316,25 @@ def test_pair_reviews_are_kept_with_the_run_and_export_and_report_honour_them(
     }
     page = (tmp_path / "report" / "report.md").read_text()
     assert "factually wrong" in page and "kept pairs rejected" in page
+
+
+def test_a_run_kept_in_postgresql_waits_for_its_review_and_takes_the_approval(
+    mock_llm: MockLLM,
+    seeds_file: Path,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "pg"
+    proc = start_run(mock_llm, seeds_file, out, "--store", postgres.url(), "--run", "review_pg")
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)  # run.json names the store without it
+    wait_for(lambda: interrupted(out), proc)
+    assert not labels_asked(mock_llm) and not (out / "reviews.sqlite").exists()
+    assert review(str(out), "--drop", "m0000") == 0
+    assert review(str(out), "--approve") == 0
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    approved = read_jsonl(out / "metadata.jsonl")
+    assert "m0000" not in {e["id"] for e in approved}
+    assert labels_asked(mock_llm) <= {(e["use_case"], ", ".join(e["skills"])) for e in approved}
+    assert not (out / "reviews.sqlite").exists(), "the review is kept in the database"
