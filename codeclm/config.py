@@ -60,6 +60,52 @@ class RoleConfig(BaseModel):
         return self.model is None and self.base_url is None
 
 
+RESERVED_FIELDS = frozenset(
+    {
+        "id",
+        "use_case",
+        "skills",
+        "origin",
+        "seed_ids",
+        "rubrics",
+        "actions",
+        "n_instructions",
+        "extra",
+    }
+)
+
+
+class MetadataField(BaseModel):
+    """A metadata field beside use case and skills, declared in a config's
+    ``[[metadata_fields]]`` (the paper's richer metadata: domain, difficulty, format …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    description: str = Field(min_length=1, description="what the encoder is asked for")
+    values: list[str] | None = Field(None, description="the allowed values; unset: free text")
+    multiple: bool = Field(False, description="a list of values rather than one")
+    within: Literal["use_case"] | None = Field(
+        None,
+        description="use_case: a sub-label of the use case (a hierarchy); augmentation then "
+        "pairs a value only with a use case it was seen under",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_FIELDS:
+            raise ValueError(f"{value!r} is a field codeclm already has")
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _some_values(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("give at least one value, or leave values unset for free text")
+        return value
+
+
 class ModelSettings(BaseModel):
     """What every command that calls models shares: its roles, pacing, retries and cache."""
 
@@ -144,6 +190,10 @@ class RunConfig(ModelSettings):
         "into one canonical label, e.g. 'customer service' and 'customers service'; 1: "
         "normalise spelling only",
     )
+    metadata_fields: list[MetadataField] = Field(
+        default_factory=list,
+        description="metadata fields beside use case and skills (config file only)",
+    )
     dedup: float | None = Field(
         None,
         gt=0,
@@ -175,10 +225,18 @@ class RunConfig(ModelSettings):
             "method": self.method == "codeclm",
             "dedup": self.dedup is None,
             "label_similarity": self.label_similarity == 0.8,
+            "metadata_fields": not self.metadata_fields,
         }
         for spec in METHODS.values():  # settings of another method
             unused.update((key, True) for key in spec.settings if spec.name != self.method)
         return {key: value for key, value in fields.items() if not unused.get(key)}
+
+    @model_validator(mode="after")
+    def _fields_once(self) -> RunConfig:
+        names = [field.name for field in self.metadata_fields]
+        if len(names) != len(set(names)):
+            raise ValueError("metadata_fields: each name once")
+        return self
 
     @model_validator(mode="after")
     def _review_needs_a_pool(self) -> RunConfig:

@@ -61,6 +61,7 @@ def _flat(row: DatasetRow) -> dict[str, Any]:
         "response_source": row.response_source,
         "use_case": row.metadata.use_case,
         "skills": row.metadata.skills,
+        **(row.metadata.model_extra or {}),  # the run's declared metadata fields
         "iteration": row.iteration,
         "gap": row.scores.gap if row.scores else None,
         "seed_ids": row.seed_ids,

@@ -105,7 +105,9 @@ def write_json(path: Path, data: dict[str, Any] | BaseModel) -> None:
 def _provenance(state: InstructionState) -> dict[str, Any]:
     """Where an instruction came from and how it was judged: the fields every row shares."""
     return {
-        "metadata": RowMetadata(use_case=state.use_case, skills=state.skills, id=state.metadata_id),
+        "metadata": RowMetadata(
+            use_case=state.use_case, skills=state.skills, id=state.metadata_id, **state.extra
+        ),
         "iteration": state.iteration,
         "scores": state.scores,
         "seed_ids": state.seed_ids,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
@@ -20,7 +20,10 @@ from codeclm.state import Failure, JudgeScores, LabelMap, PoolReview, TokenUsage
 
 
 class RowMetadata(BaseModel):
-    """The metadata entry an instruction was decoded from (none for the baselines)."""
+    """The metadata entry an instruction was decoded from (none for the baselines); the
+    run's declared ``metadata_fields`` follow ``skills`` under their own names."""
+
+    model_config = ConfigDict(extra="allow")
 
     use_case: str | None = None
     skills: list[str] = Field(default_factory=list)

@@ -13,6 +13,22 @@ from collections import Counter
 
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 
+_BANNED_WORDS = re.compile(r"\b(skills?|knowledge)\b", re.IGNORECASE)
+
+
+def clean_label(label: str) -> str:
+    """Lower-case a label and strip the words the paper forbids ('skill', 'knowledge')."""
+    return " ".join(_BANNED_WORDS.sub(" ", label).lower().split())
+
+
+def clean_skills(skills: list[str], max_skills: int) -> list[str]:
+    cleaned: list[str] = []
+    for skill in skills:
+        label = clean_label(skill)
+        if label and label not in cleaned:
+            cleaned.append(label)
+    return cleaned[:max_skills]
+
 
 def normalise(label: str) -> str:
     """Lower case, punctuation and underscores as spaces, single spaces."""

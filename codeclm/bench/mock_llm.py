@@ -198,7 +198,7 @@ class MockLLM:
         properties = schema.get("properties", {})
         salt = f"{body.get('seed')}|{body['model']}"
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "EncodedMetadata": lambda: model.encode(prompt, self.label_variants),
+            "EncodedMetadata": lambda: model.encode(prompt, self.label_variants, properties),
             "SelfRubrics": lambda: model.rubrics(prompt, properties["actions"]["maxItems"], salt),
             "DecodedInstructions": lambda: model.decode(
                 prompt,

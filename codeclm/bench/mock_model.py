@@ -122,9 +122,13 @@ USE_CASE_VARIANTS = {
 }
 
 
-def encode(prompt: str, variants: bool = False) -> dict[str, Any]:
+def encode(
+    prompt: str, variants: bool = False, properties: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A use case and two skills, a function of the seed; ``variants``: some seeds get
-    another spelling of the same use case, and a skill in other case and punctuation."""
+    another spelling of the same use case, and a skill in other case and punctuation.
+    Fields the schema declares beyond those (``metadata_fields``) get a value each: one
+    of its allowed values, or a label; a list of one or two for a list field."""
     seed = prompt.rsplit("Instruction:", 1)[1].strip()
     h = digest(seed)
     use_cases = ["question answering", "creative writing", "coding help", "advice"]
@@ -134,7 +138,19 @@ def encode(prompt: str, variants: bool = False) -> dict[str, Any]:
     if variants and (h >> 8) % 3:
         use_case = USE_CASE_VARIANTS[use_case][(h >> 8) % 3 - 1]
         skills[0] = skills[0].upper() + "."
-    return {"use_case": use_case, "skills": skills}
+    reply: dict[str, Any] = {"use_case": use_case, "skills": skills}
+    for name, spec in (properties or {}).items():
+        if name in reply:
+            continue
+        items = spec.get("items", spec)
+        allowed = items.get("enum") or [f"{name} {c}" for c in "xyz"]
+        pick = digest(f"{seed}|{name}")
+        values = [allowed[pick % len(allowed)], allowed[(pick // 7) % len(allowed)]]
+        if spec.get("type") == "array":
+            reply[name] = list(dict.fromkeys(values))
+        else:
+            reply[name] = values[0]
+    return reply
 
 
 def rubrics(prompt: str, k: int, salt: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ def initial_state(entry: MetadataEntry | None, instruction: BasicInstruction) ->
         skills=entry.skills if entry else [],
         seed_ids=entry.seed_ids if entry else instruction.seed_ids,
         candidate_actions=entry.actions if entry else [],
+        extra=entry.extra if entry else {},
         basic_instruction=instruction.instruction,
         instruction=instruction.instruction,
     )

@@ -12,7 +12,8 @@ from collections import Counter
 
 from codeclm.analysis.embeddings import EmbeddingsUnavailable
 from codeclm.analysis.labels import canonical_labels
-from codeclm.state import EncodedSeed, LabelMap, MetadataEntry, PrepareState
+from codeclm.config import MetadataField
+from codeclm.state import EncodedSeed, Extra, LabelMap, MetadataEntry, PrepareState
 
 
 def encoded_labels(encoded: list[EncodedSeed], threshold: float) -> LabelMap:
@@ -51,6 +52,7 @@ def base_pool(state: PrepareState, labels: LabelMap | None = None) -> list[Metad
             skills=labels.skills_of(item.skills),
             origin="encoded",
             seed_ids=[item.seed_id],
+            extra=item.extra,
         )
         if (known := by_key.get(entry.key())) is not None:
             known.seed_ids.append(item.seed_id)
@@ -61,20 +63,44 @@ def base_pool(state: PrepareState, labels: LabelMap | None = None) -> list[Metad
 
 
 SPREAD, MAX_SPREAD, RETRIES = 0.05, 1000.0, 8
-"""Weight every label gets besides its deficit; doubled after every ``RETRIES`` draws in a
-row of pairs already in the pool (up to a near-uniform draw), reset after a new one."""
+"""Weight every label gets besides its shortfall; doubled after every ``RETRIES`` draws in
+a row of pairs already in the pool (up to a near-uniform draw), reset after a new one."""
 
 
-def _deficit_weights(
-    share: dict[str, float], have: Counter[str], total: float, left: list[str], spread: float
-) -> list[float]:
-    """How far each label in ``left`` falls behind its share of ``total``, plus ``spread``
-    for every label: the draw stays varied, and widens when it keeps hitting known pairs."""
-    return [max(share[x] * total - have[x], 0.0) + spread for x in left]
+class _Mix:
+    """One kind of label (use cases, skills, a declared field): its share of the seeds and
+    its count in the pool so far; draws favour the labels furthest behind their share."""
+
+    def __init__(self) -> None:
+        self.seeds: Counter[str] = Counter()
+        self.have: Counter[str] = Counter()
+
+    def draw(
+        self, rng: random.Random, k: int, spread: float, among: set[str] | None = None
+    ) -> list[str]:
+        """``k`` distinct labels (from ``among``, if given), without replacement."""
+        total_seeds = sum(self.seeds.values())
+        slots = sum(self.have.values()) + k
+        chosen: list[str] = []
+        for _ in range(k):
+            left = [
+                x for x in sorted(self.seeds) if x not in chosen and (among is None or x in among)
+            ]
+            if not left:
+                break
+            weights = [
+                max(self.seeds[x] / total_seeds * slots - self.have[x], 0.0) + spread for x in left
+            ]
+            chosen.append(rng.choices(left, weights)[0])
+        return chosen
 
 
 def augment_pool(
-    base: list[MetadataEntry], size: int, max_skills: int, rng: random.Random
+    base: list[MetadataEntry],
+    size: int,
+    max_skills: int,
+    rng: random.Random,
+    fields: tuple[MetadataField, ...] = (),
 ) -> list[MetadataEntry]:
     """Step 2: mix and match up to ``size`` entries, following the seeds' distribution.
 
@@ -84,44 +110,51 @@ def augment_pool(
     drawn in proportion to how far the pool so far falls short of its share of the seeds.
     So the pool's use-case and skill mix tracks the seeds' (issue #14), where a uniform
     draw over the union gives a skill seen once as much room as one seen in every seed.
-    How many skills: the paper is silent; we draw the count from the base entries' own
-    counts, so the pool keeps the seeds' shape. Pairs already in the pool are redrawn. A
-    base larger than ``size`` is kept whole: dropping encoded seeds would lose coverage.
+    Declared ``fields`` are drawn the same way; one ``within`` the use case only among the
+    values seen under the drawn use case (a hierarchy). How many skills (or values of a
+    list field): the paper is silent; we draw the count from the base entries' own counts,
+    so the pool keeps the seeds' shape. Pairs already in the pool are redrawn. A base
+    larger than ``size`` is kept whole: dropping encoded seeds would lose coverage.
     """
     pool = list(base)
     if not pool:
         return pool
     known = {entry.key() for entry in pool}
-    use_case_seeds: Counter[str] = Counter()
-    skill_seeds: Counter[str] = Counter()
+    use_cases, skills_mix = _Mix(), _Mix()
+    mixes = {field.name: _Mix() for field in fields}
+    under: dict[str, dict[str, set[str]]] = {field.name: {} for field in fields}
     skill_owner: dict[str, str] = {}
     donors: dict[str, list[MetadataEntry]] = {}
     for entry in base:
         weight = len(entry.seed_ids) or 1
-        use_case_seeds[entry.use_case] += weight
+        use_cases.seeds[entry.use_case] += weight
         donors.setdefault(entry.use_case, []).append(entry)
         for skill in entry.skills:
-            skill_seeds[skill] += weight
+            skills_mix.seeds[skill] += weight
             skill_owner.setdefault(skill, entry.seed_ids[0] if entry.seed_ids else "")
-    use_case_share = _shares(use_case_seeds)
-    skill_share = _shares(skill_seeds)
-    use_cases, all_skills = sorted(use_case_share), sorted(skill_share)
-    have_use_cases = Counter(entry.use_case for entry in pool)
-    have_skills = Counter(skill for entry in pool for skill in entry.skills)
+        for name, value in entry.extra.items():
+            for item in _as_list(value):
+                if name in mixes:
+                    mixes[name].seeds[item] += weight
+                    under[name].setdefault(entry.use_case, set()).add(item)
+    for entry in pool:
+        _count(entry, use_cases, skills_mix, mixes)
     attempts, spread, misses = 0, SPREAD, 0
     while len(pool) < size and attempts < size * 50:
         attempts += 1
-        total = len(pool) + 1
-        use_case = rng.choices(
-            use_cases, _deficit_weights(use_case_share, have_use_cases, total, use_cases, spread)
-        )[0]
-        count = min(len(rng.choice(base).skills), max_skills, len(all_skills))
-        slots = sum(have_skills.values()) + count
-        skills: list[str] = []
-        for _ in range(count):
-            left = [skill for skill in all_skills if skill not in skills]
-            weights = _deficit_weights(skill_share, have_skills, slots, left, spread)
-            skills.append(rng.choices(left, weights)[0])
+        use_case = use_cases.draw(rng, 1, spread)[0]
+        count = min(len(rng.choice(base).skills), max_skills, len(skills_mix.seeds))
+        skills = skills_mix.draw(rng, count, spread)
+        extra: Extra = {}
+        for field in fields:
+            among = under[field.name].get(use_case, set()) if field.within else None
+            if not mixes[field.name].seeds or among == set():
+                continue
+            if field.multiple:
+                sizes = [len(_as_list(e.extra[field.name])) for e in base if field.name in e.extra]
+                extra[field.name] = mixes[field.name].draw(rng, rng.choice(sizes), spread, among)
+            else:
+                extra[field.name] = mixes[field.name].draw(rng, 1, spread, among)[0]
         donor = rng.choice(donors[use_case])
         seed_ids = {*donor.seed_ids[:1], *(skill_owner[s] for s in skills)} - {""}
         entry = MetadataEntry(
@@ -130,6 +163,7 @@ def augment_pool(
             skills=skills,
             origin="augmented",
             seed_ids=sorted(seed_ids),
+            extra=extra,
         )
         if entry.key() in known:
             misses += 1
@@ -139,11 +173,17 @@ def augment_pool(
         spread, misses = SPREAD, 0
         known.add(entry.key())
         pool.append(entry)
-        have_use_cases[use_case] += 1
-        have_skills.update(skills)
+        _count(entry, use_cases, skills_mix, mixes)
     return pool
 
 
-def _shares(counts: Counter[str]) -> dict[str, float]:
-    total = sum(counts.values())
-    return {label: n / total for label, n in counts.items()}
+def _as_list(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _count(entry: MetadataEntry, use_cases: _Mix, skills: _Mix, fields: dict[str, _Mix]) -> None:
+    use_cases.have[entry.use_case] += 1
+    skills.have.update(entry.skills)
+    for name, value in entry.extra.items():
+        if name in fields:
+            fields[name].have.update(_as_list(value))

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections import Counter
 from typing import Any
 
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
+from codeclm.analysis.labels import clean_label, clean_skills
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.client import ShortReply, UnparseableReply, describe_error, is_permanent
 from codeclm.methods import method_spec
+from codeclm.nodes.fields import encode_fields_text, entry_fields_text, read_extra
 from codeclm.nodes.planning import (
     accept_round,
     distinct,
@@ -41,22 +42,6 @@ from codeclm.state import (
     TokenUsage,
     spent,
 )
-
-_BANNED_WORDS = re.compile(r"\b(skills?|knowledge)\b", re.IGNORECASE)
-
-
-def clean_label(label: str) -> str:
-    """Lower-case a label and strip the words the paper forbids ('skill', 'knowledge')."""
-    return " ".join(_BANNED_WORDS.sub(" ", label).lower().split())
-
-
-def clean_skills(skills: list[str], max_skills: int) -> list[str]:
-    cleaned: list[str] = []
-    for skill in skills:
-        label = clean_label(skill)
-        if label and label not in cleaned:
-            cleaned.append(label)
-    return cleaned[:max_skills]
 
 
 def _join(items: list[str]) -> str:
@@ -95,18 +80,27 @@ def avoid_block(ctx: PipelineContext, items: list[str]) -> str:
 async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 1: one seed → its use case and at most ``max_skills`` distinct skills."""
     ctx = pipeline_context(runtime)
+    fields = tuple(ctx.config.metadata_fields)
     prompt = ctx.prompts.render(
-        "encode", instruction=task.seed.text, max_skills=ctx.config.max_skills
+        "encode",
+        instruction=task.seed.text,
+        max_skills=ctx.config.max_skills,
+        fields=encode_fields_text(fields),
     )
     # The run's own sampling seed every time: a seed retried by a later run sends the very
     # request it would have sent, so the pool comes out as an uninterrupted run's.
-    reply, usage = await ctx.strong.structured(prompt, encoded_metadata(ctx.config.max_skills))
+    schema = encoded_metadata(ctx.config.max_skills, fields)
+    reply, usage = await ctx.strong.structured(prompt, schema)
     use_case = clean_label(reply.use_case)  # type: ignore[attr-defined]
     skills = clean_skills(reply.skills, ctx.config.max_skills)  # type: ignore[attr-defined]
     if not use_case or not skills:
         raise UnparseableReply("encoder gave no usable use case or skills")
     encoded = EncodedSeed(
-        seed_index=task.seed_index, seed_id=task.seed.id, use_case=use_case, skills=skills
+        seed_index=task.seed_index,
+        seed_id=task.seed.id,
+        use_case=use_case,
+        skills=skills,
+        extra=read_extra(reply, fields),
     )
     return {"encoded": [encoded], **spent("encode_seed", strong=usage)}
 
@@ -137,7 +131,13 @@ def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
     base = base_pool(state, labels)
     if not base:
         return {"failures": [Failure(step="augment", subject="pool", reason="no seed was encoded")]}
-    grown = augment_pool(base, cfg.metadata, cfg.max_skills, random.Random(cfg.seed))
+    grown = augment_pool(
+        base,
+        cfg.metadata,
+        cfg.max_skills,
+        random.Random(cfg.seed),
+        tuple(cfg.metadata_fields),
+    )
     return {**update, "pool": state.pool + grown[len(state.pool) :]}
 
 
@@ -197,6 +197,7 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
             k=k,
             use_case=entry.use_case,
             skills=_join(entry.skills),
+            fields=entry_fields_text(entry.extra),
             avoid=avoid_block(ctx, rubrics + actions),
         )
         first = ask == 0 and task.salt == 0
@@ -238,6 +239,7 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
             n=n,
             use_case=entry.use_case,
             skills=_join(entry.skills),
+            fields=entry_fields_text(entry.extra),
             avoid=avoid_block(ctx, task.have + new),
         )
         first = ask == 0 and not task.have and task.salt == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,8 @@ from pydantic import (
     StringConstraints,
     create_model,
 )
+
+from codeclm.config import MetadataField
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 Sentence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -57,9 +59,21 @@ def _items(kind: Any, most: int, longest: int, keep: int | None = None) -> Any:
     )
 
 
+def encoded_metadata(max_skills: int, fields: tuple[MetadataField, ...] = ()) -> type[BaseModel]:
+    """``{"use_case": str, "skills": [str, ...]}`` with at most ``max_skills`` skills, and
+    each declared field: one of its values (or a label), or a list of them."""
+    shape = tuple((f.name, tuple(f.values or ()), f.multiple) for f in fields)
+    return _encoded_metadata(max_skills, shape)
+
+
 @cache
-def encoded_metadata(max_skills: int) -> type[BaseModel]:
-    """``{"use_case": str, "skills": [str, ...]}`` with at most ``max_skills`` skills."""
+def _encoded_metadata(
+    max_skills: int, fields: tuple[tuple[str, tuple[str, ...], bool], ...]
+) -> type[BaseModel]:
+    extra: dict[str, Any] = {}
+    for name, values, multiple in fields:
+        kind: Any = Literal[values] if values else Label  # type: ignore[valid-type]
+        extra[name] = _items(kind, 3, 60) if multiple else (kind, ...)
     return create_model(
         "EncodedMetadata",
         __config__=_STRICT,
@@ -67,6 +81,7 @@ def encoded_metadata(max_skills: int) -> type[BaseModel]:
         # more than asked are kept: the encoder drops repeats ('python', 'Python skills')
         # before it takes the first max_skills distinct ones
         skills=_items(Label, max_skills, 60, keep=4 * max_skills),
+        **extra,
     )
 
 

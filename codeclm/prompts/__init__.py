@@ -31,6 +31,16 @@ PROMPT_VARIABLES: dict[str, frozenset[str]] = {
 }
 
 
+#: Placeholders a prompt may leave out: ``$fields``, the declared metadata fields
+#: (``metadata_fields``), empty when none are declared. An override without it still works;
+#: the model then is not told about the extra fields (the encoder's schema still asks).
+OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
+    "encode": frozenset({"fields"}),
+    "decode": frozenset({"fields"}),
+    "rubrics": frozenset({"fields"}),
+}
+
+
 @dataclass(frozen=True)
 class Prompts:
     """The loaded templates, by step name."""
@@ -38,7 +48,8 @@ class Prompts:
     templates: dict[str, Template]
 
     def render(self, step: str, **values: object) -> str:
-        return self.templates[step].substitute({k: str(v) for k, v in values.items()})
+        optional = {name: "" for name in OPTIONAL_VARIABLES.get(step, ())}
+        return self.templates[step].substitute(optional | {k: str(v) for k, v in values.items()})
 
 
 def load_prompts(override_dir: str | Path | None = None) -> Prompts:
@@ -51,7 +62,8 @@ def load_prompts(override_dir: str | Path | None = None) -> Prompts:
             source = Path(override_dir) / f"{step}.md"  # type: ignore[assignment]
         template = Template(source.read_text(encoding="utf-8"))
         used = {m[1] or m[2] for m in template.pattern.findall(template.template) if m[1] or m[2]}
-        missing, unknown = variables - used, used - variables
+        missing = variables - used
+        unknown = used - variables - OPTIONAL_VARIABLES.get(step, frozenset())
         if missing or unknown:
             raise ConfigError(
                 f"prompt {source}: "

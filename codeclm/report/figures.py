@@ -67,31 +67,29 @@ def load_run(run_dir: Path) -> RunData:
 
 
 def metadata_distributions(run: RunData) -> dict[str, dict[str, Counter[str]]]:
-    """Use-case and skill counts of the seeds, the metadata pool and the kept data.
+    """Use-case and skill counts (and each declared metadata field's) of the seeds, the
+    metadata pool and the kept data.
 
     Seeds: each encoded (or user-written) entry counts once per seed it came from.
     """
-    seeds: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
-    pool: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
-    kept: dict[str, Counter[str]] = {"use_case": Counter(), "skills": Counter()}
+    extra = sorted({name for entry in run.metadata for name in entry.extra})
+    kinds = ("use_case", "skills", *extra)
+    found = {kind: {part: Counter[str]() for part in ("seeds", "pool", "kept")} for kind in kinds}
+
+    def add(part: str, labels: dict[str, Any], weight: int) -> None:
+        for kind in kinds:
+            value = labels.get(kind)
+            for label in value if isinstance(value, list) else [value] if value else []:
+                found[kind][part][label] += weight
+
     for entry in run.metadata:
-        weight = len(entry.seed_ids) or 1
+        labels = {"use_case": entry.use_case, "skills": entry.skills, **entry.extra}
         if entry.origin in ("encoded", "user"):
-            seeds["use_case"][entry.use_case] += weight
-            for skill in entry.skills:
-                seeds["skills"][skill] += weight
-        pool["use_case"][entry.use_case] += 1
-        for skill in entry.skills:
-            pool["skills"][skill] += 1
+            add("seeds", labels, len(entry.seed_ids) or 1)
+        add("pool", labels, 1)
     for row in run.kept:
-        if row.metadata.use_case:
-            kept["use_case"][row.metadata.use_case] += 1
-        for skill in row.metadata.skills:
-            kept["skills"][skill] += 1
-    return {
-        kind: {"seeds": seeds[kind], "pool": pool[kind], "kept": kept[kind]}
-        for kind in ("use_case", "skills")
-    }
+        add("kept", row.metadata.model_dump(), 1)
+    return found
 
 
 def _reason_group(reason: str | None) -> str:

@@ -69,12 +69,17 @@ def spent(node: str, **by_role: TokenUsage) -> dict[str, dict[str, TokenUsage]]:
     }
 
 
+Extra = dict[str, str | list[str]]
+"""Declared metadata fields beyond use case and skills (``metadata_fields``), by name."""
+
+
 class MetadataEntry(BaseModel):
     """A use case and its skills: the unit the decoder and Self-Rubrics work on."""
 
     id: str
     use_case: str
     skills: list[str]
+    extra: Extra = Field(default_factory=dict)
     origin: Literal["encoded", "augmented", "user", "review"]
     """'review': added by a person reviewing the pool (``run --review metadata``)."""
     seed_ids: list[str] = Field(default_factory=list)
@@ -83,8 +88,15 @@ class MetadataEntry(BaseModel):
     n_instructions: int = 0
 
     def key(self) -> tuple[str, frozenset[str]]:
-        """Identity for de-duplication: the same use case with the same skills."""
-        return (self.use_case.lower(), frozenset(s.lower() for s in self.skills))
+        """Identity for de-duplication: the same use case with the same skills (and the
+        same declared fields)."""
+        skills = frozenset(s.lower() for s in self.skills)
+        if self.extra:
+            skills |= {
+                f"{name}={sorted(value) if isinstance(value, list) else value}"
+                for name, value in self.extra.items()
+            }
+        return (self.use_case.lower(), skills)
 
 
 class EntryEdit(BaseModel):
@@ -140,6 +152,7 @@ class EncodedSeed(BaseModel):
     seed_id: str
     use_case: str
     skills: list[str]
+    extra: Extra = Field(default_factory=dict)
 
 
 class RubricSet(BaseModel):
@@ -306,6 +319,7 @@ class InstructionState(BaseModel):
     skills: list[str]
     seed_ids: list[str]
     candidate_actions: list[str]
+    extra: Extra = Field(default_factory=dict)
     basic_instruction: str
     instruction: str
     iteration: int = 1
