@@ -1,7 +1,7 @@
 """codeclm: tailored synthetic instruction data by the CodecLM method, on LangGraph.
 
-The Python API (``codeclm.api``): ``codeclm.run``, ``codeclm.resume``, ``codeclm.evaluate``
-and their coroutines ``arun``, ``aresume``, ``aevaluate``.
+The Python API (``codeclm.api``): ``codeclm.run``, ``codeclm.resume``, ``codeclm.update``,
+``codeclm.evaluate`` and their coroutines ``arun``, ``aresume``, ``aupdate``, ``aevaluate``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ _API = (
     "resume",
     "evaluate",
     "work",
+    "update",
     "arun",
     "aresume",
     "aevaluate",
     "awork",
+    "aupdate",
     "RunResult",
     "RunStats",
 )

@@ -22,6 +22,7 @@ from codeclm.config import (
     load_config_file,
     resolve_settings,
 )
+from codeclm.engine.prepare import plan_update
 from codeclm.engine.run import RunError, RunResult, execute, join
 from codeclm.engine.threads import RunStats
 from codeclm.evaluation import EvalStats
@@ -42,10 +43,12 @@ __all__ = [
     "aevaluate",
     "aresume",
     "arun",
+    "aupdate",
     "awork",
     "evaluate",
     "resume",
     "run",
+    "update",
     "work",
 ]
 
@@ -150,6 +153,54 @@ async def arun(
 def run(seeds: Path | str | Sequence[str] | None = None, **options: Any) -> RunResult:
     """``codeclm run`` from Python: generate a tailored dataset into ``out`` (see ``arun``)."""
     return asyncio.run(arun(seeds, **options))
+
+
+async def aupdate(
+    seeds: Path | str | Sequence[str],
+    *,
+    out: Path | str,
+    instructions: int | None = None,
+    metadata: int | None = None,
+    field: str | None = None,
+    on_progress: Progress | None = None,
+    stats: RunStats | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """``codeclm run NEW_SEEDS --out DIR --update``: a finished run meets a shifted
+    distribution. The new seeds are encoded; entries drawn from their distribution are
+    added to the pool; only the new instructions are decoded and run; every finished pair
+    stays. ``instructions`` and ``metadata``: how many the update adds (default: the run's
+    own per seed, times the new seeds). The run's recorded settings apply (``overrides``:
+    pacing such as ``concurrency``)."""
+    out = Path(out)
+    cfg, recorded = recorded_run(out, overrides)
+    spec = recorded_store(out, None, None)
+    located = _seeds(seeds, field)
+    if not located:
+        raise ConfigError("--update: the seeds file holds no seed")
+    grown, fresh = await plan_update(
+        cfg, out, spec, [seed for _, seed in located], instructions, metadata
+    )
+    inputs = dict(recorded.inputs)
+    if isinstance(seeds, str | Path):
+        inputs["update_seeds"] = str(Path(seeds).resolve())
+    stats = stats or RunStats()
+    pending = execute(
+        grown,
+        out,
+        seeds=[],
+        user_metadata=[],
+        stats=stats,
+        inputs=inputs,
+        spec=spec,
+        update=fresh,
+    )
+    return await _with_progress(pending, stats, on_progress)
+
+
+def update(seeds: Path | str | Sequence[str], **options: Any) -> RunResult:
+    """``codeclm run NEW_SEEDS --out DIR --update`` from Python (see ``aupdate``)."""
+    return asyncio.run(aupdate(seeds, **options))
 
 
 def recorded_run(out: Path, overrides: dict[str, Any]) -> tuple[RunConfig, RunRecord]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
-from codeclm.state import Failure, JudgeScores, LabelMap, PoolReview, TokenUsage
+from codeclm.state import Failure, JudgeScores, LabelMap, PoolReview, TokenUsage, Update
 
 
 class RowMetadata(BaseModel):
@@ -173,6 +173,8 @@ class RunRecord(BaseModel):
     """The person's approved decision on the metadata pool (``--review metadata``)."""
     label_map: LabelMap | None = None
     """The encoder's raw labels that were merged into canonical ones (raw → canonical)."""
+    updates: list[Update] = Field(default_factory=list)
+    """``run --update`` calls: each one's seeds, budget and where its pool entries begin."""
     usage: dict[str, TokenUsage] = Field(default_factory=dict)
     usage_by_node: dict[str, TokenUsage] = Field(default_factory=dict)
     wall_seconds: float = 0.0

@@ -135,6 +135,8 @@ def encode(
     topics = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
     use_case = use_cases[h % len(use_cases)]
     skills = [topics[h % 7], topics[(h // 7) % 7 if (h // 7) % 7 != h % 7 else 0]]
+    if (named := re.search(r"\[use case: ([^\]]+)\]", seed)) is not None:
+        use_case = named.group(1)  # a seed that names its own use case (shifted traffic)
     if variants and (h >> 8) % 3:
         use_case = USE_CASE_VARIANTS[use_case][(h >> 8) % 3 - 1]
         skills[0] = skills[0].upper() + "."

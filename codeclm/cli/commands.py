@@ -26,7 +26,13 @@ from codeclm.cli.display import (
     print_thread,
     status_table,
 )
-from codeclm.cli.parser import EXIT_USAGE, build_parser, eval_overrides, run_config
+from codeclm.cli.parser import (
+    EXIT_USAGE,
+    build_parser,
+    eval_overrides,
+    run_config,
+    run_overrides,
+)
 from codeclm.cli.reviewing import cmd_review, cmd_view
 from codeclm.config import (
     ConfigError,
@@ -46,6 +52,8 @@ from codeclm.store import LeaseLost, StoreUnavailable
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.update:
+        return _update(args)
     started = time.monotonic()
     with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
         result = api.run(
@@ -58,6 +66,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             store=args.store,
             run_name=args.run_name,
             lease_seconds=args.lease_seconds,
+        )
+    print_run_summary(result)
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    """``run --update``: the run's recorded settings, so only the amounts may be given."""
+    allowed = {"instructions", "metadata", "concurrency", "cache"}
+    given = [key for key, value in run_overrides(args).items() if key not in allowed and value]
+    if given or args.config or args.user_metadata or args.store:
+        raise ConfigError(
+            "--update keeps the run's own settings: give only SEEDS, --out, --instructions, "
+            f"--metadata and --concurrency (not {', '.join(given) or 'the others'})"
+        )
+    if args.seeds is None:
+        raise ConfigError("--update: give the new seeds file")
+    started = time.monotonic()
+    with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
+        result = api.update(
+            args.seeds,
+            out=args.out,
+            instructions=args.instructions,
+            metadata=args.metadata,
+            field=args.field,
+            on_progress=progress,
+            **({"concurrency": args.concurrency} if args.concurrency else {}),
         )
     print_run_summary(result)
     return 0

@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cache_flag(run)
     _add_store_flags(run, lease=True)
+    run.add_argument(
+        "--update",
+        action="store_true",
+        help="add SEEDS to the finished run in --out (a shifted distribution): encode them, "
+        "add entries following them, run only the new instructions (--instructions and "
+        "--metadata: how many to add); every finished pair stays",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
     worker = commands.add_parser(
@@ -332,7 +339,7 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
     values["cache"] = args.cache
     values["method"] = args.method
@@ -348,7 +355,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_config(args: argparse.Namespace) -> RunConfig:
     file_values = load_config_file(args.config) if args.config else {}
     source = str(args.config) if args.config else "options"
-    return resolve_config(file_values, _overrides(args), source)
+    return resolve_config(file_values, run_overrides(args), source)
 
 
 def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from langgraph.types import Command, Overwrite
 
-from codeclm.config import RunConfig
+from codeclm.config import ConfigError, RunConfig
 from codeclm.context import PipelineContext
 from codeclm.engine.threads import Graph, RunStats, stream_thread
-from codeclm.graph import PREPARE_THREAD, thread_config
+from codeclm.graph import PREPARE_THREAD, build_prepare_graph, retry_policy, thread_config
 from codeclm.methods import method_spec
 from codeclm.nodes.planning import (
     Acceptance,
@@ -32,7 +33,9 @@ from codeclm.state import (
     PoolReview,
     PrepareState,
     Seed,
+    Update,
 )
+from codeclm.store import StoreSpec, open_store
 from codeclm.store.reviews import Reviews
 
 log = logging.getLogger("codeclm")
@@ -136,6 +139,7 @@ async def prepare_stream(
     user_metadata: list[MetadataEntry],
     stats: RunStats,
     reviews: Reviews,
+    update: list[Seed] | None = None,
 ) -> AsyncIterator[tuple[PrepareState, Ready]]:
     """Encode, augment, write rubrics, decode: the thread's latest state as the pass
     advances, with the instructions ready to run (some ahead of their round's end).
@@ -143,6 +147,8 @@ async def prepare_stream(
     The last state yielded is the pass's end (``done``), or the state a finished thread
     was left in when no new pass is needed. A pass that stops for the pool's review
     (``--review metadata``) waits here for the approval in ``reviews``, then goes on.
+    ``update``: ``run --update``'s seeds; those the run lacks start a new pass that adds
+    them (and ``cfg``'s grown budget and pool).
     """
     cfg = context.config
     config = thread_config(PREPARE_THREAD, max_concurrency=cfg.concurrency)
@@ -155,19 +161,30 @@ async def prepare_stream(
     else:
         state = PrepareState.model_validate(snapshot.values)
         yield state, ready(state)
+        fresh = new_seeds(state, update or [])
+        if fresh and not state.done:
+            raise ConfigError(
+                "the run has not finished its last pass: resume it first, then --update"
+            )
+        if fresh:  # run --update: the new seeds, and the budget and pool they add
+            number = len(state.updates) + 1
+            added = Update(
+                number=number,
+                seed_ids=[seed.id for seed in fresh],
+                instructions=cfg.instructions,
+                metadata=cfg.metadata,
+            )
+            graph_input = {
+                **_new_pass(state, cfg),
+                "seeds": state.seeds + fresh,
+                "updates": [*state.updates, added],
+            }
         # Judge by our own flag, not ``snapshot.next``: when every task of a step had
         # finished but the step's checkpoint was not yet written, ``next`` is empty.
-        if state.done:
+        elif state.done:
             if not needs_another_pass(state, cfg):
                 return
-            graph_input = {
-                "done": False,
-                "budget": cfg.instructions,
-                "passes": state.passes + 1,
-                "rounds_this_pass": 0,
-                "exhausted": [],
-                "failures": Overwrite([f for f in state.failures if f.permanent]),
-            }
+            graph_input = _new_pass(state, cfg)
     while True:
         watch: RoundWatch | None = None
         async for mode, event in stream_thread(graph, graph_input, config, context, stats):
@@ -187,6 +204,68 @@ async def prepare_stream(
         # review_pool is waiting for a person: resume with their decision once they approve
         decision = await wait_for_approval(reviews, stats)
         graph_input = Command(resume=decision.model_dump(mode="json"))
+
+
+def _new_pass(state: PrepareState, cfg: RunConfig) -> dict[str, Any]:
+    """The input that starts a new pass over a finished 'prepare' thread."""
+    return {
+        "done": False,
+        "budget": cfg.instructions,
+        "passes": state.passes + 1,
+        "rounds_this_pass": 0,
+        "exhausted": [],
+        "failures": Overwrite([f for f in state.failures if f.permanent]),
+    }
+
+
+def new_seeds(state: PrepareState, seeds: list[Seed]) -> list[Seed]:
+    """``run --update``'s seeds that the run does not hold yet (by text). One whose id the
+    run uses for another text is renamed ``uN-ID`` (N: the update's number)."""
+    texts = {seed.text for seed in state.seeds}
+    ids = {seed.id for seed in state.seeds}
+    number = len(state.updates) + 1
+    fresh: list[Seed] = []
+    for seed in seeds:
+        if seed.text in texts:
+            continue
+        if seed.id in ids:
+            seed = seed.model_copy(update={"id": f"u{number}-{seed.id}"})
+        texts.add(seed.text)
+        ids.add(seed.id)
+        fresh.append(seed)
+    return fresh
+
+
+async def plan_update(
+    config: RunConfig,
+    out_dir: Path,
+    spec: StoreSpec,
+    seeds: list[Seed],
+    instructions: int | None,
+    metadata: int | None,
+) -> tuple[RunConfig, list[Seed]]:
+    """``run --update``: the new seeds among ``seeds``, and the run's settings grown by what
+    they add (``instructions`` and ``metadata``; default: the run's own per seed). No new
+    seed (the same update run again): the settings as they are, nothing to add."""
+    async with open_store(spec, out_dir, fenced=False) as store:
+        graph = build_prepare_graph(retry_policy(1)).compile(checkpointer=store.saver)
+        snapshot = await graph.aget_state(thread_config(PREPARE_THREAD))
+    if not snapshot.values:
+        raise ConfigError(f"{out_dir} holds no run to update: start it with codeclm run")
+    state = PrepareState.model_validate(snapshot.values)
+    if state.user_metadata or not method_spec(state.method).makes_metadata:
+        raise ConfigError(
+            "--update adds seeds to a run whose pool comes from seeds (this one's comes from "
+            + ("--user-metadata)" if state.user_metadata else f"the method {state.method})")
+        )
+    fresh = new_seeds(state, seeds)
+    if not fresh:
+        return config, []
+    per_seed = len(fresh) / max(len(state.seeds), 1)
+    added = instructions or max(1, round(state.budget * per_seed))
+    entries = metadata or max(1, round(len(state.pool) * per_seed))
+    grown = {"instructions": state.budget + added, "metadata": len(state.pool) + entries}
+    return config.model_copy(update=grown), fresh
 
 
 REVIEW_POLL_SECONDS = 1.0

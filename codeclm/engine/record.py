@@ -114,6 +114,7 @@ def run_record(
         prepare_failures=prepared.failures,
         pool_review=prepared.pool_review,
         label_map=prepared.label_map,
+        updates=prepared.updates,
         usage=dict(sorted(usage.items())),
         usage_by_node=dict(sorted(usage_by_node.items())),
         wall_seconds=round(time.monotonic() - started, 2),

@@ -114,6 +114,7 @@ async def _prepare_duty(
     user_metadata: list[MetadataEntry],
     stats: RunStats,
     reviews: Reviews,
+    update: list[Seed] | None = None,
 ) -> None:
     """The 'prepare' pass, whenever this process holds it (one process: always; shared: the
     worker that takes it, or takes it over), publishing instructions as they become ready."""
@@ -124,7 +125,9 @@ async def _prepare_duty(
             continue
         published: set[str] = set()
         try:
-            stream = prepare_stream(run.prepare, run.context, seeds, user_metadata, stats, reviews)
+            stream = prepare_stream(
+                run.prepare, run.context, seeds, user_metadata, stats, reviews, update
+            )
             async for _, ready_now in stream:
                 jobs = [
                     (item.id, partial(initial_state, entry, item))
@@ -149,6 +152,7 @@ async def work(
     user_metadata: list[MetadataEntry],
     stats: RunStats,
     where: str,
+    update: list[Seed] | None = None,
 ) -> None:
     """This process's share of the run, until the run has no work left: the 'prepare' pass
     when it holds it, and instruction threads from the board, ``--concurrency`` at a time.
@@ -156,7 +160,7 @@ async def work(
     config = run.context.config
     stats.total = config.instructions
     await gather_or_cancel(
-        _prepare_duty(run, seeds, user_metadata, stats, Reviews(run.store, where)),
+        _prepare_duty(run, seeds, user_metadata, stats, Reviews(run.store, where), update),
         run_threads(
             run.instructions,
             run.context,
@@ -204,12 +208,14 @@ async def execute(
     inputs: dict[str, str | None] | None = None,
     seed_locations: list[str] | None = None,
     spec: StoreSpec | None = None,
+    update: list[Seed] | None = None,
 ) -> RunResult:
     """Run (or resume) the whole pipeline and write its outputs into ``out_dir``.
 
     ``spec``: a shared store (PostgreSQL) this process works on as one of its workers;
     None keeps everything in ``out_dir``. ``seed_locations``: where each seed stands in its
-    file (``file:line``), for messages.
+    file (``file:line``), for messages. ``update``: new seeds for a finished run
+    (``run --update``), ``config`` carrying its grown budget and pool.
     """
     started = time.monotonic()
     inputs = inputs or {}
@@ -247,7 +253,7 @@ async def execute(
         log.info(stats.phase)
         store_gone = False
         try:
-            await work(run, seeds, user_metadata, stats, str(out_dir))
+            await work(run, seeds, user_metadata, stats, str(out_dir), update)
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise

@@ -9,45 +9,74 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 from codeclm.analysis.embeddings import EmbeddingsUnavailable
 from codeclm.analysis.labels import canonical_labels
 from codeclm.config import MetadataField
-from codeclm.state import EncodedSeed, Extra, LabelMap, MetadataEntry, PrepareState
+from codeclm.state import EncodedSeed, Extra, LabelMap, MetadataEntry, PrepareState, Update
 
 
-def encoded_labels(encoded: list[EncodedSeed], threshold: float) -> LabelMap:
+def encoded_labels(
+    encoded: list[EncodedSeed], threshold: float, earlier: LabelMap | None = None
+) -> LabelMap:
     """The encoded labels' canonical forms (``analysis.labels``), counted by seed.
 
-    Without the embedding model installed, spelling is normalised only (threshold 1).
+    ``earlier``: the map of a run being updated, and ``encoded`` its new seeds only: the
+    labels the run already has stay canonical (they are ranked first), and a new spelling
+    of one of them maps onto it. Without the embedding model installed, spelling is
+    normalised only (threshold 1).
     """
     use_cases = Counter(item.use_case for item in encoded)
     skills = Counter(skill for item in encoded for skill in item.skills)
+    earlier = earlier or LabelMap(threshold=threshold)
+    anchors = {
+        "use_case": Counter({label: _ANCHOR for label in set(earlier.use_case.values())}),
+        "skills": Counter({label: _ANCHOR for label in set(earlier.skills.values())}),
+    }
     try:
-        return LabelMap(
-            threshold=threshold,
-            use_case=canonical_labels(use_cases, threshold),
-            skills=canonical_labels(skills, threshold),
-        )
+        merged = {
+            kind: canonical_labels(counts + anchors[kind], threshold)
+            for kind, counts in (("use_case", use_cases), ("skills", skills))
+        }
     except EmbeddingsUnavailable:
-        return LabelMap(
-            threshold=1.0,
-            use_case=canonical_labels(use_cases, 1.0),
-            skills=canonical_labels(skills, 1.0),
-        )
+        threshold = 1.0
+        merged = {
+            kind: canonical_labels(counts, 1.0)
+            for kind, counts in (("use_case", use_cases), ("skills", skills))
+        }
+    return LabelMap(
+        threshold=threshold,
+        use_case={**earlier.use_case, **_only(merged["use_case"], use_cases)},
+        skills={**earlier.skills, **_only(merged["skills"], skills)},
+    )
 
 
-def base_pool(state: PrepareState, labels: LabelMap | None = None) -> list[MetadataEntry]:
-    """The user's metadata, or the encoded seeds in canonical labels, identical metadata
-    merged (one entry, all its seed ids)."""
+_ANCHOR = 10**6
+"""A canonical label of an earlier run counts as this many seeds: it keeps its name."""
+
+
+def _only(mapping: dict[str, str], raw: Counter[str]) -> dict[str, str]:
+    return {label: canonical for label, canonical in mapping.items() if label in raw}
+
+
+def base_pool(
+    state: PrepareState,
+    labels: LabelMap | None = None,
+    encoded: list[EncodedSeed] | None = None,
+    start: int = 0,
+) -> list[MetadataEntry]:
+    """The user's metadata, or the encoded seeds (``encoded``: these only) in canonical
+    labels, identical metadata merged (one entry, all its seed ids), numbered from
+    ``start``."""
     if state.user_metadata:
         return [entry.model_copy() for entry in state.user_metadata]
     labels = labels or LabelMap()
     pool: list[MetadataEntry] = []
     by_key: dict[tuple[str, frozenset[str]], MetadataEntry] = {}
-    for item in sorted(state.encoded, key=lambda e: e.seed_index):
+    for item in sorted(state.encoded if encoded is None else encoded, key=lambda e: e.seed_index):
         entry = MetadataEntry(
-            id=f"m{len(pool):04d}",
+            id=f"m{start + len(pool):04d}",
             use_case=labels.use_case_of(item.use_case),
             skills=labels.skills_of(item.skills),
             origin="encoded",
@@ -101,6 +130,7 @@ def augment_pool(
     max_skills: int,
     rng: random.Random,
     fields: tuple[MetadataField, ...] = (),
+    taken: list[MetadataEntry] | None = None,
 ) -> list[MetadataEntry]:
     """Step 2: mix and match up to ``size`` entries, following the seeds' distribution.
 
@@ -115,11 +145,19 @@ def augment_pool(
     list field): the paper is silent; we draw the count from the base entries' own counts,
     so the pool keeps the seeds' shape. Pairs already in the pool are redrawn. A base
     larger than ``size`` is kept whole: dropping encoded seeds would lose coverage.
+
+    ``taken``: a pool this one adds to (``run --update``): its entries are not drawn again
+    and the new ids follow its own, while the shares are ``base``'s alone, so what is added
+    follows the new seeds.
     """
-    pool = list(base)
-    if not pool:
+    taken = taken or []
+    known = {entry.key() for entry in taken}
+    pool = [entry for entry in base if entry.key() not in known]  # (an update's repeats)
+    if taken:
+        pool = [e.model_copy(update={"id": f"m{len(taken) + i:04d}"}) for i, e in enumerate(pool)]
+    if not base:
         return pool
-    known = {entry.key() for entry in pool}
+    known |= {entry.key() for entry in pool}
     use_cases, skills_mix = _Mix(), _Mix()
     mixes = {field.name: _Mix() for field in fields}
     under: dict[str, dict[str, set[str]]] = {field.name: {} for field in fields}
@@ -158,7 +196,7 @@ def augment_pool(
         donor = rng.choice(donors[use_case])
         seed_ids = {*donor.seed_ids[:1], *(skill_owner[s] for s in skills)} - {""}
         entry = MetadataEntry(
-            id=f"m{len(pool):04d}",
+            id=f"m{len(taken) + len(pool):04d}",
             use_case=use_case,
             skills=skills,
             origin="augmented",
@@ -187,3 +225,31 @@ def _count(entry: MetadataEntry, use_cases: _Mix, skills: _Mix, fields: dict[str
     for name, value in entry.extra.items():
         if name in fields:
             fields[name].have.update(_as_list(value))
+
+
+def updated_pool(
+    state: PrepareState,
+    update: Update,
+    threshold: float,
+    max_skills: int,
+    seed: int,
+    fields: tuple[MetadataField, ...],
+) -> dict[str, Any]:
+    """``run --update``: the new seeds' entries and mix-and-match, following the new seeds'
+    distribution, appended to the pool (whose entries and instructions stay as they are).
+
+    Labels the run has stay canonical; the new seeds' spellings merge onto them.
+    """
+    new_ids = set(update.seed_ids)
+    new_items = [item for item in state.encoded if item.seed_id in new_ids]
+    labels = encoded_labels(new_items, threshold, state.label_map)
+    start = len(state.pool)
+    base = base_pool(state, labels, new_items, start)
+    rng = random.Random(f"{seed}:update:{update.number}")
+    grown = augment_pool(base, update.metadata - start, max_skills, rng, fields, taken=state.pool)
+    done = update.model_copy(update={"pool_start": start})
+    return {
+        "pool": state.pool + grown,
+        "label_map": labels,
+        "updates": [*state.updates[:-1], done],
+    }

@@ -29,7 +29,7 @@ from codeclm.nodes.planning import (
     shares,
     with_rubrics,
 )
-from codeclm.nodes.pool import augment_pool, base_pool, encoded_labels
+from codeclm.nodes.pool import augment_pool, base_pool, encoded_labels, updated_pool
 from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
 from codeclm.state import (
     BasicInstruction,
@@ -115,13 +115,19 @@ def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
     The pool is built once every seed is encoded (or refused for good): mixing and
     matching draws on all of them, so a seed that failed for a passing reason holds it
     back until a re-run encodes it. A grown ``--metadata`` extends the pool; the entries
-    it had (and their instructions) stay as they are.
+    it had (and their instructions) stay as they are. So does ``run --update``, whose new
+    seeds' entries follow their own distribution (``pool.updated_pool``).
     """
     cfg = pipeline_context(runtime).config
     encoded = {item.seed_id for item in state.encoded}
     left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}
     if any(s.id not in encoded and s.id not in left_out for s in state.seeds):
         return {}  # the failures say which seeds; a re-run encodes them
+    if state.updates and state.updates[-1].pool_start < 0:  # run --update: new seeds
+        fields = tuple(cfg.metadata_fields)
+        return updated_pool(
+            state, state.updates[-1], cfg.label_similarity, cfg.max_skills, cfg.seed, fields
+        )
     if state.pool and (len(state.pool) >= cfg.metadata or state.pool_review is not None):
         return {}  # (a reviewed pool is the one the person approved)
     update: dict[str, Any] = {}

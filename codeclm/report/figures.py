@@ -166,7 +166,46 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "pca": _pca(kept_vectors, seed_vectors),
         "reviews": review_figures(run),
         "labels": label_figures(run.record),
+        "updates": update_figures(run),
     }
+
+
+def update_figures(run: RunData) -> list[dict[str, Any]]:
+    """Each ``run --update``: its seeds against the run's earlier ones (the shift), and
+    against the pool entries and kept pairs it added (the tailoring), on use cases."""
+    figures = []
+    updates = run.record.updates
+    for number, update in enumerate(updates):
+        if update.pool_start < 0:
+            continue
+        end = updates[number + 1].pool_start if number + 1 < len(updates) else None
+        old, new = run.metadata[: update.pool_start], run.metadata[update.pool_start : end]
+        ids = {entry.id for entry in new}
+
+        def seeds_of(entries: list[MetadataEntry]) -> Counter[str]:
+            counts: Counter[str] = Counter()
+            for entry in entries:
+                if entry.origin == "encoded":
+                    counts[entry.use_case] += len(entry.seed_ids)
+            return counts
+
+        new_seeds = seeds_of(new)
+        kept = Counter(r.metadata.use_case or "" for r in run.kept if r.metadata.id in ids)
+        figures.append(
+            {
+                "update": update.number,
+                "seeds": len(update.seed_ids),
+                "entries": len(new),
+                "kept": sum(kept.values()),
+                "old_seeds_vs_new_seeds": jensen_shannon(seeds_of(old), new_seeds),
+                "new_seeds_vs_added_pool": jensen_shannon(
+                    new_seeds, Counter(e.use_case for e in new)
+                ),
+                "new_seeds_vs_added_kept": jensen_shannon(new_seeds, kept),
+                "new_seeds": dict(new_seeds.most_common()),
+            }
+        )
+    return figures
 
 
 def label_figures(record: RunRecord) -> dict[str, Any] | None:

@@ -93,6 +93,33 @@ def _label_table(labels: dict[str, Any]) -> tuple[str, list[str], list[list[str]
     )
 
 
+def _update_table(updates: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
+    """Each ``run --update``: how far its seeds moved from the run's, and how closely what
+    it added follows them (use cases, Jensen–Shannon divergence)."""
+    rows = [
+        [
+            str(u["update"]),
+            str(u["seeds"]),
+            str(u["entries"]),
+            str(u["kept"]),
+            fmt(u["old_seeds_vs_new_seeds"]),
+            fmt(u["new_seeds_vs_added_pool"]),
+            fmt(u["new_seeds_vs_added_kept"]),
+        ]
+        for u in updates
+    ]
+    header = [
+        "update",
+        "new seeds",
+        "entries added",
+        "kept from them",
+        "old vs new seeds",
+        "new seeds vs added pool",
+        "new seeds vs added kept",
+    ]
+    return ("Updates: old seeds vs new (use cases, Jensen–Shannon)", header, rows)
+
+
 def _review_table(reviews: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """What people said about the pool and the pairs (codeclm review / codeclm view)."""
     p = reviews["pairs"]
@@ -161,6 +188,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     ]
     if f.get("labels"):
         tables.append(_label_table(f["labels"]))
+    if f.get("updates"):
+        tables.append(_update_table(f["updates"]))
     tables.append(_review_table(f["reviews"]))
     tables.append(
         (

@@ -21,6 +21,7 @@ from codeclm.state.models import (
     RubricSet,
     Seed,
     TokenUsage,
+    Update,
     add_usage,
     spent,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "RubricSet",
     "Seed",
     "TokenUsage",
+    "Update",
     "add_usage",
     "spent",
 ]

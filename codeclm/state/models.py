@@ -207,6 +207,19 @@ class Failure(BaseModel):
     whose encode failed so is left out of the pool; anything else is retried by a re-run."""
 
 
+class Update(BaseModel):
+    """One ``run --update``: new seeds (a shifted distribution), and what they add."""
+
+    number: int
+    seed_ids: list[str]
+    instructions: int
+    """The run's budget once this update is done (its new instructions: the difference)."""
+    metadata: int
+    """The pool's size once this update is done."""
+    pool_start: int = -1
+    """Where this update's entries begin in the pool; -1 until they are built."""
+
+
 class PrepareState(BaseModel):
     """The one 'prepare' thread: seeds → metadata pool → rubrics and basic instructions."""
 
@@ -249,6 +262,8 @@ class PrepareState(BaseModel):
     """self-instruct: generation rounds so far (each one a checkpointed step)."""
     rejected: int = 0
     """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
+    updates: list[Update] = Field(default_factory=list)
+    """``run --update`` calls, in order: each one's seeds follow all earlier ones."""
     label_map: LabelMap | None = None
     """How the encoded labels were merged into the pool's canonical ones (once per run)."""
     pool_review: PoolReview | None = None
@@ -365,6 +380,7 @@ STATE_MODELS: tuple[type[BaseModel], ...] = (
     EntryEdit,
     PoolReview,
     LabelMap,
+    Update,
     EncodedSeed,
     RubricSet,
     BasicInstruction,
