@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from codeclm.debug.inspection import thread_status
 from codeclm.engine.prepare import ready
 from codeclm.graph import thread_config
 from codeclm.records import PairReview
@@ -81,17 +82,10 @@ class Snapshot:
         }
 
 
-def _status(values: dict[str, Any]) -> str:
-    if not values:
-        return "pending"
-    status = str(values.get("status", "pending"))
-    return status if status in ("kept", "dropped", "failed") else "running"
-
-
 def _row(ident: str, metadata_id: str, state: InstructionState | None, review: str) -> ThreadRow:
     if state is None:
         return ThreadRow(ident, metadata_id, "pending", "", [], None, "", None, "", "", "", "")
-    status = _status(state.model_dump())
+    status = thread_status(state.model_dump())
     texts = [state.instruction, state.basic_instruction, state.strong_answer or ""]
     texts += [state.target_answer or "", state.reason or "", state.use_case, *state.skills]
     return ThreadRow(

@@ -75,7 +75,8 @@ class View:
         chosen = {name: request.query.get(name, "").strip() for name in FILTERS}
         rows = [row for row in snap.threads if _matches(row, chosen)]
         pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
-        page = min(max(1, int(request.query.get("page", "1") or 1)), pages)
+        asked = request.query.get("page", "1")
+        page = min(max(1, int(asked) if asked.isdigit() else 1), pages)
         options = {
             "status": sorted({r.status for r in snap.threads}),
             "use_case": sorted({r.use_case for r in snap.threads if r.use_case}),
