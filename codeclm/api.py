@@ -188,7 +188,7 @@ async def aupdate(
     pending = execute(
         grown,
         out,
-        seeds=[],
+        seeds=fresh,  # (checked against the context window; the run holds the others)
         user_metadata=[],
         stats=stats,
         inputs=inputs,

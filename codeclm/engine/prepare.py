@@ -196,8 +196,8 @@ async def prepare_stream(
                     watch = RoundWatch(state, cfg.repeat_similarity)  # one per round
                 yield state, ready(state)
             elif watch is not None:
-                for node, update in event.items():
-                    watch.update(node, update)
+                for node, writes in event.items():
+                    watch.update(node, writes)
                 yield watch.state, watch.fresh()
         if not (await graph.aget_state(config)).interrupts:
             return
