@@ -114,6 +114,18 @@ def _step_record(
     return record
 
 
+def history_steps(snapshots: list[Any]) -> list[dict[str, Any]]:
+    """A thread's steps, oldest first, from its snapshots (oldest first): the nodes that
+    ran and what they left: scores after a judge, action and instruction after improve."""
+    steps = []
+    for before, after in pairwise(snapshots):
+        names = [task.name for task in before.tasks if task.name != "__start__"]
+        if names:
+            checkpoint = str(after.config["configurable"]["checkpoint_id"])
+            steps.append(_step_record(names, after.values, checkpoint))
+    return steps
+
+
 async def thread_history(
     out_dir: Path | None, thread_id: str, spec: StoreSpec | None = None
 ) -> dict[str, Any]:
@@ -125,15 +137,7 @@ async def thread_history(
         where = spec.describe() if spec and spec.shared else out_dir
         raise ConfigError(f"no thread {thread_id!r} in {where} (see: codeclm inspect)")
     snapshots.reverse()
-    steps = []
-    for before, after in pairwise(snapshots):
-        names = [task.name for task in before.tasks if task.name != "__start__"]
-        if names:
-            steps.append(
-                _step_record(
-                    names, after.values, str(after.config["configurable"]["checkpoint_id"])
-                )
-            )
+    steps = history_steps(snapshots)
     current = snapshots[-1]
     values = started_values(current.values)
     state = InstructionState.model_validate(values).model_dump(mode="json") if values else None

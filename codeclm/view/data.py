@@ -10,12 +10,11 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
-from codeclm.debug.inspection import thread_status
+from codeclm.debug.inspection import history_steps, thread_status
 from codeclm.engine.prepare import ready
-from codeclm.graph import thread_config
+from codeclm.graph import started_values, thread_config
 from codeclm.records import PairReview
 from codeclm.review import PoolStatus, RunSession
 from codeclm.state import InstructionState, MetadataEntry, PrepareState, TokenUsage, add_usage
@@ -161,25 +160,16 @@ class Iteration:
 
 async def chain(session: RunSession, ident: str) -> list[Iteration]:
     """From the basic instruction through each action to the final one, with each
-    iteration's judge scores in both orders (from the thread's checkpoint history)."""
+    iteration's judge scores in both orders (the steps ``codeclm inspect DIR ID`` shows)."""
     snapshots = [s async for s in session.instructions.aget_state_history(thread_config(ident))]
     snapshots.reverse()
-    iterations: list[Iteration] = []
-    for before, after in pairwise(snapshots):
-        names = {task.name for task in before.tasks}
-        values = after.values
-        if not values:
-            continue
-        if not iterations:
-            iterations.append(Iteration(1, values.get("basic_instruction", ""), None))
-        if "improve" in names and values.get("iteration", 1) > iterations[-1].number:
-            actions = values.get("actions_applied") or [None]
-            iterations.append(
-                Iteration(values["iteration"], values.get("instruction", ""), actions[-1])
-            )
-        if "judge" in names and values.get("scores") is not None:
-            scores = values["scores"]
-            iterations[-1].scores = (
-                scores.model_dump(mode="json") if hasattr(scores, "model_dump") else scores
-            )
+    first = next((started_values(s.values) for s in snapshots if started_values(s.values)), {})
+    if not first:
+        return []
+    iterations = [Iteration(1, first.get("basic_instruction", ""), None)]
+    for step in history_steps(snapshots):
+        if "action" in step:
+            iterations.append(Iteration(step["iteration"], step["instruction"], step["action"]))
+        if step.get("scores") is not None:
+            iterations[-1].scores = step["scores"]
     return iterations

@@ -131,12 +131,13 @@ class View:
                 await self.session.edit_pool(drop=[ident], note=note)
             elif action == "keep":
                 await self.session.edit_pool(keep=[ident], note=note)
-            elif action == "edit":
+            elif action in ("edit", "add"):
                 fields = {"use_case": str(form.get("use_case", "")), "skills": form.get("skills")}
-                await self.session.edit_pool(edit={ident: entry_edit(fields)}, note=note)
-            elif action == "add":
-                fields = {"use_case": str(form.get("use_case", "")), "skills": form.get("skills")}
-                await self.session.edit_pool(add=[entry_edit(fields)], note=note)
+                change = entry_edit(fields)
+                if action == "edit":
+                    await self.session.edit_pool(edit={ident: change}, note=note)
+                else:
+                    await self.session.edit_pool(add=[change], note=note)
             elif action == "approve":
                 if note is not None:
                     await self.session.edit_pool(note=note)
