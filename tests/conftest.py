@@ -41,6 +41,17 @@ def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
     mock.stop()
 
 
+@pytest.fixture
+def realistic_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
+    """The mock misbehaving as real models do (``MockLLM.realistic``: short and repeated
+    lists, wrapped JSON, refusals, cut replies, 429s and 503s). A module whose behaviour must
+    hold through all of it overrides ``mock_llm`` with this one."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    mock = MockLLM.realistic().start()
+    yield mock
+    mock.stop()
+
+
 def write_seeds(path: Path, instructions: list[str]) -> Path:
     path.write_text(
         "".join(

@@ -30,7 +30,13 @@ name = "sub_use_case"
 description = "the narrower kind of task within the use case"
 within = "use_case"
 """
-SETTINGS = {"instructions": 12, "metadata": 10, "seed": 3}
+SETTINGS = {"instructions": 12, "metadata": 10, "seed": 3, "backoff": 0}
+
+
+@pytest.fixture
+def mock_llm(realistic_llm: MockLLM) -> MockLLM:
+    """This module's runs meet the misbehaving mock (conftest's ``realistic_llm``)."""
+    return realistic_llm
 
 
 def _config(tmp_path: Path, text: str) -> Path:

@@ -24,19 +24,15 @@ from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from codeclm.graph import PREPARE_THREAD, thread_config
 from codeclm.review import open_session
-from tests.conftest import SECRET, mock_args, read_jsonl, run_cli
+from tests.conftest import mock_args, read_jsonl, run_cli
 
 SETTINGS: dict[str, Any] = {"instructions": 12, "metadata": 6, "seed": 1, "backoff": 0}
 
 
 @pytest.fixture
-def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
-    """A mock that misbehaves as real models do (short and repeated lists, wrapped JSON,
-    refusals, cut replies, 429s and 503s): a review must hold through all of it."""
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    mock = MockLLM.realistic().start()
-    yield mock
-    mock.stop()
+def mock_llm(realistic_llm: MockLLM) -> MockLLM:
+    """This module's runs meet the misbehaving mock (conftest's ``realistic_llm``)."""
+    return realistic_llm
 
 
 LABELLED = ("SelfRubrics", "DecodedInstructions")

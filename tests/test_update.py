@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
+from codeclm.bench.mock_model import field_of
 from codeclm.cli import main
 from tests.conftest import read_jsonl, run_cli, write_seeds
 
-SETTINGS = {"instructions": 16, "metadata": 8, "seed": 1}
+SETTINGS = {"instructions": 16, "metadata": 8, "seed": 1, "backoff": 0}
+
+
+@pytest.fixture
+def mock_llm(realistic_llm: MockLLM) -> MockLLM:
+    """This module's runs meet the misbehaving mock (conftest's ``realistic_llm``)."""
+    return realistic_llm
 
 
 def _traffic(path: Path, mix: dict[str, int], tag: str) -> Path:
@@ -45,11 +52,21 @@ def test_an_update_follows_the_new_seeds_pays_only_for_new_work_and_keeps_every_
 
     assert main(["run", str(new_seeds), "--out", str(out), "--update", "--quiet"]) == 0
     update_requests = mock_llm.requests[sent:]
-    encoded = [r.prompt for r in update_requests if r.schema == "EncodedMetadata"]
+    encoded = {r.prompt for r in update_requests if r.schema == "EncodedMetadata"}
     assert len(encoded) == 8 and all("new request" in prompt for prompt in encoded)
-    old_texts = {str(row["basic_instruction"]) for row in before.values()}
-    asked = [r.prompt for r in update_requests if r.schema != "EncodedMetadata"]
-    assert not [p for p in asked if any(text in p for text in old_texts)], "old pairs: no call"
+    assert mock_llm.faults, "the update met the mock's faults (429s, 503s, wrapped JSON …)"
+    # nothing asked again for the old entries (decode, Self-Rubrics) or their pairs
+    old_labels = {(e["use_case"], ", ".join(e["skills"])) for e in pool_before}
+    per_entry = [r for r in update_requests if r.schema in ("DecodedInstructions", "SelfRubrics")]
+    assert per_entry and not [
+        r
+        for r in per_entry
+        if (field_of(r.prompt, "- Use case:"), field_of(r.prompt, "- Skills:")) in old_labels
+    ]
+    old_texts = {str(row["instruction"]) for row in before.values()}
+    old_texts |= {str(row["basic_instruction"]) for row in before.values()}
+    per_pair = [r.prompt for r in update_requests if r not in per_entry]
+    assert not [p for p in per_pair if any(text in p for text in old_texts)], "old pairs: no call"
 
     after = _rows(out)
     assert {ident: after[ident] for ident in before} == before, "every finished pair stays"

@@ -26,7 +26,7 @@ import pytest
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
-from tests.conftest import SECRET, read_jsonl, run_cli
+from tests.conftest import read_jsonl, run_cli
 from tests.test_report_export import CHROMIUM
 from tests.test_review import (  # the fixture stops a run a failed test left waiting
     SETTINGS,
@@ -50,11 +50,10 @@ def cli(*args: str) -> int:
 
 
 @pytest.fixture
-def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    mock = MockLLM.realistic(judge_rule=mixed_rule).start()
-    yield mock
-    mock.stop()
+def mock_llm(realistic_llm: MockLLM) -> MockLLM:
+    """The misbehaving mock (conftest's ``realistic_llm``), judging by ``mixed_rule``."""
+    realistic_llm.judge_rule = mixed_rule
+    return realistic_llm
 
 
 @pytest.fixture(scope="module")
