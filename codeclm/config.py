@@ -30,6 +30,9 @@ class ConfigError(ValueError):
     """Bad configuration; the CLI prints it as one line and exits 2."""
 
 
+_CEILING_DEFAULT = 8192
+
+
 class RoleConfig(BaseModel):
     """One model role. ``model`` unset means the embedded local model."""
 
@@ -39,7 +42,15 @@ class RoleConfig(BaseModel):
     base_url: str | None = None
     api_key_env: str = DEFAULT_API_KEY_ENV
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(1024, gt=0)
+    max_tokens: int = Field(
+        2048, gt=0, description="output tokens per request (the paper's main setting: 2048)"
+    )
+    max_tokens_ceiling: int = Field(
+        _CEILING_DEFAULT,
+        gt=0,
+        description="a reply cut at max_tokens is asked again with twice the budget, up to "
+        "this (and the model's context); still cut, an answer is never data",
+    )
     timeout: float = Field(120.0, gt=0, description="seconds per HTTP request")
     strict_schema: bool = Field(
         False,
@@ -148,7 +159,11 @@ class ModelSettings(BaseModel):
             key: True for key in ("concurrency", "attempts", "backoff", "cache")
         }
         exclude.update({role: pacing for role in self.ROLES})
-        return self.model_dump(exclude=exclude, mode="json")
+        fields = self.model_dump(exclude=exclude, mode="json")
+        for role in self.ROLES:  # added later: at its default, a run begun before keeps going
+            if fields[role].get("max_tokens_ceiling") == _CEILING_DEFAULT:
+                del fields[role]["max_tokens_ceiling"]
+        return fields
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True)
@@ -206,6 +221,12 @@ class RunConfig(ModelSettings):
         description="metadata: wait after augmentation for a person to review the pool "
         "(codeclm view DIR or codeclm review DIR), then decode from the approved pool",
     )
+    keep_reasoning: bool = Field(
+        False,
+        description="save each kept response's reasoning (a reasoning model's, from "
+        "reasoning_content or a <think> block) in its row, beside the response; reasoning "
+        "is never part of a response, an improved instruction, or what the judge sees",
+    )
     evol_rounds: int = Field(4, ge=1, description="evol-instruct: evolution rounds per seed")
     rouge_threshold: float = Field(
         0.7, gt=0, le=1, description="self-instruct: ROUGE-L above which a new one is rejected"
@@ -219,7 +240,8 @@ class RunConfig(ModelSettings):
         their defaults (a run begun before they existed keeps its fingerprint) and the
         ones a run may grow by (checked on their own: they may only go up)."""
         fields = super().fingerprint_fields()
-        for key in (*self.GROWABLE, "review"):  # review: a gate; the pool records its outcome
+        # review: a gate (the pool records its outcome); keep_reasoning: a column of the rows
+        for key in (*self.GROWABLE, "review", "keep_reasoning"):
             fields.pop(key, None)
         unused = {
             "method": self.method == "codeclm",

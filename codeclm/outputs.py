@@ -118,7 +118,9 @@ def _provenance(state: InstructionState) -> dict[str, Any]:
 
 def dataset_row(state: InstructionState) -> DatasetRow:
     """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
-    response = state.strong_answer if state.response_source == "strong" else state.target_answer
+    strong = state.response_source == "strong"
+    response = state.strong_answer if strong else state.target_answer
+    reasoning = state.strong_reasoning if strong else state.target_reasoning
     return DatasetRow(
         id=state.id,
         instruction=state.instruction,
@@ -129,6 +131,8 @@ def dataset_row(state: InstructionState) -> DatasetRow:
             Message(role="user", content=state.instruction),
             Message(role="assistant", content=response or ""),
         ],
+        target_refused=state.target_refused,
+        reasoning=reasoning or None,
     )
 
 

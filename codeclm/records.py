@@ -50,6 +50,11 @@ class DatasetRow(BaseModel):
     """The Self-Rubrics actions applied, in order, from the basic instruction to this one."""
     basic_instruction: str | None = None
     messages: list[Message] = Field(default_factory=list)
+    target_refused: bool = False
+    """The target model refused this instruction (a weakness of the target): the strong
+    answer is the response. ``export --no-target-refusals`` leaves such pairs out."""
+    reasoning: str | None = Field(None, exclude_if=lambda value: value is None)
+    """The response's reasoning, apart from it (only with ``--keep-reasoning``)."""
 
 
 class DroppedRow(BaseModel):
@@ -139,6 +144,8 @@ class Counts(BaseModel):
     duplicates: int = 0
     failed: int = 0
     unfinished: int = 0
+    target_refused: int = 0
+    """Kept pairs whose target refused (the strong answer kept; see ``DatasetRow``)."""
 
     @property
     def missing(self) -> int:
@@ -169,6 +176,8 @@ class RunRecord(BaseModel):
     models: dict[str, ModelRecord] = Field(default_factory=dict)
     counts: Counts = Field(default_factory=Counts)
     prepare_failures: list[Failure] = Field(default_factory=list)
+    shortfall: str | None = None
+    """How many instructions the budget misses and why, when the metadata pool ran dry."""
     pool_review: PoolReview | None = None
     """The person's approved decision on the metadata pool (``--review metadata``)."""
     label_map: LabelMap | None = None
@@ -196,6 +205,23 @@ class RunRecord(BaseModel):
             where = ".".join(str(p) for p in error.errors()[0]["loc"])
             reason = error.errors()[0]["msg"]
             raise ConfigError(f"{path} is not a run record ({where or 'file'}: {reason})") from None
+
+
+def grouped_failures(failures: list[Failure], shown: int = 3) -> str:
+    """Failures that share a step and a reason, said once with how many and which: an error
+    no retry fixes (a wrong model name, a rejected request) fails every seed alike."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for failure in failures:
+        groups.setdefault((failure.step, failure.reason), []).append(failure.subject)
+    parts = []
+    for (step, reason), subjects in list(groups.items())[:shown]:
+        names = ", ".join(subjects[:3])
+        if len(subjects) > 3:
+            names += f" and {len(subjects) - 3} more"
+        parts.append(f"{step} {names}: {reason}")
+    if len(groups) > shown:
+        parts.append(f"and {len(groups) - shown} other reasons (run.json)")
+    return "; ".join(parts)
 
 
 Row = TypeVar("Row", bound=BaseModel)

@@ -29,6 +29,7 @@ DATASET_ROW_KEYS = frozenset(
         "actions",
         "basic_instruction",
         "messages",
+        "target_refused",
     }
 )
 

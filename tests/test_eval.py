@@ -243,12 +243,12 @@ def test_split_rejects_a_fraction_outside_0_1(
 def test_judge_inherits_the_strong_settings_unless_it_names_its_own_model() -> None:
     from codeclm.config import EvalConfig
 
-    strong = {"model": "big", "base_url": "http://big/v1", "max_tokens": 2048}
+    strong = {"model": "big", "base_url": "http://big/v1", "max_tokens": 4096}
     inherited = EvalConfig.model_validate({"strong": strong, "judge": {"max_tokens": 64}})
     assert (inherited.judge.model, inherited.judge.base_url) == ("big", "http://big/v1")
     assert inherited.judge.max_tokens == 64
     own = EvalConfig.model_validate({"strong": strong, "judge": {"model": "judge"}})
-    assert (own.judge.model, own.judge.base_url, own.judge.max_tokens) == ("judge", None, 1024)
+    assert (own.judge.model, own.judge.base_url, own.judge.max_tokens) == ("judge", None, 2048)
 
 
 def test_a_run_and_an_evaluation_never_share_a_folder(

@@ -48,7 +48,7 @@ def test_a_reply_that_never_parses_fails_only_its_instruction(
     assert sorted(r["id"] for r in kept) == ["bad-01", "ok-00", "ok-01"]
     assert [r["id"] for r in failed] == ["bad-00"]
     assert failed[0]["status"] == "failed"
-    assert failed[0]["reason"].startswith("judge: UnparseableReply: reply does not match")
+    assert failed[0]["reason"].startswith("judge: UnparseableReply: the judge gave no line")
     judged_bad = [c for c in mock_llm.calls("PairwiseScores") if mock_llm.garbage_when in c.prompt]
     assert len(judged_bad) == 3 * 2, "three attempts, both orders each"
     counts = json.loads((out / "run.json").read_text())["counts"]

@@ -158,12 +158,12 @@ def test_an_unreachable_endpoint_or_refused_key_stops_the_run_at_once(
 def test_an_instruction_longer_than_the_context_is_named_by_line(
     mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mock_llm.context_tokens = 2048  # reported by GET /v1/models, as vLLM does
+    mock_llm.context_tokens = 4096  # reported by GET /v1/models, as vLLM does
     seeds = write_seeds(tmp_path / "seeds.jsonl", ["Say hi.", "word " * 3000, "Bye."])
     out = tmp_path / "out"
     err = _error_of(capsys, ["run", str(seeds), *mock_args(mock_llm, out)])
     assert "seeds.jsonl:2: instruction is about 3,749 tokens" in err
-    assert "strong model's context of 2,048" in err
+    assert "strong model's context of 4,096" in err
     assert not out.exists()
     # a context set in the config wins over the server's
     config = _role_config(tmp_path, strong="context_tokens = 100000")

@@ -133,11 +133,19 @@ def test_a_pool_that_runs_dry_says_so_plainly(
     summary = json.loads((out / "run.json").read_text())
     counts = summary["counts"]
     assert counts["instructions"] == 12 and counts["kept"] + counts["dropped"] == 12
-    (failure,) = summary["prepare_failures"]
-    assert failure["subject"] == "pool" and "8 of 20 instructions missing" in failure["reason"]
-    assert "8 of 20 instructions are missing" in capsys.readouterr().out
+    assert summary["prepare_failures"] == [], "a dry pool is no failure to retry"
+    assert "8 of 20 instructions missing: the metadata pool ran dry" in summary["shortfall"]
+    printed = capsys.readouterr().out
+    assert "the metadata pool ran dry" in printed and "again" not in printed
     decode_calls = len(mock_llm.calls("DecodedInstructions"))
-    assert decode_calls <= 4 * (1 + 2) * 2, "bounded: a few extra asks per entry, then stop"
+    # per entry: at most 3 asks that bring one of its 3, and 2 empty ones per round (2 rounds)
+    assert decode_calls <= 4 * (3 + 2 * 2), "asks while they bring something, then stop"
+    notes = [entry["note"] for entry in read_jsonl(out / "metadata.jsonl")]
+    assert all("no new unique instruction" in (note or "") for note in notes), notes
+    # the same command again: the pool is as dry as it was, nothing is asked
+    calls = len(mock_llm.calls())
+    assert run_cli(_seeds(tmp_path, 4), mock_llm, out, instructions=20, metadata=4) == 0
+    assert len(mock_llm.calls()) == calls
 
 
 def test_rubrics_and_decodes_that_fail_are_retried_by_the_next_run(

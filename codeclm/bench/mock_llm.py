@@ -1,20 +1,22 @@
 """A deterministic loopback mock of the OpenAI chat-completions API, for tests and benchmarks.
 
-It speaks real HTTP/1.1 (keep-alive) on 127.0.0.1 from an asyncio server, so the code under
-test runs its real client stack (langchain-openai → openai → httpx). Replies are chosen by
-the request's JSON-schema name (the step) and, for answers, by the model name (the role).
+It speaks real HTTP/1.1 (keep-alive) on 127.0.0.1 (``mock_server.py``), so the code under
+test runs its real client stack. What the model says at each step is ``mock_model.py``'s,
+chosen by the request's JSON-schema name or its prompt's words, and for answers by the model
+name (the role).
 
 Like a serving engine it can take a fixed ``latency`` per call and serve at most ``slots``
-calls at once (the rest queue), and it can inject faults at fixed rates: HTTP 503, replies
-that are not JSON, requests that hang, and HTTP 429 with ``Retry-After``.
+calls at once (the rest queue), and it injects faults at fixed rates: HTTP 503, replies
+that are not JSON, requests that hang, and HTTP 429 with ``Retry-After``. It can refuse
+``response_format`` json_schema (and json_object) with HTTP 400, as some servers do.
 
-And it misbehaves as real models do (``MockLLM.realistic()`` turns all of it on): lists
-shorter than asked, a repeated item, JSON in a code fence, after prose or after a
-``<think>`` block, refusals, and list replies cut at ``max_tokens``. What a model would do
-the same way for the same request (short lists, repeats, cut replies) is decided by the
-request's own digest, so a retry or a resumed run meets the same reply; what a busy server
-does at random (503, 429, hangs, refusals, wrapping) is drawn per call. Every request is
-logged (unless ``record`` is off, for long benchmarks), so a test can check what was sent.
+And it misbehaves as real models do (``mock_faults.py``; ``MockLLM.realistic()`` turns the
+common ones on, ``MockLLM.stingy()`` gives lists of 1 to 3 items): lists shorter than asked,
+a repeated item, JSON in a code fence, after prose or after a ``<think>`` block, refusals (in
+structured steps and in answers, in the text or the ``refusal`` field), replies cut at
+``max_tokens`` (a list half-way, or an answer longer than the budget), and reasoning in
+``reasoning_content`` / ``reasoning`` and in ``<think>`` blocks. Every request is logged
+(unless ``record`` is off, for long benchmarks), so a test can check what was sent.
 
 ``python -m codeclm.bench.mock_llm --latency 0.05 --slots 64`` serves it from its own
 process (the benchmark does this, so the mock's CPU is not counted as the client's).
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from codeclm.bench import mock_faults as faults
 from codeclm.bench import mock_model as model
 from codeclm.bench.mock_model import (
     AVOID_MARKER,
@@ -49,6 +52,7 @@ from codeclm.bench.mock_model import (
     iteration_of,
     mixed_rule,
 )
+from codeclm.bench.mock_server import Answer, LoopbackServer
 
 __all__ = [
     "AVOID_MARKER",
@@ -70,6 +74,8 @@ class Request:
 
     model: str
     schema: str | None
+    """The step: the request's schema name, or the one its prompt's words tell (the judges'
+    plain-line replies count as 'PairwiseScores'); None for an answer."""
     prompt: str
     temperature: float | None
     at: float = 0.0
@@ -82,10 +88,15 @@ class Request:
     """The client process (its ``X-Codeclm-Worker`` header: ``host:pid``)."""
     answered_at: float | None = None
     """``time.monotonic()`` when its answer was ready to send; None: never answered."""
+    max_tokens: int | None = None
+    response_format: str | None = None
+    """The ``response_format`` type sent ('json_schema', 'json_object'), if any."""
+    reply: str = ""
+    """The content it was answered with."""
 
 
 @dataclass
-class MockLLM:
+class MockLLM(LoopbackServer):
     """The script: what each step answers. Tests change the fields before a run."""
 
     judge_rule: JudgeRule = lambda instruction: (9, 2)
@@ -113,6 +124,10 @@ class MockLLM:
     context_tokens: int = 8192
     #: When set, a request without ``Authorization: Bearer <api_key>`` gets HTTP 401.
     api_key: str | None = None
+    json_schema_ok: bool = True
+    """False: ``response_format`` json_schema gets HTTP 400 (a server without it)."""
+    json_object_ok: bool = True
+    """False: ``response_format`` json_object gets HTTP 400 too (plain prompting only)."""
     # ---- faults, each drawn per call at its rate from a seeded generator -----------------
     error_rate: float = 0.0
     """HTTP 503 Service Unavailable."""
@@ -134,6 +149,8 @@ class MockLLM:
     # ---- what a model does the same way for the same request (by the request's digest) ----
     short_list_rate: float = 0.0
     """A list reply has fewer items than asked (about half)."""
+    list_cap: int | None = None
+    """Every list reply has between 1 and this many items (a stingy model)."""
     repeat_rate: float = 0.0
     """A list reply repeats an item (in other case and punctuation), or gives a generic one."""
     cut_rate: float = 0.0
@@ -141,10 +158,27 @@ class MockLLM:
     of its last item (finish_reason 'length')."""
     decode_distinct: int | None = None
     """Each metadata entry has only this many distinct instructions in it (then repeats)."""
+    rubrics_distinct: dict[str, int] = field(default_factory=dict)
+    """use case -> how many distinct rubrics and actions its entries have (then repeats)."""
     label_variants: bool = False
     """The encoder spells a use case (and a skill) differently for some seeds."""
     numbered_decode: bool = False
     """Decode 'Task N on USE CASE needing SKILLS.': alike in meaning, apart in words."""
+    answer_refusal_rate: float = 0.0
+    """An answer is a refusal, for that prompt and sampling seed (another seed may answer)."""
+    refuse_answers_when: str | None = None
+    """Refuse every answer whose prompt contains this text, whatever the seed."""
+    refusing_models: tuple[str, ...] = (STRONG_MODEL, TARGET_MODEL)
+    """The roles whose answers the two refusal settings above apply to."""
+    refusal_field: bool = False
+    """Refusals come in the message's ``refusal`` field (content empty), as OpenAI's do."""
+    long_answer_rate: float = 0.0
+    """An answer needs ``long_answer_tokens``: cut at a smaller ``max_tokens``."""
+    long_answer_tokens: int = 3000
+    reasoning_field: str | None = None
+    """'reasoning_content' or 'reasoning': every reply carries its reasoning there."""
+    think_rate: float = 0.0
+    """A reply's content starts with a ``<think>`` block (besides any reasoning field)."""
     fault_seed: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     """What was injected, by kind."""
@@ -161,6 +195,8 @@ class MockLLM:
     last_call_at: float | None = None
     """When the first chat call arrived and the last was answered (``time.monotonic()``):
     the window in which clients were calling, read by benchmarks at ``GET /v1/mock/stats``."""
+    _slots: asyncio.Semaphore | None = None
+    _rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
     def realistic(cls, **overrides: Any) -> MockLLM:
@@ -177,87 +213,77 @@ class MockLLM:
         )
         return cls(**{**rates, **overrides})
 
-    def reply(self, body: dict[str, Any]) -> tuple[str, str]:
-        """The reply's content and its ``finish_reason``."""
+    @classmethod
+    def stingy(cls, **overrides: Any) -> MockLLM:
+        """A model that gives 1 to 3 items whenever a list of 4 or more is asked for,
+        otherwise well-formed (weaker models do): the budget must hold all the same."""
+        return cls(**{"list_cap": 3, **overrides})
+
+    # ---- what the model says ----------------------------------------------------------------
+    def reply(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
+        """The reply's content, its ``finish_reason``, and a refusal for the ``refusal`` field."""
         prompt = body["messages"][-1]["content"]
-        response_format = body.get("response_format") or {}
-        schema_info = response_format.get("json_schema") or {}
-        name, schema = schema_info.get("name"), schema_info.get("schema") or {}
+        step, schema = _step(body)
         with self.lock:
-            if name and self.garbage_next[name] > 0:
-                self.garbage_next[name] -= 1
-                return "this is not JSON", "stop"
-        if self.garbage_when and name and self.garbage_when in prompt:
-            return '{"still": "not the schema"}', "stop"
-        if self.refuse_when and name and self.refuse_when in prompt:
-            return REFUSAL, "stop"
-        if name is None:
-            instruction = prompt.strip()
-            prefix = STRONG_PREFIX if body["model"] == STRONG_MODEL else TARGET_PREFIX
-            return prefix + instruction, "stop"
-        properties = schema.get("properties", {})
+            if step and self.garbage_next[step] > 0:
+                self.garbage_next[step] -= 1
+                return "this is not JSON", "stop", None
+        if self.garbage_when and step and self.garbage_when in prompt:
+            return '{"still": "not the schema"}', "stop", None
+        if self.refuse_when and step and self.refuse_when in prompt:
+            return REFUSAL, "stop", None
+        if step is None:
+            return self._answer(body)
+        if step == "PairwiseScores":  # the judges answer in a line, not in JSON
+            return model.judge(prompt, self.judge_rule, self.first_position_bias), "stop", None
         salt = f"{body.get('seed')}|{body['model']}"
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "EncodedMetadata": lambda: model.encode(prompt, self.label_variants, properties),
-            "SelfRubrics": lambda: model.rubrics(prompt, properties["actions"]["maxItems"], salt),
+            "EncodedMetadata": lambda: model.encode(prompt, self.label_variants, schema),
+            "SelfRubrics": lambda: model.rubrics(
+                prompt,
+                model.count_in(prompt, r"Write (\d+) rubrics", 4),
+                salt,
+                self.rubrics_distinct.get(model.field_of(prompt, "- Use case:")),
+            ),
             "DecodedInstructions": lambda: model.decode(
                 prompt,
-                properties["instructions"]["maxItems"],
+                model.count_in(prompt, r"Write (\d+) diverse instructions", 5),
                 salt,
                 self.decode_distinct,
                 self.numbered_decode,
             ),
             "ImprovedInstruction": lambda: model.improve(prompt),
-            "PairwiseScores": lambda: model.judge(
-                prompt, self.judge_rule, self.first_position_bias
-            ),
             "BootstrappedInstructions": lambda: model.bootstrap(
-                prompt, properties["instructions"]["maxItems"]
+                prompt, model.count_in(prompt, r"Write (\d+) new tasks", 8)
             ),
             "EvolvedInstruction": lambda: model.evolve(prompt),
         }
-        make = steps.get(name, lambda: model.filled(schema))
-        payload = self._as_a_model_would(make(), f"{prompt}|{salt}")
-        text = json.dumps(payload)
-        lists = [
-            key for key, value in payload.items() if isinstance(value, list) and len(value) > 1
-        ]
-        if lists and self._roll(f"cut|{prompt}|{salt}") < self.cut_rate:
-            # cut inside the last list's last item, as max_tokens would
-            last = payload[lists[-1]][-1]
-            return text[: text.rindex(json.dumps(last)) + max(2, len(last) // 2)], "length"
-        return text, "stop"
+        make = steps.get(step, lambda: model.filled({"properties": schema}))
+        payload = faults.as_a_model_would(
+            make(),
+            f"{prompt}|{salt}",
+            fault_seed=self.fault_seed,
+            short_list_rate=self.short_list_rate,
+            list_cap=self.list_cap,
+            repeat_rate=self.repeat_rate,
+        )
+        cut = faults.cut_list_reply(payload)
+        if cut is not None and faults.roll(self.fault_seed, f"cut|{prompt}|{salt}") < self.cut_rate:
+            return cut, "length", None
+        return json.dumps(payload), "stop", None
 
-    def _roll(self, text: str) -> float:
-        """A number in [0, 1) fixed by ``text``: the same request always rolls the same."""
-        return model.digest(f"{self.fault_seed}|{text}") / 0x100000000
-
-    def _as_a_model_would(self, payload: dict[str, Any], request: str) -> dict[str, Any]:
-        """Short lists and repeated items, the same way for the same request."""
-        out = dict(payload)
-        for key, items in payload.items():
-            if not isinstance(items, list) or key == "skills":
-                continue
-            items = list(items)
-            if len(items) > 1 and self._roll(f"short|{key}|{request}") < self.short_list_rate:
-                items = items[: max(1, len(items) // 2)]
-            if items and self._roll(f"repeat|{key}|{request}") < self.repeat_rate:
-                if len(items) > 1 and self._roll(f"generic|{request}") < 0.5:
-                    # the same item in other case and punctuation
-                    items[-1] = items[0].upper().rstrip(".") + "!"
-                else:  # a generic item other entries may give too
-                    items[-1] = f"Tell me more about {model.field_of(request, '- Use case:')}."
-            out[key] = items
-        return out
-
-    def _wrapped(self, text: str) -> str:
-        """Valid JSON as a chatty model sends it: after prose, in a fence, after thinking."""
-        style = self._rng.randrange(3)
-        if style == 0:
-            return f"Sure! Here is the JSON you asked for:\n{text}\nLet me know if you need more."
-        if style == 1:
-            return f"```json\n{text}\n```"
-        return f"<think>\nThe user wants JSON. {{draft}} Let me write it.\n</think>\n{text}"
+    def _answer(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
+        """A role's free-text answer: maybe a refusal (for this seed), maybe a long one."""
+        prompt, role = body["messages"][-1]["content"], body["model"]
+        if role in self.refusing_models and (
+            (self.refuse_answers_when is not None and self.refuse_answers_when in prompt)
+            or faults.roll(self.fault_seed, f"refuse|{prompt}|{body.get('seed')}|{role}")
+            < self.answer_refusal_rate
+        ):
+            return ("", "stop", REFUSAL) if self.refusal_field else (REFUSAL, "stop", None)
+        long = faults.roll(self.fault_seed, f"long|{prompt}") < self.long_answer_rate
+        text = model.answer(prompt, role, self.long_answer_tokens if long else 0)
+        return *faults.within_budget(text, _max_tokens(body)), None
 
     # ---- what tests read --------------------------------------------------------------
     def calls(self, schema: str | None = None, model: str | None = None) -> list[Request]:
@@ -269,16 +295,9 @@ class MockLLM:
             ]
 
     # ---- serving -------------------------------------------------------------------------
-    _loop: asyncio.AbstractEventLoop | None = None
-    _server: asyncio.Server | None = None
-    _slots: asyncio.Semaphore | None = None
-    _rng: random.Random = field(default_factory=random.Random)
-    _thread: threading.Thread | None = None
-    port: int = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    async def on_start(self) -> None:
+        self._slots = asyncio.Semaphore(self.slots or 1_000_000)
+        self._rng = random.Random(self.fault_seed)
 
     def _draw_fault(self, structured: bool) -> str | None:
         """One draw per call: which fault (if any) this call gets."""
@@ -291,42 +310,57 @@ class MockLLM:
                 self.answer_errors_next -= 1
                 self.faults["503"] += 1
                 return "503"
-            roll = self._rng.random()
-        for kind, rate in (
-            ("503", self.error_rate),
-            ("invalid_json", self.invalid_json_rate if structured else 0.0),
-            ("hang", self.hang_rate),
-            ("429", self.rate_limit_rate),
-            ("refusal", self.refusal_rate if structured else 0.0),
-            ("wrap", self.wrap_rate if structured else 0.0),
+            kind = faults.draw(
+                self._rng,
+                [
+                    ("503", self.error_rate),
+                    ("invalid_json", self.invalid_json_rate if structured else 0.0),
+                    ("hang", self.hang_rate),
+                    ("429", self.rate_limit_rate),
+                    ("refusal", self.refusal_rate if structured else 0.0),
+                    ("wrap", self.wrap_rate if structured else 0.0),
+                ],
+            )
+            if kind is not None:
+                self.faults[kind] += 1
+            return kind
+
+    def _refused_format(self, body: dict[str, Any]) -> Answer | None:
+        """HTTP 400 for a ``response_format`` this server does not take."""
+        kind = (body.get("response_format") or {}).get("type")
+        if (kind == "json_schema" and not self.json_schema_ok) or (
+            kind == "json_object" and not self.json_object_ok
         ):
-            if roll < rate:
-                with self.lock:
-                    self.faults[kind] += 1
-                return kind
-            roll -= rate
+            with self.lock:
+                self.faults[f"400 {kind}"] += 1
+            message = f"response_format type '{kind}' is not supported by this server"
+            error = {"message": message, "type": "invalid_request_error"}
+            return 400, {"error": {**error, "param": "response_format"}}, {}
         return None
 
-    async def _chat(
-        self, body: dict[str, Any], worker: str | None = None
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _chat(self, body: dict[str, Any], worker: str | None = None) -> Answer:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
+        step, _ = _step(body)
         response_format = body.get("response_format") or {}
-        fault = self._draw_fault(bool(response_format))
+        fault = self._draw_fault(step is not None)
         request = None
         if self.record:
             request = Request(
                 model=body["model"],
-                schema=(response_format.get("json_schema") or {}).get("name"),
+                schema=step,
                 prompt=body["messages"][-1]["content"],
                 temperature=body.get("temperature"),
                 at=time.monotonic(),
                 fault=fault,
                 seed=body.get("seed"),
                 worker=worker,
+                max_tokens=_max_tokens(body),
+                response_format=response_format.get("type"),
             )
             with self.lock:
                 self.requests.append(request)
+        if (refused := self._refused_format(body)) is not None:
+            return refused
         if fault == "hang":
             return -1, {}, {}
         if fault == "429":
@@ -335,56 +369,63 @@ class MockLLM:
             error = {"error": {"message": "rate limit reached", "type": "rate_limit"}}
             return 429, error, {"Retry-After": f"{self.retry_after:g}"}
         assert self._slots is not None
-        model = body["model"]
+        role = body["model"]
         async with self._slots:
-            self.in_flight[model] += 1
-            self.peak_in_flight[model] = max(self.peak_in_flight[model], self.in_flight[model])
+            self.in_flight[role] += 1
+            self.peak_in_flight[role] = max(self.peak_in_flight[role], self.in_flight[role])
             try:
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 if self.slow_when and self.slow_when in body["messages"][-1]["content"]:
                     await asyncio.sleep(self.slow_seconds)
             finally:
-                self.in_flight[model] -= 1
+                self.in_flight[role] -= 1
         if request is not None:
             request.answered_at = time.monotonic()
         if fault == "503":
             return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
-        content, finish_reason = self.reply(body)
+        content, finish_reason, refusal = self.reply(body)
         if fault == "invalid_json":
             content = "this is not JSON"
         elif fault == "refusal":
             content, finish_reason = REFUSAL, "stop"
         elif fault == "wrap":
-            content = self._wrapped(content)
-        prompt_tokens = len(body["messages"][-1]["content"]) // 4 + 1
-        completion_tokens = len(content) // 4 + 1
-        return (
-            200,
-            {
-                "id": "chatcmpl-mock",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": finish_reason,
-                        "message": {"role": "assistant", "content": content},
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-            {},
-        )
+            content = faults.wrapped(content, self._rng.randrange(3))
+        if request is not None:
+            request.reply = content
+        return 200, self._completion(body, content, finish_reason, refusal), {}
 
-    async def _respond(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _completion(
+        self, body: dict[str, Any], content: str, finish_reason: str, refusal: str | None
+    ) -> dict[str, Any]:
+        """The chat-completion object, with the reasoning where this server puts it."""
+        prompt = body["messages"][-1]["content"]
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if refusal is not None:
+            message.update(content=None, refusal=refusal)
+        reasoning = f"Let me think about {' '.join(prompt.split()[:8])} step by step."
+        if self.reasoning_field:
+            message[self.reasoning_field] = reasoning
+        if faults.roll(self.fault_seed, f"think|{prompt}|{body.get('seed')}") < self.think_rate:
+            message["content"] = f"<think>\n{reasoning}\n</think>\n\n{content}"
+        prompt_tokens = len(prompt) // 4 + 1
+        thinking = len(reasoning) // 4 + 1 if self.reasoning_field else 0
+        completion_tokens = len(content) // 4 + 1 + thinking
+        return {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens_details": {"reasoning_tokens": thinking},
+            },
+        }
+
+    async def respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {"error": {"message": "invalid api key", "type": "auth"}}, {}
         if method == "GET" and path.rstrip("/").endswith("/mock/stats"):
@@ -420,91 +461,18 @@ class MockLLM:
         self.last_call_at = time.monotonic()
         return answer
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one keep-alive connection, request after request."""
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                request_line, *header_lines = head.split("\r\n")
-                method, path, _ = request_line.split(" ", 2)
-                headers = {
-                    name.strip().lower(): value.strip()
-                    for name, _, value in (line.partition(":") for line in header_lines if line)
-                }
-                body = await reader.readexactly(int(headers.get("content-length", 0)))
-                status, payload, extra = await self._respond(method, path, headers, body)
-                if status < 0:
-                    await reader.read()  # hang until the client gives up and disconnects
-                    return
-                data = json.dumps(payload).encode()
-                lines = [
-                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-                    "Content-Type: application/json",
-                    f"Content-Length: {len(data)}",
-                    *(f"{name}: {value}" for name, value in extra.items()),
-                ]
-                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
-                await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            asyncio.CancelledError,  # shutting down
-            ConnectionError,
-        ):
-            pass
-        finally:
-            writer.close()
 
-    async def serve(self, port: int = 0) -> asyncio.Server:
-        """Start serving on the running loop (used directly by ``python -m``)."""
-        self._slots = asyncio.Semaphore(self.slots or 1_000_000)
-        self._rng = random.Random(self.fault_seed)
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", port, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self._server
-
-    def start(self) -> MockLLM:
-        """Serve from a background thread with its own event loop (for in-process tests)."""
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            loop.run_until_complete(self.serve())
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True, name="mock-llm")
-        self._thread.start()
-        ready.wait()
-        return self
-
-    def stop(self) -> None:
-        loop, server = self._loop, self._server
-        if loop is None or server is None:
-            return
-
-        async def shutdown() -> None:
-            server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            loop.call_soon(loop.stop)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+def _step(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The step a request belongs to (its schema's name, else its prompt's words), and the
+    schema's properties when it sent one."""
+    block = (body.get("response_format") or {}).get("json_schema") or {}
+    properties = (block.get("schema") or {}).get("properties") or {}
+    return block.get("name") or model.step_of(body["messages"][-1]["content"]), properties
 
 
-_REASONS = {
-    200: "OK",
-    401: "Unauthorized",
-    404: "Not Found",
-    429: "Too Many Requests",
-    503: "Service Unavailable",
-}
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    return int(value) if value is not None else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -523,6 +491,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="spell a use case (and a skill) differently for some seeds, as real encoders do",
     )
+    parser.add_argument("--stingy", action="store_true", help="every list reply has 1 to 3 items")
     parser.add_argument(
         "--realistic",
         action="store_true",
@@ -531,7 +500,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     make = MockLLM.realistic if args.realistic else MockLLM
-    faults = {
+    rates = {
         name: getattr(args, name)
         for name in ("error_rate", "invalid_json_rate", "hang_rate", "rate_limit_rate")
         if getattr(args, name)
@@ -540,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
         record=False,
         latency=args.latency,
         slots=args.slots,
-        **faults,
+        **rates,
+        list_cap=3 if args.stingy else None,
     )
     if args.mixed:
         mock.judge_rule = mixed_rule

@@ -1,5 +1,9 @@
 """What the mock model says at each step, as pure functions of the prompt: the loopback
-mock (``mock_llm.py``) serves them over HTTP and adds the faults and misbehaviours."""
+mock (``mock_llm.py``) serves them over HTTP, ``mock_faults.py`` adds the misbehaviours.
+
+The step is told by the request's JSON-schema name, or, for a request without one (a
+server that takes ``json_object`` or plain prompting, the judges, the answers), by the
+words of its prompt (``step_of``)."""
 
 from __future__ import annotations
 
@@ -98,9 +102,34 @@ def field_of(prompt: str, label: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def _section(prompt: str, title: str) -> str:
-    match = re.search(rf"\[{re.escape(title)}\]\n(.*?)(?:\n\n\[|\n\nReply with)", prompt, re.S)
-    return match.group(1) if match else ""
+#: Words of each built-in prompt that tell its step, for requests without a schema name.
+STEP_MARKERS = (
+    ("[The Start of Assistant 1's Answer]", "PairwiseScores"),
+    ("Describe it by its", "EncodedMetadata"),
+    ("rubrics for judging how difficult", "SelfRubrics"),
+    ("diverse instructions for this use case", "DecodedInstructions"),
+    ("Improving action:", "ImprovedInstruction"),
+    ("come up with a set of diverse task instructions", "BootstrappedInstructions"),
+    ("#The Given Prompt#", "EvolvedInstruction"),
+)
+EVAL_MARKER = "explain your evaluation"
+"""The evaluation judge's prompt (with an explanation) says this; the filter's does not."""
+
+
+def step_of(prompt: str) -> str | None:
+    """The step a prompt belongs to; None: a plain answer."""
+    return next((step for marker, step in STEP_MARKERS if marker in prompt), None)
+
+
+def count_in(prompt: str, pattern: str, default: int) -> int:
+    """A number the prompt asks for ("Write 5 diverse instructions")."""
+    match = re.search(pattern, prompt)
+    return int(match.group(1)) if match else default
+
+
+def _between(prompt: str, start: str, end: str) -> str:
+    _, found, rest = prompt.partition(start)
+    return rest.partition(end)[0] if found else ""
 
 
 def filled(schema: dict[str, Any]) -> dict[str, Any]:
@@ -155,14 +184,16 @@ def encode(
     return reply
 
 
-def rubrics(prompt: str, k: int, salt: str) -> dict[str, Any]:
-    """Rubric and action i; a top-up (its prompt lists what exists) numbers new ones."""
+def rubrics(prompt: str, k: int, salt: str, distinct: int | None = None) -> dict[str, Any]:
+    """Rubric and action i; a top-up (its prompt lists what exists) numbers new ones.
+    ``distinct``: the entry has only this many distinct ones in it (then repeats)."""
     use_case = field_of(prompt, "- Use case:")
     skills = field_of(prompt, "- Skills:")
     first = 0 if AVOID_MARKER not in prompt else k + digest(prompt + salt) % 50
+    numbers = [i % distinct if distinct else i for i in range(first, first + k)]
     return {
-        "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in range(first, first + k)],
-        "actions": [f"action {i} for {use_case} / {skills}" for i in range(first, first + k)],
+        "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in numbers],
+        "actions": [f"action {i} for {use_case} / {skills}" for i in numbers],
     }
 
 
@@ -191,7 +222,7 @@ def decode(
 
 def improve(prompt: str) -> dict[str, Any]:
     instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
-    action = field_of(prompt, "Action:")
+    action = field_of(prompt, "Improving action:")
     return {"instruction": f"{instruction}{HARDER}{action})"}
 
 
@@ -220,15 +251,31 @@ def evolve(prompt: str) -> dict[str, Any]:
     return {"instruction": f"{given} [{' '.join(method.split()[:3])}]"}
 
 
-def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> dict[str, Any]:
-    instruction = _section(prompt, "Instruction")
-    first = _section(prompt, "Assistant 1's answer")
+def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> str:
+    """The Vicuna-style reply: one line with both scores; and, asked for it (the
+    evaluation's prompt), an explanation on the lines after."""
+    instruction = _between(prompt, "[Question]\n", "\n\n[The Start of Assistant 1")
+    first = _between(prompt, "[The Start of Assistant 1's Answer]\n", "\n[The End of")
     strong, target = rule(instruction)
     if first.startswith(STRONG_PREFIX):
         one, two = strong + first_position_bias, target
     else:
         one, two = target + first_position_bias, strong
-    return {"assistant_1": min(one, 10), "assistant_2": min(two, 10)}
+    line = f"{min(one, 10)} {min(two, 10)}"
+    if EVAL_MARKER in prompt:
+        better = 1 if one >= two else 2
+        return f"{line}\nAssistant {better} answered more helpfully and in more detail."
+    return line
+
+
+def answer(prompt: str, model: str, tokens: int = 0) -> str:
+    """The role's answer to the instruction; ``tokens``: a long one, about that many tokens."""
+    prefix = STRONG_PREFIX if model == STRONG_MODEL else TARGET_PREFIX
+    text = prefix + prompt.strip()
+    if tokens:
+        words = " ".join(_WORDS[(digest(prompt) + i) % len(_WORDS)] for i in range(tokens))
+        text = f"{text}\n\n{words}."
+    return text
 
 
 def mixed_rule(text: str) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from codeclm.engine.run import RunResult
 from codeclm.engine.threads import RunStats
+from codeclm.records import grouped_failures
 
 
 def status_table(stats: RunStats, started: float) -> Table:
@@ -80,13 +81,20 @@ def print_run_summary(result: RunResult) -> None:
         f"{counts.dropped} dropped, {counts.failed} failed "
         f"of {counts.instructions} instructions from {counts.metadata_pool} metadata entries"
     )
-    if counts.missing > 0:
-        failures = record.prepare_failures
-        why = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in failures[:3])
-        more = f" (and {len(failures) - 3} more in run.json)" if len(failures) > 3 else ""
+    if record.shortfall:
+        console.print(f"  [yellow]{record.shortfall}[/]")
+    failures = record.prepare_failures
+    if counts.missing > 0 and failures:
+        passing = [f for f in failures if not f.permanent]
         console.print(
             f"  [yellow]{counts.missing} of {counts.instructions_requested} instructions are "
-            f"missing[/]: {why or 'see run.json'}{more}. Run the same command again to retry."
+            f"missing[/]: {grouped_failures(failures)}."
+            + (" Run the same command again to retry what failed." if passing else "")
+        )
+    if counts.target_refused:
+        console.print(
+            f"  {counts.target_refused} kept pairs had a refusing target (the strong answer is "
+            "their response; export --no-target-refusals leaves them out)"
         )
     for role, u in record.usage.items():
         console.print(

@@ -57,11 +57,13 @@ def initial_state(entry: MetadataEntry | None, instruction: BasicInstruction) ->
 
 
 def needs_another_pass(state: PrepareState, config: RunConfig) -> bool:
-    """A finished pass left work a new one can do: failures to retry, a shortfall to ask
-    again for, or a budget or pool the user grew."""
+    """A finished pass left work a new one can do: failures to retry (a passing reason), or
+    a budget or pool the user grew. A pool that ran dry stays dry for the same settings, so
+    running the same command again changes nothing: what a run delivers does not depend on
+    how many times it was run."""
     return (
         any(not f.permanent for f in state.failures)
-        or len(ready(state)) < config.instructions
+        or state.budget < config.instructions
         or (bool(state.pool) and len(state.pool) < config.metadata and not state.pool_review)
     )
 
@@ -92,11 +94,12 @@ class RoundWatch:
         targets = {entry.id: entry.n_instructions for entry in state.pool}
         self.acceptance = Acceptance(similarity, targets, state.accepted_items())
         written = with_rubrics(state.pool, state.rubric_sets)
-        has_rubrics = {r.metadata_id for r in state.rubric_sets}
+        has_rubrics = {r.metadata_id for r in state.rubric_sets if r.usable}
         self.entries = {e.id: e for e in written}
         uses_rubrics = method_spec(state.method).uses_rubrics
         self.ready_entries = {e.id for e in written if e.id in has_rubrics or not uses_rubrics}
         self.held: dict[str, list[BasicInstruction]] = {}
+        self.unusable: set[str] = set()
         self.reported: dict[str, list[BasicInstruction]] = {}
         self.waiting = list(state.pending_decode)  # in pool order, as ``plan`` lists them
         self._fresh: Ready = []
@@ -107,9 +110,13 @@ class RoundWatch:
             return
         for rubric_set in update.get("rubric_sets") or []:
             ident = rubric_set.metadata_id
+            held = self.held.pop(ident, [])
+            if not rubric_set.usable:  # stalled short: its items never start (``collect``)
+                self.unusable.add(ident)
+                continue
             self.entries[ident] = with_rubrics([self.entries[ident]], [rubric_set])[0]
             self.ready_entries.add(ident)
-            self._fresh += [(self.entries[ident], item) for item in self.held.pop(ident, [])]
+            self._fresh += [(self.entries[ident], item) for item in held]
         items: list[BasicInstruction] = update.get("decoded") or []
         if node == "decode" and items:
             self.reported[items[0].metadata_id] = items
@@ -123,7 +130,7 @@ class RoundWatch:
                     continue
                 if ident in self.ready_entries:
                     self._fresh.append((self.entries[ident], item))
-                else:
+                elif ident not in self.unusable:
                     self.held.setdefault(ident, []).append(item)
 
     def fresh(self) -> Ready:
@@ -214,6 +221,7 @@ def _new_pass(state: PrepareState, cfg: RunConfig) -> dict[str, Any]:
         "passes": state.passes + 1,
         "rounds_this_pass": 0,
         "exhausted": [],
+        "shortfall": None,
         "failures": Overwrite([f for f in state.failures if f.permanent]),
     }
 

@@ -67,6 +67,7 @@ class Totals:
             counts.kept += 1
             counts.kept_strong += state.response_source == "strong"
             counts.kept_target += state.response_source == "target"
+            counts.target_refused += state.target_refused
             key = str(state.iteration)
             counts.kept_by_iteration[key] = counts.kept_by_iteration.get(key, 0) + 1
         elif state.status == "duplicate":
@@ -112,6 +113,7 @@ def run_record(
             }
         ),
         prepare_failures=prepared.failures,
+        shortfall=prepared.shortfall,
         pool_review=prepared.pool_review,
         label_map=prepared.label_map,
         updates=prepared.updates,

@@ -36,7 +36,7 @@ from codeclm.outputs import (
     write_json,
     write_jsonl,
 )
-from codeclm.records import Counts, RunRecord
+from codeclm.records import Counts, RunRecord, grouped_failures
 from codeclm.seeds import check_fits_context
 from codeclm.state import MetadataEntry, PrepareState, Seed, TokenUsage
 from codeclm.store import LeaseLost, StoreSpec, StoreUnavailable, open_store, redact_url
@@ -261,10 +261,11 @@ async def execute(
             if not store_gone:
                 record, prepared = await write_run(run, out_dir, started, inputs, spec)
         if not ready(prepared):
-            reasons = "; ".join(f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures)
+            failures = prepared.failures
+            again = any(not f.permanent for f in failures)
             raise RunError(
-                f"no instructions were produced ({reasons or 'empty pool'}); "
-                "run the same command again to retry what failed"
+                f"no instructions were produced ({grouped_failures(failures) or 'empty pool'})"
+                + ("; run the same command again to retry what failed" if again else "")
             )
     return RunResult(out_dir=out_dir, record=record)
 

@@ -4,7 +4,8 @@ the shapes share their nodes where they overlap.
 judge_loop (codeclm, the full method: Self-Rubrics and Contrastive Filtering)::
 
     START ─▶ answer ─▶ judge ─(kept / dropped)─▶ END
-               ▲          └─(improving)─▶ improve ─┐
+               ▲  └─(no complete answer: dropped)─▶ END
+               │          └─(improving)─▶ improve ─┐
                └───────────────────────────────────┘
 
 answer (codeclm-metadata, self-instruct):  START ─▶ answer_strong ─▶ END
@@ -30,6 +31,7 @@ from codeclm.nodes.instruction import (
     improve,
     judge,
     record_failure,
+    route_after_answer,
     route_after_evolve,
     route_after_judge,
     route_start_rubrics_only,
@@ -53,7 +55,7 @@ def build_instruction_graph(
         builder.add_node("judge", judge)
         builder.add_node("improve", improve)
         builder.add_edge(START, "answer")
-        builder.add_edge("answer", "judge")
+        builder.add_conditional_edges("answer", route_after_answer, ["judge", END])
         builder.add_conditional_edges("judge", route_after_judge, ["improve", END])
         builder.add_edge("improve", "answer")
         return builder

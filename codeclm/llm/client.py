@@ -16,11 +16,14 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import openai
 from langchain_core.messages import HumanMessage
@@ -30,11 +33,30 @@ from pydantic import BaseModel, SecretStr
 from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
 from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.llm.limits import RoleLimits, retry_after_seconds
-from codeclm.llm.parsing import Refusal, ShortReply, UnparseableReply, parse_reply
+from codeclm.llm.parsing import (
+    CutReply,
+    Refusal,
+    ShortReply,
+    UnparseableReply,
+    is_refusal,
+    parse_reply,
+    split_reasoning,
+)
 from codeclm.llm.transport import ChatTransport
 from codeclm.state import TokenUsage
 
-__all__ = ["Refusal", "RoleModel", "ShortReply", "UnparseableReply", "is_transient"]
+__all__ = [
+    "CutReply",
+    "Refusal",
+    "Reply",
+    "RoleModel",
+    "ShortReply",
+    "UnparseableReply",
+    "is_transient",
+    "sampling_seed",
+]
+
+log = logging.getLogger("codeclm")
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -52,7 +74,12 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth another attempt: rate limits, 5xx, timeouts, dropped connections, bad JSON."""
+    """Worth another attempt: rate limits, 5xx, timeouts, dropped connections, bad JSON.
+
+    Not a reply cut at the ceiling of ``max_tokens``: the same request would stop there again.
+    """
+    if isinstance(exc, CutReply):
+        return False
     if isinstance(exc, UnparseableReply | openai.LengthFinishReasonError):
         return True
     if getattr(exc, "is_retryable", False):  # langchain-core's classified model errors
@@ -66,20 +93,125 @@ def describe_error(exc: BaseException) -> str:
     """A one-line reason for the records: the error's class and first line, never a key."""
     if isinstance(exc, openai.LengthFinishReasonError):
         return "reply cut at max_tokens before the JSON was complete"
-    if isinstance(exc, Refusal | ShortReply):
+    if isinstance(exc, Refusal | ShortReply | CutReply):
         return str(exc)[:500]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:500]
 
 
+def sampling_seed(seed: int, *where: object) -> int:
+    """A request's own sampling seed, so an ask that must differ from another does.
+
+    The same ask in a resumed or replayed run gets the same seed (and its cached reply).
+    """
+    return random.Random(":".join(map(str, (seed, *where)))).getrandbits(31)
+
+
 @dataclass(frozen=True)
 class Reply:
-    """What a chat completion said: its text, why it stopped, a refusal, the tokens spent."""
+    """What a chat completion said: its answer without the reasoning, the reasoning (from
+    ``reasoning_content`` / ``reasoning`` or a leading ``<think>`` block), why it stopped, a
+    refusal, and the tokens spent."""
 
     content: str
     finish_reason: str | None = None
     refusal: str | None = None
+    reasoning: str = ""
     usage: TokenUsage = field(default_factory=TokenUsage)
+    max_tokens: int = 0
+    """The output budget it was asked with."""
+
+    @property
+    def cut(self) -> bool:
+        """It stopped at ``max_tokens``: whatever it says is not complete."""
+        return self.finish_reason == "length"
+
+    @property
+    def refused(self) -> bool:
+        """The model declined: the server's ``refusal`` field, or a declining text."""
+        return bool(self.refusal) or is_refusal(self.content)
+
+    @property
+    def problem(self) -> str | None:
+        """Why this reply is not a real, complete answer; None when it is one."""
+        if self.refused:
+            text = self.refusal or self.content
+            return f"refused: {' '.join(text.split())[:200]}"
+        if self.cut:
+            return f"answer cut at {self.max_tokens} tokens"
+        if not self.content.strip():
+            return "empty answer"
+        return None
+
+    def cached(self) -> str:
+        """The reply as the response cache keeps it (a cut one or a refusal too: a re-ask
+        differs in its budget or its sampling seed, so it is another request)."""
+        return json.dumps(
+            {
+                "content": self.content,
+                "reasoning": self.reasoning,
+                "finish_reason": self.finish_reason,
+                "refusal": self.refusal,
+                "max_tokens": self.max_tokens,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_cache(cls, text: str, max_tokens: int) -> Reply:
+        """A cached free-text reply (codeclm before 0.2 cached the bare answer)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "finish_reason" not in data:
+            return cls(content=text, finish_reason="stop", max_tokens=max_tokens)
+        return cls(
+            content=str(data.get("content") or ""),
+            finish_reason=data.get("finish_reason"),
+            refusal=data.get("refusal"),
+            reasoning=str(data.get("reasoning") or ""),
+            max_tokens=int(data.get("max_tokens") or max_tokens),
+        )
+
+
+OutputMode = Literal["json_schema", "json_object", "prompt"]
+_FALLBACK: dict[OutputMode, OutputMode] = {"json_schema": "json_object", "json_object": "prompt"}
+
+
+@dataclass
+class OutputFormat:
+    """How a role's server takes structured replies, learnt during the run.
+
+    ``json_schema`` first (a grammar on llama.cpp and vLLM); a server that answers it with
+    HTTP 400 gets ``json_object``; one that refuses that too, plain prompting (every prompt
+    asks for the JSON, and ``parsing`` finds it). Said once per role, in one line.
+    """
+
+    mode: OutputMode = "json_schema"
+
+    def step_down(self, rejected: OutputMode, role: str, endpoint: str, why: str) -> None:
+        """The server refused ``rejected``: use the next mode (once, whoever saw it first)."""
+        if self.mode != rejected or rejected not in _FALLBACK:
+            return
+        self.mode = _FALLBACK[rejected]
+        instead = "plain prompting" if self.mode == "prompt" else f"response_format {self.mode}"
+        log.warning(
+            "%s model: %s rejects response_format %s (%s); using %s for the rest of the run",
+            role,
+            endpoint,
+            rejected,
+            why,
+            instead,
+        )
+
+
+def rejects_format(exc: BaseException) -> bool:
+    """An HTTP 400/422 that names the request's ``response_format``: the server lacks it."""
+    if not isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return False
+    text = f"{exc.message} {exc.body}".lower()
+    return any(word in text for word in ("response_format", "json_schema", "json_object"))
 
 
 @dataclass(frozen=True)
@@ -103,10 +235,29 @@ class RoleModel:
     cache: ResponseCache | None = None
     context_tokens: int | None = None
     """The model's context size, when known (set by the start-up preflight)."""
+    max_tokens_ceiling: int = 8192
+    """The largest output budget a reply cut at ``max_tokens`` is asked again with."""
+    output: OutputFormat = field(default_factory=OutputFormat)
+    score_grammar: str | None = None
+    """A llama.cpp grammar holding the judge's reply to its line of two scores: set for the
+    embedded toy model, which cannot follow the judge's format unaided."""
 
     @property
     def model_name(self) -> str:
         return str(self.chat.model_name)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.chat.max_tokens or 1024)
+
+    def ceiling(self, prompt: str) -> int:
+        """The largest budget a re-ask of ``prompt`` may have: the configured ceiling,
+        within the model's context beside the prompt (about 3 characters a token, to be safe)."""
+        ceiling = max(self.max_tokens, self.max_tokens_ceiling)
+        if self.context_tokens:
+            room = self.context_tokens - len(prompt) // 3 - 16
+            ceiling = min(ceiling, max(room, self.max_tokens))
+        return ceiling
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -114,23 +265,33 @@ class RoleModel:
 
     def _body(self, prompt: str, overrides: dict[str, Any]) -> dict[str, Any]:
         body = {**self.base_payload, **overrides}
+        if "max_tokens" in overrides:  # sent under the key ChatOpenAI uses
+            budget = body.pop("max_tokens")
+            key = "max_completion_tokens" if "max_completion_tokens" in self.base_payload else ""
+            body[key or "max_tokens"] = budget
         body["messages"] = [{"role": "user", "content": prompt}]
         return body
 
-    async def _send(self, body: dict[str, Any]) -> Reply:
+    async def _send(self, body: dict[str, Any], max_tokens: int) -> Reply:
         """One chat completion (the SDK's errors, no retries: the graph's policy retries)."""
         data = await self.transport.complete(body)
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
+        details = usage.get("completion_tokens_details") or {}
+        thought, content = split_reasoning(_text(message.get("content")))
+        apart = _text(message.get("reasoning_content") or message.get("reasoning"))
         return Reply(
-            content=_text(message.get("content")),
+            content=content,
             finish_reason=choice.get("finish_reason"),
             refusal=message.get("refusal"),
+            reasoning="\n\n".join(part for part in (apart.strip(), thought) if part),
+            max_tokens=max_tokens,
             usage=TokenUsage(
                 calls=1,
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),
+                reasoning_tokens=int(details.get("reasoning_tokens") or 0),
             ),
         )
 
@@ -138,63 +299,112 @@ class RoleModel:
         self,
         prompt: str,
         overrides: dict[str, Any],
-        response_format: dict[str, Any] | None,
+        structured: dict[str, Any] | None,
         accept: Callable[[Reply], tuple[T, str]],
     ) -> tuple[T, TokenUsage]:
         """One request, or its cached reply.
 
         ``accept`` turns the reply into a value and the text to cache (for a structured
         reply, the validated JSON, so a cached reply parses however it was wrapped or cut);
-        it raises for a reply that must not be cached.
+        it raises for a reply that must not be cached. ``structured``: the reply's JSON
+        schema, sent as the server takes it (``OutputFormat``).
 
         The reply is stored while the request still holds its concurrency slot, so at any
         moment at most ``--concurrency`` completed-but-unsaved requests exist: only those
         can be sent again after a kill.
         """
-        key = None
-        if self.cache is not None:
-            key = request_key(
-                {
+        max_tokens = int(overrides.get("max_tokens", self.max_tokens))
+        while True:
+            mode = self.output.mode if structured is not None else None
+            response_format = _response_format(mode, structured)
+            key = None
+            if self.cache is not None:
+                parts = {
                     "model": self.model_name,
                     "base_url": self.chat.openai_api_base,
                     "prompt": prompt,
                     "temperature": overrides.get("temperature", self.chat.temperature),
-                    "max_tokens": self.chat.max_tokens,
+                    "max_tokens": max_tokens,
                     "seed": overrides.get("seed", self.chat.seed),
                     "response_format": response_format,
                 }
+                if "grammar" in overrides:
+                    parts["grammar"] = overrides["grammar"]
+                key = request_key(parts)
+                hit = await self.cache.get(key)
+                if hit is not None:
+                    value, _ = accept(
+                        Reply(hit[0], "stop", max_tokens=max_tokens)
+                        if structured is not None
+                        else Reply.from_cache(hit[0], max_tokens)
+                    )
+                    return value, TokenUsage(cached_calls=1)
+            body = self._body(prompt, overrides)
+            if response_format is not None:
+                # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
+                body["response_format"] = response_format
+            # What a provider's token limiter counts: the prompt (about 4 characters a
+            # token) plus every token the reply may use.
+            estimate = len(prompt) // 4 + max_tokens
+            async with self.limits.slot(estimate):
+                try:
+                    reply = await self._send(body, max_tokens)
+                except openai.RateLimitError as exc:
+                    wait = retry_after_seconds(exc.response.headers)
+                    if wait is not None:  # the graph's retry waits for it at the slot
+                        self.limits.pause(min(wait, RETRY_AFTER_CAP))
+                    raise
+                except openai.APIStatusError as exc:
+                    if mode is None or mode == "prompt" or not rejects_format(exc):
+                        raise
+                    why = f"HTTP {exc.status_code}: {_first_line(exc.message)}"
+                    self.output.step_down(mode, self.role, self._endpoint, why)
+                    continue  # asked again at once, the way the server takes it
+                try:
+                    value, cached_text = accept(reply)  # raises for a reply not to be cached
+                except UnparseableReply as exc:
+                    exc.usage = reply.usage
+                    raise
+                if key is not None and self.cache is not None:
+                    await self.cache.put(key, cached_text, reply.usage)
+            return value, reply.usage
+
+    @property
+    def _endpoint(self) -> str:
+        return str(self.chat.openai_api_base or "https://api.openai.com/v1")
+
+    async def text(
+        self,
+        prompt: str,
+        *,
+        complete: bool = False,
+        check: Callable[[Reply], object] | None = None,
+        **overrides: Any,
+    ) -> tuple[Reply, TokenUsage]:
+        """A free-text reply, its reasoning apart.
+
+        ``complete``: a reply cut at ``max_tokens`` is asked again with twice the budget, up
+        to ``ceiling``; the last reply is returned whether or not it was complete (its
+        ``problem`` says). ``check`` raises for a reply that must not be kept (nor cached),
+        such as a judge's line without two scores: a retry then asks the model again.
+        """
+        budget = int(overrides.pop("max_tokens", self.max_tokens))
+        ceiling = self.ceiling(prompt)
+        total = TokenUsage()
+
+        def accept(reply: Reply) -> tuple[Reply, str]:
+            if check is not None:
+                check(reply)
+            return reply, reply.cached()
+
+        while True:
+            reply, usage = await self._complete(
+                prompt, {**overrides, "max_tokens": budget}, None, accept
             )
-            hit = await self.cache.get(key)
-            if hit is not None:
-                value, _ = accept(Reply(hit[0]))
-                return value, TokenUsage(cached_calls=1)
-        body = self._body(prompt, overrides)
-        if response_format is not None:
-            # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
-            body["response_format"] = response_format
-        # What a provider's token limiter counts: the prompt (about 4 characters a token)
-        # plus every token the reply may use.
-        estimate = len(prompt) // 4 + int(self.chat.max_tokens or 0)
-        async with self.limits.slot(estimate):
-            try:
-                reply = await self._send(body)
-            except openai.RateLimitError as exc:
-                wait = retry_after_seconds(exc.response.headers)
-                if wait is not None:  # the graph's retry waits for it at the slot
-                    self.limits.pause(min(wait, RETRY_AFTER_CAP))
-                raise
-            value, cached_text = accept(reply)  # raises for a reply that must not be cached
-            if key is not None and self.cache is not None:
-                await self.cache.put(key, cached_text, reply.usage)
-        return value, reply.usage
-
-    async def text(self, prompt: str, **overrides: Any) -> tuple[str, TokenUsage]:
-        """A free-text answer (used for the strong and target answers)."""
-
-        def accept(reply: Reply) -> tuple[str, str]:
-            return reply.content, reply.content
-
-        return await self._complete(prompt, overrides, None, accept)
+            total = total + usage
+            if not (complete and reply.cut and budget < ceiling):
+                return reply, total
+            budget = min(budget * 2, ceiling)
 
     async def structured(
         self, prompt: str, schema: type[M], **overrides: Any
@@ -202,33 +412,60 @@ class RoleModel:
         """A reply validated against ``schema``; raises ``UnparseableReply`` when it is not.
 
         Only a reply that validated is cached, so a retry asks the model again. A list
-        reply cut at ``max_tokens`` keeps its complete items (``parse_reply``).
+        reply cut at ``max_tokens`` keeps its complete items (``parse_reply``); any other
+        cut reply is asked again with twice the budget, up to ``ceiling``, and still cut
+        there raises ``CutReply``.
         """
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {
-                "name": schema.__name__,
-                "strict": self.strict_schema,
-                "schema": _json_schema(schema),
-            },
-        }
+        budget = int(overrides.pop("max_tokens", self.max_tokens))
+        ceiling = self.ceiling(prompt)
+        total = TokenUsage()
 
         def accept(reply: Reply) -> tuple[M, str]:
             value = parse_reply(
                 reply.content,
                 schema,
-                cut=reply.finish_reason == "length",
+                cut=reply.cut,
                 refusal=reply.refusal,
             )
             return value, value.model_dump_json()
 
-        return await self._complete(prompt, overrides, response_format, accept)
+        block = {**_json_schema(schema), "strict": self.strict_schema}
+        while True:
+            try:
+                value, usage = await self._complete(
+                    prompt, {**overrides, "max_tokens": budget}, block, accept
+                )
+            except CutReply as exc:
+                total = total + (exc.usage or TokenUsage())
+                if budget >= ceiling:
+                    error = CutReply(f"reply cut at {budget} tokens, the most it may have")
+                    error.usage = total
+                    raise error from None
+                budget = min(budget * 2, ceiling)
+                continue
+            return value, total + usage
+
+
+def _response_format(
+    mode: OutputMode | None, schema: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The ``response_format`` a structured request is sent with in ``mode``."""
+    if mode is None or mode == "prompt" or schema is None:
+        return None
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:200]
 
 
 @cache
 def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """A reply model's JSON schema, built once (pydantic rebuilds it on every call)."""
-    return schema.model_json_schema()
+    """A reply model's ``json_schema`` block, built once (pydantic rebuilds the schema on
+    every call); ``strict`` is set per role (``_strict``)."""
+    return {"name": schema.__name__, "strict": False, "schema": schema.model_json_schema()}
 
 
 def _text(content: Any) -> str:
@@ -279,6 +516,7 @@ def make_role_model(
     api_key: str | None = None,
     shared_limit: asyncio.Semaphore | None = None,
     cache: ResponseCache | None = None,
+    score_grammar: str | None = None,
 ) -> RoleModel:
     """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
     key = api_key if api_key is not None else resolve_api_key(role, config)
@@ -303,4 +541,6 @@ def make_role_model(
         strict_schema=config.strict_schema,
         limits=RoleLimits.for_role(config, shared_limit),
         cache=cache,
+        max_tokens_ceiling=config.max_tokens_ceiling,
+        score_grammar=score_grammar,
     )

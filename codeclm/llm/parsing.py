@@ -22,21 +22,44 @@ from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.IGNORECASE | re.DOTALL)
+_THINK = re.compile(r"<(think|thinking|reasoning)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _OPEN_THINK = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 _REFUSAL = re.compile(
     r"^\W*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i won'?t|i will not|"
     r"i'?m (?:not able|unable)|i am (?:not able|unable)|as an ai)",
     re.IGNORECASE,
 )
+_DECLINE = (
+    r"i (?:can(?:'|’)?t|can ?not|won(?:'|’)?t|will not|must (?:decline|refuse)|"
+    r"(?:have|'ve|’ve) to decline|(?:am|'m|’m) (?:not able|unable|not allowed|not "
+    r"permitted|not comfortable))|i(?:'|’)m (?:not able|unable|not allowed|not permitted|"
+    r"not comfortable)"
+)
+_DECLINED = re.compile(
+    rf"^\W*(?:(?:(?:i(?:'|’)?m |i am |i )?(?:so |very )?(?:sorry|apologi[sz]e)|as an ai"
+    rf"(?: language model)?)\b[^.!?\n]{{0,60}}?\b)?(?:{_DECLINE})\b"
+    r"(?!\s+(?:stress|emphasi[sz]e|overstate|wait|believe|imagine|agree|recommend \w+ enough))",
+    re.IGNORECASE,
+)
+REFUSAL_MAX_WORDS = 80
+"""A declining first sentence makes a reply a refusal only when the reply is this short:
+a long answer that opens with a caveat ("I can't give legal advice, but …") answers."""
 
 
 class UnparseableReply(Exception):
     """The model's reply did not match the requested schema (retried, then recorded)."""
 
+    usage: Any = None
+    """The tokens the replies spent (a ``TokenUsage``), when known: paid all the same."""
+
 
 class Refusal(UnparseableReply):
     """The model declined to answer (retried, then recorded as a refusal)."""
+
+
+class CutReply(UnparseableReply):
+    """The reply stopped at ``max_tokens`` before it was complete, even at the role's
+    ceiling: not retried (the same request would stop there again), recorded."""
 
 
 class ShortReply(Exception):
@@ -49,9 +72,36 @@ class ShortReply(Exception):
 
 def without_reasoning(content: str) -> str:
     """The reply with its ``<think>…</think>`` blocks (and an unclosed one's tail) removed."""
+    return split_reasoning(content)[1]
+
+
+def split_reasoning(content: str) -> tuple[str, str]:
+    """``(reasoning, answer)``: the ``<think>…</think>`` blocks of a reply apart from the rest.
+
+    Servers that do not split reasoning out (into ``reasoning_content``) send it inline; an
+    unclosed block (the reply stopped while thinking) is reasoning to the end.
+    """
+    thoughts = [match.group(2).strip() for match in _THINK.finditer(content)]
     text = _THINK.sub("", content)
-    unclosed = _OPEN_THINK.search(text)
-    return text[: unclosed.start()] if unclosed else text
+    if (unclosed := _OPEN_THINK.search(text)) is not None:
+        thoughts.append(text[unclosed.end() :].strip())
+        text = text[: unclosed.start()]
+    return "\n\n".join(t for t in thoughts if t), text.strip() if thoughts else text
+
+
+def is_refusal(text: str) -> bool:
+    """Whether a free-text answer declines the request instead of answering it.
+
+    Recognised by its first sentence ("I'm sorry, but I can't help with that.", "I cannot
+    assist with …", "As an AI, I am unable to …"), in a reply short enough that nothing else
+    follows: an answer that opens with a caveat and then answers is not a refusal.
+    """
+    stripped = text.strip()
+    return (
+        bool(stripped)
+        and len(stripped.split()) <= REFUSAL_MAX_WORDS
+        and _DECLINED.match(stripped) is not None
+    )
 
 
 def json_values(text: str) -> Iterator[Any]:
@@ -114,9 +164,10 @@ def parse_reply(
             first_error = first_error or exc.errors()[0]["msg"]
     if not values and _REFUSAL.match(text.strip()):
         raise Refusal(f"refused: {' '.join(text.split())[:200]}")
-    why = "cut at max_tokens; " if cut else ""
     found = f"does not match {schema.__name__}: {first_error}" if first_error else "has no JSON"
-    raise UnparseableReply(f"{why}reply {found} (reply starts {content[:80]!r})")
+    if cut:
+        raise CutReply(f"cut at max_tokens; reply {found} (reply starts {content[:80]!r})")
+    raise UnparseableReply(f"reply {found} (reply starts {content[:80]!r})")
 
 
 def _has_lists(schema: type[BaseModel]) -> bool:
@@ -124,3 +175,28 @@ def _has_lists(schema: type[BaseModel]) -> bool:
         getattr(field.annotation, "__origin__", None) is list
         for field in schema.model_fields.values()
     )
+
+
+_SCORE_LABEL = re.compile(r"assistant[ _]?[12]|\bscores?\b", re.IGNORECASE)
+_OUT_OF_TEN = re.compile(r"\s*/\s*10\b")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+
+
+def parse_score_line(content: str) -> tuple[float, float]:
+    """The judge's two scores from the first line of its reply (the Vicuna protocol: "8 3").
+
+    Reasoning is set aside first; a line of prose before it ("Here are my scores:"),
+    labels ("Assistant 1: 8") and "/10" are tolerated. The first line with numbers must
+    hold exactly two from 1 to 10, or the reply is ``UnparseableReply``.
+    """
+    text = without_reasoning(content).strip().strip("`").strip()
+    for line in text.splitlines():
+        cleaned = _OUT_OF_TEN.sub("", _SCORE_LABEL.sub(" ", line)).replace(",", " ")
+        numbers = [float(n) for n in _NUMBER.findall(cleaned)]
+        if len(numbers) == 2 and all(1 <= n <= 10 for n in numbers):
+            return numbers[0], numbers[1]
+        if numbers:  # the first line with numbers is the score line, right or wrong
+            break
+    if _REFUSAL.match(text):
+        raise Refusal(f"refused: {' '.join(text.split())[:200]}")
+    raise UnparseableReply(f"the judge gave no line of two scores from 1 to 10 ({text[:80]!r})")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from codeclm.config import ModelSettings
 from codeclm.llm.client import RoleModel, make_role_model
-from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
+from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, SCORE_GRAMMAR, EmbeddedServer
 
 
 @contextmanager
@@ -36,5 +36,6 @@ def role_models(
                     model=EMBEDDED_MODEL_NAME,
                     api_key="embedded",
                     shared_limit=shared_limit,
+                    score_grammar=SCORE_GRAMMAR,
                 )
         yield {role: models[role] for role in config.ROLES}

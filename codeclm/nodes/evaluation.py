@@ -43,12 +43,18 @@ def verdict(scores: JudgeScores) -> Outcome:
 
 
 async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
-    """The target's and the strong model's answers, sent at once."""
+    """The target's and the strong model's answers, sent at once (``nodes.pairs``)."""
     ctx = runtime.context
     strong, target, usage = await answer_pair(
-        ctx.strong, ctx.target, ctx.prompts, state.instruction
+        ctx.strong, ctx.target, ctx.prompts, state.instruction, ctx.config.seed
     )
-    return {"strong_answer": strong, "target_answer": target, **spent("answer_item", **usage)}
+    # Judged as they are, refusals and all: an evaluation measures what the models say
+    # (each was asked again while it refused, and a cut answer with a larger budget).
+    return {
+        "strong_answer": strong.content or (strong.refusal or ""),
+        "target_answer": target.content or (target.refusal or ""),
+        **spent("answer_item", **usage),
+    }
 
 
 async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
@@ -60,6 +66,7 @@ async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dic
         state.instruction,
         state.strong_answer or "",
         state.target_answer or "",
+        prompt="judge_eval",
     )
     return {
         "scores": scores,

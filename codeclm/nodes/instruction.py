@@ -16,10 +16,15 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.client import describe_error
-from codeclm.nodes.pairs import answer_pair, judge_pair
+from codeclm.llm.client import CutReply, Reply, describe_error
+from codeclm.nodes.pairs import answer_pair, ask_answer, judge_pair
 from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
-from codeclm.state import InstructionState, JudgeScores, spent
+from codeclm.state import InstructionState, JudgeScores, TokenUsage, spent
+
+
+def _dropped(role: str, reply: Reply) -> dict[str, Any]:
+    """An instruction whose answer is no answer: recorded as dropped, never judged or kept."""
+    return {"status": "dropped", "response_source": None, "reason": f"{role} {reply.problem}"}
 
 
 async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -28,12 +33,33 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     One node rather than two parallel ones: no join barrier to checkpoint, one writer to
     edit as when stepping. If one call fails, the retry re-runs the node, and the call that
     had completed is answered from the response cache.
+
+    Only complete answers go on to the judge (``nodes.pairs``): a strong answer still
+    refused, cut or empty, or a target answer cut or empty, drops the instruction with the
+    reason. A target that keeps refusing is a real weakness: judged, and flagged.
     """
     ctx = pipeline_context(runtime)
     strong, target, usage = await answer_pair(
-        ctx.strong, ctx.target, ctx.prompts, state.instruction
+        ctx.strong, ctx.target, ctx.prompts, state.instruction, ctx.config.seed
     )
-    return {"strong_answer": strong, "target_answer": target, **spent("answer", **usage)}
+    update: dict[str, Any] = {
+        "strong_answer": strong.content,
+        "target_answer": target.content or (target.refusal or ""),
+        "target_refused": target.refused,
+        **spent("answer", **usage),
+    }
+    if ctx.config.keep_reasoning:
+        update |= {"strong_reasoning": strong.reasoning, "target_reasoning": target.reasoning}
+    if strong.problem:
+        return update | _dropped("strong", strong)
+    if target.problem and not target.refused:
+        return update | _dropped("target", target)
+    return update
+
+
+def route_after_answer(state: InstructionState) -> str:
+    """Trivial on purpose: ``answer`` decided whether there is a pair to judge."""
+    return END if state.status == "dropped" else "judge"
 
 
 async def answer_strong(
@@ -42,27 +68,31 @@ async def answer_strong(
     """The strong model's answer, kept without a judge: the ablations and the baselines.
 
     The paper's baselines (Self-Instruct, Evol-Instruct) and its ablations without
-    Contrastive Filtering pair every instruction with the strong model's response.
+    Contrastive Filtering pair every instruction with the strong model's response; one that
+    is no answer (refused, cut, empty) is dropped, as in the full method.
     """
     ctx = pipeline_context(runtime)
     prompt = ctx.prompts.render("answer", instruction=state.instruction)
-    reply, usage = await ctx.strong.text(prompt)
-    return {
-        "strong_answer": reply,
-        "status": "kept",
-        "response_source": "strong",
-        "reason": None,
+    reply, usage = await ask_answer(ctx.strong, prompt, ctx.config.seed)
+    update: dict[str, Any] = {
+        "strong_answer": reply.content,
         **spent("answer_strong", strong=usage),
     }
+    if ctx.config.keep_reasoning:
+        update["strong_reasoning"] = reply.reasoning
+    if reply.problem:
+        return update | _dropped("strong", reply)
+    return update | {"status": "kept", "response_source": "strong", "reason": None}
 
 
 def gap_decision(
     state: InstructionState, scores: JudgeScores, threshold: float, max_iterations: int
 ) -> dict[str, Any]:
-    """Step 6c, the signed gap rule. G > θ keeps the strong answer, G < −θ the target's."""
+    """Step 6c, the signed gap rule. G > θ keeps the strong answer, G < −θ the target's
+    (never a target's refusal: that pair is undecided, as if |G| ≤ θ)."""
     if scores.gap > threshold:
         return {"status": "kept", "response_source": "strong", "reason": None}
-    if scores.gap < -threshold:
+    if scores.gap < -threshold and not state.target_refused:
         return {"status": "kept", "response_source": "target", "reason": None}
     if state.iteration >= max_iterations:
         reason = (
@@ -93,19 +123,43 @@ async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> d
     return {"scores": scores, **decision, **spent("judge", strong=usage)}
 
 
+NO_REWRITE = " (no usable rewrite: "
+"""How ``actions_applied`` records an action whose rewrite could not be used."""
+
+
 def choose_action(state: InstructionState, seed: int) -> str:
     """Step 5's random action: seeded per instruction and iteration, so a re-run picks the same.
 
-    Without replacement across iterations (the paper is silent): an action already applied
-    to this instruction is only drawn again once every action has been used.
+    Without replacement across iterations (the paper is silent): an action already tried
+    on this instruction is only drawn again once every action has been.
     """
-    unused = [a for a in state.candidate_actions if a not in state.actions_applied]
+    tried = {applied.split(NO_REWRITE)[0] for applied in state.actions_applied}
+    unused = [a for a in state.candidate_actions if a not in tried]
     rng = random.Random(f"{seed}:{state.id}:{state.iteration}")
     return rng.choice(unused or state.candidate_actions)
 
 
+#: The longest instruction kept when nothing is known of the models' context (characters).
+INSTRUCTION_CHARS = 12_000
+
+
+def instruction_room(ctx: PipelineContext) -> int:
+    """The longest instruction both models can still answer in full: each model's context
+    less its answer budget, at about 3 characters a token."""
+    room = INSTRUCTION_CHARS
+    for model in (ctx.strong, ctx.target):
+        if model.context_tokens:
+            room = min(room, 3 * (model.context_tokens - model.max_tokens - 64))
+    return max(room, 200)
+
+
 async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 5: rewrite the instruction with one action, harder; the next iteration begins."""
+    """Step 5: rewrite the instruction with one action, harder; the next iteration begins.
+
+    A rewrite that cannot be used (cut at the ceiling of ``max_tokens``, or longer than the
+    models' context leaves room for) is recorded with the action, and the instruction goes
+    on from its last good version: the next iteration draws another action.
+    """
     ctx = pipeline_context(runtime)
     action = choose_action(state, ctx.config.seed)
     prompt = ctx.prompts.render(
@@ -115,13 +169,24 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
         use_case=state.use_case,
         skills=", ".join(state.skills),
     )
-    reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
+    room = instruction_room(ctx)
+    rewrite, why = state.instruction, None
+    try:
+        reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
+        if len(reply.instruction) > room:
+            why = f"{len(reply.instruction):,} characters, over the {room:,} the context allows"
+        else:
+            rewrite = reply.instruction
+    except CutReply as exc:
+        usage, why = exc.usage or TokenUsage(), str(exc)
+    applied = action if why is None else f"{action}{NO_REWRITE}{why})"
     return {
-        "instruction": reply.instruction,
+        "instruction": rewrite,
         "iteration": state.iteration + 1,
-        "actions_applied": [*state.actions_applied, action],
+        "actions_applied": [*state.actions_applied, applied],
         "strong_answer": None,
         "target_answer": None,
+        "target_refused": False,
         "status": "pending",
         **spent("improve", strong=usage),
     }

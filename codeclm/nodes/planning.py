@@ -158,16 +158,26 @@ def accept_round(
 
 
 def with_rubrics(
-    pool: Sequence[MetadataEntry], rubric_sets: Sequence[RubricSet]
+    pool: Sequence[MetadataEntry],
+    rubric_sets: Sequence[RubricSet],
+    exhausted: Sequence[str] = (),
 ) -> list[MetadataEntry]:
-    """The pool with each entry's Self-Rubrics (rubrics and actions) attached, where written."""
+    """The pool with each entry's Self-Rubrics (rubrics and actions) attached, where written,
+    and a note on each entry that came up short (Self-Rubrics stalled, or ``exhausted``:
+    it gave no new unique instruction before its share was full)."""
     written = {r.metadata_id: r for r in rubric_sets}
-    return [
-        entry.model_copy(update={"rubrics": r.rubrics, "actions": r.actions})
-        if (r := written.get(entry.id))
-        else entry
-        for entry in pool
-    ]
+    dry = set(exhausted)
+    entries = []
+    for entry in pool:
+        update: dict[str, object] = {}
+        if (r := written.get(entry.id)) is not None:
+            update = {"rubrics": r.rubrics, "actions": r.actions, "note": r.note}
+        if entry.id in dry:
+            ran_dry = "its model gave no new unique instruction: the rest of its share went "
+            ran_dry += "to other entries"
+            update["note"] = "; ".join(filter(None, [update.get("note"), ran_dry]))  # type: ignore[list-item]
+        entries.append(entry.model_copy(update=update) if update else entry)
+    return entries
 
 
 def ready_instructions(
@@ -184,7 +194,7 @@ def ready_instructions(
     spec = method_spec(method)
     if not spec.makes_metadata:
         return [(None, item) for item in accepted]
-    written = {r.metadata_id for r in rubric_sets}
+    written = {r.metadata_id for r in rubric_sets if r.usable}
     entries = {
         entry.id: entry
         for entry in with_rubrics(pool, rubric_sets)

@@ -4,8 +4,13 @@ Encoding, Self-Rubrics and decoding fan out with ``Send`` (one task per seed or 
 entry); after a crash the step runs again and its finished tasks' calls come from the
 response cache. Augmentation and planning are pure and seeded, so re-running them is free.
 Decoding loops (plan → decode → collect) until every entry has its share or the pool gives
-no new unique instruction; a later run (a *pass*) retries what failed and fills what a
-grown budget or pool asks for.
+no new unique instruction; a later run (a *pass*) retries what failed for a passing
+reason and fills what a grown budget or pool asks for.
+
+Asking goes by progress, never by a fixed count: Self-Rubrics and decode ask an entry
+again as long as an ask brings something new, and an entry *stalls* only when
+``STALL_ASKS`` asks in a row bring nothing. What a stalled entry cannot give moves to the
+others in the same run, so one run delivers the whole budget unless the pool runs dry.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from langgraph.runtime import Runtime
 
 from codeclm.analysis.labels import clean_label, clean_skills
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.client import ShortReply, UnparseableReply, describe_error, is_permanent
+from codeclm.llm.client import (
+    UnparseableReply,
+    describe_error,
+    is_permanent,
+    sampling_seed,
+)
 from codeclm.methods import method_spec
 from codeclm.nodes.fields import encode_fields_text, entry_fields_text, read_extra
 from codeclm.nodes.planning import (
@@ -48,20 +58,22 @@ def _join(items: list[str]) -> str:
     return ", ".join(items)
 
 
-#: Asks beyond what full replies would need, before a step settles for what it has.
-EXTRA_ASKS = 2
-#: Decode rounds in one pass: each asks again only the entries still short of their share.
-MAX_DECODE_ROUNDS = 4
+STALL_ASKS = 2
+"""Asks in a row that bring nothing new before an entry counts as stalled. One empty ask can
+be a sampling accident; a second, with a fresh sampling seed, says the model has no more."""
+MAX_DECODE_ROUNDS = 64
+"""A safety net only: every round, each entry asked either gains an instruction or is
+exhausted, so the rounds end long before this on their own."""
 #: The most earlier items a top-up prompt lists (the filter catches repeats of older ones).
 AVOID_SHOWN = 20
 
 
-def sampling_seed(seed: int, *where: object) -> int:
-    """A request's own sampling seed, so an ask that must differ from another does.
-
-    The same ask in a resumed or replayed run gets the same seed (and its cached reply).
-    """
-    return random.Random(":".join(map(str, (seed, *where)))).getrandbits(31)
+def least_actions(k: int) -> int:
+    """The fewest distinct actions an entry whose Self-Rubrics stalled may go on with: half
+    of k, rounded up. With the paper's k = 4 and 4 iterations (3 rewrites), 2 actions still
+    give every rewrite of an instruction another edit than the one before it; fewer would
+    rewrite the same way again and again, so the entry's share moves to other entries."""
+    return math.ceil(k / 2)
 
 
 def _seed_override(seed: int, first: bool, *where: object) -> dict[str, int]:
@@ -155,12 +167,15 @@ def _transient(state: PrepareState, step: str) -> set[str]:
 def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Each entry's share of the budget, and which entries this round asks.
 
-    Shares follow ``planning.shares``: equal, with what exhausted entries cannot give moved
-    to the others. An entry whose decode failed keeps its share for a re-run to fill.
+    Shares follow ``planning.shares``: equal, with what exhausted entries (and entries
+    whose Self-Rubrics stalled short) cannot give moved to the others. An entry whose
+    decode failed for a passing reason keeps its share for a re-run to fill.
     """
     cfg = pipeline_context(runtime).config
+    unusable = unusable_entries(state)
     have = Counter(item.metadata_id for item in state.accepted_items())
-    targets = shares(state.pool, have, set(state.exhausted), cfg.instructions, cfg.seed)
+    capped = set(state.exhausted) | unusable
+    targets = shares(state.pool, have, capped, cfg.instructions, cfg.seed)
     pool = [e.model_copy(update={"n_instructions": targets[e.id]}) for e in state.pool]
     written = {r.metadata_id for r in state.rubric_sets}
     failed_rubrics, failed_decode = (
@@ -179,25 +194,34 @@ def plan(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, An
         e.id
         for e in pool
         if e.n_instructions > have[e.id]
-        and e.id not in state.exhausted
+        and e.id not in capped
         and e.id not in failed_decode
         and state.rounds_this_pass < MAX_DECODE_ROUNDS
     ]
     return {"pool": pool, "pending_rubrics": pending_rubrics, "pending_decode": pending_decode}
 
 
+def unusable_entries(state: PrepareState) -> set[str]:
+    """Entries whose Self-Rubrics stalled below ``least_actions``: they get no instruction."""
+    return {r.metadata_id for r in state.rubric_sets if not r.usable}
+
+
 async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 4, Self-Rubrics: exactly k distinct rubrics and k distinct actions per entry.
+    """Step 4, Self-Rubrics: k distinct rubrics and k distinct actions per entry.
 
     A reply with fewer (or repeated) ones is topped up: asked again, listing what it has,
-    up to ``EXTRA_ASKS`` more times. Still short: ``ShortReply``, which the next run retries.
+    for as long as an ask brings something new. When ``STALL_ASKS`` asks in a row bring
+    nothing, the entry goes on with what it has if that is at least ``least_actions``;
+    otherwise it is unusable and its share of instructions moves to other entries. Either
+    way the set says so (``note``), and metadata.jsonl shows it.
     """
     ctx = pipeline_context(runtime)
     k, entry = ctx.config.rubrics, task.entry
     rubrics: list[str] = []
     actions: list[str] = []
     usage = TokenUsage()
-    for ask in range(1 + EXTRA_ASKS):
+    asks = stalled = 0
+    while (len(rubrics) < k or len(actions) < k) and stalled < STALL_ASKS:
         prompt = ctx.prompts.render(
             "rubrics",
             k=k,
@@ -206,22 +230,35 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
             fields=entry_fields_text(entry.extra),
             avoid=avoid_block(ctx, rubrics + actions),
         )
-        first = ask == 0 and task.salt == 0
+        first = asks == 0 and task.salt == 0
         reply, call_usage = await ctx.strong.structured(
             prompt,
             self_rubrics(k),
-            **_seed_override(ctx.config.seed, first, entry.id, "rubrics", task.salt, ask),
+            **_seed_override(ctx.config.seed, first, entry.id, "rubrics", task.salt, asks),
         )
         usage = usage + call_usage
-        rubrics += distinct(reply.rubrics, rubrics)[: k - len(rubrics)]  # type: ignore[attr-defined]
-        actions += distinct(reply.actions, actions)[: k - len(actions)]  # type: ignore[attr-defined]
-        if len(rubrics) == k and len(actions) == k:
-            rubric_set = RubricSet(metadata_id=entry.id, rubrics=rubrics, actions=actions)
-            return {"rubric_sets": [rubric_set], **spent("write_rubrics", strong=usage)}
-    raise ShortReply(
-        f"{len(rubrics)} distinct rubrics and {len(actions)} distinct actions of {k} "
-        f"after {1 + EXTRA_ASKS} asks"
+        asks += 1
+        new_rubrics = distinct(reply.rubrics, rubrics)[: k - len(rubrics)]  # type: ignore[attr-defined]
+        new_actions = distinct(reply.actions, actions)[: k - len(actions)]  # type: ignore[attr-defined]
+        rubrics += new_rubrics
+        actions += new_actions
+        stalled = 0 if new_rubrics or new_actions else stalled + 1
+    usable = len(actions) >= least_actions(k)
+    note = None
+    if len(actions) < k or len(rubrics) < k:
+        outcome = (
+            "goes on with them"
+            if usable
+            else (f"fewer than {least_actions(k)}, so its share went to other entries")
+        )
+        note = (
+            f"Self-Rubrics stalled at {len(rubrics)} rubrics and {len(actions)} actions of "
+            f"{k} after {asks} asks: {outcome}"
+        )
+    rubric_set = RubricSet(
+        metadata_id=entry.id, rubrics=rubrics, actions=actions, usable=usable, note=note
     )
+    return {"rubric_sets": [rubric_set], **spent("write_rubrics", strong=usage)}
 
 
 async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -229,16 +266,16 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
 
     Each call asks for at most ``decode_batch`` (a reply that long fits ``max_tokens``) and
     lists what the entry already has; repeats of it are filtered out, and the entry is
-    asked again until it has ``want`` or ``EXTRA_ASKS`` asks beyond the plain need
-    gave nothing more. Repeats across entries are ``collect``'s to find.
+    asked again for as long as an ask brings something new, until it has ``want`` or
+    ``STALL_ASKS`` asks in a row gave nothing. Repeats across entries are ``collect``'s
+    to find.
     """
     ctx = pipeline_context(runtime)
     entry, batch = task.entry, ctx.config.decode_batch
     new: list[str] = []
     usage = TokenUsage()
-    for ask in range(math.ceil(task.want / batch) + EXTRA_ASKS):
-        if len(new) >= task.want:
-            break
+    asks = stalled = 0
+    while len(new) < task.want and stalled < STALL_ASKS:
         n = min(batch, task.want - len(new))
         prompt = ctx.prompts.render(
             "decode",
@@ -248,16 +285,19 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
             fields=entry_fields_text(entry.extra),
             avoid=avoid_block(ctx, task.have + new),
         )
-        first = ask == 0 and not task.have and task.salt == 0
+        first = asks == 0 and not task.have and task.salt == 0
         reply, call_usage = await ctx.strong.structured(
             prompt,
             decoded_instructions(n),
             **_seed_override(
-                ctx.config.seed, first, entry.id, "decode", len(task.have), task.salt, ask
+                ctx.config.seed, first, entry.id, "decode", len(task.have), task.salt, asks
             ),
         )
         usage = usage + call_usage
-        new += distinct(reply.instructions, task.have + new)[: task.want - len(new)]  # type: ignore[attr-defined]
+        asks += 1
+        got = distinct(reply.instructions, task.have + new)[: task.want - len(new)]  # type: ignore[attr-defined]
+        new += got
+        stalled = 0 if got else stalled + 1
     decoded = [
         BasicInstruction.decoded(
             id=f"{entry.id}-{index:02d}",
@@ -272,7 +312,12 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
 
 
 def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Join of a round: drop repeats across the pool; an entry that gained none is exhausted."""
+    """Join of a round: drop repeats across the pool; an entry that gained none is exhausted.
+
+    The instructions of an entry whose Self-Rubrics stalled short this round leave the
+    accepted ones (none of them was started: they wait for their entry's rubrics), so the
+    next ``plan`` hands their share to the others.
+    """
     cfg = pipeline_context(runtime).config
     order = {entry.id: position for position, entry in enumerate(state.pool)}
     targets = {entry.id: entry.n_instructions for entry in state.pool}
@@ -284,8 +329,9 @@ def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
     exhausted = [
         ident for ident in state.pending_decode if not gained[ident] and ident not in failed
     ]
+    unusable = unusable_entries(state)
     return {
-        "accepted": state.accepted + [item.id for item in new],
+        "accepted": [item.id for item in [*accepted, *new] if item.metadata_id not in unusable],
         "repeats": state.repeats + repeats,
         "exhausted": state.exhausted + exhausted,
         "ran_dry": exhausted,
@@ -297,28 +343,29 @@ def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
 
 
 def finalize(state: PrepareState) -> dict[str, Any]:
-    """End of a pass: attach each entry's rubrics; say what is missing.
+    """End of a pass: attach each entry's rubrics; say what is missing, and why.
 
-    Fewer accepted instructions than the budget, with no failure to retry that
-    explains it, is said plainly: the pool gave no more unique ones.
+    Fewer accepted instructions than the budget with no failure to retry that explains it
+    means the pool ran dry: every entry with a share left either gave no new unique
+    instruction or stalled in Self-Rubrics. The pass says so (``shortfall``); running the
+    same command again would not change it (a larger ``--metadata`` would).
     """
     if not method_spec(state.method).makes_metadata:
         return {"done": True}
-    failures = []
     short = state.budget - len(state.accepted)
-    if state.pool and short > 0 and not _transient(state, "decode"):
-        failures.append(
-            Failure(
-                step="decode",
-                subject="pool",
-                reason=f"{short} of {state.budget} instructions missing: "
-                f"{len(state.exhausted)} metadata entries gave no new unique instruction "
-                f"after {1 + EXTRA_ASKS} asks and {state.rounds_this_pass} rounds",
-            )
+    shortfall = None
+    if state.pool and short > 0 and not any(not f.permanent for f in state.failures):
+        stalled = len(unusable_entries(state))
+        shortfall = (
+            f"{short} of {state.budget} instructions missing: the metadata pool ran dry "
+            f"({len(state.exhausted)} of {len(state.pool)} entries gave no new unique "
+            f"instruction"
+            + (f", {stalled} had too few Self-Rubrics actions" if stalled else "")
+            + "); a larger --metadata gives it more to draw from"
         )
     return {
-        "pool": with_rubrics(state.pool, state.rubric_sets),
-        "failures": failures,
+        "pool": with_rubrics(state.pool, state.rubric_sets, state.exhausted),
+        "shortfall": shortfall,
         "done": True,
     }
 
@@ -327,15 +374,22 @@ def record_prepare_failure(state: Any, error: NodeError) -> dict[str, Any]:
     """Error handler: a seed or entry whose step failed after retries is recorded, not fatal.
 
     A re-run asks it again; only a seed the model refused (or whose request the server
-    rejects) is left out of the pool for good, so one bad seed cannot hold a run back.
+    rejects) is left out of the pool for good, so one bad seed cannot hold a run back, and
+    an entry failed so gives its share to the others.
     """
-    subject, permanent = "run", False
+    subject, permanent = "run", is_permanent(error.error)
     if isinstance(state, EncodeTask):
-        subject, permanent = state.seed.id, is_permanent(error.error)
+        subject = state.seed.id
     elif isinstance(state, MetadataTask):
         subject = state.entry.id
-    failure = Failure(
-        step=error.node, subject=subject, reason=describe_error(error.error), permanent=permanent
-    )
-    short = [subject] if isinstance(error.error, ShortReply) else []
-    return {"failures": [failure], "came_up_short": short}
+    reason = describe_error(error.error)
+    failure = Failure(step=error.node, subject=subject, reason=reason, permanent=permanent)
+    update: dict[str, Any] = {"failures": [failure]}
+    if permanent and error.node == "write_rubrics" and isinstance(state, MetadataTask):
+        # refused, or a request the server rejects: no later run fares better, so the
+        # entry's share moves to the others now (a decode's: ``collect`` exhausts it)
+        note = f"Self-Rubrics failed for good ({reason}): its share went to other entries"
+        update["rubric_sets"] = [
+            RubricSet(metadata_id=subject, rubrics=[], actions=[], usable=False, note=note)
+        ]
+    return update

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     create_model,
 )
 
@@ -111,11 +112,22 @@ def self_rubrics(k: int) -> type[BaseModel]:
     )
 
 
+#: What the improve step's schema tells a grammar-constrained server (characters): a small
+#: model that loops stops here, within the default 2048-token budget. A longer rewrite from
+#: a server without a grammar is taken if the models' context has room for it
+#: (``nodes.instruction.instruction_room``), never refused for its length here.
+REWRITE_CHARS = 6000
+
+
 class ImprovedInstruction(BaseModel):
     """The rewritten, harder instruction."""
 
     model_config = _STRICT
-    instruction: InstructionText
+    instruction: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1),
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": REWRITE_CHARS}),
+    ]
 
 
 class PairwiseScores(BaseModel):

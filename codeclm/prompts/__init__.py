@@ -23,7 +23,9 @@ PROMPT_VARIABLES: dict[str, frozenset[str]] = {
     "avoid": frozenset({"items"}),
     "improve": frozenset({"instruction", "action", "use_case", "skills"}),
     "answer": frozenset({"instruction"}),
+    # The filter's judge (no explanation) and the evaluation's (with one): the paper's two.
     "judge": frozenset({"instruction", "answer_1", "answer_2"}),
+    "judge_eval": frozenset({"instruction", "answer_1", "answer_2"}),
     # The baselines (run --method self-instruct | evol-instruct).
     "self_instruct": frozenset({"examples", "n"}),
     "evolve_depth": frozenset({"instruction", "method"}),

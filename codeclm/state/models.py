@@ -38,6 +38,9 @@ class TokenUsage(BaseModel):
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    """Every token generated, reasoning included (providers bill reasoning as output)."""
+    reasoning_tokens: int = 0
+    """Of ``output_tokens``, those the server says went to reasoning."""
     cached_calls: int = 0
     """Requests answered from the response cache: nothing sent, no tokens spent."""
 
@@ -46,6 +49,7 @@ class TokenUsage(BaseModel):
             calls=self.calls + other.calls,
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cached_calls=self.cached_calls + other.cached_calls,
         )
 
@@ -86,6 +90,9 @@ class MetadataEntry(BaseModel):
     rubrics: list[str] = Field(default_factory=list)
     actions: list[str] = Field(default_factory=list)
     n_instructions: int = 0
+    note: str | None = None
+    """Why the entry came up short, if it did: Self-Rubrics stalled below k, or its model
+    ran out of new instructions (the rest of its share went to other entries)."""
 
     def key(self) -> tuple[str, frozenset[str]]:
         """Identity for de-duplication: the same use case with the same skills (and the
@@ -161,6 +168,11 @@ class RubricSet(BaseModel):
     metadata_id: str
     rubrics: list[str]
     actions: list[str]
+    usable: bool = True
+    """False: too few distinct actions (``nodes.prepare.least_actions``); the entry's share
+    of instructions went to other entries."""
+    note: str | None = None
+    """Why the set has fewer than k rubrics or actions, when it has."""
 
 
 class BasicInstruction(BaseModel):
@@ -251,7 +263,11 @@ class PrepareState(BaseModel):
     ran_dry: Annotated[list[str], operator.add] = Field(default_factory=list)
     """An entry id each time it was exhausted: a later ask of it samples anew."""
     came_up_short: Annotated[list[str], operator.add] = Field(default_factory=list)
-    """An entry id each time its Self-Rubrics came up short: a later ask samples anew."""
+    """Checkpoints before codeclm 0.2: an entry id each time its Self-Rubrics came up short
+    (a later ask sampled anew). Self-Rubrics now stall within the run instead."""
+    shortfall: str | None = None
+    """Set by ``finalize`` when the pass ends short of the budget with nothing to retry:
+    how many instructions are missing and why (the pool ran dry)."""
     decode_round: int = 0
     rounds_this_pass: int = 0
     failures: Annotated[list[Failure], operator.add] = Field(default_factory=list)
@@ -314,9 +330,9 @@ class JudgeScores(BaseModel):
     strong: float
     target: float
     gap: float
-    strong_first: tuple[int, int]
+    strong_first: tuple[int | float, int | float]
     """(strong, target) when the strong answer was shown first."""
-    target_first: tuple[int, int]
+    target_first: tuple[int | float, int | float]
     """(strong, target) when the target answer was shown first."""
 
 
@@ -341,6 +357,12 @@ class InstructionState(BaseModel):
     actions_applied: list[str] = Field(default_factory=list)
     strong_answer: str | None = None
     target_answer: str | None = None
+    target_refused: bool = False
+    """The target declined to answer (asked again with other seeds): a real weakness of
+    the target, so the pair is judged, but a refusal is never kept as the response."""
+    strong_reasoning: str | None = None
+    target_reasoning: str | None = None
+    """Each answer's reasoning, kept apart from it only with ``keep_reasoning``."""
     scores: JudgeScores | None = None
     status: Status = "pending"
     response_source: Role | None = None
