@@ -2,6 +2,7 @@
 
 People's reviews (``codeclm review``, ``codeclm view``) are honoured: rejected pairs are
 left out, edited ones exported as edited; ``--reviewed-only`` keeps only accepted ones.
+``--no-target-refusals`` leaves out the pairs whose target model refused.
 
 chat (JSONL of ``messages``), alpaca (JSON), sharegpt (JSON), parquet, and hf: a
 Hugging Face ``datasets`` dataset saved to disk, with a dataset card (README.md) that
@@ -128,9 +129,12 @@ def export_run(
     out: Path | None,
     limit: int | None,
     reviewed_only: bool = False,
+    target_refusals: bool = True,
 ) -> tuple[Path, int]:
     """Write the run's kept pairs as ``fmt``, as reviewed (``codeclm review``); returns
-    where, and how many pairs."""
+    where, and how many pairs. ``target_refusals`` False: leave out the pairs whose target
+    refused (their response is the strong answer; some users want only pairs where the
+    target tried)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
     record, rows = read_run(run_dir)
@@ -138,6 +142,8 @@ def export_run(
     if reviewed_only and not reviews:
         raise ConfigError(f"--reviewed-only: no pair of {run_dir} was reviewed yet")
     rows = reviewed_rows(rows, reviews, reviewed_only)
+    if not target_refusals:
+        rows = [row for row in rows if not row.target_refused]
     rows = rows[:limit] if limit else rows
     target = out or run_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -159,6 +159,9 @@ class ModelRecord(BaseModel):
     model: str
     base_url: str | None = None
     embedded: bool = False
+    structured_output: str = "json_schema"
+    """How its server took structured replies: json_schema, json_object (it rejected
+    json_schema), or prompt (it rejected both; the prompts ask for the JSON)."""
 
 
 class RunRecord(BaseModel):

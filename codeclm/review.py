@@ -56,6 +56,11 @@ class PoolStatus:
     """Why the draft cannot apply as it stands (it was checked when stored; an entry it
     names may have changed since), or None."""
 
+    @property
+    def changes(self) -> str:
+        """What the draft changes, in words; "" when it changes nothing."""
+        return draft_changes(self.draft)
+
 
 class RunSession:
     """A run opened for reading and reviewing (no lease is taken, no model is called)."""
@@ -162,10 +167,20 @@ class RunSession:
         await self.reviews.save_pool_draft(new)
         return await self.pool_status()
 
-    async def approve_pool(self, *, as_built: bool = False) -> list[MetadataEntry]:
-        """Approve the draft (``as_built``: every entry as the model made it, the draft
-        set aside); the waiting run resumes with exactly the returned pool."""
+    async def approve_pool(
+        self, *, as_built: bool = False, discard_draft: bool = False
+    ) -> list[MetadataEntry]:
+        """Approve the draft (``as_built``: every entry as the model made it); the waiting
+        run resumes with exactly the returned pool.
+
+        A person's draft is never set aside silently: ``as_built`` over a draft that changes
+        the pool is refused, naming its changes, unless ``discard_draft`` says to."""
         pool, draft = await self._waiting_pool()
+        if as_built and not discard_draft and (changes := draft_changes(draft)):
+            raise ReviewError(
+                f"the draft {changes}: approve it with --approve, or set it aside on purpose "
+                "with --approve-all --discard-draft"
+            )
         review = PoolReview(note=draft.note) if as_built else draft
         approved = apply_pool_review(pool, review, self.max_skills)
         await self.reviews.approve_pool(review)
@@ -209,6 +224,20 @@ class RunSession:
         )
         await self.reviews.save_pair(review)
         return review
+
+
+def draft_changes(draft: PoolReview) -> str:
+    """What a draft changes, in words ("drops m0001, edits m0003 and adds 1 entry"), or ""."""
+    parts = []
+    if draft.dropped:
+        parts.append(f"drops {', '.join(draft.dropped)}")
+    if draft.edited:
+        parts.append(f"edits {', '.join(draft.edited)}")
+    if draft.added:
+        parts.append(f"adds {len(draft.added)} entr{'y' if len(draft.added) == 1 else 'ies'}")
+    return (
+        ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + (parts[-1] if parts else "")
+    )
 
 
 def _kept(before: PairReview | None, field: str) -> str | None:

@@ -52,32 +52,44 @@ def _no_run_left_waiting() -> Iterator[None]:
             proc.wait()
 
 
+_LOGS: dict[int, Path] = {}
+"""Each started process's stderr, by pid (read while it runs, and after)."""
+
+
 def start_run(mock: MockLLM, seeds: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     """``codeclm run … --review metadata`` in its own process (it is killed in a test)."""
     args = [sys.executable, "-m", "codeclm", "run", str(seeds), *mock_args(mock, out, **SETTINGS)]
-    return _spawn(
-        [*args, "--review", "metadata", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    return _spawn([*args, "--review", "metadata", *extra], out.parent / f"{out.name}.run.log")
 
 
 def resume_run(out: Path) -> subprocess.Popen[str]:
-    return _spawn(
-        [sys.executable, "-m", "codeclm", "resume", str(out), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
+    args = [sys.executable, "-m", "codeclm", "resume", str(out), "--quiet"]
+    return _spawn(args, out.parent / f"{out.name}.resume.log")
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True, env=os.environ.copy()
     )
-
-
-def _spawn(args: list[str], **options: Any) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(args, **options)
+    _LOGS[proc.pid] = log
     _STARTED.append(proc)
     return proc
+
+
+def stderr_of(proc: subprocess.Popen[str]) -> str:
+    return _LOGS[proc.pid].read_text()
+
+
+def finished(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """The process's exit code and stderr, once it ends."""
+    code = proc.wait(timeout=300)
+    return code, stderr_of(proc)
+
+
+def waits_for_review(proc: subprocess.Popen[str]) -> bool:
+    """The run stopped at the pool's interrupt and polls for the approval: its graph stream
+    ended there, so nothing after ``review_pool`` (rubrics, decoding) can run until then."""
+    return "waiting for review of the metadata pool" in stderr_of(proc)
 
 
 def interrupted(out: Path) -> bool:
@@ -93,12 +105,14 @@ def interrupted(out: Path) -> bool:
     return asyncio.run(look())
 
 
-def wait_for(check: Any, proc: subprocess.Popen[str], seconds: float = 60) -> None:
+def wait_for(check: Any, proc: subprocess.Popen[str], seconds: float = 300) -> None:
+    """Until ``check()`` holds (an event: a line printed, a state stored), with a safety net
+    far beyond what any machine takes."""
     deadline = time.monotonic() + seconds
     while not check():
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, stderr_of(proc)
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def labels_asked(mock: MockLLM) -> set[tuple[str, str]]:
@@ -119,18 +133,16 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
 ) -> None:
     out = tmp_path / "out"
     proc = start_run(mock_llm, seeds_file, out)
-    wait_for(lambda: interrupted(out), proc)
-    time.sleep(1.5)  # a run that went on would decode now
-    assert proc.poll() is None, "the run waits"
+    wait_for(lambda: waits_for_review(proc), proc)
+    assert interrupted(out), "the 'prepare' thread stands at the review's interrupt"
     assert not labels_asked(mock_llm), "nothing decoded (nor rubrics written) before approval"
 
     # killed while waiting: a restart waits again, and still decodes nothing
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc = resume_run(out)
-    time.sleep(3)
-    wait_for(lambda: interrupted(out), proc)
-    assert proc.poll() is None and not labels_asked(mock_llm)
+    wait_for(lambda: waits_for_review(proc), proc)
+    assert interrupted(out) and not labels_asked(mock_llm)
 
     capsys.readouterr()
     assert review(str(out), "--json") == 0
@@ -164,8 +176,8 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
     assert proc.poll() is None, "changing the draft does not start decoding"
     assert not labels_asked(mock_llm)
     assert review(str(out), "--approve", "--note", "checked by hand") == 0
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    code, err = finished(proc)
+    assert code == 0, err
 
     approved = read_jsonl(out / "metadata.jsonl")
     approved_ids = {e["id"] for e in approved}
@@ -197,14 +209,21 @@ def test_approve_all_keeps_the_pool_as_built_and_review_is_refused_where_it_cann
 ) -> None:
     out = tmp_path / "out"
     proc = start_run(mock_llm, seeds_file, out)
-    wait_for(lambda: interrupted(out), proc)
+    wait_for(lambda: waits_for_review(proc), proc)
     capsys.readouterr()
     assert review(str(out), "--json") == 0
     built = json.loads(capsys.readouterr().out)["pool"]["entries"]
-    assert review(str(out), "--drop", built[0]["id"]) == 0  # a draft, then set aside
-    assert review(str(out), "--approve-all") == 0
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert review(str(out), "--drop", built[0]["id"]) == 0
+    # a person's draft is never set aside silently: --approve-all over it is refused …
+    assert review(str(out), "--approve-all") == 2
+    err = capsys.readouterr().err
+    assert f"the draft drops {built[0]['id']}" in err and "--discard-draft" in err
+    assert len(err.strip().splitlines()) == 1
+    assert review(str(out), "--discard-draft") == 2, "only with --approve-all"
+    # … unless it is said on purpose
+    assert review(str(out), "--approve-all", "--discard-draft") == 0
+    code, err = finished(proc)
+    assert code == 0, err
     assert [e["id"] for e in read_jsonl(out / "metadata.jsonl")] == [e["id"] for e in built]
 
     # a run not started with --review metadata: nothing to approve; other methods refused
@@ -324,12 +343,12 @@ def test_a_run_kept_in_postgresql_waits_for_its_review_and_takes_the_approval(
     out = tmp_path / "pg"
     proc = start_run(mock_llm, seeds_file, out, "--store", postgres.url(), "--run", "review_pg")
     monkeypatch.setenv("PGPASSWORD", PASSWORD)  # run.json names the store without it
-    wait_for(lambda: interrupted(out), proc)
+    wait_for(lambda: waits_for_review(proc), proc)
     assert not labels_asked(mock_llm) and not (out / "reviews.sqlite").exists()
     assert review(str(out), "--drop", "m0000") == 0
     assert review(str(out), "--approve") == 0
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    code, err = finished(proc)
+    assert code == 0, err
     approved = read_jsonl(out / "metadata.jsonl")
     assert "m0000" not in {e["id"] for e in approved}
     assert labels_asked(mock_llm) <= {(e["use_case"], ", ".join(e["skills"])) for e in approved}

@@ -124,6 +124,8 @@ class MockLLM(LoopbackServer):
     context_tokens: int = 8192
     #: When set, a request without ``Authorization: Bearer <api_key>`` gets HTTP 401.
     api_key: str | None = None
+    strict_models: bool = False
+    """A chat request naming a model it does not serve gets HTTP 404 model_not_found."""
     json_schema_ok: bool = True
     """False: ``response_format`` json_schema gets HTTP 400 (a server without it)."""
     json_object_ok: bool = True
@@ -165,11 +167,10 @@ class MockLLM(LoopbackServer):
     numbered_decode: bool = False
     """Decode 'Task N on USE CASE needing SKILLS.': alike in meaning, apart in words."""
     answer_refusal_rate: float = 0.0
-    """An answer is a refusal, for that prompt and sampling seed (another seed may answer)."""
-    refuse_answers_when: str | None = None
-    """Refuse every answer whose prompt contains this text, whatever the seed."""
-    refusing_models: tuple[str, ...] = (STRONG_MODEL, TARGET_MODEL)
-    """The roles whose answers the two refusal settings above apply to."""
+    """An answer of either role is a refusal, for that prompt and sampling seed (another
+    seed may answer)."""
+    refuse_answers: dict[str, str] = field(default_factory=dict)
+    """model -> text: that model refuses every answer whose prompt contains the text."""
     refusal_field: bool = False
     """Refusals come in the message's ``refusal`` field (content empty), as OpenAI's do."""
     long_answer_rate: float = 0.0
@@ -190,6 +191,12 @@ class MockLLM(LoopbackServer):
     stop_at: int | None = None
     stop_pid: int | None = None
     stop_signal: int = signal.SIGKILL
+    #: Or kill the worker process ``host:pid`` when its own request number ``stop_worker_at``
+    #: arrives (that request is never answered): a worker killed mid-node, wherever it is.
+    stop_worker: str | None = None
+    stop_worker_at: int = 1
+    by_worker: Counter[str] = field(default_factory=Counter)
+
     received: int = 0
     first_call_at: float | None = None
     last_call_at: float | None = None
@@ -267,19 +274,20 @@ class MockLLM(LoopbackServer):
             list_cap=self.list_cap,
             repeat_rate=self.repeat_rate,
         )
+        # a long reply for its budget: the same request always, a larger budget maybe not
         cut = faults.cut_list_reply(payload)
-        if cut is not None and faults.roll(self.fault_seed, f"cut|{prompt}|{salt}") < self.cut_rate:
+        roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{_max_tokens(body)}")
+        if cut is not None and roll < self.cut_rate:
             return cut, "length", None
         return json.dumps(payload), "stop", None
 
     def _answer(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
         """A role's free-text answer: maybe a refusal (for this seed), maybe a long one."""
         prompt, role = body["messages"][-1]["content"], body["model"]
-        if role in self.refusing_models and (
-            (self.refuse_answers_when is not None and self.refuse_answers_when in prompt)
-            or faults.roll(self.fault_seed, f"refuse|{prompt}|{body.get('seed')}|{role}")
-            < self.answer_refusal_rate
-        ):
+        always = self.refuse_answers.get(role)
+        if (always is not None and always in prompt) or faults.roll(
+            self.fault_seed, f"refuse|{prompt}|{body.get('seed')}|{role}"
+        ) < self.answer_refusal_rate:
             return ("", "stop", REFUSAL) if self.refusal_field else (REFUSAL, "stop", None)
         long = faults.roll(self.fault_seed, f"long|{prompt}") < self.long_answer_rate
         text = model.answer(prompt, role, self.long_answer_tokens if long else 0)
@@ -359,6 +367,10 @@ class MockLLM(LoopbackServer):
             )
             with self.lock:
                 self.requests.append(request)
+        if self.strict_models and body["model"] not in (STRONG_MODEL, TARGET_MODEL):
+            message = f"The model `{body['model']}` does not exist or you do not have access to it."
+            error: dict[str, Any] = {"message": message, "code": "model_not_found"}
+            return 404, {"error": {**error, "type": "invalid_request_error"}}, {}
         if (refused := self._refused_format(body)) is not None:
             return refused
         if fault == "hang":
@@ -391,9 +403,10 @@ class MockLLM(LoopbackServer):
             content, finish_reason = REFUSAL, "stop"
         elif fault == "wrap":
             content = faults.wrapped(content, self._rng.randrange(3))
+        completion = self._completion(body, content, finish_reason, refusal)
         if request is not None:
-            request.reply = content
-        return 200, self._completion(body, content, finish_reason, refusal), {}
+            request.reply = completion["choices"][0]["message"]["content"] or ""
+        return 200, completion, {}
 
     def _completion(
         self, body: dict[str, Any], content: str, finish_reason: str, refusal: str | None
@@ -448,16 +461,20 @@ class MockLLM(LoopbackServer):
         if not valid:  # as OpenAI answers a malformed request: 400, nothing generated
             message = "'model' and a non-empty 'messages' list of {role, content} are required"
             return 400, {"error": {"message": message, "type": "invalid_request_error"}}, {}
+        worker = headers.get("x-codeclm-worker")
         with self.lock:
             self.received += 1
-            stop = self.stop_at == self.received and self.stop_pid is not None
+            stop_pid = self.stop_pid if self.stop_at == self.received else None
+            if worker is not None:
+                self.by_worker[worker] += 1
+                if worker == self.stop_worker and self.by_worker[worker] == self.stop_worker_at:
+                    stop_pid = int(worker.rsplit(":", 1)[1])
             if self.first_call_at is None:
                 self.first_call_at = time.monotonic()
-        if stop:
-            assert self.stop_pid is not None
-            os.kill(self.stop_pid, self.stop_signal)
+        if stop_pid is not None:
+            os.kill(stop_pid, self.stop_signal)
             return -1, {}, {}  # this request is never answered: it was in flight
-        answer = await self._chat(request, headers.get("x-codeclm-worker"))
+        answer = await self._chat(request, worker)
         self.last_call_at = time.monotonic()
         return answer
 

@@ -272,9 +272,12 @@ def answer(prompt: str, model: str, tokens: int = 0) -> str:
     """The role's answer to the instruction; ``tokens``: a long one, about that many tokens."""
     prefix = STRONG_PREFIX if model == STRONG_MODEL else TARGET_PREFIX
     text = prefix + prompt.strip()
-    if tokens:
-        words = " ".join(_WORDS[(digest(prompt) + i) % len(_WORDS)] for i in range(tokens))
-        text = f"{text}\n\n{words}."
+    if tokens:  # the mock counts 4 characters a token
+        words: list[str] = []
+        start = digest(prompt)
+        while sum(len(word) + 1 for word in words) < 4 * tokens:
+            words.append(_WORDS[(start + len(words)) % len(_WORDS)])
+        text = f"{text}\n\n{' '.join(words)}."
     return text
 
 

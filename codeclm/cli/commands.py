@@ -263,8 +263,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    path, rows = export_run(args.run, args.format, args.out, args.limit, args.reviewed_only)
-    print(f"codeclm export: {rows} pairs as {args.format} -> {path}")
+    path, rows = export_run(
+        args.run, args.format, args.out, args.limit, args.reviewed_only, args.target_refusals
+    )
+    print(f"codeclm export: {rows} pair{'s' if rows != 1 else ''} as {args.format} -> {path}")
     return 0
 
 

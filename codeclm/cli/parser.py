@@ -64,13 +64,39 @@ def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_store_flags(parser: argparse.ArgumentParser, lease: bool = False) -> None:
+_ROLE_HELP = {
+    "model": "the {role} model's name at its endpoint (default: the embedded toy model, "
+    "SmolLM2-135M, served in this process)",
+    "base_url": "the {role} model's OpenAI-compatible endpoint (default: OpenAI's, or the "
+    "embedded server when no model is named)",
+    "api_key_env": "the environment variable holding the {role} model's API key (default "
+    "OPENAI_API_KEY; a local endpoint needs none)",
+}
+
+
+def _add_role_flags(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--ROLE-model``, ``--ROLE-base-url``, ``--ROLE-api-key-env``."""
+    for name in _ROLE_FLAGS:
+        text = _ROLE_HELP[name].format(role=role)
+        if role == "judge" and name == "model":
+            text = "the judge's model (default: the strong model, which then judges its own "
+            text += "answers; the paper's evaluation uses a third model)"
+        parser.add_argument(f"--{role}-{name.replace('_', '-')}", metavar=name.upper(), help=text)
+
+
+def _add_store_flags(
+    parser: argparse.ArgumentParser, lease: bool = False, keep: bool = False
+) -> None:
+    """``--store``/``--run``: where the run lives. ``keep``: a new run (``run``, ``eval``)
+    chooses its store; the other commands only find a run kept there."""
     parser.add_argument(
         "--store",
         metavar="URL",
         help="keep the run in PostgreSQL (postgresql://user@host/db; the password from "
         "PGPASSWORD or ~/.pgpass) instead of SQLite files in DIR; workers on any machine "
-        "can join it (codeclm worker)",
+        "can join it (codeclm worker)"
+        if keep
+        else "the PostgreSQL store of a run kept there (default: the one DIR/run.json names)",
     )
     parser.add_argument(
         "--run",
@@ -127,20 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
     _add_setting_flags(run, RunConfig, _RUN_FLAGS)
     for role in ("strong", "target"):
-        for name in _ROLE_FLAGS:
-            run.add_argument(
-                f"--{role}-{name.replace('_', '-')}",
-                help=f"{role} model's {name.replace('_', ' ')}"
-                + (" (default OPENAI_API_KEY)" if name == "api_key_env" else ""),
-            )
+        _add_role_flags(run, role)
     run.add_argument(
         "--review",
         choices=["none", "metadata"],
         help="metadata: wait after augmentation for a person to review the pool "
         "(codeclm view DIR, or codeclm review DIR), then decode from the approved pool",
     )
+    run.add_argument(
+        "--keep-reasoning",
+        action="store_true",
+        default=None,
+        help="save each kept response's reasoning (reasoning models) in its row, beside the "
+        "response; reasoning is never part of the data itself",
+    )
     _add_cache_flag(run)
-    _add_store_flags(run, lease=True)
+    _add_store_flags(run, lease=True, keep=True)
     run.add_argument(
         "--update",
         action="store_true",
@@ -158,12 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
         "threads are taken up by the others. Any number of workers, on any machines.",
     )
     worker.add_argument("--store", metavar="URL", required=True, help="the run's PostgreSQL URL")
-    worker.add_argument("--run", dest="run_name", metavar="NAME", required=True)
+    worker.add_argument(
+        "--run",
+        dest="run_name",
+        metavar="NAME",
+        required=True,
+        help="the run's name in the store (codeclm run … --run NAME, or its folder's name)",
+    )
     worker.add_argument(
         "--out", type=Path, metavar="DIR", help="write the run's outputs here at the end"
     )
     worker.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
-    worker.add_argument("--lease-seconds", type=float, default=30.0, metavar="S")
+    worker.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a dead worker's threads are taken up by others after this long (default 30)",
+    )
     worker.add_argument(
         "--wait",
         type=float,
@@ -176,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser(
         "resume",
         help="continue a stopped or crashed run, with the settings it was started with",
+        description="Continue the run in DIR with the settings and inputs its run.json "
+        "recorded: finished instructions are skipped, unfinished ones go on from their last "
+        "checkpoint, and replies already paid for come from the response cache.",
     )
     resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
@@ -184,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--quiet", action="store_true", help="no progress display")
 
     inspect = commands.add_parser(
-        "inspect", help="a run's threads and their status, or one instruction's history"
+        "inspect",
+        help="a run's threads and their status, or one instruction's history",
+        description="Without ID: every instruction's status, iteration, gap and reason, and "
+        "how the run stands. With ID: that instruction's state and its checkpoint history "
+        "(the checkpoint ids codeclm step --from takes).",
     )
     inspect.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     inspect.add_argument("id", nargs="?", help="an instruction id: show its state and history")
@@ -239,14 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=_positive(int), help="evaluate only the first N items")
     _add_setting_flags(evaluate, EvalConfig, ("concurrency", "attempts", "backoff", "seed"))
     for role in ("target", "strong", "judge"):
-        for name in _ROLE_FLAGS:
-            evaluate.add_argument(
-                f"--{role}-{name.replace('_', '-')}",
-                help=f"{role} model's {name.replace('_', ' ')}"
-                + (" (default: the strong model's)" if role == "judge" and name == "model" else ""),
-            )
+        _add_role_flags(evaluate, role)
     _add_cache_flag(evaluate)
-    _add_store_flags(evaluate)
+    _add_store_flags(evaluate, keep=True)
     evaluate.add_argument("--quiet", action="store_true", help="no progress display")
 
     report = commands.add_parser(
@@ -268,11 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="a run's kept pairs in a fine-tuning format")
     export.add_argument("run", type=Path, metavar="DIR", help="the run's output folder")
-    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="chat (JSONL of messages), alpaca (JSON), sharegpt (JSON), parquet, or hf (a "
+        "Hugging Face dataset folder with a dataset card)",
+    )
     export.add_argument(
         "--reviewed-only",
         action="store_true",
         help="only pairs a person accepted (rejected ones are always left out)",
+    )
+    export.add_argument(
+        "--no-target-refusals",
+        dest="target_refusals",
+        action="store_false",
+        help="leave out pairs whose target model refused (the strong answer is kept)",
     )
     export.add_argument(
         "--out", type=Path, metavar="PATH", help="file (folder for hf); default DIR/export/"
@@ -325,7 +379,33 @@ def _add_setting_flags(
         kind = next(t for t in (int, float) if t in (field.annotation, *get_args(field.annotation)))
         default = "unset" if field.default is None else f"{field.default:g}"
         text = f"{field.description} (default {default})".replace("%", "%%")
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=_bounded(kind, field), help=text)
+
+
+def _bounded(kind: type[int] | type[float], field: Any) -> Callable[[str], float]:
+    """A flag's type that checks the field's bounds itself, so a bad value is named by its
+    flag ("argument --instructions: must be greater than 0, not 0"), not by its config key."""
+    checks = [
+        (bound, test, words)
+        for constraint in field.metadata
+        for attr, test, words in (
+            ("gt", lambda v, b: v > b, "greater than"),
+            ("ge", lambda v, b: v >= b, "at least"),
+            ("lt", lambda v, b: v < b, "less than"),
+            ("le", lambda v, b: v <= b, "at most"),
+        )
+        if (bound := getattr(constraint, attr, None)) is not None
+    ]
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        for bound, test, words in checks:
+            if not test(value, bound):
+                raise argparse.ArgumentTypeError(f"must be {words} {bound:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error
+    return parse
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -344,6 +424,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values["cache"] = args.cache
     values["method"] = args.method
     values["review"] = args.review
+    values["keep_reasoning"] = args.keep_reasoning
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target"):

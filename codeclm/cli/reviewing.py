@@ -55,7 +55,15 @@ def add_review_commands(
     approve = review.add_mutually_exclusive_group()
     approve.add_argument("--approve", action="store_true", help="approve the pool as drafted")
     approve.add_argument(
-        "--approve-all", action="store_true", help="approve every entry as the model made it"
+        "--approve-all",
+        action="store_true",
+        help="approve every entry as the model made it (refused over a draft that changes "
+        "the pool, unless --discard-draft)",
+    )
+    review.add_argument(
+        "--discard-draft",
+        action="store_true",
+        help="with --approve-all: set the draft's drops, edits and additions aside on purpose",
     )
     review.add_argument("--accept", nargs="+", default=[], metavar="ID", help="kept pairs")
     review.add_argument("--reject", nargs="+", default=[], metavar="ID", help="kept pairs")
@@ -123,6 +131,8 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
         raise ReviewError(f"{', '.join(both)}: both accepted and rejected")
     pairs = sorted(accept | reject | set(pair_edits))
     approving = args.approve or args.approve_all
+    if args.discard_draft and not args.approve_all:
+        raise ReviewError("--discard-draft goes with --approve-all")
     if args.note is not None and not (pool_change or pairs or approving):
         raise ReviewError("--note goes with a change: of the pool, or of pairs")
 
@@ -143,7 +153,9 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
             f"{len(draft.added)} added)"
         )
     if approving:
-        approved = await session.approve_pool(as_built=args.approve_all)
+        approved = await session.approve_pool(
+            as_built=args.approve_all, discard_draft=args.discard_draft
+        )
         print(
             f"codeclm review: the pool of {len(approved)} entries is approved; "
             "the waiting run goes on (or starts decoding at its next resume)"

@@ -34,6 +34,7 @@ def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[s
             model=model.model_name,
             base_url=redact_url(model.chat.openai_api_base),
             embedded=config.role(role).embedded,
+            structured_output=model.output.mode,
         )
         for role, model in models.items()
     }

@@ -178,6 +178,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     provenance = [[f"kept at iteration {k}", str(v)] for k, v in f["kept_by_iteration"].items()]
     if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
         provenance.append(["share kept at iteration 1 (paper: over 70%)", fmt(at_one)])
+        refused = f["counts"].get("target_refused", 0)
+        provenance.append(["kept where the target refused (strong answer kept)", str(refused)])
     tables.append(("Where the data came from", ["", "pairs"], provenance))
     reasons = [
         [status, reason, str(n)] for status, groups in f["reasons"].items() for reason, n in groups
@@ -186,6 +188,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         ["prepare failure", f"{p['step']} {p['subject']}: {p['reason']}", "1"]
         for p in f["prepare_failures"]
     ]
+    if f.get("shortfall"):
+        reasons.append(["missing", f["shortfall"], ""])
     if f.get("labels"):
         tables.append(_label_table(f["labels"]))
     if f.get("updates"):

@@ -141,7 +141,10 @@ class View:
             elif action == "approve":
                 if note is not None:
                     await self.session.edit_pool(note=note)
-                await self.session.approve_pool(as_built=form.get("as_built") == "1")
+                await self.session.approve_pool(
+                    as_built=form.get("as_built") == "1",
+                    discard_draft=form.get("discard_draft") == "1",
+                )
             else:
                 raise web.HTTPNotFound()
         except ReviewError as exc:

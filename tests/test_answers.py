@@ -1,0 +1,180 @@
+"""Only a real, complete answer is ever judged or kept (issues #20 and #21).
+
+Against the loopback mock misbehaving as real servers do: refusals in both roles (in the
+text and in OpenAI's ``refusal`` field), reasoning in ``reasoning_content`` / ``reasoning``
+and in ``<think>`` blocks, answers longer than ``max_tokens``, servers without
+``response_format`` json_schema (or json_object), and an error no retry can fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from codeclm.bench.mock_llm import REFUSAL, STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
+from codeclm.cli import main
+from codeclm.export import export_run
+from codeclm.llm.parsing import is_refusal
+from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
+
+JUDGED_OR_ANSWER = (None, "PairwiseScores")
+"""Requests sent without a schema: the answers, and the judges' line of two scores."""
+
+
+def _seeds(tmp_path: Path, n: int = 6) -> Path:
+    topics = ["taxes", "sourdough", "chess openings", "rust lifetimes", "jazz chords", "tides"]
+    return write_seeds(
+        tmp_path / "seeds.jsonl",
+        [f"Question {i}: how do I get better at {topics[i % len(topics)]}?" for i in range(n)],
+    )
+
+
+def _rows(out: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    return (
+        read_jsonl(out / "dataset.jsonl"),
+        read_jsonl(out / "dropped.jsonl"),
+        read_jsonl(out / "failed.jsonl"),
+    )
+
+
+def _answered(mock: MockLLM, model: str) -> list[str]:
+    """The instructions a role was asked to answer, one per request."""
+    return [c.prompt.strip() for c in mock.calls(model=model) if c.schema is None]
+
+
+@pytest.mark.parametrize("in_field", [False, True], ids=["in the text", "in the refusal field"])
+def test_refusals_never_become_data_in_either_role(
+    mock_llm: MockLLM, tmp_path: Path, in_field: bool
+) -> None:
+    mock_llm.judge_rule = mixed_rule
+    mock_llm.refusal_field = in_field
+    mock_llm.answer_refusal_rate = 0.3  # either role, for that prompt and sampling seed
+    out = tmp_path / "out"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=24, metadata=6) == 0
+    kept, dropped, _ = _rows(out)
+    pool = {r["basic_instruction"] for r in kept + dropped}
+    # one instruction the strong model always refuses, one the target always refuses
+    strong_refuses, target_refuses = sorted(pool)[:2]
+    mock_llm.refuse_answers = {STRONG_MODEL: strong_refuses, TARGET_MODEL: target_refuses}
+    first_run = len(mock_llm.requests)
+    again = tmp_path / "again"
+    assert run_cli(_seeds(tmp_path), mock_llm, again, instructions=24, metadata=6) == 0
+    kept, dropped, failed = _rows(again)
+    assert len(kept) + len(dropped) + len(failed) == 24
+    assert not [r for r in kept if is_refusal(r["response"]) or not r["response"]]
+    # a refusal is asked again with another sampling seed: most come back answered
+    second_run = mock_llm.requests[first_run:]
+    seeds_per_prompt: dict[str, set[int | None]] = {}
+    for call in second_run:
+        if call.schema is None:
+            seeds_per_prompt.setdefault(f"{call.model}|{call.prompt}", set()).add(call.seed)
+    assert max(len(seeds) for seeds in seeds_per_prompt.values()) >= 2
+    (refused,) = [r for r in dropped if r["basic_instruction"] == strong_refuses]
+    assert refused["reason"].startswith("strong refused: I'm sorry"), refused
+    assert refused["scores"] is None, "never judged"
+    judged = [c.prompt for c in second_run if c.schema == "PairwiseScores"]
+    assert not [p for p in judged if f"[Question]\n{strong_refuses}" in p]
+    flagged = [r for r in kept if r["target_refused"]]
+    assert flagged and all(r["response_source"] == "strong" for r in flagged)
+    assert target_refuses in {r["basic_instruction"] for r in flagged}
+    counts = json.loads((again / "run.json").read_text())["counts"]
+    assert counts["target_refused"] == len(flagged)
+    _, exported = export_run(again, "chat", None, None, target_refusals=False)
+    assert exported == len(kept) - len(flagged)
+
+
+@pytest.mark.parametrize("where", ["reasoning_content", "reasoning"])
+def test_reasoning_never_becomes_data_and_is_kept_apart_on_request(
+    mock_llm: MockLLM, tmp_path: Path, where: str
+) -> None:
+    mock_llm.judge_rule = mixed_rule  # kept at once, after rewrites, and dropped
+    mock_llm.reasoning_field = where  # every reply carries its reasoning apart …
+    mock_llm.think_rate = 0.5  # … and half of them in a <think> block too
+    out = tmp_path / "out"
+    options = dict(instructions=12, metadata=4, keep_reasoning=True)
+    assert run_cli(_seeds(tmp_path), mock_llm, out, **options) == 0
+    kept, dropped, _ = _rows(out)
+    assert any(r["iteration"] > 1 for r in kept), "improved instructions among them"
+    assert sum("<think>" in c.reply for c in mock_llm.calls()) > 5
+    for row in kept + dropped:
+        for text in (row["instruction"], row.get("response") or ""):
+            assert "<think>" not in text and "Let me think about" not in text
+    for call in mock_llm.calls("PairwiseScores") + mock_llm.calls("ImprovedInstruction"):
+        assert "<think>" not in call.prompt and "Let me think about" not in call.prompt
+    assert kept and all(r["reasoning"].startswith("Let me think about") for r in kept)
+    usage = json.loads((out / "run.json").read_text())["usage"]
+    assert usage["strong"]["reasoning_tokens"] > 0, "counted with the output"
+    assert usage["strong"]["output_tokens"] > usage["strong"]["reasoning_tokens"]
+    # without --keep-reasoning the rows carry none
+    plain = tmp_path / "plain"
+    assert run_cli(_seeds(tmp_path), mock_llm, plain, instructions=12, metadata=4) == 0
+    assert all("reasoning" not in row for row in read_jsonl(plain / "dataset.jsonl"))
+
+
+def test_an_answer_cut_at_max_tokens_is_asked_again_and_never_data(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    mock_llm.long_answer_rate = 0.3  # these answers need ~3,000 tokens: cut at 2,048
+    out = tmp_path / "out"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=16, metadata=4) == 0
+    kept, dropped, failed = _rows(out)
+    assert len(kept) + len(dropped) + len(failed) == 16
+    budgets = {c.max_tokens for c in mock_llm.calls() if c.schema is None}
+    assert budgets == {2048, 4096}, "a cut answer is asked again with twice the budget"
+    long = [r for r in kept if len(r["response"]) > 4 * 2048]
+    assert long, "the long answers came back whole"
+    assert all(r["response"].endswith(".") for r in kept)
+    # with no room to grow, a cut answer drops its instruction, never judged or kept
+    capped = tmp_path / "capped"
+    config = tmp_path / "capped.toml"
+    config.write_text("[strong]\nmax_tokens_ceiling = 2048\n[target]\nmax_tokens_ceiling = 2048\n")
+    options = dict(instructions=16, metadata=4, config=config)
+    assert run_cli(_seeds(tmp_path), mock_llm, capped, **options) == 0
+    kept, dropped, _ = _rows(capped)
+    cut = [r for r in dropped if "answer cut at 2048 tokens" in (r["reason"] or "")]
+    assert cut and all(r["scores"] is None for r in cut)
+    assert all(len(r["response"]) < 4 * 2048 for r in kept)
+
+
+def test_a_server_without_json_schema_gets_json_object_then_plain_prompts(
+    mock_llm: MockLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock_llm.json_schema_ok = False
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="codeclm"):
+        assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=8, metadata=4) == 0
+    said = [r.getMessage() for r in caplog.records if "rejects response_format" in r.getMessage()]
+    assert len(said) == 1 and "json_object" in said[0], said
+    formats = [c.response_format for c in mock_llm.calls() if c.schema not in JUDGED_OR_ANSWER]
+    assert formats.count("json_schema") >= 1 and formats[-1] == "json_object"
+    assert len(read_jsonl(out / "dataset.jsonl")) + len(read_jsonl(out / "dropped.jsonl")) == 8
+    # and a server that takes neither: the prompts ask for the JSON, the replies are parsed
+    mock_llm.json_object_ok = False
+    caplog.clear()
+    plain = tmp_path / "plain"
+    with caplog.at_level(logging.WARNING, logger="codeclm"):
+        assert run_cli(_seeds(tmp_path), mock_llm, plain, instructions=8, metadata=4) == 0
+    said = [r.getMessage() for r in caplog.records if "rejects response_format" in r.getMessage()]
+    assert len(said) == 2 and "plain prompting" in said[1]
+    run = json.loads((plain / "run.json").read_text())
+    assert run["counts"]["kept"] + run["counts"]["dropped"] == 8
+    assert run["models"]["strong"]["structured_output"] == "prompt"
+
+
+def test_an_error_no_retry_can_fix_is_said_once_without_advice_to_retry(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock_llm.strict_models = True  # a model name the server does not serve: 404
+    out = tmp_path / "out"
+    args = ["run", str(_seeds(tmp_path)), *mock_args(mock_llm, out, instructions=4, metadata=2)]
+    args[args.index(STRONG_MODEL)] = "gpt-4o-typo"
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.count("NotFoundError") == 1 and "s0, s1, s2 and 3 more" in err
+    assert "again" not in err
+    assert len(mock_llm.calls("EncodedMetadata")) == 6, "a 404 is not retried"
+    assert REFUSAL  # (the mock's refusal text, for the reader of these tests)
