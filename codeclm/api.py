@@ -150,8 +150,22 @@ async def arun(
     return await _with_progress(pending, stats, on_progress)
 
 
+def _blocking(name: str) -> None:
+    """``asyncio.run`` cannot run inside a running event loop (a notebook): say what to
+    call instead, before any coroutine is made (so none is left un-awaited)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"codeclm.{name}() cannot run inside a running event loop (a notebook, an async "
+        f"app): use `await codeclm.a{name}(...)` there"
+    )
+
+
 def run(seeds: Path | str | Sequence[str] | None = None, **options: Any) -> RunResult:
     """``codeclm run`` from Python: generate a tailored dataset into ``out`` (see ``arun``)."""
+    _blocking("run")
     return asyncio.run(arun(seeds, **options))
 
 
@@ -200,6 +214,7 @@ async def aupdate(
 
 def update(seeds: Path | str | Sequence[str], **options: Any) -> RunResult:
     """``codeclm run NEW_SEEDS --out DIR --update`` from Python (see ``aupdate``)."""
+    _blocking("update")
     return asyncio.run(aupdate(seeds, **options))
 
 
@@ -276,6 +291,7 @@ async def aresume(
 
 def resume(out: Path | str, **options: Any) -> RunResult:
     """``codeclm resume`` from Python (see ``aresume``)."""
+    _blocking("resume")
     return asyncio.run(aresume(out, **options))
 
 
@@ -308,6 +324,7 @@ async def awork(
 
 def work(store: str, run_name: str, **options: Any) -> RunResult | None:
     """``codeclm worker`` from Python (see ``awork``)."""
+    _blocking("work")
     return asyncio.run(awork(store, run_name, **options))
 
 
@@ -335,4 +352,5 @@ async def aevaluate(
 
 def evaluate(benchmark: Path | str, **options: Any) -> dict[str, Any]:
     """``codeclm eval`` from Python (see ``aevaluate``)."""
+    _blocking("evaluate")
     return asyncio.run(aevaluate(benchmark, **options))

@@ -22,7 +22,7 @@ from codeclm.engine.workspace import models_record, open_workspace
 from codeclm.graph import started_values, thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
 from codeclm.nodes.evaluation import EvalContext
-from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, write_json
+from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, make_folder, write_json
 from codeclm.records import JudgmentRow
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 from codeclm.store import Store, StoreSpec, redact_url
@@ -166,7 +166,7 @@ async def evaluate(
             "store": redact_url(spec.url),
             "run_name": spec.run if spec.shared else None,
         }
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
         write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
         graph = build_eval_graph(space.retry).compile(checkpointer=space.store.saver)
         board = space.store.board

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError
-from codeclm.outputs import DATASET, RUN_JSON, write_atomic, write_json, write_jsonl
+from codeclm.outputs import DATASET, RUN_JSON, make_folder, write_atomic, write_json, write_jsonl
 from codeclm.records import DatasetRow, PairReview, RunRecord, read_rows
 from codeclm.review import pair_reviews
 
@@ -146,7 +146,7 @@ def export_run(
         rows = [row for row in rows if not row.target_refused]
     rows = rows[:limit] if limit else rows
     target = out or run_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     writers: dict[str, Callable[[], object]] = {
         "chat": lambda: write_jsonl(target, ({"messages": _messages(r)} for r in rows)),
         "alpaca": lambda: _write_json_list(target, [_alpaca(r) for r in rows]),

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from codeclm.config import ConfigError
 from codeclm.records import DatasetRow, DroppedRow, Message, RowMetadata
 from codeclm.state import InstructionState
 
@@ -29,6 +30,17 @@ REVIEWS = "reviews.sqlite"
 """A person's reviews of the pool and the pairs (SQLite store; a table in PostgreSQL)."""
 EVAL_JSON = "eval.json"
 """An evaluation's record (``codeclm eval``): a folder holds a run or an evaluation."""
+
+
+def make_folder(path: Path, flag: str = "--out") -> Path:
+    """``path`` as a folder (made with its parents if missing); one line when it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot create it ({exc.strerror})") from None
+    return path
 
 
 def _plain(row: dict[str, Any] | BaseModel) -> dict[str, Any]:

@@ -90,6 +90,8 @@ class PairReview(BaseModel):
     """The reviewer's response, when they edited it."""
     note: str = ""
     reviewed_at: str = ""
+    reviewer: str = ""
+    """Who made the review: the name the reviewer gave (``--reviewer``, or the page's field)."""
 
     @property
     def edited(self) -> bool:
@@ -181,6 +183,9 @@ class RunRecord(BaseModel):
     prepare_failures: list[Failure] = Field(default_factory=list)
     shortfall: str | None = None
     """How many instructions the budget misses and why, when the metadata pool ran dry."""
+    notes: list[str] = Field(default_factory=list)
+    """What the run did otherwise than its settings say, and why (said in the summary too):
+    a pool larger than --metadata, labels merged by spelling only."""
     pool_review: PoolReview | None = None
     """The person's approved decision on the metadata pool (``--review metadata``)."""
     label_map: LabelMap | None = None

@@ -135,6 +135,7 @@ class RunSession:
         edit: dict[str, EntryEdit] | None = None,
         add: Sequence[EntryEdit] = (),
         note: str | None = None,
+        reviewer: str = "",
     ) -> PoolStatus:
         """Change the draft; refused (and nothing stored) if the result would not apply.
 
@@ -162,13 +163,14 @@ class RunSession:
             edited=edited,
             added=added,
             note=draft.note if note is None else note,
+            reviewer=reviewer or draft.reviewer,
         )
         apply_pool_review(pool, new, self.max_skills)  # raises: nothing stored
         await self.reviews.save_pool_draft(new)
         return await self.pool_status()
 
     async def approve_pool(
-        self, *, as_built: bool = False, discard_draft: bool = False
+        self, *, as_built: bool = False, discard_draft: bool = False, reviewer: str = ""
     ) -> list[MetadataEntry]:
         """Approve the draft (``as_built``: every entry as the model made it); the waiting
         run resumes with exactly the returned pool.
@@ -182,6 +184,7 @@ class RunSession:
                 "with --approve-all --discard-draft"
             )
         review = PoolReview(note=draft.note) if as_built else draft
+        review = review.model_copy(update={"reviewer": reviewer or draft.reviewer})
         approved = apply_pool_review(pool, review, self.max_skills)
         await self.reviews.approve_pool(review)
         return approved
@@ -209,6 +212,7 @@ class RunSession:
         instruction: str | None = None,
         response: str | None = None,
         note: str | None = None,
+        reviewer: str = "",
     ) -> PairReview:
         """Accept, reject or edit one kept pair. Without a verdict, an earlier one stands
         (a pair reviewed for the first time is accepted); so do its earlier edits and note."""
@@ -221,6 +225,7 @@ class RunSession:
             response=response if response is not None else _kept(before, "response"),
             note=note if note is not None else (before.note if before else ""),
             reviewed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            reviewer=reviewer,
         )
         await self.reviews.save_pair(review)
         return review

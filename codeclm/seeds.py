@@ -51,11 +51,17 @@ def _json_records(path: Path, lines: list[str]) -> list[tuple[int, dict[str, Any
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+            raise InputError(f"{path}:{number}: {_json_error(exc)}") from None
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object")
         records.append((number, record))
     return records
+
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    """The decoder's reason in full, with where on the line: its ``msg`` alone stops at
+    'Unterminated string starting at' without saying where."""
+    return f"malformed JSON: {exc.msg} column {exc.colno}"
 
 
 def _check_unique(path: Path, ids: list[tuple[int, str]]) -> None:
@@ -75,11 +81,15 @@ CHAT_FIELDS = ("messages", "conversations")
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 
-def _looked_for(field: str | None) -> str:
+def _looked_for(field: str | None, record: dict[str, Any]) -> str:
+    found = ", ".join(repr(str(name)) for name in record) or "none"
     if field:
-        return f"no text in field {field!r}"
+        return f"no text in field {field!r} (its fields: {found})"
     names = ", ".join(repr(name) for name in TEXT_FIELDS)
-    return f"no seed text: looked for {names}, or a user turn in 'messages' / 'conversations'"
+    return (
+        f"no seed text: looked for {names}, or a user turn in 'messages' / 'conversations'; "
+        f"its fields are {found}: name the one with the text with --field"
+    )
 
 
 def _first_user_turn(turns: Any) -> str | None:
@@ -168,7 +178,7 @@ def seed_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
             return _json_document(path, json.loads("\n".join(lines)))
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":  # JSON lines in a .json file are read below
-                raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+                raise InputError(f"{path}:{exc.lineno}: {_json_error(exc)}") from None
     if _is_jsonl(path, lines):
         return [(f"{path}:{n}", record) for n, record in _json_records(path, lines)]
     return [
@@ -186,7 +196,7 @@ def load_located_seeds(path: Path, field: str | None = None) -> list[tuple[str, 
     for number, (where, record) in enumerate(seed_records(path), start=1):
         text = seed_text(record, field)
         if text is None:
-            raise InputError(f"{where}: {_looked_for(field)}")
+            raise InputError(f"{where}: {_looked_for(field, record)}")
         extra = record.get("input") or ""
         if not isinstance(extra, str):
             raise InputError(f"{where}: 'input' must be text")

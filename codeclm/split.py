@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError
-from codeclm.outputs import write_atomic, write_json
+from codeclm.outputs import make_folder, write_atomic, write_json
 from codeclm.seeds import _read_lines, load_benchmark
 
 
@@ -36,7 +36,7 @@ def split_benchmark(benchmark: Path, out_dir: Path, fraction: float, seed: int) 
         raise ConfigError(
             f"{benchmark}: a fraction of {fraction:g} of {len(items)} items leaves one part empty"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     seeds = [lines[i] for i in range(len(items)) if i in seed_indexes]
     rest = [lines[i] for i in range(len(items)) if i not in seed_indexes]
     write_atomic(out_dir / "seeds.jsonl", "".join(f"{line}\n" for line in seeds))

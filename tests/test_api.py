@@ -44,6 +44,7 @@ def test_run_and_resume_from_python_with_progress(mock_llm: MockLLM, tmp_path: P
     assert len(read_jsonl(result.dataset)) == result.kept
     assert all(path.is_file() for path in result.files.values())
     assert seen and seen[-1][1] == 6, "the callback saw the run to its end"
+    assert {"preparing", "running"} <= {phase for phase, _ in seen}, "short names to test"
     assert json.loads(result.files["run.json"].read_text())["inputs"]["seeds"] is None
     # The record is typed, and is what the file holds: one model for the writer and readers.
     assert RunRecord.read(result.files["run.json"]) == result.record

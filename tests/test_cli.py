@@ -52,9 +52,9 @@ def test_bad_options_and_config_get_one_line_and_exit_2(
     seeds = write_seeds(tmp_path / "s.jsonl", ["Say hi."])
     out = str(tmp_path / "out")
     assert "no such file" in _error_of(capsys, ["run", str(tmp_path / "nope"), "--out", out])
-    assert "instructions: Input should be greater than 0" in _error_of(
+    assert "argument --instructions: must be greater than 0, not 0" in _error_of(
         capsys, ["run", str(seeds), "--out", out, "--instructions", "0"]
-    )
+    )  # named by its flag, not by the config key
     assert "invalid int value" in _error_of(
         capsys, ["run", str(seeds), "--out", out, "--metadata", "many"]
     )
@@ -142,14 +142,14 @@ def test_the_progress_display_shows_outcomes_in_flight_and_tokens_per_role() -> 
     from codeclm.engine.threads import RunStats
     from codeclm.state import TokenUsage
 
-    stats = RunStats(total=10, kept=3, dropped=2, failed=1, in_flight=4, phase="judging")
+    stats = RunStats(total=10, kept=3, dropped=2, failed=1, in_flight=4, phase="running")
     stats.add_usage({"strong": TokenUsage(calls=7, input_tokens=1200, output_tokens=340)})
     stats.add_usage({"target": TokenUsage(calls=2, input_tokens=50, output_tokens=80)})
     console = Console(width=160, record=True)
     console.print(status_table(stats, started=0.0))
     screen = console.export_text()
     for text in (
-        "judging",
+        "answering, judging and improving instructions",
         "6/10 done",
         "kept 3",
         "dropped 2",

@@ -109,8 +109,11 @@ def test_a_run_in_postgresql_writes_what_a_sqlite_run_writes(
     assert run_cli(seeds, mock_llm, out, store=postgres.url(), run="same", **changed) == 2
     # any machine writes the same outputs from the store: a worker with --out
     other = tmp_path / "elsewhere"
+    capsys.readouterr()
     assert main(["worker", "--store", postgres.url(), "--run", "same", "--out", str(other)]) == 0
     assert len(mock_llm.requests) == before
+    said = capsys.readouterr().out
+    assert "run same has no work left; this worker finished 0 instructions" in said
     for name in ("dataset.jsonl", "dropped.jsonl", "failed.jsonl", "metadata.jsonl"):
         assert (other / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
 

@@ -12,7 +12,7 @@ import pytest
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.bench.mock_model import field_of
 from codeclm.cli import main
-from tests.conftest import read_jsonl, run_cli, write_seeds
+from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
 
 SETTINGS = {"instructions": 16, "metadata": 8, "seed": 1, "backoff": 0}
 
@@ -103,15 +103,21 @@ def test_an_update_follows_the_new_seeds_pays_only_for_new_work_and_keeps_every_
     assert shift["old_seeds_vs_new_seeds"] > 0.3 > shift["new_seeds_vs_added_pool"]
     assert "Updates: old seeds vs new" in (tmp_path / "report" / "report.md").read_text()
 
-    # the same update again: nothing new to do, nothing sent
+    # the same update again, the run's own settings spelled out: nothing new to do, nothing
+    # sent (a setting equal to the run's is accepted)
     sent = len(mock_llm.requests)
-    assert main(["run", str(new_seeds), "--out", str(out), "--update", "--quiet"]) == 0
+    same = mock_args(mock_llm, out, update=True, seed=SETTINGS["seed"], backoff=0)
+    assert main(["run", str(new_seeds), *same]) == 0
     assert len(mock_llm.requests) == sent and _rows(out) == after
 
-    # an update keeps the run's settings; a folder without a run has nothing to update
+    # an update keeps the run's settings: a value that differs is refused, naming it; a
+    # folder without a run has nothing to update
     capsys.readouterr()
-    assert main(["run", str(new_seeds), "--out", str(out), "--update", "--threshold", "2"]) == 2
-    assert "keeps the run's own settings" in capsys.readouterr().err
+    differing = [*same, "--threshold", "2", "--strong-model", "another"]
+    assert main(["run", str(new_seeds), *differing]) == 2
+    err = capsys.readouterr().err
+    assert "keeps the run's own settings" in err and "--threshold 2.0 (the run's: 3.0)" in err
+    assert "--strong-model another (the run's: strong-model)" in err and "--seed" not in err
     assert main(["run", str(new_seeds), "--out", str(tmp_path / "none"), "--update"]) == 2
     assert "holds no run" in capsys.readouterr().err
     evol = tmp_path / "evol"

@@ -9,12 +9,14 @@ writes docs/images/).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,7 @@ import pytest
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
+from codeclm.review import pair_reviews
 from tests.conftest import read_jsonl, run_cli
 from tests.test_report_export import CHROMIUM
 from tests.test_review import (  # the fixture stops a run a failed test left waiting
@@ -36,6 +39,7 @@ from tests.test_review import (  # the fixture stops a run a failed test left wa
     start_run,
     wait_for,
 )
+from tests.test_review import finished as finished_run
 
 
 def off_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -98,10 +102,15 @@ class Viewer:
         found = re.search(r"http://\S+/", line)
         assert found, (line, self.proc.communicate(timeout=10))
         self.url = found.group(0)
+        self.first_line = line
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop it; what it printed after its first line (stdout and stderr)."""
+        if self.proc.returncode is not None:
+            return ""
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        out, err = self.proc.communicate(timeout=10)
+        return (out or "") + (err or "")
 
 
 @pytest.fixture
@@ -213,12 +222,17 @@ def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
     assert "Reviewed: rejected" in page.inner_text(".reviewed")
 
     page.goto(view.url + f"instructions/{kept[1]['id']}")
+    assert not page.is_checked('input[value="accepted"]'), "nothing chosen for a person"
+    page.check('input[value="accepted"]')
+    page.fill('input[name="reviewer"]', "Ada")
     page.fill('textarea[name="response"]', "A reviewed answer,\non two lines.")
     page.click("#pair-review button")
     assert "accepted (edited)" in page.inner_text(".reviewed")
     screenshot(page, "view-pair-review", tmp_path)
 
     page.goto(view.url + f"instructions/{kept[2]['id']}")
+    assert page.input_value('input[name="reviewer"]') == "Ada", "the page remembers the name"
+    page.check('input[value="accepted"]')
     page.fill('textarea[name="instruction"]', "   ")
     page.click("#pair-review button")
     assert "cannot be empty" in page.inner_text(".error")
@@ -243,6 +257,12 @@ def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
     pairs = json.loads(capsys.readouterr().out)["pairs"]
     assert set(pairs) == {kept[0]["id"], kept[1]["id"]}
     assert pairs[kept[1]["id"]]["response"] == "A reviewed answer,\non two lines."
+    assert pairs[kept[1]["id"]]["reviewer"] == "Ada"
+    # the list says which pairs a person edited, and its search finds the edited text
+    page.goto(view.url + "instructions?review=accepted")
+    assert "accepted (edited)" in page.inner_text("table")
+    page.goto(view.url + "instructions?q=reviewed+answer")
+    assert page.locator("table tbody tr").count() == 1
 
     target = tmp_path / "chat.jsonl"
     assert cli("export", str(finished), "--format", "chat", "--out", str(target)) == 0
@@ -291,12 +311,16 @@ def test_pool_review_in_the_page_gates_the_run_and_progress_is_live(
     draft = json.loads(capsys.readouterr().out)["pool"]["draft"]
     assert draft["dropped"] == [drop] and list(draft["edited"]) == [edit]  # broken: refused
     assert proc.poll() is None and not labels_asked(mock_llm), "nothing decoded yet"
+    # approving every entry as built would set the draft aside: refused unless said so
+    origin = view.url.rstrip("/")
+    assert _post(view.url + "pool/approve", {"as_built": "1"}, origin) == 400
+    assert page.locator("#discard-draft").count() == 1, "the page asks first"
 
     page.click("#approve")
     # the page follows the run on its own: the banner goes, the counts climb to the end
     page.wait_for_selector("#review-banner", state="detached", timeout=30_000)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    code, err = finished_run(proc)
+    assert code == 0, err
     finished = len(read_jsonl(out / "dataset.jsonl") + read_jsonl(out / "dropped.jsonl"))
     page.wait_for_function(
         f"document.querySelector('[data-progress=\"instructions\"]').textContent == '{finished}'",
@@ -307,6 +331,58 @@ def test_pool_review_in_the_page_gates_the_run_and_progress_is_live(
     assert labels_asked(mock_llm) <= {(e["use_case"], ", ".join(e["skills"])) for e in approved}
     assert ("tax filing", "receipts, forms") in labels_asked(mock_llm)
     assert ("poetry", "meter, rhyme") in labels_asked(mock_llm)
+
+
+def test_served_to_a_team_the_page_needs_its_token_and_each_review_a_name(
+    finished: Path, viewer: Any
+) -> None:
+    """``--host 0.0.0.0``: the address printed at start carries a token (as Jupyter's does);
+    without it the page answers nothing; a review must say who made it."""
+    view = viewer(finished, "--host", "0.0.0.0")
+    printed = view.first_line
+    token = printed.split("?token=", 1)[1].split()[0]
+    port = view.url.rsplit(":", 1)[1].strip("/")
+    base = f"http://127.0.0.1:{port}/"
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+
+    def get(path: str, cookie: str = "") -> tuple[int, Any]:
+        request = urllib.request.Request(base + path, headers={"Cookie": cookie} if cookie else {})
+        try:
+            with opener.open(request, timeout=10) as reply:
+                return reply.status, reply.headers
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers
+
+    assert get("")[0] == 403 and get("instructions")[0] == 403 and get("static/view.css")[0] == 403
+    assert get("?token=wrong")[0] == 403
+    status, headers = get(f"?token={token}")
+    assert status == 303 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert get("", cookie)[0] == 200
+    ident = read_jsonl(finished / "dataset.jsonl")[0]["id"]
+
+    def review(fields: dict[str, str]) -> int:
+        body = urllib.parse.urlencode({"verdict": "rejected", **fields}).encode()
+        headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+        request = urllib.request.Request(
+            base + f"instructions/{ident}/review", data=body, headers=headers, method="POST"
+        )
+        try:
+            with opener.open(request, timeout=10) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert review({}) == 400, "a review with no name is refused"
+    assert review({"reviewer": "Grace"}) == 303
+    stored = off_loop(lambda: asyncio.run(pair_reviews(finished)))[ident]
+    assert (stored.verdict, stored.reviewer) == ("rejected", "Grace")
+    assert token not in (view.stop() or "")
 
 
 def test_view_and_review_over_a_postgresql_store(

@@ -24,6 +24,7 @@ from codeclm.cli.display import (
     print_eval,
     print_run_summary,
     print_thread,
+    print_worker_summary,
     status_table,
 )
 from codeclm.cli.parser import (
@@ -72,13 +73,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace) -> int:
-    """``run --update``: the run's recorded settings, so only the amounts may be given."""
-    allowed = {"instructions", "metadata", "concurrency", "cache"}
-    given = [key for key, value in run_overrides(args).items() if key not in allowed and value]
-    if given or args.config or args.user_metadata or args.store:
+    """``run --update``: the run's recorded settings, so only the amounts may differ; a
+    setting given with the value the run already has is accepted."""
+    if args.user_metadata or args.store:
         raise ConfigError(
-            "--update keeps the run's own settings: give only SEEDS, --out, --instructions, "
-            f"--metadata and --concurrency (not {', '.join(given) or 'the others'})"
+            "--update adds seeds to a run kept in its folder (no --user-metadata or --store)"
+        )
+    recorded = api.recorded_run(args.out, {})[0].model_dump(mode="json")
+    given = load_config_file(args.config) if args.config else {}
+    for key, value in run_overrides(args).items():
+        if isinstance(value, dict):
+            given[key] = {**given.get(key, {}), **value}
+        elif value is not None:
+            given[key] = value
+    allowed = {"instructions", "metadata", "concurrency", "cache"}
+    changed = [
+        f"--{name.replace('_', '-').replace('.', '-')} {now} (the run's: {was})"
+        for name, was, now in _differences(recorded, given)
+        if name not in allowed
+    ]
+    if changed:
+        raise ConfigError(
+            f"--update keeps the run's own settings, and {'; '.join(changed)} "
+            f"differ{'s' if len(changed) == 1 else ''}: give only SEEDS, --out, --instructions, "
+            "--metadata and --concurrency, or the run's own values"
         )
     if args.seeds is None:
         raise ConfigError("--update: give the new seeds file")
@@ -97,24 +115,39 @@ def _update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _differences(
+    recorded: dict[str, Any], given: dict[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
+    """(name, recorded value, given value) of each given setting that differs."""
+    found = []
+    for key, now in given.items():
+        was = recorded.get(key)
+        if isinstance(now, dict) and isinstance(was, dict):
+            found += _differences(was, now, f"{prefix}{key}.")
+        elif now != was:
+            found.append((f"{prefix}{key}", was, now))
+    return found
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Join a run kept in PostgreSQL; work until it has nothing left."""
     started = time.monotonic()
     overrides = {"concurrency": args.concurrency} if args.concurrency else {}
+    stats = api.RunStats()
     with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
         result = api.work(
             args.store,
             args.run_name,
             out=args.out,
             on_progress=progress,
+            stats=stats,
             lease_seconds=args.lease_seconds,
             wait_seconds=args.wait,
             **overrides,
         )
     if result is not None:
         print_run_summary(result)
-    else:
-        print(f"codeclm worker: run {args.run_name} has no work left")
+    print_worker_summary(args.run_name, stats, time.monotonic() - started)
     return 0
 
 
@@ -209,6 +242,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"prepare: {listing['prepare']}; {listing['metadata_pool']} metadata entries; "
             f"{len(listing['threads'])} instructions: {counts or 'none yet'}"
         )
+        if listing["missing"]:
+            console.print(
+                f"[yellow]{listing['missing']} of the budget's {listing['budget']} "
+                f"instructions are missing[/]: {listing['missing_why'] or 'see run.json'}"
+            )
         return 0
     spec = api.recorded_store(args.out, args.store, args.run_name)
     detail = asyncio.run(thread_history(args.out, args.id, spec))
@@ -259,6 +297,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or args.runs[0] / "report"
     page = write_report(args.runs, out, args.near_dup)
     print(f"codeclm report: {page} (and report.md, report.json, PNG plots in {out})")
+    from codeclm.analysis.embeddings import model_dir  # NumPy: only report needs it here
+
+    try:
+        model_dir()
+    except ConfigError as exc:  # said once: the figures that need it are not in the report
+        print(f"  note: no embedding figures (near-duplicates, spread, PCA): {exc}")
     return 0
 
 
@@ -335,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         # worker holds the thread now: what was checkpointed stays
         message = " ".join(str(exc).split())
         sys.stderr.write(f"codeclm: {message}; run the same command again to continue\n")
+        return 1
+    except OSError as exc:  # a file or folder the command could not use, said in a line
+        where = f" {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"codeclm: error:{where} {exc.strerror or exc}\n")
         return 1
     except KeyboardInterrupt:
         out = getattr(args, "out", None)

@@ -23,7 +23,7 @@ def status_table(stats: RunStats, started: float) -> Table:
     elapsed = time.monotonic() - started
     done = f"{stats.finished}/{stats.total}" if stats.total else "-"
     table.add_row(
-        f"[bold]{stats.phase}[/]",
+        f"[bold]{stats.activity}[/]",
         f"{done} done",
         f"[green]kept {stats.kept}[/]",
         f"[yellow]dropped {stats.dropped}[/]",
@@ -68,7 +68,7 @@ class LiveProgress:
         if self.live is not None:
             self.live.update(self.render(stats))
         elif not self.quiet and stats.phase != self.phase:
-            self.console.print(f"codeclm: {stats.phase}")
+            self.console.print(f"codeclm: {stats.activity}")
         self.phase = stats.phase
 
 
@@ -83,6 +83,8 @@ def print_run_summary(result: RunResult) -> None:
     )
     if record.shortfall:
         console.print(f"  [yellow]{record.shortfall}[/]")
+    for note in record.notes:
+        console.print(f"  note: {note}")
     failures = record.prepare_failures
     if counts.missing > 0 and failures:
         passing = [f for f in failures if not f.permanent]
@@ -114,6 +116,18 @@ def print_run_summary(result: RunResult) -> None:
     console.print(
         f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
         "metadata.jsonl, run.json)"
+    )
+
+
+def print_worker_summary(run: str, stats: RunStats, seconds: float) -> None:
+    """What this worker did for a shared run (the run's whole figures: its run.json)."""
+    calls = sum(u.calls for u in stats.usage.values())
+    cached = sum(u.cached_calls for u in stats.usage.values())
+    Console().print(
+        f"[bold]codeclm worker[/]: run {run} has no work left; this worker finished "
+        f"{stats.finished} instructions in {seconds:,.0f}s ({stats.kept} kept, {stats.dropped} "
+        f"dropped, {stats.failed} failed) with {calls:,} calls"
+        + (f" ({cached:,} answered from the cache)" if cached else "")
     )
 
 

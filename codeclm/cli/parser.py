@@ -336,12 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
     )
-    bench.add_argument("--instructions", type=_positive(int), default=1000)
+    bench.add_argument(
+        "--instructions", type=_positive(int), default=1000, help="the run's budget (1000)"
+    )
     bench.add_argument("--latency", type=_positive(float), default=0.05, help="mock s per call")
     bench.add_argument("--slots", type=_positive(int), default=64, help="mock calls at once")
-    bench.add_argument("--concurrency", type=_positive(int), default=64)
+    bench.add_argument(
+        "--concurrency", type=_positive(int), default=64, help="codeclm's requests in flight (64)"
+    )
     bench.add_argument("--seeds", type=_positive(int), default=100, help="synthetic seeds")
-    bench.add_argument("--metadata", type=_positive(int), default=200)
+    bench.add_argument(
+        "--metadata", type=_positive(int), default=200, help="the metadata pool's size (200)"
+    )
     bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
     bench.add_argument(
         "--embedded",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,12 @@ def add_review_commands(
     review.add_argument("--accept", nargs="+", default=[], metavar="ID", help="kept pairs")
     review.add_argument("--reject", nargs="+", default=[], metavar="ID", help="kept pairs")
     review.add_argument("--note", help="a note kept with the pool's draft or the pairs' reviews")
+    review.add_argument(
+        "--reviewer",
+        metavar="NAME",
+        default=_user(),
+        help="who is reviewing, kept with each review (default: your login name)",
+    )
     review.add_argument("--json", action="store_true", help="machine-readable output")
     add_store_flags(review)
 
@@ -80,10 +87,19 @@ def add_review_commands(
     view.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to serve on (default 127.0.0.1: this machine only; the page can edit "
-        "the run's reviews, so serve it wider only on a network you trust)",
+        help="address to serve on (default 127.0.0.1: this machine only). Served wider, "
+        "for a team, the page asks for the token it prints at start, and each review "
+        "records the reviewer's name",
     )
     add_store_flags(view)
+
+
+def _user() -> str:
+    """This machine's login name, or '' when it has none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def _fields(ident: str, assignments: list[str]) -> dict[str, Any]:
@@ -145,6 +161,7 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
             edit=pool_edits,
             add=added,
             note=args.note,
+            reviewer=args.reviewer,
         )
         draft = status.draft
         print(
@@ -154,7 +171,7 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
         )
     if approving:
         approved = await session.approve_pool(
-            as_built=args.approve_all, discard_draft=args.discard_draft
+            as_built=args.approve_all, discard_draft=args.discard_draft, reviewer=args.reviewer
         )
         print(
             f"codeclm review: the pool of {len(approved)} entries is approved; "
@@ -166,7 +183,7 @@ async def _review(args: argparse.Namespace, session: RunSession) -> int:
             "accepted" if ident in accept else "rejected" if ident in reject else None
         )
         review = await session.review_pair(
-            ident, verdict, note=args.note, **pair_edits.get(ident, {})
+            ident, verdict, note=args.note, reviewer=args.reviewer, **pair_edits.get(ident, {})
         )
         edited = " (edited)" if review.edited else ""
         print(f"codeclm review: {ident} {review.verdict}{edited}")

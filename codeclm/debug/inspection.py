@@ -86,9 +86,19 @@ async def list_threads(out_dir: Path | None, spec: StoreSpec | None = None) -> d
         phase = "waiting for review of the metadata pool (codeclm review / codeclm view)"
     else:
         phase = "done" if prepared and prepared.done else ("running" if prepared else "pending")
+    budget = prepared.budget if prepared else 0
+    missing = max(0, budget - len(threads)) if prepared and prepared.done else 0
+    why = None
+    if missing and prepared:
+        why = prepared.shortfall or "; ".join(
+            f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures if not f.permanent
+        )
     return {
         "prepare": phase,
         "metadata_pool": len(prepared.pool) if prepared else 0,
+        "budget": budget,
+        "missing": missing,
+        "missing_why": why,
         "counts": dict(Counter(t["status"] for t in threads)),
         "threads": threads,
     }

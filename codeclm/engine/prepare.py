@@ -283,15 +283,15 @@ REVIEW_POLL_SECONDS = 1.0
 async def wait_for_approval(reviews: Reviews, stats: RunStats) -> PoolReview:
     """The reviewer's approved decision on the pool, when it comes (stored by ``codeclm
     view`` or ``codeclm review``, from any process); the run waits until then."""
-    stats.enter("waiting for review of the metadata pool")
+    stats.enter("waiting_for_review")
     log.warning(
         "%s: codeclm view %s (or codeclm review %s --approve-all)",
-        stats.phase,
+        stats.activity,
         reviews.where,
         reviews.where,
     )
     while (decision := await reviews.approved_pool()) is None:
         await asyncio.sleep(REVIEW_POLL_SECONDS)
-    stats.enter("preparing metadata, rubrics and instructions")
-    log.info("the metadata pool was approved; %s", stats.phase)
+    stats.enter("preparing")
+    log.info("the metadata pool was approved; %s", stats.activity)
     return decision

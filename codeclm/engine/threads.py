@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
@@ -31,6 +31,29 @@ FINISHED = ("kept", "dropped", "failed")
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
 
+Phase = Literal[
+    "starting",
+    "preparing",
+    "running",
+    "waiting_for_review",
+    "waiting_for_run",
+    "working",
+    "evaluating",
+]
+"""Where a run stands, as a short name a script can test (``RunStats.phase``)."""
+
+ACTIVITY: dict[str, str] = {
+    "starting": "starting",
+    "preparing": "preparing metadata, rubrics and instructions",
+    "running": "answering, judging and improving instructions",
+    "waiting_for_review": "waiting for review of the metadata pool",
+    "waiting_for_run": "waiting for the run to start",
+    "working": "working on the run's threads",
+    "evaluating": "evaluating",
+}
+"""Each phase in words, as the progress display shows it (``RunStats.activity``)."""
+
+
 @dataclass
 class RunStats:
     """Live counters, read by a progress display or an ``on_progress`` callback."""
@@ -40,16 +63,21 @@ class RunStats:
     dropped: int = 0
     failed: int = 0
     in_flight: int = 0
-    phase: str = "starting"
+    phase: Phase = "starting"
     usage: dict[str, TokenUsage] = field(default_factory=dict)
     listener: Callable[[RunStats], None] | None = None
     """Told at once of a new phase (a progress display polls the counters in between)."""
 
-    def enter(self, phase: str) -> None:
+    def enter(self, phase: Phase) -> None:
         """A new phase of the run begins."""
         self.phase = phase
         if self.listener is not None:
             self.listener(self)
+
+    @property
+    def activity(self) -> str:
+        """The phase in words."""
+        return ACTIVITY[self.phase]
 
     @property
     def finished(self) -> int:

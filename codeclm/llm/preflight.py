@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from typing import Any
 
 import httpx2
@@ -45,6 +46,15 @@ def _context_from(listing: Any, model: str) -> int | None:
     return None
 
 
+def _reason(exc: Exception) -> str:
+    """A connection error in words a user reads: no transport internals (aiohttp's
+    'ssl:default', the socket call)."""
+    text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"\s*ssl:\S+", "", text)
+    text = re.sub(r"\s*\[Connect call failed[^\]]*\]", ": connection refused", text)
+    return re.sub(r"\s*\[[^\]]*\]", "", text).strip() or type(exc).__name__
+
+
 async def _check_role(model: RoleModel, config: ModelSettings) -> int | None:
     role_config = config.role(model.role)
     if role_config.embedded:
@@ -60,9 +70,8 @@ async def _check_role(model: RoleModel, config: ModelSettings) -> int | None:
             timeout=PREFLIGHT_TIMEOUT,
         )
     except httpx2.HTTPError as exc:
-        reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0]
         raise ConfigError(
-            f"{model.role} model: cannot reach {shown} ({reason}); is the server running?"
+            f"{model.role} model: cannot reach {shown} ({_reason(exc)}); is the server running?"
         ) from None
     if reply.status_code in (401, 403):
         raise ConfigError(

@@ -260,9 +260,12 @@ def _pca(kept: Vectors | None, seeds: Vectors | None) -> dict[str, Any] | None:
 
 
 def fmt(value: Any) -> str:
-    """A figure as the report prints it: 3 decimals, a dash for none."""
+    """A figure as the report prints it: 3 decimals, whole numbers with thousands
+    separators (1,382), a dash for none."""
     if value is None:
         return "–"
     if isinstance(value, float):
         return "n/a" if value != value else f"{value:.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return str(value)

@@ -30,6 +30,7 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out: dict[str, bytes] = {}
     for kind, parts in fig_data["metadata"].items():
@@ -49,10 +50,15 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
         ax.set_yticks(range(len(labels)), [_short(label) for label in labels])
         ax.set_xlabel("share")
         jsd = fig_data["jensen_shannon"][kind]
+        shown = (
+            f"; the {len(labels)} most frequent of {len(totals)} labels"
+            if len(totals) > len(labels)
+            else ""
+        )
         ax.set_title(
             f"{kind.replace('_', ' ')}: seeds vs pool vs kept "
             f"(JSD seeds–pool {fmt(jsd['seeds_vs_pool'])}, "
-            f"seeds–kept {fmt(jsd['seeds_vs_kept'])})"
+            f"seeds–kept {fmt(jsd['seeds_vs_kept'])}{shown})"
         )
         ax.legend()
         out[f"{kind}_distribution"] = _png(fig)
@@ -73,6 +79,8 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
         color=["tab:green", "tab:orange", "tab:purple", "tab:red"],
     )
     right.set_title("outcome of every instruction")
+    for axis in (left, right):  # counts: whole ticks only
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     out["provenance"] = _png(fig)
 
     if fig_data["gaps"]:
@@ -83,6 +91,7 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
                 ax.axvline(x, color="tab:red", linestyle="--")
         ax.set_xlabel("gap: strong − target score (final iteration)")
         ax.set_ylabel("instructions")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("judge gap; dashed lines at ±θ")
         out["gap_histogram"] = _png(fig)
 

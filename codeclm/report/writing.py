@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.methods import method_spec
-from codeclm.outputs import write_atomic, write_json
+from codeclm.outputs import make_folder, write_atomic, write_json
 from codeclm.report.figures import figures, fmt, load_run
 from codeclm.report.plots import plots
 
@@ -175,14 +175,16 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             diversity_rows.append(["embedding spread of seeds", fmt(d["seed_embedding_spread"])])
     tables.append(("Diversity", ["measure", "value"], diversity_rows))
     at_one = f["kept_at_iteration_1"]
-    provenance = [[f"kept at iteration {k}", str(v)] for k, v in f["kept_by_iteration"].items()]
+    provenance = [[f"kept at iteration {k}", f"{v:,}"] for k, v in f["kept_by_iteration"].items()]
     if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
         provenance.append(["share kept at iteration 1 (paper: over 70%)", fmt(at_one)])
         refused = f["counts"].get("target_refused", 0)
         provenance.append(["kept where the target refused (strong answer kept)", str(refused)])
     tables.append(("Where the data came from", ["", "pairs"], provenance))
     reasons = [
-        [status, reason, str(n)] for status, groups in f["reasons"].items() for reason, n in groups
+        [status, reason, f"{n:,}"]
+        for status, groups in f["reasons"].items()
+        for reason, n in groups
     ]
     reasons += [
         ["prepare failure", f"{p['step']} {p['subject']}: {p['reason']}", "1"]
@@ -205,10 +207,10 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     usage = [
         [
             key,
-            str(u.get("calls", 0)),
+            f"{u.get('calls', 0):,}",
             f"{u.get('input_tokens', 0):,}",
             f"{u.get('output_tokens', 0):,}",
-            str(u.get("cached_calls", 0)),
+            f"{u.get('cached_calls', 0):,}",
         ]
         for key, u in [*f["usage"].items(), *f["usage_by_node"].items()]
     ]
@@ -236,7 +238,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, near_dup: float = 0.9) -> 
     """Write report.html, report.md, report.json and the PNG plots into ``out_dir``."""
     runs = [load_run(d) for d in run_dirs]
     all_figures = [figures(run, near_dup) for run in runs]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     html_parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>codeclm report</title>",

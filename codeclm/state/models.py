@@ -129,6 +129,8 @@ class PoolReview(BaseModel):
     added: list[MetadataEntry] = Field(default_factory=list)
     """Entries the reviewer wrote (origin 'review', ids ``r0000``…)."""
     note: str = ""
+    reviewer: str = ""
+    """Who last changed the draft, or approved it: the name they gave."""
 
 
 class LabelMap(BaseModel):

@@ -18,7 +18,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from codeclm.graph import serializer
 from codeclm.llm.cache import SqliteResponseCache
-from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, RUN_JSON, write_json
+from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, RUN_JSON, make_folder, write_json
 from codeclm.records import RunRecord
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
@@ -98,7 +98,7 @@ _REVIEWS_TABLE = (
 
 @asynccontextmanager
 async def open_sqlite_store(out_dir: Path, workers: int) -> AsyncIterator[SqliteStore]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     cache = await SqliteResponseCache(out_dir / CACHE).open()
     try:
         async with open_checkpointer(out_dir / CHECKPOINTS) as saver:

@@ -39,7 +39,8 @@ class ThreadRow:
     reason: str
     instruction: str
     review: str
-    """'accepted', 'rejected' or '' (a kept pair no one reviewed yet)."""
+    """'accepted' or 'rejected', with ' (edited)' when a person edited it; '' for a kept
+    pair no one reviewed yet."""
     search_text: str
 
 
@@ -81,12 +82,19 @@ class Snapshot:
         }
 
 
-def _row(ident: str, metadata_id: str, state: InstructionState | None, review: str) -> ThreadRow:
+def _row(
+    ident: str, metadata_id: str, state: InstructionState | None, review: PairReview | None
+) -> ThreadRow:
     if state is None:
         return ThreadRow(ident, metadata_id, "pending", "", [], None, "", None, "", "", "", "")
     status = thread_status(state.model_dump())
     texts = [state.instruction, state.basic_instruction, state.strong_answer or ""]
     texts += [state.target_answer or "", state.reason or "", state.use_case, *state.skills]
+    if review is not None:  # a person's edits and note are searched too
+        texts += [review.instruction or "", review.response or "", review.note]
+    shown = ""
+    if review is not None:
+        shown = review.verdict + (" (edited)" if review.edited else "")
     return ThreadRow(
         id=state.id,
         metadata_id=state.metadata_id,
@@ -98,7 +106,7 @@ def _row(ident: str, metadata_id: str, state: InstructionState | None, review: s
         gap=state.scores.gap if state.scores else None,
         reason=state.reason or "",
         instruction=state.instruction,
-        review=review,
+        review=shown,
         search_text=" ".join(texts).lower(),
     )
 
@@ -116,8 +124,7 @@ async def take_snapshot(session: RunSession) -> Snapshot:
         chunk = items[start : start + READ_AHEAD]
         states = await asyncio.gather(*(session.instruction_state(i.id) for i in chunk))
         for item, state in zip(chunk, states, strict=True):
-            review = reviews[item.id].verdict if item.id in reviews else ""
-            threads.append(_row(item.id, item.metadata_id, state, review))
+            threads.append(_row(item.id, item.metadata_id, state, reviews.get(item.id)))
             if state is not None:
                 usage = add_usage(usage, state.usage)
     counts = Counter(t.status for t in threads)

@@ -9,7 +9,9 @@ page open in the same browser cannot review on the user's behalf.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,11 @@ FILTERS = ("status", "use_case", "skill", "iteration", "source", "review", "q")
 class View:
     """The handlers, over one opened run."""
 
-    def __init__(self, session: RunSession, title: str) -> None:
+    def __init__(self, session: RunSession, title: str, shared: bool = False) -> None:
         self.session = session
         self.title = title
+        self.shared = shared
+        """Served beyond loopback: a review must name its reviewer."""
         self.templates = Environment(
             loader=PackageLoader("codeclm.view", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -53,15 +57,28 @@ class View:
             assert self._snapshot is not None
             return self._snapshot
 
-    def render(self, name: str, status: int = 200, **values: Any) -> web.Response:
-        page = self.templates.get_template(name).render(title=self.title, **values)
+    def render(
+        self, request: web.Request, name: str, status: int = 200, **values: Any
+    ) -> web.Response:
+        page = self.templates.get_template(name).render(
+            title=self.title, reviewer=request.cookies.get(REVIEWER_COOKIE, ""), **values
+        )
         return web.Response(text=page, status=status, content_type="text/html")
+
+    def reviewer(self, request: web.Request, form: Any) -> str:
+        """Who makes this review: the name in the form, else the one the page remembers;
+        required when the page is served to a team (beyond loopback)."""
+        name = str(form.get("reviewer", "")).strip() or request.cookies.get(REVIEWER_COOKIE, "")
+        if self.shared and not name:
+            raise ReviewError("give your name (reviewer), so the review records who made it")
+        return name[:80]
 
     # ---- pages ------------------------------------------------------------------------
 
     async def overview(self, request: web.Request, error: str | None = None) -> web.Response:
         snap = await self.snapshot(fresh=error is not None)
         return self.render(
+            request,
             "overview.html",
             status=400 if error else 200,
             snap=snap,
@@ -87,6 +104,7 @@ class View:
         }
         query = {k: v for k, v in chosen.items() if v}
         return self.render(
+            request,
             "instructions.html",
             snap=snap,
             rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
@@ -107,6 +125,7 @@ class View:
         response = state.strong_answer if state.response_source == "strong" else None
         response = response if response is not None else state.target_answer
         return self.render(
+            request,
             "instruction.html",
             status=400 if error else 200,
             state=state,
@@ -127,30 +146,32 @@ class View:
         ident = str(form.get("id", ""))
         note = str(form["note"]) if "note" in form else None
         try:
+            who = self.reviewer(request, form)
             if action == "drop":
-                await self.session.edit_pool(drop=[ident], note=note)
+                await self.session.edit_pool(drop=[ident], note=note, reviewer=who)
             elif action == "keep":
-                await self.session.edit_pool(keep=[ident], note=note)
+                await self.session.edit_pool(keep=[ident], note=note, reviewer=who)
             elif action in ("edit", "add"):
                 fields = {"use_case": str(form.get("use_case", "")), "skills": form.get("skills")}
                 change = entry_edit(fields)
                 if action == "edit":
-                    await self.session.edit_pool(edit={ident: change}, note=note)
+                    await self.session.edit_pool(edit={ident: change}, note=note, reviewer=who)
                 else:
-                    await self.session.edit_pool(add=[change], note=note)
+                    await self.session.edit_pool(add=[change], note=note, reviewer=who)
             elif action == "approve":
                 if note is not None:
-                    await self.session.edit_pool(note=note)
+                    await self.session.edit_pool(note=note, reviewer=who)
                 await self.session.approve_pool(
                     as_built=form.get("as_built") == "1",
                     discard_draft=form.get("discard_draft") == "1",
+                    reviewer=who,
                 )
             else:
                 raise web.HTTPNotFound()
         except ReviewError as exc:
             return await self.overview(request, error=str(exc))
         await self.snapshot(fresh=True)
-        raise web.HTTPSeeOther("/#pool")
+        raise _remembering(web.HTTPSeeOther("/#pool"), who)
 
     async def pair_review(self, request: web.Request) -> web.Response:
         ident = request.match_info["id"]
@@ -164,16 +185,29 @@ class View:
         try:
             if verdict not in ("accepted", "rejected", ""):
                 raise ReviewError(f"unknown verdict {verdict!r}")
+            who = self.reviewer(request, form)
             await self.session.review_pair(
                 ident,
                 verdict or None,  # type: ignore[arg-type]
                 note=str(form.get("note", "")),
+                reviewer=who,
                 **edits,
             )
         except ReviewError as exc:
             return await self.instruction(request, error=str(exc))
         await self.snapshot(fresh=True)
-        raise web.HTTPSeeOther(f"/instructions/{ident}")
+        raise _remembering(web.HTTPSeeOther(f"/instructions/{ident}"), who)
+
+
+REVIEWER_COOKIE = "codeclm_reviewer"
+TOKEN_COOKIE = "codeclm_token"
+
+
+def _remembering(response: web.HTTPException, reviewer: str) -> web.HTTPException:
+    """The page remembers the reviewer's name for their next review."""
+    if reviewer:
+        response.set_cookie(REVIEWER_COOKIE, reviewer, samesite="Strict", httponly=True)
+    return response
 
 
 def _text(value: Any) -> str:
@@ -193,7 +227,7 @@ def _matches(row: ThreadRow, chosen: dict[str, str]) -> bool:
     if chosen["source"] and row.source != chosen["source"]:
         return False
     review = chosen["review"]
-    if review and (row.review or "not reviewed") != review:
+    if review and (row.review.split(" ")[0] or "not reviewed") != review:
         return False
     terms = chosen["q"].lower().split()
     return all(term in row.search_text for term in terms)
@@ -221,10 +255,40 @@ async def loopback_host(request: web.Request, handler: Any) -> web.StreamRespons
     return await handler(request)
 
 
-def build_app(session: RunSession, title: str, loopback: bool = True) -> web.Application:
-    """The page's routes; ``loopback``: served on this machine only (Host names checked)."""
-    view = View(session, title)
+def token_gate(token: str) -> Any:
+    """Served beyond loopback, the page opens only with the token ``codeclm view`` printed
+    at start (as Jupyter does): given once in the address, then kept in a cookie. Compared
+    in constant time; never logged (the server keeps no access log)."""
+    expected = token.encode()
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.query.get("token")
+        if given is not None:
+            if not hmac.compare_digest(given.encode(), expected):
+                raise web.HTTPForbidden(text="wrong token")
+            query = {k: v for k, v in request.query.items() if k != "token"}
+            found = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
+            found.set_cookie(TOKEN_COOKIE, token, samesite="Strict", httponly=True)
+            raise found
+        if not hmac.compare_digest(request.cookies.get(TOKEN_COOKIE, "").encode(), expected):
+            raise web.HTTPForbidden(
+                text="this page needs its token: open the address codeclm view printed at start"
+            )
+        return await handler(request)
+
+    return gate
+
+
+def build_app(
+    session: RunSession, title: str, loopback: bool = True, token: str | None = None
+) -> web.Application:
+    """The page's routes; ``loopback``: served on this machine only (Host names checked);
+    else ``token`` opens it."""
+    view = View(session, title, shared=not loopback)
     middlewares = [loopback_host, same_origin] if loopback else [same_origin]
+    if token is not None:
+        middlewares.insert(0, token_gate(token))
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024**2)
     app.add_routes(
         [
@@ -242,7 +306,10 @@ def build_app(session: RunSession, title: str, loopback: bool = True) -> web.App
 
 async def run_server(session: RunSession, title: str, host: str, port: int) -> None:
     """Serve until cancelled; prints the address (the actual port when ``port`` is 0)."""
-    runner = web.AppRunner(build_app(session, title, host in LOOPBACK), access_log=None)
+    loopback = host in LOOPBACK
+    token = None if loopback else secrets.token_urlsafe(24)
+    app = build_app(session, title, loopback, token)
+    runner = web.AppRunner(app, access_log=None)  # no log: the token is in an address
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -252,11 +319,12 @@ async def run_server(session: RunSession, title: str, host: str, port: int) -> N
         raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
     shown = f"[{host}]" if ":" in host else host
-    print(f"codeclm view: http://{shown}:{bound}/  (Ctrl-C to stop)", flush=True)
-    if host not in LOOPBACK:
+    opening = f"?token={token}" if token else ""
+    print(f"codeclm view: http://{shown}:{bound}/{opening}  (Ctrl-C to stop)", flush=True)
+    if token:
         print(
-            f"codeclm view: serving on {host}: anyone who can reach it can read this run "
-            "and review it",
+            f"codeclm view: serving on {host}: the page opens only with this address's token; "
+            "share it only with your reviewers, who give their name with each review",
             flush=True,
         )
     try:
