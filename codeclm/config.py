@@ -180,6 +180,13 @@ class RunConfig(ModelSettings):
     instructions: int = Field(
         2000, gt=0, description="basic instructions that enter the loop, in total"
     )
+    pairs: int | None = Field(
+        None,
+        gt=0,
+        description="the budget in kept pairs, as the paper counts it: decode and run more "
+        "instructions, wave after wave, until this many pairs are kept (or the pool runs "
+        "dry); --instructions is then the first wave's size",
+    )
     metadata: int = Field(200, gt=0, description="size of the augmented metadata pool")
     threshold: float = Field(3.0, ge=0, description="θ of the signed gap rule (10-point scale)")
     max_iterations: int = Field(
@@ -233,7 +240,7 @@ class RunConfig(ModelSettings):
     )
 
     #: Settings a re-run may raise: the run grows, keeping every finished pair.
-    GROWABLE: ClassVar[tuple[str, ...]] = ("instructions", "metadata")
+    GROWABLE: ClassVar[tuple[str, ...]] = ("instructions", "metadata", "pairs")
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Settings a method does not use are left out, as are the later-added ones at
@@ -252,6 +259,14 @@ class RunConfig(ModelSettings):
         for spec in METHODS.values():  # settings of another method
             unused.update((key, True) for key in spec.settings if spec.name != self.method)
         return {key: value for key, value in fields.items() if not unused.get(key)}
+
+    @model_validator(mode="after")
+    def _first_wave(self) -> RunConfig:
+        """With a budget in pairs and no --instructions, the first wave is one instruction
+        per pair wanted (later waves follow the share the filter kept)."""
+        if self.pairs is not None and "instructions" not in self.model_fields_set:
+            self.instructions = self.pairs
+        return self
 
     @model_validator(mode="after")
     def _fields_once(self) -> RunConfig:

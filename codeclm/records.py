@@ -144,6 +144,10 @@ class Counts(BaseModel):
     kept_by_iteration: dict[str, int] = Field(default_factory=dict)
     dropped: int = 0
     duplicates: int = 0
+    surplus: int = 0
+    """``--pairs``: kept pairs beyond N, from the last wave (in dropped.jsonl)."""
+    pairs_requested: int | None = None
+    """``--pairs``: the budget in kept pairs (``instructions_requested``: what it took)."""
     failed: int = 0
     unfinished: int = 0
     target_refused: int = 0

@@ -81,6 +81,19 @@ def print_run_summary(result: RunResult) -> None:
         f"{counts.dropped} dropped, {counts.failed} failed "
         f"of {counts.instructions} instructions from {counts.metadata_pool} metadata entries"
     )
+    if counts.pairs_requested:
+        reached = counts.kept >= counts.pairs_requested
+        console.print(
+            f"  {'[green]' if reached else '[yellow]'}{counts.kept} of --pairs "
+            f"{counts.pairs_requested} pairs kept[/] from {counts.instructions_requested} "
+            "instructions"
+            + (
+                f"; {counts.surplus} more kept by the last wave are in dropped.jsonl (surplus)"
+                if counts.surplus
+                else ""
+            )
+            + ("" if reached else ": the metadata pool ran dry (a larger --metadata gives more)")
+        )
     if record.shortfall:
         console.print(f"  [yellow]{record.shortfall}[/]")
     for note in record.notes:

@@ -28,6 +28,7 @@ EXIT_USAGE = 2
 #: The run settings that are also flags; type, help and default come from ``RunConfig``.
 _RUN_FLAGS = (
     "instructions",
+    "pairs",
     "metadata",
     "threshold",
     "max_iterations",

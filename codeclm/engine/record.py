@@ -44,7 +44,9 @@ def check_fingerprint(previous: RunRecord | None, config: RunConfig, where: str)
     recorded = previous.config
     for key in RunConfig.GROWABLE:
         before, now = recorded.get(key), getattr(config, key)
-        if isinstance(before, int) and now < before:
+        if key == "instructions" and config.pairs is not None:
+            continue  # the waves grow it themselves (``engine.waves``)
+        if isinstance(before, int) and isinstance(now, int) and now < before:
             raise ConfigError(
                 f"{where} holds a run of --{key} {before}; a run can grow but not shrink "
                 f"(--{key} {now}); use {before} or more, or another --out"
@@ -74,6 +76,8 @@ class Totals:
             counts.kept_by_iteration[key] = counts.kept_by_iteration.get(key, 0) + 1
         elif state.status == "duplicate":
             counts.duplicates += 1
+        elif state.status == "surplus":
+            counts.surplus += 1
         elif state.status in ("dropped", "failed"):
             setattr(counts, state.status, getattr(counts, state.status) + 1)
         else:
@@ -129,6 +133,7 @@ def run_record(
                 "metadata_encoded": origins.count("encoded"),
                 "metadata_augmented": origins.count("augmented"),
                 "instructions_requested": config.instructions,
+                "pairs_requested": config.pairs,
                 "instructions_decoded": len(prepared.accepted) or len(prepared.decoded),
                 "repeats_dropped": prepared.repeats,
                 "self_instruct_rejected": prepared.rejected,

@@ -77,11 +77,13 @@ async def write_outputs(
     instructions: Sequence[BasicInstruction],
     out_dir: Path,
     dedup: float | None = None,
+    pairs: int | None = None,
 ) -> Totals:
     """The three result files, rebuilt whole from the checkpoints (never appended).
 
     A few threads' states at a time are read and written out; threads never started are
-    left out. With ``dedup``, kept near-duplicates go to dropped.jsonl as 'duplicate'.
+    left out. With ``dedup``, kept near-duplicates go to dropped.jsonl as 'duplicate'; with
+    ``pairs``, kept pairs beyond the first N (in the outputs' order) as 'surplus'.
     """
     totals = Totals()
     duplicates = NearDuplicates(dedup) if dedup else None
@@ -94,11 +96,14 @@ async def write_outputs(
         def flush(kept: list[InstructionState]) -> None:
             reasons = duplicates.check(kept) if duplicates else [None] * len(kept)
             for state, reason in zip(kept, reasons, strict=True):
+                if reason is None and pairs is not None and totals.counts.kept >= pairs:
+                    reason = f"surplus: kept beyond --pairs {pairs}"
                 if reason is None:
                     totals.add(state)
                     dataset.write(dataset_row(state))
                 else:
-                    state = state.model_copy(update={"status": "duplicate", "reason": reason})
+                    status = "surplus" if reason.startswith("surplus") else "duplicate"
+                    state = state.model_copy(update={"status": status, "reason": reason})
                     totals.add(state)
                     dropped.write(dropped_row(state))
 

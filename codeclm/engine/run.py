@@ -10,6 +10,7 @@ pass goes on; the workers and the prepare tasks share ``--concurrency``. With a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from codeclm.engine.prepare import initial_state, prepare_stream, ready
 from codeclm.engine.record import Totals, check_fingerprint, check_folder, run_record
 from codeclm.engine.results import write_outputs
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
+from codeclm.engine.waves import next_wave, outcomes
 from codeclm.engine.workspace import OpenRun, open_run
 from codeclm.graph import PREPARE_THREAD, thread_config
 from codeclm.methods import method_spec
@@ -174,6 +176,31 @@ async def work(
     )
 
 
+async def _reached_wave(run: OpenRun) -> RunConfig:
+    """``--pairs``, run again or resumed: the budget the run's waves had reached."""
+    config = run.context.config
+    previous = await run.store.read_record()
+    reached = int(previous.config.get("instructions", 0)) if previous else 0
+    if reached > config.instructions:
+        config = config.model_copy(update={"instructions": reached})
+        run.context = dataclasses.replace(run.context, config=config)
+    return config
+
+
+async def _next_wave(run: OpenRun) -> RunConfig | None:
+    """``--pairs``: the run's settings for its next wave, or None when it needs none."""
+    config = run.context.config
+    if config.pairs is None:
+        return None
+    prepared = await prepared_state(run)
+    budget = next_wave(config, prepared, await outcomes(run.instructions, prepared))
+    if budget is None:
+        return None
+    grown = config.model_copy(update={"instructions": budget})
+    run.context = dataclasses.replace(run.context, config=grown)
+    return grown
+
+
 async def prepared_state(run: OpenRun) -> PrepareState:
     """The 'prepare' thread's latest state, whichever process wrote it."""
     snapshot = await run.prepare.aget_state(thread_config(PREPARE_THREAD))
@@ -190,7 +217,7 @@ async def write_run(
     items = [item for _, item in ready(prepared)]
     make_folder(out_dir)
     write_jsonl(out_dir / METADATA, prepared.pool)
-    totals = await write_outputs(run.instructions, items, out_dir, config.dedup)
+    totals = await write_outputs(run.instructions, items, out_dir, config.dedup, config.pairs)
     record = run_record(config, prepared, totals, started, run.models, inputs, spec)
     record.checkpointing = run.store.checkpoint_stats()
     write_json(out_dir / RUN_JSON, record)
@@ -242,6 +269,8 @@ async def execute(
                         "user_metadata": [e.model_dump(mode="json") for e in user_metadata],
                     }
                 )
+        if config.pairs is not None:  # a resumed run goes on from the wave it reached
+            config = await _reached_wave(run)
         # The board first: a worker that sees the record finds the 'prepare' thread open.
         await run.store.board.reopen()
         # Record the settings, so a later run (or worker) is checked against them.
@@ -255,6 +284,22 @@ async def execute(
         store_gone = False
         try:
             await work(run, seeds, user_metadata, stats, str(out_dir), update)
+            while (grown := await _next_wave(run)) is not None:  # --pairs: another wave
+                config = grown
+                record = run_record(
+                    config, PrepareState(), Totals(), started, run.models, inputs, spec
+                )
+                await run.store.save_record(record)
+                write_json(out_dir / RUN_JSON, record)  # a resume takes up this wave
+                await run.store.board.reopen()
+                stats.kept = stats.dropped = stats.failed = 0  # each wave counts them all
+                stats.enter("preparing")
+                log.info(
+                    "%s (a wave of %d more instructions)",
+                    stats.activity,
+                    config.instructions - stats.total,
+                )
+                await work(run, seeds, user_metadata, stats, str(out_dir))
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise

@@ -48,7 +48,7 @@ def build_instruction_graph(
     nodes then fall back to the context from ``$CODECLM_CONFIG``.
     """
     builder = StateGraph(InstructionState, context_schema=None if served else PipelineContext)
-    builder.set_node_defaults(retry_policy=retry, error_handler=record_failure)
+    builder.set_node_defaults(retry_policy=retry, error_handler=record_failure)  # type: ignore[arg-type]
     shape = method_spec(method).shape
     if shape == "judge_loop":
         builder.add_node("answer", answer)

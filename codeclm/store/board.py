@@ -106,3 +106,8 @@ class LocalBoard(Board):
 
     async def finish(self, thread_id: str, outcome: str) -> None:
         return None
+
+    async def reopen(self) -> None:
+        """Another wave of the same run (``--pairs``): the pass and the queue start over."""
+        self.queue = asyncio.Queue()
+        self._taken = self._done = False
