@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from functools import partial
@@ -29,6 +30,8 @@ from codeclm.store import Store, StoreSpec, redact_url
 
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
+
+log = logging.getLogger("codeclm")
 
 
 class EvalStats(RunStats):
@@ -128,6 +131,12 @@ def judgment_row(state: EvalItemState) -> JudgmentRow:
     )
 
 
+def judges_itself(config: EvalConfig) -> bool:
+    """The judge is the strong model (the default): it scores its own answers."""
+    judge, strong = config.judge, config.strong
+    return (judge.model, judge.base_url) == (strong.model, strong.base_url)
+
+
 async def evaluate(
     config: EvalConfig,
     benchmark: Path,
@@ -147,6 +156,11 @@ async def evaluate(
         _check_fingerprint(out_dir, fingerprint)
     items = items[: config.limit] if config.limit else items
     stats.total = len(items)
+    if judges_itself(config):
+        log.warning(
+            "the judge is the strong model, which then judges its own answers; the paper "
+            "judges with a third model (--judge-model, --judge-base-url)"
+        )
     async with open_workspace(config, out_dir, spec=spec) as space:
         if spec.shared:
             await _check_stored_fingerprint(space.store, fingerprint, spec)
