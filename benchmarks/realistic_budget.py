@@ -1,19 +1,16 @@
-"""Does a run deliver its budget from models as they really behave? (issue #10's "done when")
+"""Does one run deliver its budget from models as they really behave? (issues #10 and #20)
 
-    .venv/bin/python -m benchmarks.realistic_budget [--seeds-file F] [--concurrency 16]
+    .venv/bin/python -m benchmarks.realistic_budget [--sizes 40 400 1000] [--concurrency 32]
 
-Against the loopback mock with every misbehaviour on at once (``MockLLM.realistic``: half of
-the lists short, a fifth with a repeat, 10% of structured replies wrapped in prose, a fence
+Against the loopback mock as a *stingy* model (every list of 4 or more comes back with 1
+to 3 items, otherwise well-formed), and again with the realistic misbehaviours on top
+(``MockLLM.realistic``: repeated items, 10% of structured replies wrapped in prose, a fence
 or after <think>, 2% refusals, 3% 429 with Retry-After, 3% 503, 3% of list replies cut at
-max_tokens), on 40 seeds from a public instruction set, it runs
-
-1. ``--instructions 200 --metadata 30``,
-2. ``--instructions 1000`` (the default pool of 200),
-3. run 1 again, killed with SIGKILL half-way and resumed with ``codeclm resume``,
-
-and prints for each: kept + dropped + failed against N, the failed share, repeated
-instructions among the kept pairs, entries with exactly k distinct actions, the faults the
-mock injected, calls and wall time; and whether run 3's dataset equals run 1's.
+max_tokens), on public seeds (Vicuna's, beside the project in ../shared), it runs one
+``codeclm run`` for each N (``--metadata`` N/10, at least 10) and prints kept + dropped +
+failed against N, what was missing and why, the entries whose Self-Rubrics stalled, the
+faults, calls and wall time. Then it kills the smallest run half-way (SIGKILL), resumes
+it, and says whether its dataset.jsonl is byte-identical to the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -30,113 +27,117 @@ from collections import Counter
 from pathlib import Path
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
-from codeclm.nodes.planning import normalized
 from tests.conftest import mock_args, read_jsonl, write_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC_SEEDS = ROOT.parent / "shared" / "benchmarks" / "self_instruct.jsonl"
+PUBLIC_SEEDS = ROOT.parent / "shared" / "benchmarks" / "vicuna.jsonl"
 
 
-def _seeds(path: Path | None, folder: Path) -> Path:
-    """40 seeds: the first 40 of a public set (Self-Instruct's user-oriented set)."""
-    source = path or PUBLIC_SEEDS
-    if source.is_file():
-        texts = [json.loads(line)["instruction"] for line in source.read_text().splitlines()[:40]]
+def _seeds(folder: Path, n: int = 40) -> Path:
+    if PUBLIC_SEEDS.is_file():
+        lines = PUBLIC_SEEDS.read_text().splitlines()[:n]
+        texts = [json.loads(line)["instruction"] for line in lines]
     else:  # a clone that is not beside ../shared
-        texts = [f"Seed question {i} about topic {i * 7} and its trade-offs." for i in range(40)]
+        texts = [f"Seed question {i} about topic {i * 7} and its trade-offs." for i in range(n)]
     return write_seeds(folder / "seeds.jsonl", texts)
 
 
-def _figures(out: Path, requested: int, k: int = 4) -> dict[str, object]:
-    counts = json.loads((out / "run.json").read_text())["counts"]
-    kept = read_jsonl(out / "dataset.jsonl")
-    repeated = sum(n - 1 for n in Counter(normalized(r["instruction"]) for r in kept).values())
-    pool = [e for e in read_jsonl(out / "metadata.jsonl") if e["n_instructions"]]
-    full = sum(len({normalized(a) for a in e["actions"]}) == k for e in pool)
+def _figures(out: Path, requested: int) -> dict[str, object]:
+    record = json.loads((out / "run.json").read_text())
+    counts = record["counts"]
     total = counts["kept"] + counts["dropped"] + counts["failed"]
+    pool = read_jsonl(out / "metadata.jsonl")
     return {
         "N": requested,
         "kept+dropped+failed": total,
-        "kept": counts["kept"],
-        "dropped": counts["dropped"],
-        "failed": counts["failed"],
-        "failed %": round(100 * counts["failed"] / max(total, 1), 2),
-        "repeats among kept": repeated,
-        "entries with k actions": f"{full}/{len(pool)}",
-        "repeats dropped before answering": counts["repeats_dropped"],
+        "exactly N": total == requested,
+        "kept / dropped / failed": f"{counts['kept']} / {counts['dropped']} / {counts['failed']}",
+        "missing, why": record["shortfall"] or record["prepare_failures"] or "-",
+        "entries stalled in Self-Rubrics": sum(
+            "Self-Rubrics stalled" in (e.get("note") or "") for e in pool
+        ),
+        "entries that ran dry": sum("no new unique" in (e.get("note") or "") for e in pool),
     }
+
+
+def _run(
+    mock: MockLLM, seeds: Path, out: Path, *head: str, **options: object
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "codeclm", *head]
+    if head == ("run",):
+        command += [str(seeds), *mock_args(mock, out, **options)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds-file", type=Path, help="JSONL with 'instruction' (first 40)")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[40, 400, 1000])
+    parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "benchmark-key")
-    mock = MockLLM.realistic(judge_rule=mixed_rule, record=False).start()
-
-    def run(seeds: Path, out: Path, *head: str, **options: object) -> subprocess.Popen[bytes]:
-        settings = {"concurrency": args.concurrency, **options}
-        command = [sys.executable, "-m", "codeclm", *head]
-        if head == ("run",):
-            command += [str(seeds), *mock_args(mock, out, **settings)]
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        seeds = _seeds(args.seeds_file, folder)
-        rows = []
-        for name, options in (
-            ("200 / 30", {"instructions": 200, "metadata": 30}),
-            ("1000 / 200", {"instructions": 1000}),
-        ):
-            before, faults_before = mock.received, Counter(mock.faults)
-            started = time.monotonic()
-            proc = run(seeds, folder / name.replace(" / ", "_"), "run", **options)
-            _, err = proc.communicate()
-            assert proc.returncode == 0, err.decode()[-2000:]
-            figures = _figures(folder / name.replace(" / ", "_"), int(options["instructions"]))
-            figures["calls"] = mock.received - before
-            figures["faults"] = dict(Counter(mock.faults) - faults_before)
-            figures["seconds"] = round(time.monotonic() - started, 1)
-            rows.append((name, figures))
-
-        # 3. run 1, killed half-way and resumed: the same dataset?
-        whole_calls = rows[0][1]["calls"]
-        killed_out = folder / "killed"
-        with mock.lock:
-            mock.received, mock.stop_at = 0, int(whole_calls) // 2  # type: ignore[call-overload]
-        proc = run(seeds, killed_out, "run", instructions=200, metadata=30)
-        mock.stop_pid = proc.pid
-        proc.wait()
-        mock.stop_at = None
-        killed_at = mock.received
-        resume = run(seeds, killed_out, "resume", str(killed_out), "--quiet")
-        _, err = resume.communicate()
-        assert resume.returncode == 0, err.decode()[-2000:]
-
-        def same(name: str) -> bool:
-            return (killed_out / name).read_text() == (folder / "200_30" / name).read_text()
-
-        figures = _figures(killed_out, 200)
-        figures["killed at call"] = killed_at
-        figures["signal"] = -proc.returncode == signal.SIGKILL and "SIGKILL"
-        figures["same dataset.jsonl as run 1"] = same("dataset.jsonl")
-        figures["same metadata.jsonl as run 1"] = same("metadata.jsonl")
-        # An instruction whose calls failed at random in one run and not the other is
-        # 'failed' there; the next run retries it. After that, the two agree.
-        for out in (killed_out, folder / "200_30"):
-            again = run(seeds, out, "resume", str(out), "--quiet")
-            assert again.wait() == 0
-        figures["same outputs after retrying failures"] = all(
-            same(name) for name in ("dataset.jsonl", "dropped.jsonl", "failed.jsonl")
-        )
-        rows.append(("200 / 30, killed + resumed", figures))
-    mock.stop()
+        seeds = _seeds(folder)
+        for name, make in (("stingy", MockLLM), ("stingy + realistic", MockLLM.realistic)):
+            mock = make(list_cap=3, judge_rule=mixed_rule, record=False).start()
+            for n in args.sizes:
+                out = folder / f"{name.replace(' + ', '_')}_{n}"
+                options = {
+                    "instructions": n,
+                    "metadata": max(10, n // 10),
+                    "seed": 1,
+                    "concurrency": args.concurrency,
+                }
+                before, faults = mock.received, Counter(mock.faults)
+                started = time.monotonic()
+                proc = _run(mock, seeds, out, "run", **options)
+                _, err = proc.communicate()
+                assert proc.returncode == 0, err.decode()[-2000:]
+                figures = _figures(out, n)
+                figures["calls"] = mock.received - before
+                figures["faults"] = dict(Counter(mock.faults) - faults) or "-"
+                figures["seconds"] = round(time.monotonic() - started, 1)
+                rows.append((f"{name}, --instructions {n}", figures))
+            if name == "stingy + realistic":  # the smallest run, killed half-way and resumed
+                n = min(args.sizes)
+                whole = folder / f"stingy_realistic_{n}"
+                options = {
+                    "instructions": n,
+                    "metadata": max(10, n // 10),
+                    "seed": 1,
+                    "concurrency": args.concurrency,
+                }
+                calls = int(rows[-len(args.sizes)][1]["calls"])  # type: ignore[call-overload]
+                killed = folder / "killed"
+                with mock.lock:
+                    mock.received, mock.stop_at = 0, calls // 2
+                proc = _run(mock, seeds, killed, "run", **options)
+                mock.stop_pid = proc.pid
+                proc.wait()
+                mock.stop_at = None
+                resumed = _run(mock, seeds, killed, "resume", str(killed), "--quiet")
+                assert resumed.wait() == 0
+                same = (killed / "dataset.jsonl").read_bytes() == (
+                    whole / "dataset.jsonl"
+                ).read_bytes()
+                rows.append(
+                    (
+                        f"{name}, --instructions {n}, killed at call {calls // 2} and resumed",
+                        {
+                            "signal": "SIGKILL"
+                            if -proc.returncode == signal.SIGKILL
+                            else proc.returncode,
+                            **_figures(killed, n),
+                            "dataset.jsonl byte-identical to the uninterrupted run": same,
+                        },
+                    )
+                )
+            mock.stop()
     for name, figures in rows:
-        print(f"--instructions / --metadata {name}")
+        print(name)
         for key, value in figures.items():
-            print(f"  {key:34} {value}")
+            print(f"  {key:55} {value}")
 
 
 if __name__ == "__main__":
