@@ -34,6 +34,19 @@ DATASET_ROW_KEYS = frozenset(
 )
 
 
+#: Fixtures that mean a test needs a real server or program, by the marker that selects it
+#: (``pytest -m "not postgres and not browser"`` runs the rest; see README, Development).
+NEEDS = {"postgres": "postgres", "browser": "browser", "page": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the real servers its fixtures start (PostgreSQL, Chromium)."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in NEEDS:
+                item.add_marker(NEEDS[fixture])
+
+
 @pytest.fixture
 def mock_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)

@@ -33,6 +33,7 @@ def two_runs(mock_llm: MockLLM, seeds_file: Path, tmp_path: Path) -> list[Path]:
     return runs
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium_with_its_plots(
     two_runs: list[Path], tmp_path: Path
 ) -> None:
