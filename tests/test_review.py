@@ -165,6 +165,7 @@ def test_run_waits_for_the_pool_review_across_a_kill_and_decodes_only_the_approv
         "edited": {},
         "added": [],
         "note": "",
+        "reviewer": "",
     }
 
     assert review(str(out), "--drop", dropped["id"], also_dropped["id"]) == 0
@@ -267,7 +268,8 @@ def test_pair_reviews_are_kept_with_the_run_and_export_and_report_honour_them(
     not_kept = read_jsonl(out / "dropped.jsonl")[0]["id"]
     assert review(str(out), "--accept", a, "--note", "good one") == 0
     assert review(str(out), "--reject", b, "--note", "factually wrong") == 0
-    assert review(str(out), "--edit", c, "response=A better answer.", "instruction=Fixed?") == 0
+    edit = ["--edit", c, "response=A better answer.", "instruction=Fixed?"]
+    assert review(str(out), *edit, "--reviewer", "tester") == 0
 
     # refused, with nothing stored: a pair not kept, empty text, unknown id, both verdicts
     capsys.readouterr()
@@ -288,6 +290,7 @@ def test_pair_reviews_are_kept_with_the_run_and_export_and_report_honour_them(
         "instruction": "Fixed?",
         "response": "A better answer.",
         "note": "",
+        "reviewer": "tester",
         "reviewed_at": "",
     }
 

@@ -36,7 +36,6 @@ from codeclm.llm.limits import RoleLimits, retry_after_seconds
 from codeclm.llm.parsing import (
     CutReply,
     Refusal,
-    ShortReply,
     UnparseableReply,
     is_refusal,
     parse_reply,
@@ -50,7 +49,6 @@ __all__ = [
     "Refusal",
     "Reply",
     "RoleModel",
-    "ShortReply",
     "UnparseableReply",
     "is_transient",
     "sampling_seed",
@@ -93,7 +91,7 @@ def describe_error(exc: BaseException) -> str:
     """A one-line reason for the records: the error's class and first line, never a key."""
     if isinstance(exc, openai.LengthFinishReasonError):
         return "reply cut at max_tokens before the JSON was complete"
-    if isinstance(exc, Refusal | ShortReply | CutReply):
+    if isinstance(exc, Refusal | CutReply):
         return str(exc)[:500]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:500]

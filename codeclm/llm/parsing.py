@@ -62,14 +62,6 @@ class CutReply(UnparseableReply):
     ceiling: not retried (the same request would stop there again), recorded."""
 
 
-class ShortReply(Exception):
-    """Every ask was answered, but fewer distinct items came back than the step needs.
-
-    Not retried within the run (the same requests would be answered from the cache);
-    recorded, and asked again with fresh sampling by the next run.
-    """
-
-
 def without_reasoning(content: str) -> str:
     """The reply with its ``<think>…</think>`` blocks (and an unclosed one's tail) removed."""
     return split_reasoning(content)[1]

@@ -175,7 +175,17 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             diversity_rows.append(["embedding spread of seeds", fmt(d["seed_embedding_spread"])])
     tables.append(("Diversity", ["measure", "value"], diversity_rows))
     at_one = f["kept_at_iteration_1"]
-    provenance = [[f"kept at iteration {k}", f"{v:,}"] for k, v in f["kept_by_iteration"].items()]
+    c = f["counts"]
+    provenance = [
+        [
+            "instructions asked for (--instructions, or what --pairs took)",
+            fmt(c.get("instructions_requested")),
+        ]
+    ]
+    if c.get("pairs_requested"):
+        provenance.append(["pairs asked for (--pairs)", fmt(c["pairs_requested"])])
+        provenance.append(["kept beyond --pairs (surplus, in dropped.jsonl)", fmt(c["surplus"])])
+    provenance += [[f"kept at iteration {k}", f"{v:,}"] for k, v in f["kept_by_iteration"].items()]
     if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
         provenance.append(["share kept at iteration 1 (paper: over 70%)", fmt(at_one)])
         refused = f["counts"].get("target_refused", 0)
