@@ -379,3 +379,18 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
         elif a != b:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+def changed_settings(
+    recorded: dict[str, Any], given: dict[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
+    """(name, recorded value, given value) of each *given* setting that differs from the
+    recorded one (``run --update``: a value equal to the run's own is no change)."""
+    found = []
+    for key, now in given.items():
+        was = recorded.get(key)
+        if isinstance(now, dict) and isinstance(was, dict):
+            found += changed_settings(was, now, f"{prefix}{key}.")
+        elif now != was:
+            found.append((f"{prefix}{key}", was, now))
+    return found

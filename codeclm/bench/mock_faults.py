@@ -13,13 +13,126 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from codeclm.bench import mock_model as model
 
 FAULTS = ("503", "invalid_json", "hang", "429", "refusal", "wrap")
 """The server-side faults, in the order their rates are laid end to end on one draw."""
+
+
+Refused = tuple[int, dict[str, Any], dict[str, str]]
+"""An HTTP status, its JSON error and headers."""
+
+
+@dataclass
+class Misbehaviour:
+    """What goes wrong, and how often: the mock's fields a test sets (all off by default)."""
+
+    # ---- faults, each drawn per call at its rate from a seeded generator -----------------
+    error_rate: float = 0.0
+    """HTTP 503 Service Unavailable."""
+    invalid_json_rate: float = 0.0
+    """A structured step's reply that is not JSON."""
+    hang_rate: float = 0.0
+    """The request is never answered; it waits until the client gives up."""
+    rate_limit_rate: float = 0.0
+    """HTTP 429 with ``Retry-After: retry_after``."""
+    retry_after: float = 1.0
+    rate_limit_next: int = 0
+    """The next this-many calls get HTTP 429 with ``Retry-After`` (then served again)."""
+    answer_errors_next: int = 0
+    """The next this-many free-text answer calls get HTTP 503 (structured steps are served)."""
+    refusal_rate: float = 0.0
+    """A structured step's reply is a refusal ("I'm sorry, but I can't help with that.")."""
+    wrap_rate: float = 0.0
+    """A structured reply comes in a code fence, after prose, or after a <think> block."""
+    # ---- what a model does the same way for the same request (by the request's digest) ----
+    short_list_rate: float = 0.0
+    """A list reply has fewer items than asked (about half)."""
+    list_cap: int | None = None
+    """Every list reply has between 1 and this many items (a stingy model)."""
+    repeat_rate: float = 0.0
+    """A list reply repeats an item (in other case and punctuation), or gives a generic one."""
+    cut_rate: float = 0.0
+    """A list reply of two or more items (the long replies) stops at max_tokens in the middle
+    of its last item (finish_reason 'length')."""
+    decode_distinct: int | None = None
+    """Each metadata entry has only this many distinct instructions in it (then repeats)."""
+    rubrics_distinct: dict[str, int] = field(default_factory=dict)
+    """use case -> how many distinct rubrics and actions its entries have (then repeats)."""
+    label_variants: bool = False
+    """The encoder spells a use case (and a skill) differently for some seeds."""
+    numbered_decode: bool = False
+    """Decode 'Task N on USE CASE needing SKILLS.': alike in meaning, apart in words."""
+    answer_refusal_rate: float = 0.0
+    """An answer of either role is a refusal, for that prompt and sampling seed (another
+    seed may answer)."""
+    refuse_answers: dict[str, str] = field(default_factory=dict)
+    """model -> text: that model refuses every answer whose prompt contains the text."""
+    refusal_field: bool = False
+    """Refusals come in the message's ``refusal`` field (content empty), as OpenAI's do."""
+    long_answer_rate: float = 0.0
+    """An answer needs ``long_answer_tokens``: cut at a smaller ``max_tokens``."""
+    long_answer_tokens: int = 3000
+    reasoning_field: str | None = None
+    """'reasoning_content' or 'reasoning': every reply carries its reasoning there."""
+    think_rate: float = 0.0
+    """A reply's content starts with a ``<think>`` block (besides any reasoning field)."""
+    json_schema_ok: bool = True
+    """False: ``response_format`` json_schema gets HTTP 400 (a server without it)."""
+    json_object_ok: bool = True
+    """False: ``response_format`` json_object gets HTTP 400 too (plain prompting only)."""
+    fault_seed: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    """What was injected, by kind."""
+
+    def completion(
+        self, body: dict[str, Any], content: str, finish_reason: str, refusal: str | None
+    ) -> dict[str, Any]:
+        """The chat-completion object, with the reasoning where this server puts it."""
+        prompt = body["messages"][-1]["content"]
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if refusal is not None:
+            message.update(content=None, refusal=refusal)
+        reasoning = f"Let me think about {' '.join(prompt.split()[:8])} step by step."
+        if self.reasoning_field:
+            message[self.reasoning_field] = reasoning
+        if roll(self.fault_seed, f"think|{prompt}|{body.get('seed')}") < self.think_rate:
+            message["content"] = f"<think>\n{reasoning}\n</think>\n\n{content}"
+        prompt_tokens = len(prompt) // 4 + 1
+        thinking = len(reasoning) // 4 + 1 if self.reasoning_field else 0
+        completion_tokens = len(content) // 4 + 1 + thinking
+        return {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens_details": {"reasoning_tokens": thinking},
+            },
+        }
+
+    def refused_format(
+        self, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """HTTP 400 for a ``response_format`` this server does not take."""
+        kind = (body.get("response_format") or {}).get("type")
+        if (kind == "json_schema" and not self.json_schema_ok) or (
+            kind == "json_object" and not self.json_object_ok
+        ):
+            self.faults[f"400 {kind}"] += 1
+            message = f"response_format type '{kind}' is not supported by this server"
+            error = {"message": message, "type": "invalid_request_error"}
+            return 400, {"error": {**error, "param": "response_format"}}, {}
+        return None
 
 
 def roll(fault_seed: int, text: str) -> float:

@@ -18,19 +18,17 @@ structured steps and in answers, in the text or the ``refusal`` field), replies 
 ``reasoning_content`` / ``reasoning`` and in ``<think>`` blocks. Every request is logged
 (unless ``record`` is off, for long benchmarks), so a test can check what was sent.
 
-``python -m codeclm.bench.mock_llm --latency 0.05 --slots 64`` serves it from its own
+``python -m codeclm.bench.mock_cli --latency 0.05 --slots 64`` serves it from its own
 process (the benchmark does this, so the mock's CPU is not counted as the client's).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -96,8 +94,9 @@ class Request:
 
 
 @dataclass
-class MockLLM(LoopbackServer):
-    """The script: what each step answers. Tests change the fields before a run."""
+class MockLLM(faults.Misbehaviour, LoopbackServer):
+    """The script: what each step answers, and how it misbehaves (``faults.Misbehaviour``'s
+    fields). Tests change the fields before a run."""
 
     judge_rule: JudgeRule = lambda instruction: (9, 2)
     #: Added to whichever answer is shown first: a position-biased judge.
@@ -126,63 +125,6 @@ class MockLLM(LoopbackServer):
     api_key: str | None = None
     strict_models: bool = False
     """A chat request naming a model it does not serve gets HTTP 404 model_not_found."""
-    json_schema_ok: bool = True
-    """False: ``response_format`` json_schema gets HTTP 400 (a server without it)."""
-    json_object_ok: bool = True
-    """False: ``response_format`` json_object gets HTTP 400 too (plain prompting only)."""
-    # ---- faults, each drawn per call at its rate from a seeded generator -----------------
-    error_rate: float = 0.0
-    """HTTP 503 Service Unavailable."""
-    invalid_json_rate: float = 0.0
-    """A structured step's reply that is not JSON."""
-    hang_rate: float = 0.0
-    """The request is never answered; it waits until the client gives up."""
-    rate_limit_rate: float = 0.0
-    """HTTP 429 with ``Retry-After: retry_after``."""
-    retry_after: float = 1.0
-    rate_limit_next: int = 0
-    """The next this-many calls get HTTP 429 with ``Retry-After`` (then served again)."""
-    answer_errors_next: int = 0
-    """The next this-many free-text answer calls get HTTP 503 (structured steps are served)."""
-    refusal_rate: float = 0.0
-    """A structured step's reply is a refusal ("I'm sorry, but I can't help with that.")."""
-    wrap_rate: float = 0.0
-    """A structured reply comes in a code fence, after prose, or after a <think> block."""
-    # ---- what a model does the same way for the same request (by the request's digest) ----
-    short_list_rate: float = 0.0
-    """A list reply has fewer items than asked (about half)."""
-    list_cap: int | None = None
-    """Every list reply has between 1 and this many items (a stingy model)."""
-    repeat_rate: float = 0.0
-    """A list reply repeats an item (in other case and punctuation), or gives a generic one."""
-    cut_rate: float = 0.0
-    """A list reply of two or more items (the long replies) stops at max_tokens in the middle
-    of its last item (finish_reason 'length')."""
-    decode_distinct: int | None = None
-    """Each metadata entry has only this many distinct instructions in it (then repeats)."""
-    rubrics_distinct: dict[str, int] = field(default_factory=dict)
-    """use case -> how many distinct rubrics and actions its entries have (then repeats)."""
-    label_variants: bool = False
-    """The encoder spells a use case (and a skill) differently for some seeds."""
-    numbered_decode: bool = False
-    """Decode 'Task N on USE CASE needing SKILLS.': alike in meaning, apart in words."""
-    answer_refusal_rate: float = 0.0
-    """An answer of either role is a refusal, for that prompt and sampling seed (another
-    seed may answer)."""
-    refuse_answers: dict[str, str] = field(default_factory=dict)
-    """model -> text: that model refuses every answer whose prompt contains the text."""
-    refusal_field: bool = False
-    """Refusals come in the message's ``refusal`` field (content empty), as OpenAI's do."""
-    long_answer_rate: float = 0.0
-    """An answer needs ``long_answer_tokens``: cut at a smaller ``max_tokens``."""
-    long_answer_tokens: int = 3000
-    reasoning_field: str | None = None
-    """'reasoning_content' or 'reasoning': every reply carries its reasoning there."""
-    think_rate: float = 0.0
-    """A reply's content starts with a ``<think>`` block (besides any reasoning field)."""
-    fault_seed: int = 0
-    faults: Counter[str] = field(default_factory=Counter)
-    """What was injected, by kind."""
     in_flight: Counter[str] = field(default_factory=Counter)
     peak_in_flight: Counter[str] = field(default_factory=Counter)
     """The most calls of each model served at once."""
@@ -333,19 +275,6 @@ class MockLLM(LoopbackServer):
                 self.faults[kind] += 1
             return kind
 
-    def _refused_format(self, body: dict[str, Any]) -> Answer | None:
-        """HTTP 400 for a ``response_format`` this server does not take."""
-        kind = (body.get("response_format") or {}).get("type")
-        if (kind == "json_schema" and not self.json_schema_ok) or (
-            kind == "json_object" and not self.json_object_ok
-        ):
-            with self.lock:
-                self.faults[f"400 {kind}"] += 1
-            message = f"response_format type '{kind}' is not supported by this server"
-            error = {"message": message, "type": "invalid_request_error"}
-            return 400, {"error": {**error, "param": "response_format"}}, {}
-        return None
-
     async def _chat(self, body: dict[str, Any], worker: str | None = None) -> Answer:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
         step, _ = _step(body)
@@ -371,7 +300,7 @@ class MockLLM(LoopbackServer):
             message = f"The model `{body['model']}` does not exist or you do not have access to it."
             error: dict[str, Any] = {"message": message, "code": "model_not_found"}
             return 404, {"error": {**error, "type": "invalid_request_error"}}, {}
-        if (refused := self._refused_format(body)) is not None:
+        if (refused := self.refused_format(body)) is not None:
             return refused
         if fault == "hang":
             return -1, {}, {}
@@ -403,40 +332,10 @@ class MockLLM(LoopbackServer):
             content, finish_reason = REFUSAL, "stop"
         elif fault == "wrap":
             content = faults.wrapped(content, self._rng.randrange(3))
-        completion = self._completion(body, content, finish_reason, refusal)
+        completion = self.completion(body, content, finish_reason, refusal)
         if request is not None:
             request.reply = completion["choices"][0]["message"]["content"] or ""
         return 200, completion, {}
-
-    def _completion(
-        self, body: dict[str, Any], content: str, finish_reason: str, refusal: str | None
-    ) -> dict[str, Any]:
-        """The chat-completion object, with the reasoning where this server puts it."""
-        prompt = body["messages"][-1]["content"]
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if refusal is not None:
-            message.update(content=None, refusal=refusal)
-        reasoning = f"Let me think about {' '.join(prompt.split()[:8])} step by step."
-        if self.reasoning_field:
-            message[self.reasoning_field] = reasoning
-        if faults.roll(self.fault_seed, f"think|{prompt}|{body.get('seed')}") < self.think_rate:
-            message["content"] = f"<think>\n{reasoning}\n</think>\n\n{content}"
-        prompt_tokens = len(prompt) // 4 + 1
-        thinking = len(reasoning) // 4 + 1 if self.reasoning_field else 0
-        completion_tokens = len(content) // 4 + 1 + thinking
-        return {
-            "id": "chatcmpl-mock",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-                "completion_tokens_details": {"reasoning_tokens": thinking},
-            },
-        }
 
     async def respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
@@ -490,60 +389,3 @@ def _step(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
 def _max_tokens(body: dict[str, Any]) -> int | None:
     value = body.get("max_completion_tokens", body.get("max_tokens"))
     return int(value) if value is not None else None
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve the mock from this process until killed; print its base URL on the first line."""
-    parser = argparse.ArgumentParser(prog="python -m codeclm.bench.mock_llm")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
-    parser.add_argument("--slots", type=int, default=None, help="calls served at once")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share of HTTP 503s")
-    parser.add_argument("--invalid-json-rate", type=float, default=0.0)
-    parser.add_argument("--hang-rate", type=float, default=0.0)
-    parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of HTTP 429s")
-    parser.add_argument("--mixed", action="store_true", help="judge by mixed_rule (loops, drops)")
-    parser.add_argument(
-        "--label-variants",
-        action="store_true",
-        help="spell a use case (and a skill) differently for some seeds, as real encoders do",
-    )
-    parser.add_argument("--stingy", action="store_true", help="every list reply has 1 to 3 items")
-    parser.add_argument(
-        "--realistic",
-        action="store_true",
-        help="misbehave as real models do: short and repeated lists, wrapped JSON, refusals, "
-        "cut replies, 429s and 503s (MockLLM.realistic)",
-    )
-    args = parser.parse_args(argv)
-    make = MockLLM.realistic if args.realistic else MockLLM
-    rates = {
-        name: getattr(args, name)
-        for name in ("error_rate", "invalid_json_rate", "hang_rate", "rate_limit_rate")
-        if getattr(args, name)
-    }
-    mock = make(
-        record=False,
-        latency=args.latency,
-        slots=args.slots,
-        **rates,
-        list_cap=3 if args.stingy else None,
-    )
-    if args.mixed:
-        mock.judge_rule = mixed_rule
-    mock.label_variants = args.label_variants
-
-    async def serve() -> None:
-        server = await mock.serve(args.port)
-        print(mock.base_url, flush=True)
-        async with server:
-            await server.serve_forever()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        sys.exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -86,7 +86,7 @@ class BenchResult:
 
 def start_mock(latency: float, slots: int) -> tuple[subprocess.Popen[str], str]:
     """The mock in its own process (its CPU is not the client's); and its base URL."""
-    command = [sys.executable, "-m", "codeclm.bench.mock_llm"]
+    command = [sys.executable, "-m", "codeclm.bench.mock_cli"]
     command += ["--latency", str(latency), "--slots", str(slots)]
     mock = subprocess.Popen(
         command,

@@ -27,8 +27,8 @@ from codeclm.cli.display import (
     print_worker_summary,
     status_table,
 )
+from codeclm.cli.flags import EXIT_USAGE
 from codeclm.cli.parser import (
-    EXIT_USAGE,
     build_parser,
     eval_overrides,
     run_config,
@@ -38,6 +38,7 @@ from codeclm.cli.reviewing import cmd_review, cmd_view
 from codeclm.config import (
     ConfigError,
     EvalConfig,
+    changed_settings,
     load_config_file,
     resolve_settings,
 )
@@ -89,7 +90,7 @@ def _update(args: argparse.Namespace) -> int:
     allowed = {"instructions", "metadata", "concurrency", "cache"}
     changed = [
         f"--{name.replace('_', '-').replace('.', '-')} {now} (the run's: {was})"
-        for name, was, now in _differences(recorded, given)
+        for name, was, now in changed_settings(recorded, given)
         if name not in allowed
     ]
     if changed:
@@ -113,20 +114,6 @@ def _update(args: argparse.Namespace) -> int:
         )
     print_run_summary(result)
     return 0
-
-
-def _differences(
-    recorded: dict[str, Any], given: dict[str, Any], prefix: str = ""
-) -> list[tuple[str, Any, Any]]:
-    """(name, recorded value, given value) of each given setting that differs."""
-    found = []
-    for key, now in given.items():
-        was = recorded.get(key)
-        if isinstance(now, dict) and isinstance(was, dict):
-            found += _differences(was, now, f"{prefix}{key}.")
-        elif now != was:
-            found.append((f"{prefix}{key}", was, now))
-    return found
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -4,14 +4,19 @@ derived from the config model's field (``codeclm/config.py``), never written twi
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
-
-from pydantic import BaseModel
+from typing import Any
 
 from codeclm import __version__
+from codeclm.cli.flags import (
+    ROLE_FLAGS,
+    Parser,
+    add_cache_flag,
+    add_role_flags,
+    add_setting_flags,
+    add_store_flags,
+    positive,
+)
 from codeclm.cli.reviewing import add_review_commands
 from codeclm.config import (
     EvalConfig,
@@ -21,9 +26,6 @@ from codeclm.config import (
 )
 from codeclm.export import FORMATS
 from codeclm.methods import METHODS, methods_help
-
-EXIT_USAGE = 2
-
 
 #: The run settings that are also flags; type, help and default come from ``RunConfig``.
 _RUN_FLAGS = (
@@ -44,85 +46,28 @@ _RUN_FLAGS = (
 )
 
 
-_ROLE_FLAGS = ("model", "base_url", "api_key_env")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but its errors are one line and exit 2 (argparse prints usage too)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"codeclm: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
-
-
-def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="bypass the response cache (DIR/llm_cache.sqlite): send every request again",
-    )
-
-
-_ROLE_HELP = {
-    "model": "the {role} model's name at its endpoint (default: the embedded toy model, "
-    "SmolLM2-135M, served in this process)",
-    "base_url": "the {role} model's OpenAI-compatible endpoint (default: OpenAI's, or the "
-    "embedded server when no model is named)",
-    "api_key_env": "the environment variable holding the {role} model's API key (default "
-    "OPENAI_API_KEY; a local endpoint needs none)",
-}
-
-
-def _add_role_flags(parser: argparse.ArgumentParser, role: str) -> None:
-    """``--ROLE-model``, ``--ROLE-base-url``, ``--ROLE-api-key-env``."""
-    for name in _ROLE_FLAGS:
-        text = _ROLE_HELP[name].format(role=role)
-        if role == "judge" and name == "model":
-            text = "the judge's model (default: the strong model, which then judges its own "
-            text += "answers; the paper's evaluation uses a third model)"
-        parser.add_argument(f"--{role}-{name.replace('_', '-')}", metavar=name.upper(), help=text)
-
-
-def _add_store_flags(
-    parser: argparse.ArgumentParser, lease: bool = False, keep: bool = False
-) -> None:
-    """``--store``/``--run``: where the run lives. ``keep``: a new run (``run``, ``eval``)
-    chooses its store; the other commands only find a run kept there."""
-    parser.add_argument(
-        "--store",
-        metavar="URL",
-        help="keep the run in PostgreSQL (postgresql://user@host/db; the password from "
-        "PGPASSWORD or ~/.pgpass) instead of SQLite files in DIR; workers on any machine "
-        "can join it (codeclm worker)"
-        if keep
-        else "the PostgreSQL store of a run kept there (default: the one DIR/run.json names)",
-    )
-    parser.add_argument(
-        "--run",
-        dest="run_name",
-        metavar="NAME",
-        help="the run's name in the store (default: the output folder's name)",
-    )
-    if lease:
-        parser.add_argument(
-            "--lease-seconds",
-            type=float,
-            default=30.0,
-            metavar="S",
-            help="a dead worker's threads are taken up by others after this long (default 30)",
-        )
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="codeclm",
         description="Tailored synthetic instruction-tuning data by the CodecLM method.",
     )
     parser.add_argument("--version", action="version", version=f"codeclm {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_run(commands)
+    _add_worker(commands)
+    _add_resume(commands)
+    _add_inspect(commands)
+    _add_step(commands)
+    _add_split(commands)
+    _add_eval(commands)
+    _add_report(commands)
+    add_review_commands(commands)
+    _add_export(commands)
+    _add_bench(commands)
+    return parser
 
+
+def _add_run(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="generate a tailored instruction dataset from seeds",
@@ -152,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"default codeclm. {methods_help()}",
     )
     run.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
-    _add_setting_flags(run, RunConfig, _RUN_FLAGS)
+    add_setting_flags(run, RunConfig, _RUN_FLAGS)
     for role in ("strong", "target"):
-        _add_role_flags(run, role)
+        add_role_flags(run, role)
     run.add_argument(
         "--review",
         choices=["none", "metadata"],
@@ -168,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="save each kept response's reasoning (reasoning models) in its row, beside the "
         "response; reasoning is never part of the data itself",
     )
-    _add_cache_flag(run)
-    _add_store_flags(run, lease=True, keep=True)
+    add_cache_flag(run)
+    add_store_flags(run, lease=True, keep=True)
     run.add_argument(
         "--update",
         action="store_true",
@@ -179,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_worker(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
         help="join a run kept in PostgreSQL and work on it until nothing is left",
@@ -214,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_resume(commands: Any) -> None:
     resume = commands.add_parser(
         "resume",
         help="continue a stopped or crashed run, with the settings it was started with",
@@ -223,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
-    _add_cache_flag(resume)
-    _add_store_flags(resume)
+    add_cache_flag(resume)
+    add_store_flags(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_inspect(commands: Any) -> None:
     inspect = commands.add_parser(
         "inspect",
         help="a run's threads and their status, or one instruction's history",
@@ -237,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     inspect.add_argument("id", nargs="?", help="an instruction id: show its state and history")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_store_flags(inspect)
+    add_store_flags(inspect)
 
+
+def _add_step(commands: Any) -> None:
     step = commands.add_parser(
         "step", help="run one instruction node by node: show, edit, fork, continue"
     )
@@ -258,9 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--until", metavar="NODE", help="run until NODE has run ('end': to the end)")
     step.add_argument("--json", action="store_true", help="one JSON event per step")
-    _add_cache_flag(step)
-    _add_store_flags(step)
+    add_cache_flag(step)
+    add_store_flags(step)
 
+
+def _add_split(commands: Any) -> None:
     split = commands.add_parser(
         "split",
         help="split a benchmark into seeds and evaluation items (the paper's 20%% / 80%%)",
@@ -273,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed-fraction", type=float, default=0.2, help="default 0.2")
     split.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
+
+def _add_eval(commands: Any) -> None:
     evaluate = commands.add_parser(
         "eval",
         help="Capacity Recovery Ratio of a target model against a strong one on a benchmark",
@@ -284,14 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
     evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
-    evaluate.add_argument("--limit", type=_positive(int), help="evaluate only the first N items")
-    _add_setting_flags(evaluate, EvalConfig, ("concurrency", "attempts", "backoff", "seed"))
+    evaluate.add_argument("--limit", type=positive(int), help="evaluate only the first N items")
+    add_setting_flags(evaluate, EvalConfig, ("concurrency", "attempts", "backoff", "seed"))
     for role in ("target", "strong", "judge"):
-        _add_role_flags(evaluate, role)
-    _add_cache_flag(evaluate)
-    _add_store_flags(evaluate, keep=True)
+        add_role_flags(evaluate, role)
+    add_cache_flag(evaluate)
+    add_store_flags(evaluate, keep=True)
     evaluate.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report",
         help="HTML page and markdown summary of one run, or of several side by side",
@@ -307,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedding cosine at which two instructions count as near-duplicates (0.9)",
     )
 
-    add_review_commands(commands, _add_store_flags)
 
+def _add_export(commands: Any) -> None:
     export = commands.add_parser("export", help="a run's kept pairs in a fine-tuning format")
     export.add_argument("run", type=Path, metavar="DIR", help="the run's output folder")
     export.add_argument(
@@ -332,22 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--out", type=Path, metavar="PATH", help="file (folder for hf); default DIR/export/"
     )
-    export.add_argument("--limit", type=_positive(int), help="the first N pairs only")
+    export.add_argument("--limit", type=positive(int), help="the first N pairs only")
 
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser(
         "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
     )
     bench.add_argument(
-        "--instructions", type=_positive(int), default=1000, help="the run's budget (1000)"
+        "--instructions", type=positive(int), default=1000, help="the run's budget (1000)"
     )
-    bench.add_argument("--latency", type=_positive(float), default=0.05, help="mock s per call")
-    bench.add_argument("--slots", type=_positive(int), default=64, help="mock calls at once")
+    bench.add_argument("--latency", type=positive(float), default=0.05, help="mock s per call")
+    bench.add_argument("--slots", type=positive(int), default=64, help="mock calls at once")
     bench.add_argument(
-        "--concurrency", type=_positive(int), default=64, help="codeclm's requests in flight (64)"
+        "--concurrency", type=positive(int), default=64, help="codeclm's requests in flight (64)"
     )
-    bench.add_argument("--seeds", type=_positive(int), default=100, help="synthetic seeds")
+    bench.add_argument("--seeds", type=positive(int), default=100, help="synthetic seeds")
     bench.add_argument(
-        "--metadata", type=_positive(int), default=200, help="the metadata pool's size (200)"
+        "--metadata", type=positive(int), default=200, help="the metadata pool's size (200)"
     )
     bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
     bench.add_argument(
@@ -357,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--workers",
-        type=_positive(int),
+        type=positive(int),
         metavar="K",
         help="one run on PostgreSQL by 1 and by K worker processes (docs/scaling.md)",
     )
@@ -368,62 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--repeat",
-        type=_positive(int),
+        type=positive(int),
         default=1,
         metavar="N",
         help="with --workers: N pairs of runs, and the median ratio",
     )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
-    return parser
-
-
-def _add_setting_flags(
-    parser: argparse.ArgumentParser, model: type[BaseModel], names: tuple[str, ...]
-) -> None:
-    """One flag per config field, its type, help and default taken from the field itself."""
-    for name in names:
-        field = model.model_fields[name]
-        kind = next(t for t in (int, float) if t in (field.annotation, *get_args(field.annotation)))
-        default = "unset" if field.default is None else f"{field.default:g}"
-        text = f"{field.description} (default {default})".replace("%", "%%")
-        parser.add_argument(f"--{name.replace('_', '-')}", type=_bounded(kind, field), help=text)
-
-
-def _bounded(kind: type[int] | type[float], field: Any) -> Callable[[str], float]:
-    """A flag's type that checks the field's bounds itself, so a bad value is named by its
-    flag ("argument --instructions: must be greater than 0, not 0"), not by its config key."""
-    checks = [
-        (bound, test, words)
-        for constraint in field.metadata
-        for attr, test, words in (
-            ("gt", lambda v, b: v > b, "greater than"),
-            ("ge", lambda v, b: v >= b, "at least"),
-            ("lt", lambda v, b: v < b, "less than"),
-            ("le", lambda v, b: v <= b, "at most"),
-        )
-        if (bound := getattr(constraint, attr, None)) is not None
-    ]
-
-    def parse(text: str) -> float:
-        value = kind(text)
-        for bound, test, words in checks:
-            if not test(value, bound):
-                raise argparse.ArgumentTypeError(f"must be {words} {bound:g}, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error
-    return parse
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error
-    return parse
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -435,7 +346,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target"):
-        role_values = {n: getattr(args, f"{role}_{n}") for n in _ROLE_FLAGS}
+        role_values = {n: getattr(args, f"{role}_{n}") for n in ROLE_FLAGS}
         values[role] = {k: v for k, v in role_values.items() if v is not None}
     return values
 
@@ -454,6 +365,6 @@ def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target", "judge"):
-        role_values = {n: getattr(args, f"{role}_{n}") for n in _ROLE_FLAGS}
+        role_values = {n: getattr(args, f"{role}_{n}") for n in ROLE_FLAGS}
         values[role] = {k: v for k, v in role_values.items() if v is not None} or None
     return values

@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import getpass
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from codeclm import api
+from codeclm.cli.flags import add_store_flags
 from codeclm.records import Verdict
 from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit, open_session
 from codeclm.state import EntryEdit
 
 
-def add_review_commands(
-    commands: Any, add_store_flags: Callable[[argparse.ArgumentParser], None]
-) -> None:
+def add_review_commands(commands: Any) -> None:
     """``codeclm review`` (scripts) and ``codeclm view`` (the page): one review, two doors."""
     review = commands.add_parser(
         "review",

@@ -176,6 +176,32 @@ async def work(
     )
 
 
+async def _more_waves(
+    run: OpenRun,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+    out_dir: Path,
+    started: float,
+    inputs: dict[str, str | None],
+    spec: StoreSpec,
+) -> None:
+    """``--pairs``: more waves of instructions while the pairs kept fall short (none for a
+    run without ``--pairs``). Each wave's budget is recorded before it runs, so a resumed
+    run takes up that wave."""
+    while (grown := await _next_wave(run)) is not None:
+        record = run_record(grown, PrepareState(), Totals(), started, run.models, inputs, spec)
+        await run.store.save_record(record)
+        write_json(out_dir / RUN_JSON, record)
+        await run.store.board.reopen()
+        stats.kept = stats.dropped = stats.failed = 0  # each wave counts them all again
+        stats.enter("preparing")
+        log.info(
+            "%s: a wave of %d more instructions", stats.activity, grown.instructions - stats.total
+        )
+        await work(run, seeds, user_metadata, stats, str(out_dir))
+
+
 async def _reached_wave(run: OpenRun) -> RunConfig:
     """``--pairs``, run again or resumed: the budget the run's waves had reached."""
     config = run.context.config
@@ -284,22 +310,7 @@ async def execute(
         store_gone = False
         try:
             await work(run, seeds, user_metadata, stats, str(out_dir), update)
-            while (grown := await _next_wave(run)) is not None:  # --pairs: another wave
-                config = grown
-                record = run_record(
-                    config, PrepareState(), Totals(), started, run.models, inputs, spec
-                )
-                await run.store.save_record(record)
-                write_json(out_dir / RUN_JSON, record)  # a resume takes up this wave
-                await run.store.board.reopen()
-                stats.kept = stats.dropped = stats.failed = 0  # each wave counts them all
-                stats.enter("preparing")
-                log.info(
-                    "%s (a wave of %d more instructions)",
-                    stats.activity,
-                    config.instructions - stats.total,
-                )
-                await work(run, seeds, user_metadata, stats, str(out_dir))
+            await _more_waves(run, seeds, user_metadata, stats, out_dir, started, inputs, spec)
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise

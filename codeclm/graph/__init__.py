@@ -11,7 +11,7 @@ from langgraph.types import RetryPolicy
 
 from codeclm.graph.instruction import build_instruction_graph
 from codeclm.graph.prepare import build_prepare_graph
-from codeclm.llm.client import is_transient
+from codeclm.llm.reply import is_transient
 from codeclm.state import STATE_MODELS
 
 __all__ = [

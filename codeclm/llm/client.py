@@ -1,11 +1,13 @@
 """Model roles over any OpenAI-compatible endpoint, through langchain-openai's ChatOpenAI.
 
 Structured replies are requested with an OpenAI ``response_format`` JSON schema (llama.cpp
-and vLLM turn it into a decoding grammar), taken out of whatever wraps them and validated
-with pydantic (``codeclm.llm.parsing``). A reply that still does not validate raises
+and vLLM turn it into a decoding grammar; a server without it gets json_object, then plain
+prompting: ``reply.OutputFormat``), taken out of whatever wraps them and validated with
+pydantic (``codeclm.llm.parsing``). A reply that still does not validate raises
 ``UnparseableReply`` (a refusal, ``Refusal``); the graph's ``RetryPolicy`` retries those and
 transient HTTP failures, and the node's error handler records what is left. ChatOpenAI's
-own retries are off (``max_retries=0``) so the two layers never multiply.
+own retries are off (``max_retries=0``) so the two layers never multiply. A reply cut at
+``max_tokens`` is asked again with twice the budget, up to the role's ceiling.
 
 Each role owns its HTTP client for the length of a run (keep-alive connections belong to
 one event loop): the OpenAI SDK's aiohttp transport, which costs less CPU per request than
@@ -16,14 +18,11 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import openai
 from langchain_core.messages import HumanMessage
@@ -35,181 +34,27 @@ from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.llm.limits import RoleLimits, retry_after_seconds
 from codeclm.llm.parsing import (
     CutReply,
-    Refusal,
     UnparseableReply,
-    is_refusal,
     parse_reply,
     split_reasoning,
+)
+from codeclm.llm.reply import (
+    OutputFormat,
+    Reply,
+    first_line,
+    format_for,
+    rejects_format,
 )
 from codeclm.llm.transport import ChatTransport
 from codeclm.state import TokenUsage
 
-__all__ = [
-    "CutReply",
-    "Refusal",
-    "Reply",
-    "RoleModel",
-    "UnparseableReply",
-    "is_transient",
-    "sampling_seed",
-]
-
-log = logging.getLogger("codeclm")
+__all__ = ["RoleModel", "make_role_model"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 #: The longest pause a server's ``Retry-After`` may impose on a role (seconds).
 RETRY_AFTER_CAP = 60.0
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """No later run would fare better: the model refused, or the request itself is wrong."""
-    if isinstance(exc, Refusal):
-        return True
-    status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another attempt: rate limits, 5xx, timeouts, dropped connections, bad JSON.
-
-    Not a reply cut at the ceiling of ``max_tokens``: the same request would stop there again.
-    """
-    if isinstance(exc, CutReply):
-        return False
-    if isinstance(exc, UnparseableReply | openai.LengthFinishReasonError):
-        return True
-    if getattr(exc, "is_retryable", False):  # langchain-core's classified model errors
-        return True
-    if isinstance(exc, openai.APIConnectionError | openai.RateLimitError):
-        return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line reason for the records: the error's class and first line, never a key."""
-    if isinstance(exc, openai.LengthFinishReasonError):
-        return "reply cut at max_tokens before the JSON was complete"
-    if isinstance(exc, Refusal | CutReply):
-        return str(exc)[:500]
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:500]
-
-
-def sampling_seed(seed: int, *where: object) -> int:
-    """A request's own sampling seed, so an ask that must differ from another does.
-
-    The same ask in a resumed or replayed run gets the same seed (and its cached reply).
-    """
-    return random.Random(":".join(map(str, (seed, *where)))).getrandbits(31)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a chat completion said: its answer without the reasoning, the reasoning (from
-    ``reasoning_content`` / ``reasoning`` or a leading ``<think>`` block), why it stopped, a
-    refusal, and the tokens spent."""
-
-    content: str
-    finish_reason: str | None = None
-    refusal: str | None = None
-    reasoning: str = ""
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    max_tokens: int = 0
-    """The output budget it was asked with."""
-
-    @property
-    def cut(self) -> bool:
-        """It stopped at ``max_tokens``: whatever it says is not complete."""
-        return self.finish_reason == "length"
-
-    @property
-    def refused(self) -> bool:
-        """The model declined: the server's ``refusal`` field, or a declining text."""
-        return bool(self.refusal) or is_refusal(self.content)
-
-    @property
-    def problem(self) -> str | None:
-        """Why this reply is not a real, complete answer; None when it is one."""
-        if self.refused:
-            text = self.refusal or self.content
-            return f"refused: {' '.join(text.split())[:200]}"
-        if self.cut:
-            return f"answer cut at {self.max_tokens} tokens"
-        if not self.content.strip():
-            return "empty answer"
-        return None
-
-    def cached(self) -> str:
-        """The reply as the response cache keeps it (a cut one or a refusal too: a re-ask
-        differs in its budget or its sampling seed, so it is another request)."""
-        return json.dumps(
-            {
-                "content": self.content,
-                "reasoning": self.reasoning,
-                "finish_reason": self.finish_reason,
-                "refusal": self.refusal,
-                "max_tokens": self.max_tokens,
-            },
-            ensure_ascii=False,
-        )
-
-    @classmethod
-    def from_cache(cls, text: str, max_tokens: int) -> Reply:
-        """A cached free-text reply (codeclm before 0.2 cached the bare answer)."""
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or "finish_reason" not in data:
-            return cls(content=text, finish_reason="stop", max_tokens=max_tokens)
-        return cls(
-            content=str(data.get("content") or ""),
-            finish_reason=data.get("finish_reason"),
-            refusal=data.get("refusal"),
-            reasoning=str(data.get("reasoning") or ""),
-            max_tokens=int(data.get("max_tokens") or max_tokens),
-        )
-
-
-OutputMode = Literal["json_schema", "json_object", "prompt"]
-_FALLBACK: dict[OutputMode, OutputMode] = {"json_schema": "json_object", "json_object": "prompt"}
-
-
-@dataclass
-class OutputFormat:
-    """How a role's server takes structured replies, learnt during the run.
-
-    ``json_schema`` first (a grammar on llama.cpp and vLLM); a server that answers it with
-    HTTP 400 gets ``json_object``; one that refuses that too, plain prompting (every prompt
-    asks for the JSON, and ``parsing`` finds it). Said once per role, in one line.
-    """
-
-    mode: OutputMode = "json_schema"
-
-    def step_down(self, rejected: OutputMode, role: str, endpoint: str, why: str) -> None:
-        """The server refused ``rejected``: use the next mode (once, whoever saw it first)."""
-        if self.mode != rejected or rejected not in _FALLBACK:
-            return
-        self.mode = _FALLBACK[rejected]
-        instead = "plain prompting" if self.mode == "prompt" else f"response_format {self.mode}"
-        log.warning(
-            "%s model: %s rejects response_format %s (%s); using %s for the rest of the run",
-            role,
-            endpoint,
-            rejected,
-            why,
-            instead,
-        )
-
-
-def rejects_format(exc: BaseException) -> bool:
-    """An HTTP 400/422 that names the request's ``response_format``: the server lacks it."""
-    if not isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-        return False
-    text = f"{exc.message} {exc.body}".lower()
-    return any(word in text for word in ("response_format", "json_schema", "json_object"))
 
 
 @dataclass(frozen=True)
@@ -314,7 +159,7 @@ class RoleModel:
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
         while True:
             mode = self.output.mode if structured is not None else None
-            response_format = _response_format(mode, structured)
+            sent_format = format_for(mode, structured)
             key = None
             if self.cache is not None:
                 parts = {
@@ -324,7 +169,7 @@ class RoleModel:
                     "temperature": overrides.get("temperature", self.chat.temperature),
                     "max_tokens": max_tokens,
                     "seed": overrides.get("seed", self.chat.seed),
-                    "response_format": response_format,
+                    "response_format": sent_format,
                 }
                 if "grammar" in overrides:
                     parts["grammar"] = overrides["grammar"]
@@ -338,9 +183,9 @@ class RoleModel:
                     )
                     return value, TokenUsage(cached_calls=1)
             body = self._body(prompt, overrides)
-            if response_format is not None:
+            if sent_format is not None:
                 # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
-                body["response_format"] = response_format
+                body["response_format"] = sent_format
             # What a provider's token limiter counts: the prompt (about 4 characters a
             # token) plus every token the reply may use.
             estimate = len(prompt) // 4 + max_tokens
@@ -355,7 +200,7 @@ class RoleModel:
                 except openai.APIStatusError as exc:
                     if mode is None or mode == "prompt" or not rejects_format(exc):
                         raise
-                    why = f"HTTP {exc.status_code}: {_first_line(exc.message)}"
+                    why = f"HTTP {exc.status_code}: {first_line(exc.message)}"
                     self.output.step_down(mode, self.role, self._endpoint, why)
                     continue  # asked again at once, the way the server takes it
                 try:
@@ -442,21 +287,6 @@ class RoleModel:
                 budget = min(budget * 2, ceiling)
                 continue
             return value, total + usage
-
-
-def _response_format(
-    mode: OutputMode | None, schema: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """The ``response_format`` a structured request is sent with in ``mode``."""
-    if mode is None or mode == "prompt" or schema is None:
-        return None
-    if mode == "json_object":
-        return {"type": "json_object"}
-    return {"type": "json_schema", "json_schema": schema}
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:200]
 
 
 @cache

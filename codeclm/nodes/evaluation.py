@@ -15,7 +15,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from codeclm.config import EvalConfig
-from codeclm.llm.client import RoleModel, describe_error
+from codeclm.llm.client import RoleModel
+from codeclm.llm.reply import describe_error
 from codeclm.nodes.pairs import answer_pair, judge_pair
 from codeclm.prompts import Prompts
 from codeclm.state import EvalItemState, JudgeScores, Outcome, spent

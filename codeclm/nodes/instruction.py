@@ -16,7 +16,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.client import CutReply, Reply, describe_error
+from codeclm.llm.parsing import CutReply
+from codeclm.llm.reply import Reply, describe_error
 from codeclm.nodes.pairs import answer_pair, ask_answer, judge_pair
 from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
 from codeclm.state import InstructionState, JudgeScores, TokenUsage, spent

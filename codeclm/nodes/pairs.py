@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from codeclm.llm.client import Reply, RoleModel, sampling_seed
+from codeclm.llm.client import RoleModel
 from codeclm.llm.parsing import parse_score_line
+from codeclm.llm.reply import Reply, sampling_seed
 from codeclm.prompts import Prompts
 from codeclm.state import JudgeScores, TokenUsage
 

@@ -25,12 +25,8 @@ from langgraph.runtime import Runtime
 
 from codeclm.analysis.labels import clean_label, clean_skills
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.client import (
-    UnparseableReply,
-    describe_error,
-    is_permanent,
-    sampling_seed,
-)
+from codeclm.llm.parsing import UnparseableReply
+from codeclm.llm.reply import describe_error, is_permanent, sampling_seed
 from codeclm.methods import method_spec
 from codeclm.nodes.fields import encode_fields_text, entry_fields_text, read_extra
 from codeclm.nodes.planning import (

@@ -141,6 +141,42 @@ def _review_table(reviews: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return ("Reviews", ["", "count"], rows)
 
 
+def _provenance_rows(f: dict[str, Any]) -> list[list[str]]:
+    """The budget asked for and where the kept pairs came from."""
+    c = f["counts"]
+    rows = [
+        [
+            "instructions asked for (--instructions, or what --pairs took)",
+            fmt(c.get("instructions_requested")),
+        ]
+    ]
+    if c.get("pairs_requested"):
+        rows.append(["pairs asked for (--pairs)", fmt(c["pairs_requested"])])
+        rows.append(["kept beyond --pairs (surplus, in dropped.jsonl)", fmt(c["surplus"])])
+    rows += [[f"kept at iteration {k}", f"{v:,}"] for k, v in f["kept_by_iteration"].items()]
+    if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
+        rows.append(["share kept at iteration 1 (paper: over 70%)", fmt(f["kept_at_iteration_1"])])
+        refused = c.get("target_refused", 0)
+        rows.append(["kept where the target refused (strong answer kept)", fmt(refused)])
+    return rows
+
+
+def _reason_rows(f: dict[str, Any]) -> list[list[str]]:
+    """Why instructions were not kept, and what is missing."""
+    rows = [
+        [status, reason, f"{n:,}"]
+        for status, groups in f["reasons"].items()
+        for reason, n in groups
+    ]
+    rows += [
+        ["prepare failure", f"{p['step']} {p['subject']}: {p['reason']}", "1"]
+        for p in f["prepare_failures"]
+    ]
+    if f.get("shortfall"):
+        rows.append(["missing", f["shortfall"], ""])
+    return rows
+
+
 def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of one run's tables, shared by the HTML and the markdown."""
     tables = []
@@ -174,34 +210,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         if "seed_embedding_spread" in d:
             diversity_rows.append(["embedding spread of seeds", fmt(d["seed_embedding_spread"])])
     tables.append(("Diversity", ["measure", "value"], diversity_rows))
-    at_one = f["kept_at_iteration_1"]
-    c = f["counts"]
-    provenance = [
-        [
-            "instructions asked for (--instructions, or what --pairs took)",
-            fmt(c.get("instructions_requested")),
-        ]
-    ]
-    if c.get("pairs_requested"):
-        provenance.append(["pairs asked for (--pairs)", fmt(c["pairs_requested"])])
-        provenance.append(["kept beyond --pairs (surplus, in dropped.jsonl)", fmt(c["surplus"])])
-    provenance += [[f"kept at iteration {k}", f"{v:,}"] for k, v in f["kept_by_iteration"].items()]
-    if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
-        provenance.append(["share kept at iteration 1 (paper: over 70%)", fmt(at_one)])
-        refused = f["counts"].get("target_refused", 0)
-        provenance.append(["kept where the target refused (strong answer kept)", str(refused)])
-    tables.append(("Where the data came from", ["", "pairs"], provenance))
-    reasons = [
-        [status, reason, f"{n:,}"]
-        for status, groups in f["reasons"].items()
-        for reason, n in groups
-    ]
-    reasons += [
-        ["prepare failure", f"{p['step']} {p['subject']}: {p['reason']}", "1"]
-        for p in f["prepare_failures"]
-    ]
-    if f.get("shortfall"):
-        reasons.append(["missing", f["shortfall"], ""])
+    tables.append(("Where the data came from", ["", "pairs"], _provenance_rows(f)))
+    reasons = _reason_rows(f)
     if f.get("labels"):
         tables.append(_label_table(f["labels"]))
     if f.get("updates"):
