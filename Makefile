@@ -43,7 +43,7 @@ demo: $(STAMP)
 	$(BIN)/codeclm run codeclm/examples/seeds.jsonl --config codeclm/examples/demo.toml --out runs/demo
 
 test: $(STAMP) $(CHROMIUM) postgresql
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # docs/images/: the page's main views, taken by its browser tests
 screenshots: $(STAMP) $(CHROMIUM)

@@ -61,9 +61,15 @@ def realistic_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLLM]:
     lists, wrapped JSON, refusals, cut replies, 429s and 503s). A module whose behaviour must
     hold through all of it overrides ``mock_llm`` with this one."""
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    mock = MockLLM.realistic().start()
+    mock = realistic().start()
     yield mock
     mock.stop()
+
+
+def realistic(**overrides: Any) -> MockLLM:
+    """``MockLLM.realistic`` asking for 0.1 s on its 429s (not 0.5): each one pauses every
+    request of the role, and the tests make thousands of calls."""
+    return MockLLM.realistic(**{"retry_after": 0.1, **overrides})
 
 
 def write_seeds(path: Path, instructions: list[str]) -> Path:

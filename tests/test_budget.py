@@ -16,7 +16,7 @@ import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.nodes.planning import normalized
-from tests.conftest import SECRET, read_jsonl, run_cli, write_seeds
+from tests.conftest import SECRET, read_jsonl, realistic, run_cli, write_seeds
 from tests.test_real_models import _run_process
 
 
@@ -41,12 +41,12 @@ def _counts(out: Path) -> dict[str, object]:
     return dict(json.loads((out / "run.json").read_text())["counts"])
 
 
-@pytest.mark.parametrize("realistic", [False, True], ids=["stingy", "stingy and realistic"])
+@pytest.mark.parametrize("faulty", [False, True], ids=["stingy", "stingy and realistic"])
 def test_one_run_delivers_the_whole_budget_from_a_stingy_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, realistic: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faulty: bool
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    make = MockLLM.realistic if realistic else MockLLM
+    make = realistic if faulty else MockLLM
     mock = make(list_cap=3, judge_rule=mixed_rule, fault_seed=7).start()
     try:
         out = tmp_path / "out"
@@ -122,9 +122,9 @@ def test_pairs_killed_and_resumed_keep_the_same_pairs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    mock = MockLLM.realistic(list_cap=3, judge_rule=mixed_rule, fault_seed=11).start()
+    mock = realistic(list_cap=3, judge_rule=mixed_rule, fault_seed=11).start()
     seeds = _seeds(tmp_path)
-    options = dict(pairs=24, metadata=8, concurrency=4, backoff=0)
+    options = dict(pairs=16, metadata=8, concurrency=4, backoff=0)
     try:
         whole = _run_process(mock, seeds, tmp_path / "whole", **options)
         assert whole.wait(timeout=300) == 0, whole.communicate()[1]
@@ -141,4 +141,4 @@ def test_pairs_killed_and_resumed_keep_the_same_pairs(
         mock.stop()
     for name in ("dataset.jsonl", "metadata.jsonl"):
         assert (tmp_path / "killed" / name).read_text() == (tmp_path / "whole" / name).read_text()
-    assert _counts(tmp_path / "killed")["kept"] == 24
+    assert _counts(tmp_path / "killed")["kept"] == 16

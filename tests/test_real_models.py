@@ -20,7 +20,7 @@ from codeclm.llm import client
 from codeclm.llm.parsing import Refusal, UnparseableReply, parse_reply
 from codeclm.nodes.planning import normalized
 from codeclm.nodes.replies import PairwiseScores, decoded_instructions
-from tests.conftest import SECRET, mock_args, read_jsonl, run_cli, write_seeds
+from tests.conftest import SECRET, mock_args, read_jsonl, realistic, run_cli, write_seeds
 
 Decoded = decoded_instructions(4)
 
@@ -97,7 +97,7 @@ def test_the_budget_holds_against_a_server_that_misbehaves_in_every_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    mock = MockLLM.realistic(judge_rule=mixed_rule, fault_seed=3, repeat_rate=0.4).start()
+    mock = realistic(judge_rule=mixed_rule, fault_seed=3, repeat_rate=0.4).start()
     try:
         out = tmp_path / "out"
         options = dict(instructions=60, metadata=8, backoff=0, concurrency=8)
@@ -217,7 +217,7 @@ def test_killed_and_resumed_under_faults_gives_the_same_dataset(
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     # a stingy model too (lists of 1 to 3): the first run must come out whole, or a resume's
     # new pass would fill a gap the uninterrupted run left
-    mock = MockLLM.realistic(judge_rule=mixed_rule, fault_seed=5, list_cap=3).start()
+    mock = realistic(judge_rule=mixed_rule, fault_seed=5, list_cap=3).start()
     seeds = _seeds(tmp_path)
     options = dict(instructions=40, metadata=8, concurrency=4, backoff=0, attempts=5)
     try:

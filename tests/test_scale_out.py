@@ -400,7 +400,7 @@ def test_ctrl_c_on_a_worker_hands_its_threads_back_at_once(
 ) -> None:
     """A worker stopped with Ctrl-C releases its leases as it exits (the others need not
     wait for them to expire), and the run still completes."""
-    mock_llm.latency = 0.25
+    mock_llm.latency = 0.1  # calls overlap: the worker has some in flight
     _misbehave(mock_llm, at_random=True)
     url, out = postgres.url(), tmp_path / "shared"
     worker = _codeclm(
@@ -444,7 +444,7 @@ def test_a_worker_frozen_past_its_lease_wakes_up_without_forking_a_thread(
     the other worker has taken its threads, then SIGCONT it: its late writes are refused,
     it goes on with other threads, and the data equals one process's."""
     seeds = _seeds(tmp_path)
-    mock_llm.latency = 0.25
+    mock_llm.latency = 0.1
     _misbehave(mock_llm, at_random=True)
     options = {"instructions": 16, "concurrency": 4, "backoff": 0}
     assert run_cli(seeds, mock_llm, tmp_path / "local", **options) == 0
