@@ -178,3 +178,22 @@ def test_an_error_no_retry_can_fix_is_said_once_without_advice_to_retry(
     assert "again" not in err
     assert len(mock_llm.calls("EncodedMetadata")) == 6, "a 404 is not retried"
     assert REFUSAL  # (the mock's refusal text, for the reader of these tests)
+
+
+def test_a_rewrite_too_long_for_the_context_goes_on_from_the_last_version(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """Never a failed thread for its length: recorded with its action, the instruction goes
+    on as it was, and the next iteration draws another action."""
+    mock_llm.judge_rule = lambda instruction: (5, 5)  # never separated: every one improves
+    mock_llm.rewrite_chars = 30_000  # more than both models' context leaves (8,192 tokens)
+    out = tmp_path / "out"
+    options = dict(instructions=4, metadata=2, max_iterations=3)
+    assert run_cli(_seeds(tmp_path, 2), mock_llm, out, **options) == 0
+    kept, dropped, failed = _rows(out)
+    assert not failed and len(dropped) == 4
+    for row in dropped:
+        assert row["instruction"] == row["basic_instruction"], "the last good version"
+        assert len(row["actions"]) == 2 and all("no usable rewrite" in a for a in row["actions"])
+        assert "characters, over the" in row["actions"][0]
+        assert row["actions"][0].split(" (no usable")[0] != row["actions"][1].split(" (no")[0]

@@ -46,7 +46,8 @@ def test_the_embedded_model_runs_the_whole_method_through_the_cli(tmp_path: Path
     config = tmp_path / "tiny.toml"
     config.write_text(
         "instructions = 2\nmetadata = 3\nmax_iterations = 2\nrubrics = 1\nconcurrency = 2\n"
-        "[strong]\nmax_tokens = 160\n[target]\nmax_tokens = 48\n"
+        "[strong]\nmax_tokens = 256\nmax_tokens_ceiling = 512\n"  # the toy rambles: a low
+        "[target]\nmax_tokens = 64\nmax_tokens_ceiling = 128\n"  # ceiling, so it ends soon
     )
     out = tmp_path / "out"
     _codeclm("run", str(seeds), "--config", str(config), "--out", str(out))
@@ -82,7 +83,8 @@ def test_the_embedded_model_evaluates_benchmark_items(tmp_path: Path) -> None:
     )
     config = tmp_path / "eval.toml"
     config.write_text(
-        "concurrency = 2\n[strong]\nmax_tokens = 64\n[target]\nmax_tokens = 32\n"
+        "concurrency = 2\n[strong]\nmax_tokens = 64\nmax_tokens_ceiling = 128\n"
+        "[target]\nmax_tokens = 32\nmax_tokens_ceiling = 64\n"
         "[judge]\nmax_tokens = 48\n"
     )
     out = tmp_path / "eval"

@@ -107,3 +107,25 @@ def test_export_counts_in_words(
     capsys.readouterr()
     assert main(["export", str(out), "--format", "chat", "--limit", "1", "--out", str(target)]) == 0
     assert "1 pair as chat" in capsys.readouterr().out
+
+
+def test_labels_merged_by_spelling_only_say_why(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed without the MiniLM weights, --label-similarity cannot merge by meaning:
+    the run says so (run.json notes, the summary), rather than ignoring the setting."""
+    from codeclm.analysis import embeddings
+
+    def missing() -> Path:
+        raise embeddings.EmbeddingsUnavailable("the embedding model is not installed")
+
+    monkeypatch.setattr(embeddings, "model_dir", missing)
+    embeddings.embedding_model.cache_clear()
+    out = tmp_path / "out"
+    try:
+        assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 0
+    finally:
+        embeddings.embedding_model.cache_clear()
+    record = json.loads((out / "run.json").read_text())
+    assert record["label_map"]["threshold"] == 1.0
+    assert any("merged by spelling only" in note for note in record["notes"])

@@ -78,6 +78,8 @@ class Misbehaviour:
     long_answer_rate: float = 0.0
     """An answer needs ``long_answer_tokens``: cut at a smaller ``max_tokens``."""
     long_answer_tokens: int = 3000
+    rewrite_chars: int = 0
+    """Every improved instruction is about this long (a model that writes at length)."""
     reasoning_field: str | None = None
     """'reasoning_content' or 'reasoning': every reply carries its reasoning there."""
     think_rate: float = 0.0

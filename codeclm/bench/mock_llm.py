@@ -201,7 +201,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
                 self.decode_distinct,
                 self.numbered_decode,
             ),
-            "ImprovedInstruction": lambda: model.improve(prompt),
+            "ImprovedInstruction": lambda: model.improve(prompt, self.rewrite_chars),
             "BootstrappedInstructions": lambda: model.bootstrap(
                 prompt, model.count_in(prompt, r"Write (\d+) new tasks", 8)
             ),

@@ -220,10 +220,15 @@ def decode(
     return {"instructions": items}
 
 
-def improve(prompt: str) -> dict[str, Any]:
+def improve(prompt: str, pad_to: int = 0) -> dict[str, Any]:
+    """The instruction with the action appended; ``pad_to``: a rewrite that long (a model
+    that writes at length), in characters."""
     instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
     action = field_of(prompt, "Improving action:")
-    return {"instruction": f"{instruction}{HARDER}{action})"}
+    rewrite = f"{instruction}{HARDER}{action})"
+    if len(rewrite) < pad_to:
+        rewrite += " Consider also " + "every further detail " * ((pad_to - len(rewrite)) // 22)
+    return {"instruction": rewrite}
 
 
 def bootstrap(prompt: str, n: int) -> dict[str, Any]:

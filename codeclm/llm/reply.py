@@ -25,8 +25,10 @@ log = logging.getLogger("codeclm")
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """No later run would fare better: the model refused, or the request itself is wrong."""
-    if isinstance(exc, Refusal):
+    """No later run would fare better: the model refused, the request itself is wrong, or
+    the reply runs past the ceiling of ``max_tokens`` (the same settings stop it there
+    again)."""
+    if isinstance(exc, Refusal | CutReply):
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
