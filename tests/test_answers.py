@@ -191,6 +191,7 @@ def test_a_rewrite_too_long_for_the_context_goes_on_from_the_last_version(
     options = dict(instructions=4, metadata=2, max_iterations=3)
     assert run_cli(_seeds(tmp_path, 2), mock_llm, out, **options) == 0
     kept, dropped, failed = _rows(out)
+    assert not kept
     assert not failed and len(dropped) == 4
     for row in dropped:
         assert row["instruction"] == row["basic_instruction"], "the last good version"
