@@ -98,6 +98,8 @@ def test_judge_is_run_twice_with_the_answers_swapped_and_averaged(
     assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 0
     judge_calls = mock_llm.calls("PairwiseScores")
     assert len(judge_calls) == 2 * 2
+    assert all(c.response_format is None for c in judge_calls), "a line, not a JSON schema"
+    assert all("\n" not in c.reply for c in judge_calls), "two scores, no explanation"
     for row in read_jsonl(out / "dataset.jsonl"):
         prompts = [c.prompt for c in judge_calls if row["instruction"] in c.prompt]
         firsts = sorted(p.split("[The Start of Assistant 1's Answer]\n")[1][:14] for p in prompts)
