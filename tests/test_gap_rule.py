@@ -110,3 +110,27 @@ def test_judge_is_run_twice_with_the_answers_swapped_and_averaged(
         assert row["scores"]["target_first"] == [8, 5]
         assert row["scores"]["strong"] == 9.0 and row["scores"]["target"] == 4.0
         assert row["scores"]["gap"] == 5.0
+
+
+def test_a_refusing_targets_answer_is_never_kept_even_when_it_scores_higher() -> None:
+    """A judge may score a target's refusal above the strong answer (G < −θ): that pair is
+    undecided, never kept with the refusal as its response."""
+    from codeclm.nodes.instruction import gap_decision
+    from codeclm.state import InstructionState, JudgeScores
+
+    scores = JudgeScores(strong=2, target=8, gap=-6, strong_first=(2, 8), target_first=(2, 8))
+    state = InstructionState(
+        id="m0000-00",
+        metadata_id="m0000",
+        use_case="advice",
+        skills=["tact"],
+        seed_ids=[],
+        candidate_actions=["add a constraint"],
+        basic_instruction="Why?",
+        instruction="Why?",
+    )
+    assert gap_decision(state, scores, 3, 4)["response_source"] == "target"
+    refused = state.model_copy(update={"target_refused": True})
+    assert gap_decision(refused, scores, 3, 4)["status"] == "improving"
+    at_cap = refused.model_copy(update={"iteration": 4})
+    assert gap_decision(at_cap, scores, 3, 4)["status"] == "dropped"
