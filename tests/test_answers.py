@@ -18,6 +18,7 @@ from codeclm.bench.mock_llm import REFUSAL, STRONG_MODEL, TARGET_MODEL, MockLLM,
 from codeclm.cli import main
 from codeclm.export import export_run
 from codeclm.llm.parsing import is_refusal
+from codeclm.prompts import load_prompts
 from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
 
 JUDGED_OR_ANSWER = (None, "PairwiseScores")
@@ -198,3 +199,44 @@ def test_a_rewrite_too_long_for_the_context_goes_on_from_the_last_version(
         assert len(row["actions"]) == 2 and all("no usable rewrite" in a for a in row["actions"])
         assert "characters, over the" in row["actions"][0]
         assert row["actions"][0].split(" (no usable")[0] != row["actions"][1].split(" (no")[0]
+
+
+def test_a_reply_cut_with_nothing_usable_is_kept_in_the_cache_so_a_resume_pays_nothing(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """A structured reply cut at max_tokens with no complete item is asked again, larger;
+    the cut one is cached (as a mark), so a node run again after a kill goes straight to
+    the larger budget. Still cut at the ceiling: ``CutReply``, which no retry fixes."""
+    import asyncio
+
+    from codeclm.config import RoleConfig
+    from codeclm.llm.cache import SqliteResponseCache
+    from codeclm.llm.client import make_role_model
+    from codeclm.llm.parsing import CutReply
+    from codeclm.llm.reply import is_permanent, is_transient
+    from codeclm.nodes.replies import ImprovedInstruction
+
+    mock_llm.cut_rate, mock_llm.cut_objects = 1.0, True  # every reply cut, at any budget
+    prompt = load_prompts().render(
+        "improve", instruction="Explain tides.", action="add a map", use_case="tax", skills="x"
+    )
+    config = RoleConfig(model=STRONG_MODEL, base_url=mock_llm.base_url, max_tokens_ceiling=8192)
+
+    async def ask() -> BaseException:
+        cache = await SqliteResponseCache(tmp_path / "cache.sqlite").open()
+        model = make_role_model("strong", config, seed=0, cache=cache)
+        try:
+            await model.structured(prompt, ImprovedInstruction)
+        except CutReply as exc:
+            return exc
+        finally:
+            await model.aclose()
+            await cache.close()
+        raise AssertionError("a reply cut every time must end as CutReply")
+
+    first = asyncio.run(ask())
+    budgets = [c.max_tokens for c in mock_llm.calls("ImprovedInstruction")]
+    assert budgets == [2048, 4096, 8192], "asked again with twice the budget, to the ceiling"
+    assert "cut at 8192 tokens" in str(first) and is_permanent(first) and not is_transient(first)
+    asyncio.run(ask())
+    assert len(mock_llm.calls("ImprovedInstruction")) == 3, "the cut ones came from the cache"

@@ -19,7 +19,7 @@ from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.llm import client
 from codeclm.llm.parsing import Refusal, UnparseableReply, parse_reply
 from codeclm.nodes.planning import normalized
-from codeclm.nodes.replies import PairwiseScores, decoded_instructions
+from codeclm.nodes.replies import ImprovedInstruction, decoded_instructions
 from tests.conftest import SECRET, mock_args, read_jsonl, realistic, run_cli, write_seeds
 
 Decoded = decoded_instructions(4)
@@ -44,7 +44,7 @@ def test_a_cut_list_keeps_its_complete_items_and_more_than_asked_is_trimmed() ->
     cut = '```json\n{"instructions": ["first one", "second one", "thi'
     assert parse_reply(cut, Decoded, cut=True).instructions == ["first one", "second one"]  # type: ignore[attr-defined]
     with pytest.raises(UnparseableReply, match="cut at max_tokens"):
-        parse_reply('{"assistant_1": 8, "assistant_2": 1', PairwiseScores, cut=True)
+        parse_reply('{"instruction": "Explain the tides and', ImprovedInstruction, cut=True)
     many = json.dumps({"instructions": [f"item {i}" for i in range(7)]})
     assert len(parse_reply(many, Decoded).instructions) == 4  # type: ignore[attr-defined]
 

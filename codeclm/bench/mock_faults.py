@@ -58,8 +58,11 @@ class Misbehaviour:
     repeat_rate: float = 0.0
     """A list reply repeats an item (in other case and punctuation), or gives a generic one."""
     cut_rate: float = 0.0
-    """A list reply of two or more items (the long replies) stops at max_tokens in the middle
-    of its last item (finish_reason 'length')."""
+    """A list reply of two or more items (the long replies) stops at max_tokens in the
+    middle of its last item (finish_reason 'length'). Rolled per request, its budget
+    included: asked again with a larger budget, it may come whole."""
+    cut_objects: bool = False
+    """``cut_rate`` applies to replies without a list too (stopped half-way)."""
     decode_distinct: int | None = None
     """Each metadata entry has only this many distinct instructions in it (then repeats)."""
     rubrics_distinct: dict[str, int] = field(default_factory=dict)
@@ -187,13 +190,14 @@ def as_a_model_would(
     return out
 
 
-def cut_list_reply(payload: dict[str, Any]) -> str | None:
-    """The JSON of ``payload`` stopped inside its last list's last item, as ``max_tokens``
-    would stop it; None when it has no list of two or more items."""
+def cut_reply(payload: dict[str, Any], objects: bool) -> str | None:
+    """The JSON of ``payload`` stopped as ``max_tokens`` would stop it: inside its last
+    list's last item (the long replies); with no list of two or more, half-way (``objects``)
+    or not at all (None)."""
+    text = json.dumps(payload)
     lists = [key for key, value in payload.items() if isinstance(value, list) and len(value) > 1]
     if not lists:
-        return None
-    text = json.dumps(payload)
+        return text[: len(text) // 2] if objects else None
     last = payload[lists[-1]][-1]
     return text[: text.rindex(json.dumps(last)) + max(2, len(last) // 2)]
 

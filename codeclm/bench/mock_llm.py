@@ -217,9 +217,9 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
             repeat_rate=self.repeat_rate,
         )
         # a long reply for its budget: the same request always, a larger budget maybe not
-        cut = faults.cut_list_reply(payload)
         roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{_max_tokens(body)}")
-        if cut is not None and roll < self.cut_rate:
+        cut = faults.cut_reply(payload, self.cut_objects) if roll < self.cut_rate else None
+        if cut is not None:
             return cut, "length", None
         return json.dumps(payload), "stop", None
 

@@ -92,7 +92,7 @@ def print_run_summary(result: RunResult) -> None:
                 if counts.surplus
                 else ""
             )
-            + ("" if reached else ": the metadata pool ran dry (a larger --metadata gives more)")
+            + ("" if reached else f": {_pairs_short(result)}")
         )
     if record.shortfall:
         console.print(f"  [yellow]{record.shortfall}[/]")
@@ -130,6 +130,16 @@ def print_run_summary(result: RunResult) -> None:
         f"  outputs in {result.out_dir}/ (dataset.jsonl, dropped.jsonl, failed.jsonl, "
         "metadata.jsonl, run.json)"
     )
+
+
+def _pairs_short(result: RunResult) -> str:
+    """Why ``--pairs`` ended short: what ended the waves."""
+    record = result.record
+    if any(not f.permanent for f in record.prepare_failures):
+        return "steps failed (below); run the same command again to go on"
+    if record.shortfall:
+        return "the metadata pool ran dry (a larger --metadata gives it more)"
+    return "the last wave kept no new pair (the filter keeps none of what the pool gives)"
 
 
 def print_worker_summary(run: str, stats: RunStats, seconds: float) -> None:

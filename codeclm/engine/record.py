@@ -39,7 +39,7 @@ def check_fingerprint(previous: RunRecord | None, config: RunConfig, where: str)
         keys = differing_keys(previous.config_fingerprinted, config.fingerprint_fields())
         raise ConfigError(
             f"{where} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
-            "use the same settings to resume it, or another --out"
+            f"use the same settings, or codeclm resume {where} (its own), or another --out"
         )
     recorded = previous.config
     for key in RunConfig.GROWABLE:

@@ -25,7 +25,7 @@ from codeclm.engine.prepare import initial_state, prepare_stream, ready
 from codeclm.engine.record import Totals, check_fingerprint, check_folder, run_record
 from codeclm.engine.results import write_outputs
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
-from codeclm.engine.waves import next_wave, outcomes
+from codeclm.engine.waves import next_wave
 from codeclm.engine.workspace import OpenRun, open_run
 from codeclm.graph import PREPARE_THREAD, thread_config
 from codeclm.methods import method_spec
@@ -189,16 +189,24 @@ async def _more_waves(
     """``--pairs``: more waves of instructions while the pairs kept fall short (none for a
     run without ``--pairs``). Each wave's budget is recorded before it runs, so a resumed
     run takes up that wave."""
-    while (grown := await _next_wave(run)) is not None:
+    kept_before = None
+    while run.context.config.pairs is not None:
+        record, prepared = await write_run(run, out_dir, started, inputs, spec)
+        config = run.context.config
+        budget = next_wave(config, prepared, record.counts, kept_before)
+        if budget is None:
+            return
+        kept_before = record.counts.kept
+        grown = config.model_copy(update={"instructions": budget})
+        run.context = dataclasses.replace(run.context, config=grown)
         record = run_record(grown, PrepareState(), Totals(), started, run.models, inputs, spec)
         await run.store.save_record(record)
         write_json(out_dir / RUN_JSON, record)
         await run.store.board.reopen()
         stats.kept = stats.dropped = stats.failed = 0  # each wave counts them all again
         stats.enter("preparing")
-        log.info(
-            "%s: a wave of %d more instructions", stats.activity, grown.instructions - stats.total
-        )
+        added = grown.instructions - config.instructions
+        log.info("%s: a wave of %d more instructions", stats.activity, added)
         await work(run, seeds, user_metadata, stats, str(out_dir))
 
 
@@ -211,20 +219,6 @@ async def _reached_wave(run: OpenRun) -> RunConfig:
         config = config.model_copy(update={"instructions": reached})
         run.context = dataclasses.replace(run.context, config=config)
     return config
-
-
-async def _next_wave(run: OpenRun) -> RunConfig | None:
-    """``--pairs``: the run's settings for its next wave, or None when it needs none."""
-    config = run.context.config
-    if config.pairs is None:
-        return None
-    prepared = await prepared_state(run)
-    budget = next_wave(config, prepared, await outcomes(run.instructions, prepared))
-    if budget is None:
-        return None
-    grown = config.model_copy(update={"instructions": budget})
-    run.context = dataclasses.replace(run.context, config=grown)
-    return grown
 
 
 async def prepared_state(run: OpenRun) -> PrepareState:

@@ -4,21 +4,20 @@ the 'prepare' thread), runs them all to their end, and counts what the filter ke
 next wave is sized by the share kept so far; the waves stop once N pairs are kept, or when
 the metadata pool can give no more instructions (said, as any dry pool is).
 
-Every decision is taken on finished threads only, whose outcomes do not depend on timing,
-so a run killed and resumed (or run again) takes the same waves and keeps the same pairs.
-The pairs kept beyond N by the last wave are written to ``dropped.jsonl`` as ``surplus``.
+Every decision is taken on finished threads only, counted as the outputs count them (after
+``--dedup``), so a run killed and resumed (or run again) takes the same waves and keeps the
+same pairs; only a thread that failed for a passing reason (a 503 burst outlasting its
+retries) can make two runs differ, and a pass that leaves such failures ends the waves (the
+next run retries them). A wave that keeps no new pair ends them too. The pairs kept
+beyond N by the last wave are written to ``dropped.jsonl`` as ``surplus``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections import Counter
 
 from codeclm.config import RunConfig
-from codeclm.engine.prepare import ready
-from codeclm.engine.threads import Graph
-from codeclm.graph import started_values, thread_config
+from codeclm.records import Counts
 from codeclm.state import PrepareState
 
 LEAST_SHARE = 0.1
@@ -26,24 +25,20 @@ LEAST_SHARE = 0.1
 at most ten times what is still missing."""
 
 
-async def outcomes(graph: Graph, prepared: PrepareState) -> Counter[str]:
-    """How the run's instructions ended so far (kept, dropped, failed …), by status."""
-    items = [item for _, item in ready(prepared)]
-    found: Counter[str] = Counter()
-    for start in range(0, len(items), 32):
-        chunk = items[start : start + 32]
-        snapshots = await asyncio.gather(*(graph.aget_state(thread_config(i.id)) for i in chunk))
-        found.update(started_values(s.values).get("status", "pending") for s in snapshots)
-    return found
-
-
-def next_wave(config: RunConfig, prepared: PrepareState, ended: Counter[str]) -> int | None:
-    """The budget of instructions the next wave brings the run to, or None: enough pairs are
-    kept, or the pool ran dry (the last pass could not decode its whole budget)."""
+def next_wave(
+    config: RunConfig, prepared: PrepareState, counts: Counts, kept_before: int | None
+) -> int | None:
+    """The budget of instructions the next wave brings the run to, or None: enough pairs
+    are kept; the pool ran dry (the last pass could not decode its whole budget); the last
+    pass left failures to retry (a provider in trouble: the next run retries them); or the
+    last wave kept no new pair (``kept_before``: what was kept before it), so another would
+    only pay for more of the same."""
     assert config.pairs is not None
-    missing = config.pairs - ended["kept"]
-    if missing <= 0 or prepared.shortfall is not None:
+    missing = config.pairs - counts.kept
+    stalled = kept_before is not None and counts.kept <= kept_before
+    retry = any(not failure.permanent for failure in prepared.failures)
+    if missing <= 0 or prepared.shortfall is not None or retry or stalled:
         return None
-    judged = ended["kept"] + ended["dropped"]
-    share = max(ended["kept"] / judged if judged else 0.0, LEAST_SHARE)
+    judged = counts.kept + counts.dropped
+    share = max(counts.kept / judged if judged else 0.0, LEAST_SHARE)
     return config.instructions + math.ceil(missing / share)

@@ -175,12 +175,15 @@ class RoleModel:
                     parts["grammar"] = overrides["grammar"]
                 key = request_key(parts)
                 hit = await self.cache.get(key)
+                cached = None
                 if hit is not None:
-                    value, _ = accept(
+                    cached = (
                         Reply(hit[0], "stop", max_tokens=max_tokens)
                         if structured is not None
                         else Reply.from_cache(hit[0], max_tokens)
                     )
+                if cached is not None:  # (None: an answer cached by an older codeclm)
+                    value, _ = accept(cached)
                     return value, TokenUsage(cached_calls=1)
             body = self._body(prompt, overrides)
             if sent_format is not None:
@@ -229,14 +232,18 @@ class RoleModel:
         ``complete``: a reply cut at ``max_tokens`` is asked again with twice the budget, up
         to ``ceiling``; the last reply is returned whether or not it was complete (its
         ``problem`` says). ``check`` raises for a reply that must not be kept (nor cached),
-        such as a judge's line without two scores: a retry then asks the model again.
+        such as a judge's line without two scores: a retry then asks the model again. A cut
+        reply that will be asked again is not checked (a judge cut while thinking has no
+        line yet); every reply kept is cached, a cut one too, so a resumed run re-asks
+        nothing it paid for.
         """
         budget = int(overrides.pop("max_tokens", self.max_tokens))
         ceiling = self.ceiling(prompt)
         total = TokenUsage()
 
         def accept(reply: Reply) -> tuple[Reply, str]:
-            if check is not None:
+            again = complete and reply.cut and budget < ceiling
+            if check is not None and not again:
                 check(reply)
             return reply, reply.cached()
 
@@ -254,7 +261,9 @@ class RoleModel:
     ) -> tuple[M, TokenUsage]:
         """A reply validated against ``schema``; raises ``UnparseableReply`` when it is not.
 
-        Only a reply that validated is cached, so a retry asks the model again. A list
+        Only a reply that validated is cached, so a retry asks the model again; and a reply
+        cut at ``max_tokens`` with nothing usable in it, as a mark (``CUT``), so a resumed
+        run goes on to the larger budget without paying for the cut one again. A list
         reply cut at ``max_tokens`` keeps its complete items (``parse_reply``); any other
         cut reply is asked again with twice the budget, up to ``ceiling``, and still cut
         there raises ``CutReply``.
@@ -263,36 +272,38 @@ class RoleModel:
         ceiling = self.ceiling(prompt)
         total = TokenUsage()
 
-        def accept(reply: Reply) -> tuple[M, str]:
-            value = parse_reply(
-                reply.content,
-                schema,
-                cut=reply.cut,
-                refusal=reply.refusal,
-            )
+        def accept(reply: Reply) -> tuple[M | None, str]:
+            if reply.content == CUT:  # cut before, at this budget: asked again, larger
+                return None, CUT
+            try:
+                value = parse_reply(reply.content, schema, cut=reply.cut, refusal=reply.refusal)
+            except CutReply:
+                return None, CUT
             return value, value.model_dump_json()
 
         block = {**_json_schema(schema), "strict": self.strict_schema}
         while True:
-            try:
-                value, usage = await self._complete(
-                    prompt, {**overrides, "max_tokens": budget}, block, accept
-                )
-            except CutReply as exc:
-                total = total + (exc.usage or TokenUsage())
-                if budget >= ceiling:
-                    error = CutReply(f"reply cut at {budget} tokens, the most it may have")
-                    error.usage = total
-                    raise error from None
-                budget = min(budget * 2, ceiling)
-                continue
-            return value, total + usage
+            value, usage = await self._complete(
+                prompt, {**overrides, "max_tokens": budget}, block, accept
+            )
+            total = total + usage
+            if value is not None:
+                return value, total
+            if budget >= ceiling:
+                error = CutReply(f"reply cut at {budget} tokens, the most it may have")
+                error.usage = total
+                raise error
+            budget = min(budget * 2, ceiling)
+
+
+CUT = '{"codeclm": "cut at max_tokens"}'
+"""What the response cache keeps for a structured reply cut with nothing usable in it."""
 
 
 @cache
 def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     """A reply model's ``json_schema`` block, built once (pydantic rebuilds the schema on
-    every call); ``strict`` is set per role (``_strict``)."""
+    every call); ``strict`` is set per role (``RoleModel.strict_schema``)."""
     return {"name": schema.__name__, "strict": False, "schema": schema.model_json_schema()}
 
 

@@ -24,11 +24,6 @@ M = TypeVar("M", bound=BaseModel)
 
 _THINK = re.compile(r"<(think|thinking|reasoning)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _OPEN_THINK = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
-_REFUSAL = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i won'?t|i will not|"
-    r"i'?m (?:not able|unable)|i am (?:not able|unable)|as an ai)",
-    re.IGNORECASE,
-)
 _DECLINE = (
     r"i (?:can(?:'|’)?t|can ?not|won(?:'|’)?t|will not|must (?:decline|refuse)|"
     r"(?:have|'ve|’ve) to decline|(?:am|'m|’m) (?:not able|unable|not allowed|not "
@@ -154,7 +149,7 @@ def parse_reply(
             return schema.model_validate(_shaped(value, schema))
         except ValidationError as exc:
             first_error = first_error or exc.errors()[0]["msg"]
-    if not values and _REFUSAL.match(text.strip()):
+    if not values and is_refusal(text):
         raise Refusal(f"refused: {' '.join(text.split())[:200]}")
     found = f"does not match {schema.__name__}: {first_error}" if first_error else "has no JSON"
     if cut:
@@ -189,6 +184,6 @@ def parse_score_line(content: str) -> tuple[float, float]:
             return numbers[0], numbers[1]
         if numbers:  # the first line with numbers is the score line, right or wrong
             break
-    if _REFUSAL.match(text):
+    if is_refusal(text):
         raise Refusal(f"refused: {' '.join(text.split())[:200]}")
     raise UnparseableReply(f"the judge gave no line of two scores from 1 to 10 ({text[:80]!r})")

@@ -89,14 +89,18 @@ class Reply:
 
     @property
     def refused(self) -> bool:
-        """The model declined: the server's ``refusal`` field, or a declining text."""
-        return bool(self.refusal) or is_refusal(self.content)
+        """The model declined: the server's ``refusal`` field, its content filter, or a
+        declining text."""
+        filtered = self.finish_reason == "content_filter"
+        return bool(self.refusal) or filtered or is_refusal(self.content)
 
     @property
     def problem(self) -> str | None:
         """Why this reply is not a real, complete answer; None when it is one."""
         if self.refused:
             text = self.refusal or self.content
+            if self.finish_reason == "content_filter":
+                text = "stopped by the provider's content filter"
             return f"refused: {' '.join(text.split())[:200]}"
         if self.cut:
             return f"answer cut at {self.max_tokens} tokens"
@@ -119,14 +123,15 @@ class Reply:
         )
 
     @classmethod
-    def from_cache(cls, text: str, max_tokens: int) -> Reply:
-        """A cached free-text reply (codeclm before 0.2 cached the bare answer)."""
+    def from_cache(cls, text: str, max_tokens: int) -> Reply | None:
+        """A cached free-text reply; None for one an earlier codeclm cached as bare text,
+        which did not keep why it stopped nor its reasoning apart: it is asked again."""
         try:
             data = json.loads(text)
         except ValueError:
-            data = None
+            return None
         if not isinstance(data, dict) or "finish_reason" not in data:
-            return cls(content=text, finish_reason="stop", max_tokens=max_tokens)
+            return None
         return cls(
             content=str(data.get("content") or ""),
             finish_reason=data.get("finish_reason"),

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.parsing import CutReply
+from codeclm.llm.parsing import CutReply, is_refusal
 from codeclm.llm.reply import Reply, describe_error
 from codeclm.nodes.pairs import answer_pair, ask_answer, judge_pair
 from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
@@ -174,7 +174,9 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
     rewrite, why = state.instruction, None
     try:
         reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
-        if len(reply.instruction) > room:
+        if is_refusal(reply.instruction):  # declined, in the JSON a grammar asked for
+            why = "refused"
+        elif len(reply.instruction) > room:
             why = f"{len(reply.instruction):,} characters, over the {room:,} the context allows"
         else:
             rewrite = reply.instruction

@@ -71,7 +71,8 @@ async def judge_pair(
     """Both answers scored twice, once in each order, at temperature 0 (both calls at once).
 
     The order swap cancels a judge's preference for the first (or second) position. A reply
-    without a line of two scores is not kept (nor cached): the step's retry asks again.
+    cut at ``max_tokens`` (a judge that thinks first) is asked again with a larger budget;
+    one without a line of two scores is not kept (nor cached): the step's retry asks again.
     """
     strong_first_prompt = prompts.render(
         prompt, instruction=instruction, answer_1=strong_answer, answer_2=target_answer
@@ -82,7 +83,7 @@ async def judge_pair(
     held: dict[str, Any] = {"grammar": judge.score_grammar} if judge.score_grammar else {}
 
     async def ask(text: str) -> tuple[Reply, TokenUsage]:
-        return await judge.text(text, check=_scores, temperature=0, **held)
+        return await judge.text(text, complete=True, check=_scores, temperature=0, **held)
 
     (forward, usage_1), (swapped, usage_2) = await asyncio.gather(
         ask(strong_first_prompt), ask(target_first_prompt)

@@ -130,14 +130,6 @@ class ImprovedInstruction(BaseModel):
     ]
 
 
-class PairwiseScores(BaseModel):
-    """Both answers' scores from one judge call, in the order the answers were shown."""
-
-    model_config = _STRICT
-    assistant_1: int = Field(..., ge=1, le=10)
-    assistant_2: int = Field(..., ge=1, le=10)
-
-
 class EvolvedInstruction(BaseModel):
     """Evol-Instruct's rewritten (in depth) or newly created (in breadth) instruction."""
 

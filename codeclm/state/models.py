@@ -265,8 +265,8 @@ class PrepareState(BaseModel):
     ran_dry: Annotated[list[str], operator.add] = Field(default_factory=list)
     """An entry id each time it was exhausted: a later ask of it samples anew."""
     came_up_short: Annotated[list[str], operator.add] = Field(default_factory=list)
-    """Checkpoints before codeclm 0.2: an entry id each time its Self-Rubrics came up short
-    (a later ask sampled anew). Self-Rubrics now stall within the run instead."""
+    """Checkpoints of earlier versions: an entry id each time its Self-Rubrics came up
+    short (a later ask sampled anew). Self-Rubrics now stall within the run instead."""
     shortfall: str | None = None
     """Set by ``finalize`` when the pass ends short of the budget with nothing to retry:
     how many instructions are missing and why (the pool ran dry)."""
