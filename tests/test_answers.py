@@ -240,3 +240,24 @@ def test_a_reply_cut_with_nothing_usable_is_kept_in_the_cache_so_a_resume_pays_n
     assert "cut at 8192 tokens" in str(first) and is_permanent(first) and not is_transient(first)
     asyncio.run(ask())
     assert len(mock_llm.calls("ImprovedInstruction")) == 3, "the cut ones came from the cache"
+
+
+def test_a_rewrite_cut_at_the_ceiling_is_no_failure(mock_llm: MockLLM, tmp_path: Path) -> None:
+    """The toy model's improve reply loops to max_tokens (issue #20, point 7): asked again
+    with larger budgets, still cut, the instruction goes on from its last good version, and
+    the run ends with no failure in its first invocation."""
+    mock_llm.judge_rule = lambda instruction: (5, 5)  # undecided: every one is improved
+    mock_llm.cut_when = "Improving action:"
+    out = tmp_path / "out"
+    config = tmp_path / "c.toml"
+    config.write_text("[strong]\nmax_tokens = 256\nmax_tokens_ceiling = 512\n")
+    options = dict(instructions=4, metadata=2, max_iterations=2, config=config)
+    assert run_cli(_seeds(tmp_path, 2), mock_llm, out, **options) == 0
+    kept, dropped, failed = _rows(out)
+    assert not failed and not kept and len(dropped) == 4
+    for row in dropped:
+        (action,) = row["actions"]
+        assert "no usable rewrite: reply cut at 512 tokens" in action
+        assert row["instruction"] == row["basic_instruction"]
+    budgets = sorted({c.max_tokens for c in mock_llm.calls("ImprovedInstruction")})
+    assert budgets == [256, 512]

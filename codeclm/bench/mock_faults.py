@@ -63,6 +63,9 @@ class Misbehaviour:
     included: asked again with a larger budget, it may come whole."""
     cut_objects: bool = False
     """``cut_rate`` applies to replies without a list too (stopped half-way)."""
+    cut_when: str | None = None
+    """Every structured reply to a prompt containing this text is cut half-way, at any
+    budget (a small model that loops until max_tokens on that step)."""
     decode_distinct: int | None = None
     """Each metadata entry has only this many distinct instructions in it (then repeats)."""
     rubrics_distinct: dict[str, int] = field(default_factory=dict)

@@ -219,6 +219,8 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
         # a long reply for its budget: the same request always, a larger budget maybe not
         roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{_max_tokens(body)}")
         cut = faults.cut_reply(payload, self.cut_objects) if roll < self.cut_rate else None
+        if self.cut_when is not None and self.cut_when in prompt:
+            cut = faults.cut_reply(payload, objects=True)
         if cut is not None:
             return cut, "length", None
         return json.dumps(payload), "stop", None
