@@ -60,6 +60,11 @@ def _figures(out: Path, requested: int) -> dict[str, object]:
     }
 
 
+def _options(n: int, concurrency: int) -> dict[str, object]:
+    """The settings of the run of N: a pool of N/10 entries (at least 10)."""
+    return {"instructions": n, "metadata": max(10, n // 10), "seed": 1, "concurrency": concurrency}
+
+
 def _run(
     mock: MockLLM, seeds: Path, out: Path, *head: str, **options: object
 ) -> subprocess.Popen[bytes]:
@@ -83,12 +88,7 @@ def main() -> None:
             mock = make(list_cap=3, judge_rule=mixed_rule, record=False).start()
             for n in args.sizes:
                 out = folder / f"{name.replace(' + ', '_')}_{n}"
-                options = {
-                    "instructions": n,
-                    "metadata": max(10, n // 10),
-                    "seed": 1,
-                    "concurrency": args.concurrency,
-                }
+                options = _options(n, args.concurrency)
                 before, faults = mock.received, Counter(mock.faults)
                 started = time.monotonic()
                 proc = _run(mock, seeds, out, "run", **options)
@@ -102,12 +102,7 @@ def main() -> None:
             if name == "stingy + realistic":  # the smallest run, killed half-way and resumed
                 n = min(args.sizes)
                 whole = folder / f"stingy_realistic_{n}"
-                options = {
-                    "instructions": n,
-                    "metadata": max(10, n // 10),
-                    "seed": 1,
-                    "concurrency": args.concurrency,
-                }
+                options = _options(n, args.concurrency)
                 calls = int(rows[-len(args.sizes)][1]["calls"])  # type: ignore[call-overload]
                 killed = folder / "killed"
                 with mock.lock:
