@@ -20,10 +20,6 @@ from typing import Any
 
 from codeclm.bench import mock_model as model
 
-FAULTS = ("503", "invalid_json", "hang", "429", "refusal", "wrap")
-"""The server-side faults, in the order their rates are laid end to end on one draw."""
-
-
 Refused = tuple[int, dict[str, Any], dict[str, str]]
 """An HTTP status, its JSON error and headers."""
 
