@@ -1,14 +1,19 @@
 """codeclm: tailored synthetic instruction data by the CodecLM method, on LangGraph.
 
-The Python API (``codeclm.api``): ``codeclm.run``, ``codeclm.resume``, ``codeclm.update``,
-``codeclm.evaluate`` and their coroutines ``arun``, ``aresume``, ``aupdate``, ``aevaluate``.
+The Python API (``codeclm.api``) has every command: ``codeclm.run``, ``codeclm.resume``,
+``codeclm.evaluate``, ``codeclm.inspect``, ``codeclm.step`` and the coroutines of the
+long-running ones (``arun``, ``aresume``, ``aevaluate``, …) here; the commands named like
+a module of the package (``api.export``, ``api.report``, ``api.split``, ``api.view``,
+``api.bench``) from ``codeclm.api``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from codeclm.version import __version__
+
+__all__ = ["__version__"]
 
 _API = (
     "run",
@@ -21,8 +26,17 @@ _API = (
     "aevaluate",
     "awork",
     "aupdate",
+    "find_run",
+    "afind_run",
+    "inspect",
+    "ainspect",
+    "step",
+    "astep",
+    "review_session",
+    "RunHandle",
     "RunResult",
     "RunStats",
+    "EvalRecord",
 )
 
 

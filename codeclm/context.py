@@ -21,10 +21,19 @@ from codeclm.prompts import Prompts, load_prompts
 
 
 @dataclass(frozen=True)
-class PipelineContext:
+class RoleContext:
+    """What the nodes of every graph (a run's, an evaluation's) take at run time: the
+    pair's two models and the prompts."""
+
     strong: RoleModel
     target: RoleModel
     prompts: Prompts
+
+
+@dataclass(frozen=True)
+class PipelineContext(RoleContext):
+    """A run's context: the two roles, the prompts and the run's settings."""
+
     config: RunConfig
 
 

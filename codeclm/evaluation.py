@@ -8,7 +8,6 @@ there: finished items are skipped, failed ones are tried again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -16,17 +15,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from codeclm import __version__
-from codeclm.config import ConfigError, EvalConfig, differing_keys
+from codeclm.config import ConfigError, EvalConfig
 from codeclm.engine.threads import RunStats, run_threads
-from codeclm.engine.workspace import models_record, open_workspace
-from codeclm.graph import started_values, thread_config
+from codeclm.graph import Graph, started_values, thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
+from codeclm.handle import Folder, check_same
+from codeclm.handle.workspace import eval_context, models_record, open_workspace
 from codeclm.nodes.evaluation import EvalContext
-from codeclm.outputs import EVAL_JSON, RUN_JSON, JsonlWriter, make_folder, write_json
-from codeclm.records import JudgmentRow
+from codeclm.outputs import JsonlWriter
+from codeclm.records import EvalRecord, EvalResult, JudgmentRow, StoredInputs, Tally
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 from codeclm.store import Store, StoreSpec, redact_url
+from codeclm.version import __version__
 
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
@@ -53,66 +53,36 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _fingerprint(config: EvalConfig, benchmark: Path) -> dict[str, Any]:
-    return {"settings": config.fingerprint_fields(), "benchmark_sha256": _digest(benchmark)}
-
-
-def _check_fingerprint(out_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Refuse to continue an evaluation in ``out_dir`` begun with other settings or items."""
-    path = out_dir / EVAL_JSON
-    if not path.is_file():
-        if (out_dir / RUN_JSON).is_file():
-            raise ConfigError(f"{out_dir} holds a run, not an evaluation; use another --out")
-        return
-    try:
-        previous = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{path} is not a codeclm evaluation record; use another --out") from None
-    if previous != fingerprint:
-        keys = differing_keys(previous, fingerprint)
-        raise ConfigError(
-            f"{out_dir} holds an evaluation with different settings or items "
-            f"({', '.join(keys) or 'unknown'}); use the same ones to resume it, or another --out"
-        )
-
-
-async def _check_stored_fingerprint(
-    store: Store, fingerprint: dict[str, Any], spec: StoreSpec
-) -> None:
-    """The store-side ``_check_fingerprint``: the name holds this evaluation or nothing."""
+async def _check_store(store: Store, fingerprint: dict[str, Any], spec: StoreSpec) -> None:
+    """A store's name holds this evaluation or nothing (not a run, not another evaluation)."""
     if await store.read_record() is not None:
         raise ConfigError(f"{spec.describe()} holds a run, not an evaluation; use another --run")
-    previous = (await store.read_inputs()).get("eval_fingerprint")
-    if previous is None:
-        await store.save_inputs({"eval_fingerprint": fingerprint})
-    elif previous != fingerprint:
-        keys = differing_keys(previous, fingerprint)
-        raise ConfigError(
-            f"{spec.describe()} holds an evaluation with different settings or items "
-            f"({', '.join(keys) or 'unknown'}); use the same ones to resume it, or another --run"
-        )
+    stored = await store.read_inputs()
+    if stored.eval_fingerprint is None:
+        await store.save_inputs(StoredInputs(eval_fingerprint=fingerprint))
+    check_same(
+        "evaluation", spec.describe(), stored.eval_fingerprint, fingerprint, _AGAIN + "--run"
+    )
 
 
-def crr_summary(judged: list[dict[str, Any]]) -> dict[str, Any]:
-    """Wins, ties, losses and CRR = (wins + ties) / total, overall and per category."""
+_AGAIN = "use the same settings and items to resume it, or another "
 
-    def tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        counts = Counter(row["outcome"] for row in rows)
-        total = len(rows)
+
+def crr_summary(judged: list[tuple[str, str]]) -> EvalResult:
+    """Wins, ties, losses and CRR = (wins + ties) / total, overall and per category, of
+    (category, outcome) pairs."""
+
+    def tally(outcomes: list[str]) -> Tally:
+        counts = Counter(outcomes)
+        total = len(outcomes)
         wins, ties, losses = counts["win"], counts["tie"], counts["loss"]
-        return {
-            "total": total,
-            "wins": wins,
-            "ties": ties,
-            "losses": losses,
-            "crr": (wins + ties) / total if total else None,
-        }
+        crr = (wins + ties) / total if total else None
+        return Tally(total=total, wins=wins, ties=ties, losses=losses, crr=crr)
 
-    categories = sorted({row["category"] for row in judged})
-    return {
-        **tally(judged),
-        "by_category": {c: tally([r for r in judged if r["category"] == c]) for c in categories},
-    }
+    categories = sorted({category for category, _ in judged})
+    overall = tally([outcome for _, outcome in judged])
+    by_category = {c: tally([o for cat, o in judged if cat == c]) for c in categories}
+    return EvalResult(**overall.model_dump(), by_category=by_category)
 
 
 def judgment_row(state: EvalItemState) -> JudgmentRow:
@@ -144,16 +114,23 @@ async def evaluate(
     out_dir: Path,
     stats: EvalStats,
     spec: StoreSpec | None = None,
-) -> dict[str, Any]:
+) -> EvalRecord:
     """Answer, judge and score every item (resuming what an earlier call left), then report.
 
     ``spec``: a shared store (PostgreSQL) to keep the items' threads in; several processes
     with the same store and name share the items, each writing the outputs at the end."""
     started = time.monotonic()
-    fingerprint = _fingerprint(config, benchmark)
+    fingerprint = {
+        "settings": config.fingerprint_fields(),
+        "benchmark_sha256": _digest(benchmark),
+    }
     spec = spec or StoreSpec()
+    folder = Folder(out_dir)
+    folder.expect("evaluation")
     if not spec.shared:
-        _check_fingerprint(out_dir, fingerprint)
+        previous = folder.read_eval()
+        before = previous.fingerprint if previous else None
+        check_same("evaluation", str(out_dir), before, fingerprint, _AGAIN + "--out")
     items = items[: config.limit] if config.limit else items
     stats.total = len(items)
     if judges_itself(config):
@@ -163,86 +140,92 @@ async def evaluate(
         )
     async with open_workspace(config, out_dir, spec=spec) as space:
         if spec.shared:
-            await _check_stored_fingerprint(space.store, fingerprint, spec)
-        context = EvalContext(
-            strong=space.models["strong"],
-            target=space.models["target"],
-            judge=space.models["judge"],
-            prompts=space.prompts,
-            config=config,
+            await _check_store(space.store, fingerprint, spec)
+        record = EvalRecord(
+            codeclm_version=__version__,
+            benchmark=str(benchmark.resolve()),
+            fingerprint=fingerprint,
+            config=config.model_dump(mode="json"),
+            models=models_record(config, space.models),
+            store=redact_url(spec.url),
+            run_name=spec.run if spec.shared else None,
         )
-        record: dict[str, Any] = {
-            "codeclm_version": __version__,
-            "benchmark": str(benchmark.resolve()),
-            "fingerprint": fingerprint,
-            "config": config.model_dump(mode="json"),
-            "models": {r: m.model_dump() for r, m in models_record(config, space.models).items()},
-            "store": redact_url(spec.url),
-            "run_name": spec.run if spec.shared else None,
-        }
-        make_folder(out_dir)
-        write_json(out_dir / EVAL_JSON, record)  # first, so a resume is checked
+        folder.write_eval(record)  # first, so a resume is checked
         graph = build_eval_graph(space.retry).compile(checkpointer=space.store.saver)
-        board = space.store.board
-        await board.reopen()  # failed items are tried again
-        await board.publish(
-            [
-                (
-                    item["id"],
-                    partial(
-                        EvalItemState,
-                        id=item["id"],
-                        instruction=item["instruction"],
-                        category=item["category"],
-                    ),
-                )
-                for item in items
-            ]
-        )
-        if await board.take_prepare():  # every item is published: nothing more will come
-            await board.prepare_finished()
         try:
-            await run_threads(
-                graph,
-                context,
-                board,
-                stats,
-                EVAL_RESTART_FROM,
-                ("judged",),
-                workers=config.concurrency,
-            )
+            await _judge_all(graph, eval_context(config, space), space.store, items, stats)
         finally:  # on Ctrl-C too: what was judged is written out
-            judged: list[dict[str, Any]] = []
-            usage: dict[str, TokenUsage] = {}
-            unfinished = 0
-            with (
-                JsonlWriter(out_dir / JUDGMENTS) as judgments,
-                JsonlWriter(out_dir / EVAL_FAILED) as failed,
-            ):
-                for item in items:
-                    values = started_values(
-                        (await graph.aget_state(thread_config(item["id"]))).values
-                    )
-                    if not values:
-                        unfinished += 1
-                        continue
-                    state = EvalItemState.model_validate(values)
-                    usage = add_usage(usage, state.usage)
-                    if state.status == "judged":
-                        row = judgment_row(state)
-                        judged.append({"category": row.category, "outcome": row.outcome})
-                        judgments.write(row)
-                    elif state.status == "failed":
-                        failed.write({"id": state.id, "reason": state.reason})
-                    else:
-                        unfinished += 1
-            record.update(
-                result=crr_summary(judged),
-                items=len(items),
-                failed=failed.rows,
-                unfinished=unfinished,
-                usage={role: u.model_dump() for role, u in sorted(usage.items())},
-                wall_seconds=round(time.monotonic() - started, 2),
-            )
-            write_json(out_dir / EVAL_JSON, record)
+            record = await _write_results(graph, items, folder, record)
+            record.wall_seconds = round(time.monotonic() - started, 2)
+            folder.write_eval(record)
     return record
+
+
+async def _judge_all(
+    graph: Graph, context: EvalContext, store: Store, items: list[dict[str, str]], stats: EvalStats
+) -> None:
+    """Every item's thread, each answered and judged (finished ones are skipped)."""
+    board = store.board
+    await board.reopen()  # failed items are tried again
+    await board.publish(
+        [
+            (
+                item["id"],
+                partial(
+                    EvalItemState,
+                    id=item["id"],
+                    instruction=item["instruction"],
+                    category=item["category"],
+                ),
+            )
+            for item in items
+        ]
+    )
+    if await board.take_prepare():  # every item is published: nothing more will come
+        await board.prepare_finished()
+    await run_threads(
+        graph,
+        context,
+        board,
+        stats,
+        EVAL_RESTART_FROM,
+        ("judged",),
+        workers=context.config.concurrency,
+    )
+
+
+async def _write_results(
+    graph: Graph, items: list[dict[str, str]], folder: Folder, record: EvalRecord
+) -> EvalRecord:
+    """judgments.jsonl and failed.jsonl rebuilt whole, and the record's result."""
+    judged: list[tuple[str, str]] = []
+    usage: dict[str, TokenUsage] = {}
+    unfinished = 0
+    with (
+        JsonlWriter(folder.file(JUDGMENTS)) as judgments,
+        JsonlWriter(folder.file(EVAL_FAILED)) as failed,
+    ):
+        for item in items:
+            values = started_values((await graph.aget_state(thread_config(item["id"]))).values)
+            if not values:
+                unfinished += 1
+                continue
+            state = EvalItemState.model_validate(values)
+            usage = add_usage(usage, state.usage)
+            if state.status == "judged":
+                row = judgment_row(state)
+                judged.append((row.category, str(row.outcome)))
+                judgments.write(row)
+            elif state.status == "failed":
+                failed.write({"id": state.id, "reason": state.reason})
+            else:
+                unfinished += 1
+    return record.model_copy(
+        update={
+            "result": crr_summary(judged),
+            "items": len(items),
+            "failed": failed.rows,
+            "unfinished": unfinished,
+            "usage": dict(sorted(usage.items())),
+        }
+    )

@@ -18,20 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError
-from codeclm.outputs import DATASET, RUN_JSON, make_folder, write_atomic, write_json, write_jsonl
-from codeclm.records import DatasetRow, PairReview, RunRecord, read_rows
+from codeclm.handle import RunHandle
+from codeclm.outputs import DATASET, make_folder, write_atomic, write_json, write_jsonl
+from codeclm.records import DatasetRow, PairReview, RunRecord
 from codeclm.review import pair_reviews
 
 FORMATS = ("chat", "alpaca", "sharegpt", "parquet", "hf")
 _SUFFIX = {"chat": ".jsonl", "alpaca": ".json", "sharegpt": ".json", "parquet": ".parquet"}
-
-
-def read_run(run_dir: Path) -> tuple[RunRecord, list[DatasetRow]]:
-    """A run's record (run.json) and its kept pairs (dataset.jsonl), with one-line errors."""
-    record_path, dataset_path = run_dir / RUN_JSON, run_dir / DATASET
-    if not record_path.is_file() or not dataset_path.is_file():
-        raise ConfigError(f"{run_dir} holds no finished run (no {RUN_JSON} or {DATASET})")
-    return RunRecord.read(record_path), read_rows(dataset_path, DatasetRow)
 
 
 def _alpaca(row: DatasetRow) -> dict[str, Any]:
@@ -124,7 +117,7 @@ def reviewed_rows(
 
 
 def export_run(
-    run_dir: Path,
+    handle: RunHandle,
     fmt: str,
     out: Path | None,
     limit: int | None,
@@ -137,15 +130,16 @@ def export_run(
     target tried)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
-    record, rows = read_run(run_dir)
-    reviews = asyncio.run(pair_reviews(run_dir))
+    record, rows = handle.record, handle.rows(DATASET, DatasetRow)
+    assert record is not None and handle.out_dir is not None
+    reviews = asyncio.run(pair_reviews(handle))
     if reviewed_only and not reviews:
-        raise ConfigError(f"--reviewed-only: no pair of {run_dir} was reviewed yet")
+        raise ConfigError(f"--reviewed-only: no pair of {handle.where} was reviewed yet")
     rows = reviewed_rows(rows, reviews, reviewed_only)
     if not target_refusals:
         rows = [row for row in rows if not row.target_refused]
     rows = rows[:limit] if limit else rows
-    target = out or run_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
+    target = out or handle.out_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
     make_folder(target.parent)
     writers: dict[str, Callable[[], object]] = {
         "chat": lambda: write_jsonl(target, ({"messages": _messages(r)} for r in rows)),

@@ -30,6 +30,8 @@ REVIEWS = "reviews.sqlite"
 """A person's reviews of the pool and the pairs (SQLite store; a table in PostgreSQL)."""
 EVAL_JSON = "eval.json"
 """An evaluation's record (``codeclm eval``): a folder holds a run or an evaluation."""
+RUN_FILES = (DATASET, DROPPED, FAILED, METADATA, RUN_JSON)
+"""What a run writes into its folder for people (the stores' files aside)."""
 
 
 def make_folder(path: Path, flag: str = "--out") -> Path:

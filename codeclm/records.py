@@ -2,7 +2,8 @@
 
 ``run.json`` (``RunRecord``), ``dataset.jsonl`` (``DatasetRow``), ``dropped.jsonl`` and
 ``failed.jsonl`` (``DroppedRow``), ``metadata.jsonl`` (``MetadataEntry``, the state's own
-model) and eval's ``judgments.jsonl`` (``JudgmentRow``). Readers accept files written by
+model), eval's ``eval.json`` (``EvalRecord``) and ``judgments.jsonl`` (``JudgmentRow``), and
+what a shared store keeps for its workers (``StoredInputs``). Readers accept files written by
 earlier versions: every field added later has a default, and unknown fields are ignored
 (pydantic's default).
 """
@@ -16,7 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
-from codeclm.state import Failure, JudgeScores, LabelMap, PoolReview, TokenUsage, Update
+from codeclm.state import (
+    Failure,
+    JudgeScores,
+    LabelMap,
+    MetadataEntry,
+    PoolReview,
+    Seed,
+    TokenUsage,
+    Update,
+)
 
 
 class RowMetadata(BaseModel):
@@ -170,6 +180,31 @@ class ModelRecord(BaseModel):
     json_schema), or prompt (it rejected both; the prompts ask for the JSON)."""
 
 
+class RunInputs(BaseModel):
+    """Where a run's inputs came from (absolute paths), so ``resume`` can read them again
+    when the 'prepare' thread never checkpointed them."""
+
+    seeds: str | None = None
+    user_metadata: str | None = None
+    field: str | None = None
+    """``--field``: the seeds file's column holding the instruction."""
+    update_seeds: str | None = None
+    """The seeds file of the last ``run --update``."""
+
+
+class StoredInputs(BaseModel):
+    """What a shared store keeps beside the run's record: the inputs a worker needs to
+    start the 'prepare' thread, or an evaluation's fingerprint (one kind per name)."""
+
+    seeds: list[Seed] = Field(default_factory=list)
+    user_metadata: list[MetadataEntry] = Field(default_factory=list)
+    eval_fingerprint: dict[str, Any] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.seeds or self.user_metadata or self.eval_fingerprint)
+
+
 class RunRecord(BaseModel):
     """``run.json``: the settings (checked on every later run), counts, usage and failures."""
 
@@ -177,7 +212,7 @@ class RunRecord(BaseModel):
     fingerprint: str = ""
     config: dict[str, Any] = Field(default_factory=dict)
     config_fingerprinted: dict[str, Any] = Field(default_factory=dict)
-    inputs: dict[str, str | None] = Field(default_factory=dict)
+    inputs: RunInputs = Field(default_factory=RunInputs)
     store: str | None = None
     """The PostgreSQL store the run lives in, without its password; None: this folder."""
     run_name: str | None = None
@@ -206,17 +241,46 @@ class RunRecord(BaseModel):
         """The run's method; a run recorded before there were methods: codeclm."""
         return method_spec(str(self.config.get("method", "codeclm")))
 
-    @classmethod
-    def read(cls, path: Path) -> RunRecord:
-        """The record in ``path``; one line naming the file when it is not one."""
-        try:
-            return cls.model_validate_json(path.read_bytes())
-        except OSError as error:
-            raise ConfigError(f"{path}: {error.strerror}") from None
-        except ValidationError as error:
-            where = ".".join(str(p) for p in error.errors()[0]["loc"])
-            reason = error.errors()[0]["msg"]
-            raise ConfigError(f"{path} is not a run record ({where or 'file'}: {reason})") from None
+
+class Tally(BaseModel):
+    """An evaluation's outcomes over some items: CRR = (wins + ties) / total."""
+
+    total: int = 0
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    crr: float | None = None
+    """None when no item was judged."""
+
+
+class EvalResult(Tally):
+    """The whole benchmark's tally, and each category's."""
+
+    by_category: dict[str, Tally] = Field(default_factory=dict)
+
+
+class EvalRecord(BaseModel):
+    """``eval.json``, and what ``codeclm.evaluate`` returns: settings, fingerprint, result."""
+
+    codeclm_version: str = ""
+    benchmark: str = ""
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    """The settings that shape the judgments and the benchmark's digest (checked on resume)."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, ModelRecord] = Field(default_factory=dict)
+    store: str | None = None
+    run_name: str | None = None
+    result: EvalResult | None = None
+    """None until the first pass has ended."""
+    items: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    usage: dict[str, TokenUsage] = Field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def crr(self) -> float | None:
+        return self.result.crr if self.result else None
 
 
 def grouped_failures(failures: list[Failure], shown: int = 3) -> str:

@@ -17,28 +17,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from langgraph.graph.state import CompiledStateGraph
-
-from codeclm.config import RunConfig
-from codeclm.debug.inspection import open_recorded
-from codeclm.graph import (
-    PREPARE_THREAD,
-    build_instruction_graph,
-    build_prepare_graph,
-    retry_policy,
-    started_values,
-    thread_config,
-)
+from codeclm.handle import RunHandle, RunView
 from codeclm.nodes.review import ReviewError, apply_pool_review, waits_for_review
+from codeclm.outputs import CHECKPOINTS
 from codeclm.records import PairReview, Verdict
 from codeclm.state import EntryEdit, InstructionState, MetadataEntry, PoolReview, PrepareState
-from codeclm.store import Store, StoreSpec
-from codeclm.store.reviews import Reviews
 
-Graph = CompiledStateGraph[Any, Any, Any, Any]
 PoolPhase = Literal["not asked", "not built yet", "waiting", "approved"]
 
 
@@ -65,27 +51,24 @@ class PoolStatus:
 class RunSession:
     """A run opened for reading and reviewing (no lease is taken, no model is called)."""
 
-    def __init__(self, store: Store, method: str, config: RunConfig | None, where: str) -> None:
-        self.store = store
-        self.config = config
-        self.reviews = Reviews(store, where)
-        self.prepare: Graph = build_prepare_graph(retry_policy(1)).compile(checkpointer=store.saver)
-        self.instructions: Graph = build_instruction_graph(retry_policy(1), method).compile(
-            checkpointer=store.saver
-        )
+    def __init__(self, view: RunView) -> None:
+        self.view = view
+        self.store = view.store
+        self.config = view.handle.config
+        self.reviews = view.reviews
+        self.prepare = view.prepare
+        self.instructions = view.instructions
 
     @property
     def max_skills(self) -> int:
-        return self.config.max_skills if self.config else 3
+        return self.config.max_skills
 
     async def prepared(self) -> PrepareState | None:
         """The 'prepare' thread's state (None before the run started it)."""
-        snapshot = await self.prepare.aget_state(thread_config(PREPARE_THREAD))
-        return PrepareState.model_validate(snapshot.values) if snapshot.values else None
+        return await self.view.prepared()
 
     async def instruction_state(self, ident: str) -> InstructionState | None:
-        values = started_values((await self.instructions.aget_state(thread_config(ident))).values)
-        return InstructionState.model_validate(values) if values else None
+        return await self.view.instruction_state(ident)
 
     # ---- the metadata pool ------------------------------------------------------------
 
@@ -94,7 +77,7 @@ class RunSession:
         draft = await self.reviews.pool_draft()
         if state is not None and state.pool_review is not None:  # the run took it up
             return PoolStatus("approved", state.pool, state.pool_review, state.pool)
-        asked = self.config is not None and self.config.review == "metadata"
+        asked = self.config.review == "metadata"
         pool = state.pool if state else []
         if not asked or state is None or not waits_for_review(state, "metadata"):
             return PoolStatus("not asked" if not asked else "not built yet", pool, draft, pool)
@@ -250,31 +233,17 @@ def _kept(before: PairReview | None, field: str) -> str | None:
 
 
 @asynccontextmanager
-async def open_session(
-    out_dir: Path | None, spec: StoreSpec | None = None
-) -> AsyncIterator[RunSession]:
-    """The run in ``out_dir`` (or in ``spec``'s store), opened for review."""
-    from codeclm.outputs import RUN_JSON
-    from codeclm.records import RunRecord
-
-    spec = spec or StoreSpec.recorded(out_dir)
-    async with open_recorded(out_dir, spec) as (store, method):
-        record = await store.read_record()
-        if record is None and out_dir is not None and (out_dir / RUN_JSON).is_file():
-            record = RunRecord.read(out_dir / RUN_JSON)
-        config = RunConfig.model_validate(record.config) if record and record.config else None
-        where = str(out_dir) if out_dir is not None else f"--store URL --run {spec.run}"
-        yield RunSession(store, method, config, where)
+async def open_session(handle: RunHandle) -> AsyncIterator[RunSession]:
+    """The run, opened for review."""
+    async with handle.read() as view:
+        yield RunSession(view)
 
 
-async def pair_reviews(out_dir: Path) -> dict[str, PairReview]:
-    """The pair reviews of the run in ``out_dir`` (none when it holds no store)."""
-    from codeclm.outputs import CHECKPOINTS
-
-    spec = StoreSpec.recorded(out_dir)
-    if not spec.shared and not (out_dir / CHECKPOINTS).is_file():
+async def pair_reviews(handle: RunHandle) -> dict[str, PairReview]:
+    """The pair reviews of the run (none when it holds no store)."""
+    if not handle.spec.shared and not handle.folder_has(CHECKPOINTS):
         return {}
-    async with open_session(out_dir, spec) as session:
+    async with open_session(handle) as session:
         return await session.reviews.pairs()
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from codeclm import api
 from codeclm.bench.mock_llm import REFUSAL, STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
 from codeclm.cli import main
-from codeclm.export import export_run
 from codeclm.llm.parsing import is_refusal
 from codeclm.prompts import load_prompts
 from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
@@ -83,7 +83,7 @@ def test_refusals_never_become_data_in_either_role(
     assert target_refuses in {r["basic_instruction"] for r in flagged}
     counts = json.loads((again / "run.json").read_text())["counts"]
     assert counts["target_refused"] == len(flagged)
-    _, exported = export_run(again, "chat", None, None, target_refusals=False)
+    _, exported = api.export(again, "chat", target_refusals=False)
     assert exported == len(kept) - len(flagged)
 
 

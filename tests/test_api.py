@@ -13,7 +13,8 @@ import codeclm
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.config import ConfigError
 from codeclm.engine.threads import RunStats
-from codeclm.records import DatasetRow, RunRecord, read_rows
+from codeclm.handle import Folder
+from codeclm.records import DatasetRow, read_rows
 from tests.conftest import read_jsonl
 
 
@@ -47,7 +48,7 @@ def test_run_and_resume_from_python_with_progress(mock_llm: MockLLM, tmp_path: P
     assert {"preparing", "running"} <= {phase for phase, _ in seen}, "short names to test"
     assert json.loads(result.files["run.json"].read_text())["inputs"]["seeds"] is None
     # The record is typed, and is what the file holds: one model for the writer and readers.
-    assert RunRecord.read(result.files["run.json"]) == result.record
+    assert Folder(result.out_dir).read_run() == result.record
     assert [row.model_dump(mode="json") for row in read_rows(result.dataset, DatasetRow)] == (
         read_jsonl(result.dataset)
     )
@@ -75,7 +76,10 @@ def test_evaluate_from_python(mock_llm: MockLLM, tmp_path: Path) -> None:
         '{"id": "b", "instruction": "Name a river.", "category": "geo"}\n'
     )
     record = codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
-    assert record["result"]["total"] == 2 and record["result"]["crr"] == 0.0  # (9, 2) judge
+    assert isinstance(record, codeclm.EvalRecord)
+    assert record.result is not None and record.result.total == 2
+    assert record.crr == 0.0  # (9, 2) judge
+    assert Folder(tmp_path / "eval").read_eval() == record, "what eval.json holds"
 
 
 def test_bad_settings_are_one_clear_error(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
-from codeclm.nodes.planning import normalized
+from codeclm.prepare.planning import normalized
 from tests.conftest import SECRET, read_jsonl, realistic, run_cli, write_seeds
 from tests.test_real_models import _run_process
 

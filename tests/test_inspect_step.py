@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import codeclm
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.cli import main
 from tests.conftest import read_jsonl, run_cli
@@ -161,25 +162,14 @@ def test_interactive_stepping_takes_edits_and_commands_between_steps(
 ) -> None:
     import asyncio
 
-    from codeclm.config import RunConfig
-    from codeclm.debug.step import step_thread
-
     thread = read_jsonl(dropped_run / "dropped.jsonl")[0]["id"]
-    config = RunConfig.model_validate(json.loads((dropped_run / "run.json").read_text())["config"])
     first = asyncio.run(_history(dropped_run, thread))[0]["checkpoint"]
     # after the judge: edit the actions, then step; step again; then continue to the end
     answers = iter(["set colour=red", 'set candidate_actions=["make it rhyme"]', "", "", "c"])
     events: list[dict] = []
     mock_llm.judge_rule = lambda text: (9, 1) if "rhyme" in text else (5, 5)
-    final = asyncio.run(
-        step_thread(
-            config,
-            dropped_run,
-            thread,
-            from_checkpoint=first,
-            emit=events.append,
-            ask=lambda: next(answers),
-        )
+    final = codeclm.step(
+        dropped_run, thread, from_checkpoint=first, emit=events.append, ask=lambda: next(answers)
     )
     ran = [list(e["ran"]) for e in events if "ran" in e]
     assert ran == [["judge"], ["improve"], ["answer"], ["judge"]]
@@ -191,6 +181,5 @@ def test_interactive_stepping_takes_edits_and_commands_between_steps(
 
 
 async def _history(out: Path, thread: str) -> list[dict]:
-    from codeclm.debug.inspection import thread_history
-
-    return (await thread_history(out, thread))["history"]
+    detail = await codeclm.ainspect(out, thread)
+    return list(detail.as_json()["history"])

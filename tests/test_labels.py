@@ -15,7 +15,7 @@ from codeclm.analysis.metrics import jensen_shannon
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.bench.mock_model import USE_CASE_VARIANTS
 from codeclm.cli import main
-from codeclm.nodes.pool import augment_pool
+from codeclm.prepare.pool import augment_pool
 from codeclm.state import MetadataEntry
 from tests.conftest import read_jsonl, run_cli, write_seeds
 

@@ -1,9 +1,11 @@
-"""The dependency direction docs/architecture.md states, kept by the code.
+"""The structure docs/architecture.md states, kept by the code.
 
-cli → api → engine (+ evaluation, debug, report, export, review, view) → store → graph →
-nodes → llm / state / prompts, with methods, config, records and outputs at the bottom. A
-module may import its own layer or the ones below it, never one above; a new top-level
-module must be placed.
+The dependency direction: cli → api → the drivers (evaluation, debug, report, export,
+review, view, bench) → engine → handle → store → graph and the prepare pass → nodes →
+llm / state / prompts, with methods, config, records and outputs at the bottom. A module
+may import its own layer or the ones below it, never one above; a new top-level module must
+be placed. Only the handle reads and writes run.json and eval.json; the store knows nothing
+of the graphs; no module is over 400 lines and no function over 80.
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ from pathlib import Path
 import codeclm
 
 LAYERS: dict[str, int] = {
-    "__main__": 10,
-    "cli": 9,
-    "api": 8,
+    "__main__": 11,
+    "cli": 10,
+    "api": 9,
     # the drivers, over the engine
-    "evaluation": 7,
-    "debug": 7,
-    "report": 7,
-    "export": 7,
-    "bench": 7,
-    "split": 7,
-    "review": 7,
-    "view": 7,
-    "engine": 6,
+    "evaluation": 8,
+    "debug": 8,
+    "report": 8,
+    "export": 8,
+    "bench": 8,
+    "split": 8,
+    "review": 8,
+    "view": 8,
+    "engine": 7,
+    "handle": 6,
     "store": 5,
     "graph": 4,
+    "prepare": 4,
     "nodes": 3,
     "context": 2,
     "llm": 2,
@@ -40,8 +44,31 @@ LAYERS: dict[str, int] = {
     "config": 1,
     "methods": 0,
     "state": 0,
-    "codeclm": 0,  # the package itself: __version__
+    "version": 0,
+    "codeclm": 0,  # the package itself
 }
+
+ROOT = Path(codeclm.__file__).parent
+
+
+def _modules() -> list[tuple[str, Path, ast.Module]]:
+    """Every module of the package: its dotted name, path and syntax tree."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        module = ".".join(p for p in rel.parts if p != "__init__")
+        found.append((module, path, ast.parse(path.read_text(encoding="utf-8"))))
+    return found
+
+
+def _imports(tree: ast.Module) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return [name for name in names if name.split(".")[0] == "codeclm"]
 
 
 def _unit(module: str) -> str:
@@ -50,32 +77,85 @@ def _unit(module: str) -> str:
 
 
 def test_every_import_points_down_the_layers() -> None:
-    root = Path(codeclm.__file__).parent
     wrong = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root.parent).with_suffix("")
-        module = ".".join(p for p in rel.parts if p != "__init__")
+    for module, _, tree in _modules():
         source = _unit(module)
         assert source in LAYERS, f"{module}: place it in a layer (tests/test_layout.py)"
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            for name in names:
-                if name.split(".")[0] != "codeclm":
-                    continue
-                target = _unit(name)
-                if LAYERS.get(target, 99) > LAYERS[source]:
-                    wrong.append(f"{module} imports {name}")
+        for name in _imports(tree):
+            if LAYERS.get(_unit(name), 99) > LAYERS[source]:
+                wrong.append(f"{module} imports {name}")
     assert not wrong, "imports against the dependency direction: " + "; ".join(wrong)
+
+
+def test_the_store_knows_nothing_of_the_graphs() -> None:
+    """Storage is storage: it saves whatever the state models are, whoever runs them."""
+    wrong = [
+        f"{module} imports {name}"
+        for module, _, tree in _modules()
+        if _unit(module) == "store"
+        for name in _imports(tree)
+        if _unit(name) in ("graph", "nodes", "prepare")
+    ]
+    assert not wrong, "; ".join(wrong)
+
+
+_RECORD_NAMES = {"RUN_JSON", "EVAL_JSON", "run.json", "eval.json"}
+
+
+def _code_mentions(tree: ast.Module) -> set[str]:
+    """The record files a module names in code (docstrings and comments aside)."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name | ast.alias):
+            name = node.id if isinstance(node, ast.Name) else node.name
+            found |= {name} & _RECORD_NAMES
+        elif (
+            isinstance(node, ast.Constant)
+            and id(node) not in docstrings
+            and isinstance(node.value, str)
+            and node.value in _RECORD_NAMES
+        ):
+            found.add(node.value)
+    return found
+
+
+def test_only_the_handle_reads_and_writes_the_records() -> None:
+    """run.json and eval.json are read and written in one place: ``codeclm.handle``
+    (``outputs`` only names them)."""
+    wrong = [
+        f"{module} ({', '.join(sorted(names))})"
+        for module, _, tree in _modules()
+        if _unit(module) not in ("handle", "outputs") and (names := _code_mentions(tree))
+    ]
+    assert not wrong, "modules naming run.json or eval.json outside the handle: " + "; ".join(wrong)
+
+
+def test_no_module_over_400_lines_and_no_function_over_80() -> None:
+    long_modules = [
+        f"{module} ({lines} lines)"
+        for module, path, _ in _modules()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 400
+    ]
+    long_functions = [
+        f"{module}.{node.name} ({length} lines)"
+        for module, _, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > 80
+    ]
+    assert not long_modules and not long_functions, long_modules + long_functions
 
 
 def test_no_module_is_named_like_the_standard_library() -> None:
     import sys
 
-    root = Path(codeclm.__file__).parent
-    names = {path.stem for path in root.rglob("*.py")} | {p.name for p in root.rglob("*/")}
+    names = {path.stem for path in ROOT.rglob("*.py")} | {p.name for p in ROOT.rglob("*/")}
     assert not names & set(sys.stdlib_module_names) - {"__main__", "__init__"}

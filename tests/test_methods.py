@@ -51,15 +51,17 @@ def test_the_registry_describes_each_methods_graph(method: str) -> None:
 def test_a_record_from_an_earlier_version_still_reads(tmp_path: Path) -> None:
     """run.json written before methods, inputs or checkpointing figures existed."""
     from codeclm.config import ConfigError
-    from codeclm.records import RunRecord
+    from codeclm.handle import Folder
+    from codeclm.records import RunInputs
 
     old = tmp_path / "run.json"
     old.write_text(json.dumps({"fingerprint": "abc", "config": {"threshold": 3.0}, "x": 1}))
-    record = RunRecord.read(old)
-    assert record.method.name == "codeclm" and record.counts.kept == 0 and record.inputs == {}
+    record = Folder(tmp_path).read_run()
+    assert record is not None and record.method.name == "codeclm" and record.counts.kept == 0
+    assert record.inputs == RunInputs()
     old.write_text('{"counts": {"kept": "many"}}')
     with pytest.raises(ConfigError, match=r"run.json is not a run record \(counts.kept"):
-        RunRecord.read(old)
+        Folder(tmp_path).read_run()
     from codeclm.records import DatasetRow, read_rows
 
     rows = tmp_path / "dataset.jsonl"

@@ -7,10 +7,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from codeclm.bench.mock_llm import MockLLM
-from codeclm.nodes.planning import shares
-from codeclm.nodes.pool import augment_pool
-from codeclm.nodes.prepare import clean_skills
+from codeclm.prepare.nodes import clean_skills
+from codeclm.prepare.planning import shares
+from codeclm.prepare.pool import augment_pool
 from codeclm.state import MetadataEntry
 from tests.conftest import read_jsonl, run_cli
 
@@ -159,7 +161,7 @@ def test_the_same_seed_reproduces_the_run_and_another_seed_does_not(
 
 
 def test_acceptance_drops_exact_repeats_anywhere_and_near_ones_within_an_entry() -> None:
-    from codeclm.nodes.planning import Acceptance
+    from codeclm.prepare.planning import Acceptance
     from codeclm.state import BasicInstruction
 
     def item(entry: str, index: int, text: str) -> BasicInstruction:
@@ -187,7 +189,7 @@ def test_a_round_adds_to_what_earlier_rounds_accepted_as_ranking_all_again_would
     """``collect`` offers only its round's items: the same answer as ranking every round's
     items again, since earlier rounds rank first; and the index of an entry is built only
     when one of its items is offered."""
-    from codeclm.nodes.planning import Acceptance, accept_round
+    from codeclm.prepare.planning import Acceptance, accept_round
     from codeclm.state import BasicInstruction
 
     rng = random.Random(3)
@@ -229,11 +231,34 @@ def test_a_prepare_checkpoint_of_an_earlier_version_reads_with_accepted_ids() ->
 def test_a_decoded_instruction_is_the_validated_one_and_survives_a_checkpoint() -> None:
     """``BasicInstruction.decoded`` skips validation to save memory: the same value, and the
     checkpoint serializer writes and reads it back alike."""
-    from codeclm.graph import serializer
-    from codeclm.state import BasicInstruction
+    from codeclm.state import BasicInstruction, serializer
 
     fields = {"id": "m1-03", "metadata_id": "m1", "instruction": "Plan it", "round": 2, "index": 3}
     built, validated = BasicInstruction.decoded(**fields), BasicInstruction(**fields)
     assert built == validated and built.model_dump() == validated.model_dump()
     serde = serializer()
     assert serde.loads_typed(serde.dumps_typed(built)) == validated
+
+
+def test_checkpoints_naming_the_models_old_module_still_read_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checkpoints written before the state models were split name every class as one of
+    ``codeclm.state.models``; they come back as the same models, not as plain dicts (a
+    channel holds the models themselves: a list of seeds, one decoded instruction)."""
+    from codeclm.state import BasicInstruction, Seed, serializer
+    from codeclm.state.serde import LEGACY_MODULE
+
+    values = [
+        [Seed(id="s1", instruction="Say hi.")],
+        BasicInstruction(id="m1-00", metadata_id="m1", index=0, instruction="Hi"),
+    ]
+    for model in (Seed, BasicInstruction):  # written as the earlier version wrote them
+        monkeypatch.setattr(model, "__module__", LEGACY_MODULE)
+    written = [serializer().dumps_typed(value) for value in values]
+    assert all(LEGACY_MODULE.encode() in data for _, data in written)
+    monkeypatch.undo()
+    assert Seed.__module__ != LEGACY_MODULE, "the models live elsewhere now"
+    seeds, item = (serializer().loads_typed(data) for data in written)
+    assert isinstance(seeds[0], Seed) and seeds == values[0]
+    assert isinstance(item, BasicInstruction) and item == values[1]

@@ -18,8 +18,8 @@ import pytest
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.llm import client
 from codeclm.llm.parsing import Refusal, UnparseableReply, parse_reply
-from codeclm.nodes.planning import normalized
 from codeclm.nodes.replies import ImprovedInstruction, decoded_instructions
+from codeclm.prepare.planning import normalized
 from tests.conftest import SECRET, mock_args, read_jsonl, realistic, run_cli, write_seeds
 
 Decoded = decoded_instructions(4)
@@ -50,8 +50,8 @@ def test_a_cut_list_keeps_its_complete_items_and_more_than_asked_is_trimmed() ->
 
 
 def test_at_most_max_skills_distinct_skills_per_seed() -> None:
-    from codeclm.nodes.prepare import clean_skills
     from codeclm.nodes.replies import encoded_metadata
+    from codeclm.prepare.nodes import clean_skills
 
     reply = '{"use_case": "coding", "skills": ["Python", "python skills", "SQL", "git", "bash"]}'
     parsed = parse_reply(reply, encoded_metadata(3))  # five skills: the reply is not refused

@@ -133,10 +133,13 @@ def test_a_thread_stopped_after_its_input_checkpoint_counts_as_not_started(
     import asyncio
     from typing import Any
 
+    from codeclm.config import RunConfig
     from codeclm.debug.inspection import thread_history
-    from codeclm.engine.results import write_outputs
     from codeclm.graph import build_instruction_graph, retry_policy, thread_config
+    from codeclm.handle import Folder, RunHandle
+    from codeclm.handle.results import write_outputs
     from codeclm.state import BasicInstruction, InstructionState
+    from codeclm.store import StoreSpec
     from codeclm.store.sqlite import TimedSqliteSaver, open_checkpointer
 
     first = InstructionState(
@@ -183,5 +186,6 @@ def test_a_thread_stopped_after_its_input_checkpoint_counts_as_not_started(
     assert counted == 0  # left out, as a thread never started
     assert (out / "dataset.jsonl").read_text() == ""
     assert values["id"] == "t1" and next_nodes == ("answer",)
-    detail = asyncio.run(thread_history(out, "t1"))
-    assert detail["status"] == "running" and detail["state"]["id"] == "t1"
+    handle = RunHandle(StoreSpec(), Folder(out), RunConfig())  # a folder with checkpoints only
+    detail = asyncio.run(thread_history(handle, "t1"))
+    assert detail.status == "running" and detail.state is not None and detail.state["id"] == "t1"

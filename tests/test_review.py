@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
+import codeclm
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.bench.mock_model import field_of
 from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
-from codeclm.graph import PREPARE_THREAD, thread_config
-from codeclm.review import open_session
 from tests.conftest import mock_args, read_jsonl, run_cli
 
 SETTINGS: dict[str, Any] = {"instructions": 12, "metadata": 6, "seed": 1, "backoff": 0}
@@ -98,8 +97,8 @@ def interrupted(out: Path) -> bool:
     async def look() -> bool:
         if not (out / "run.json").is_file():  # written as a run starts, naming its store
             return False
-        async with open_session(out) as session:
-            snapshot = await session.prepare.aget_state(thread_config(PREPARE_THREAD))
+        async with codeclm.review_session(out) as session:
+            snapshot = await session.view.prepare_snapshot()
             return bool(snapshot.interrupts)
 
     return asyncio.run(look())

@@ -28,6 +28,7 @@ import pytest
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
+from codeclm.handle import RunHandle
 from codeclm.review import pair_reviews
 from tests.conftest import read_jsonl, run_cli
 from tests.test_report_export import CHROMIUM
@@ -380,7 +381,7 @@ def test_served_to_a_team_the_page_needs_its_token_and_each_review_a_name(
 
     assert review({}) == 400, "a review with no name is refused"
     assert review({"reviewer": "Grace"}) == 303
-    stored = off_loop(lambda: asyncio.run(pair_reviews(finished)))[ident]
+    stored = off_loop(lambda: asyncio.run(pair_reviews(RunHandle.finished(finished))))[ident]
     assert (stored.verdict, stored.reviewer) == ("rejected", "Grace")
     assert token not in (view.stop() or "")
 

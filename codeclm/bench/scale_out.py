@@ -27,8 +27,7 @@ from rich.table import Table
 from codeclm.bench.postgres_server import PostgresServer
 from codeclm.bench.throughput import Workload
 from codeclm.engine.run import RunError
-from codeclm.outputs import RUN_JSON
-from codeclm.records import RunRecord
+from codeclm.handle import RunHandle
 
 
 @dataclass
@@ -127,7 +126,7 @@ def measure_workers(
         cpu = _wait_all(children)
         ended = time.monotonic()
         wall = ended - started
-        record = RunRecord.read(out / RUN_JSON)
+        record = RunHandle.finished(out).recorded
         with urllib.request.urlopen(f"{base_url}/mock/stats") as answer:
             window = json.loads(answer.read())
     finally:

@@ -23,9 +23,9 @@ from rich.table import Table
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL
 from codeclm.engine.run import RunError
+from codeclm.handle import RunHandle
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
-from codeclm.outputs import CHECKPOINTS, RUN_JSON
-from codeclm.records import RunRecord
+from codeclm.outputs import CHECKPOINTS
 
 
 @dataclass
@@ -161,7 +161,7 @@ def measure(workload: Workload, workdir: Path) -> BenchResult:
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             raise RunError(f"codeclm run exited {child.returncode}")
-        record = RunRecord.read(out / RUN_JSON)
+        record = RunHandle.finished(out).recorded
         calls = sum(role.calls for role in record.usage.values())
         floor_cpu = _floor_cpu(base_url, calls, workload.concurrency)
     finally:
@@ -277,7 +277,7 @@ def run_embedded_bench(*, slots: int, keep: Path | None) -> None:
         for role in ("strong", "target"):
             argv += [f"--{role}-model", EMBEDDED_MODEL_NAME, f"--{role}-base-url", server.base_url]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        record = RunRecord.read(out / RUN_JSON)
+        record = RunHandle.finished(out).recorded
     wall = record.wall_seconds
     usage = record.usage.values()
     output = sum(u.output_tokens for u in usage)

@@ -7,7 +7,6 @@ Bad input or settings end with one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -16,12 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from codeclm import api
 from codeclm.cli.display import (
     LiveProgress,
     print_eval,
+    print_listing,
     print_run_summary,
     print_thread,
     print_worker_summary,
@@ -42,14 +41,12 @@ from codeclm.config import (
     load_config_file,
     resolve_settings,
 )
-from codeclm.debug.inspection import list_threads, thread_history
-from codeclm.debug.step import parse_assignment, step_thread
+from codeclm.debug.inspection import ThreadDetail
+from codeclm.debug.step import parse_assignment
 from codeclm.engine.run import RunError
 from codeclm.evaluation import EvalStats
-from codeclm.export import export_run
-from codeclm.report import write_report
+from codeclm.handle import Folder
 from codeclm.seeds import InputError
-from codeclm.split import split_benchmark
 from codeclm.store import LeaseLost, StoreUnavailable
 
 
@@ -80,7 +77,7 @@ def _update(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--update adds seeds to a run kept in its folder (no --user-metadata or --store)"
         )
-    recorded = api.recorded_run(args.out, {})[0].model_dump(mode="json")
+    recorded = api.find_run(args.out).config.model_dump(mode="json")
     given = load_config_file(args.config) if args.config else {}
     for key, value in run_overrides(args).items():
         if isinstance(value, dict):
@@ -156,7 +153,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_step(args: argparse.Namespace) -> int:
     """Step one instruction node by node (interactive at a terminal, or by flags)."""
-    config, spec = api.recorded_config(args.out, args.store, args.run_name, {"cache": args.cache})
     patch = dict(parse_assignment(text) for text in args.set or [])
     interactive = args.until is None and not args.json and sys.stdin.isatty()
     console = Console()
@@ -184,18 +180,17 @@ def cmd_step(args: argparse.Namespace) -> int:
         except EOFError:  # Ctrl-D
             return "quit"
 
-    final = asyncio.run(
-        step_thread(
-            config,
-            args.out,
-            args.id,
-            from_checkpoint=args.from_checkpoint,
-            patch=patch,
-            until=args.until,
-            emit=emit,
-            ask=ask if interactive else None,
-            spec=spec,
-        )
+    final = api.step(
+        args.out,
+        args.id,
+        store=args.store,
+        run_name=args.run_name,
+        cache=args.cache,
+        from_checkpoint=args.from_checkpoint,
+        patch=patch,
+        until=args.until,
+        emit=emit,
+        ask=ask if interactive else None,
     )
     if not args.json:
         console.print(
@@ -205,47 +200,19 @@ def cmd_step(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    if args.id is None:
-        spec = api.recorded_store(args.out, args.store, args.run_name)
-        listing = asyncio.run(list_threads(args.out, spec))
-        if args.json:
-            print(json.dumps(listing, indent=2, ensure_ascii=False))
-            return 0
-        table = Table("id", "status", "iteration", "gap", "use case", "reason")
-        for thread in listing["threads"]:
-            gap = thread["gap"]
-            table.add_row(
-                thread["id"],
-                thread["status"],
-                str(thread["iteration"] or ""),
-                "" if gap is None else f"{gap:+g}",
-                thread["use_case"] or "",
-                thread["reason"] or "",
-            )
-        console = Console()
-        console.print(table)
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(listing["counts"].items()))
-        console.print(
-            f"prepare: {listing['prepare']}; {listing['metadata_pool']} metadata entries; "
-            f"{len(listing['threads'])} instructions: {counts or 'none yet'}"
-        )
-        if listing["missing"]:
-            console.print(
-                f"[yellow]{listing['missing']} of the budget's {listing['budget']} "
-                f"instructions are missing[/]: {listing['missing_why'] or 'see run.json'}"
-            )
-        return 0
-    spec = api.recorded_store(args.out, args.store, args.run_name)
-    detail = asyncio.run(thread_history(args.out, args.id, spec))
+    found = api.inspect(args.out, args.id, store=args.store, run_name=args.run_name)
     if args.json:
-        print(json.dumps(detail, indent=2, ensure_ascii=False))
-        return 0
-    print_thread(detail)
+        data = found.as_json() if isinstance(found, ThreadDetail) else found.model_dump()
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif isinstance(found, ThreadDetail):
+        print_thread(found)
+    else:
+        print_listing(found)
     return 0
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    record = split_benchmark(args.benchmark, args.out, args.seed_fraction, args.seed)
+    record = api.split(args.benchmark, args.out, args.seed_fraction, args.seed)
     print(
         f"codeclm split: {len(record['seeds'])} seeds -> {args.out / 'seeds.jsonl'}, "
         f"{len(record['eval'])} evaluation items -> {args.out / 'eval.jsonl'}"
@@ -274,16 +241,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             store=args.store,
             run_name=args.run_name,
         )
-    print_eval(record, args.out)
+    print_eval(record, Folder(args.out))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     if not 0 < args.near_dup <= 1:
         raise ConfigError(f"--near-dup must be in (0, 1], not {args.near_dup:g}")
-    out = args.out or args.runs[0] / "report"
-    page = write_report(args.runs, out, args.near_dup)
-    print(f"codeclm report: {page} (and report.md, report.json, PNG plots in {out})")
+    page = api.report(args.runs, args.out, args.near_dup)
+    print(f"codeclm report: {page} (and report.md, report.json, PNG plots in {page.parent})")
     from codeclm.analysis.embeddings import model_dir  # NumPy: only report needs it here
 
     try:
@@ -294,39 +260,33 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    path, rows = export_run(
-        args.run, args.format, args.out, args.limit, args.reviewed_only, args.target_refusals
+    path, rows = api.export(
+        args.run,
+        args.format,
+        args.out,
+        limit=args.limit,
+        reviewed_only=args.reviewed_only,
+        target_refusals=args.target_refusals,
     )
     print(f"codeclm export: {rows} pair{'s' if rows != 1 else ''} as {args.format} -> {path}")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codeclm.bench.throughput import (  # only bench needs them
-        Workload,
-        run_bench,
-        run_embedded_bench,
-    )
-
-    if args.embedded:
-        run_embedded_bench(slots=min(args.concurrency, 8), keep=args.keep)
-        return 0
-    workload = Workload(
+    api.bench(
         instructions=args.instructions,
         latency=args.latency,
         slots=args.slots,
         concurrency=args.concurrency,
         seeds=args.seeds,
         metadata=args.metadata,
+        embedded=args.embedded,
+        workers=args.workers,
+        store=args.store,
+        scaling=args.scaling,
+        repeat=args.repeat,
+        keep=args.keep,
     )
-    if args.workers:
-        from codeclm.bench.scale_out import run_workers_bench
-
-        run_workers_bench(
-            workload, workers=args.workers, store=args.store, keep=args.keep, repeat=args.repeat
-        )
-        return 0
-    run_bench(workload, scaling=args.scaling, keep=args.keep)
     return 0
 
 

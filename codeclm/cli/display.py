@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from codeclm.debug.inspection import ThreadDetail, ThreadListing
 from codeclm.engine.run import RunResult
 from codeclm.engine.threads import RunStats
-from codeclm.records import grouped_failures
+from codeclm.evaluation import EVAL_FAILED, JUDGMENTS
+from codeclm.handle import Folder
+from codeclm.records import EvalRecord, EvalResult, grouped_failures
 
 
 def status_table(stats: RunStats, started: float) -> Table:
@@ -154,60 +156,87 @@ def print_worker_summary(run: str, stats: RunStats, seconds: float) -> None:
     )
 
 
-def print_thread(detail: dict[str, Any]) -> None:
+def print_listing(listing: ThreadListing) -> None:
+    """``codeclm inspect DIR``: a table of the threads, the pass and what is missing."""
+    table = Table("id", "status", "iteration", "gap", "use case", "reason")
+    for thread in listing.threads:
+        gap = thread.gap
+        table.add_row(
+            thread.id,
+            thread.status,
+            str(thread.iteration or ""),
+            "" if gap is None else f"{gap:+g}",
+            thread.use_case or "",
+            thread.reason or "",
+        )
     console = Console()
-    state = detail["state"]
+    console.print(table)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(listing.counts.items()))
+    console.print(
+        f"prepare: {listing.prepare}; {listing.metadata_pool} metadata entries; "
+        f"{len(listing.threads)} instructions: {counts or 'none yet'}"
+    )
+    if listing.missing:
+        console.print(
+            f"[yellow]{listing.missing} of the budget's {listing.budget} "
+            f"instructions are missing[/]: {listing.missing_why or 'see run.json'}"
+        )
+
+
+def print_thread(detail: ThreadDetail) -> None:
+    console = Console()
+    state = detail.state
     if state is None:  # its first step is not checkpointed yet
-        console.print(f"[bold]{detail['id']}[/] {detail['status']}: not started yet")
+        console.print(f"[bold]{detail.id}[/] {detail.status}: not started yet")
         return
     console.print(
-        f"[bold]{detail['id']}[/] {detail['status']}, iteration {state['iteration']}; "
-        f"next: {', '.join(detail['next']) or '(end)'}"
+        f"[bold]{detail.id}[/] {detail.status}, iteration {state['iteration']}; "
+        f"next: {', '.join(detail.next) or '(end)'}"
     )
     console.print(f"  metadata: {state['use_case']} / {', '.join(state['skills'])}")
     console.print(f"  instruction: {state['instruction']}")
     if state.get("reason"):
         console.print(f"  reason: {state['reason']}")
     console.print("history:")
-    for step in detail["history"]:
-        line = f"  {step['checkpoint']}  {' + '.join(step['nodes'])}  iteration {step['iteration']}"
-        if step.get("scores"):
-            sc = step["scores"]
+    for step in detail.history:
+        line = f"  {step.checkpoint}  {' + '.join(step.nodes)}  iteration {step.iteration}"
+        if step.scores:
+            sc = step.scores
             line += f"  scores strong {sc['strong']:g} target {sc['target']:g} gap {sc['gap']:+g}"
-            line += f" -> {step['status']}"
-        if step.get("action"):
-            line += f"  action: {step['action']}"
-        if step.get("reason"):
-            line += f"  failed: {step['reason']}"
+            line += f" -> {step.status}"
+        if step.action:
+            line += f"  action: {step.action}"
+        if step.reason:
+            line += f"  failed: {step.reason}"
         console.print(line, soft_wrap=True, highlight=False)
 
 
-def print_eval(record: dict[str, Any], out: Path) -> None:
-    result = record["result"]
+def print_eval(record: EvalRecord, folder: Folder) -> None:
+    result = record.result or EvalResult()
     table = Table("category", "items", "wins", "ties", "losses", "CRR")
-    for name, tally in [*result["by_category"].items(), ("all", result)]:
-        crr = tally["crr"]
+    for name, tally in [*result.by_category.items(), ("all", result)]:
+        crr = tally.crr
         table.add_row(
             f"[bold]{name}[/]" if name == "all" else name,
-            str(tally["total"]),
-            str(tally["wins"]),
-            str(tally["ties"]),
-            str(tally["losses"]),
+            str(tally.total),
+            str(tally.wins),
+            str(tally.ties),
+            str(tally.losses),
             "–" if crr is None else f"{100 * crr:.2f}%",
         )
     console = Console()
-    models = record["models"]
+    models = record.models
     console.print(
-        f"[bold]codeclm eval[/]: target {models['target']['model']} vs strong "
-        f"{models['strong']['model']}, judged by {models['judge']['model']}"
+        f"[bold]codeclm eval[/]: target {models['target'].model} vs strong "
+        f"{models['strong'].model}, judged by {models['judge'].model}"
     )
     console.print(table)
-    if record["failed"] or record["unfinished"]:
+    if record.failed or record.unfinished:
         console.print(
-            f"  {record['failed']} failed (in {out / 'failed.jsonl'}), "
-            f"{record['unfinished']} unfinished: not counted; run the same command again "
+            f"  {record.failed} failed (in {folder.file(EVAL_FAILED)}), "
+            f"{record.unfinished} unfinished: not counted; run the same command again "
             "to retry them"
         )
     console.print(
-        f"  every judged pair in {out / 'judgments.jsonl'}; summary in {out / 'eval.json'}"
+        f"  every judged pair in {folder.file(JUDGMENTS)}; summary in {folder.eval_record}"
     )

@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from codeclm import __version__
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     Parser,
@@ -26,6 +25,7 @@ from codeclm.config import (
 )
 from codeclm.export import FORMATS
 from codeclm.methods import METHODS, methods_help
+from codeclm.version import __version__
 
 #: The run settings that are also flags; type, help and default come from ``RunConfig``.
 _RUN_FLAGS = (

@@ -18,7 +18,7 @@ from rich.table import Table
 from codeclm import api
 from codeclm.cli.flags import add_store_flags
 from codeclm.records import Verdict
-from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit, open_session
+from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit
 from codeclm.state import EntryEdit
 
 
@@ -114,10 +114,10 @@ def _fields(ident: str, assignments: list[str]) -> dict[str, Any]:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    spec = api.recorded_store(args.out, args.store, args.run_name)
-
     async def review() -> int:
-        async with open_session(args.out, spec) as session:
+        async with api.review_session(
+            args.out, store=args.store, run_name=args.run_name
+        ) as session:
             return await _review(args, session)
 
     return asyncio.run(review())
@@ -250,7 +250,6 @@ async def _print_status(session: RunSession, status: PoolStatus) -> None:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from codeclm.view import serve  # aiohttp and jinja2: only the page needs them
-
-    spec = api.recorded_store(args.out, args.store, args.run_name)
-    return serve(args.out, spec, host=args.host, port=args.port)
+    return api.view(
+        args.out, store=args.store, run_name=args.run_name, host=args.host, port=args.port
+    )

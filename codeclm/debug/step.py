@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
-from codeclm.config import ConfigError, RunConfig
-from codeclm.engine.prepare import PREPARE_THREAD, initial_state, ready
-from codeclm.engine.workspace import OpenRun, open_run
+from codeclm.config import ConfigError
 from codeclm.graph import thread_config
+from codeclm.handle import OpenRun, RunHandle
+from codeclm.prepare.passes import initial_state, ready
 from codeclm.state import InstructionState, PrepareState
-from codeclm.store import StoreSpec
 
 END_NAME = "end"
 #: Fields a user may edit; the rest are bookkeeping the graph owns.
@@ -66,8 +64,7 @@ def _brief(value: Any, width: int = 160) -> Any:
 
 async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
     """A thread that never started: its initial state, from the prepared instructions."""
-    snapshot = await run.prepare.aget_state(thread_config(PREPARE_THREAD))
-    prepared = PrepareState.model_validate(snapshot.values or {})
+    prepared = await run.prepared() or PrepareState()
     for entry, instruction in ready(prepared):
         if instruction.id == thread_id:
             return initial_state(entry, instruction)
@@ -88,8 +85,7 @@ async def _apply_edits(
 
 
 async def step_thread(
-    config: RunConfig,
-    out_dir: Path,
+    handle: RunHandle,
     thread_id: str,
     *,
     from_checkpoint: str | None = None,
@@ -97,7 +93,6 @@ async def step_thread(
     until: str | None = None,
     emit: Callable[[dict[str, Any]], None],
     ask: Callable[[], str] | None = None,
-    spec: StoreSpec | None = None,
 ) -> dict[str, Any]:
     """Run ``thread_id`` one super-step at a time and ``emit`` what each step produced.
 
@@ -108,7 +103,7 @@ async def step_thread(
     nodes = {"answer", "judge", "improve", END_NAME}
     if until is not None and until not in nodes:
         raise ConfigError(f"--until {until}: not a node ({', '.join(sorted(nodes))})")
-    async with open_run(config, out_dir, spec=spec) as run:
+    async with handle.open() as run:
         if not await run.store.board.hold(thread_id):
             raise ConfigError(
                 f"thread {thread_id} is being run by a worker; step it once the run is over"

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
-from codeclm.graph import thread_config
+from codeclm.graph import Graph, thread_config
 from codeclm.state import TokenUsage, add_usage
 from codeclm.store import Board, LeaseLost, StoreUnavailable
 
@@ -27,8 +26,6 @@ log = logging.getLogger("codeclm")
 
 FINISHED = ("kept", "dropped", "failed")
 """An instruction thread's final statuses."""
-
-Graph = CompiledStateGraph[Any, Any, Any, Any]
 
 
 Phase = Literal[

@@ -6,16 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from codeclm.graph.instruction import build_instruction_graph
-from codeclm.graph.prepare import build_prepare_graph
 from codeclm.llm.reply import is_transient
-from codeclm.state import STATE_MODELS
+from codeclm.prepare.graph import build_prepare_graph
+from codeclm.state import PREPARE_THREAD, serializer
 
 __all__ = [
     "PREPARE_THREAD",
+    "Graph",
     "build_instruction_graph",
     "build_prepare_graph",
     "retry_policy",
@@ -24,8 +25,8 @@ __all__ = [
     "thread_config",
 ]
 
-PREPARE_THREAD = "prepare"
-"""The thread of the 'prepare' graph (instruction threads are named by instruction id)."""
+Graph = CompiledStateGraph[Any, Any, Any, Any]
+"""A compiled graph (its state, context, input and output types are the state models)."""
 
 
 def started_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -52,11 +53,4 @@ def retry_policy(attempts: int, backoff: float = 1.0) -> RetryPolicy:
     """The one retry layer: transient HTTP failures and unparseable replies, with backoff."""
     return RetryPolicy(
         max_attempts=attempts, initial_interval=backoff, max_interval=30.0, retry_on=is_transient
-    )
-
-
-def serializer() -> JsonPlusSerializer:
-    """Every state model registered, so none comes back from a checkpoint as a plain dict."""
-    return JsonPlusSerializer(
-        allowed_msgpack_modules=[(m.__module__, m.__name__) for m in STATE_MODELS]
     )

@@ -15,21 +15,19 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from codeclm.config import EvalConfig
+from codeclm.context import RoleContext
 from codeclm.llm.client import RoleModel
 from codeclm.llm.reply import describe_error
 from codeclm.nodes.pairs import answer_pair, judge_pair
-from codeclm.prompts import Prompts
 from codeclm.state import EvalItemState, JudgeScores, Outcome, spent
 
 
 @dataclass(frozen=True)
-class EvalContext:
-    """The run-time context of an evaluation: three roles, the prompts, the settings."""
+class EvalContext(RoleContext):
+    """An evaluation's context: the pair's roles and the prompts (``RoleContext``), the
+    judge, and the evaluation's settings."""
 
-    strong: RoleModel
-    target: RoleModel
     judge: RoleModel
-    prompts: Prompts
     config: EvalConfig
 
 

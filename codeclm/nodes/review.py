@@ -15,9 +15,9 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from codeclm.analysis.labels import clean_label, clean_skills
 from codeclm.config import ConfigError
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.nodes.prepare import clean_label, clean_skills
 from codeclm.state import EntryEdit, MetadataEntry, PoolReview, PrepareState
 
 

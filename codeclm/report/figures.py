@@ -13,9 +13,9 @@ from typing import Any
 from codeclm.analysis.embeddings import Vectors
 from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
 from codeclm.config import ConfigError
-from codeclm.export import read_run
-from codeclm.outputs import DROPPED, FAILED, METADATA
-from codeclm.records import DatasetRow, DroppedRow, PairReview, RunRecord, read_rows
+from codeclm.handle import RunHandle
+from codeclm.outputs import DATASET, DROPPED, FAILED, METADATA
+from codeclm.records import DatasetRow, DroppedRow, PairReview, RunRecord
 from codeclm.review import pair_reviews
 from codeclm.seeds import load_seeds
 from codeclm.state import MetadataEntry
@@ -41,25 +41,25 @@ class RunData:
         return self.record.method.name
 
 
-def load_run(run_dir: Path) -> RunData:
-    record, kept = read_run(run_dir)
-    inputs = record.inputs
-    seeds_path = inputs.get("seeds")
+def load_run(handle: RunHandle) -> RunData:
+    """A finished run's record, rows and reviews, for the report."""
+    record, inputs = handle.record, handle.inputs
+    assert record is not None and handle.out_dir is not None
     seed_texts: list[str] = []
-    if seeds_path and Path(seeds_path).exists():
+    if inputs.seeds and Path(inputs.seeds).exists():
         try:
-            seed_texts = [seed.text for seed in load_seeds(Path(seeds_path), inputs.get("field"))]
+            seed_texts = [seed.text for seed in load_seeds(Path(inputs.seeds), inputs.field)]
         except ValueError:
             seed_texts = []
     return RunData(
-        name=run_dir.resolve().name,
+        name=handle.out_dir.resolve().name,
         record=record,
-        kept=kept,
-        dropped=read_rows(run_dir / DROPPED, DroppedRow),
-        failed=read_rows(run_dir / FAILED, DroppedRow),
-        metadata=read_rows(run_dir / METADATA, MetadataEntry),
+        kept=handle.rows(DATASET, DatasetRow),
+        dropped=handle.rows(DROPPED, DroppedRow),
+        failed=handle.rows(FAILED, DroppedRow),
+        metadata=handle.rows(METADATA, MetadataEntry),
         seed_texts=seed_texts,
-        reviews=asyncio.run(pair_reviews(run_dir)),
+        reviews=asyncio.run(pair_reviews(handle)),
     )
 
 

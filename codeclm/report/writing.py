@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from codeclm.handle import RunHandle
 from codeclm.methods import method_spec
 from codeclm.outputs import make_folder, write_atomic, write_json
 from codeclm.report.figures import figures, fmt, load_run
@@ -254,9 +255,9 @@ h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em; }
 """
 
 
-def write_report(run_dirs: list[Path], out_dir: Path, near_dup: float = 0.9) -> Path:
+def write_report(handles: list[RunHandle], out_dir: Path, near_dup: float = 0.9) -> Path:
     """Write report.html, report.md, report.json and the PNG plots into ``out_dir``."""
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(handle) for handle in handles]
     all_figures = [figures(run, near_dup) for run in runs]
     make_folder(out_dir)
     html_parts = [

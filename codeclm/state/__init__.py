@@ -22,11 +22,12 @@ from codeclm.state.models import (
     Seed,
     TokenUsage,
     Update,
-    add_usage,
-    spent,
 )
+from codeclm.state.serde import PREPARE_THREAD, serializer
+from codeclm.state.usage import add_usage, spent
 
 __all__ = [
+    "PREPARE_THREAD",
     "SCHEMA_VERSION",
     "STATE_MODELS",
     "BasicInstruction",
@@ -49,5 +50,6 @@ __all__ = [
     "TokenUsage",
     "Update",
     "add_usage",
+    "serializer",
     "spent",
 ]

@@ -90,20 +90,6 @@ class StoreSpec:
             raise ConfigError(f"--lease-seconds must be positive, not {lease_seconds:g}")
         return cls(url=url, run=run_name(name), lease_seconds=lease_seconds)
 
-    @classmethod
-    def recorded(
-        cls, out_dir: Path | None, url: str | None = None, run: str | None = None
-    ) -> StoreSpec:
-        """The store of the run in ``out_dir``: ``url`` if given, else the one its run.json
-        names (whose URL has no password: libpq's PGPASSWORD or ~/.pgpass supplies it)."""
-        from codeclm.outputs import RUN_JSON
-        from codeclm.records import RunRecord
-
-        if url is None and out_dir is not None and (out_dir / RUN_JSON).is_file():
-            record = RunRecord.read(out_dir / RUN_JSON)
-            url, run = record.store, run or record.run_name
-        return cls.of(url, run, out_dir)
-
     @property
     def shared(self) -> bool:
         """Shared between processes (PostgreSQL), or this process's own (SQLite)."""

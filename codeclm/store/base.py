@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from codeclm.llm.cache import ResponseCache
-from codeclm.records import RunRecord
+from codeclm.records import RunRecord, StoredInputs
 from codeclm.store.board import Board
 
 
@@ -22,20 +22,21 @@ class Store(ABC):
     board: Board
     shared: bool = False
 
-    @abstractmethod
     async def read_record(self) -> RunRecord | None:
-        """The run's record (settings, fingerprint), or None for a new run."""
+        """The run's record kept in a shared store (a run kept in its folder has its
+        record there, read by ``codeclm.handle``), or None for a new run."""
+        return None
 
-    @abstractmethod
     async def save_record(self, record: RunRecord) -> None:
-        """Keep the run's record (a later run or worker reads its settings from it)."""
+        """Keep the run's record where other workers read its settings (shared stores)."""
+        return None
 
-    async def save_inputs(self, inputs: dict[str, Any]) -> None:
+    async def save_inputs(self, inputs: StoredInputs) -> None:
         """Keep what a worker needs to start the 'prepare' thread (shared stores only)."""
         return None
 
-    async def read_inputs(self) -> dict[str, Any]:
-        return {}
+    async def read_inputs(self) -> StoredInputs:
+        return StoredInputs()
 
     @abstractmethod
     async def read_reviews(self, kind: str) -> dict[str, dict[str, Any]]:

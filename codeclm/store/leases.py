@@ -24,7 +24,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
-from codeclm.graph import PREPARE_THREAD
+from codeclm.state import PREPARE_THREAD
 from codeclm.store.board import Board, Job, StoreUnavailable
 
 log = logging.getLogger("codeclm")

@@ -22,11 +22,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from codeclm.config import ConfigError
-from codeclm.graph import serializer
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
-from codeclm.records import RunRecord
-from codeclm.state import TokenUsage
+from codeclm.records import RunRecord, StoredInputs
+from codeclm.state import TokenUsage, serializer
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LeaseLost, StoreUnavailable
 from codeclm.store.leases import LEASES_TABLE, PostgresBoard
@@ -178,12 +177,12 @@ class PostgresStore(Store):
     async def save_record(self, record: RunRecord) -> None:
         await self._put("record", record.model_dump_json())
 
-    async def save_inputs(self, inputs: dict[str, Any]) -> None:
-        await self._put("inputs", json.dumps(inputs, ensure_ascii=False))
+    async def save_inputs(self, inputs: StoredInputs) -> None:
+        await self._put("inputs", inputs.model_dump_json(exclude_defaults=True))
 
-    async def read_inputs(self) -> dict[str, Any]:
+    async def read_inputs(self) -> StoredInputs:
         text = await self._get("inputs")
-        return {} if text is None else dict(json.loads(text))
+        return StoredInputs() if text is None else StoredInputs.model_validate_json(text)
 
     async def read_reviews(self, kind: str) -> dict[str, dict[str, Any]]:
         async with self.pool.connection() as conn:

@@ -1,8 +1,8 @@
 """The default store: SQLite files in the run folder, for one process.
 
 ``checkpoints.sqlite`` (both graphs' threads), ``llm_cache.sqlite`` (the response cache),
-``reviews.sqlite`` (a person's reviews) and ``run.json`` (the record). The board is an
-in-memory queue: this process runs everything.
+and ``reviews.sqlite`` (a person's reviews); the run's record is the folder's ``run.json``
+(``codeclm.handle``). The board is an in-memory queue: this process runs everything.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Any
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from codeclm.graph import serializer
 from codeclm.llm.cache import SqliteResponseCache
-from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, RUN_JSON, make_folder, write_json
-from codeclm.records import RunRecord
+from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, make_folder
+from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
 
@@ -50,13 +49,6 @@ class SqliteStore(Store):
         self.saver = saver
         self.cache = cache
         self.board = LocalBoard(workers)
-
-    async def read_record(self) -> RunRecord | None:
-        path = self.out_dir / RUN_JSON
-        return RunRecord.read(path) if path.is_file() else None
-
-    async def save_record(self, record: RunRecord) -> None:
-        write_json(self.out_dir / RUN_JSON, record)
 
     @asynccontextmanager
     async def _reviews(self) -> AsyncIterator[aiosqlite.Connection]:

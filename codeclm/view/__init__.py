@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
+from codeclm.handle import RunHandle
 from codeclm.review import open_session
-from codeclm.store import StoreSpec
 from codeclm.view.server import build_app, run_server
 
 __all__ = ["build_app", "serve"]
 
 
-def serve(out_dir: Path, spec: StoreSpec, *, host: str = "127.0.0.1", port: int = 8765) -> int:
+def serve(handle: RunHandle, *, host: str = "127.0.0.1", port: int = 8765) -> int:
     """Serve the page until Ctrl-C (exit 0)."""
 
     async def main() -> None:
-        async with open_session(out_dir, spec) as session:
-            title = spec.run if spec.shared else out_dir.resolve().name
+        async with open_session(handle) as session:
+            out_dir = handle.out_dir
+            title = (
+                handle.spec.run if handle.spec.shared or out_dir is None else out_dir.resolve().name
+            )
             await run_server(session, title, host, port)
 
     with contextlib.suppress(KeyboardInterrupt):

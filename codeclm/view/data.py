@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codeclm.debug.inspection import history_steps, thread_status
-from codeclm.engine.prepare import ready
 from codeclm.graph import started_values, thread_config
+from codeclm.prepare.passes import ready
 from codeclm.records import PairReview
 from codeclm.review import PoolStatus, RunSession
 from codeclm.state import InstructionState, MetadataEntry, PrepareState, TokenUsage, add_usage
@@ -175,8 +175,8 @@ async def chain(session: RunSession, ident: str) -> list[Iteration]:
         return []
     iterations = [Iteration(1, first.get("basic_instruction", ""), None)]
     for step in history_steps(snapshots):
-        if "action" in step:
-            iterations.append(Iteration(step["iteration"], step["instruction"], step["action"]))
-        if step.get("scores") is not None:
-            iterations[-1].scores = step["scores"]
+        if step.action is not None:
+            iterations.append(Iteration(step.iteration or 0, step.instruction or "", step.action))
+        if step.scores is not None:
+            iterations[-1].scores = step.scores
     return iterations

@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from codeclm.engine.record import Totals
-from codeclm.engine.threads import Graph
-from codeclm.graph import started_values, thread_config
+from codeclm.graph import Graph, started_values, thread_config
+from codeclm.handle.record import Totals
 from codeclm.outputs import DATASET, DROPPED, FAILED, JsonlWriter, dataset_row, dropped_row
 from codeclm.state import BasicInstruction, InstructionState
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from codeclm.analysis.embeddings import EmbeddingsUnavailable
@@ -124,6 +125,59 @@ class _Mix:
         return chosen
 
 
+@dataclass
+class _SeedMix:
+    """The seeds' distribution the pool follows: how many seeds each use case, skill and
+    declared field value comes from, which values each use case has (``within`` fields),
+    which seed first showed each skill, and the base entries under each use case."""
+
+    use_cases: _Mix = field(default_factory=_Mix)
+    skills: _Mix = field(default_factory=_Mix)
+    fields: dict[str, _Mix] = field(default_factory=dict)
+    under: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    skill_owner: dict[str, str] = field(default_factory=dict)
+    donors: dict[str, list[MetadataEntry]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, base: list[MetadataEntry], fields: tuple[MetadataField, ...]) -> _SeedMix:
+        mix = cls(fields={f.name: _Mix() for f in fields}, under={f.name: {} for f in fields})
+        for entry in base:
+            weight = len(entry.seed_ids) or 1
+            mix.use_cases.seeds[entry.use_case] += weight
+            mix.donors.setdefault(entry.use_case, []).append(entry)
+            for skill in entry.skills:
+                mix.skills.seeds[skill] += weight
+                mix.skill_owner.setdefault(skill, entry.seed_ids[0] if entry.seed_ids else "")
+            for name, value in entry.extra.items():
+                for item in _as_list(value):
+                    if name in mix.fields:
+                        mix.fields[name].seeds[item] += weight
+                        mix.under[name].setdefault(entry.use_case, set()).add(item)
+        return mix
+
+    def draw_extra(
+        self,
+        rng: random.Random,
+        base: list[MetadataEntry],
+        fields: tuple[MetadataField, ...],
+        use_case: str,
+        spread: float,
+    ) -> Extra:
+        """The declared fields' values of a new entry of ``use_case``."""
+        extra: Extra = {}
+        for declared in fields:
+            name = declared.name
+            among = self.under[name].get(use_case, set()) if declared.within else None
+            if not self.fields[name].seeds or among == set():
+                continue
+            if declared.multiple:
+                sizes = [len(_as_list(e.extra[name])) for e in base if name in e.extra]
+                extra[name] = self.fields[name].draw(rng, rng.choice(sizes), spread, among)
+            else:
+                extra[name] = self.fields[name].draw(rng, 1, spread, among)[0]
+        return extra
+
+
 def augment_pool(
     base: list[MetadataEntry],
     size: int,
@@ -158,23 +212,8 @@ def augment_pool(
     if not base:
         return pool
     known |= {entry.key() for entry in pool}
-    use_cases, skills_mix = _Mix(), _Mix()
-    mixes = {field.name: _Mix() for field in fields}
-    under: dict[str, dict[str, set[str]]] = {field.name: {} for field in fields}
-    skill_owner: dict[str, str] = {}
-    donors: dict[str, list[MetadataEntry]] = {}
-    for entry in base:
-        weight = len(entry.seed_ids) or 1
-        use_cases.seeds[entry.use_case] += weight
-        donors.setdefault(entry.use_case, []).append(entry)
-        for skill in entry.skills:
-            skills_mix.seeds[skill] += weight
-            skill_owner.setdefault(skill, entry.seed_ids[0] if entry.seed_ids else "")
-        for name, value in entry.extra.items():
-            for item in _as_list(value):
-                if name in mixes:
-                    mixes[name].seeds[item] += weight
-                    under[name].setdefault(entry.use_case, set()).add(item)
+    mix = _SeedMix.of(base, fields)
+    use_cases, skills_mix, mixes = mix.use_cases, mix.skills, mix.fields
     for entry in pool:
         _count(entry, use_cases, skills_mix, mixes)
     attempts, spread, misses = 0, SPREAD, 0
@@ -183,18 +222,9 @@ def augment_pool(
         use_case = use_cases.draw(rng, 1, spread)[0]
         count = min(len(rng.choice(base).skills), max_skills, len(skills_mix.seeds))
         skills = skills_mix.draw(rng, count, spread)
-        extra: Extra = {}
-        for field in fields:
-            among = under[field.name].get(use_case, set()) if field.within else None
-            if not mixes[field.name].seeds or among == set():
-                continue
-            if field.multiple:
-                sizes = [len(_as_list(e.extra[field.name])) for e in base if field.name in e.extra]
-                extra[field.name] = mixes[field.name].draw(rng, rng.choice(sizes), spread, among)
-            else:
-                extra[field.name] = mixes[field.name].draw(rng, 1, spread, among)[0]
-        donor = rng.choice(donors[use_case])
-        seed_ids = {*donor.seed_ids[:1], *(skill_owner[s] for s in skills)} - {""}
+        extra = mix.draw_extra(rng, base, fields, use_case, spread)
+        donor = rng.choice(mix.donors[use_case])
+        seed_ids = {*donor.seed_ids[:1], *(mix.skill_owner[s] for s in skills)} - {""}
         entry = MetadataEntry(
             id=f"m{len(taken) + len(pool):04d}",
             use_case=use_case,

@@ -25,7 +25,8 @@ from langgraph.types import RetryPolicy, Send
 from codeclm.context import PipelineContext
 from codeclm.methods import method_spec
 from codeclm.nodes.baselines import bootstrap, route_bootstrap, sample_seeds
-from codeclm.nodes.prepare import (
+from codeclm.nodes.review import review_pool
+from codeclm.prepare.nodes import (
     augment,
     collect,
     decode,
@@ -35,7 +36,6 @@ from codeclm.nodes.prepare import (
     record_prepare_failure,
     write_rubrics,
 )
-from codeclm.nodes.review import review_pool
 from codeclm.state import EncodeTask, MetadataTask, PrepareState
 
 

@@ -1,56 +1,21 @@
-"""The run's record (``run.json``): settings, fingerprint, counts and usage; and its check.
+"""The run's record (``run.json``) built: settings, fingerprint, counts, usage and notes.
 
 The record is written first (so a later run against the folder is checked against it) and
-rewritten whole at the end of every run.
+rewritten whole at the end of every run (``RunHandle.save``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from codeclm import __version__
-from codeclm.config import ConfigError, RunConfig, differing_keys
-from codeclm.engine.workspace import models_record
+from codeclm.config import RunConfig
+from codeclm.handle.workspace import models_record
 from codeclm.llm.client import RoleModel
-from codeclm.outputs import EVAL_JSON, RUN_JSON
-from codeclm.records import Counts, RunRecord
+from codeclm.records import Counts, RunInputs, RunRecord
 from codeclm.state import InstructionState, PrepareState, TokenUsage, add_usage
 from codeclm.store import StoreSpec, redact_url
-
-
-def check_folder(out_dir: Path, config: RunConfig) -> None:
-    """Refuse a folder that holds an evaluation, or a run started with other settings."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
-    if (out_dir / EVAL_JSON).is_file():
-        raise ConfigError(f"{out_dir} holds an evaluation, not a run; use another --out")
-    path = out_dir / RUN_JSON
-    previous = RunRecord.read(path) if path.is_file() else None
-    check_fingerprint(previous, config, str(out_dir))
-
-
-def check_fingerprint(previous: RunRecord | None, config: RunConfig, where: str) -> None:
-    """Refuse to continue a run (recorded as ``previous``) started with other settings."""
-    if previous is None:
-        return
-    if previous.fingerprint != config.fingerprint():
-        keys = differing_keys(previous.config_fingerprinted, config.fingerprint_fields())
-        raise ConfigError(
-            f"{where} holds a run with different settings ({', '.join(keys) or 'unknown'}); "
-            f"use the same settings, or codeclm resume {where} (its own), or another --out"
-        )
-    recorded = previous.config
-    for key in RunConfig.GROWABLE:
-        before, now = recorded.get(key), getattr(config, key)
-        if key == "instructions" and config.pairs is not None:
-            continue  # the waves grow it themselves (``engine.waves``)
-        if isinstance(before, int) and isinstance(now, int) and now < before:
-            raise ConfigError(
-                f"{where} holds a run of --{key} {before}; a run can grow but not shrink "
-                f"(--{key} {now}); use {before} or more, or another --out"
-            )
+from codeclm.version import __version__
 
 
 @dataclass
@@ -110,7 +75,7 @@ def run_record(
     totals: Totals,
     started: float,
     models: dict[str, RoleModel],
-    inputs: dict[str, str | None],
+    inputs: RunInputs,
     spec: StoreSpec | None = None,
 ) -> RunRecord:
     usage = add_usage(dict(prepared.usage), totals.usage)

@@ -1,4 +1,4 @@
-"""A run opened for work: models, store (checkpoints, cache, board) and graphs.
+"""A command's models and store opened (a run's or an evaluation's), and its context.
 
 Nothing is written before every endpoint answered the start-up preflight and the inputs
 were checked against what it reported (each role's context size).
@@ -11,17 +11,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
-from codeclm.config import ModelSettings, RunConfig
+from codeclm.config import EvalConfig, ModelSettings, RunConfig
 from codeclm.context import PipelineContext
-from codeclm.graph import build_instruction_graph, build_prepare_graph, retry_policy
+from codeclm.graph import retry_policy
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
+from codeclm.nodes.evaluation import EvalContext
 from codeclm.prompts import Prompts, load_prompts
 from codeclm.records import ModelRecord
 from codeclm.store import Store, StoreSpec, open_store, redact_url
@@ -83,45 +82,22 @@ async def open_workspace(
                 await model.aclose()
 
 
-@dataclass
-class OpenRun:
-    """A run opened for work: models, store and both compiled graphs."""
-
-    context: PipelineContext
-    models: dict[str, RoleModel]
-    prepare: CompiledStateGraph[Any, Any, Any, Any]
-    instructions: CompiledStateGraph[Any, Any, Any, Any]
-    store: Store
-
-
 def run_context(
     config: RunConfig, models: dict[str, RoleModel], prompts: Prompts
 ) -> PipelineContext:
+    """A run's nodes' context, from its opened models and prompts."""
     return PipelineContext(
         strong=models["strong"], target=models["target"], prompts=prompts, config=config
     )
 
 
-@asynccontextmanager
-async def open_run(
-    config: RunConfig,
-    out_dir: Path | None,
-    check_inputs: Callable[[PipelineContext], None] = lambda context: None,
-    spec: StoreSpec | None = None,
-) -> AsyncIterator[OpenRun]:
-    """A workspace with the run's two graphs, the instruction graph of the run's method."""
-    async with open_workspace(
-        config,
-        out_dir,
-        lambda models, prompts: check_inputs(run_context(config, models, prompts)),
-        spec,
-    ) as space:
-        graph = build_instruction_graph(space.retry, config.method, evol_rounds=config.evol_rounds)
-        saver = space.store.saver
-        yield OpenRun(
-            context=run_context(config, space.models, space.prompts),
-            models=space.models,
-            prepare=build_prepare_graph(space.retry).compile(checkpointer=saver),
-            instructions=graph.compile(checkpointer=saver),
-            store=space.store,
-        )
+def eval_context(config: EvalConfig, space: Workspace) -> EvalContext:
+    """An evaluation's nodes' context: a run's roles, and the judge."""
+    models = space.models
+    return EvalContext(
+        strong=models["strong"],
+        target=models["target"],
+        prompts=space.prompts,
+        judge=models["judge"],
+        config=config,
+    )

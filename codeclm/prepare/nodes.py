@@ -29,14 +29,14 @@ from codeclm.llm.parsing import UnparseableReply, is_refusal
 from codeclm.llm.reply import describe_error, is_permanent, sampling_seed
 from codeclm.methods import method_spec
 from codeclm.nodes.fields import encode_fields_text, entry_fields_text, read_extra
-from codeclm.nodes.planning import (
+from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
+from codeclm.prepare.planning import (
     accept_round,
     distinct,
     shares,
     with_rubrics,
 )
-from codeclm.nodes.pool import augment_pool, base_pool, encoded_labels, updated_pool
-from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
+from codeclm.prepare.pool import augment_pool, base_pool, encoded_labels, updated_pool
 from codeclm.state import (
     BasicInstruction,
     EncodedSeed,

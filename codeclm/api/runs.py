@@ -1,0 +1,213 @@
+"""Runs from Python: ``run``, ``resume``, ``update`` and ``work`` (a shared run's worker).
+
+Each finds or starts the run's handle (``codeclm.handle``) and hands it to the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from codeclm.api.common import Progress, blocking, settings, with_progress
+from codeclm.config import ConfigError, RunConfig
+from codeclm.engine.prepare import plan_update
+from codeclm.engine.run import RunResult, execute, join
+from codeclm.engine.threads import RunStats
+from codeclm.handle import RunHandle
+from codeclm.methods import method_spec
+from codeclm.records import RunInputs
+from codeclm.seeds import load_located_seeds, load_user_metadata
+from codeclm.state import Seed
+from codeclm.store import StoreSpec
+
+
+def _seeds(seeds: Path | str | Sequence[str] | None, field: str | None) -> list[tuple[str, Seed]]:
+    """A seeds file (any format ``codeclm run`` reads), or the instructions themselves."""
+    if seeds is None:
+        return []
+    if isinstance(seeds, str | Path):
+        return load_located_seeds(Path(seeds), field)
+    return [
+        (f"seeds[{i}]", Seed(id=f"seed-{i + 1}", instruction=text.strip()))
+        for i, text in enumerate(seeds)
+    ]
+
+
+async def arun(
+    seeds: Path | str | Sequence[str] | None = None,
+    *,
+    out: Path | str,
+    config: RunConfig | Path | str | dict[str, Any] | None = None,
+    user_metadata: Path | str | None = None,
+    field: str | None = None,
+    on_progress: Progress | None = None,
+    stats: RunStats | None = None,
+    store: str | None = None,
+    run_name: str | None = None,
+    lease_seconds: float = 30.0,
+    **overrides: Any,
+) -> RunResult:
+    """``codeclm run`` as a coroutine. ``overrides``: any ``RunConfig`` field, e.g.
+    ``instructions=200, strong={"model": "gpt-4o"}``. ``store``: a ``postgresql://`` URL to
+    keep the run in (as ``run_name``, default the folder's name), which ``codeclm worker``
+    processes can join; the outputs are written into ``out`` all the same."""
+    cfg = settings(RunConfig, config, overrides)
+    spec = StoreSpec.of(store, run_name, Path(out), lease_seconds)
+    if (seeds is None) == (user_metadata is None):
+        raise ConfigError("give either seeds or user_metadata (exactly one)")
+    if seeds is None and not method_spec(cfg.method).makes_metadata:
+        raise ConfigError(f"method {cfg.method} starts from seeds: give seeds")
+    inputs = RunInputs(
+        seeds=str(Path(seeds).resolve()) if isinstance(seeds, str | Path) else None,
+        user_metadata=str(Path(user_metadata).resolve()) if user_metadata else None,
+        field=field,
+    )
+    handle = RunHandle.start(cfg, Path(out), spec, inputs)
+    return await _execute(handle, _seeds(seeds, field), user_metadata, on_progress, stats)
+
+
+async def _execute(
+    handle: RunHandle,
+    located: list[tuple[str, Seed]],
+    user_metadata: Path | str | None,
+    on_progress: Progress | None,
+    stats: RunStats | None,
+    update: list[Seed] | None = None,
+) -> RunResult:
+    """Run the handle's run from these seeds (or user metadata), with progress."""
+    metadata = (
+        load_user_metadata(Path(user_metadata), handle.config.max_skills) if user_metadata else []
+    )
+    stats = stats or RunStats()
+    pending = execute(
+        handle,
+        seeds=[seed for _, seed in located],
+        user_metadata=metadata,
+        stats=stats,
+        seed_locations=[where for where, _ in located],
+        update=update,
+    )
+    return await with_progress(pending, stats, on_progress)
+
+
+def run(seeds: Path | str | Sequence[str] | None = None, **options: Any) -> RunResult:
+    """``codeclm run`` from Python: generate a tailored dataset into ``out`` (see ``arun``)."""
+    blocking("run")
+    return asyncio.run(arun(seeds, **options))
+
+
+async def aupdate(
+    seeds: Path | str | Sequence[str],
+    *,
+    out: Path | str,
+    instructions: int | None = None,
+    metadata: int | None = None,
+    field: str | None = None,
+    on_progress: Progress | None = None,
+    stats: RunStats | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """``codeclm run NEW_SEEDS --out DIR --update``: a finished run meets a shifted
+    distribution. The new seeds are encoded; entries drawn from their distribution are
+    added to the pool; only the new instructions are decoded and run; every finished pair
+    stays. ``instructions`` and ``metadata``: how many the update adds (default: the run's
+    own per seed, times the new seeds). The run's recorded settings apply (``overrides``:
+    pacing such as ``concurrency``)."""
+    handle = await RunHandle.find(Path(out), overrides=overrides)
+    located = _seeds(seeds, field)
+    if not located:
+        raise ConfigError("--update: the seeds file holds no seed")
+    fresh = await plan_update(handle, [seed for _, seed in located], instructions, metadata)
+    if isinstance(seeds, str | Path):
+        handle.inputs = handle.inputs.model_copy(
+            update={"update_seeds": str(Path(seeds).resolve())}
+        )
+    # (checked against the context window: only the new seeds; the run holds the others)
+    return await _execute(handle, [("", seed) for seed in fresh], None, on_progress, stats, fresh)
+
+
+def update(seeds: Path | str | Sequence[str], **options: Any) -> RunResult:
+    """``codeclm run NEW_SEEDS --out DIR --update`` from Python (see ``aupdate``)."""
+    blocking("update")
+    return asyncio.run(aupdate(seeds, **options))
+
+
+async def aresume(
+    out: Path | str,
+    *,
+    on_progress: Progress | None = None,
+    stats: RunStats | None = None,
+    store: str | None = None,
+    run_name: str | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Continue the run in ``out`` with the settings it was started with (``overrides``:
+    pacing such as ``concurrency`` or ``cache``), in the store it was started in."""
+    handle = await RunHandle.find(Path(out), store=store, run_name=run_name, overrides=overrides)
+    inputs = handle.inputs
+    # The seeds are read again only if the 'prepare' thread never checkpointed them.
+    seeds = inputs.seeds if inputs.seeds and Path(inputs.seeds).exists() else None
+    metadata = (
+        inputs.user_metadata
+        if inputs.user_metadata and Path(inputs.user_metadata).is_file()
+        else None
+    )
+    located = _seeds(seeds, inputs.field) if seeds else []
+    return await _execute(handle, located, metadata if not located else None, on_progress, stats)
+
+
+def resume(out: Path | str, **options: Any) -> RunResult:
+    """``codeclm resume`` from Python (see ``aresume``)."""
+    blocking("resume")
+    return asyncio.run(aresume(out, **options))
+
+
+async def awork(
+    store: str,
+    run_name: str,
+    *,
+    out: Path | str | None = None,
+    on_progress: Progress | None = None,
+    stats: RunStats | None = None,
+    lease_seconds: float = 30.0,
+    wait_seconds: float = 60.0,
+    **overrides: Any,
+) -> RunResult | None:
+    """``codeclm worker`` as a coroutine: join the run ``run_name`` in ``store`` and work on
+    it until nothing is left (``overrides``: pacing such as ``concurrency``); with ``out``,
+    write the run's outputs there at the end. A run not started yet is waited for up to
+    ``wait_seconds``."""
+    stats = stats or RunStats()
+    found = RunHandle.find(
+        Path(out) if out else None,
+        store=store,
+        run_name=run_name,
+        overrides=overrides,
+        lease_seconds=lease_seconds,
+        wait_seconds=wait_seconds,
+        on_wait=lambda: stats.enter("waiting_for_run"),
+    )
+    return await with_progress(_join(found, run_name, stats), stats, on_progress)
+
+
+async def _join(
+    found: Coroutine[Any, Any, RunHandle], run_name: str, stats: RunStats
+) -> RunResult | None:
+    """Wait for the run to appear (the progress shows it), then work on it."""
+    try:
+        handle = await found
+    except ConfigError as exc:
+        if "no run" not in str(exc):
+            raise
+        raise ConfigError(
+            f"{exc}: start it with codeclm run SEEDS --out DIR --store URL --run {run_name}"
+        ) from None
+    return await join(handle, stats)
+
+
+def work(store: str, run_name: str, **options: Any) -> RunResult | None:
+    """``codeclm worker`` from Python (see ``awork``)."""
+    blocking("work")
+    return asyncio.run(awork(store, run_name, **options))

@@ -1,0 +1,320 @@
+"""One run, one handle: where a run lives, found once, and everything opened from there.
+
+A ``RunHandle`` is a run's folder and store (SQLite in the folder, or a PostgreSQL URL and
+run name), its typed record (``run.json``: settings and inputs) and its settings. Every
+driver takes one: the API (run, resume, update, worker), inspect, step, review, view,
+report and export. Opened, it gives the store, both graphs, the reviews and the output
+writers: ``read()`` to look (no model is called, no lease taken), ``open()`` to work.
+
+``run.json`` is read and written here (``Folder``) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langgraph.types import StateSnapshot
+
+from codeclm.config import ConfigError, RunConfig, resolve_settings
+from codeclm.context import PipelineContext
+from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
+from codeclm.graph import thread_config as _thread
+from codeclm.handle.folder import Folder, check_same
+from codeclm.handle.record import Totals, run_record
+from codeclm.handle.results import write_outputs
+from codeclm.handle.workspace import open_workspace, run_context
+from codeclm.llm.client import RoleModel
+from codeclm.outputs import CHECKPOINTS, DATASET, METADATA, make_folder, write_jsonl
+from codeclm.prepare.graph import build_prepare_graph
+from codeclm.prepare.passes import ready
+from codeclm.records import Row, RunInputs, RunRecord, StoredInputs, read_rows
+from codeclm.state import PREPARE_THREAD, InstructionState, PrepareState
+from codeclm.store import Store, StoreSpec, open_store, redact_url
+from codeclm.store.reviews import Reviews
+
+__all__ = ["Folder", "OpenRun", "RunHandle", "RunView", "check_same"]
+
+
+@dataclass
+class RunHandle:
+    """A run: its folder (None for a worker without ``--out``), its store, its settings,
+    inputs and record (as last read or saved; None before a new run saved its first)."""
+
+    spec: StoreSpec
+    folder: Folder | None
+    config: RunConfig
+    inputs: RunInputs = field(default_factory=RunInputs)
+    record: RunRecord | None = None
+
+    # ---- finding a run ------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, config: RunConfig, out: Path, spec: StoreSpec, inputs: RunInputs) -> RunHandle:
+        """A run to begin, or to continue with these settings (``codeclm run``): refused
+        when the folder holds an evaluation or a run started with other settings."""
+        folder = Folder(out)
+        folder.expect("run")
+        handle = cls(spec, folder, config, inputs)
+        if not spec.shared:
+            handle.record = folder.read_run()
+            handle.check_settings(handle.record)
+        return handle
+
+    @classmethod
+    async def find(
+        cls,
+        out: Path | None,
+        *,
+        store: str | None = None,
+        run_name: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        lease_seconds: float = 30.0,
+        wait_seconds: float = 0.0,
+        on_wait: Callable[[], None] = lambda: None,
+    ) -> RunHandle:
+        """A run that exists: by its folder (whose ``run.json`` names its store, if one is
+        shared) or by a store URL and run name. ``overrides``: pacing settings (e.g.
+        ``concurrency``) over the recorded ones. A run not in its store yet is waited for
+        up to ``wait_seconds`` (workers may start before it), calling ``on_wait`` once."""
+        folder = Folder(out) if out is not None else None
+        if folder is not None and store is None:
+            folder.expect("run", "DIR")
+        record = folder.read_run() if folder is not None else None
+        url = store if store is not None else (record.store if record else None)
+        name = run_name or (record.run_name if record and store is None else None)
+        spec = StoreSpec.of(url, name, out, lease_seconds)
+        if spec.shared:
+            record = await _stored_record(spec, wait_seconds, on_wait)
+        if record is None or not record.config:
+            raise ConfigError(
+                f"no run {spec.run!r} in {spec.describe()}"
+                if spec.shared
+                else f"{out} holds no run (no run.json)"
+            )
+        where = spec.describe() if spec.shared else str(out)
+        config = resolve_settings(RunConfig, record.config, overrides or {}, where)
+        return cls(spec, folder, config, record.inputs, record)
+
+    @classmethod
+    def finished(cls, out: Path) -> RunHandle:
+        """A run whose folder holds its outputs (report, export): its record, read as the
+        run last wrote it; nothing is opened."""
+        folder = Folder(out)
+        folder.expect("run", "DIR")
+        record = folder.read_run()
+        if record is None or not record.config or not folder.file(DATASET).is_file():
+            raise ConfigError(f"{out} holds no finished run (no run.json or {DATASET})")
+        spec = StoreSpec.of(record.store, record.run_name, out)
+        config = resolve_settings(RunConfig, record.config, {}, str(out))
+        return cls(spec, folder, config, record.inputs, record)
+
+    @property
+    def recorded(self) -> RunRecord:
+        """The record (a run found by ``find`` or ``finished`` always has one)."""
+        if self.record is None:
+            raise ConfigError(f"{self.where} holds no run record yet")
+        return self.record
+
+    def rows(self, name: str, model: type[Row]) -> list[Row]:
+        """The rows of one of the run's JSONL files (none when it is missing)."""
+        return read_rows(self.folder.file(name), model) if self.folder is not None else []
+
+    @property
+    def out_dir(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
+
+    @property
+    def where(self) -> str:
+        """How commands name the run: its folder, or its store and name."""
+        if self.folder is not None:
+            return str(self.folder.path)
+        return f"--store {redact_url(self.spec.url)} --run {self.spec.run}"
+
+    def check_settings(self, previous: RunRecord | None) -> None:
+        """Refuse to continue a run (recorded as ``previous``) with other settings; the
+        amounts a run may grow by (``RunConfig.GROWABLE``) may only go up."""
+        if previous is None:
+            return
+        where = self.spec.describe() if self.spec.shared else str(self.out_dir)
+        if previous.fingerprint != self.config.fingerprint():
+            check_same(
+                "run",
+                where,
+                previous.config_fingerprinted,
+                self.config.fingerprint_fields(),
+                f"use the same settings, or codeclm resume {where} (its own), or another --out",
+            )
+        for key in RunConfig.GROWABLE:
+            before, now = previous.config.get(key), getattr(self.config, key)
+            if key == "instructions" and self.config.pairs is not None:
+                continue  # the waves grow it themselves (``engine.waves``)
+            if isinstance(before, int) and isinstance(now, int) and now < before:
+                raise ConfigError(
+                    f"{where} holds a run of --{key} {before}; a run can grow but not shrink "
+                    f"(--{key} {now}); use {before} or more, or another --out"
+                )
+
+    # ---- opening it ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[RunView]:
+        """The run's store and graphs, to read and review: no model, no lease taken."""
+        if not self.spec.shared and (self.out_dir is None or not self.folder_has(CHECKPOINTS)):
+            raise ConfigError(f"{self.out_dir} holds no run (no {CHECKPOINTS})")
+        async with open_store(self.spec, self.out_dir, fenced=False) as store:
+            yield RunView(self, store, *_graphs(store, self.config, retry_policy(1)))
+
+    @asynccontextmanager
+    async def open(
+        self, check_inputs: Callable[[PipelineContext], None] = lambda context: None
+    ) -> AsyncIterator[OpenRun]:
+        """The run opened for work: models (after every endpoint answered the preflight and
+        ``check_inputs`` accepted the inputs against what it reported), store and graphs.
+        In a shared store, the run's settings are checked against the stored record."""
+        started = time.monotonic()
+        config = self.config
+        async with open_workspace(
+            config,
+            self.out_dir,
+            lambda models, prompts: check_inputs(run_context(config, models, prompts)),
+            self.spec,
+        ) as space:
+            store = space.store
+            if self.spec.shared:
+                if (await store.read_inputs()).eval_fingerprint is not None:
+                    raise ConfigError(
+                        f"{self.spec.describe()} holds an evaluation; use another --run"
+                    )
+                self.record = await store.read_record()
+                self.check_settings(self.record)
+            context = run_context(config, space.models, space.prompts)
+            graphs = _graphs(store, config, space.retry)
+            yield OpenRun(
+                self, store, *graphs, context=context, models=space.models, started=started
+            )
+
+    def folder_has(self, name: str) -> bool:
+        return self.folder is not None and self.folder.file(name).is_file()
+
+
+async def _stored_record(
+    spec: StoreSpec, wait_seconds: float, on_wait: Callable[[], None]
+) -> RunRecord | None:
+    """The record a shared store keeps for the run, waiting up to ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    async with open_store(spec, None, fenced=False) as store:
+        record = await store.read_record()
+        if record is None and wait_seconds > 0:
+            on_wait()
+        while record is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            record = await store.read_record()
+    return record
+
+
+def _graphs(store: Store, config: RunConfig, retry: Any) -> tuple[Graph, Graph]:
+    """The 'prepare' graph and the run's method's instruction graph, on the store."""
+    instructions = build_instruction_graph(retry, config.method, evol_rounds=config.evol_rounds)
+    saver = store.saver
+    return (
+        build_prepare_graph(retry).compile(checkpointer=saver),
+        instructions.compile(checkpointer=saver),
+    )
+
+
+@dataclass
+class RunView:
+    """A run's store and graphs, opened: its threads' states, its reviews."""
+
+    handle: RunHandle
+    store: Store
+    prepare: Graph
+    instructions: Graph
+
+    @property
+    def reviews(self) -> Reviews:
+        return Reviews(self.store, self.handle.where)
+
+    async def prepare_snapshot(self) -> StateSnapshot:
+        return await self.prepare.aget_state(_thread(PREPARE_THREAD))
+
+    async def prepared(self) -> PrepareState | None:
+        """The 'prepare' thread's latest state, whichever process wrote it (None before
+        the run started it)."""
+        snapshot = await self.prepare_snapshot()
+        return PrepareState.model_validate(snapshot.values) if snapshot.values else None
+
+    async def thread_values(self, thread_id: str) -> dict[str, Any]:
+        """An instruction thread's values ({} before its first step)."""
+        return started_values((await self.instructions.aget_state(_thread(thread_id))).values)
+
+    async def instruction_state(self, thread_id: str) -> InstructionState | None:
+        values = await self.thread_values(thread_id)
+        return InstructionState.model_validate(values) if values else None
+
+
+@dataclass
+class OpenRun(RunView):
+    """A run opened for work: the view, with the models and the run-time context."""
+
+    context: PipelineContext | None = None
+    models: dict[str, RoleModel] = field(default_factory=dict)
+    started: float = 0.0
+
+    @property
+    def config(self) -> RunConfig:
+        return self.handle.config
+
+    def use(self, config: RunConfig) -> None:
+        """Go on with ``config`` (``--pairs``: a wave's grown budget)."""
+        self.handle.config = config
+        assert self.context is not None
+        self.context = PipelineContext(
+            strong=self.context.strong,
+            target=self.context.target,
+            prompts=self.context.prompts,
+            config=config,
+        )
+
+    def record_now(self, prepared: PrepareState, totals: Totals) -> RunRecord:
+        """The run's record as of now."""
+        handle = self.handle
+        return run_record(
+            self.config, prepared, totals, self.started, self.models, handle.inputs, handle.spec
+        )
+
+    async def save_record(self, record: RunRecord) -> None:
+        """Keep the record: in the folder (always, when there is one: it names the store
+        for later commands) and in a shared store (where other workers read it)."""
+        if self.handle.folder is not None:
+            self.handle.folder.write_run(record)
+        if self.store.shared:
+            await self.store.save_record(record)
+        self.handle.record = record
+
+    async def save_inputs(self, inputs: StoredInputs) -> None:
+        await self.store.save_inputs(inputs)
+
+    async def write_outputs(self) -> tuple[RunRecord, PrepareState]:
+        """The run's files (metadata, dataset, dropped, failed, run.json), rebuilt whole
+        from the store; the record is kept in the store too."""
+        folder = self.handle.folder
+        assert folder is not None, "a worker without --out writes no files"
+        config = self.config
+        prepared = await self.prepared() or PrepareState()
+        items = [item for _, item in ready(prepared)]
+        make_folder(folder.path)
+        write_jsonl(folder.file(METADATA), prepared.pool)
+        totals = await write_outputs(
+            self.instructions, items, folder.path, config.dedup, config.pairs
+        )
+        record = self.record_now(prepared, totals)
+        record.checkpointing = self.store.checkpoint_stats()
+        await self.save_record(record)
+        return record, prepared

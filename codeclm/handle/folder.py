@@ -1,0 +1,106 @@
+"""A run's or an evaluation's folder: the one place ``run.json`` and ``eval.json`` are read
+and written, the folder's kind, and the fingerprint check both kinds share.
+
+A folder holds one run or one evaluation, never both; a record written by another version
+or by hand is refused with one line naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from codeclm.config import ConfigError, differing_keys
+from codeclm.outputs import EVAL_JSON, RUN_JSON, make_folder, write_json
+from codeclm.records import EvalRecord, RunRecord
+
+Kind = Literal["run", "evaluation"]
+Record = TypeVar("Record", bound=BaseModel)
+
+_FILES: dict[Kind, str] = {"run": RUN_JSON, "evaluation": EVAL_JSON}
+
+
+def _read(path: Path, model: type[Record], kind: Kind) -> Record:
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    except ValidationError as error:
+        where = ".".join(str(p) for p in error.errors()[0]["loc"])
+        reason = error.errors()[0]["msg"]
+        article = "an" if kind == "evaluation" else "a"
+        raise ConfigError(
+            f"{path} is not {article} {kind} record ({where or 'file'}: {reason})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder that holds (or will hold) one run or one evaluation."""
+
+    path: Path
+
+    def kind(self) -> Kind | None:
+        """What the folder holds, by its record; None: nothing yet."""
+        for kind, name in _FILES.items():
+            if (self.path / name).is_file():
+                return kind
+        return None
+
+    def expect(self, kind: Kind, flag: str = "--out") -> None:
+        """Refuse a path that is a file, or a folder holding the other kind."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"{flag} {self.path}: exists and is not a folder")
+        held = self.kind()
+        if held is not None and held != kind:
+            article = "an" if held == "evaluation" else "a"
+            raise ConfigError(f"{self.path} holds {article} {held}, not {kind}; use another {flag}")
+
+    def read_run(self) -> RunRecord | None:
+        """The run's record, or None when the folder holds none."""
+        path = self.path / RUN_JSON
+        return _read(path, RunRecord, "run") if path.is_file() else None
+
+    def write_run(self, record: RunRecord) -> None:
+        make_folder(self.path)
+        write_json(self.path / RUN_JSON, record)
+
+    def read_eval(self) -> EvalRecord | None:
+        """The evaluation's record, or None when the folder holds none."""
+        path = self.path / EVAL_JSON
+        return _read(path, EvalRecord, "evaluation") if path.is_file() else None
+
+    def write_eval(self, record: EvalRecord) -> None:
+        make_folder(self.path)
+        write_json(self.path / EVAL_JSON, record)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def eval_record(self) -> Path:
+        """Where the evaluation's record is (for messages)."""
+        return self.path / EVAL_JSON
+
+
+def check_same(
+    kind: Kind,
+    where: str,
+    before: dict[str, Any] | None,
+    now: dict[str, Any],
+    again: str,
+) -> None:
+    """Refuse to continue a run or an evaluation (fingerprinted ``before``) with settings
+    or inputs (``now``) that differ: the outputs would mix two configurations. ``again``:
+    what the user can do instead (said after the differing keys)."""
+    if before is None or before == now:
+        return
+    keys = differing_keys(before, now)
+    article = "an" if kind == "evaluation" else "a"
+    raise ConfigError(
+        f"{where} holds {article} {kind} with different settings ({', '.join(keys) or 'unknown'}); "
+        f"{again}"
+    )

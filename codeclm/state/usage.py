@@ -1,0 +1,50 @@
+"""Calls and tokens spent, per role and per node: what every thread's state adds up."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel
+
+Role = Literal["strong", "target"]
+
+
+class TokenUsage(BaseModel):
+    """Calls and tokens spent by one role."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    """Every token generated, reasoning included (providers bill reasoning as output)."""
+    reasoning_tokens: int = 0
+    """Of ``output_tokens``, those the server says went to reasoning."""
+    cached_calls: int = 0
+    """Requests answered from the response cache: nothing sent, no tokens spent."""
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cached_calls=self.cached_calls + other.cached_calls,
+        )
+
+
+def add_usage(left: dict[str, TokenUsage], right: dict[str, TokenUsage]) -> dict[str, TokenUsage]:
+    """Reducer: sum usage per role, so parallel nodes can each report their own."""
+    merged = dict(left)
+    for role, usage in right.items():
+        merged[role] = merged.get(role, TokenUsage()) + usage
+    return merged
+
+
+Usage = Annotated[dict[str, TokenUsage], add_usage]
+
+
+def spent(node: str, **by_role: TokenUsage) -> dict[str, dict[str, TokenUsage]]:
+    """A node's update of both usage fields: per role, and per ``node/role`` (for report)."""
+    return {
+        "usage": dict(by_role),
+        "usage_by_node": {f"{node}/{role}": usage for role, usage in by_role.items()},
+    }
