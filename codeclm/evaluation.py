@@ -7,26 +7,23 @@ there: finished items are skipped, failed ones are tried again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from codeclm.config import ConfigError, EvalConfig
+from codeclm.config import EvalConfig
 from codeclm.engine.threads import RunStats, run_threads
 from codeclm.graph import Graph, started_values, thread_config
-from codeclm.graph.evaluation import EVAL_RESTART_FROM, build_eval_graph
-from codeclm.handle import Folder, check_same
-from codeclm.handle.workspace import eval_context, models_record, open_workspace
+from codeclm.graph.evaluation import EVAL_RESTART_FROM
+from codeclm.handle import Folder
+from codeclm.handle.evaluation import EvalHandle
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import JsonlWriter
-from codeclm.records import EvalRecord, EvalResult, JudgmentRow, StoredInputs, Tally
+from codeclm.records import EvalRecord, EvalResult, JudgmentRow, Tally
 from codeclm.state import EvalItemState, TokenUsage, add_usage
-from codeclm.store import Store, StoreSpec, redact_url
-from codeclm.version import __version__
+from codeclm.store import Store
 
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
@@ -47,25 +44,6 @@ class EvalStats(RunStats):
             self.kept += 1
         elif values.get("status") == "failed":
             self.failed += 1
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-async def _check_store(store: Store, fingerprint: dict[str, Any], spec: StoreSpec) -> None:
-    """A store's name holds this evaluation or nothing (not a run, not another evaluation)."""
-    if await store.read_record() is not None:
-        raise ConfigError(f"{spec.describe()} holds a run, not an evaluation; use another --run")
-    stored = await store.read_inputs()
-    if stored.eval_fingerprint is None:
-        await store.save_inputs(StoredInputs(eval_fingerprint=fingerprint))
-    check_same(
-        "evaluation", spec.describe(), stored.eval_fingerprint, fingerprint, _AGAIN + "--run"
-    )
-
-
-_AGAIN = "use the same settings and items to resume it, or another "
 
 
 def crr_summary(judged: list[tuple[str, str]]) -> EvalResult:
@@ -107,30 +85,13 @@ def judges_itself(config: EvalConfig) -> bool:
     return (judge.model, judge.base_url) == (strong.model, strong.base_url)
 
 
-async def evaluate(
-    config: EvalConfig,
-    benchmark: Path,
-    items: list[dict[str, str]],
-    out_dir: Path,
-    stats: EvalStats,
-    spec: StoreSpec | None = None,
-) -> EvalRecord:
+async def evaluate(handle: EvalHandle, items: list[dict[str, str]], stats: EvalStats) -> EvalRecord:
     """Answer, judge and score every item (resuming what an earlier call left), then report.
 
-    ``spec``: a shared store (PostgreSQL) to keep the items' threads in; several processes
-    with the same store and name share the items, each writing the outputs at the end."""
+    In a shared store (PostgreSQL) several processes with the same store and name share the
+    items, each writing the outputs at the end."""
     started = time.monotonic()
-    fingerprint = {
-        "settings": config.fingerprint_fields(),
-        "benchmark_sha256": _digest(benchmark),
-    }
-    spec = spec or StoreSpec()
-    folder = Folder(out_dir)
-    folder.expect("evaluation")
-    if not spec.shared:
-        previous = folder.read_eval()
-        before = previous.fingerprint if previous else None
-        check_same("evaluation", str(out_dir), before, fingerprint, _AGAIN + "--out")
+    config = handle.config
     items = items[: config.limit] if config.limit else items
     stats.total = len(items)
     if judges_itself(config):
@@ -138,26 +99,13 @@ async def evaluate(
             "the judge is the strong model, which then judges its own answers; the paper "
             "judges with a third model (--judge-model, --judge-base-url)"
         )
-    async with open_workspace(config, out_dir, spec=spec) as space:
-        if spec.shared:
-            await _check_store(space.store, fingerprint, spec)
-        record = EvalRecord(
-            codeclm_version=__version__,
-            benchmark=str(benchmark.resolve()),
-            fingerprint=fingerprint,
-            config=config.model_dump(mode="json"),
-            models=models_record(config, space.models),
-            store=redact_url(spec.url),
-            run_name=spec.run if spec.shared else None,
-        )
-        folder.write_eval(record)  # first, so a resume is checked
-        graph = build_eval_graph(space.retry).compile(checkpointer=space.store.saver)
+    async with handle.open() as opened:
         try:
-            await _judge_all(graph, eval_context(config, space), space.store, items, stats)
+            await _judge_all(opened.graph, opened.context, opened.store, items, stats)
         finally:  # on Ctrl-C too: what was judged is written out
-            record = await _write_results(graph, items, folder, record)
+            record = await _write_results(opened.graph, items, handle.folder, opened.record)
             record.wall_seconds = round(time.monotonic() - started, 2)
-            folder.write_eval(record)
+            opened.save(record)
     return record
 
 

@@ -11,6 +11,7 @@ from codeclm.api.common import blocking, settings, with_progress
 from codeclm.config import EvalConfig
 from codeclm.evaluation import EvalStats
 from codeclm.evaluation import evaluate as evaluate_items
+from codeclm.handle.evaluation import EvalHandle
 from codeclm.records import EvalRecord
 from codeclm.seeds import load_benchmark
 from codeclm.store import StoreSpec
@@ -34,8 +35,9 @@ async def aevaluate(
     cfg = settings(EvalConfig, config, overrides)
     spec = StoreSpec.of(store, run_name, Path(out))
     items = load_benchmark(Path(benchmark))
+    handle = EvalHandle.start(cfg, Path(benchmark), Path(out), spec)
     stats = stats or EvalStats()
-    pending = evaluate_items(cfg, Path(benchmark), items, Path(out), stats, spec)
+    pending = evaluate_items(handle, items, stats)
     return await with_progress(pending, stats, on_progress)
 
 

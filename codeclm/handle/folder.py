@@ -23,6 +23,10 @@ Record = TypeVar("Record", bound=BaseModel)
 _FILES: dict[Kind, str] = {"run": RUN_JSON, "evaluation": EVAL_JSON}
 
 
+def _a(kind: Kind) -> str:
+    return f"an {kind}" if kind == "evaluation" else f"a {kind}"
+
+
 def _read(path: Path, model: type[Record], kind: Kind) -> Record:
     try:
         return model.model_validate_json(path.read_bytes())
@@ -31,9 +35,8 @@ def _read(path: Path, model: type[Record], kind: Kind) -> Record:
     except ValidationError as error:
         where = ".".join(str(p) for p in error.errors()[0]["loc"])
         reason = error.errors()[0]["msg"]
-        article = "an" if kind == "evaluation" else "a"
         raise ConfigError(
-            f"{path} is not {article} {kind} record ({where or 'file'}: {reason})"
+            f"{path} is not {_a(kind)} record ({where or 'file'}: {reason})"
         ) from None
 
 
@@ -56,8 +59,7 @@ class Folder:
             raise ConfigError(f"{flag} {self.path}: exists and is not a folder")
         held = self.kind()
         if held is not None and held != kind:
-            article = "an" if held == "evaluation" else "a"
-            raise ConfigError(f"{self.path} holds {article} {held}, not {kind}; use another {flag}")
+            raise ConfigError(f"{self.path} holds {_a(held)}, not {_a(kind)}; use another {flag}")
 
     def read_run(self) -> RunRecord | None:
         """The run's record, or None when the folder holds none."""
@@ -99,8 +101,7 @@ def check_same(
     if before is None or before == now:
         return
     keys = differing_keys(before, now)
-    article = "an" if kind == "evaluation" else "a"
     raise ConfigError(
-        f"{where} holds {article} {kind} with different settings ({', '.join(keys) or 'unknown'}); "
+        f"{where} holds {_a(kind)} with different settings ({', '.join(keys) or 'unknown'}); "
         f"{again}"
     )

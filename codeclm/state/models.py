@@ -33,6 +33,7 @@ from codeclm.state.usage import Role, TokenUsage, Usage
 #: Bumped when a state model changes incompatibly; stored in every thread.
 SCHEMA_VERSION = 2
 
+
 class PrepareState(BaseModel):
     """The one 'prepare' thread: seeds → metadata pool → rubrics and basic instructions."""
 
