@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from langgraph.constants import START
+from pydantic import BaseModel
 
 Method = Literal["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
 
@@ -22,6 +23,26 @@ PrepareRoute = Literal["metadata", "bootstrap", "seeds"]
 
 #: The shape of one instruction's graph (``codeclm/graph/instruction.py`` wires each one).
 InstructionShape = Literal["judge_loop", "answer", "improve_once", "evolve"]
+
+
+class MethodProgress(BaseModel):
+    """A method's own bookkeeping across its 'prepare' steps, kept in the 'prepare'
+    thread's ``progress`` (none for the CodecLM methods)."""
+
+    def counts(self) -> dict[str, int]:
+        """What ``run.json``'s counts record of it (``Counts``' field names)."""
+        return {}
+
+
+class BootstrapProgress(MethodProgress):
+    """self-instruct: its generation rounds so far (each one a checkpointed step) and the
+    generated instructions the ROUGE-L novelty filter turned away."""
+
+    rounds: int = 0
+    rejected: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"self_instruct_rejected": self.rejected}
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,8 @@ class MethodSpec:
     restart_from: Mapping[str, tuple[str, str]]
     #: Settings only this method reads: they enter its runs' fingerprint, and no other's.
     settings: tuple[str, ...] = field(default=())
+    #: Its own bookkeeping in the 'prepare' thread (``PrepareState.method_progress``).
+    progress: type[MethodProgress] = MethodProgress
 
     @property
     def makes_metadata(self) -> bool:
@@ -96,6 +119,7 @@ METHODS: dict[str, MethodSpec] = {
             judges=False,
             restart_from=_ANSWER_ONLY,
             settings=("rouge_threshold",),
+            progress=BootstrapProgress,
         ),
         MethodSpec(
             name="evol-instruct",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import codeclm
 from codeclm.analysis.metrics import rouge_l, tokens
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.methods import METHODS
@@ -129,6 +130,21 @@ def test_self_instruct_bootstraps_with_a_rouge_l_novelty_filter(
         assert all(rouge_l(tokens(text), other) < 0.7 for other in known), text
         known.append(tokens(text))
     assert set(_by_node(summary)) == {"bootstrap/strong", "answer_strong/strong"}
+    # Its bookkeeping is its own, typed by its entry in the registry.
+    prepared = codeclm.inspect(tmp_path / "run")  # (the thread is readable as ever)
+    assert prepared.prepare == "done"
+
+
+def test_a_method_keeps_its_own_bookkeeping_typed_by_the_registry() -> None:
+    from codeclm.methods import BootstrapProgress, MethodProgress
+    from codeclm.state import PrepareState
+
+    fresh = PrepareState(method="self-instruct", progress={"rounds": 3, "rejected": 5})
+    assert fresh.method_progress() == BootstrapProgress(rounds=3, rejected=5)
+    assert fresh.method_progress().counts() == {"self_instruct_rejected": 5}
+    older = PrepareState(method="self-instruct", bootstrap_rounds=2, rejected=4)  # 0.1's fields
+    assert older.method_progress() == BootstrapProgress(rounds=2, rejected=4)
+    assert PrepareState().method_progress() == MethodProgress(), "codeclm keeps none"
 
 
 def test_evol_instruct_evolves_each_seed_four_rounds_in_depth_and_breadth(

@@ -101,7 +101,7 @@ def run_record(
                 "pairs_requested": config.pairs,
                 "instructions_decoded": len(prepared.accepted) or len(prepared.decoded),
                 "repeats_dropped": prepared.repeats,
-                "self_instruct_rejected": prepared.rejected,
+                **prepared.method_progress().counts(),
             }
         ),
         prepare_failures=prepared.failures,

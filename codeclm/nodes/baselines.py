@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from codeclm.analysis.metrics import NoveltyFilter
 from codeclm.context import PipelineContext, pipeline_context
+from codeclm.methods import BootstrapProgress
 from codeclm.nodes.replies import bootstrapped_instructions
 from codeclm.state import BasicInstruction, Failure, PrepareState, TokenUsage, spent
 
@@ -64,7 +65,9 @@ async def bootstrap(state: PrepareState, runtime: Runtime[PipelineContext]) -> d
     """
     ctx = pipeline_context(runtime)
     cfg = ctx.config
-    rng = random.Random(f"{cfg.seed}:bootstrap:{state.bootstrap_rounds}")
+    progress = state.method_progress()
+    assert isinstance(progress, BootstrapProgress)
+    rng = random.Random(f"{cfg.seed}:bootstrap:{progress.rounds}")
     seeds = [seed.text for seed in state.seeds]
     generated = [item.instruction for item in state.decoded]
     needed = cfg.instructions - len(generated)
@@ -94,7 +97,7 @@ async def bootstrap(state: PrepareState, runtime: Runtime[PipelineContext]) -> d
                     id=f"si{len(generated) + len(new):05d}", metadata_id="", instruction=text
                 )
             )
-    rounds = state.bootstrap_rounds + 1
+    rounds = progress.rounds + 1
     failures = []
     short = len(generated) + len(new) < cfg.instructions
     if short and rounds >= max_bootstrap_rounds(cfg.instructions, cfg.concurrency):
@@ -108,8 +111,9 @@ async def bootstrap(state: PrepareState, runtime: Runtime[PipelineContext]) -> d
         )
     return {
         "decoded": new,
-        "bootstrap_rounds": rounds,
-        "rejected": state.rejected + rejected,
+        "progress": BootstrapProgress(
+            rounds=rounds, rejected=progress.rejected + rejected
+        ).model_dump(),
         "failures": failures,
         **spent("bootstrap", strong=usage),
     }

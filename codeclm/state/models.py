@@ -9,9 +9,11 @@ saver's serializer can be told about all of them (an unlisted one comes back as 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from codeclm.methods import MethodProgress, method_spec
 
 # The models of the pool and of usage live in their own modules; old checkpoints name them
 # as classes of this module, which is why it imports them all (``state/serde.py``).
@@ -76,10 +78,11 @@ class PrepareState(BaseModel):
     """This pass's failures, and permanent ones from earlier passes."""
     usage: Usage = Field(default_factory=dict)
     usage_by_node: Usage = Field(default_factory=dict)
+    progress: dict[str, Any] = Field(default_factory=dict)
+    """The method's own bookkeeping, as its registry entry types it (``method_progress``)."""
     bootstrap_rounds: int = 0
-    """self-instruct: generation rounds so far (each one a checkpointed step)."""
     rejected: int = 0
-    """self-instruct: generated instructions the ROUGE-L novelty filter turned away."""
+    """Checkpoints of earlier versions: self-instruct's bookkeeping, now in ``progress``."""
     updates: list[Update] = Field(default_factory=list)
     """``run --update`` calls, in order: each one's seeds follow all earlier ones."""
     label_map: LabelMap | None = None
@@ -96,6 +99,13 @@ class PrepareState(BaseModel):
         if isinstance(value, list):
             return [getattr(x, "id", x["id"] if isinstance(x, dict) else x) for x in value]
         return value
+
+    def method_progress(self) -> MethodProgress:
+        """The method's bookkeeping, typed by its entry in the registry (``methods.py``)."""
+        kind = method_spec(self.method).progress
+        if not self.progress and (self.bootstrap_rounds or self.rejected):  # an older run
+            return kind.model_validate({"rounds": self.bootstrap_rounds, "rejected": self.rejected})
+        return kind.model_validate(self.progress)
 
     def accepted_items(self) -> list[BasicInstruction]:
         """The accepted instructions, in rank order."""
