@@ -67,6 +67,14 @@ def test_every_flag_has_help_and_the_store_flag_fits_its_command() -> None:
         assert "workers on any machine" not in commands[name].format_help(), name
 
 
+def test_one_table_of_commands_each_with_its_flags_and_its_function() -> None:
+    from codeclm.cli.commands import COMMANDS
+    from codeclm.cli.parser import COMMAND_FLAGS
+
+    assert list(COMMAND_FLAGS) == list(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert set(COMMANDS) == set(COMMAND_FLAGS)
+
+
 def test_a_pool_larger_than_asked_and_a_short_run_say_why(
     mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

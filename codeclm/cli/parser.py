@@ -4,6 +4,7 @@ derived from the config model's field (``codeclm/config.py``), never written twi
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from codeclm.cli.flags import (
     add_store_flags,
     positive,
 )
-from codeclm.cli.reviewing import add_review_commands
+from codeclm.cli.reviewing import add_review, add_view
 from codeclm.config import (
     EvalConfig,
     RunConfig,
@@ -53,17 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"codeclm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    _add_run(commands)
-    _add_worker(commands)
-    _add_resume(commands)
-    _add_inspect(commands)
-    _add_step(commands)
-    _add_split(commands)
-    _add_eval(commands)
-    _add_report(commands)
-    add_review_commands(commands)
-    _add_export(commands)
-    _add_bench(commands)
+    for add_flags in COMMAND_FLAGS.values():
+        add_flags(commands)
     return parser
 
 
@@ -368,3 +360,21 @@ def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
         role_values = {n: getattr(args, f"{role}_{n}") for n in ROLE_FLAGS}
         values[role] = {k: v for k, v in role_values.items() if v is not None} or None
     return values
+
+
+#: Every subcommand and its flags, in the order ``codeclm --help`` lists them; what each
+#: does is ``cli/commands.py``'s ``COMMANDS`` (a test checks the two name the same ones).
+COMMAND_FLAGS: dict[str, Callable[[Any], None]] = {
+    "run": _add_run,
+    "worker": _add_worker,
+    "resume": _add_resume,
+    "inspect": _add_inspect,
+    "step": _add_step,
+    "split": _add_split,
+    "eval": _add_eval,
+    "report": _add_report,
+    "review": add_review,
+    "view": add_view,
+    "export": _add_export,
+    "bench": _add_bench,
+}

@@ -22,8 +22,8 @@ from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit
 from codeclm.state import EntryEdit
 
 
-def add_review_commands(commands: Any) -> None:
-    """``codeclm review`` (scripts) and ``codeclm view`` (the page): one review, two doors."""
+def add_review(commands: Any) -> None:
+    """``codeclm review`` (scripts); ``codeclm view`` is the page: one review, two doors."""
     review = commands.add_parser(
         "review",
         help="review a run: its metadata pool before decoding, its kept pairs after",
@@ -76,6 +76,9 @@ def add_review_commands(commands: Any) -> None:
     review.add_argument("--json", action="store_true", help="machine-readable output")
     add_store_flags(review)
 
+
+def add_view(commands: Any) -> None:
+    """``codeclm view``: the page over a run (and its review)."""
     view = commands.add_parser(
         "view",
         help="a local web page over a run, live while it runs; review the pool and the pairs",
