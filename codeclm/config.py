@@ -33,6 +33,22 @@ class ConfigError(ValueError):
 _CEILING_DEFAULT = 8192
 
 
+class Price(BaseModel):
+    """USD per million tokens; set in a role's ``[strong.price]`` table to override the
+    database (or to price a model it does not know, or a local server you pay for)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0, description="USD per million input tokens")
+    output: float = Field(ge=0, description="USD per million output tokens")
+    cached_input: float | None = Field(
+        None,
+        ge=0,
+        description="USD per million input tokens read from the provider's prompt cache "
+        "(default: input)",
+    )
+
+
 class RoleConfig(BaseModel):
     """One model role. ``model`` unset means the embedded local model."""
 
@@ -64,6 +80,14 @@ class RoleConfig(BaseModel):
     )
     context_tokens: int | None = Field(
         None, gt=0, description="the model's context; unset: asked from the server at start-up"
+    )
+    price: Price | None = Field(
+        None,
+        description="USD per million tokens (input, output, cached_input), over the price "
+        "database's; a local server is free unless this is set",
+    )
+    max_cost: float | None = Field(
+        None, gt=0, description="USD this role may spend in the run (a cap, like --max-cost)"
     )
 
     @property
@@ -137,6 +161,13 @@ class ModelSettings(BaseModel):
     )
     backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
     cache: bool = Field(True, description="answer repeated requests from DIR/llm_cache.sqlite")
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description="USD the run may spend in all; it stops before a request that could pass "
+        "it (counting requests in flight at their max_tokens) and goes on when run again "
+        "with a higher cap",
+    )
     prompts_dir: str | None = Field(None, description="folder of prompt files overriding ours")
     strong: RoleConfig = Field(default_factory=RoleConfig)
     target: RoleConfig = Field(default_factory=RoleConfig)
@@ -156,7 +187,7 @@ class ModelSettings(BaseModel):
         """The settings that change what a run produces (limits and retrying do not)."""
         pacing = set(_ROLE_PACING)
         exclude: dict[str, Any] = {
-            key: True for key in ("concurrency", "attempts", "backoff", "cache")
+            key: True for key in ("concurrency", "attempts", "backoff", "cache", "max_cost")
         }
         exclude.update({role: pacing for role in self.ROLES})
         fields = self.model_dump(exclude=exclude, mode="json")
@@ -313,7 +344,14 @@ class EvalConfig(ModelSettings):
 
 S = TypeVar("S", bound=ModelSettings)
 
-_ROLE_PACING = ("timeout", "max_concurrency", "requests_per_minute", "tokens_per_minute")
+_ROLE_PACING = (
+    "timeout",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "price",
+    "max_cost",
+)
 """Role settings that change how fast a run goes, never what it produces."""
 
 

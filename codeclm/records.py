@@ -205,6 +205,50 @@ class StoredInputs(BaseModel):
         return not (self.seeds or self.user_metadata or self.eval_fingerprint)
 
 
+PER_MILLION = 1_000_000
+
+
+class RolePrice(BaseModel):
+    """A role's price as the run used it, and where it came from."""
+
+    model: str
+    source: Literal["config", "table", "local"]
+    """config: the role's [price] table; table: the price database; local: a server on
+    this machine or network, free unless a price is set."""
+    input: float
+    output: float
+    cached_input: float
+
+    def cost(self, usage: TokenUsage) -> float:
+        """USD for ``usage``: input tokens (those read from the provider's prompt cache at
+        their own price) and output tokens, reasoning included."""
+        fresh = max(usage.input_tokens - usage.cached_input_tokens, 0)
+        return (
+            fresh * self.input + usage.cached_input_tokens * self.cached_input
+        ) / PER_MILLION + usage.output_tokens * self.output / PER_MILLION
+
+
+class CostRecord(BaseModel):
+    """What a run (or an evaluation) cost, in USD: from its ledger of paid requests, priced
+    per role; None wherever a price is unknown."""
+
+    table: str = ""
+    """The price database and its version (``genai-prices 0.2.5``)."""
+    prices: dict[str, RolePrice | None] = Field(default_factory=dict)
+    paid: dict[str, TokenUsage] = Field(default_factory=dict)
+    """Every request each role was paid for, over the run's whole life (the ledger)."""
+    by_role: dict[str, float | None] = Field(default_factory=dict)
+    total: float | None = 0.0
+    by_node: dict[str, float | None] = Field(default_factory=dict)
+    """Per ``node/role``, for the instructions' current branches (as ``usage_by_node``)."""
+    cache_saved: float | None = 0.0
+    """What the response cache's answers would have cost."""
+    per_kept_pair: float | None = None
+    cap: float | None = None
+    stopped_at_cap: str | None = None
+    """The cap the run stopped before (it goes on when run again with a higher one)."""
+
+
 class RunRecord(BaseModel):
     """``run.json``: the settings (checked on every later run), counts, usage and failures."""
 
@@ -235,6 +279,7 @@ class RunRecord(BaseModel):
     usage_by_node: dict[str, TokenUsage] = Field(default_factory=dict)
     wall_seconds: float = 0.0
     checkpointing: dict[str, Any] | None = None
+    cost: CostRecord | None = None
 
     @property
     def method(self) -> MethodSpec:
@@ -277,6 +322,7 @@ class EvalRecord(BaseModel):
     unfinished: int = 0
     usage: dict[str, TokenUsage] = Field(default_factory=dict)
     wall_seconds: float = 0.0
+    cost: CostRecord | None = None
 
     @property
     def crr(self) -> float | None:

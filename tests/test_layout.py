@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "nodes": 3,
     "context": 2,
     "llm": 2,
+    "cost": 2,
     "prompts": 2,
     "analysis": 2,
     "seeds": 2,

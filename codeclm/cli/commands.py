@@ -26,7 +26,7 @@ from codeclm.cli.display import (
     print_worker_summary,
     status_table,
 )
-from codeclm.cli.flags import EXIT_USAGE
+from codeclm.cli.flags import EXIT_CAPPED, EXIT_USAGE
 from codeclm.cli.parser import (
     build_parser,
     eval_overrides,
@@ -41,6 +41,7 @@ from codeclm.config import (
     load_config_file,
     resolve_settings,
 )
+from codeclm.cost.meter import CostCapReached
 from codeclm.debug.inspection import ThreadDetail
 from codeclm.debug.step import parse_assignment
 from codeclm.engine.run import RunError
@@ -138,7 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
     started = time.monotonic()
-    overrides = {"concurrency": args.concurrency, "cache": args.cache}
+    overrides = {"concurrency": args.concurrency, "cache": args.cache, "max_cost": args.max_cost}
     with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
         result = api.resume(
             args.out,
@@ -322,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as exc:
         sys.stderr.write(f"codeclm: run failed: {exc}\n")
         return 1
+    except CostCapReached as exc:
+        sys.stderr.write(f"codeclm: {exc}\n")
+        return EXIT_CAPPED
     except (StoreUnavailable, LeaseLost) as exc:  # the database went away, or another
         # worker holds the thread now: what was checkpointed stays
         message = " ".join(str(exc).split())

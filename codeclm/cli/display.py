@@ -12,12 +12,13 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from codeclm.cost.meter import Meter, dollars
 from codeclm.debug.inspection import ThreadDetail, ThreadListing
 from codeclm.engine.run import RunResult
 from codeclm.engine.threads import RunStats
 from codeclm.evaluation import EVAL_FAILED, JUDGMENTS
 from codeclm.handle import Folder
-from codeclm.records import EvalRecord, EvalResult, grouped_failures
+from codeclm.records import CostRecord, EvalRecord, EvalResult, grouped_failures
 
 
 def status_table(stats: RunStats, started: float) -> Table:
@@ -33,14 +34,48 @@ def status_table(stats: RunStats, started: float) -> Table:
         f"in flight {stats.in_flight}",
         f"{elapsed:,.0f}s",
     )
+    meter = stats.meter
     for role, usage in sorted(stats.usage.items()):
         table.add_row(
             f"  {role}",
             f"{usage.calls} calls",
             f"{usage.input_tokens:,} in",
             f"{usage.output_tokens:,} out tokens",
+            dollars(meter.spent(role)) if meter is not None else "",
         )
+    if meter is not None:
+        table.add_row("  cost", *_cost_cells(meter, stats))
     return table
+
+
+def _cost_cells(meter: Meter, stats: RunStats) -> list[str]:
+    """Dollars paid, the run's projected total (paid so far, scaled to the budget), the cap."""
+    spent = meter.total()
+    cells = [dollars(spent)]
+    if spent is not None and stats.finished and stats.total:
+        cells.append(f"projected {dollars(spent * stats.total / stats.finished)}")
+    if meter.cap is not None:
+        cells.append(f"cap {dollars(meter.cap)}")
+    return cells
+
+
+def cost_lines(cost: CostRecord | None) -> list[str]:
+    """A run's or an evaluation's cost, per role, for its summary."""
+    if cost is None:
+        return []
+    roles = ", ".join(f"{role} {dollars(value)}" for role, value in cost.by_role.items())
+    lines = [f"cost {dollars(cost.total)} ({roles}; prices: {cost.table})"]
+    unknown = [role for role, price in cost.prices.items() if price is None]
+    if unknown:
+        lines.append(
+            f"the price of {', '.join(unknown)} is unknown: set [{unknown[0]}.price] input "
+            "and output (USD per million tokens) in the config"
+        )
+    if cost.cache_saved:
+        lines.append(f"the response cache saved {dollars(cost.cache_saved)}")
+    if cost.stopped_at_cap:
+        lines.append(f"stopped before a request that could pass {cost.stopped_at_cap}")
+    return lines
 
 
 class LiveProgress:
@@ -118,6 +153,8 @@ def print_run_summary(result: RunResult) -> None:
             f"  {role}: {u.calls} calls, {u.input_tokens:,} input + {u.output_tokens:,} output "
             "tokens" + (f", {u.cached_calls} answered from the cache" if u.cached_calls else "")
         )
+    for line in cost_lines(record.cost):
+        console.print(f"  {line}", highlight=False)
     if all(m.embedded for m in record.models.values()):
         console.print(
             "  note: both roles ran on the embedded toy model (SmolLM2-135M)"
@@ -237,6 +274,8 @@ def print_eval(record: EvalRecord, folder: Folder) -> None:
             f"{record.unfinished} unfinished: not counted; run the same command again "
             "to retry them"
         )
+    for line in cost_lines(record.cost):
+        console.print(f"  {line}", highlight=False)
     console.print(
         f"  every judged pair in {folder.file(JUDGMENTS)}; summary in {folder.eval_record}"
     )

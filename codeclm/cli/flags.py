@@ -12,6 +12,8 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 EXIT_USAGE = 2
+EXIT_CAPPED = 3
+"""The run stopped at its cost cap (``--max-cost``): run again with a higher one."""
 
 
 ROLE_FLAGS = ("model", "base_url", "api_key_env")

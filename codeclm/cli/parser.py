@@ -44,7 +44,12 @@ _RUN_FLAGS = (
     "dedup",
     "label_similarity",
     "evol_rounds",
+    "max_cost",
 )
+
+
+#: The evaluation settings that are also flags (from ``EvalConfig``).
+_EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +169,12 @@ def _add_resume(commands: Any) -> None:
     )
     resume.add_argument("out", type=Path, metavar="DIR", help="the run's output folder")
     resume.add_argument("--concurrency", type=int, help="LLM requests in flight at once")
+    resume.add_argument(
+        "--max-cost",
+        type=positive(float),
+        metavar="USD",
+        help="a new spending cap for the whole run (one it stopped at is raised this way)",
+    )
     add_cache_flag(resume)
     add_store_flags(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
@@ -234,7 +245,7 @@ def _add_eval(commands: Any) -> None:
     evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
     evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
     evaluate.add_argument("--limit", type=positive(int), help="evaluate only the first N items")
-    add_setting_flags(evaluate, EvalConfig, ("concurrency", "attempts", "backoff", "seed"))
+    add_setting_flags(evaluate, EvalConfig, _EVAL_FLAGS)
     for role in ("target", "strong", "judge"):
         add_role_flags(evaluate, role)
     add_cache_flag(evaluate)
@@ -350,9 +361,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        name: getattr(args, name) for name in ("concurrency", "attempts", "backoff", "seed")
-    }
+    values: dict[str, Any] = {name: getattr(args, name) for name in _EVAL_FLAGS}
     values.update(cache=args.cache, limit=args.limit)
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)

@@ -10,14 +10,17 @@ pass goes on; the workers and the prepare tasks share ``--concurrency``. With a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
+from codeclm.cost.meter import CostCapReached, Meter, dollars
 from codeclm.engine.prepare import prepare_stream
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
 from codeclm.engine.waves import next_wave
@@ -184,6 +187,45 @@ async def _more_waves(
         await work(run, seeds, user_metadata, stats)
 
 
+async def _all_waves(
+    run: OpenRun,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+    update: list[Seed] | None,
+) -> None:
+    """The run's work: its budget, then ``--pairs``' further waves."""
+    await work(run, seeds, user_metadata, stats, update)
+    await _more_waves(run, seeds, user_metadata, stats)
+
+
+async def _within_cap(work: Coroutine[Any, Any, None], meter: Meter | None) -> None:
+    """``work``, stopped as Ctrl-C stops it when the meter refuses a request that could
+    pass a spending cap (``CostCapReached``, raised once the work is cancelled)."""
+    task = asyncio.ensure_future(work)
+    if meter is None:
+        return await task
+    capped = asyncio.ensure_future(meter.capped.wait())
+    try:
+        await asyncio.wait({task, capped}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # Ctrl-C: the work stops with us
+        task.cancel()
+        raise
+    finally:
+        capped.cancel()
+    if not task.done():
+        await meter.drained.wait()  # the requests in flight are paid for: take their replies
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise CostCapReached(
+            f"stopped before a request that could pass {meter.why}: spent "
+            f"{dollars(meter.total())}; what is finished is written out. Run again with a "
+            "higher cap to go on (nothing is paid twice)"
+        )
+    task.result()
+
+
 def _reached_wave(run: OpenRun) -> None:
     """``--pairs``, run again or resumed: go on with the budget the run's waves reached."""
     previous = run.handle.record
@@ -227,10 +269,10 @@ async def execute(
         await run.save_record(run.record_now(PrepareState(), Totals()))
         stats.enter("preparing")
         log.info(stats.activity)
+        stats.meter = run.meter
         store_gone = False
         try:
-            await work(run, seeds, user_metadata, stats, update)
-            await _more_waves(run, seeds, user_metadata, stats)
+            await _within_cap(_all_waves(run, seeds, user_metadata, stats, update), run.meter)
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise
@@ -255,9 +297,10 @@ async def join(handle: RunHandle, stats: RunStats) -> RunResult | None:
         inputs = await run.store.read_inputs()
         stats.enter("working")
         log.info(stats.activity)
+        stats.meter = run.meter
         store_gone = False
         try:
-            await work(run, inputs.seeds, inputs.user_metadata, stats)
+            await _within_cap(work(run, inputs.seeds, inputs.user_metadata, stats), run.meter)
         except StoreUnavailable:
             store_gone = True
             raise

@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
+from codeclm.cost.meter import Meter
 from codeclm.graph import Graph, thread_config
 from codeclm.state import TokenUsage, add_usage
 from codeclm.store import Board, LeaseLost, StoreUnavailable
@@ -62,6 +63,8 @@ class RunStats:
     in_flight: int = 0
     phase: Phase = "starting"
     usage: dict[str, TokenUsage] = field(default_factory=dict)
+    meter: Meter | None = None
+    """The run's cost meter (dollars paid per role, and the caps), once it is open."""
     listener: Callable[[RunStats], None] | None = None
     """Told at once of a new phase (a progress display polls the counters in between)."""
 

@@ -23,6 +23,7 @@ from langgraph.types import StateSnapshot
 
 from codeclm.config import ConfigError, RunConfig, resolve_settings
 from codeclm.context import PipelineContext
+from codeclm.cost.meter import Meter, cost_record
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
 from codeclm.graph import thread_config as _thread
 from codeclm.handle.folder import Folder, check_same
@@ -196,7 +197,13 @@ class RunHandle:
             context = run_context(config, space.models, space.prompts)
             graphs = _graphs(store, config, space.retry)
             yield OpenRun(
-                self, store, *graphs, context=context, models=space.models, started=started
+                self,
+                store,
+                *graphs,
+                context=context,
+                models=space.models,
+                meter=space.meter,
+                started=started,
             )
 
     def folder_has(self, name: str) -> bool:
@@ -265,6 +272,7 @@ class OpenRun(RunView):
 
     context: PipelineContext | None = None
     models: dict[str, RoleModel] = field(default_factory=dict)
+    meter: Meter | None = None
     started: float = 0.0
 
     @property
@@ -285,9 +293,13 @@ class OpenRun(RunView):
     def record_now(self, prepared: PrepareState, totals: Totals) -> RunRecord:
         """The run's record as of now."""
         handle = self.handle
-        return run_record(
+        record = run_record(
             self.config, prepared, totals, self.started, self.models, handle.inputs, handle.spec
         )
+        if self.meter is not None:
+            kept = record.counts.kept
+            record.cost = cost_record(self.meter, record.usage, record.usage_by_node, kept)
+        return record
 
     async def save_record(self, record: RunRecord) -> None:
         """Keep the record: in the folder (always, when there is one: it names the store

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError, EvalConfig
+from codeclm.cost.meter import Meter, cost_record
 from codeclm.graph import Graph
 from codeclm.graph.evaluation import build_eval_graph
 from codeclm.handle.folder import Folder, check_same
@@ -69,7 +70,8 @@ class EvalHandle:
             )
             self.folder.write_eval(record)  # first, so a resume is checked
             graph = build_eval_graph(space.retry).compile(checkpointer=space.store.saver)
-            yield OpenEval(self, space.store, graph, eval_context(self.config, space), record)
+            context = eval_context(self.config, space)
+            yield OpenEval(self, space.store, graph, context, record, space.meter)
 
     async def _check_store(self, store: Store) -> None:
         """A store's name holds this evaluation or nothing (not a run, not another one)."""
@@ -91,7 +93,10 @@ class OpenEval:
     graph: Graph
     context: EvalContext
     record: EvalRecord
+    meter: Meter
 
     def save(self, record: EvalRecord) -> None:
+        """Keep the record, with what the evaluation has cost so far."""
+        record.cost = cost_record(self.meter, record.usage, {})
         self.record = record
         self.handle.folder.write_eval(record)

@@ -7,6 +7,7 @@ were checked against what it reported (each role's context size).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -14,16 +15,20 @@ from pathlib import Path
 
 from langgraph.types import RetryPolicy
 
-from codeclm.config import EvalConfig, ModelSettings, RunConfig
+from codeclm.config import ConfigError, EvalConfig, ModelSettings, RunConfig
 from codeclm.context import PipelineContext
+from codeclm.cost.meter import Meter
+from codeclm.cost.prices import role_price, unknown_price_hint
 from codeclm.graph import retry_policy
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.prompts import Prompts, load_prompts
-from codeclm.records import ModelRecord
+from codeclm.records import ModelRecord, RolePrice
 from codeclm.store import Store, StoreSpec, open_store, redact_url
+
+log = logging.getLogger("codeclm")
 
 
 def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, ModelRecord]:
@@ -47,6 +52,7 @@ class Workspace:
     prompts: Prompts
     retry: RetryPolicy
     store: Store
+    meter: Meter
 
 
 @asynccontextmanager
@@ -69,17 +75,36 @@ async def open_workspace(
         try:
             models = await preflight(built, config)
             check_inputs(models, prompts)
+            prices = role_prices(config, models)
             async with open_store(
                 spec or StoreSpec(), out_dir, workers=config.concurrency, fenced=fenced
             ) as store:
-                if config.cache:
-                    models = {r: replace(m, cache=store.cache) for r, m in models.items()}
+                caps = {r: c for r in config.ROLES if (c := config.role(r).max_cost) is not None}
+                meter = await Meter.open(prices, store.ledger, config.max_cost, caps)
+                cache = store.cache if config.cache else None
+                models = {r: replace(m, cache=cache, meter=meter) for r, m in models.items()}
                 store.saver.cache_answers_redo = config.cache
                 retry = retry_policy(config.attempts, config.backoff)
-                yield Workspace(models=models, prompts=prompts, retry=retry, store=store)
+                yield Workspace(models, prompts, retry, store, meter)
         finally:
             for model in built.values():
                 await model.aclose()
+
+
+def role_prices(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, RolePrice | None]:
+    """Each role's price (``cost.prices``); an unknown one is said once, in one line, and
+    refused when a cap needs it (a cap cannot hold a cost it cannot count)."""
+    prices = {}
+    for role, model in models.items():
+        settings = config.role(role)
+        price = role_price(model.model_name, model.chat.openai_api_base, settings.price)
+        if price is None:
+            if config.max_cost is not None or settings.max_cost is not None:
+                hint = unknown_price_hint(role, model.model_name)
+                raise ConfigError(f"--max-cost needs every role's price: {hint}")
+            log.warning("%s", unknown_price_hint(role, model.model_name))
+        prices[role] = price
+    return prices
 
 
 def run_context(

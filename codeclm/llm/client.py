@@ -17,19 +17,17 @@ slots, rate limits and ``Retry-After`` pauses.
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
 import openai
-from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
-from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, RoleConfig
+from codeclm.cost.meter import Meter, Settle
 from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.llm.limits import RoleLimits, retry_after_seconds
 from codeclm.llm.parsing import (
@@ -48,13 +46,17 @@ from codeclm.llm.reply import (
 from codeclm.llm.transport import ChatTransport
 from codeclm.state import TokenUsage
 
-__all__ = ["RoleModel", "make_role_model"]
+__all__ = ["RoleModel"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 #: The longest pause a server's ``Retry-After`` may impose on a role (seconds).
 RETRY_AFTER_CAP = 60.0
+
+
+async def _unmetered(usage: TokenUsage) -> None:
+    """No meter (a graph served by ``langgraph dev``): nothing to record."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class RoleModel:
     max_tokens_ceiling: int = 8192
     """The largest output budget a reply cut at ``max_tokens`` is asked again with."""
     output: OutputFormat = field(default_factory=OutputFormat)
+    meter: Meter | None = None
+    """Prices and records every answered request, and holds the spending caps."""
     score_grammar: str | None = None
     """A llama.cpp grammar holding the judge's reply to its line of two scores: set for the
     embedded toy model, which cannot follow the judge's format unaided."""
@@ -122,6 +126,7 @@ class RoleModel:
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
         details = usage.get("completion_tokens_details") or {}
+        prompt_details = usage.get("prompt_tokens_details") or {}
         thought, content = split_reasoning(_text(message.get("content")))
         apart = _text(message.get("reasoning_content") or message.get("reasoning"))
         return Reply(
@@ -135,6 +140,7 @@ class RoleModel:
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),
                 reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+                cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
             ),
         )
 
@@ -182,9 +188,14 @@ class RoleModel:
                         if structured is not None
                         else Reply.from_cache(hit[0], max_tokens)
                     )
-                if cached is not None:  # (None: an answer cached by an older codeclm)
+                if hit is not None and cached is not None:  # (None: cached by an older codeclm)
                     value, _ = accept(cached)
-                    return value, TokenUsage(cached_calls=1)
+                    paid = hit[1]
+                    return value, TokenUsage(
+                        cached_calls=1,
+                        saved_input_tokens=paid.input_tokens,
+                        saved_output_tokens=paid.output_tokens,
+                    )
             body = self._body(prompt, overrides)
             if sent_format is not None:
                 # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
@@ -192,7 +203,9 @@ class RoleModel:
             # What a provider's token limiter counts: the prompt (about 4 characters a
             # token) plus every token the reply may use.
             estimate = len(prompt) // 4 + max_tokens
-            async with self.limits.slot(estimate):
+            # Metered until the reply is cached: a run stopped at its cost cap waits for
+            # this, so nothing it paid for is asked (and paid) again.
+            async with self.limits.slot(estimate), self._metered(prompt, max_tokens) as settle:
                 try:
                     reply = await self._send(body, max_tokens)
                 except openai.RateLimitError as exc:
@@ -206,6 +219,7 @@ class RoleModel:
                     why = f"HTTP {exc.status_code}: {first_line(exc.message)}"
                     self.output.step_down(mode, self.role, self._endpoint, why)
                     continue  # asked again at once, the way the server takes it
+                await settle(reply.usage)
                 try:
                     value, cached_text = accept(reply)  # raises for a reply not to be cached
                 except UnparseableReply as exc:
@@ -214,6 +228,17 @@ class RoleModel:
                 if key is not None and self.cache is not None:
                     await self.cache.put(key, cached_text, reply.usage)
             return value, reply.usage
+
+    @asynccontextmanager
+    async def _metered(self, prompt: str, max_tokens: int) -> AsyncIterator[Settle]:
+        """A request admitted by the cost meter (within the caps); its ``settle`` records
+        the reply's usage in the ledger as soon as it is in: every answered request is
+        paid for, whatever becomes of the reply."""
+        if self.meter is None:
+            yield _unmetered
+            return
+        async with self.meter.request(self.role, prompt, max_tokens) as settle:
+            yield settle
 
     @property
     def _endpoint(self) -> str:
@@ -315,71 +340,4 @@ def _text(content: Any) -> str:
         return content
     return "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in content
-    )
-
-
-def request_payload(chat: ChatOpenAI) -> dict[str, Any]:
-    """The body ChatOpenAI would send for one user message, without the message.
-
-    Built once per role, so every setting ChatOpenAI maps (``max_completion_tokens``,
-    ``seed``, ``model_kwargs``, ``extra_body`` …) is sent as it would send it.
-    """
-    payload = chat._get_request_payload([HumanMessage("")])
-    payload.pop("messages", None)
-    payload.update(payload.pop("extra_body", None) or {})
-    return payload
-
-
-def resolve_api_key(role: str, config: RoleConfig) -> str:
-    """The role's key from its environment variable (never stored anywhere else).
-
-    A local server (a base URL is set) needs no key unless the user named a variable.
-    """
-    key = os.environ.get(config.api_key_env)
-    if key:
-        return key
-    if config.base_url and config.api_key_env == DEFAULT_API_KEY_ENV:
-        return "not-needed"
-    raise ConfigError(
-        f"{role} model: environment variable {config.api_key_env} is not set (it holds the API key)"
-    )
-
-
-def make_role_model(
-    role: str,
-    config: RoleConfig,
-    *,
-    seed: int,
-    base_url: str | None = None,
-    model: str | None = None,
-    api_key: str | None = None,
-    shared_limit: asyncio.Semaphore | None = None,
-    cache: ResponseCache | None = None,
-    score_grammar: str | None = None,
-) -> RoleModel:
-    """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
-    key = api_key if api_key is not None else resolve_api_key(role, config)
-    http_client = openai.DefaultAioHttpClient(timeout=config.timeout)
-    chat = ChatOpenAI(
-        model=model or config.model or "default",
-        base_url=base_url or config.base_url,
-        api_key=SecretStr(key),
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-        timeout=config.timeout,
-        max_retries=0,
-        seed=seed,
-        http_async_client=http_client,
-    )
-    return RoleModel(
-        role=role,
-        chat=chat,
-        base_payload=request_payload(chat),
-        transport=ChatTransport(chat.root_async_client, config.timeout),
-        http_client=http_client,
-        strict_schema=config.strict_schema,
-        limits=RoleLimits.for_role(config, shared_limit),
-        cache=cache,
-        max_tokens_ceiling=config.max_tokens_ceiling,
-        score_grammar=score_grammar,
     )

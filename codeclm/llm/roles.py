@@ -1,14 +1,25 @@
-"""A command's model roles, starting the embedded server when a role names no model."""
+"""A command's model roles, each built over ChatOpenAI with its key from the environment,
+starting the embedded server when a role names no model."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from codeclm.config import ModelSettings
-from codeclm.llm.client import RoleModel, make_role_model
+import openai
+from langchain_core.messages import HumanMessage
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, ModelSettings, RoleConfig
+from codeclm.llm.cache import ResponseCache
+from codeclm.llm.client import RoleModel
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, SCORE_GRAMMAR, EmbeddedServer
+from codeclm.llm.limits import RoleLimits
+from codeclm.llm.transport import ChatTransport
 
 
 @contextmanager
@@ -39,3 +50,70 @@ def role_models(
                     score_grammar=SCORE_GRAMMAR,
                 )
         yield {role: models[role] for role in config.ROLES}
+
+
+def request_payload(chat: ChatOpenAI) -> dict[str, Any]:
+    """The body ChatOpenAI would send for one user message, without the message.
+
+    Built once per role, so every setting ChatOpenAI maps (``max_completion_tokens``,
+    ``seed``, ``model_kwargs``, ``extra_body`` …) is sent as it would send it.
+    """
+    payload = chat._get_request_payload([HumanMessage("")])
+    payload.pop("messages", None)
+    payload.update(payload.pop("extra_body", None) or {})
+    return payload
+
+
+def resolve_api_key(role: str, config: RoleConfig) -> str:
+    """The role's key from its environment variable (never stored anywhere else).
+
+    A local server (a base URL is set) needs no key unless the user named a variable.
+    """
+    key = os.environ.get(config.api_key_env)
+    if key:
+        return key
+    if config.base_url and config.api_key_env == DEFAULT_API_KEY_ENV:
+        return "not-needed"
+    raise ConfigError(
+        f"{role} model: environment variable {config.api_key_env} is not set (it holds the API key)"
+    )
+
+
+def make_role_model(
+    role: str,
+    config: RoleConfig,
+    *,
+    seed: int,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    shared_limit: asyncio.Semaphore | None = None,
+    cache: ResponseCache | None = None,
+    score_grammar: str | None = None,
+) -> RoleModel:
+    """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
+    key = api_key if api_key is not None else resolve_api_key(role, config)
+    http_client = openai.DefaultAioHttpClient(timeout=config.timeout)
+    chat = ChatOpenAI(
+        model=model or config.model or "default",
+        base_url=base_url or config.base_url,
+        api_key=SecretStr(key),
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        timeout=config.timeout,
+        max_retries=0,
+        seed=seed,
+        http_async_client=http_client,
+    )
+    return RoleModel(
+        role=role,
+        chat=chat,
+        base_payload=request_payload(chat),
+        transport=ChatTransport(chat.root_async_client, config.timeout),
+        http_client=http_client,
+        strict_schema=config.strict_schema,
+        limits=RoleLimits.for_role(config, shared_limit),
+        cache=cache,
+        max_tokens_ceiling=config.max_tokens_ceiling,
+        score_grammar=score_grammar,
+    )

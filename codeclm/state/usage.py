@@ -18,16 +18,23 @@ class TokenUsage(BaseModel):
     """Every token generated, reasoning included (providers bill reasoning as output)."""
     reasoning_tokens: int = 0
     """Of ``output_tokens``, those the server says went to reasoning."""
+    cached_input_tokens: int = 0
+    """Of ``input_tokens``, those the provider read from its prompt cache (billed lower)."""
     cached_calls: int = 0
     """Requests answered from the response cache: nothing sent, no tokens spent."""
+    saved_input_tokens: int = 0
+    saved_output_tokens: int = 0
+    """The tokens the response cache's answers would have cost (what the cache saved)."""
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
-            calls=self.calls + other.calls,
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            cached_calls=self.cached_calls + other.cached_calls,
+            **{name: getattr(self, name) + getattr(other, name) for name in type(self).model_fields}
+        )
+
+    def saved(self) -> TokenUsage:
+        """What the cache's answers saved, as usage (to price it)."""
+        return TokenUsage(
+            input_tokens=self.saved_input_tokens, output_tokens=self.saved_output_tokens
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from codeclm.cost.ledger import Ledger
 from codeclm.llm.cache import ResponseCache
 from codeclm.records import RunRecord, StoredInputs
 from codeclm.store.board import Board
@@ -19,6 +20,8 @@ class Store(ABC):
 
     saver: StoreSaver
     cache: ResponseCache
+    ledger: Ledger
+    """Every paid request (``codeclm.cost.ledger``): what the run's cost is read from."""
     board: Board
     shared: bool = False
 

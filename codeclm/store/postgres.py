@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from codeclm.config import ConfigError
+from codeclm.cost.ledger import COLUMNS, SUMS, Ledger, ledger_usage
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord, StoredInputs
@@ -42,6 +43,8 @@ CREATE TABLE IF NOT EXISTS codeclm_responses (
     key text PRIMARY KEY, content text NOT NULL, usage text NOT NULL);
 CREATE TABLE IF NOT EXISTS codeclm_reviews (
     kind text NOT NULL, subject text NOT NULL, body text NOT NULL, PRIMARY KEY (kind, subject));
+CREATE TABLE IF NOT EXISTS codeclm_spend (
+    role text NOT NULL, {", ".join(f"{c} bigint NOT NULL" for c in COLUMNS)});
 {LEASES_TABLE}
 """
 
@@ -145,6 +148,31 @@ class PostgresResponseCache(ResponseCache):
             )
 
 
+class PostgresLedger(Ledger):
+    """The shared ledger: every worker's paid requests, in the run's schema."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    async def record(self, role: str, usage: TokenUsage) -> None:
+        values = [getattr(usage, column) for column in COLUMNS]
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO codeclm_spend (role, {', '.join(COLUMNS)}) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (role, *values),
+            )
+
+    async def totals(self) -> dict[str, TokenUsage]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT role, COUNT(*) AS calls, {SUMS} FROM codeclm_spend "
+                "GROUP BY role ORDER BY role"
+            )
+            rows = await cur.fetchall()
+        return {row["role"]: ledger_usage(tuple(row.values())[1:]) for row in rows}
+
+
 class PostgresStore(Store):
     shared = True
 
@@ -154,6 +182,7 @@ class PostgresStore(Store):
         self.pool = pool
         self.saver = saver
         self.cache = PostgresResponseCache(pool)
+        self.ledger = PostgresLedger(pool)
         self.board = board
 
     async def _get(self, key: str) -> str | None:

@@ -1,8 +1,9 @@
 """The default store: SQLite files in the run folder, for one process.
 
 ``checkpoints.sqlite`` (both graphs' threads), ``llm_cache.sqlite`` (the response cache),
-and ``reviews.sqlite`` (a person's reviews); the run's record is the folder's ``run.json``
-(``codeclm.handle``). The board is an in-memory queue: this process runs everything.
+``reviews.sqlite`` (a person's reviews) and ``spend.sqlite`` (every paid request); the
+run's record is the folder's ``run.json`` (``codeclm.handle``). The board is an in-memory
+queue: this process runs everything.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from codeclm.cost.ledger import SqliteLedger
 from codeclm.llm.cache import SqliteResponseCache
-from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, make_folder
+from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, SPEND, make_folder
 from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
@@ -43,11 +45,17 @@ async def open_checkpointer(path: Path) -> AsyncIterator[TimedSqliteSaver]:
 
 class SqliteStore(Store):
     def __init__(
-        self, out_dir: Path, saver: TimedSqliteSaver, cache: SqliteResponseCache, workers: int
+        self,
+        out_dir: Path,
+        saver: TimedSqliteSaver,
+        cache: SqliteResponseCache,
+        ledger: SqliteLedger,
+        workers: int,
     ) -> None:
         self.out_dir = out_dir
         self.saver = saver
         self.cache = cache
+        self.ledger = ledger
         self.board = LocalBoard(workers)
 
     @asynccontextmanager
@@ -92,8 +100,10 @@ _REVIEWS_TABLE = (
 async def open_sqlite_store(out_dir: Path, workers: int) -> AsyncIterator[SqliteStore]:
     make_folder(out_dir)
     cache = await SqliteResponseCache(out_dir / CACHE).open()
+    ledger = await SqliteLedger(out_dir / SPEND).open()
     try:
         async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-            yield SqliteStore(out_dir, saver, cache, workers)
+            yield SqliteStore(out_dir, saver, cache, ledger, workers)
     finally:
+        await ledger.close()
         await cache.close()

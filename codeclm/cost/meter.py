@@ -1,0 +1,159 @@
+"""The cost meter: every answered request priced and recorded in the ledger, and the run's
+spending cap (``--max-cost``, and a role's ``max_cost``) held before each request is sent.
+
+A request is admitted only if what was paid, what the requests in flight may still cost
+(each at its ``max_tokens`` bound) and this request's own bound stay within every cap. One
+that would not fit is never sent: the meter says so (``capped``); the engine lets the
+requests in flight finish (they are paid for: their replies are kept), then stops the run
+as Ctrl-C does, writing what is finished. Run again with a higher cap, the run goes on
+and pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from codeclm.cost.ledger import Ledger
+from codeclm.records import CostRecord, RolePrice
+from codeclm.state import TokenUsage
+
+Settle = Callable[[TokenUsage], Awaitable[None]]
+
+
+class CostCapReached(RuntimeError):
+    """The next request would have passed a spending cap: the run stopped before it."""
+
+
+def dollars(value: float | None) -> str:
+    """$12.34 from a dollar up, $0.0042 below one, 'unknown' when a price is."""
+    if value is None:
+        return "unknown"
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+
+
+@dataclass
+class Meter:
+    """Prices, the ledger, the caps, and this process's requests in flight."""
+
+    prices: dict[str, RolePrice | None]
+    ledger: Ledger
+    cap: float | None = None
+    role_caps: dict[str, float] = field(default_factory=dict)
+    paid: dict[str, TokenUsage] = field(default_factory=dict)
+    """What each role was paid for: the ledger at start, and every request since."""
+    in_flight: dict[str, float] = field(default_factory=dict)
+    """The most this process's requests in flight may still cost, per role."""
+    sent: int = 0
+    """This process's requests in flight."""
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while no request is in flight (after a cap: every admitted one has settled)."""
+    capped: asyncio.Event = field(default_factory=asyncio.Event)
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        self.drained.set()
+
+    @classmethod
+    async def open(
+        cls,
+        prices: dict[str, RolePrice | None],
+        ledger: Ledger,
+        cap: float | None = None,
+        role_caps: dict[str, float] | None = None,
+    ) -> Meter:
+        return cls(prices, ledger, cap, role_caps or {}, paid=await ledger.totals())
+
+    def spent(self, role: str) -> float | None:
+        """USD paid for ``role`` (None: its price is unknown)."""
+        price = self.prices.get(role)
+        usage = self.paid.get(role, TokenUsage())
+        if price is None:
+            return None if usage.calls else 0.0
+        return price.cost(usage)
+
+    def total(self) -> float | None:
+        """USD paid in all (None when a role that was called has no price)."""
+        parts = [self.spent(role) for role in sorted(set(self.prices) | set(self.paid))]
+        return None if any(part is None for part in parts) else sum(p or 0.0 for p in parts)
+
+    def _bound(self, role: str, prompt: str, max_tokens: int) -> float:
+        """The most this request can cost: its prompt (about 3 characters a token, to be
+        safe) and every output token it may use."""
+        price = self.prices.get(role)
+        if price is None:
+            return 0.0
+        return price.cost(TokenUsage(input_tokens=len(prompt) // 3 + 1, output_tokens=max_tokens))
+
+    def _refusal(self, role: str, bound: float) -> str | None:
+        """Why the request must not be sent, or None."""
+        role_cap = self.role_caps.get(role)
+        if role_cap is not None:
+            spent = (self.spent(role) or 0.0) + self.in_flight.get(role, 0.0)
+            if spent + bound > role_cap:
+                return f"{role}'s max_cost {dollars(role_cap)}"
+        if self.cap is not None:
+            spent = (self.total() or 0.0) + sum(self.in_flight.values())
+            if spent + bound > self.cap:
+                return f"--max-cost {dollars(self.cap)}"
+        return None
+
+    @asynccontextmanager
+    async def request(self, role: str, prompt: str, max_tokens: int) -> AsyncIterator[Settle]:
+        """Admit one request (or stop the run here: it is never sent), and ``settle`` it
+        with the usage its reply reported: priced, added, and recorded in the ledger."""
+        bound = self._bound(role, prompt, max_tokens)
+        refusal = self._refusal(role, bound)
+        if refusal is not None:
+            if not self.capped.is_set():
+                self.why = refusal
+                self.capped.set()
+            await asyncio.Event().wait()  # the engine cancels the run, and this with it
+        self.in_flight[role] = self.in_flight.get(role, 0.0) + bound
+        self.sent += 1
+        self.drained.clear()
+
+        async def settle(usage: TokenUsage) -> None:
+            await self.ledger.record(role, usage)
+            self.paid[role] = self.paid.get(role, TokenUsage()) + usage
+
+        try:
+            yield settle
+        finally:
+            self.in_flight[role] -= bound
+            self.sent -= 1
+            if not self.sent:
+                self.drained.set()
+
+
+def cost_record(
+    meter: Meter,
+    usage: dict[str, TokenUsage],
+    usage_by_node: dict[str, TokenUsage],
+    kept: int | None = None,
+) -> CostRecord:
+    """The cost of a run as of now: the ledger's figures priced (``paid``, ``by_role``,
+    ``total``), and, from the threads' usage, each node's share and what the cache saved."""
+    from codeclm.cost.prices import price_table
+
+    def priced(role: str, tokens: TokenUsage) -> float | None:
+        price = meter.prices.get(role)
+        return price.cost(tokens) if price is not None else None
+
+    by_node = {key: priced(key.rsplit("/", 1)[-1], u) for key, u in sorted(usage_by_node.items())}
+    saved = [priced(role, u.saved()) for role, u in usage.items() if u.cached_calls]
+    total = meter.total()
+    return CostRecord(
+        table=price_table(),
+        prices=dict(sorted(meter.prices.items())),
+        paid=dict(sorted(meter.paid.items())),
+        by_role={role: meter.spent(role) for role in sorted(meter.prices)},
+        total=total,
+        by_node=by_node,
+        cache_saved=None if None in saved else sum(s or 0.0 for s in saved),
+        per_kept_pair=total / kept if total is not None and kept else None,
+        cap=meter.cap,
+        stopped_at_cap=meter.why or None,
+    )

@@ -1,0 +1,182 @@
+"""What a run costs: prices (database, override, local, unknown), the ledger of paid
+requests (never counted twice, never un-counted), the cap, and the figures in run.json."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import codeclm
+from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.cli import main
+from codeclm.config import ConfigError, Price
+from codeclm.cost import prices
+from codeclm.cost.meter import CostCapReached
+from codeclm.cost.prices import is_local, role_price
+from codeclm.records import TokenUsage
+from tests.conftest import mock_args, write_seeds
+
+STRONG_PRICE = {"input": 2.5, "output": 10.0}
+TARGET_PRICE = {"input": 0.5, "output": 1.5, "cached_input": 0.25}
+SEEDS = ["How do I bake rye bread?", "Explain git rebase to a new hire.", "Plan a trip to Rome."]
+
+
+def _roles(mock: MockLLM, **prices: dict[str, float]) -> dict[str, Any]:
+    roles: dict[str, Any] = {
+        "strong": {"model": STRONG_MODEL, "base_url": mock.base_url},
+        "target": {"model": TARGET_MODEL, "base_url": mock.base_url},
+    }
+    for role, price in prices.items():
+        roles[role]["price"] = price
+    return roles
+
+
+def _ledger(out: Path) -> dict[str, tuple[int, ...]]:
+    with sqlite3.connect(out / "spend.sqlite") as db:
+        rows = db.execute(
+            "SELECT role, COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), "
+            "SUM(output_tokens) FROM spend GROUP BY role"
+        ).fetchall()
+    return {role: tuple(values) for role, *values in rows}
+
+
+def test_prices_come_from_the_database_an_override_or_a_local_server() -> None:
+    table = role_price("gpt-4o-mini", "https://api.openai.com/v1", None)
+    assert table is not None and table.source == "table" and table.input > 0
+    assert table.cached_input < table.input, "the provider's prompt cache is billed lower"
+    override = role_price("gpt-4o-mini", "https://api.openai.com/v1", Price(input=1, output=2))
+    assert override is not None and (override.source, override.cached_input) == ("config", 1)
+    local = role_price("llama3.2:3b", "http://localhost:11434/v1", None)
+    assert local is not None and local.source == "local" and local.input == local.output == 0
+    assert role_price("no-such-model-anywhere", "https://api.example.com/v1", None) is None
+    assert is_local(None) and is_local("http://192.168.1.20:8000/v1")
+    assert not is_local("https://api.openai.com/v1")
+    usage = TokenUsage(input_tokens=1_000_000, cached_input_tokens=400_000, output_tokens=10)
+    assert override.cost(usage) == pytest.approx(600_000 / 1e6 * 1 + 400_000 / 1e6 * 1 + 20e-6)
+
+
+def test_the_cost_in_run_json_is_the_ledgers_tokens_times_the_price(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    result = codeclm.run(SEEDS, out=out, instructions=6, metadata=3, **roles)
+    cost = json.loads((out / "run.json").read_text())["cost"]
+    assert cost["table"].startswith("genai-prices ")
+    for role, price in (("strong", STRONG_PRICE), ("target", TARGET_PRICE)):
+        calls, fresh_and_cached, cached, output = _ledger(out)[role]
+        assert calls == cost["paid"][role]["calls"] == result.usage[role].calls
+        cached_price = price.get("cached_input", price["input"])
+        expected = (
+            (fresh_and_cached - cached) * price["input"]
+            + cached * cached_price
+            + output * price["output"]
+        ) / 1e6
+        assert round(cost["by_role"][role], 2) == round(expected, 2)
+        assert cost["by_role"][role] == pytest.approx(expected, rel=1e-12)
+    assert cost["total"] == pytest.approx(sum(cost["by_role"].values()))
+    assert result.record.cost is not None and result.record.cost.total == cost["total"]
+    assert cost["per_kept_pair"] == pytest.approx(cost["total"] / result.kept)
+    by_node = sum(value for value in cost["by_node"].values())
+    assert by_node == pytest.approx(cost["total"]), "every call belongs to a node"
+
+
+def test_a_resume_pays_nothing_again_and_a_fork_is_never_uncounted(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    mock_llm.judge_rule = lambda instruction: (5, 5)  # every instruction improved, then dropped
+    options = {"instructions": 2, "metadata": 2, "max_iterations": 2}
+    codeclm.run(SEEDS[:2], out=out, **options, **roles)
+    before = json.loads((out / "run.json").read_text())["cost"]
+    again = codeclm.resume(out)
+    assert again.record.cost is not None and again.record.cost.total == before["total"]
+    # A fork from the first judge makes new calls; the branch it leaves is forgotten by the
+    # threads' usage, never by the ledger.
+    thread = json.loads((out / "dropped.jsonl").read_text().splitlines()[0])["id"]
+    detail = codeclm.inspect(out, thread)
+    first = detail.history[0].checkpoint
+    mock_llm.judge_rule = lambda instruction: (9, 1)
+    patch = {"instruction": "Write a haiku about rye bread."}  # new requests, not cached ones
+    codeclm.step(
+        out, thread, from_checkpoint=first, patch=patch, until="end", emit=lambda event: None
+    )
+    after = codeclm.resume(out).record
+    assert after.cost is not None and after.cost.total is not None
+    assert after.cost.total > before["total"], "what the fork paid is added"
+    assert after.cost.paid["strong"].calls > before["paid"]["strong"]["calls"]
+    assert after.usage["strong"].calls < after.cost.paid["strong"].calls, (
+        "the threads' usage follows the current branch; the ledger keeps every paid call"
+    )
+
+
+def test_a_cap_stops_below_it_and_a_higher_one_finishes_the_same_dataset(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    options = {"instructions": 8, "metadata": 3, "concurrency": 2}
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+    free = codeclm.run(seeds, out=tmp_path / "free", **options, **roles)
+    assert free.record.cost is not None and free.record.cost.total is not None
+    cap = free.record.cost.total / 2 + 0.05  # room for two requests' bounds in flight
+    capped = tmp_path / "capped"
+    with pytest.raises(CostCapReached, match=r"could pass --max-cost \$0\.0\d+"):
+        codeclm.run(seeds, out=capped, max_cost=cap, **options, **roles)
+    record = json.loads((capped / "run.json").read_text())
+    assert record["cost"]["total"] <= cap and record["cost"]["stopped_at_cap"]
+    assert record["counts"]["kept"] < free.kept, "it stopped before the end"
+    # The CLI: the same stop in one line, exit 3; then resume with a higher cap finishes.
+    argv = ["run", str(seeds), *mock_args(mock_llm, tmp_path / "cli", **options)]
+    prices_file = tmp_path / "prices.toml"
+    prices_file.write_text(
+        "[strong.price]\ninput = 2.5\noutput = 10.0\n"
+        "[target.price]\ninput = 0.5\noutput = 1.5\ncached_input = 0.25\n"
+    )
+    assert main([*argv, "--config", str(prices_file), "--max-cost", f"{cap:.4f}"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "higher cap" in err
+    assert main(["resume", str(tmp_path / "cli"), "--max-cost", "5", "--quiet"]) == 0
+    finished = codeclm.run(seeds, out=capped, max_cost=5.0, **options, **roles)
+    assert finished.record.cost is not None
+    assert finished.record.cost.total == pytest.approx(free.record.cost.total), "none twice"
+    saved = finished.record.cost.cache_saved
+    assert saved is not None and saved > 0, "the stopped nodes ran again from the cache"
+    for out in (capped, tmp_path / "cli"):
+        assert (out / "dataset.jsonl").read_bytes() == (
+            tmp_path / "free/dataset.jsonl"
+        ).read_bytes()
+
+
+def test_an_unknown_price_is_said_and_shown_never_a_zero_nor_a_crash(
+    mock_llm: MockLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    monkeypatch.setattr(prices, "is_local", lambda url: False)  # the mock as a remote server
+    roles = _roles(mock_llm, strong=STRONG_PRICE)
+    roles["target"]["model"] = "gpt-4o-mini"  # (the mock answers any other name as the target)
+    result = codeclm.run(SEEDS[:1], out=tmp_path / "known", instructions=2, metadata=1, **roles)
+    cost = result.record.cost
+    assert cost is not None and cost.prices["target"] is not None
+    assert cost.prices["target"].source == "table" and (cost.by_role["target"] or 0) > 0
+    roles = _roles(mock_llm)
+    result = codeclm.run(SEEDS[:1], out=tmp_path / "unknown", instructions=2, metadata=1, **roles)
+    cost = result.record.cost
+    assert cost is not None and cost.total is None and cost.by_role["strong"] is None
+    said = [r.getMessage() for r in caplog.records if "is unknown" in r.getMessage()]
+    assert said and "[strong.price]" in said[0]
+    with pytest.raises(ConfigError, match=r"--max-cost needs every role's price"):
+        codeclm.run(SEEDS[:1], out=tmp_path / "capped", max_cost=1.0, **roles)
+    assert not (tmp_path / "capped" / "run.json").exists(), "refused before anything is written"
+
+
+def test_an_evaluation_records_its_cost(mock_llm: MockLLM, tmp_path: Path) -> None:
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
+    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    record = codeclm.evaluate(bench, out=tmp_path / "eval", **roles)
+    assert record.cost is not None and record.cost.total and record.cost.total > 0
+    assert set(record.cost.by_role) == {"strong", "target", "judge"}
