@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
@@ -189,7 +196,14 @@ class RunInputs(BaseModel):
     field: str | None = None
     """``--field``: the seeds file's column holding the instruction."""
     update_seeds: str | None = None
-    """The seeds file of the last ``run --update``."""
+    """The seeds file of the last ``run --update`` (written only once there is one)."""
+
+    @model_serializer(mode="wrap")
+    def _no_update_yet(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("update_seeds") is None:
+            data.pop("update_seeds", None)
+        return data
 
 
 class StoredInputs(BaseModel):

@@ -91,7 +91,7 @@ def test_run_and_evaluation_refuse_other_settings_alike(
     bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
     codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
     bench.write_text('{"id": "b", "instruction": "Name a river.", "category": "geo"}\n')
-    message = r"holds an evaluation with different settings \(benchmark_sha256\)"
+    message = r"holds an evaluation with different settings or items \(benchmark_sha256\)"
     with pytest.raises(ConfigError, match=message):
         codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
 
@@ -104,3 +104,29 @@ def test_a_broken_record_is_refused_in_one_line(finished: Path) -> None:
         codeclm.find_run(finished)
     with pytest.raises(ConfigError, match="is not a run record"):
         RunHandle.finished(finished)
+
+
+def test_a_folder_names_its_store_and_run_and_no_other(
+    finished: Path, mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    url = "postgresql://codeclm@127.0.0.1:9/codeclm"
+    with pytest.raises(ConfigError, match=r"holds a run kept in its folder, not in postgresql"):
+        codeclm.resume(finished, store=url)
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
+    codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
+    with pytest.raises(ConfigError, match="holds an evaluation, not a run"):
+        codeclm.resume(tmp_path / "eval", store=url, run_name="x")
+
+
+def test_reading_a_run_lets_be_what_running_it_would_refuse(finished: Path) -> None:
+    """A run.json of another version (a setting since retired) or a run copied without its
+    prompts folder: inspect, review, report and export read it; resume says why not."""
+    record = json.loads((finished / "run.json").read_text())
+    record["config"]["retired_setting"] = 1
+    record["config"]["prompts_dir"] = str(finished / "gone")
+    (finished / "run.json").write_text(json.dumps(record))
+    assert isinstance(codeclm.inspect(finished), ThreadListing)
+    assert api.export(finished, "chat")[1] >= 0
+    with pytest.raises(ConfigError, match=r"run.json"):
+        codeclm.resume(finished)

@@ -51,6 +51,7 @@ def test_vicuna_seeds_produce_outputs_that_hold_every_invariant(
         "llm_cache.sqlite",
         "metadata.jsonl",
         "run.json",
+        "spend.sqlite",
     ]
 
     vicuna_ids = {json.loads(line)["id"] for line in vicuna_20.read_text().splitlines()}

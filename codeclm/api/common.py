@@ -60,5 +60,5 @@ def blocking(name: str) -> None:
         return
     raise RuntimeError(
         f"codeclm.{name}() cannot run inside a running event loop (a notebook, an async "
-        f"app): use `await codeclm.a{name}(...)` there"
+        f"app): use `await codeclm.a{name}(...)` there, or call it from a thread"
     )

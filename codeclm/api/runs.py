@@ -15,7 +15,7 @@ from codeclm.config import ConfigError, RunConfig
 from codeclm.engine.prepare import plan_update
 from codeclm.engine.run import RunResult, execute, join
 from codeclm.engine.threads import RunStats
-from codeclm.handle import RunHandle
+from codeclm.handle import RunHandle, RunNotFound
 from codeclm.methods import method_spec
 from codeclm.records import RunInputs
 from codeclm.seeds import load_located_seeds, load_user_metadata
@@ -125,7 +125,9 @@ async def aupdate(
             update={"update_seeds": str(Path(seeds).resolve())}
         )
     # (checked against the context window: only the new seeds; the run holds the others)
-    return await _execute(handle, [("", seed) for seed in fresh], None, on_progress, stats, fresh)
+    where = {seed.text: location for location, seed in located}
+    fresh_located = [(where.get(seed.text, f"seed {seed.id}"), seed) for seed in fresh]
+    return await _execute(handle, fresh_located, None, on_progress, stats, fresh)
 
 
 def update(seeds: Path | str | Sequence[str], **options: Any) -> RunResult:
@@ -198,9 +200,7 @@ async def _join(
     """Wait for the run to appear (the progress shows it), then work on it."""
     try:
         handle = await found
-    except ConfigError as exc:
-        if "no run" not in str(exc):
-            raise
+    except RunNotFound as exc:
         raise ConfigError(
             f"{exc}: start it with codeclm run SEEDS --out DIR --store URL --run {run_name}"
         ) from None

@@ -28,12 +28,16 @@ async def afind_run(
     *,
     store: str | None = None,
     run_name: str | None = None,
+    to_read: bool = False,
     **overrides: Any,
 ) -> RunHandle:
     """The run in ``out`` (its run.json names its store, if shared), or ``run_name`` in
-    ``store``; ``overrides``: pacing settings over the recorded ones."""
+    ``store``; ``overrides``: pacing settings over the recorded ones. ``to_read``: only to
+    read it (settings of another version, a prompts folder gone, are let be)."""
     folder = Path(out) if out is not None else None
-    return await RunHandle.find(folder, store=store, run_name=run_name, overrides=overrides)
+    return await RunHandle.find(
+        folder, store=store, run_name=run_name, overrides=overrides, strict=not to_read
+    )
 
 
 def find_run(out: Path | str | None, **options: Any) -> RunHandle:
@@ -51,7 +55,7 @@ async def ainspect(
 ) -> ThreadListing | ThreadDetail:
     """``codeclm inspect``: every thread's status (``ThreadListing``), or one thread's
     state and history node by node (``ThreadDetail``). No model is called."""
-    handle = await afind_run(out, store=store, run_name=run_name)
+    handle = await afind_run(out, store=store, run_name=run_name, to_read=True)
     if thread is None:
         return await list_threads(handle)
     return await thread_history(handle, thread)
@@ -91,7 +95,7 @@ async def review_session(
     out: Path | str | None, *, store: str | None = None, run_name: str | None = None
 ) -> AsyncIterator[RunSession]:
     """The run opened for a person's review of its pool and pairs (``codeclm review``)."""
-    handle = await afind_run(out, store=store, run_name=run_name)
+    handle = await afind_run(out, store=store, run_name=run_name, to_read=True)
     async with open_session(handle) as session:
         yield session
 
@@ -107,7 +111,8 @@ def view(
     """``codeclm view``: serve the run's page until Ctrl-C."""
     from codeclm.view import serve  # aiohttp's app and jinja2: only the page needs them
 
-    return serve(find_run(out, store=store, run_name=run_name), host=host, port=port)
+    handle = find_run(out, store=store, run_name=run_name, to_read=True)
+    return serve(handle, host=host, port=port)
 
 
 def export(
@@ -120,6 +125,7 @@ def export(
     target_refusals: bool = True,
 ) -> tuple[Path, int]:
     """``codeclm export``: the run's kept pairs as ``fmt``; where, and how many pairs."""
+    blocking("export")
     handle = RunHandle.finished(Path(run))
     target = Path(out) if out is not None else None
     return export_run(handle, fmt, target, limit, reviewed_only, target_refusals)
@@ -129,6 +135,7 @@ def report(
     runs: Sequence[Path | str], out: Path | str | None = None, near_dup: float = 0.9
 ) -> Path:
     """``codeclm report``: the report page of one run or several side by side; its path."""
+    blocking("report")
     handles = [RunHandle.finished(Path(run)) for run in runs]
     target = Path(out) if out is not None else Path(runs[0]) / "report"
     return write_report(handles, target, near_dup)

@@ -1,7 +1,7 @@
-"""The ``codeclm`` command, a thin layer over the Python API (``codeclm/api.py``).
+"""The ``codeclm`` command, a thin layer over the Python API (``codeclm/api/``).
 
 ``parser.py`` builds the arguments from the config models, ``display.py`` draws progress and
-results in the terminal, ``commands.py`` runs each subcommand.
+results in the terminal, ``commands.py`` runs each subcommand (its table: ``COMMANDS``).
 """
 
 from codeclm.cli.commands import main

@@ -1,7 +1,7 @@
-"""The ``codeclm`` subcommands, each a thin layer over the Python API (``codeclm/api.py``)
-or a module of its own (report, export, split, bench).
+"""The ``codeclm`` subcommands, each a thin layer over the Python API (``codeclm/api/``).
 
-Bad input or settings end with one line on stderr and exit code 2, never a traceback.
+Bad input or settings end with one line on stderr and exit code 2, never a traceback; a run
+stopped at its cost cap exits 3.
 """
 
 from __future__ import annotations

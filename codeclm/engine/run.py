@@ -115,7 +115,6 @@ async def _prepare_duty(
             continue
         published: set[str] = set()
         try:
-            assert run.context is not None
             stream = prepare_stream(
                 run.prepare, run.context, seeds, user_metadata, stats, run.reviews, update
             )
@@ -147,7 +146,6 @@ async def work(
     """This process's share of the run, until the run has no work left: the 'prepare' pass
     when it holds it, and instruction threads from the board, ``--concurrency`` at a time."""
     config = run.config
-    assert run.context is not None
     stats.total = config.instructions
     await gather_or_cancel(
         _prepare_duty(run, seeds, user_metadata, stats, update),
@@ -202,14 +200,16 @@ async def _all_waves(
 async def _within_cap(work: Coroutine[Any, Any, None], meter: Meter | None) -> None:
     """``work``, stopped as Ctrl-C stops it when the meter refuses a request that could
     pass a spending cap (``CostCapReached``, raised once the work is cancelled)."""
-    task = asyncio.ensure_future(work)
     if meter is None:
-        return await task
+        return await work
+    task = asyncio.ensure_future(work)
     capped = asyncio.ensure_future(meter.capped.wait())
     try:
         await asyncio.wait({task, capped}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # Ctrl-C: the work stops with us
+    except BaseException:  # Ctrl-C: the work stops with us, before the outputs are written
         task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
         raise
     finally:
         capped.cancel()

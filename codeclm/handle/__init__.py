@@ -21,7 +21,7 @@ from typing import Any
 
 from langgraph.types import StateSnapshot
 
-from codeclm.config import ConfigError, RunConfig, resolve_settings
+from codeclm.config import ConfigError, RoleConfig, RunConfig, resolve_settings
 from codeclm.context import PipelineContext
 from codeclm.cost.meter import Meter, cost_record
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
@@ -31,15 +31,16 @@ from codeclm.handle.record import Totals, run_record
 from codeclm.handle.results import write_outputs
 from codeclm.handle.workspace import open_workspace, run_context
 from codeclm.llm.client import RoleModel
-from codeclm.outputs import CHECKPOINTS, DATASET, METADATA, make_folder, write_jsonl
+from codeclm.outputs import CHECKPOINTS, DATASET, METADATA, RUN_JSON, make_folder, write_jsonl
 from codeclm.prepare.graph import build_prepare_graph
 from codeclm.prepare.passes import ready
 from codeclm.records import Row, RunInputs, RunRecord, StoredInputs, read_rows
 from codeclm.state import PREPARE_THREAD, InstructionState, PrepareState
 from codeclm.store import Store, StoreSpec, open_store, redact_url
+from codeclm.store import run_name as run_name_of
 from codeclm.store.reviews import Reviews
 
-__all__ = ["Folder", "OpenRun", "RunHandle", "RunView", "check_same"]
+__all__ = ["Folder", "OpenRun", "RunHandle", "RunNotFound", "RunView", "check_same"]
 
 
 @dataclass
@@ -78,28 +79,33 @@ class RunHandle:
         lease_seconds: float = 30.0,
         wait_seconds: float = 0.0,
         on_wait: Callable[[], None] = lambda: None,
+        strict: bool = True,
     ) -> RunHandle:
         """A run that exists: by its folder (whose ``run.json`` names its store, if one is
         shared) or by a store URL and run name. ``overrides``: pacing settings (e.g.
         ``concurrency``) over the recorded ones. A run not in its store yet is waited for
-        up to ``wait_seconds`` (workers may start before it), calling ``on_wait`` once."""
+        up to ``wait_seconds`` (workers may start before it), calling ``on_wait`` once.
+        ``strict`` False (to read: inspect, review, view): recorded settings this version
+        no longer has, or a prompts folder that is gone, are let be."""
         folder = Folder(out) if out is not None else None
-        if folder is not None and store is None:
+        record = None
+        if folder is not None:
             folder.expect("run", "DIR")
-        record = folder.read_run() if folder is not None else None
+            record = folder.read_run()
+            _same_store(folder, record, store, run_name)
         url = store if store is not None else (record.store if record else None)
-        name = run_name or (record.run_name if record and store is None else None)
+        name = run_name or (record.run_name if record else None)
         spec = StoreSpec.of(url, name, out, lease_seconds)
         if spec.shared:
             record = await _stored_record(spec, wait_seconds, on_wait)
-        if record is None or not record.config:
-            raise ConfigError(
+        if record is None:
+            raise RunNotFound(
                 f"no run {spec.run!r} in {spec.describe()}"
                 if spec.shared
                 else f"{out} holds no run (no run.json)"
             )
-        where = spec.describe() if spec.shared else str(out)
-        config = resolve_settings(RunConfig, record.config, overrides or {}, where)
+        source = spec.describe() if spec.shared or folder is None else str(folder.file(RUN_JSON))
+        config = recorded_config(record, overrides or {}, source, strict)
         return cls(spec, folder, config, record.inputs, record)
 
     @classmethod
@@ -112,7 +118,7 @@ class RunHandle:
         if record is None or not record.config or not folder.file(DATASET).is_file():
             raise ConfigError(f"{out} holds no finished run (no run.json or {DATASET})")
         spec = StoreSpec.of(record.store, record.run_name, out)
-        config = resolve_settings(RunConfig, record.config, {}, str(out))
+        config = recorded_config(record, {}, str(folder.file(RUN_JSON)), strict=False)
         return cls(spec, folder, config, record.inputs, record)
 
     @property
@@ -142,7 +148,7 @@ class RunHandle:
         amounts a run may grow by (``RunConfig.GROWABLE``) may only go up."""
         if previous is None:
             return
-        where = self.spec.describe() if self.spec.shared else str(self.out_dir)
+        where = self.where
         if previous.fingerprint != self.config.fingerprint():
             check_same(
                 "run",
@@ -210,6 +216,50 @@ class RunHandle:
         return self.folder is not None and self.folder.file(name).is_file()
 
 
+class RunNotFound(ConfigError):
+    """No run in the folder, or under the name in the store."""
+
+
+def _same_store(
+    folder: Folder, record: RunRecord | None, store: str | None, run_name: str | None
+) -> None:
+    """A folder names the store and run it holds: ``--store``/``--run`` may repeat them
+    (the URL with its password), never name others."""
+    if record is None:
+        return
+    if store is not None and redact_url(store) != record.store:
+        kept = record.store or "its folder"
+        raise ConfigError(
+            f"{folder.path} holds a run kept in {kept}, not in {redact_url(store)}; "
+            "drop --store, or give the run's own"
+        )
+    if run_name is not None and record.run_name and run_name_of(run_name) != record.run_name:
+        raise ConfigError(
+            f"{folder.path} holds the run {record.run_name!r}, not {run_name!r}; drop --run"
+        )
+
+
+def recorded_config(
+    record: RunRecord, overrides: dict[str, Any], source: str, strict: bool = True
+) -> RunConfig:
+    """The settings a run recorded, with ``overrides`` on top. Not ``strict``: a setting
+    this version no longer has, or a prompts folder that is gone, is left out rather than
+    refused (reading a run needs neither)."""
+    if not record.config:
+        raise ConfigError(f"{source} is not a codeclm run record (no config)")
+    try:
+        return resolve_settings(RunConfig, record.config, overrides, source)
+    except ConfigError:
+        if strict:
+            raise
+    known = {k: v for k, v in record.config.items() if k in RunConfig.model_fields}
+    known.pop("prompts_dir", None)
+    for role in RunConfig.ROLES:
+        if isinstance(known.get(role), dict):
+            known[role] = {k: v for k, v in known[role].items() if k in RoleConfig.model_fields}
+    return resolve_settings(RunConfig, known, overrides, source)
+
+
 async def _stored_record(
     spec: StoreSpec, wait_seconds: float, on_wait: Callable[[], None]
 ) -> RunRecord | None:
@@ -270,7 +320,7 @@ class RunView:
 class OpenRun(RunView):
     """A run opened for work: the view, with the models and the run-time context."""
 
-    context: PipelineContext | None = None
+    context: PipelineContext
     models: dict[str, RoleModel] = field(default_factory=dict)
     meter: Meter | None = None
     started: float = 0.0
@@ -282,7 +332,6 @@ class OpenRun(RunView):
     def use(self, config: RunConfig) -> None:
         """Go on with ``config`` (``--pairs``: a wave's grown budget)."""
         self.handle.config = config
-        assert self.context is not None
         self.context = PipelineContext(
             strong=self.context.strong,
             target=self.context.target,

@@ -25,7 +25,8 @@ from codeclm.records import EvalRecord, StoredInputs
 from codeclm.store import Store, StoreSpec, redact_url
 from codeclm.version import __version__
 
-_AGAIN = "use the same settings and items to resume it, or another "
+_AGAIN = "use the same ones to resume it, or another "
+_WHAT = "settings or items"
 
 
 @dataclass
@@ -49,7 +50,7 @@ class EvalHandle:
         if not spec.shared:
             previous = folder.read_eval()
             before = previous.fingerprint if previous else None
-            check_same("evaluation", str(out), before, fingerprint, _AGAIN + "--out")
+            check_same("evaluation", str(out), before, fingerprint, _AGAIN + "--out", _WHAT)
         return cls(spec, folder, config, benchmark, fingerprint)
 
     @asynccontextmanager
@@ -81,7 +82,8 @@ class EvalHandle:
         stored = await store.read_inputs()
         if stored.eval_fingerprint is None:
             await store.save_inputs(StoredInputs(eval_fingerprint=self.fingerprint))
-        check_same("evaluation", where, stored.eval_fingerprint, self.fingerprint, _AGAIN + "--run")
+        before = stored.eval_fingerprint
+        check_same("evaluation", where, before, self.fingerprint, _AGAIN + "--run", _WHAT)
 
 
 @dataclass

@@ -94,14 +94,15 @@ def check_same(
     before: dict[str, Any] | None,
     now: dict[str, Any],
     again: str,
+    what: str = "settings",
 ) -> None:
     """Refuse to continue a run or an evaluation (fingerprinted ``before``) with settings
     or inputs (``now``) that differ: the outputs would mix two configurations. ``again``:
-    what the user can do instead (said after the differing keys)."""
+    what the user can do instead (said after the differing keys); ``what``: what the
+    fingerprint covers, in words."""
     if before is None or before == now:
         return
     keys = differing_keys(before, now)
     raise ConfigError(
-        f"{where} holds {_a(kind)} with different settings ({', '.join(keys) or 'unknown'}); "
-        f"{again}"
+        f"{where} holds {_a(kind)} with different {what} ({', '.join(keys) or 'unknown'}); {again}"
     )

@@ -1,7 +1,7 @@
 """The run's record (``run.json``) built: settings, fingerprint, counts, usage and notes.
 
 The record is written first (so a later run against the folder is checked against it) and
-rewritten whole at the end of every run (``RunHandle.save``).
+rewritten whole at the end of every run (``OpenRun.save_record``).
 """
 
 from __future__ import annotations

@@ -168,18 +168,7 @@ class RoleModel:
             sent_format = format_for(mode, structured)
             key = None
             if self.cache is not None:
-                parts = {
-                    "model": self.model_name,
-                    "base_url": self.chat.openai_api_base,
-                    "prompt": prompt,
-                    "temperature": overrides.get("temperature", self.chat.temperature),
-                    "max_tokens": max_tokens,
-                    "seed": overrides.get("seed", self.chat.seed),
-                    "response_format": sent_format,
-                }
-                if "grammar" in overrides:
-                    parts["grammar"] = overrides["grammar"]
-                key = request_key(parts)
+                key = self._key(prompt, overrides, max_tokens, sent_format)
                 hit = await self.cache.get(key)
                 cached = None
                 if hit is not None:
@@ -228,6 +217,23 @@ class RoleModel:
                 if key is not None and self.cache is not None:
                     await self.cache.put(key, cached_text, reply.usage)
             return value, reply.usage
+
+    def _key(
+        self, prompt: str, overrides: dict[str, Any], max_tokens: int, sent_format: Any
+    ) -> str:
+        """The response cache's key: everything that determines the reply."""
+        parts = {
+            "model": self.model_name,
+            "base_url": self.chat.openai_api_base,
+            "prompt": prompt,
+            "temperature": overrides.get("temperature", self.chat.temperature),
+            "max_tokens": max_tokens,
+            "seed": overrides.get("seed", self.chat.seed),
+            "response_format": sent_format,
+        }
+        if "grammar" in overrides:
+            parts["grammar"] = overrides["grammar"]
+        return request_key(parts)
 
     @asynccontextmanager
     async def _metered(self, prompt: str, max_tokens: int) -> AsyncIterator[Settle]:

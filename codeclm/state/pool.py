@@ -119,7 +119,7 @@ class RubricSet(BaseModel):
     rubrics: list[str]
     actions: list[str]
     usable: bool = True
-    """False: too few distinct actions (``nodes.prepare.least_actions``); the entry's share
+    """False: too few distinct actions (``prepare.nodes.least_actions``); the entry's share
     of instructions went to other entries."""
     note: str | None = None
     """Why the set has fewer than k rubrics or actions, when it has."""

@@ -21,124 +21,36 @@ from pydantic import (
     model_validator,
 )
 
+from codeclm.config.fields import RESERVED_FIELDS, MetadataField
+from codeclm.config.roles import (
+    CEILING_DEFAULT,
+    DEFAULT_API_KEY_ENV,
+    ROLE_PACING,
+    Price,
+    RoleConfig,
+)
 from codeclm.methods import METHODS, Method, methods_help
 
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+__all__ = [
+    "DEFAULT_API_KEY_ENV",
+    "RESERVED_FIELDS",
+    "ConfigError",
+    "EvalConfig",
+    "MetadataField",
+    "ModelSettings",
+    "Price",
+    "RoleConfig",
+    "RunConfig",
+    "changed_settings",
+    "differing_keys",
+    "load_config_file",
+    "resolve_config",
+    "resolve_settings",
+]
 
 
 class ConfigError(ValueError):
     """Bad configuration; the CLI prints it as one line and exits 2."""
-
-
-_CEILING_DEFAULT = 8192
-
-
-class Price(BaseModel):
-    """USD per million tokens; set in a role's ``[strong.price]`` table to override the
-    database (or to price a model it does not know, or a local server you pay for)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    input: float = Field(ge=0, description="USD per million input tokens")
-    output: float = Field(ge=0, description="USD per million output tokens")
-    cached_input: float | None = Field(
-        None,
-        ge=0,
-        description="USD per million input tokens read from the provider's prompt cache "
-        "(default: input)",
-    )
-
-
-class RoleConfig(BaseModel):
-    """One model role. ``model`` unset means the embedded local model."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str = DEFAULT_API_KEY_ENV
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(
-        2048, gt=0, description="output tokens per request (the paper's main setting: 2048)"
-    )
-    max_tokens_ceiling: int = Field(
-        _CEILING_DEFAULT,
-        gt=0,
-        description="a reply cut at max_tokens is asked again with twice the budget, up to "
-        "this (and the model's context); still cut, an answer is never data",
-    )
-    timeout: float = Field(120.0, gt=0, description="seconds per HTTP request")
-    strict_schema: bool = Field(
-        False,
-        description="send JSON schemas with strict=true (OpenAI's strict structured outputs)",
-    )
-    # Limits of this role's provider; the two roles are often different providers.
-    max_concurrency: int | None = Field(None, gt=0, description="this role's requests in flight")
-    requests_per_minute: float | None = Field(None, gt=0, description="this role's request rate")
-    tokens_per_minute: float | None = Field(
-        None, gt=0, description="prompt estimate + max_tokens per request, as OpenAI counts"
-    )
-    context_tokens: int | None = Field(
-        None, gt=0, description="the model's context; unset: asked from the server at start-up"
-    )
-    price: Price | None = Field(
-        None,
-        description="USD per million tokens (input, output, cached_input), over the price "
-        "database's; a local server is free unless this is set",
-    )
-    max_cost: float | None = Field(
-        None, gt=0, description="USD this role may spend in the run (a cap, like --max-cost)"
-    )
-
-    @property
-    def embedded(self) -> bool:
-        return self.model is None and self.base_url is None
-
-
-RESERVED_FIELDS = frozenset(
-    {
-        "id",
-        "use_case",
-        "skills",
-        "origin",
-        "seed_ids",
-        "rubrics",
-        "actions",
-        "n_instructions",
-        "extra",
-    }
-)
-
-
-class MetadataField(BaseModel):
-    """A metadata field beside use case and skills, declared in a config's
-    ``[[metadata_fields]]`` (the paper's richer metadata: domain, difficulty, format …)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
-    description: str = Field(min_length=1, description="what the encoder is asked for")
-    values: list[str] | None = Field(None, description="the allowed values; unset: free text")
-    multiple: bool = Field(False, description="a list of values rather than one")
-    within: Literal["use_case"] | None = Field(
-        None,
-        description="use_case: a sub-label of the use case (a hierarchy); augmentation then "
-        "pairs a value only with a use case it was seen under",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value in RESERVED_FIELDS:
-            raise ValueError(f"{value!r} is a field codeclm already has")
-        return value
-
-    @field_validator("values")
-    @classmethod
-    def _some_values(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("give at least one value, or leave values unset for free text")
-        return value
 
 
 class ModelSettings(BaseModel):
@@ -185,14 +97,14 @@ class ModelSettings(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The settings that change what a run produces (limits and retrying do not)."""
-        pacing = set(_ROLE_PACING)
+        pacing = set(ROLE_PACING)
         exclude: dict[str, Any] = {
             key: True for key in ("concurrency", "attempts", "backoff", "cache", "max_cost")
         }
         exclude.update({role: pacing for role in self.ROLES})
         fields = self.model_dump(exclude=exclude, mode="json")
         for role in self.ROLES:  # added later: at its default, a run begun before keeps going
-            if fields[role].get("max_tokens_ceiling") == _CEILING_DEFAULT:
+            if fields[role].get("max_tokens_ceiling") == CEILING_DEFAULT:
                 del fields[role]["max_tokens_ceiling"]
         return fields
 
@@ -344,14 +256,6 @@ class EvalConfig(ModelSettings):
 
 S = TypeVar("S", bound=ModelSettings)
 
-_ROLE_PACING = (
-    "timeout",
-    "max_concurrency",
-    "requests_per_minute",
-    "tokens_per_minute",
-    "price",
-    "max_cost",
-)
 """Role settings that change how fast a run goes, never what it produces."""
 
 
