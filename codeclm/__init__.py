@@ -26,6 +26,8 @@ _API = (
     "aevaluate",
     "awork",
     "aupdate",
+    "estimate",
+    "aestimate",
     "find_run",
     "afind_run",
     "inspect",

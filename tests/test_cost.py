@@ -180,3 +180,32 @@ def test_an_evaluation_records_its_cost(mock_llm: MockLLM, tmp_path: Path) -> No
     record = codeclm.evaluate(bench, out=tmp_path / "eval", **roles)
     assert record.cost is not None and record.cost.total and record.cost.total > 0
     assert set(record.cost.by_role) == {"strong", "target", "judge"}
+
+
+def test_an_estimate_before_paying_and_a_pilot_within_30_percent(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codeclm.bench.mock_llm import mixed_rule
+    from codeclm.cost.estimate import expected_iterations
+
+    assert expected_iterations(1) == 1 and expected_iterations(4) == pytest.approx(1.417, 1e-3)
+    mock_llm.judge_rule = mixed_rule
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    options = {"instructions": 30, "metadata": 6}
+    sent = len(mock_llm.requests)
+    prior = codeclm.estimate(seeds, **options, **roles)
+    assert len(mock_llm.requests) == sent, "no model is called"
+    assert prior.total_usd and prior.worst_total_usd and prior.worst_total_usd > prior.total_usd
+    assert prior.expected["strong"].calls > prior.expected["target"].calls > 0
+    piloted = codeclm.estimate(seeds, pilot=6, **options, **roles)
+    assert piloted.pilot_usd and piloted.source == "pilot of 6 instructions"
+    actual = codeclm.run(seeds, out=tmp_path / "run", **options, **roles).record.cost
+    assert actual is not None and actual.total
+    assert 0.7 <= (piloted.total_usd or 0) / actual.total <= 1.3
+    assert prior.worst_total_usd >= actual.total
+    argv = ["run", str(seeds), *mock_args(mock_llm, tmp_path / "never", **options)]
+    assert main([*argv, "--estimate"]) == 0
+    printed = capsys.readouterr().out
+    assert "expected" in printed and "worst case" in printed and "strong" in printed
+    assert not (tmp_path / "never").exists(), "an estimate writes nothing"

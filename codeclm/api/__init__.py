@@ -14,7 +14,18 @@ callback, called with the live counters twice a second and at the end, and to th
 """
 
 from codeclm.api.evaluation import aevaluate, evaluate
-from codeclm.api.runs import aresume, arun, aupdate, awork, resume, run, update, work
+from codeclm.api.runs import (
+    aestimate,
+    aresume,
+    arun,
+    aupdate,
+    awork,
+    estimate,
+    resume,
+    run,
+    update,
+    work,
+)
 from codeclm.api.tools import (
     afind_run,
     ainspect,
@@ -44,6 +55,7 @@ __all__ = [
     "RunHandle",
     "RunResult",
     "RunStats",
+    "aestimate",
     "aevaluate",
     "afind_run",
     "ainspect",
@@ -53,6 +65,7 @@ __all__ = [
     "aupdate",
     "awork",
     "bench",
+    "estimate",
     "evaluate",
     "export",
     "find_run",

@@ -6,17 +6,21 @@ Each finds or starts the run's handle (``codeclm.handle``) and hands it to the e
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from codeclm.api.common import Progress, blocking, settings, with_progress
 from codeclm.config import ConfigError, RunConfig
+from codeclm.cost.estimate import Estimate, from_pilot, from_settings
+from codeclm.cost.prices import config_prices
 from codeclm.engine.prepare import plan_update
 from codeclm.engine.run import RunResult, execute, join
 from codeclm.engine.threads import RunStats
 from codeclm.handle import RunHandle, RunNotFound
 from codeclm.methods import method_spec
+from codeclm.prompts import load_prompts
 from codeclm.records import RunInputs
 from codeclm.seeds import load_located_seeds, load_user_metadata
 from codeclm.state import Seed
@@ -211,3 +215,41 @@ def work(store: str, run_name: str, **options: Any) -> RunResult | None:
     """``codeclm worker`` from Python (see ``awork``)."""
     blocking("work")
     return asyncio.run(awork(store, run_name, **options))
+
+
+async def aestimate(
+    seeds: Path | str | Sequence[str],
+    *,
+    config: RunConfig | Path | str | dict[str, Any] | None = None,
+    field: str | None = None,
+    pilot: int = 0,
+    **overrides: Any,
+) -> Estimate:
+    """``codeclm run … --estimate``: calls, tokens and dollars per role for the whole run,
+    expected and at worst, without calling a model; with ``pilot`` N, from a pilot run of
+    N instructions (in a temporary folder, paid for) measured and scaled to the run."""
+    cfg = settings(RunConfig, config, overrides)
+    located = _seeds(seeds, field)
+    if not located:
+        raise ConfigError("--estimate: the seeds file holds no seed")
+    prompts = load_prompts(cfg.prompts_dir)
+    prices = config_prices(cfg)
+    texts = [seed.text for _, seed in located]
+    if not pilot:
+        return from_settings(cfg, prompts, texts).priced(prices)
+    small = cfg.model_copy(
+        update={"instructions": pilot, "metadata": min(cfg.metadata, max(1, pilot // 2))}
+    )
+    sample = located[: max(1, min(len(located), pilot))]
+    with tempfile.TemporaryDirectory(prefix="codeclm-pilot-") as folder:
+        handle = RunHandle.start(small, Path(folder), StoreSpec(), RunInputs())
+        result = await _execute(handle, sample, None, None, None)
+    estimate = from_pilot(cfg, result.record, texts, prompts).priced(prices)
+    estimate.pilot_usd = result.record.cost.total if result.record.cost else None
+    return estimate
+
+
+def estimate(seeds: Path | str | Sequence[str], **options: Any) -> Estimate:
+    """``codeclm run … --estimate`` from Python (see ``aestimate``)."""
+    blocking("estimate")
+    return asyncio.run(aestimate(seeds, **options))

@@ -19,6 +19,7 @@ from rich.console import Console
 from codeclm import api
 from codeclm.cli.display import (
     LiveProgress,
+    print_estimate,
     print_eval,
     print_listing,
     print_run_summary,
@@ -54,6 +55,13 @@ from codeclm.store import LeaseLost, StoreUnavailable
 def cmd_run(args: argparse.Namespace) -> int:
     if args.update:
         return _update(args)
+    if args.estimate or args.pilot:
+        if args.seeds is None:
+            raise ConfigError("--estimate: give the seeds file")
+        pilot = args.pilot or 0
+        estimate = api.estimate(args.seeds, config=run_config(args), field=args.field, pilot=pilot)
+        print_estimate(estimate)
+        return 0
     started = time.monotonic()
     with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
         result = api.run(

@@ -12,6 +12,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from codeclm.cost.estimate import Estimate
 from codeclm.cost.meter import Meter, dollars
 from codeclm.debug.inspection import ThreadDetail, ThreadListing
 from codeclm.engine.run import RunResult
@@ -279,3 +280,30 @@ def print_eval(record: EvalRecord, folder: Folder) -> None:
     console.print(
         f"  every judged pair in {folder.file(JUDGMENTS)}; summary in {folder.eval_record}"
     )
+
+
+def print_estimate(estimate: Estimate) -> None:
+    """``run --estimate``: per role, expected and worst-case calls, tokens and dollars."""
+    table = Table("role", "calls", "input tokens", "output tokens", "expected", "worst case")
+    for role, usage in sorted(estimate.expected.items()):
+        worst = estimate.worst[role]
+        table.add_row(
+            role,
+            f"{usage.calls:,} (≤ {worst.calls:,})",
+            f"{usage.input_tokens:,}",
+            f"{usage.output_tokens:,} (≤ {worst.output_tokens:,})",
+            dollars(estimate.expected_usd.get(role)),
+            dollars(estimate.worst_usd.get(role)),
+        )
+    table.add_row(
+        "[bold]all[/]", "", "", "", dollars(estimate.total_usd), dollars(estimate.worst_total_usd)
+    )
+    console = Console()
+    console.print(f"[bold]codeclm run --estimate[/] (from the {estimate.source})")
+    console.print(table)
+    if estimate.pilot_usd is not None:
+        console.print(f"  the pilot itself cost {dollars(estimate.pilot_usd)}")
+    if None in estimate.expected_usd.values():
+        console.print(
+            "  a role's price is unknown: set [ROLE.price] input and output in the config"
+        )

@@ -12,7 +12,7 @@ import ipaddress
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from codeclm.config import Price
+from codeclm.config import ModelSettings, Price
 from codeclm.records import RolePrice
 
 
@@ -83,3 +83,12 @@ def unknown_price_hint(role: str, model: str) -> str:
         f"its cost shows as unknown; set one in the config: [{role}.price] input = …, "
         "output = … (USD per million tokens)"
     )
+
+
+def config_prices(config: ModelSettings) -> dict[str, RolePrice | None]:
+    """Each role's price from its settings alone (no server asked: for an estimate)."""
+    return {
+        role: role_price(settings.model or "embedded", settings.base_url, settings.price)
+        for role in config.ROLES
+        if (settings := config.role(role)) is not None
+    }
