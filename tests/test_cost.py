@@ -3,6 +3,7 @@ requests (never counted twice, never un-counted), the cap, and the figures in ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -11,13 +12,15 @@ from typing import Any
 import pytest
 
 import codeclm
+from codeclm import api
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.cli import main
 from codeclm.config import ConfigError, Price
 from codeclm.cost import prices
-from codeclm.cost.meter import CostCapReached
+from codeclm.cost.meter import CostCapReached, dollars
 from codeclm.cost.prices import is_local, role_price
 from codeclm.records import TokenUsage
+from codeclm.view.data import take_snapshot
 from tests.conftest import mock_args, write_seeds
 
 STRONG_PRICE = {"input": 2.5, "output": 10.0}
@@ -83,6 +86,19 @@ def test_the_cost_in_run_json_is_the_ledgers_tokens_times_the_price(
     assert cost["per_kept_pair"] == pytest.approx(cost["total"] / result.kept)
     by_node = sum(value for value in cost["by_node"].values())
     assert by_node == pytest.approx(cost["total"]), "every call belongs to a node"
+    # report and view show it: per role, per node, per kept pair, the estimate beside it
+    page = api.report([out], tmp_path / "report")
+    markdown = (page.parent / "report.md").read_text()
+    assert "Cost (USD, from the ledger of paid requests)" in markdown
+    assert dollars(cost["total"]) in markdown and "per kept pair" in markdown
+    figures = json.loads((page.parent / "report.json").read_text())["runs"][0]["cost"]
+    assert figures["estimate"]["expected"] > 0 and figures["total"] == cost["total"]
+
+    async def shown() -> str:
+        async with codeclm.review_session(out) as session:
+            return str((await take_snapshot(session)).progress()["cost"])
+
+    assert asyncio.run(shown()) == dollars(cost["total"])
 
 
 def test_a_resume_pays_nothing_again_and_a_fork_is_never_uncounted(

@@ -16,6 +16,7 @@ from codeclm.config import ConfigError
 from codeclm.handle import RunHandle
 from codeclm.outputs import DATASET, DROPPED, FAILED, METADATA
 from codeclm.records import DatasetRow, DroppedRow, PairReview, RunRecord
+from codeclm.report.cost import cost_figures
 from codeclm.review import pair_reviews
 from codeclm.seeds import load_seeds
 from codeclm.state import MetadataEntry
@@ -172,6 +173,7 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "reviews": review_figures(run),
         "labels": label_figures(run.record),
         "updates": update_figures(run),
+        "cost": cost_figures(run.record, run.seed_texts),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from codeclm.handle import RunHandle
 from codeclm.methods import method_spec
 from codeclm.outputs import make_folder, write_atomic, write_json
+from codeclm.report.cost import cost_table
 from codeclm.report.figures import figures, fmt, load_run
 from codeclm.report.plots import plots
 
@@ -235,6 +236,9 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         ]
         for key, u in [*f["usage"].items(), *f["usage_by_node"].items()]
     ]
+    cost = cost_table(f.get("cost"))
+    if cost is not None:
+        tables.append(cost)
     tables.append(
         (
             "Calls and tokens, per role and per node/role",

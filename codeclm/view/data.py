@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from codeclm.cost.meter import dollars
+from codeclm.cost.prices import config_prices
 from codeclm.debug.inspection import history_steps, thread_status
 from codeclm.graph import started_values, thread_config
 from codeclm.prepare.passes import ready
@@ -63,6 +65,8 @@ class Snapshot:
     usage: dict[str, TokenUsage]
     reviews: dict[str, PairReview]
     failures: list[str]
+    cost: str = "unknown"
+    """What the run has paid so far (its ledger, priced as the run prices it)."""
     taken_at: float = field(default_factory=time.monotonic)
     load_seconds: float = 0.0
     """How long reading it took."""
@@ -79,6 +83,7 @@ class Snapshot:
             "calls": sum(u.calls for u in self.usage.values()),
             "tokens": sum(u.input_tokens + u.output_tokens for u in self.usage.values()),
             "reviewed": len(self.reviews),
+            "cost": self.cost,
         }
 
 
@@ -149,8 +154,19 @@ async def take_snapshot(session: RunSession) -> Snapshot:
         usage=usage,
         reviews=reviews,
         failures=[f"{f.step} {f.subject}: {f.reason}" for f in prepared.failures],
+        cost=await _paid(session),
         load_seconds=time.monotonic() - started,
     )
+
+
+async def _paid(session: RunSession) -> str:
+    """The run's ledger priced: by the prices its record holds, else its settings'."""
+    handle = session.view.handle
+    record_cost = handle.record.cost if handle.record else None
+    prices = record_cost.prices if record_cost else config_prices(handle.config)
+    paid = await session.store.ledger.totals()
+    spent = [(p.cost(u) if (p := prices.get(role)) else None) for role, u in paid.items()]
+    return dollars(None if None in spent else sum(x or 0.0 for x in spent))
 
 
 @dataclass
