@@ -238,7 +238,11 @@ async def aestimate(
     if not pilot:
         return from_settings(cfg, prompts, texts).priced(prices)
     small = cfg.model_copy(
-        update={"instructions": pilot, "metadata": min(cfg.metadata, max(1, pilot // 2))}
+        update={
+            "instructions": pilot,
+            "metadata": min(cfg.metadata, max(1, pilot // 2)),
+            "pairs": None,
+        }
     )
     sample = located[: max(1, min(len(located), pilot))]
     with tempfile.TemporaryDirectory(prefix="codeclm-pilot-") as folder:

@@ -134,3 +134,20 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
 
     parse.__name__ = kind.__name__  # argparse names the type in its error
     return parse
+
+
+def add_estimate_flags(parser: argparse.ArgumentParser) -> None:
+    """``run --estimate [--pilot N]``: what the run will cost, before paying (docs/cost.md)."""
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the run's calls, tokens and dollars per role, expected and at worst, "
+        "and stop: no model is called (nothing is written)",
+    )
+    parser.add_argument(
+        "--pilot",
+        type=positive(int),
+        metavar="N",
+        help="with --estimate: measure every step on a pilot run of N instructions (paid "
+        "for; in a temporary folder) and scale it to the run",
+    )

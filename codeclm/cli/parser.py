@@ -12,6 +12,7 @@ from codeclm.cli.flags import (
     ROLE_FLAGS,
     Parser,
     add_cache_flag,
+    add_estimate_flags,
     add_role_flags,
     add_setting_flags,
     add_store_flags,
@@ -119,19 +120,7 @@ def _add_run(commands: Any) -> None:
         "add entries following them, run only the new instructions (--instructions and "
         "--metadata: how many to add); every finished pair stays",
     )
-    run.add_argument(
-        "--estimate",
-        action="store_true",
-        help="print the run's calls, tokens and dollars per role, expected and at worst, "
-        "and stop: no model is called (nothing is written)",
-    )
-    run.add_argument(
-        "--pilot",
-        type=positive(int),
-        metavar="N",
-        help="with --estimate: measure every step on a pilot run of N instructions (paid "
-        "for; in a temporary folder) and scale it to the run",
-    )
+    add_estimate_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
 

@@ -128,7 +128,8 @@ def _prompt_tokens(config: RunConfig, prompts: Prompts, seed_tokens: int) -> dic
 def _calls(config: RunConfig, seeds: int) -> dict[str, tuple[float, float]]:
     """Each ``node/role``'s calls for the whole run: (expected, worst)."""
     spec = method_spec(config.method)
-    n, m = config.instructions, config.metadata
+    # Every distinct seed's entry is kept, so the pool is at least as large as the seeds.
+    n, m = config.instructions, max(config.metadata, seeds if spec.makes_metadata else 0)
     per_entry = math.ceil(n / max(m, 1))
     calls: dict[str, tuple[float, float]] = {}
     if spec.makes_metadata:
@@ -191,7 +192,9 @@ def from_pilot(
         "instructions": counts.instructions or 1,
     }
     seeds = len(seed_texts)
-    want = {"seeds": seeds, "entries": config.metadata, "instructions": config.instructions}
+    encoded = round(counts.metadata_encoded / (counts.seeds or 1) * seeds)
+    entries = max(config.metadata, encoded)  # every distinct seed's entry is kept
+    want = {"seeds": seeds, "entries": entries, "instructions": config.instructions}
     worst = from_settings(config, prompts, seed_texts).steps
     steps = {}
     for key, usage in pilot.usage_by_node.items():

@@ -31,7 +31,10 @@ def dollars(value: float | None) -> str:
     """$12.34 from a dollar up, $0.0042 below one, 'unknown' when a price is."""
     if value is None:
         return "unknown"
-    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+    if value >= 1 or value == 0:
+        return f"${value:,.2f}"
+    whole, _, cents = f"{value:.4f}".rstrip("0").partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 @dataclass
