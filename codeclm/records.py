@@ -232,6 +232,8 @@ class RolePrice(BaseModel):
     input: float
     output: float
     cached_input: float
+    batch_discount: float = 0.5
+    """The share of the price a Batch API request pays (``--batch``)."""
 
     def cost(self, usage: TokenUsage) -> float:
         """USD for ``usage``: input tokens (those read from the provider's prompt cache at

@@ -51,6 +51,7 @@ async def arun(
     store: str | None = None,
     run_name: str | None = None,
     lease_seconds: float = 30.0,
+    detach: bool = False,
     **overrides: Any,
 ) -> RunResult:
     """``codeclm run`` as a coroutine. ``overrides``: any ``RunConfig`` field, e.g.
@@ -69,7 +70,8 @@ async def arun(
         field=field,
     )
     handle = RunHandle.start(cfg, Path(out), spec, inputs)
-    return await _execute(handle, _seeds(seeds, field), user_metadata, on_progress, stats)
+    located = _seeds(seeds, field)
+    return await _execute(handle, located, user_metadata, on_progress, stats, detach=detach)
 
 
 async def _execute(
@@ -79,6 +81,7 @@ async def _execute(
     on_progress: Progress | None,
     stats: RunStats | None,
     update: list[Seed] | None = None,
+    detach: bool = False,
 ) -> RunResult:
     """Run the handle's run from these seeds (or user metadata), with progress."""
     metadata = (
@@ -92,6 +95,7 @@ async def _execute(
         stats=stats,
         seed_locations=[where for where, _ in located],
         update=update,
+        detach=detach,
     )
     return await with_progress(pending, stats, on_progress)
 
@@ -147,10 +151,13 @@ async def aresume(
     stats: RunStats | None = None,
     store: str | None = None,
     run_name: str | None = None,
+    detach: bool = False,
     **overrides: Any,
 ) -> RunResult:
     """Continue the run in ``out`` with the settings it was started with (``overrides``:
-    pacing such as ``concurrency`` or ``cache``), in the store it was started in."""
+    pacing such as ``concurrency`` or ``cache``), in the store it was started in; with
+    ``--batch``, collecting the batches it left out (``detach``: stop again once every
+    request waits on a batch)."""
     handle = await RunHandle.find(Path(out), store=store, run_name=run_name, overrides=overrides)
     inputs = handle.inputs
     # The seeds are read again only if the 'prepare' thread never checkpointed them.
@@ -161,7 +168,8 @@ async def aresume(
         else None
     )
     located = _seeds(seeds, inputs.field) if seeds else []
-    return await _execute(handle, located, metadata if not located else None, on_progress, stats)
+    metadata = metadata if not located else None
+    return await _execute(handle, located, metadata, on_progress, stats, detach=detach)
 
 
 def resume(out: Path | str, **options: Any) -> RunResult:

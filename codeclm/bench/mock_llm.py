@@ -38,6 +38,7 @@ from typing import Any
 
 from codeclm.bench import mock_faults as faults
 from codeclm.bench import mock_model as model
+from codeclm.bench.mock_batches import MockBatches
 from codeclm.bench.mock_model import (
     AVOID_MARKER,
     HARDER,
@@ -111,6 +112,8 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
     slow_when: str | None = None
     slow_seconds: float = 1.0
     requests: list[Request] = field(default_factory=list)
+    batch_api: MockBatches = field(default_factory=MockBatches)
+    """The Batch API's files and batches (its delay, expiries and failing lines)."""
     #: Log every request in ``requests`` (off for long benchmarks: it grows without bound).
     record: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -351,6 +354,9 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
                 {"id": m, "object": "model", "max_model_len": self.context_tokens} for m in models
             ]
             return 200, {"object": "list", "data": data}, {}
+        batched = await self.batch_api.route(method, path, headers, body, self._chat)
+        if batched is not None:  # the Batch API: files and batches (mock_batches.py)
+            return batched
         if method != "POST" or not path.endswith("/chat/completions"):
             return 404, {"error": {"message": f"no route {method} {path}"}}, {}
         try:

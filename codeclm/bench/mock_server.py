@@ -59,10 +59,12 @@ class LoopbackServer:
                 if status < 0:
                     await reader.read()  # hang until the client gives up and disconnects
                     return
-                data = json.dumps(payload).encode()
+                raw = payload.get("__raw__")  # a file's content, as it is
+                data = raw.encode() if raw is not None else json.dumps(payload).encode()
+                kind = "application/jsonl" if raw is not None else "application/json"
                 lines = [
                     f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
-                    "Content-Type: application/json",
+                    f"Content-Type: {kind}",
                     f"Content-Length: {len(data)}",
                     *(f"{name}: {value}" for name, value in extra.items()),
                 ]

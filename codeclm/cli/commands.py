@@ -74,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             store=args.store,
             run_name=args.run_name,
             lease_seconds=args.lease_seconds,
+            detach=args.detach,
         )
     print_run_summary(result)
     return 0
@@ -154,6 +155,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             on_progress=progress,
             store=args.store,
             run_name=args.run_name,
+            detach=args.detach,
             **{k: v for k, v in overrides.items() if v is not None},
         )
     print_run_summary(result)

@@ -46,6 +46,15 @@ def status_table(stats: RunStats, started: float) -> Table:
         )
     if meter is not None:
         table.add_row("  cost", *_cost_cells(meter, stats))
+    for counts in stats.batches:
+        table.add_row(
+            "  batches",
+            f"{counts.submitted} submitted",
+            f"{counts.in_progress} in progress",
+            f"{counts.completed} completed",
+            f"{counts.lines_done:,}/{counts.lines_out:,} lines",
+            f"{counts.resubmitted} again",
+        )
     return table
 
 
@@ -113,6 +122,12 @@ class LiveProgress:
 def print_run_summary(result: RunResult) -> None:
     record, counts = result.record, result.counts
     console = Console()
+    if result.detached:
+        console.print(
+            f"[bold]codeclm: detached[/]: the requests wait on batches out at the providers; "
+            f"codeclm resume {result.out_dir} collects them (and submits the next ones)",
+            soft_wrap=True,
+        )
     console.print(
         f"[bold]codeclm run finished[/] in {record.wall_seconds}s: "
         f"{counts.kept} kept ({counts.kept_strong} strong, {counts.kept_target} target), "

@@ -151,3 +151,21 @@ def add_estimate_flags(parser: argparse.ArgumentParser) -> None:
         help="with --estimate: measure every step on a pilot run of N instructions (paid "
         "for; in a temporary folder) and scale it to the run",
     )
+
+
+def add_batch_flags(parser: argparse.ArgumentParser, *, batch: bool = True) -> None:
+    """``--batch`` (a run's setting) and ``--detach``: batch mode (docs/cost.md)."""
+    if batch:
+        parser.add_argument(
+            "--batch",
+            action="store_true",
+            default=None,
+            help="send the requests through the providers' Batch API: half price, replies "
+            "within hours (the run waits, or --detach)",
+        )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="with --batch: stop once every request waits on a batch out at the provider; "
+        "codeclm resume DIR collects them",
+    )

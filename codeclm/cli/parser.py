@@ -11,6 +11,7 @@ from typing import Any
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     Parser,
+    add_batch_flags,
     add_cache_flag,
     add_estimate_flags,
     add_role_flags,
@@ -121,6 +122,7 @@ def _add_run(commands: Any) -> None:
         "--metadata: how many to add); every finished pair stays",
     )
     add_estimate_flags(run)
+    add_batch_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -177,6 +179,7 @@ def _add_resume(commands: Any) -> None:
         metavar="USD",
         help="a new spending cap for the whole run (one it stopped at is raised this way)",
     )
+    add_batch_flags(resume, batch=False)
     add_cache_flag(resume)
     add_store_flags(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
@@ -348,6 +351,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values["method"] = args.method
     values["review"] = args.review
     values["keep_reasoning"] = args.keep_reasoning
+    values["batch"] = args.batch
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target"):

@@ -73,6 +73,16 @@ class ModelSettings(BaseModel):
     )
     backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
     cache: bool = Field(True, description="answer repeated requests from DIR/llm_cache.sqlite")
+    batch: bool = Field(
+        False,
+        description="send the requests through the providers' Batch API (half price; "
+        "replies within hours): docs/cost.md",
+    )
+    batch_poll_seconds: float = Field(30.0, gt=0, description="seconds between batch polls")
+    batch_quiet_seconds: float = Field(
+        1.0, gt=0, description="a batch is submitted once no new request came for this long"
+    )
+    batch_max_lines: int = Field(50_000, ge=1, description="requests per batch file at most")
     max_cost: float | None = Field(
         None,
         gt=0,
@@ -99,7 +109,18 @@ class ModelSettings(BaseModel):
         """The settings that change what a run produces (limits and retrying do not)."""
         pacing = set(ROLE_PACING)
         exclude: dict[str, Any] = {
-            key: True for key in ("concurrency", "attempts", "backoff", "cache", "max_cost")
+            key: True
+            for key in (
+                "concurrency",
+                "attempts",
+                "backoff",
+                "cache",
+                "max_cost",
+                "batch",
+                "batch_poll_seconds",
+                "batch_quiet_seconds",
+                "batch_max_lines",
+            )
         }
         exclude.update({role: pacing for role in self.ROLES})
         fields = self.model_dump(exclude=exclude, mode="json")

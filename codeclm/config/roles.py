@@ -23,6 +23,9 @@ class Price(BaseModel):
         description="USD per million input tokens read from the provider's prompt cache "
         "(default: input)",
     )
+    batch_discount: float = Field(
+        0.5, gt=0, le=1, description="the share of the price a Batch API request pays"
+    )
 
 
 class RoleConfig(BaseModel):

@@ -22,6 +22,15 @@ from codeclm.state import TokenUsage
 
 Settle = Callable[[TokenUsage], Awaitable[None]]
 
+BATCHED = "/batch"
+"""The ledger's name for a role's Batch API requests (``strong/batch``): priced at its
+``batch_discount``."""
+
+
+def role_of(key: str) -> tuple[str, bool]:
+    """A ledger key's role, and whether its requests went through the Batch API."""
+    return (key.removesuffix(BATCHED), True) if key.endswith(BATCHED) else (key, False)
+
 
 class CostCapReached(RuntimeError):
     """The next request would have passed a spending cap: the run stopped before it."""
@@ -55,6 +64,8 @@ class Meter:
     """Set while no request is in flight (after a cap: every admitted one has settled)."""
     capped: asyncio.Event = field(default_factory=asyncio.Event)
     why: str = ""
+    batch: bool = False
+    """The run sends its requests through the Batch API (``--batch``)."""
 
     def __post_init__(self) -> None:
         self.drained.set()
@@ -70,25 +81,28 @@ class Meter:
         return cls(prices, ledger, cap, role_caps or {}, paid=await ledger.totals())
 
     def spent(self, role: str) -> float | None:
-        """USD paid for ``role`` (None: its price is unknown)."""
+        """USD paid for ``role``, online and in batches (None: its price is unknown)."""
         price = self.prices.get(role)
-        usage = self.paid.get(role, TokenUsage())
+        online = self.paid.get(role, TokenUsage())
+        batched = self.paid.get(role + BATCHED, TokenUsage())
         if price is None:
-            return None if usage.calls else 0.0
-        return price.cost(usage)
+            return None if online.calls or batched.calls else 0.0
+        return price.cost(online) + price.cost(batched) * price.batch_discount
 
     def total(self) -> float | None:
         """USD paid in all (None when a role that was called has no price)."""
-        parts = [self.spent(role) for role in sorted(set(self.prices) | set(self.paid))]
+        roles = set(self.prices) | {role_of(key)[0] for key in self.paid}
+        parts = [self.spent(role) for role in sorted(roles)]
         return None if any(part is None for part in parts) else sum(p or 0.0 for p in parts)
 
-    def _bound(self, role: str, prompt: str, max_tokens: int) -> float:
+    def _bound(self, role: str, prompt: str, max_tokens: int, batch: bool) -> float:
         """The most this request can cost: its prompt (about 3 characters a token, to be
         safe) and every output token it may use."""
         price = self.prices.get(role)
         if price is None:
             return 0.0
-        return price.cost(TokenUsage(input_tokens=len(prompt) // 3 + 1, output_tokens=max_tokens))
+        usage = TokenUsage(input_tokens=len(prompt) // 3 + 1, output_tokens=max_tokens)
+        return price.cost(usage) * (price.batch_discount if batch else 1.0)
 
     def _refusal(self, role: str, bound: float) -> str | None:
         """Why the request must not be sent, or None."""
@@ -104,10 +118,14 @@ class Meter:
         return None
 
     @asynccontextmanager
-    async def request(self, role: str, prompt: str, max_tokens: int) -> AsyncIterator[Settle]:
+    async def request(
+        self, role: str, prompt: str, max_tokens: int, batch: bool = False
+    ) -> AsyncIterator[Settle]:
         """Admit one request (or stop the run here: it is never sent), and ``settle`` it
-        with the usage its reply reported: priced, added, and recorded in the ledger."""
-        bound = self._bound(role, prompt, max_tokens)
+        with the usage its reply reported: priced, added, and recorded in the ledger
+        (``batch``: a Batch API request, at the batch discount)."""
+        bound = self._bound(role, prompt, max_tokens, batch)
+        key = role + BATCHED if batch else role
         refusal = self._refusal(role, bound)
         if refusal is not None:
             if not self.capped.is_set():
@@ -119,8 +137,8 @@ class Meter:
         self.drained.clear()
 
         async def settle(usage: TokenUsage) -> None:
-            await self.ledger.record(role, usage)
-            self.paid[role] = self.paid.get(role, TokenUsage()) + usage
+            await self.ledger.record(key, usage)
+            self.paid[key] = self.paid.get(key, TokenUsage()) + usage
 
         try:
             yield settle
@@ -143,7 +161,9 @@ def cost_record(
 
     def priced(role: str, tokens: TokenUsage) -> float | None:
         price = meter.prices.get(role)
-        return price.cost(tokens) if price is not None else None
+        if price is None:
+            return None
+        return price.cost(tokens) * (price.batch_discount if meter.batch else 1.0)
 
     by_node = {key: priced(key.rsplit("/", 1)[-1], u) for key, u in sorted(usage_by_node.items())}
     saved = [priced(role, u.saved()) for role, u in usage.items() if u.cached_calls]

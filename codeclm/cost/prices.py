@@ -48,6 +48,7 @@ def role_price(model: str, base_url: str | None, override: Price | None) -> Role
             input=override.input,
             output=override.output,
             cached_input=cached,
+            batch_discount=override.batch_discount,
         )
     if is_local(base_url):
         return RolePrice(model=model, source="local", input=0, output=0, cached_input=0)

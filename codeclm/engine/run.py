@@ -10,18 +10,16 @@ pass goes on; the workers and the prepare tasks share ``--concurrency``. With a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
-from codeclm.cost.meter import CostCapReached, Meter, dollars
 from codeclm.engine.prepare import prepare_stream
+from codeclm.engine.stops import batchers_of, until_stopped
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
 from codeclm.engine.waves import next_wave
 from codeclm.handle import OpenRun, RunHandle
@@ -47,6 +45,8 @@ class RunResult:
 
     out_dir: Path
     record: RunRecord
+    detached: bool = False
+    """Stopped while its batches run at the providers (``--detach``): resume collects them."""
 
     @property
     def counts(self) -> Counts:
@@ -197,35 +197,6 @@ async def _all_waves(
     await _more_waves(run, seeds, user_metadata, stats)
 
 
-async def _within_cap(work: Coroutine[Any, Any, None], meter: Meter | None) -> None:
-    """``work``, stopped as Ctrl-C stops it when the meter refuses a request that could
-    pass a spending cap (``CostCapReached``, raised once the work is cancelled)."""
-    if meter is None:
-        return await work
-    task = asyncio.ensure_future(work)
-    capped = asyncio.ensure_future(meter.capped.wait())
-    try:
-        await asyncio.wait({task, capped}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # Ctrl-C: the work stops with us, before the outputs are written
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise
-    finally:
-        capped.cancel()
-    if not task.done():
-        await meter.drained.wait()  # the requests in flight are paid for: take their replies
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise CostCapReached(
-            f"stopped before a request that could pass {meter.why}: spent "
-            f"{dollars(meter.total())}; what is finished is written out. Run again with a "
-            "higher cap to go on (nothing is paid twice)"
-        )
-    task.result()
-
-
 def _reached_wave(run: OpenRun) -> None:
     """``--pairs``, run again or resumed: go on with the budget the run's waves reached."""
     previous = run.handle.record
@@ -242,13 +213,15 @@ async def execute(
     stats: RunStats,
     seed_locations: list[str] | None = None,
     update: list[Seed] | None = None,
+    detach: bool = False,
 ) -> RunResult:
     """Run (or resume) the whole pipeline and write its outputs into the run's folder.
 
     In a shared store (PostgreSQL) this process works on the run as one of its workers.
     ``seed_locations``: where each seed stands in its file (``file:line``), for messages.
     ``update``: new seeds for a finished run (``run --update``), the handle's settings
-    carrying its grown budget and pool.
+    carrying its grown budget and pool. ``detach`` (``--batch``): stop once every request
+    is in a batch out at the provider (a later run collects them).
     """
     config = handle.config
     if config.dedup:
@@ -270,16 +243,18 @@ async def execute(
         stats.enter("preparing")
         log.info(stats.activity)
         stats.meter = run.meter
+        stats.batches = [batcher.counts for batcher in batchers_of(run)]
         store_gone = False
         try:
-            await _within_cap(_all_waves(run, seeds, user_metadata, stats, update), run.meter)
+            waves = _all_waves(run, seeds, user_metadata, stats, update)
+            detached = await until_stopped(waves, run.meter, batchers_of(run), detach)
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise
         finally:  # on Ctrl-C too: whatever has finished is written out
             if not store_gone:
                 record, prepared = await run.write_outputs()
-        if not ready(prepared):
+        if not ready(prepared) and not detached:
             failures = prepared.failures
             again = any(not f.permanent for f in failures)
             raise RunError(
@@ -287,7 +262,7 @@ async def execute(
                 + ("; run the same command again to retry what failed" if again else "")
             )
     assert handle.out_dir is not None
-    return RunResult(out_dir=handle.out_dir, record=record)
+    return RunResult(out_dir=handle.out_dir, record=record, detached=detached)
 
 
 async def join(handle: RunHandle, stats: RunStats) -> RunResult | None:
@@ -300,7 +275,8 @@ async def join(handle: RunHandle, stats: RunStats) -> RunResult | None:
         stats.meter = run.meter
         store_gone = False
         try:
-            await _within_cap(work(run, inputs.seeds, inputs.user_metadata, stats), run.meter)
+            share = work(run, inputs.seeds, inputs.user_metadata, stats)
+            await until_stopped(share, run.meter, batchers_of(run), detach=False)
         except StoreUnavailable:
             store_gone = True
             raise

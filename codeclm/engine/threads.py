@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from codeclm.cost.meter import Meter
 from codeclm.graph import Graph, thread_config
+from codeclm.llm.batch import BatchCounts
 from codeclm.state import TokenUsage, add_usage
 from codeclm.store import Board, LeaseLost, StoreUnavailable
 
@@ -65,6 +66,8 @@ class RunStats:
     usage: dict[str, TokenUsage] = field(default_factory=dict)
     meter: Meter | None = None
     """The run's cost meter (dollars paid per role, and the caps), once it is open."""
+    batches: list[BatchCounts] = field(default_factory=list)
+    """``--batch``: each endpoint's batches submitted, in progress and completed."""
     listener: Callable[[RunStats], None] | None = None
     """Told at once of a new phase (a progress display polls the counters in between)."""
 

@@ -20,6 +20,7 @@ from codeclm.context import PipelineContext
 from codeclm.cost.meter import Meter
 from codeclm.cost.prices import role_price, unknown_price_hint
 from codeclm.graph import retry_policy
+from codeclm.llm.batch import Batcher
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
@@ -81,14 +82,48 @@ async def open_workspace(
             ) as store:
                 caps = {r: c for r in config.ROLES if (c := config.role(r).max_cost) is not None}
                 meter = await Meter.open(prices, store.ledger, config.max_cost, caps)
+                meter.batch = config.batch
                 cache = store.cache if config.cache else None
                 models = {r: replace(m, cache=cache, meter=meter) for r, m in models.items()}
                 store.saver.cache_answers_redo = config.cache
                 retry = retry_policy(config.attempts, config.backoff)
-                yield Workspace(models, prompts, retry, store, meter)
+                async with batchers(config, models, store) as models:
+                    yield Workspace(models, prompts, retry, store, meter)
         finally:
             for model in built.values():
                 await model.aclose()
+
+
+@asynccontextmanager
+async def batchers(
+    config: ModelSettings, models: dict[str, RoleModel], store: Store
+) -> AsyncIterator[dict[str, RoleModel]]:
+    """``--batch``: each endpoint's (base URL and model's) batcher, taking up the batches
+    an earlier process left out; roles on one endpoint share it."""
+    if not config.batch:
+        yield models
+        return
+    by_endpoint: dict[str, Batcher] = {}
+    for model in models.values():
+        endpoint = f"{model.chat.openai_api_base}|{model.model_name}"
+        if endpoint not in by_endpoint:
+            by_endpoint[endpoint] = Batcher(
+                client=model.chat.root_async_client,
+                endpoint=endpoint,
+                book=store.batch_book,
+                quiet_seconds=config.batch_quiet_seconds,
+                poll_seconds=config.batch_poll_seconds,
+                max_lines=config.batch_max_lines,
+            )
+            await by_endpoint[endpoint].start()
+    try:
+        yield {
+            role: replace(m, batcher=by_endpoint[f"{m.chat.openai_api_base}|{m.model_name}"])
+            for role, m in models.items()
+        }
+    finally:
+        for batcher in by_endpoint.values():
+            await batcher.aclose()
 
 
 def role_prices(config: ModelSettings, models: dict[str, RoleModel]) -> dict[str, RolePrice | None]:

@@ -28,6 +28,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from codeclm.cost.meter import Meter, Settle
+from codeclm.llm.batch import Batcher
 from codeclm.llm.cache import ResponseCache, request_key
 from codeclm.llm.limits import RoleLimits, retry_after_seconds
 from codeclm.llm.parsing import (
@@ -85,6 +86,8 @@ class RoleModel:
     output: OutputFormat = field(default_factory=OutputFormat)
     meter: Meter | None = None
     """Prices and records every answered request, and holds the spending caps."""
+    batcher: Batcher | None = None
+    """Batch mode (``--batch``): requests go through the provider's Batch API."""
     score_grammar: str | None = None
     """A llama.cpp grammar holding the judge's reply to its line of two scores: set for the
     embedded toy model, which cannot follow the judge's format unaided."""
@@ -119,9 +122,13 @@ class RoleModel:
         body["messages"] = [{"role": "user", "content": prompt}]
         return body
 
-    async def _send(self, body: dict[str, Any], max_tokens: int) -> Reply:
-        """One chat completion (the SDK's errors, no retries: the graph's policy retries)."""
-        data = await self.transport.complete(body)
+    async def _send(self, body: dict[str, Any], max_tokens: int, key: str | None) -> Reply:
+        """One chat completion (the SDK's errors, no retries: the graph's policy retries);
+        in batch mode, a line of a batch (``key``: its custom_id)."""
+        if self.batcher is not None and key is not None:
+            data = await self.batcher.complete(key, body)
+        else:
+            data = await self.transport.complete(body)
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
@@ -167,8 +174,9 @@ class RoleModel:
             mode = self.output.mode if structured is not None else None
             sent_format = format_for(mode, structured)
             key = None
-            if self.cache is not None:
+            if self.cache is not None or self.batcher is not None:
                 key = self._key(prompt, overrides, max_tokens, sent_format)
+            if self.cache is not None and key is not None:
                 hit = await self.cache.get(key)
                 cached = None
                 if hit is not None:
@@ -196,7 +204,7 @@ class RoleModel:
             # this, so nothing it paid for is asked (and paid) again.
             async with self.limits.slot(estimate), self._metered(prompt, max_tokens) as settle:
                 try:
-                    reply = await self._send(body, max_tokens)
+                    reply = await self._send(body, max_tokens, key)
                 except openai.RateLimitError as exc:
                     wait = retry_after_seconds(exc.response.headers)
                     if wait is not None:  # the graph's retry waits for it at the slot
@@ -243,7 +251,8 @@ class RoleModel:
         if self.meter is None:
             yield _unmetered
             return
-        async with self.meter.request(self.role, prompt, max_tokens) as settle:
+        batch = self.batcher is not None
+        async with self.meter.request(self.role, prompt, max_tokens, batch) as settle:
             yield settle
 
     @property

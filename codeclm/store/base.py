@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from codeclm.cost.ledger import Ledger
+from codeclm.llm.batch import BatchBook
 from codeclm.llm.cache import ResponseCache
 from codeclm.records import RunRecord, StoredInputs
 from codeclm.store.board import Board
@@ -22,6 +23,8 @@ class Store(ABC):
     cache: ResponseCache
     ledger: Ledger
     """Every paid request (``codeclm.cost.ledger``): what the run's cost is read from."""
+    batch_book: BatchBook
+    """The batches out at the providers (``--batch``), for whichever process collects them."""
     board: Board
     shared: bool = False
 

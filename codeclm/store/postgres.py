@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from codeclm.config import ConfigError
 from codeclm.cost.ledger import COLUMNS, SUMS, Ledger, ledger_usage
+from codeclm.llm.batch import BatchBook, SubmittedBatch
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord, StoredInputs
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS codeclm_responses (
     key text PRIMARY KEY, content text NOT NULL, usage text NOT NULL);
 CREATE TABLE IF NOT EXISTS codeclm_reviews (
     kind text NOT NULL, subject text NOT NULL, body text NOT NULL, PRIMARY KEY (kind, subject));
+CREATE TABLE IF NOT EXISTS codeclm_batches (
+    id text PRIMARY KEY, endpoint text NOT NULL, lines text NOT NULL);
 CREATE TABLE IF NOT EXISTS codeclm_spend (
     role text NOT NULL, {", ".join(f"{c} bigint NOT NULL" for c in COLUMNS)});
 {LEASES_TABLE}
@@ -173,6 +176,42 @@ class PostgresLedger(Ledger):
         return {row["role"]: ledger_usage(tuple(row.values())[1:]) for row in rows}
 
 
+class PostgresBatchBook(BatchBook):
+    """The batches out, in the run's schema: any worker, or a later run, collects them."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    async def add(self, batch: SubmittedBatch) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO codeclm_batches (id, endpoint, lines) VALUES (%s, %s, %s)",
+                (batch.id, batch.endpoint, json.dumps(batch.lines)),
+            )
+
+    async def out(self, endpoint: str) -> list[SubmittedBatch]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, lines FROM codeclm_batches WHERE endpoint = %s ORDER BY id",
+                (endpoint,),
+            )
+            rows = await cur.fetchall()
+        return [SubmittedBatch(r["id"], endpoint, tuple(json.loads(r["lines"]))) for r in rows]
+
+    async def close(self, batch_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM codeclm_batches WHERE id = %s", (batch_id,))
+
+    async def carrying(self, endpoint: str, key: str) -> SubmittedBatch | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, lines FROM codeclm_batches WHERE endpoint = %s AND lines LIKE %s",
+                (endpoint, f'%"{key}"%'),
+            )
+            row = await cur.fetchone()
+        return SubmittedBatch(row["id"], endpoint, tuple(json.loads(row["lines"]))) if row else None
+
+
 class PostgresStore(Store):
     shared = True
 
@@ -183,6 +222,7 @@ class PostgresStore(Store):
         self.saver = saver
         self.cache = PostgresResponseCache(pool)
         self.ledger = PostgresLedger(pool)
+        self.batch_book = PostgresBatchBook(pool)
         self.board = board
 
     async def _get(self, key: str) -> str | None:

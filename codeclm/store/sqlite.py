@@ -18,6 +18,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from codeclm.cost.ledger import SqliteLedger
+from codeclm.llm.batch import SqliteBatchBook
 from codeclm.llm.cache import SqliteResponseCache
 from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, SPEND, make_folder
 from codeclm.state import serializer
@@ -50,12 +51,14 @@ class SqliteStore(Store):
         saver: TimedSqliteSaver,
         cache: SqliteResponseCache,
         ledger: SqliteLedger,
+        batch_book: SqliteBatchBook,
         workers: int,
     ) -> None:
         self.out_dir = out_dir
         self.saver = saver
         self.cache = cache
         self.ledger = ledger
+        self.batch_book = batch_book
         self.board = LocalBoard(workers)
 
     @asynccontextmanager
@@ -101,9 +104,11 @@ async def open_sqlite_store(out_dir: Path, workers: int) -> AsyncIterator[Sqlite
     make_folder(out_dir)
     cache = await SqliteResponseCache(out_dir / CACHE).open()
     ledger = await SqliteLedger(out_dir / SPEND).open()
+    book = await SqliteBatchBook(out_dir / SPEND).open()
     try:
         async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
-            yield SqliteStore(out_dir, saver, cache, ledger, workers)
+            yield SqliteStore(out_dir, saver, cache, ledger, book, workers)
     finally:
+        await book.close_book()
         await ledger.close()
         await cache.close()

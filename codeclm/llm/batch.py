@@ -1,0 +1,312 @@
+"""Batch mode (``--batch``): a role's requests go through the provider's Batch API (OpenAI's
+``/v1/files`` and ``/v1/batches``, half price) instead of one HTTP call each.
+
+A ``Batcher`` gathers the requests the waiting threads need (each keyed by its response-cache
+key, the batch line's ``custom_id``), and once no new one has come for a moment writes them
+into batch files (at most ``max_lines`` a file, one model a file), submits them and polls
+them. Each reply goes to the request waiting for it, which takes it as it takes an online
+reply (validated, cached, priced at the batch discount). The batches out are kept in the
+run's store (``BatchBook``), so a process may stop while they run: the next run collects
+them and submits none of their lines again. An expired or cancelled batch's unfinished
+lines, and lines that failed for a passing reason, are submitted again (only those); a line
+the provider refused (a 4xx) fails its request with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import openai
+
+from codeclm.llm.transport import WORKER_HEADER, worker_id
+
+log = logging.getLogger("codeclm")
+
+ENDED = ("completed", "expired", "cancelled", "failed")
+
+
+class BatchLineError(RuntimeError):
+    """A batch line the provider answered with an error no resubmission fixes."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"batch line refused (HTTP {status_code}): {message}")
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class SubmittedBatch:
+    """A batch out at the provider: which endpoint, and the lines it carries."""
+
+    id: str
+    endpoint: str
+    lines: tuple[str, ...]
+
+
+class BatchBook(ABC):
+    """The batches a run has out, kept in its store (a process may stop while they run)."""
+
+    @abstractmethod
+    async def add(self, batch: SubmittedBatch) -> None: ...
+
+    @abstractmethod
+    async def out(self, endpoint: str) -> list[SubmittedBatch]: ...
+
+    @abstractmethod
+    async def close(self, batch_id: str) -> None: ...
+
+    @abstractmethod
+    async def carrying(self, endpoint: str, key: str) -> SubmittedBatch | None:
+        """The batch out that carries the line ``key`` (another worker's, or an earlier
+        process's), if any."""
+
+
+class SqliteBatchBook(BatchBook):
+    """A table beside the ledger (``DIR/spend.sqlite``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+
+    async def open(self) -> SqliteBatchBook:
+        self._conn = await aiosqlite.connect(str(self.path), timeout=30)
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
+            " lines TEXT NOT NULL)"
+        )
+        await self._conn.commit()
+        return self
+
+    async def close_book(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def add(self, batch: SubmittedBatch) -> None:
+        assert self._conn is not None
+        await self._conn.execute(
+            "INSERT INTO batches (id, endpoint, lines) VALUES (?, ?, ?)",
+            (batch.id, batch.endpoint, json.dumps(batch.lines)),
+        )
+        await self._conn.commit()
+
+    async def out(self, endpoint: str) -> list[SubmittedBatch]:
+        assert self._conn is not None
+        async with self._conn.execute(
+            "SELECT id, lines FROM batches WHERE endpoint = ? ORDER BY id", (endpoint,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [SubmittedBatch(str(i), endpoint, tuple(json.loads(lines))) for i, lines in rows]
+
+    async def close(self, batch_id: str) -> None:
+        assert self._conn is not None
+        await self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        await self._conn.commit()
+
+    async def carrying(self, endpoint: str, key: str) -> SubmittedBatch | None:
+        assert self._conn is not None
+        async with self._conn.execute(
+            "SELECT id, lines FROM batches WHERE endpoint = ? AND lines LIKE ?",
+            (endpoint, f'%"{key}"%'),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return SubmittedBatch(str(row[0]), endpoint, tuple(json.loads(row[1]))) if row else None
+
+
+@dataclass
+class BatchCounts:
+    """What the progress shows of batch mode."""
+
+    submitted: int = 0
+    completed: int = 0
+    lines_out: int = 0
+    lines_done: int = 0
+    resubmitted: int = 0
+
+    @property
+    def in_progress(self) -> int:
+        return self.submitted - self.completed
+
+
+@dataclass
+class Batcher:
+    """One endpoint's (base URL and model's) batches: gathered, submitted, polled, handed out."""
+
+    client: openai.AsyncOpenAI
+    endpoint: str
+    book: BatchBook
+    quiet_seconds: float = 1.0
+    poll_seconds: float = 30.0
+    max_lines: int = 50_000
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    _queue: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _waiting: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    _done: dict[str, dict[str, Any] | BaseException] = field(default_factory=dict)
+    _out: dict[str, str] = field(default_factory=dict)
+    """custom_id → the batch carrying it."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _collecting: set[str] = field(default_factory=set)
+    _flush: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        """Take up the batches an earlier process left out: none of their lines is sent again."""
+        for batch in await self.book.out(self.endpoint):
+            self._take_up(batch)
+
+    def _take_up(self, batch: SubmittedBatch) -> None:
+        """Collect a batch another process submitted (once)."""
+        if batch.id in self._collecting:
+            return
+        self._collecting.add(batch.id)
+        self._out.update(dict.fromkeys(batch.lines, batch.id))
+        self.counts.submitted += 1
+        self.counts.lines_out += len(batch.lines)
+        self._spawn(self._collect(batch))
+
+    async def aclose(self) -> None:
+        for task in [*self._tasks, *([self._flush] if self._flush else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def complete(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The chat completion for ``body`` (``key``: its custom_id), once its batch is in."""
+        if key in self._done:
+            result = self._done.pop(key)
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        future = self._waiting.get(key)
+        if future is None:
+            future = self._waiting[key] = asyncio.get_running_loop().create_future()
+        self._bodies[key] = body
+        if key not in self._out and (out := await self.book.carrying(self.endpoint, key)):
+            self._take_up(out)  # a worker that stopped (or another one) submitted it
+        if key not in self._out:
+            self._queue[key] = body
+            self._wake.set()
+            if self._flush is None or self._flush.done():
+                self._flush = asyncio.ensure_future(self._gather())
+        return await asyncio.shield(future)
+
+    async def _gather(self) -> None:
+        """Submit what was asked, once no new request has come for ``quiet_seconds``."""
+        while self._queue:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.quiet_seconds)
+                continue  # a new request came: wait for the next quiet moment
+            except TimeoutError:
+                pass
+            lines, self._queue = list(self._queue.items()), {}
+            for start in range(0, len(lines), self.max_lines):
+                await self._submit(lines[start : start + self.max_lines])
+
+    async def _submit(self, lines: list[tuple[str, dict[str, Any]]]) -> None:
+        content = "".join(
+            json.dumps(
+                {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+            )
+            + "\n"
+            for key, body in lines
+        )
+        headers = {WORKER_HEADER: worker_id()}  # which process submitted it (for scale-out)
+        upload = await self.client.files.create(
+            file=("codeclm-batch.jsonl", content.encode()), purpose="batch", extra_headers=headers
+        )
+        created = await self.client.batches.create(
+            input_file_id=upload.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            extra_headers=headers,
+        )
+        batch = SubmittedBatch(created.id, self.endpoint, tuple(key for key, _ in lines))
+        await self.book.add(batch)
+        self._collecting.add(batch.id)
+        self._out.update(dict.fromkeys(batch.lines, batch.id))
+        self.counts.submitted += 1
+        self.counts.lines_out += len(lines)
+        log.info("batch %s submitted: %d requests", batch.id, len(lines))
+        self._spawn(self._collect(batch))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _collect(self, batch: SubmittedBatch) -> None:
+        """Poll the batch to its end, then hand out its lines; resubmit what did not finish."""
+        while (found := await self.client.batches.retrieve(batch.id)).status not in ENDED:
+            await asyncio.sleep(self.poll_seconds)
+        answered: dict[str, dict[str, Any]] = {}
+        for file_id in (found.output_file_id, found.error_file_id):
+            if file_id:
+                text = (await self.client.files.content(file_id)).text
+                rows = (json.loads(line) for line in text.splitlines() if line.strip())
+                answered.update((row["custom_id"], row) for row in rows)
+        again = []
+        for key in batch.lines:
+            self._out.pop(key, None)
+            outcome = _outcome(answered.get(key))
+            if outcome is None:  # expired, cancelled, failed for a passing reason
+                again.append(key)
+            else:
+                self._hand(key, outcome)
+        self.counts.completed += 1
+        self.counts.lines_done += len(batch.lines) - len(again)
+        await self.book.close(batch.id)
+        for key in again:
+            if key in self._waiting:  # (a line nobody waits for now is asked for again)
+                self.counts.resubmitted += 1
+                self._queue[key] = self._bodies[key]
+        if again and self._queue and (self._flush is None or self._flush.done()):
+            self._flush = asyncio.ensure_future(self._gather())
+
+    @property
+    def asked(self) -> int:
+        """Requests waiting for their reply."""
+        return sum(not future.done() for future in self._waiting.values())
+
+    @property
+    def settled(self) -> bool:
+        """Every request asked for is in a batch out, and at least one is: only the
+        provider can move this run now (``--detach`` may stop here)."""
+        flushing = self._flush is not None and not self._flush.done()
+        waiting = [key for key, future in self._waiting.items() if not future.done()]
+        return (
+            bool(waiting)
+            and not self._queue
+            and not flushing
+            and all(key in self._out for key in waiting)
+        )
+
+    def _hand(self, key: str, outcome: dict[str, Any] | BaseException) -> None:
+        future = self._waiting.pop(key, None)
+        self._bodies.pop(key, None)
+        if future is None:
+            self._done[key] = outcome  # a batch of an earlier process: its node asks soon
+        elif isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _outcome(row: dict[str, Any] | None) -> dict[str, Any] | BaseException | None:
+    """A line's chat completion, its refusal (a 4xx), or None: submit it again."""
+    if row is None:
+        return None
+    response = row.get("response") or {}
+    status = int(response.get("status_code") or 0)
+    if status == 200:
+        return dict(response["body"])
+    if 400 <= status < 500 and status not in (408, 409, 429):
+        error = (response.get("body") or {}).get("error") or {}
+        return BatchLineError(status, str(error.get("message", "")))
+    return None
