@@ -19,6 +19,7 @@ import pytest
 import codeclm
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
 from codeclm.cli import main
+from codeclm.engine.run import RunError
 from tests.conftest import mock_args, write_seeds
 
 SEEDS = ["How do I bake rye bread?", "Explain git rebase to a new hire.", "Plan a trip to Rome."]
@@ -104,6 +105,18 @@ def test_an_expired_batch_and_failed_lines_are_submitted_again_and_only_those(
     assert (tmp_path / "batched/dataset.jsonl").read_bytes() == (
         online / "dataset.jsonl"
     ).read_bytes()
+
+
+def test_a_batch_the_provider_fails_fails_its_requests_with_the_reason(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    mock_llm.batch_api.fail_next = 100  # every batch: an enqueued-token quota, say
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+    with pytest.raises(RunError, match="token_limit_exceeded"):
+        codeclm.run(
+            seeds, out=tmp_path / "failed", batch=True, **FAST, **OPTIONS, **_roles(mock_llm)
+        )
+    assert set(mock_llm.batch_api.lines_submitted.values()) == {1}, "not submitted again"
 
 
 def _batch_cli(mock: MockLLM, tmp_path: Path, out: Path, *flags: str) -> subprocess.Popen[str]:

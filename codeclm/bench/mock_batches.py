@@ -35,6 +35,8 @@ class MockBatches:
     delay: float = 0.05
     expire_next: int = 0
     fail_lines: int = 0
+    fail_next: int = 0
+    """The next batches fail as a whole (as OpenAI fails one over a quota: no file)."""
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines_submitted: Counter[str] = field(default_factory=Counter)
@@ -98,6 +100,11 @@ class MockBatches:
         }
         self.batches[ident] = batch
         self.lines_submitted.update(line["custom_id"] for line in lines)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            errors = [{"code": "token_limit_exceeded", "message": "enqueued token limit reached"}]
+            batch.update(status="failed", errors={"object": "list", "data": errors})
+            return 200, _public(batch), {}
         expire = self.expire_next > 0
         self.expire_next -= expire
         batch["task"] = asyncio.ensure_future(self._run(batch, lines, chat, expire))

@@ -50,6 +50,8 @@ class SqliteLedger(Ledger):
     async def open(self) -> SqliteLedger:
         self._conn = await aiosqlite.connect(str(self.path), timeout=30)
         await self._conn.execute("PRAGMA journal_mode=WAL")
+        # As the response cache: durable across a process kill (WAL), one fsync per checkpoint.
+        await self._conn.execute("PRAGMA synchronous=NORMAL")
         await self._conn.execute(
             "CREATE TABLE IF NOT EXISTS spend (role TEXT NOT NULL, "
             + ", ".join(f"{column} INTEGER NOT NULL" for column in COLUMNS)

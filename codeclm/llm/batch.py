@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import httpx2 as httpx
 import openai
 
 from codeclm.llm.transport import WORKER_HEADER, worker_id
@@ -30,14 +31,30 @@ from codeclm.llm.transport import WORKER_HEADER, worker_id
 log = logging.getLogger("codeclm")
 
 ENDED = ("completed", "expired", "cancelled", "failed")
+SUBMITTING = "(being submitted)"
+MAX_TRIES = 5
+"""Batches a line may go out in (expired, cancelled, failed for a passing reason) before
+its request fails."""
 
 
-class BatchLineError(RuntimeError):
-    """A batch line the provider answered with an error no resubmission fixes."""
+_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    422: openai.UnprocessableEntityError,
+}
 
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(f"batch line refused (HTTP {status_code}): {message}")
-        self.status_code = status_code
+
+def line_error(status_code: int, message: str) -> openai.APIStatusError:
+    """A batch line (or batch) the provider answered with an error, as the HTTP error an
+    online call gets: the graph's retry policy and the structured-output fallback (a 400
+    naming ``response_format``) read it the same way."""
+    request = httpx.Request("POST", "https://batch.invalid/v1/chat/completions")
+    response = httpx.Response(status_code, request=request)
+    kind = _ERRORS.get(status_code, openai.APIStatusError)
+    body = {"error": {"message": message}}
+    return kind(f"batch line (HTTP {status_code}): {message}", response=response, body=body)
 
 
 @dataclass(frozen=True)
@@ -155,11 +172,15 @@ class Batcher:
     _collecting: set[str] = field(default_factory=set)
     _flush: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _kept_for: dict[str, str] = field(default_factory=dict)
+    """Lines handed out to no request yet, and the batch they came in."""
+    _tries: dict[str, int] = field(default_factory=dict)
+    """How many batches carried each line (one that keeps failing stops being resubmitted)."""
 
     async def start(self) -> None:
-        """Take up the batches an earlier process left out: none of their lines is sent again."""
-        for batch in await self.book.out(self.endpoint):
-            self._take_up(batch)
+        """Nothing to do at start: a batch an earlier process (or another worker) left out
+        is taken up when a request asks for one of its lines (``complete``), so a worker
+        collects only what its own threads need."""
 
     def _take_up(self, batch: SubmittedBatch) -> None:
         """Collect a batch another process submitted (once)."""
@@ -180,10 +201,12 @@ class Batcher:
         """The chat completion for ``body`` (``key``: its custom_id), once its batch is in."""
         if key in self._done:
             result = self._done.pop(key)
+            await self._close_when_taken(self._kept_for.pop(key))
             if isinstance(result, BaseException):
                 raise result
             return result
         future = self._waiting.get(key)
+        joined = future is not None  # another request of the same key is waiting already
         if future is None:
             future = self._waiting[key] = asyncio.get_running_loop().create_future()
         self._bodies[key] = body
@@ -194,7 +217,8 @@ class Batcher:
             self._wake.set()
             if self._flush is None or self._flush.done():
                 self._flush = asyncio.ensure_future(self._gather())
-        return await asyncio.shield(future)
+        result = await asyncio.shield(future)
+        return {**result, "usage": {}} if joined else result  # (one line, paid once)
 
     async def _gather(self) -> None:
         """Submit what was asked, once no new request has come for ``quiet_seconds``."""
@@ -206,8 +230,17 @@ class Batcher:
             except TimeoutError:
                 pass
             lines, self._queue = list(self._queue.items()), {}
+            for key, _ in lines:
+                self._out[key] = SUBMITTING  # a request for it meanwhile waits, not queues
             for start in range(0, len(lines), self.max_lines):
-                await self._submit(lines[start : start + self.max_lines])
+                chunk = lines[start : start + self.max_lines]
+                try:
+                    await self._submit(chunk)
+                except Exception as exc:  # (after the client's own retries): those fail
+                    log.warning("a batch could not be submitted: %s", exc)
+                    for key, _ in chunk:
+                        self._out.pop(key, None)
+                        self._hand(key, exc)
 
     async def _submit(self, lines: list[tuple[str, dict[str, Any]]]) -> None:
         content = "".join(
@@ -242,32 +275,66 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _collect(self, batch: SubmittedBatch) -> None:
-        """Poll the batch to its end, then hand out its lines; resubmit what did not finish."""
-        while (found := await self.client.batches.retrieve(batch.id)).status not in ENDED:
-            await asyncio.sleep(self.poll_seconds)
-        answered: dict[str, dict[str, Any]] = {}
-        for file_id in (found.output_file_id, found.error_file_id):
-            if file_id:
-                text = (await self.client.files.content(file_id)).text
-                rows = (json.loads(line) for line in text.splitlines() if line.strip())
-                answered.update((row["custom_id"], row) for row in rows)
+        """Poll the batch to its end, then hand out its lines; resubmit what did not finish.
+        A batch the provider could not take fails the requests of its lines with the reason."""
+        try:
+            found = await self._ended(batch.id)
+            answered = await self._rows(found)
+        except Exception as exc:  # the batch cannot be read: its requests fail, with why
+            log.warning("batch %s could not be collected: %s", batch.id, exc)
+            answered, found = {}, None
+            for key in batch.lines:
+                self._out.pop(key, None)
+                self._hand(key, exc)
+            return
+        refused = _refusal(found)
         again = []
         for key in batch.lines:
             self._out.pop(key, None)
-            outcome = _outcome(answered.get(key))
+            self._kept_for[key] = batch.id  # (until a request takes its reply)
+            outcome = refused or _outcome(answered.get(key))
+            if outcome is None and self._tries.get(key, 1) >= MAX_TRIES:
+                outcome = line_error(500, f"no reply after {MAX_TRIES} batches")
             if outcome is None:  # expired, cancelled, failed for a passing reason
                 again.append(key)
             else:
                 self._hand(key, outcome)
         self.counts.completed += 1
         self.counts.lines_done += len(batch.lines) - len(again)
-        await self.book.close(batch.id)
         for key in again:
             if key in self._waiting:  # (a line nobody waits for now is asked for again)
                 self.counts.resubmitted += 1
+                self._tries[key] = self._tries.get(key, 1) + 1
                 self._queue[key] = self._bodies[key]
+        await self._close_when_taken(batch.id)
         if again and self._queue and (self._flush is None or self._flush.done()):
             self._flush = asyncio.ensure_future(self._gather())
+
+    async def _ended(self, batch_id: str) -> Any:
+        """The batch once it has ended; a poll that fails for a passing reason is tried
+        again at the next poll (a batch runs for hours: one dropped connection is nothing)."""
+        failures = 0
+        while True:
+            try:
+                found = await self.client.batches.retrieve(batch_id)
+                failures = 0
+                if found.status in ENDED:
+                    return found
+            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError):
+                failures += 1
+                if failures >= MAX_TRIES * 4:
+                    raise
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _rows(self, found: Any) -> dict[str, dict[str, Any]]:
+        """The batch's output and error lines, by custom_id (they come in no order)."""
+        answered: dict[str, dict[str, Any]] = {}
+        for file_id in (found.output_file_id, found.error_file_id):
+            if file_id:
+                text = (await self.client.files.content(file_id)).text
+                rows = (json.loads(line) for line in text.splitlines() if line.strip())
+                answered.update((row["custom_id"], row) for row in rows)
+        return answered
 
     @property
     def asked(self) -> int:
@@ -292,10 +359,32 @@ class Batcher:
         self._bodies.pop(key, None)
         if future is None:
             self._done[key] = outcome  # a batch of an earlier process: its node asks soon
-        elif isinstance(outcome, BaseException):
+            return
+        self._kept_for.pop(key, None)
+        if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+    async def _close_when_taken(self, batch_id: str) -> None:
+        """The batch leaves the store once every reply of it went to a request: until then
+        a process that stops leaves it for the next to collect (its files stay at the
+        provider), and no reply it paid for is lost."""
+        if batch_id not in self._kept_for.values():
+            await self.book.close(batch_id)
+
+
+def _refusal(found: Any) -> BaseException | None:
+    """A batch the provider failed as a whole (its input did not validate, a quota): its
+    lines' requests fail with the reason, none is submitted again."""
+    if found.status != "failed":
+        return None
+    errors = getattr(getattr(found, "errors", None), "data", None) or []
+    why = "; ".join(
+        f"{getattr(e, 'code', '') or 'error'}: {getattr(e, 'message', e)}" for e in errors[:3]
+    )
+    why = why or "the batch failed"
+    return line_error(400, why)
 
 
 def _outcome(row: dict[str, Any] | None) -> dict[str, Any] | BaseException | None:
@@ -308,5 +397,5 @@ def _outcome(row: dict[str, Any] | None) -> dict[str, Any] | BaseException | Non
         return dict(response["body"])
     if 400 <= status < 500 and status not in (408, 409, 429):
         error = (response.get("body") or {}).get("error") or {}
-        return BatchLineError(status, str(error.get("message", "")))
-    return None
+        return line_error(status, str(error.get("message", "")))
+    return None  # a 429 or 5xx, or an error-file line (expired, failed): submitted again
