@@ -56,8 +56,9 @@ def test_prices_come_from_the_database_an_override_or_a_local_server() -> None:
     local = role_price("llama3.2:3b", "http://localhost:11434/v1", None)
     assert local is not None and local.source == "local" and local.input == local.output == 0
     assert role_price("no-such-model-anywhere", "https://api.example.com/v1", None) is None
-    assert is_local(None) and is_local("http://192.168.1.20:8000/v1")
+    assert is_local(None) and is_local("http://127.0.0.1:8000/v1")
     assert not is_local("https://api.openai.com/v1")
+    assert not is_local("http://10.0.0.5:4000/v1"), "a gateway on the LAN may be paid"
     usage = TokenUsage(input_tokens=1_000_000, cached_input_tokens=400_000, output_tokens=10)
     assert override.cost(usage) == pytest.approx(600_000 / 1e6 * 1 + 400_000 / 1e6 * 1 + 20e-6)
 
@@ -225,3 +226,18 @@ def test_an_estimate_before_paying_and_a_pilot_within_30_percent(
     printed = capsys.readouterr().out
     assert "expected" in printed and "worst case" in printed and "strong" in printed
     assert not (tmp_path / "never").exists(), "an estimate writes nothing"
+
+
+def test_an_evaluation_stops_at_its_cap_too(mock_llm: MockLLM, tmp_path: Path) -> None:
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(
+        "".join(
+            f'{{"id": "q{i}", "instruction": "Name a prime above {i}.", "category": "math"}}\n'
+            for i in range(6)
+        )
+    )
+    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    with pytest.raises(CostCapReached, match="--max-cost"):
+        codeclm.evaluate(bench, out=tmp_path / "eval", max_cost=0.03, **roles)
+    record = json.loads((tmp_path / "eval/eval.json").read_text())
+    assert record["cost"]["total"] <= 0.03 and record["cost"]["stopped_at_cap"]

@@ -69,6 +69,8 @@ async def arun(
         user_metadata=str(Path(user_metadata).resolve()) if user_metadata else None,
         field=field,
     )
+    if detach and not cfg.batch:
+        raise ConfigError("--detach leaves batches running: use it with --batch")
     handle = RunHandle.start(cfg, Path(out), spec, inputs)
     located = _seeds(seeds, field)
     return await _execute(handle, located, user_metadata, on_progress, stats, detach=detach)
@@ -159,6 +161,8 @@ async def aresume(
     ``--batch``, collecting the batches it left out (``detach``: stop again once every
     request waits on a batch)."""
     handle = await RunHandle.find(Path(out), store=store, run_name=run_name, overrides=overrides)
+    if detach and not handle.config.batch:
+        raise ConfigError(f"--detach leaves batches running: the run in {out} is not --batch")
     inputs = handle.inputs
     # The seeds are read again only if the 'prepare' thread never checkpointed them.
     seeds = inputs.seeds if inputs.seeds and Path(inputs.seeds).exists() else None
@@ -244,19 +248,20 @@ async def aestimate(
     prices = config_prices(cfg)
     texts = [seed.text for _, seed in located]
     if not pilot:
-        return from_settings(cfg, prompts, texts).priced(prices)
+        return from_settings(cfg, prompts, texts).priced(prices, cfg.batch)
     small = cfg.model_copy(
         update={
             "instructions": pilot,
             "metadata": min(cfg.metadata, max(1, pilot // 2)),
             "pairs": None,
+            "batch": False,  # measured online, now (the batch discount applies below)
         }
     )
     sample = located[: max(1, min(len(located), pilot))]
     with tempfile.TemporaryDirectory(prefix="codeclm-pilot-") as folder:
         handle = RunHandle.start(small, Path(folder), StoreSpec(), RunInputs())
         result = await _execute(handle, sample, None, None, None)
-    estimate = from_pilot(cfg, result.record, texts, prompts).priced(prices)
+    estimate = from_pilot(cfg, result.record, texts, prompts).priced(prices, cfg.batch)
     estimate.pilot_usd = result.record.cost.total if result.record.cost else None
     return estimate
 

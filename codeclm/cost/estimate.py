@@ -74,12 +74,16 @@ class Estimate(BaseModel):
     pilot_usd: float | None = None
     """What the pilot run itself cost (paid to make this estimate)."""
 
-    def priced(self, prices: dict[str, RolePrice | None]) -> Estimate:
-        """The same estimate in dollars."""
+    def priced(self, prices: dict[str, RolePrice | None], batch: bool = False) -> Estimate:
+        """The same estimate in dollars (``batch``: at each role's batch discount)."""
 
         def usd(usage: dict[str, TokenUsage]) -> dict[str, float | None]:
             return {
-                role: (p.cost(u) if (p := prices.get(role)) is not None else None)
+                role: (
+                    p.cost(u) * (p.batch_discount if batch else 1.0)
+                    if (p := prices.get(role)) is not None
+                    else None
+                )
                 for role, u in usage.items()
             }
 

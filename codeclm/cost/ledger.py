@@ -48,7 +48,9 @@ class SqliteLedger(Ledger):
         self._conn: aiosqlite.Connection | None = None
 
     async def open(self) -> SqliteLedger:
-        self._conn = await aiosqlite.connect(str(self.path), timeout=30)
+        # Autocommit: each row is one statement, committed as it runs (one trip to the
+        # database thread per paid request).
+        self._conn = await aiosqlite.connect(str(self.path), timeout=30, isolation_level=None)
         await self._conn.execute("PRAGMA journal_mode=WAL")
         # As the response cache: durable across a process kill (WAL), one fsync per checkpoint.
         await self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -57,7 +59,6 @@ class SqliteLedger(Ledger):
             + ", ".join(f"{column} INTEGER NOT NULL" for column in COLUMNS)
             + ")"
         )
-        await self._conn.commit()
         return self
 
     async def close(self) -> None:
@@ -72,7 +73,6 @@ class SqliteLedger(Ledger):
             f"INSERT INTO spend (role, {', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
             (role, *values),
         )
-        await self._conn.commit()
 
     async def totals(self) -> dict[str, TokenUsage]:
         assert self._conn is not None

@@ -12,6 +12,7 @@ and pays nothing twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ class Meter:
     """Set while no request is in flight (after a cap: every admitted one has settled)."""
     capped: asyncio.Event = field(default_factory=asyncio.Event)
     why: str = ""
+    stops_run: bool = False
+    """A run is watching ``capped`` to stop as Ctrl-C does (``engine.stops``); else (eval,
+    step) a refused request raises ``CostCapReached`` at once."""
+    read_at: float = 0.0
+    """When ``paid`` was last read from the ledger (other workers pay into it too)."""
     batch: bool = False
     """The run sends its requests through the Batch API (``--batch``)."""
 
@@ -78,7 +84,28 @@ class Meter:
         cap: float | None = None,
         role_caps: dict[str, float] | None = None,
     ) -> Meter:
-        return cls(prices, ledger, cap, role_caps or {}, paid=await ledger.totals())
+        meter = cls(prices, ledger, cap, role_caps or {}, paid=await ledger.totals())
+        meter.read_at = time.monotonic()
+        return meter
+
+    async def _refresh(self, every: float = 2.0) -> None:
+        """What every worker paid, read again from the ledger at most every ``every``
+        seconds: workers on one PostgreSQL run share its caps."""
+        if time.monotonic() - self.read_at >= every:
+            self.paid = await self.ledger.totals()
+            self.read_at = time.monotonic()
+
+    async def latest(self) -> Meter:
+        """The meter with what every worker paid until now (for a record)."""
+        await self._refresh(every=0.0)
+        return self
+
+    def stop_message(self) -> str:
+        return (
+            f"stopped before a request that could pass {self.why}: spent "
+            f"{dollars(self.total())}; what is finished is written out. Run again with a "
+            "higher cap to go on (nothing is paid twice)"
+        )
 
     def spent(self, role: str) -> float | None:
         """USD paid for ``role``, online and in batches (None: its price is unknown)."""
@@ -96,12 +123,14 @@ class Meter:
         return None if any(part is None for part in parts) else sum(p or 0.0 for p in parts)
 
     def _bound(self, role: str, prompt: str, max_tokens: int, batch: bool) -> float:
-        """The most this request can cost: its prompt (about 3 characters a token, to be
-        safe) and every output token it may use."""
+        """The most this request can cost: its prompt (at most a token per two bytes: a
+        token per character of CJK text, twice what English takes) and every output token
+        it may use."""
         price = self.prices.get(role)
         if price is None:
             return 0.0
-        usage = TokenUsage(input_tokens=len(prompt) // 3 + 1, output_tokens=max_tokens)
+        prompt_tokens = len(prompt.encode()) // 2 + 16
+        usage = TokenUsage(input_tokens=prompt_tokens, output_tokens=max_tokens)
         return price.cost(usage) * (price.batch_discount if batch else 1.0)
 
     def _refusal(self, role: str, bound: float) -> str | None:
@@ -126,11 +155,15 @@ class Meter:
         (``batch``: a Batch API request, at the batch discount)."""
         bound = self._bound(role, prompt, max_tokens, batch)
         key = role + BATCHED if batch else role
-        refusal = self._refusal(role, bound)
-        if refusal is not None:
+        if self.cap is not None or self.role_caps:
+            await self._refresh()
+        refusal = self.why or self._refusal(role, bound)  # once stopped, nothing more is sent
+        if refusal:
             if not self.capped.is_set():
                 self.why = refusal
                 self.capped.set()
+            if not self.stops_run:
+                raise CostCapReached(self.stop_message())
             await asyncio.Event().wait()  # the engine cancels the run, and this with it
         self.in_flight[role] = self.in_flight.get(role, 0.0) + bound
         self.sent += 1

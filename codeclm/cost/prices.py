@@ -1,6 +1,6 @@
 """What a role's tokens cost: its price, from the config's override, pydantic's maintained
 price database (``genai-prices``, read from its bundled, versioned snapshot: no network), or
-nothing for a local endpoint (the embedded model, a loopback or LAN server).
+nothing for a local endpoint (the embedded model, a server on this machine).
 
 A model the database does not know is priced as unknown, never as zero: its cost shows as
 unknown with one line saying how to set a price.
@@ -24,17 +24,17 @@ def price_table() -> str:
 
 
 def is_local(base_url: str | None) -> bool:
-    """The embedded model (no URL), or a server on this machine or a private network."""
+    """The embedded model (no URL), or a server on this machine (loopback). A server on a
+    private network may be a gateway to a paid provider: it is priced like any other."""
     if not base_url:
         return True
     host = urlsplit(base_url).hostname or ""
-    if host in ("localhost", "host.docker.internal") or host.endswith((".local", ".internal")):
+    if host == "localhost":
         return True
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def role_price(model: str, base_url: str | None, override: Price | None) -> RolePrice | None:
@@ -61,6 +61,8 @@ def role_price(model: str, base_url: str | None, override: Price | None) -> Role
         except LookupError:
             continue
         prices = info.get_prices(datetime.now(UTC))
+        if prices.input_mtok is None or prices.output_mtok is None:
+            return None  # listed without a token price: unknown, never zero
         return RolePrice(
             model=model,
             source="table",
@@ -74,7 +76,7 @@ def role_price(model: str, base_url: str | None, override: Price | None) -> Role
 def _number(value: object) -> float:
     """A price of the database (a Decimal, or tiers: their base rate) as a float."""
     base = getattr(value, "base", value)
-    return float(base) if base is not None else 0.0  # type: ignore[arg-type]
+    return float(base)  # type: ignore[arg-type]
 
 
 def unknown_price_hint(role: str, model: str) -> str:

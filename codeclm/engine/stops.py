@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
-from codeclm.cost.meter import CostCapReached, Meter, dollars
+from codeclm.cost.meter import CostCapReached, Meter
 from codeclm.handle import OpenRun
 from codeclm.llm.batch import Batcher
 
@@ -29,6 +29,7 @@ async def until_stopped(
     task = asyncio.ensure_future(work)
     stops: dict[str, asyncio.Future[Any]] = {}
     if meter is not None:
+        meter.stops_run = True
         stops["cap"] = asyncio.ensure_future(meter.capped.wait())
     if detach and batchers:
         stops["detach"] = asyncio.ensure_future(_settled(batchers))
@@ -47,11 +48,7 @@ async def until_stopped(
         if not batchers:  # the requests in flight are paid for: take their replies
             await meter.drained.wait()
         await _cancel(task)
-        raise CostCapReached(
-            f"stopped before a request that could pass {meter.why}: spent "
-            f"{dollars(meter.total())}; what is finished is written out. Run again with a "
-            "higher cap to go on (nothing is paid twice)"
-        )
+        raise CostCapReached(meter.stop_message())
     await _cancel(task)
     return True
 

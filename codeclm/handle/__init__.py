@@ -375,6 +375,8 @@ class OpenRun(RunView):
         totals = await write_outputs(
             self.instructions, items, folder.path, config.dedup, config.pairs
         )
+        if self.meter is not None:
+            await self.meter.latest()  # what every worker paid until now
         record = self.record_now(prepared, totals)
         record.checkpointing = self.store.checkpoint_stats()
         await self.save_record(record)

@@ -97,8 +97,8 @@ class OpenEval:
     record: EvalRecord
     meter: Meter
 
-    def save(self, record: EvalRecord) -> None:
+    async def save(self, record: EvalRecord) -> None:
         """Keep the record, with what the evaluation has cost so far."""
-        record.cost = cost_record(self.meter, record.usage, {})
+        record.cost = cost_record(await self.meter.latest(), record.usage, {})
         self.record = record
         self.handle.folder.write_eval(record)

@@ -218,7 +218,8 @@ class Batcher:
             if self._flush is None or self._flush.done():
                 self._flush = asyncio.ensure_future(self._gather())
         result = await asyncio.shield(future)
-        return {**result, "usage": {}} if joined else result  # (one line, paid once)
+        unpaid = {"prompt_tokens": 0, "completion_tokens": 0}
+        return {**result, "usage": unpaid} if joined else result  # (one line, paid once)
 
     async def _gather(self) -> None:
         """Submit what was asked, once no new request has come for ``quiet_seconds``."""

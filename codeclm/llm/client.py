@@ -17,6 +17,7 @@ slots, rate limits and ``Retry-After`` pauses.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -132,6 +133,12 @@ class RoleModel:
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
+        if not usage:  # a server that reports none: counted from the text, never as free
+            said = json.dumps(message.get("content") or "")
+            usage = {
+                "prompt_tokens": len(json.dumps(body["messages"])) // 4,
+                "completion_tokens": len(said) // 4,
+            }
         details = usage.get("completion_tokens_details") or {}
         prompt_details = usage.get("prompt_tokens_details") or {}
         thought, content = split_reasoning(_text(message.get("content")))

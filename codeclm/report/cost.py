@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from codeclm.config import ConfigError, RunConfig
 from codeclm.cost.estimate import from_settings
-from codeclm.cost.meter import dollars
+from codeclm.cost.meter import dollars, role_of
 from codeclm.prompts import load_prompts
 from codeclm.records import RunRecord
 
@@ -45,7 +45,9 @@ def cost_table(figures: dict[str, Any] | None) -> tuple[str, list[str], list[lis
     rows = []
     for role, spent in figures["by_role"].items():
         price = figures["prices"].get(role)
-        paid = figures["paid"].get(role, {})
+        calls = sum(
+            u.get("calls", 0) for key, u in figures["paid"].items() if role_of(key)[0] == role
+        )
         where = (
             f"{price['source']}: ${price['input']:g} / ${price['output']:g}" if price else "unknown"
         )
@@ -53,7 +55,7 @@ def cost_table(figures: dict[str, Any] | None) -> tuple[str, list[str], list[lis
             [
                 role,
                 where,
-                f"{paid.get('calls', 0):,}",
+                f"{calls:,}",
                 dollars(spent),
                 dollars((estimate.get("by_role") or {}).get(role)),
             ]

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeclm.cost.meter import dollars
+from codeclm.cost.meter import dollars, role_of
 from codeclm.cost.prices import config_prices
 from codeclm.debug.inspection import history_steps, thread_status
 from codeclm.graph import started_values, thread_config
@@ -164,8 +164,12 @@ async def _paid(session: RunSession) -> str:
     handle = session.view.handle
     record_cost = handle.record.cost if handle.record else None
     prices = record_cost.prices if record_cost else config_prices(handle.config)
-    paid = await session.store.ledger.totals()
-    spent = [(p.cost(u) if (p := prices.get(role)) else None) for role, u in paid.items()]
+    spent = []
+    for key, usage in (await session.store.ledger.totals()).items():
+        role, batched = role_of(key)
+        price = prices.get(role)
+        share = price.batch_discount if price is not None and batched else 1.0
+        spent.append(price.cost(usage) * share if price is not None else None)
     return dollars(None if None in spent else sum(x or 0.0 for x in spent))
 
 
