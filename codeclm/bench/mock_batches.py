@@ -57,6 +57,9 @@ class MockBatches:
             rest = parts[parts.index("batches") + 1 :]
             if method == "POST" and not rest:
                 return self._create(json.loads(body), chat, headers.get("x-codeclm-worker"))
+            if method == "GET" and not rest:  # newest first, as OpenAI lists them
+                data = [_public(b) for b in reversed(self.batches.values())]
+                return 200, {"object": "list", "data": data, "has_more": False}, {}
             if rest and rest[0] in self.batches:
                 batch = self.batches[rest[0]]
                 ended = batch["status"] in ("completed", "expired", "failed")

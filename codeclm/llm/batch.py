@@ -17,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import httpx2 as httpx
 import openai
 
+from codeclm.llm.batch_book import PENDING, BatchBook, SubmittedBatch
 from codeclm.llm.transport import WORKER_HEADER, worker_id
 
 log = logging.getLogger("codeclm")
@@ -55,85 +53,6 @@ def line_error(status_code: int, message: str) -> openai.APIStatusError:
     kind = _ERRORS.get(status_code, openai.APIStatusError)
     body = {"error": {"message": message}}
     return kind(f"batch line (HTTP {status_code}): {message}", response=response, body=body)
-
-
-@dataclass(frozen=True)
-class SubmittedBatch:
-    """A batch out at the provider: which endpoint, and the lines it carries."""
-
-    id: str
-    endpoint: str
-    lines: tuple[str, ...]
-
-
-class BatchBook(ABC):
-    """The batches a run has out, kept in its store (a process may stop while they run)."""
-
-    @abstractmethod
-    async def add(self, batch: SubmittedBatch) -> None: ...
-
-    @abstractmethod
-    async def out(self, endpoint: str) -> list[SubmittedBatch]: ...
-
-    @abstractmethod
-    async def close(self, batch_id: str) -> None: ...
-
-    @abstractmethod
-    async def carrying(self, endpoint: str, key: str) -> SubmittedBatch | None:
-        """The batch out that carries the line ``key`` (another worker's, or an earlier
-        process's), if any."""
-
-
-class SqliteBatchBook(BatchBook):
-    """A table beside the ledger (``DIR/spend.sqlite``)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: aiosqlite.Connection | None = None
-
-    async def open(self) -> SqliteBatchBook:
-        self._conn = await aiosqlite.connect(str(self.path), timeout=30)
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
-            " lines TEXT NOT NULL)"
-        )
-        await self._conn.commit()
-        return self
-
-    async def close_book(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    async def add(self, batch: SubmittedBatch) -> None:
-        assert self._conn is not None
-        await self._conn.execute(
-            "INSERT INTO batches (id, endpoint, lines) VALUES (?, ?, ?)",
-            (batch.id, batch.endpoint, json.dumps(batch.lines)),
-        )
-        await self._conn.commit()
-
-    async def out(self, endpoint: str) -> list[SubmittedBatch]:
-        assert self._conn is not None
-        async with self._conn.execute(
-            "SELECT id, lines FROM batches WHERE endpoint = ? ORDER BY id", (endpoint,)
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [SubmittedBatch(str(i), endpoint, tuple(json.loads(lines))) for i, lines in rows]
-
-    async def close(self, batch_id: str) -> None:
-        assert self._conn is not None
-        await self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-        await self._conn.commit()
-
-    async def carrying(self, endpoint: str, key: str) -> SubmittedBatch | None:
-        assert self._conn is not None
-        async with self._conn.execute(
-            "SELECT id, lines FROM batches WHERE endpoint = ? AND lines LIKE ?",
-            (endpoint, f'%"{key}"%'),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return SubmittedBatch(str(row[0]), endpoint, tuple(json.loads(row[1]))) if row else None
 
 
 @dataclass
@@ -188,9 +107,39 @@ class Batcher:
             return
         self._collecting.add(batch.id)
         self._out.update(dict.fromkeys(batch.lines, batch.id))
+        if batch.id.startswith(PENDING):
+            self._spawn(self._recover(batch))
+            return
         self.counts.submitted += 1
         self.counts.lines_out += len(batch.lines)
         self._spawn(self._collect(batch))
+
+    async def _recover(self, pending: SubmittedBatch) -> None:
+        """A batch recorded as its file only (its process stopped between upload and
+        create): the provider's batch of that file is collected; if it made none, the
+        lines are not out, and are submitted."""
+        file_id = pending.id.removeprefix(PENDING)
+        async for found in self.client.batches.list(limit=100):
+            if found.input_file_id == file_id:
+                batch = SubmittedBatch(found.id, self.endpoint, pending.lines)
+                await self.book.add(batch)
+                await self.book.close(pending.id)
+                self._collecting.add(batch.id)
+                self._take_up_counts(batch)
+                await self._collect(batch)
+                return
+        await self.book.close(pending.id)
+        for key in pending.lines:
+            self._out.pop(key, None)
+            if key in self._waiting:
+                self._queue[key] = self._bodies[key]
+        if self._queue and (self._flush is None or self._flush.done()):
+            self._flush = asyncio.ensure_future(self._gather())
+
+    def _take_up_counts(self, batch: SubmittedBatch) -> None:
+        self._out.update(dict.fromkeys(batch.lines, batch.id))
+        self.counts.submitted += 1
+        self.counts.lines_out += len(batch.lines)
 
     async def aclose(self) -> None:
         for task in [*self._tasks, *([self._flush] if self._flush else [])]:
@@ -252,17 +201,21 @@ class Batcher:
             for key, body in lines
         )
         headers = {WORKER_HEADER: worker_id()}  # which process submitted it (for scale-out)
+        keys = tuple(key for key, _ in lines)
         upload = await self.client.files.create(
             file=("codeclm-batch.jsonl", content.encode()), purpose="batch", extra_headers=headers
         )
+        pending = SubmittedBatch(PENDING + upload.id, self.endpoint, keys)
+        await self.book.add(pending)  # first: a kill before the next line leaves this
         created = await self.client.batches.create(
             input_file_id=upload.id,
             endpoint="/v1/chat/completions",
             completion_window="24h",
             extra_headers=headers,
         )
-        batch = SubmittedBatch(created.id, self.endpoint, tuple(key for key, _ in lines))
+        batch = SubmittedBatch(created.id, self.endpoint, keys)
         await self.book.add(batch)
+        await self.book.close(pending.id)
         self._collecting.add(batch.id)
         self._out.update(dict.fromkeys(batch.lines, batch.id))
         self.counts.submitted += 1

@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from codeclm.cost.ledger import Ledger
-from codeclm.llm.batch import BatchBook
+from codeclm.llm.batch_book import BatchBook
 from codeclm.llm.cache import ResponseCache
 from codeclm.records import RunRecord, StoredInputs
 from codeclm.store.board import Board

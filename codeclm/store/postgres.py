@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from codeclm.config import ConfigError
 from codeclm.cost.ledger import COLUMNS, SUMS, Ledger, ledger_usage
-from codeclm.llm.batch import BatchBook, SubmittedBatch
+from codeclm.llm.batch_book import BatchBook, SubmittedBatch
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord, StoredInputs
@@ -185,7 +185,8 @@ class PostgresBatchBook(BatchBook):
     async def add(self, batch: SubmittedBatch) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO codeclm_batches (id, endpoint, lines) VALUES (%s, %s, %s)",
+                "INSERT INTO codeclm_batches (id, endpoint, lines) VALUES (%s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
                 (batch.id, batch.endpoint, json.dumps(batch.lines)),
             )
 

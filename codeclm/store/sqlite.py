@@ -18,7 +18,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from codeclm.cost.ledger import SqliteLedger
-from codeclm.llm.batch import SqliteBatchBook
+from codeclm.llm.batch_book import SqliteBatchBook
 from codeclm.llm.cache import SqliteResponseCache
 from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, SPEND, make_folder
 from codeclm.state import serializer
