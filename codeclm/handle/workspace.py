@@ -98,8 +98,8 @@ async def open_workspace(
 async def batchers(
     config: ModelSettings, models: dict[str, RoleModel], store: Store
 ) -> AsyncIterator[dict[str, RoleModel]]:
-    """``--batch``: each endpoint's (base URL and model's) batcher, taking up the batches
-    an earlier process left out; roles on one endpoint share it."""
+    """``--batch``: each endpoint's (base URL and model's) batcher; roles on one endpoint
+    share it."""
     if not config.batch:
         yield models
         return
@@ -115,7 +115,6 @@ async def batchers(
                 poll_seconds=config.batch_poll_seconds,
                 max_lines=config.batch_max_lines,
             )
-            await by_endpoint[endpoint].start()
     try:
         yield {
             role: replace(m, batcher=by_endpoint[f"{m.chat.openai_api_base}|{m.model_name}"])

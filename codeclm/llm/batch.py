@@ -96,13 +96,10 @@ class Batcher:
     _tries: dict[str, int] = field(default_factory=dict)
     """How many batches carried each line (one that keeps failing stops being resubmitted)."""
 
-    async def start(self) -> None:
-        """Nothing to do at start: a batch an earlier process (or another worker) left out
-        is taken up when a request asks for one of its lines (``complete``), so a worker
-        collects only what its own threads need."""
-
     def _take_up(self, batch: SubmittedBatch) -> None:
-        """Collect a batch another process submitted (once)."""
+        """Collect a batch another process submitted (once). A batch an earlier process (or
+        another worker) left out is taken up when a request asks for one of its lines, so a
+        worker collects only what its own threads need."""
         if batch.id in self._collecting:
             return
         self._collecting.add(batch.id)
