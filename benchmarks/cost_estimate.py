@@ -4,8 +4,8 @@
 
 For each size N (``--metadata`` N/10, at least 4), on public seeds (Vicuna's, beside the
 project in ../shared), against the loopback mock with a judge that keeps some pairs at once,
-improves others and drops the rest, and with set prices (strong $2.50 / $10 per million
-input / output tokens, target $0.50 / $1.50), it prints:
+improves others and drops the rest, and with the tests' prices (strong $2.50 / $10 per
+million input / output tokens, target $0.50 / $1.50), it prints:
 
 - the estimate from the settings and the prompts (typical reply lengths of a capable model:
   the mock writes far shorter answers, so this one is high);
@@ -18,27 +18,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import codeclm
 from benchmarks.realistic_budget import _seeds
-from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.cost.meter import dollars
-
-
-def _roles(mock: MockLLM) -> dict[str, Any]:
-    return {
-        "strong": {
-            "model": STRONG_MODEL,
-            "base_url": mock.base_url,
-            "price": {"input": 2.5, "output": 10.0},
-        },
-        "target": {
-            "model": TARGET_MODEL,
-            "base_url": mock.base_url,
-            "price": {"input": 0.5, "output": 1.5},
-        },
-    }
+from tests.conftest import priced_roles
 
 
 def measure(size: int, pilot: int, folder: Path) -> tuple[float, float, float, float]:
@@ -48,7 +33,7 @@ def measure(size: int, pilot: int, folder: Path) -> tuple[float, float, float, f
     try:
         seeds = _seeds(folder)
         options = {"instructions": size, "metadata": max(4, size // 10), "concurrency": 16}
-        roles = _roles(mock)
+        roles = priced_roles(mock)
         prior = codeclm.estimate(seeds, **options, **roles)
         piloted = codeclm.estimate(seeds, pilot=pilot, **options, **roles)
         result = codeclm.run(seeds, out=folder / f"run{size}", **options, **roles)

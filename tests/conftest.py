@@ -131,3 +131,24 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+#: Prices the cost and batch tests (and the cost benchmark) set, USD per million tokens.
+STRONG_PRICE = {"input": 2.5, "output": 10.0}
+TARGET_PRICE = {"input": 0.5, "output": 1.5, "cached_input": 0.25}
+
+
+def mock_roles(mock: MockLLM, **prices: dict[str, float]) -> dict[str, Any]:
+    """Both roles on the mock, as ``codeclm.run`` keyword arguments, each with its price."""
+    roles: dict[str, Any] = {
+        "strong": {"model": STRONG_MODEL, "base_url": mock.base_url},
+        "target": {"model": TARGET_MODEL, "base_url": mock.base_url},
+    }
+    for role, price in prices.items():
+        roles[role]["price"] = price
+    return roles
+
+
+def priced_roles(mock: MockLLM) -> dict[str, Any]:
+    """``mock_roles`` with both test prices."""
+    return mock_roles(mock, strong=STRONG_PRICE, target=TARGET_PRICE)

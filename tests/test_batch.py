@@ -9,18 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import codeclm
-from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.cli import main
 from codeclm.engine.run import RunError
-from tests.conftest import mock_args, write_seeds
+from tests.conftest import mock_args, priced_roles, write_seeds
 
 SEEDS = ["How do I bake rye bread?", "Explain git rebase to a new hire.", "Plan a trip to Rome."]
 OPTIONS = {"instructions": 8, "metadata": 3}
@@ -28,36 +26,14 @@ FAST = {"batch_poll_seconds": 0.02, "batch_quiet_seconds": 0.05}
 PRICES = "[strong.price]\ninput = 2.5\noutput = 10.0\n[target.price]\ninput = 0.5\noutput = 1.5\n"
 
 
-def _roles(mock: MockLLM) -> dict[str, Any]:
-    return {
-        "strong": {
-            "model": STRONG_MODEL,
-            "base_url": mock.base_url,
-            "price": {"input": 2.5, "output": 10},
-        },
-        "target": {
-            "model": TARGET_MODEL,
-            "base_url": mock.base_url,
-            "price": {"input": 0.5, "output": 1.5},
-        },
-    }
-
-
 @pytest.fixture
 def online(mock_llm: MockLLM, tmp_path: Path) -> Path:
     """The dataset of the same run, each request sent on its own."""
     mock_llm.judge_rule = mixed_rule
     seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
-    codeclm.run(seeds, out=tmp_path / "online", **OPTIONS, **_roles(mock_llm))
+    codeclm.run(seeds, out=tmp_path / "online", **OPTIONS, **priced_roles(mock_llm))
     mock_llm.requests.clear()
     return tmp_path / "online"
-
-
-def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_batched_run_is_the_online_run_at_half_the_price(
@@ -70,7 +46,7 @@ def test_a_batched_run_is_the_online_run_at_half_the_price(
         batch=True,
         **FAST,
         **OPTIONS,
-        **_roles(mock_llm),
+        **priced_roles(mock_llm),
     )
     assert mock_llm.received == received, "no request went out on its own"
     submitted = mock_llm.batch_api.lines_submitted
@@ -94,7 +70,7 @@ def test_an_expired_batch_and_failed_lines_are_submitted_again_and_only_those(
         batch=True,
         **FAST,
         **OPTIONS,
-        **_roles(mock_llm),
+        **priced_roles(mock_llm),
     )
     batches = list(mock_llm.batch_api.batches.values())
     assert [b["status"] for b in batches].count("expired") == 1
@@ -114,7 +90,7 @@ def test_a_batch_the_provider_fails_fails_its_requests_with_the_reason(
     seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
     with pytest.raises(RunError, match="token_limit_exceeded"):
         codeclm.run(
-            seeds, out=tmp_path / "failed", batch=True, **FAST, **OPTIONS, **_roles(mock_llm)
+            seeds, out=tmp_path / "failed", batch=True, **FAST, **OPTIONS, **priced_roles(mock_llm)
         )
     assert set(mock_llm.batch_api.lines_submitted.values()) == {1}, "not submitted again"
 
@@ -137,7 +113,7 @@ def test_killed_while_a_batch_runs_the_next_run_collects_it_and_sends_no_line_tw
     mock_llm.batch_api.delay = 600.0  # the batch runs until the test lets it end
     out = tmp_path / "killed"
     proc = _batch_cli(mock_llm, tmp_path, out)
-    _wait_for(lambda: bool(mock_llm.batch_api.batches), "the first batch")
+    assert mock_llm.batch_api.created.wait(120), "no batch was submitted"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     mock_llm.batch_api.delay = 0.01
@@ -180,7 +156,7 @@ def test_two_workers_on_postgresql_one_killed_while_its_batches_run(
         stderr=subprocess.STDOUT,
         env=os.environ.copy(),
     )
-    _wait_for(lambda: bool(mock_llm.batch_api.batches), "the first batch")
+    assert mock_llm.batch_api.created.wait(120), "no batch was submitted"
     first = next(iter(mock_llm.batch_api.batches.values()))
     victim, survivor = (
         (runner, worker) if first["worker"].endswith(f":{runner.pid}") else (worker, runner)

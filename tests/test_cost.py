@@ -13,7 +13,7 @@ import pytest
 
 import codeclm
 from codeclm import api
-from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
+from codeclm.bench.mock_llm import MockLLM
 from codeclm.cli import main
 from codeclm.config import ConfigError, Price
 from codeclm.cost import prices
@@ -21,21 +21,16 @@ from codeclm.cost.meter import CostCapReached, dollars
 from codeclm.cost.prices import is_local, role_price
 from codeclm.records import TokenUsage
 from codeclm.view.data import take_snapshot
-from tests.conftest import mock_args, write_seeds
+from tests.conftest import (
+    STRONG_PRICE,
+    TARGET_PRICE,
+    mock_args,
+    mock_roles,
+    priced_roles,
+    write_seeds,
+)
 
-STRONG_PRICE = {"input": 2.5, "output": 10.0}
-TARGET_PRICE = {"input": 0.5, "output": 1.5, "cached_input": 0.25}
 SEEDS = ["How do I bake rye bread?", "Explain git rebase to a new hire.", "Plan a trip to Rome."]
-
-
-def _roles(mock: MockLLM, **prices: dict[str, float]) -> dict[str, Any]:
-    roles: dict[str, Any] = {
-        "strong": {"model": STRONG_MODEL, "base_url": mock.base_url},
-        "target": {"model": TARGET_MODEL, "base_url": mock.base_url},
-    }
-    for role, price in prices.items():
-        roles[role]["price"] = price
-    return roles
 
 
 def _ledger(out: Path) -> dict[str, tuple[int, ...]]:
@@ -67,7 +62,7 @@ def test_the_cost_in_run_json_is_the_ledgers_tokens_times_the_price(
     mock_llm: MockLLM, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    roles = priced_roles(mock_llm)
     result = codeclm.run(SEEDS, out=out, instructions=6, metadata=3, **roles)
     cost = json.loads((out / "run.json").read_text())["cost"]
     assert cost["table"].startswith("genai-prices ")
@@ -106,7 +101,7 @@ def test_a_resume_pays_nothing_again_and_a_fork_is_never_uncounted(
     mock_llm: MockLLM, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    roles = priced_roles(mock_llm)
     mock_llm.judge_rule = lambda instruction: (5, 5)  # every instruction improved, then dropped
     options = {"instructions": 2, "metadata": 2, "max_iterations": 2}
     codeclm.run(SEEDS[:2], out=out, **options, **roles)
@@ -135,7 +130,7 @@ def test_a_resume_pays_nothing_again_and_a_fork_is_never_uncounted(
 def test_a_cap_stops_below_it_and_a_higher_one_finishes_the_same_dataset(
     mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    roles = priced_roles(mock_llm)
     options = {"instructions": 8, "metadata": 3, "concurrency": 2}
     seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
     free = codeclm.run(seeds, out=tmp_path / "free", **options, **roles)
@@ -173,13 +168,13 @@ def test_an_unknown_price_is_said_and_shown_never_a_zero_nor_a_crash(
     mock_llm: MockLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     monkeypatch.setattr(prices, "is_local", lambda url: False)  # the mock as a remote server
-    roles = _roles(mock_llm, strong=STRONG_PRICE)
+    roles = mock_roles(mock_llm, strong=STRONG_PRICE)
     roles["target"]["model"] = "gpt-4o-mini"  # (the mock answers any other name as the target)
     result = codeclm.run(SEEDS[:1], out=tmp_path / "known", instructions=2, metadata=1, **roles)
     cost = result.record.cost
     assert cost is not None and cost.prices["target"] is not None
     assert cost.prices["target"].source == "table" and (cost.by_role["target"] or 0) > 0
-    roles = _roles(mock_llm)
+    roles = mock_roles(mock_llm)
     result = codeclm.run(SEEDS[:1], out=tmp_path / "unknown", instructions=2, metadata=1, **roles)
     cost = result.record.cost
     assert cost is not None and cost.total is None and cost.by_role["strong"] is None
@@ -193,7 +188,7 @@ def test_an_unknown_price_is_said_and_shown_never_a_zero_nor_a_crash(
 def test_an_evaluation_records_its_cost(mock_llm: MockLLM, tmp_path: Path) -> None:
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
-    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    roles = priced_roles(mock_llm)
     record = codeclm.evaluate(bench, out=tmp_path / "eval", **roles)
     assert record.cost is not None and record.cost.total and record.cost.total > 0
     assert set(record.cost.by_role) == {"strong", "target", "judge"}
@@ -208,7 +203,7 @@ def test_an_estimate_before_paying_and_a_pilot_within_30_percent(
     assert expected_iterations(1) == 1 and expected_iterations(4) == pytest.approx(1.417, 1e-3)
     mock_llm.judge_rule = mixed_rule
     seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
-    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    roles = priced_roles(mock_llm)
     options = {"instructions": 30, "metadata": 6}
     sent = len(mock_llm.requests)
     prior = codeclm.estimate(seeds, **options, **roles)
@@ -236,7 +231,7 @@ def test_an_evaluation_stops_at_its_cap_too(mock_llm: MockLLM, tmp_path: Path) -
             for i in range(6)
         )
     )
-    roles = _roles(mock_llm, strong=STRONG_PRICE, target=TARGET_PRICE)
+    roles = priced_roles(mock_llm)
     with pytest.raises(CostCapReached, match="--max-cost"):
         codeclm.evaluate(bench, out=tmp_path / "eval", max_cost=0.03, **roles)
     record = json.loads((tmp_path / "eval/eval.json").read_text())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,8 @@ class MockBatches:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines_submitted: Counter[str] = field(default_factory=Counter)
     """Each custom_id, as many times as a batch carried it."""
+    created: threading.Event = field(default_factory=threading.Event)
+    """Set when the first batch is created (a test waits on it from its own thread)."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def _id(self, prefix: str) -> str:
@@ -102,6 +105,7 @@ class MockBatches:
             "worker": worker,
         }
         self.batches[ident] = batch
+        self.created.set()
         self.lines_submitted.update(line["custom_id"] for line in lines)
         if self.fail_next > 0:
             self.fail_next -= 1

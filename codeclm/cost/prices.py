@@ -90,8 +90,8 @@ def unknown_price_hint(role: str, model: str) -> str:
 
 def config_prices(config: ModelSettings) -> dict[str, RolePrice | None]:
     """Each role's price from its settings alone (no server asked: for an estimate)."""
+    roles = {role: config.role(role) for role in config.ROLES}
     return {
         role: role_price(settings.model or "embedded", settings.base_url, settings.price)
-        for role in config.ROLES
-        if (settings := config.role(role)) is not None
+        for role, settings in roles.items()
     }
