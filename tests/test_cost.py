@@ -223,6 +223,24 @@ def test_an_estimate_before_paying_and_a_pilot_within_30_percent(
     assert not (tmp_path / "never").exists(), "an estimate writes nothing"
 
 
+def test_the_estimate_from_the_prompts_is_within_30_percent_for_a_model_like_the_papers(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """A model that writes answers of 150 to 450 tokens and a judge that decides 70% of
+    pairs at each iteration: what the estimate assumes, so the calls and prompts it counts
+    decide how close it is (``benchmarks.cost_estimate`` prints three sizes)."""
+    from codeclm.bench.mock_llm import paper_rule
+
+    mock_llm.judge_rule, mock_llm.answer_tokens = paper_rule, 300
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+    roles = priced_roles(mock_llm)
+    options = {"instructions": 40, "metadata": 6}
+    prior = codeclm.estimate(seeds, **options, **roles)
+    actual = codeclm.run(seeds, out=tmp_path / "run", **options, **roles).record.cost
+    assert actual is not None and actual.total
+    assert 0.7 <= (prior.total_usd or 0) / actual.total <= 1.3, (prior.total_usd, actual.total)
+
+
 def test_an_evaluation_stops_at_its_cap_too(mock_llm: MockLLM, tmp_path: Path) -> None:
     bench = tmp_path / "bench.jsonl"
     bench.write_text(

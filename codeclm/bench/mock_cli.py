@@ -27,6 +27,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="spell a use case (and a skill) differently for some seeds, as real encoders do",
     )
+    parser.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=0,
+        help="answers of half to 1.5 times this many tokens, as a capable model writes "
+        "(default: the instruction echoed)",
+    )
     parser.add_argument("--stingy", action="store_true", help="every list reply has 1 to 3 items")
     parser.add_argument(
         "--realistic",
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         slots=args.slots,
         **rates,
         list_cap=3 if args.stingy else None,
+        answer_tokens=args.answer_tokens,
     )
     if args.mixed:
         mock.judge_rule = mixed_rule

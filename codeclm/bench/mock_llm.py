@@ -50,6 +50,7 @@ from codeclm.bench.mock_model import (
     JudgeRule,
     iteration_of,
     mixed_rule,
+    paper_rule,
 )
 from codeclm.bench.mock_server import Answer, LoopbackServer
 
@@ -64,6 +65,7 @@ __all__ = [
     "MockLLM",
     "iteration_of",
     "mixed_rule",
+    "paper_rule",
 ]
 
 
@@ -111,6 +113,9 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
     #: take ``slow_seconds`` longer to answer a request whose prompt contains this text
     slow_when: str | None = None
     slow_seconds: float = 1.0
+    #: An answer's typical length in tokens (each between half and 1.5 times it, fixed by
+    #: its prompt), as a capable model writes; 0: the instruction echoed, a few tokens.
+    answer_tokens: int = 0
     requests: list[Request] = field(default_factory=list)
     batch_api: MockBatches = field(default_factory=MockBatches)
     """The Batch API's files and batches (its delay, expiries and failing lines)."""
@@ -175,7 +180,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
     def reply(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
         """The reply's content, its ``finish_reason``, and a refusal for the ``refusal`` field."""
         prompt = body["messages"][-1]["content"]
-        step, schema = _step(body)
+        step, schema = model.request_step(body)
         with self.lock:
             if step and self.garbage_next[step] > 0:
                 self.garbage_next[step] -= 1
@@ -220,7 +225,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
             repeat_rate=self.repeat_rate,
         )
         # a long reply for its budget: the same request always, a larger budget maybe not
-        roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{_max_tokens(body)}")
+        roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{model.max_tokens_of(body)}")
         cut = faults.cut_reply(payload, self.cut_objects) if roll < self.cut_rate else None
         if self.cut_when is not None and self.cut_when in prompt:
             cut = faults.cut_reply(payload, objects=True)
@@ -237,8 +242,9 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
         ) < self.answer_refusal_rate:
             return ("", "stop", REFUSAL) if self.refusal_field else (REFUSAL, "stop", None)
         long = faults.roll(self.fault_seed, f"long|{prompt}") < self.long_answer_rate
-        text = model.answer(prompt, role, self.long_answer_tokens if long else 0)
-        return *faults.within_budget(text, _max_tokens(body)), None
+        length = model.typical_length(f"{role}|{prompt}", self.answer_tokens)
+        text = model.answer(prompt, role, self.long_answer_tokens if long else length)
+        return *faults.within_budget(text, model.max_tokens_of(body)), None
 
     # ---- what tests read --------------------------------------------------------------
     def calls(self, schema: str | None = None, model: str | None = None) -> list[Request]:
@@ -282,7 +288,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
 
     async def _chat(self, body: dict[str, Any], worker: str | None = None) -> Answer:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
-        step, _ = _step(body)
+        step, _ = model.request_step(body)
         response_format = body.get("response_format") or {}
         fault = self._draw_fault(step is not None)
         request = None
@@ -296,7 +302,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
                 fault=fault,
                 seed=body.get("seed"),
                 worker=worker,
-                max_tokens=_max_tokens(body),
+                max_tokens=model.max_tokens_of(body),
                 response_format=response_format.get("type"),
             )
             with self.lock:
@@ -384,16 +390,3 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
         answer = await self._chat(request, worker)
         self.last_call_at = time.monotonic()
         return answer
-
-
-def _step(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The step a request belongs to (its schema's name, else its prompt's words), and the
-    schema's properties when it sent one."""
-    block = (body.get("response_format") or {}).get("json_schema") or {}
-    properties = (block.get("schema") or {}).get("properties") or {}
-    return block.get("name") or model.step_of(body["messages"][-1]["content"]), properties
-
-
-def _max_tokens(body: dict[str, Any]) -> int | None:
-    value = body.get("max_completion_tokens", body.get("max_tokens"))
-    return int(value) if value is not None else None

@@ -274,7 +274,8 @@ def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> str:
 
 
 def answer(prompt: str, model: str, tokens: int = 0) -> str:
-    """The role's answer to the instruction; ``tokens``: a long one, about that many tokens."""
+    """The role's answer to the instruction, padded to about ``tokens`` tokens (0: the
+    instruction echoed, far shorter than a capable model's answer)."""
     prefix = STRONG_PREFIX if model == STRONG_MODEL else TARGET_PREFIX
     text = prefix + prompt.strip()
     if tokens:  # the mock counts 4 characters a token
@@ -286,6 +287,19 @@ def answer(prompt: str, model: str, tokens: int = 0) -> str:
     return text
 
 
+def typical_length(prompt: str, mean: int) -> int:
+    """An answer's length in tokens, between half and one and a half times ``mean``, fixed by
+    the prompt (answers vary as real ones do, the same prompt always alike)."""
+    return 0 if mean <= 0 else mean // 2 + digest(f"length|{prompt}") % (mean + 1)
+
+
+def paper_rule(text: str, kept: float = 0.7) -> tuple[int, int]:
+    """Scores as the paper reports them: each iteration's pair is decided (kept) with
+    probability ``kept``, else tied and the instruction improved again."""
+    decided = digest(f"kept|{text}") / 0x100000000 < kept
+    return (9, 3) if decided else (5, 5)
+
+
 def mixed_rule(text: str) -> tuple[int, int]:
     """Judge scores crossing every path: kept at once, kept after two rewrites, dropped."""
     kind = sum(map(ord, text.split(HARDER)[0])) % 3
@@ -294,3 +308,16 @@ def mixed_rule(text: str) -> tuple[int, int]:
     if kind == 1:
         return (9, 2) if iteration_of(text) >= 3 else (5, 5)
     return (5, 5)
+
+
+def request_step(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The step a request belongs to (its schema's name, else its prompt's words), and the
+    schema's properties when it sent one."""
+    block = (body.get("response_format") or {}).get("json_schema") or {}
+    properties = (block.get("schema") or {}).get("properties") or {}
+    return block.get("name") or step_of(body["messages"][-1]["content"]), properties
+
+
+def max_tokens_of(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    return int(value) if value is not None else None

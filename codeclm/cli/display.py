@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from codeclm.cost.estimate import Estimate
+from codeclm.cost.estimate import KEPT_AT_EACH_ITERATION, OUTPUT_TOKENS, Estimate
 from codeclm.cost.meter import Meter, dollars
 from codeclm.debug.inspection import ThreadDetail, ThreadListing
 from codeclm.engine.run import RunResult
@@ -318,6 +318,13 @@ def print_estimate(estimate: Estimate) -> None:
     console.print(table)
     if estimate.pilot_usd is not None:
         console.print(f"  the pilot itself cost {dollars(estimate.pilot_usd)}")
+    else:
+        console.print(
+            f"  assumes answers of about {OUTPUT_TOKENS['answer']} tokens and "
+            f"{KEPT_AT_EACH_ITERATION:.0%} of pairs decided at each iteration (the paper's); "
+            "--pilot N measures both on your models",
+            highlight=False,
+        )
     if None in estimate.expected_usd.values():
         console.print(
             "  a role's price is unknown: set [ROLE.price] input and output in the config"
