@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from codeclm.config import EvalConfig
-from codeclm.engine.stops import until_stopped
+from codeclm.engine.stops import endpoints_of, until_stopped
 from codeclm.engine.threads import RunStats, run_threads
 from codeclm.graph import Graph, started_values, thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM
@@ -103,7 +103,8 @@ async def evaluate(handle: EvalHandle, items: list[dict[str, str]], stats: EvalS
     async with handle.open() as opened:
         try:
             judging = _judge_all(opened.graph, opened.context, opened.store, items, stats)
-            await until_stopped(judging, opened.meter, [], detach=False)  # (--max-cost)
+            roles = (opened.context.strong, opened.context.target, opened.context.judge)
+            await until_stopped(judging, opened.meter, [], False, endpoints_of(roles))
         finally:  # on Ctrl-C too: what was judged is written out
             record = await _write_results(opened.graph, items, handle.folder, opened.record)
             record.wall_seconds = round(time.monotonic() - started, 2)

@@ -187,6 +187,21 @@ class ModelRecord(BaseModel):
     json_schema), or prompt (it rejected both; the prompts ask for the JSON)."""
 
 
+class EndpointStats(BaseModel):
+    """How many requests one server (base URL) took at once during the run
+    (``llm.admission``): the limit now, its range, and why it was cut."""
+
+    adaptive: bool = True
+    ceiling: int = 0
+    limit: int = 0
+    lowest: int = 0
+    highest: int = 0
+    refused: int = 0
+    """Requests the server answered 429 (too many requests)."""
+    cuts: dict[str, int] = Field(default_factory=dict)
+    """Cuts of the limit by cause: 429, 503 (overload), queueing (latency)."""
+
+
 class RunInputs(BaseModel):
     """Where a run's inputs came from (absolute paths), so ``resume`` can read them again
     when the 'prepare' thread never checkpointed them."""
@@ -296,6 +311,8 @@ class RunRecord(BaseModel):
     wall_seconds: float = 0.0
     checkpointing: dict[str, Any] | None = None
     cost: CostRecord | None = None
+    endpoints: dict[str, EndpointStats] = Field(default_factory=dict)
+    """Each server's concurrency (by base URL): adapted to what it takes."""
 
     @property
     def method(self) -> MethodSpec:

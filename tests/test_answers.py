@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from codeclm import api
-from codeclm.bench.mock_llm import REFUSAL, STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
-from codeclm.cli import main
+from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
 from codeclm.llm.parsing import is_refusal
 from codeclm.prompts import load_prompts
-from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
+from tests.conftest import read_jsonl, run_cli, write_seeds
 
 JUDGED_OR_ANSWER = (None, "PairwiseScores")
 """Requests sent without a schema: the answers, and the judges' line of two scores."""
@@ -163,22 +162,6 @@ def test_a_server_without_json_schema_gets_json_object_then_plain_prompts(
     run = json.loads((plain / "run.json").read_text())
     assert run["counts"]["kept"] + run["counts"]["dropped"] == 8
     assert run["models"]["strong"]["structured_output"] == "prompt"
-
-
-def test_an_error_no_retry_can_fix_is_said_once_without_advice_to_retry(
-    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    mock_llm.strict_models = True  # a model name the server does not serve: 404
-    out = tmp_path / "out"
-    args = ["run", str(_seeds(tmp_path)), *mock_args(mock_llm, out, instructions=4, metadata=2)]
-    args[args.index(STRONG_MODEL)] = "gpt-4o-typo"
-    assert main(args) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.count("NotFoundError") == 1 and "s0, s1, s2 and 3 more" in err
-    assert "again" not in err
-    assert len(mock_llm.calls("EncodedMetadata")) == 6, "a 404 is not retried"
-    assert REFUSAL  # (the mock's refusal text, for the reader of these tests)
 
 
 def test_a_rewrite_too_long_for_the_context_goes_on_from_the_last_version(

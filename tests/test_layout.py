@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "methods": 0,
     "state": 0,
     "version": 0,
+    "redact": 0,
     "codeclm": 0,  # the package itself
 }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
-from codeclm.llm import client
+from codeclm.llm import limits
 from codeclm.llm.parsing import Refusal, UnparseableReply, parse_reply
 from codeclm.nodes.replies import ImprovedInstruction, decoded_instructions
 from codeclm.prepare.planning import normalized
@@ -195,7 +195,7 @@ def test_a_long_retry_after_is_capped(
     mock_llm: MockLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server asks for 30 s twice; capped at 0.2 s the run takes a few seconds."""
-    monkeypatch.setattr(client, "RETRY_AFTER_CAP", 0.2)
+    monkeypatch.setattr(limits, "RETRY_AFTER_CAP", 0.2)
     mock_llm.retry_after, mock_llm.rate_limit_next = 30, 2
     out = tmp_path / "out"
     started = time.monotonic()

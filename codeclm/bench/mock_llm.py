@@ -24,7 +24,6 @@ process (the benchmark does this, so the mock's CPU is not counted as the client
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -53,6 +52,7 @@ from codeclm.bench.mock_model import (
     paper_rule,
 )
 from codeclm.bench.mock_server import Answer, LoopbackServer
+from codeclm.bench.mock_serving import Serving
 
 __all__ = [
     "AVOID_MARKER",
@@ -97,7 +97,7 @@ class Request:
 
 
 @dataclass
-class MockLLM(faults.Misbehaviour, LoopbackServer):
+class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
     """The script: what each step answers, and how it misbehaves (``faults.Misbehaviour``'s
     fields). Tests change the fields before a run."""
 
@@ -122,20 +122,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
     #: Log every request in ``requests`` (off for long benchmarks: it grows without bound).
     record: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # ---- serving like an inference engine -----------------------------------------------
-    #: Seconds each call takes (spent holding a slot).
-    latency: float = 0.0
-    #: Calls served at once; the rest wait for a slot. ``None``: no limit.
-    slots: int | None = None
-    #: Reported as ``max_model_len`` by ``GET /v1/models`` (as vLLM does).
-    context_tokens: int = 8192
-    #: When set, a request without ``Authorization: Bearer <api_key>`` gets HTTP 401.
-    api_key: str | None = None
-    strict_models: bool = False
-    """A chat request naming a model it does not serve gets HTTP 404 model_not_found."""
-    in_flight: Counter[str] = field(default_factory=Counter)
-    peak_in_flight: Counter[str] = field(default_factory=Counter)
-    """The most calls of each model served at once."""
+    # ---- serving: latency, slots, load, limits (``mock_serving.Serving``) ----------------
     #: Stop the client process with ``stop_signal`` when request number ``stop_at`` arrives
     #: (that request is never answered): a crash or Ctrl-C at an exact point of a run.
     stop_at: int | None = None
@@ -152,7 +139,6 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
     last_call_at: float | None = None
     """When the first chat call arrived and the last was answered (``time.monotonic()``):
     the window in which clients were calling, read by benchmarks at ``GET /v1/mock/stats``."""
-    _slots: asyncio.Semaphore | None = None
     _rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -257,7 +243,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
 
     # ---- serving -------------------------------------------------------------------------
     async def on_start(self) -> None:
-        self._slots = asyncio.Semaphore(self.slots or 1_000_000)
+        self.open_slots()
         self._rng = random.Random(self.fault_seed)
 
     def _draw_fault(self, structured: bool) -> str | None:
@@ -307,10 +293,11 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
             )
             with self.lock:
                 self.requests.append(request)
-        if self.strict_models and body["model"] not in (STRONG_MODEL, TARGET_MODEL):
-            message = f"The model `{body['model']}` does not exist or you do not have access to it."
-            error: dict[str, Any] = {"message": message, "code": "model_not_found"}
-            return 404, {"error": {**error, "type": "invalid_request_error"}}, {}
+        if (refused := self.refuse(body)) is not None:
+            if request is not None:
+                request.answered_at = time.monotonic()
+            self.statuses[refused[0]] += 1
+            return refused
         if (refused := self.refused_format(body)) is not None:
             return refused
         if fault == "hang":
@@ -318,23 +305,15 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
         if fault == "429":
             if request is not None:
                 request.answered_at = time.monotonic()
+            self.statuses[429] += 1
             error = {"error": {"message": "rate limit reached", "type": "rate_limit"}}
             return 429, error, {"Retry-After": f"{self.retry_after:g}"}
-        assert self._slots is not None
-        role = body["model"]
-        async with self._slots:
-            self.in_flight[role] += 1
-            self.peak_in_flight[role] = max(self.peak_in_flight[role], self.in_flight[role])
-            try:
-                if self.latency:
-                    await asyncio.sleep(self.latency)
-                if self.slow_when and self.slow_when in body["messages"][-1]["content"]:
-                    await asyncio.sleep(self.slow_seconds)
-            finally:
-                self.in_flight[role] -= 1
+        slow = self.slow_when and self.slow_when in body["messages"][-1]["content"]
+        await self.serve_call(body["model"], self.slow_seconds if slow else 0.0)
         if request is not None:
             request.answered_at = time.monotonic()
         if fault == "503":
+            self.statuses[503] += 1
             return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
         content, finish_reason, refusal = self.reply(body)
         if fault == "invalid_json":
@@ -346,6 +325,7 @@ class MockLLM(faults.Misbehaviour, LoopbackServer):
         completion = self.completion(body, content, finish_reason, refusal)
         if request is not None:
             request.reply = completion["choices"][0]["message"]["content"] or ""
+        self.statuses[200] += 1
         return 200, completion, {}
 
     async def respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:

@@ -27,7 +27,7 @@ from codeclm.cli.display import (
     print_worker_summary,
     status_table,
 )
-from codeclm.cli.flags import EXIT_CAPPED, EXIT_USAGE
+from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_USAGE
 from codeclm.cli.parser import (
     build_parser,
     eval_overrides,
@@ -48,6 +48,7 @@ from codeclm.debug.step import parse_assignment
 from codeclm.engine.run import RunError
 from codeclm.evaluation import EvalStats
 from codeclm.handle import Folder
+from codeclm.llm.breaker import EndpointBroken
 from codeclm.seeds import InputError
 from codeclm.store import LeaseLost, StoreUnavailable
 
@@ -148,7 +149,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """``run`` again with the settings and inputs recorded in ``DIR/run.json``."""
     started = time.monotonic()
-    overrides = {"concurrency": args.concurrency, "cache": args.cache, "max_cost": args.max_cost}
+    overrides = {
+        "concurrency": args.concurrency,
+        "cache": args.cache,
+        "adaptive": args.adaptive,
+        "max_cost": args.max_cost,
+    }
     with LiveProgress(args.quiet, lambda stats: status_table(stats, started)) as progress:
         result = api.resume(
             args.out,
@@ -336,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     except CostCapReached as exc:
         sys.stderr.write(f"codeclm: {exc}\n")
         return EXIT_CAPPED
+    except EndpointBroken as exc:
+        sys.stderr.write(f"codeclm: {exc}\n")
+        return EXIT_BROKEN
     except (StoreUnavailable, LeaseLost) as exc:  # the database went away, or another
         # worker holds the thread now: what was checkpointed stays
         message = " ".join(str(exc).split())

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 EXIT_USAGE = 2
 EXIT_CAPPED = 3
+EXIT_BROKEN = 4
 """The run stopped at its cost cap (``--max-cost``): run again with a higher one."""
 
 
@@ -34,6 +35,17 @@ def add_cache_flag(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         default=None,
         help="bypass the response cache (DIR/llm_cache.sqlite): send every request again",
+    )
+
+
+def add_adaptive_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-adaptive",
+        dest="adaptive",
+        action="store_false",
+        default=None,
+        help="keep --concurrency requests in flight at every endpoint instead of adapting "
+        "to what each takes (docs/performance.md)",
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     Parser,
+    add_adaptive_flag,
     add_batch_flags,
     add_cache_flag,
     add_estimate_flags,
@@ -113,6 +114,7 @@ def _add_run(commands: Any) -> None:
         "response; reasoning is never part of the data itself",
     )
     add_cache_flag(run)
+    add_adaptive_flag(run)
     add_store_flags(run, lease=True, keep=True)
     run.add_argument(
         "--update",
@@ -181,6 +183,7 @@ def _add_resume(commands: Any) -> None:
     )
     add_batch_flags(resume, batch=False)
     add_cache_flag(resume)
+    add_adaptive_flag(resume)
     add_store_flags(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -254,6 +257,7 @@ def _add_eval(commands: Any) -> None:
     for role in ("target", "strong", "judge"):
         add_role_flags(evaluate, role)
     add_cache_flag(evaluate)
+    add_adaptive_flag(evaluate)
     add_store_flags(evaluate, keep=True)
     evaluate.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -348,6 +352,7 @@ def _add_bench(commands: Any) -> None:
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
     values["cache"] = args.cache
+    values["adaptive"] = args.adaptive
     values["method"] = args.method
     values["review"] = args.review
     values["keep_reasoning"] = args.keep_reasoning
@@ -368,7 +373,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(args, name) for name in _EVAL_FLAGS}
-    values.update(cache=args.cache, limit=args.limit)
+    values.update(cache=args.cache, adaptive=args.adaptive, limit=args.limit)
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target", "judge"):

@@ -64,6 +64,11 @@ class ModelSettings(BaseModel):
     concurrency: int = Field(
         8, ge=1, description="LLM requests in flight at once, and threads run at once"
     )
+    adaptive: bool = Field(
+        True,
+        description="adapt each endpoint's requests in flight to what it takes (fewer on "
+        "429s, 503s and queueing; more while it keeps up), never above --concurrency",
+    )
     seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
     attempts: int = Field(
         5,
@@ -112,6 +117,7 @@ class ModelSettings(BaseModel):
             key: True
             for key in (
                 "concurrency",
+                "adaptive",
                 "attempts",
                 "backoff",
                 "cache",

@@ -19,7 +19,7 @@ from pathlib import Path
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
 from codeclm.engine.prepare import prepare_stream
-from codeclm.engine.stops import batchers_of, until_stopped
+from codeclm.engine.stops import batchers_of, endpoints_of, until_stopped
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
 from codeclm.engine.waves import next_wave
 from codeclm.handle import OpenRun, RunHandle
@@ -247,7 +247,9 @@ async def execute(
         store_gone = False
         try:
             waves = _all_waves(run, seeds, user_metadata, stats, update)
-            detached = await until_stopped(waves, run.meter, batchers_of(run), detach)
+            detached = await until_stopped(
+                waves, run.meter, batchers_of(run), detach, endpoints_of(run.models.values())
+            )
         except StoreUnavailable:  # nothing can be read back: the next run writes the outputs
             store_gone = True
             raise
@@ -276,7 +278,9 @@ async def join(handle: RunHandle, stats: RunStats) -> RunResult | None:
         store_gone = False
         try:
             share = work(run, inputs.seeds, inputs.user_metadata, stats)
-            await until_stopped(share, run.meter, batchers_of(run), detach=False)
+            await until_stopped(
+                share, run.meter, batchers_of(run), False, endpoints_of(run.models.values())
+            )
         except StoreUnavailable:
             store_gone = True
             raise

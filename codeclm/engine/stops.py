@@ -1,17 +1,21 @@
-"""How a run stops before its end, cleanly, as Ctrl-C stops it: at its cost cap, or
-detached while its batches run at the providers (``--batch --detach``).
+"""How a run stops before its end, cleanly, as Ctrl-C stops it: at its cost cap, when an
+endpoint fails every request (its breaker trips), or detached while its batches run at the
+providers (``--batch --detach``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from codeclm.cost.meter import CostCapReached, Meter
 from codeclm.handle import OpenRun
 from codeclm.llm.batch import Batcher
+from codeclm.llm.breaker import EndpointBroken
+from codeclm.llm.client import RoleModel
+from codeclm.llm.limits import Endpoint
 
 
 def batchers_of(run: OpenRun) -> list[Batcher]:
@@ -20,17 +24,31 @@ def batchers_of(run: OpenRun) -> list[Batcher]:
     return list(found.values())
 
 
+def endpoints_of(models: Iterable[RoleModel]) -> list[Endpoint]:
+    """The endpoints the roles call, each once (roles on one endpoint share it)."""
+    found = {m.limits.endpoint.name: m.limits.endpoint for m in models}
+    return [endpoint for name, endpoint in found.items() if name]
+
+
 async def until_stopped(
-    work: Coroutine[Any, Any, None], meter: Meter | None, batchers: list[Batcher], detach: bool
+    work: Coroutine[Any, Any, None],
+    meter: Meter | None,
+    batchers: list[Batcher],
+    detach: bool,
+    endpoints: list[Endpoint] | None = None,
 ) -> bool:
     """``work`` to its end, or stopped: when the meter refuses a request that could pass a
-    spending cap (``CostCapReached``, raised once the work is cancelled), or with
-    ``detach`` once every request waits on a batch out (True: detached)."""
+    spending cap (``CostCapReached``), or an endpoint's breaker trips (``EndpointBroken``),
+    each raised once the work is cancelled; or with ``detach`` once every request waits on
+    a batch out (True: detached)."""
     task = asyncio.ensure_future(work)
     stops: dict[str, asyncio.Future[Any]] = {}
     if meter is not None:
         meter.stops_run = True
         stops["cap"] = asyncio.ensure_future(meter.capped.wait())
+    for endpoint in endpoints or []:
+        endpoint.breaker.stops_run = True
+        stops[endpoint.name] = asyncio.ensure_future(endpoint.breaker.broken.wait())
     if detach and batchers:
         stops["detach"] = asyncio.ensure_future(_settled(batchers))
     try:
@@ -49,6 +67,12 @@ async def until_stopped(
             await meter.drained.wait()
         await _cancel(task)
         raise CostCapReached(meter.stop_message())
+    for endpoint in endpoints or []:
+        if endpoint.breaker.broken.is_set():
+            if meter is not None and not batchers:  # replies paid for elsewhere: kept
+                await meter.drained.wait()
+            await _cancel(task)
+            raise EndpointBroken(endpoint.breaker.message())
     await _cancel(task)
     return True
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from codeclm.config import RunConfig
-from codeclm.handle.workspace import models_record
+from codeclm.handle.workspace import endpoints_record, models_record
 from codeclm.llm.client import RoleModel
 from codeclm.records import Counts, RunInputs, RunRecord
 from codeclm.state import InstructionState, PrepareState, TokenUsage, add_usage
@@ -90,6 +90,7 @@ def run_record(
         store=redact_url(spec.url) if spec else None,
         run_name=spec.run if spec and spec.shared else None,
         models=models_record(config, models),
+        endpoints=endpoints_record(models),
         counts=totals.counts.model_copy(
             update={
                 "seeds": len(prepared.seeds),

@@ -26,7 +26,7 @@ from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.prompts import Prompts, load_prompts
-from codeclm.records import ModelRecord, RolePrice
+from codeclm.records import EndpointStats, ModelRecord, RolePrice
 from codeclm.store import Store, StoreSpec, open_store, redact_url
 
 log = logging.getLogger("codeclm")
@@ -43,6 +43,12 @@ def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[s
         )
         for role, model in models.items()
     }
+
+
+def endpoints_record(models: dict[str, RoleModel]) -> dict[str, EndpointStats]:
+    """Each server's concurrency as its gate adapted it (the models it serves share it)."""
+    gates = {m.limits.endpoint.gate.name: m.limits.endpoint.gate for m in models.values()}
+    return {name: gate.stats.model_copy() for name, gate in gates.items() if name}
 
 
 @dataclass

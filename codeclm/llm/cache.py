@@ -21,7 +21,28 @@ from typing import Any
 
 import aiosqlite
 
+from codeclm.llm.reply import Reply
 from codeclm.state import TokenUsage
+
+
+async def cached_reply(
+    cache: ResponseCache | None, key: str | None, structured: bool, max_tokens: int
+) -> tuple[Reply, TokenUsage] | None:
+    """The cache's reply to a request (a structured one: its validated JSON), and what it
+    saved; None: not there, or cached by an older codeclm in a form it cannot read."""
+    if cache is None or key is None or (hit := await cache.get(key)) is None:
+        return None
+    text, paid = hit
+    if structured:
+        reply: Reply | None = Reply(text, "stop", max_tokens=max_tokens)
+    else:
+        reply = Reply.from_cache(text, max_tokens)
+    if reply is None:
+        return None
+    saved = TokenUsage(
+        cached_calls=1, saved_input_tokens=paid.input_tokens, saved_output_tokens=paid.output_tokens
+    )
+    return reply, saved
 
 
 def request_key(parts: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ slots, rate limits and ``Retry-After`` pauses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,9 +30,11 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from codeclm.cost.meter import Meter, Settle
+from codeclm.llm.admission import Ticket
 from codeclm.llm.batch import Batcher
-from codeclm.llm.cache import ResponseCache, request_key
-from codeclm.llm.limits import RoleLimits, retry_after_seconds
+from codeclm.llm.breaker import reason
+from codeclm.llm.cache import ResponseCache, cached_reply, request_key
+from codeclm.llm.limits import RateLimited, RoleLimits
 from codeclm.llm.parsing import (
     CutReply,
     UnparseableReply,
@@ -40,11 +43,13 @@ from codeclm.llm.parsing import (
 )
 from codeclm.llm.reply import (
     OutputFormat,
+    OutputMode,
     Reply,
     first_line,
     format_for,
     rejects_format,
 )
+from codeclm.llm.tracing import ModelSpan, model_span
 from codeclm.llm.transport import ChatTransport
 from codeclm.state import TokenUsage
 
@@ -52,9 +57,6 @@ __all__ = ["RoleModel"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-#: The longest pause a server's ``Retry-After`` may impose on a role (seconds).
-RETRY_AFTER_CAP = 60.0
 
 
 async def _unmetered(usage: TokenUsage) -> None:
@@ -165,41 +167,46 @@ class RoleModel:
         structured: dict[str, Any] | None,
         accept: Callable[[Reply], tuple[T, str]],
     ) -> tuple[T, TokenUsage]:
-        """One request, or its cached reply.
+        """One request, or its cached reply (a run in the trace when tracing is on).
 
         ``accept`` turns the reply into a value and the text to cache (for a structured
         reply, the validated JSON, so a cached reply parses however it was wrapped or cut);
         it raises for a reply that must not be cached. ``structured``: the reply's JSON
         schema, sent as the server takes it (``OutputFormat``).
+        """
+        max_tokens = int(overrides.get("max_tokens", self.max_tokens))
+        step = (structured or {}).get("name", "text")
+        server = self.limits.endpoint.gate.name
+        with model_span(self.role, self.model_name, server, step, prompt, max_tokens) as span:
+            return await self._ask(prompt, overrides, structured, accept, span)
+
+    async def _ask(
+        self,
+        prompt: str,
+        overrides: dict[str, Any],
+        structured: dict[str, Any] | None,
+        accept: Callable[[Reply], tuple[T, str]],
+        span: ModelSpan,
+    ) -> tuple[T, TokenUsage]:
+        """``_complete``'s request, asked until it is answered or fails for the graph.
 
         The reply is stored while the request still holds its concurrency slot, so at any
         moment at most ``--concurrency`` completed-but-unsaved requests exist: only those
         can be sent again after a kill.
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
+        refusals = 0  # 429s met by this request
         while True:
             mode = self.output.mode if structured is not None else None
             sent_format = format_for(mode, structured)
             key = None
             if self.cache is not None or self.batcher is not None:
                 key = self._key(prompt, overrides, max_tokens, sent_format)
-            if self.cache is not None and key is not None:
-                hit = await self.cache.get(key)
-                cached = None
-                if hit is not None:
-                    cached = (
-                        Reply(hit[0], "stop", max_tokens=max_tokens)
-                        if structured is not None
-                        else Reply.from_cache(hit[0], max_tokens)
-                    )
-                if hit is not None and cached is not None:  # (None: cached by an older codeclm)
-                    value, _ = accept(cached)
-                    paid = hit[1]
-                    return value, TokenUsage(
-                        cached_calls=1,
-                        saved_input_tokens=paid.input_tokens,
-                        saved_output_tokens=paid.output_tokens,
-                    )
+            hit = await cached_reply(self.cache, key, structured is not None, max_tokens)
+            if hit is not None:
+                value, _ = accept(hit[0])
+                span.done(hit[0].content, hit[1])
+                return value, hit[1]
             body = self._body(prompt, overrides)
             if sent_format is not None:
                 # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
@@ -209,29 +216,51 @@ class RoleModel:
             estimate = len(prompt) // 4 + max_tokens
             # Metered until the reply is cached: a run stopped at its cost cap waits for
             # this, so nothing it paid for is asked (and paid) again.
-            async with self.limits.slot(estimate), self._metered(prompt, max_tokens) as settle:
+            async with (
+                self.limits.slot(estimate) as ticket,
+                self._metered(prompt, max_tokens) as settle,
+            ):
                 try:
                     reply = await self._send(body, max_tokens, key)
-                except openai.RateLimitError as exc:
-                    wait = retry_after_seconds(exc.response.headers)
-                    if wait is not None:  # the graph's retry waits for it at the slot
-                        self.limits.pause(min(wait, RETRY_AFTER_CAP))
-                    raise
-                except openai.APIStatusError as exc:
-                    if mode is None or mode == "prompt" or not rejects_format(exc):
+                except openai.APIError as exc:
+                    wait = self._failed(ticket, exc, mode, refusals)
+                    span.again(reason(exc)[:120])
+                else:
+                    kind = f"{self.model_name}/{(structured or {}).get('name', 'text')}"
+                    self.limits.endpoint.gate.answered(ticket, kind, reply.usage.output_tokens)
+                    self.limits.endpoint.breaker.answered()
+                    await settle(reply.usage)
+                    span.done(reply.content, reply.usage, reply.finish_reason)
+                    try:
+                        value, cached_text = accept(reply)  # raises for a reply not to be cached
+                    except UnparseableReply as exc:
+                        exc.usage = reply.usage
                         raise
-                    why = f"HTTP {exc.status_code}: {first_line(exc.message)}"
-                    self.output.step_down(mode, self.role, self._endpoint, why)
-                    continue  # asked again at once, the way the server takes it
-                await settle(reply.usage)
-                try:
-                    value, cached_text = accept(reply)  # raises for a reply not to be cached
-                except UnparseableReply as exc:
-                    exc.usage = reply.usage
-                    raise
-                if key is not None and self.cache is not None:
-                    await self.cache.put(key, cached_text, reply.usage)
-            return value, reply.usage
+                    if key is not None and self.cache is not None:
+                        await self.cache.put(key, cached_text, reply.usage)
+                    return value, reply.usage
+            # Asked again here, outside the slot: a rate limit's wait, or an endpoint-wide
+            # failure while the breaker counts (a format the server rejects: at once).
+            if self.limits.endpoint.breaker.why is not None:
+                await self.limits.endpoint.breaker.stop()
+            refusals += isinstance(wait, RateLimited)
+            await asyncio.sleep(wait)
+
+    def _failed(
+        self, ticket: Ticket, exc: openai.APIError, mode: OutputMode | None, refusals: int
+    ) -> float:
+        """What a failed request does next: the seconds before it is asked again (a format
+        the server rejects: at once; else as its pacing says), or it raises for the graph's
+        retry policy (and, at last, the node's error record)."""
+        if (
+            isinstance(exc, openai.APIStatusError)
+            and mode not in (None, "prompt")
+            and rejects_format(exc)
+        ):
+            why = f"HTTP {exc.status_code}: {first_line(exc.message)}"
+            self.output.step_down(mode, self.role, self._endpoint, why)
+            return 0.0
+        return self.limits.after_failure(ticket, exc, refusals)
 
     def _key(
         self, prompt: str, overrides: dict[str, Any], max_tokens: int, sent_format: Any

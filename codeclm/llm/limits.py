@@ -1,9 +1,12 @@
-"""Pacing of one model role: its share of slots, its rate limits, and server-asked pauses.
+"""Pacing of one model role: its endpoint's adaptive limit, its share of slots, its rate
+limits, and server-asked pauses.
 
-Every request of a role passes ``RoleLimits.slot`` before it is sent. The slot is held
-while the request is in flight; rate limits (aiolimiter's leaky buckets) are paid before
-sending; a ``Retry-After`` from the server pauses the whole role, since its other requests
-would be refused too.
+Every request of a role passes ``RoleLimits.slot`` before it is sent: its endpoint's gate
+(``admission.AdaptiveLimit``, shared by the roles that call the same base URL and model),
+``--concurrency``, the role's own ``max_concurrency``, and its rate limits (aiolimiter's
+leaky buckets). The slot is held while the request is in flight. With adaptive concurrency
+off, a ``Retry-After`` from the server pauses the whole role; on, the refused request waits
+it out alone while the gate's limit is cut.
 """
 
 from __future__ import annotations
@@ -15,15 +18,57 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
+import openai
 from aiolimiter import AsyncLimiter
 
 from codeclm.config import RoleConfig
+from codeclm.llm.admission import AdaptiveLimit, Ticket
+from codeclm.llm.breaker import Breaker, breaks_endpoint
+from codeclm.redact import redact_url
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def server_name(base_url: str | None) -> str:
+    """A server as records and messages name it: its base URL, without a password."""
+    return redact_url(base_url) or DEFAULT_BASE_URL
+
+
+@dataclass
+class Endpoint:
+    """One model at one server: its breaker, and the gate of its server, which every model
+    the server serves shares (they share its hardware, or its key's limit)."""
+
+    name: str
+    """``model @ base URL``."""
+    gate: AdaptiveLimit
+    breaker: Breaker
+
+    @classmethod
+    def at(cls, gate: AdaptiveLimit, model: str) -> Endpoint:
+        name = f"{model} @ {gate.name}"
+        return cls(name, gate, Breaker(name))
+
+
+#: The longest pause a server's ``Retry-After`` may impose (seconds).
+RETRY_AFTER_CAP = 60.0
+#: 429s (rate limits) one request waits out before the graph's retry policy sees one.
+RATE_LIMIT_PATIENCE = 50
+
+
+class RateLimited(float):
+    """Seconds to wait before asking again after a 429 (counted against the patience)."""
+
+
+def _unlimited() -> Endpoint:
+    return Endpoint.at(AdaptiveLimit("", 1_000_000, adaptive=False), "")
 
 
 @dataclass
 class RoleLimits:
     """The limits one role's requests share (built once per run, inside its event loop)."""
 
+    endpoint: Endpoint = field(default_factory=_unlimited)
     shared: asyncio.Semaphore | None = None
     """``--concurrency``: requests in flight across both roles."""
     concurrent: asyncio.Semaphore | None = None
@@ -33,9 +78,12 @@ class RoleLimits:
     """``time.monotonic()`` before which no request of this role is sent (``Retry-After``)."""
 
     @classmethod
-    def for_role(cls, config: RoleConfig, shared: asyncio.Semaphore | None) -> RoleLimits:
+    def for_role(
+        cls, config: RoleConfig, shared: asyncio.Semaphore | None, endpoint: Endpoint
+    ) -> RoleLimits:
         rpm, tpm = config.requests_per_minute, config.tokens_per_minute
         return cls(
+            endpoint=endpoint,
             shared=shared,
             concurrent=asyncio.Semaphore(config.max_concurrency)
             if config.max_concurrency
@@ -44,14 +92,41 @@ class RoleLimits:
             tokens=_paced(tpm, burst=tpm / 6) if tpm else None,
         )
 
+    def after_failure(self, ticket: Ticket, exc: BaseException, refusals: int) -> float:
+        """The seconds before a failed request is asked again, or it raises.
+
+        An endpoint-wide failure (a key refused, a model unknown, a quota used up) is asked
+        again while its breaker counts, never recorded as the instruction's failure; a 429
+        waits out its ``Retry-After`` (a storm slows the run, it fails nothing: up to
+        ``RATE_LIMIT_PATIENCE`` of them) and cuts the gate; a 503 tells the gate of
+        overload; anything else goes to the graph's retry policy."""
+        gate, breaker = self.endpoint.gate, self.endpoint.breaker
+        if breaker.failed(exc) or breaks_endpoint(exc):
+            return breaker.pause()
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, openai.RateLimitError):
+            gate.refused(ticket, 429)
+            wait = min(retry_after_seconds(exc.response.headers) or 1.0, RETRY_AFTER_CAP)
+            if not gate.adaptive:
+                self.pause(wait)  # the whole role waits, as the server asks
+            if refusals < RATE_LIMIT_PATIENCE:
+                return RateLimited(wait)
+        elif status == 503:
+            gate.refused(ticket, 503)
+        else:
+            gate.failed()
+        raise exc
+
     def pause(self, seconds: float) -> None:
         """The server asked this role to wait (HTTP 429 ``Retry-After``)."""
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     @asynccontextmanager
-    async def slot(self, tokens: int) -> AsyncIterator[None]:
-        """Hold a place for one request costing about ``tokens`` until it has been answered."""
+    async def slot(self, tokens: int) -> AsyncIterator[Ticket]:
+        """Hold a place for one request costing about ``tokens`` until it has been answered
+        (its ticket tells the gate how the reply came back)."""
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.endpoint.gate.slot())
             for semaphore in (self.shared, self.concurrent):
                 if semaphore is not None:
                     await stack.enter_async_context(semaphore)
@@ -61,7 +136,7 @@ class RoleLimits:
                 await self.requests.acquire()
             if self.tokens is not None:
                 await self.tokens.acquire(min(tokens, self.tokens.max_rate))
-            yield
+            yield Ticket(self.endpoint.gate.epoch, self.endpoint.gate.in_flight)
 
 
 def _paced(per_minute: float, burst: float) -> AsyncLimiter:

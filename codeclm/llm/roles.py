@@ -15,10 +15,11 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, ModelSettings, RoleConfig
+from codeclm.llm.admission import AdaptiveLimit
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, SCORE_GRAMMAR, EmbeddedServer
-from codeclm.llm.limits import RoleLimits
+from codeclm.llm.limits import Endpoint, RoleLimits, server_name
 from codeclm.llm.transport import ChatTransport
 
 
@@ -27,11 +28,29 @@ def role_models(
     config: ModelSettings,
     shared_limit: asyncio.Semaphore | None = None,
 ) -> Iterator[dict[str, RoleModel]]:
-    """Every role's model; starts the embedded server if any role has no model set."""
+    """Every role's model; starts the embedded server if any role has no model set. Roles
+    on one server share its adaptive gate; roles on one model there, its breaker too."""
+    gates: dict[str, AdaptiveLimit] = {}
+    endpoints: dict[str, Endpoint] = {}
+    # In batch mode a request waits hours on its batch: its latency says nothing of load.
+    adaptive = config.adaptive and not config.batch
+
+    def endpoint(base_url: str | None, model: str | None) -> Endpoint:
+        server = server_name(base_url)
+        gate = gates.setdefault(server, AdaptiveLimit(server, config.concurrency, adaptive))
+        found = Endpoint.at(gate, model or "default")
+        return endpoints.setdefault(found.name, found)
+
     models = {
-        role: make_role_model(role, config.role(role), seed=config.seed, shared_limit=shared_limit)
+        role: make_role_model(
+            role,
+            settings,
+            seed=config.seed,
+            shared_limit=shared_limit,
+            endpoint=endpoint(settings.base_url, settings.model),
+        )
         for role in config.ROLES
-        if not config.role(role).embedded
+        if not (settings := config.role(role)).embedded
     }  # built first, so a missing API key is reported before any server starts
     if len(models) == len(config.ROLES):
         yield models
@@ -47,6 +66,7 @@ def role_models(
                     model=EMBEDDED_MODEL_NAME,
                     api_key="embedded",
                     shared_limit=shared_limit,
+                    endpoint=endpoint(server.base_url, EMBEDDED_MODEL_NAME),
                     score_grammar=SCORE_GRAMMAR,
                 )
         yield {role: models[role] for role in config.ROLES}
@@ -88,6 +108,7 @@ def make_role_model(
     model: str | None = None,
     api_key: str | None = None,
     shared_limit: asyncio.Semaphore | None = None,
+    endpoint: Endpoint | None = None,
     cache: ResponseCache | None = None,
     score_grammar: str | None = None,
 ) -> RoleModel:
@@ -112,7 +133,14 @@ def make_role_model(
         transport=ChatTransport(chat.root_async_client, config.timeout),
         http_client=http_client,
         strict_schema=config.strict_schema,
-        limits=RoleLimits.for_role(config, shared_limit),
+        limits=RoleLimits.for_role(
+            config,
+            shared_limit,
+            endpoint
+            or Endpoint.at(
+                AdaptiveLimit(server_name(base_url or config.base_url), 64, False), chat.model_name
+            ),
+        ),
         cache=cache,
         max_tokens_ceiling=config.max_tokens_ceiling,
         score_grammar=score_grammar,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from codeclm.config import ConfigError
 from codeclm.llm.transport import worker_id
+from codeclm.redact import redact_url
 from codeclm.store.base import Store
 from codeclm.store.board import Board, Job, LeaseLost, LocalBoard, StoreUnavailable
 
@@ -32,23 +33,6 @@ __all__ = [
 ]
 
 _RUN_NAME = re.compile(r"[a-z0-9_]{1,48}")
-
-
-def redact_url(url: str | None) -> str | None:
-    """Drop the password from a URL before it is written anywhere (the user name stays:
-    with it, libpq finds the password in PGPASSWORD or ~/.pgpass)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_name(name: str) -> str:

@@ -1,0 +1,288 @@
+"""Adaptive concurrency per server: as many requests in flight as the server takes.
+
+Every role that calls one server (base URL) shares its ``AdaptiveLimit``, the gate each
+request passes before it is sent: the models a server serves share its hardware (vLLM,
+Ollama, llama.cpp) or its key's limit (a gateway), so one gate learns what they may have
+together. The limit moves by AIMD:
+
+- **a start-up ramp**: from ``START``, one more for each reply (so doubled each round, a
+  round being as many replies as the limit), up to twice the last level whose round came
+  back within ``RAMP_CALM`` of the calmest;
+- **additive increase**: +1 after a round of replies in a row (as many as the limit, at
+  least ``ROUND_MIN``); to a level the server once refused, only after ``PROBE_AFTER``;
+- **decrease**: on a 429 (only the first of a burst cuts: a request sent before the last
+  cut does not cut again), to one below the requests in flight it was refused at; within
+  a round of another cut (a storm), and on 503s once they are more than ``OVERLOADED`` of
+  the latest replies (a few random ones are noise, not overload), and on queueing for
+  servers that queue rather than refuse (vLLM, llama.cpp: a round whose replies took over
+  ``QUEUEING`` times as long as the calmest, per output token), × ``DECREASE``;
+- **a dip**: a kind of request first seen under load (a new step of the run) learns its
+  calm latency in one round at half the limit, then the limit is restored.
+
+It grows only while it holds requests back (requests wait at the gate, or it was full when
+the request was sent): a limit the run does not use says nothing of the server. Never
+above the configured ceiling (``--concurrency``), never below 1. With ``adaptive``
+off the limit is the ceiling and nothing moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from codeclm.records import EndpointStats
+
+#: The first limit of the ramp.
+START = 8
+#: Replies in a row before the limit grows to a level the server refused (a 429, or
+#: queueing) before; below it, a round's worth.
+PROBE_AFTER = 100
+#: The limit's share kept after an overload.
+DECREASE = 0.75
+#: A round this many times slower than the calmest, per output token, is queueing.
+QUEUEING = 1.5
+#: ... and the ramp goes on only from rounds within this of the calmest.
+RAMP_CALM = 1.2
+#: 503s above this share of the latest ``RECENT`` replies are overload, not noise.
+OVERLOADED = 0.1
+RECENT = 20
+#: Fewest replies a round's latency is judged on.
+ROUND_MIN = 8
+#: Latency is compared per (output tokens + this): long answers take longer anywhere.
+TOKEN_WEIGHT = 64
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One request let through the gate: when, and how full the gate was."""
+
+    epoch: int
+    """The count of cuts when it was sent: only a request sent since the last cut cuts."""
+    in_flight: int
+    """Requests in flight at the endpoint when it was sent, itself included."""
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class LatencyWatch:
+    """Each kind of request's calmest latency per output token, and each round's ratio to
+    it (a kind: a model and its step's schema, or its free answers; they differ in speed,
+    length and work)."""
+
+    calm: dict[str, float] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    ratios: list[float] = field(default_factory=list)
+    seen: int = 0
+    round_size: int = ROUND_MIN
+    """Replies in this round: the limit when it began (a ramp outgrows it within it)."""
+    judged: int = 0
+    """The limit at the start of the round last judged: the level its verdict speaks of."""
+    learned: bool = False
+    """A kind's calm latency was learned this round (its replies are the calm)."""
+    relearn: bool = False
+    """The round last judged learned a kind's calm, under its load (a dip checks it)."""
+
+    def add(self, kind: str, seconds: float, output_tokens: int, limit: int) -> float | None:
+        """Record one reply; at the end of a round, its median ratio to the calm latency."""
+        value = seconds / (output_tokens + TOKEN_WEIGHT)
+        if kind in self.calm:
+            self.ratios.append(value / self.calm[kind])
+        samples = self.samples.setdefault(kind, [])
+        samples.append(value)
+        if len(samples) >= ROUND_MIN:
+            median = statistics.median(samples)
+            self.learned = self.learned or kind not in self.calm
+            self.calm[kind] = min(self.calm.get(kind, median), median)
+            samples.clear()
+        self.seen += 1
+        if self.seen < self.round_size:
+            return None
+        ratio = statistics.median(self.ratios) if self.ratios else 1.0
+        verdict = ratio if self.ratios or self.learned else None  # None: kinds not seen before
+        self.judged, self.relearn = self.round_size, self.learned
+        self.new_round(limit)
+        return verdict
+
+    def new_round(self, limit: int, fresh: bool = False) -> None:
+        """A round of ``limit`` replies begins (``fresh``: under a new load, so the
+        replies of the old one are not mixed into any kind's median)."""
+        self.ratios.clear()
+        self.seen = 0
+        self.round_size = max(ROUND_MIN, limit)
+        self.learned = False
+        if fresh:
+            self.samples.clear()
+
+
+@dataclass
+class AdaptiveLimit:
+    """The gate of one endpoint: how many of its requests may be in flight now."""
+
+    name: str
+    ceiling: int
+    adaptive: bool = True
+    limit: float = 0.0
+    in_flight: int = 0
+    ramping: bool = False
+    ramped_to: int = 0
+    """The ramp's last level whose round came back calm: it grows to twice that at most."""
+    dipped_from: int = 0
+    """The limit before a dip (one round at half of it), restored after; 0: no dip."""
+    refused_at: int | None = None
+    """The lowest level the server refused at since (a 429's in-flight count, or a
+    queueing round's limit): growing to it again needs ``PROBE_AFTER`` replies."""
+    epoch: int = 0
+    successes: int = 0
+    since_cut: int = 0
+    """Replies since the last cut: a cut within a round of another is a storm."""
+    stats: EndpointStats = field(default_factory=EndpointStats)
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT))
+    latency: LatencyWatch = field(default_factory=LatencyWatch)
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.limit = float(min(START, self.ceiling) if self.adaptive else self.ceiling)
+        self.since_cut = 1 << 30
+        self.ramped_to = self.current
+        self.ramping = self.adaptive and self.limit < self.ceiling
+        self.stats = EndpointStats(
+            adaptive=self.adaptive, ceiling=self.ceiling, limit=self.current,
+            lowest=self.current, highest=self.current,
+        )  # fmt: skip
+
+    @property
+    def current(self) -> int:
+        return max(1, int(self.limit))
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[Ticket]:
+        """Wait for room under the limit (first come, first served); hold it until the
+        request is answered."""
+        await self._enter()
+        try:
+            yield Ticket(self.epoch, self.in_flight)
+        finally:
+            self.in_flight -= 1
+            self._wake()
+
+    async def _enter(self) -> None:
+        if self.in_flight < self.current and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # _wake counts us in before it wakes us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1
+                self._wake()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.current:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+    # ---- what the replies say -----------------------------------------------------------
+    def answered(self, ticket: Ticket, kind: str, output_tokens: int) -> None:
+        """A reply came back: grow, unless its round says the server queues."""
+        self.recent.append(False)
+        self.since_cut += 1
+        if not self.adaptive:
+            return
+        ratio = None
+        if ticket.epoch == self.epoch:  # sent at today's limit: it tells of today's load
+            seconds = time.monotonic() - ticket.sent_at
+            ratio = self.latency.add(kind, seconds, output_tokens, self.current)
+        if ratio is not None and self.dipped_from:  # the dip's round is in: back up
+            self._set(self.dipped_from)
+            self.dipped_from = 0
+            self._next_epoch()
+            return
+        if ratio is not None and self.latency.relearn and self.current > START:
+            self._dip()
+            return
+        if ratio is not None and ratio > QUEUEING:
+            self._cut(ticket, refused_at=self.current, why="queueing")
+            return
+        if self.ramping and ratio is not None:  # a round's verdict on the ramp's last level
+            if ratio <= RAMP_CALM:
+                self.ramped_to = max(self.ramped_to, self.latency.judged)
+            else:  # slower, not yet queueing: on by one a round from here
+                self.ramping = False
+        if not (self._waiters or ticket.in_flight >= self.current):
+            return  # the limit is not what holds requests back: no news of a higher one
+        self.successes += 1
+        if self.ramping:  # +1 a reply (doubled a round), at most twice the last calm level
+            self._set(min(self.ceiling, self.limit + 1, 2 * self.ramped_to))
+            self.ramping = self.limit < self.ceiling
+            return
+        near = self.refused_at is not None and self.current + 1 >= self.refused_at
+        if self.successes >= (PROBE_AFTER if near else max(ROUND_MIN, self.current)):
+            self.successes = 0
+            self._set(min(self.ceiling, self.current + 1))
+
+    def _dip(self) -> None:
+        """One round at half the limit: a kind first seen under load learns its calm
+        latency lighter (as BBR drains its queue to measure the round trip again)."""
+        self.dipped_from = self.current
+        self._set(max(START, self.current // 2))
+        self._next_epoch()
+
+    def _next_epoch(self) -> None:
+        """Only requests sent from now on speak of the load from now on."""
+        self.epoch += 1
+        self.latency.new_round(self.current, fresh=True)
+
+    def refused(self, ticket: Ticket, status: int) -> None:
+        """The server answered 429 (too many requests) or 503 (overloaded)."""
+        self.recent.append(status == 503)
+        self.stats.refused += status == 429
+        if not self.adaptive:
+            return
+        if status == 429:
+            self._cut(ticket, refused_at=ticket.in_flight, why="429")
+        elif sum(self.recent) / len(self.recent) > OVERLOADED and len(self.recent) >= 5:
+            self._cut(ticket, refused_at=None, why="503")
+
+    def failed(self) -> None:
+        """Any other failure: neither growth nor overload."""
+        self.successes = 0
+
+    def _cut(self, ticket: Ticket, refused_at: int | None, why: str) -> None:
+        if ticket.epoch != self.epoch:  # sent before the last cut: the same burst, which
+            if refused_at is not None and refused_at < (self.refused_at or refused_at + 1):
+                self.refused_at = refused_at  # was refused lower than its first reply said
+                self._set(max(1.0, min(self.limit, refused_at - 1)))
+            return
+        self.ramping = False
+        self.dipped_from = 0
+        self.successes = 0
+        storm = self.since_cut < self.current
+        self.since_cut = 0
+        if refused_at is not None:
+            self.refused_at = refused_at
+        if why == "429" and refused_at is not None and not storm:  # it took one fewer
+            self._set(max(1.0, min(self.limit, refused_at - 1)))
+        else:
+            base = min(self.limit, refused_at) if refused_at is not None else self.limit
+            self._set(max(1.0, base * DECREASE))
+        self._next_epoch()
+        self.stats.cuts[why] = self.stats.cuts.get(why, 0) + 1
+
+    def _set(self, limit: float) -> None:
+        self.limit = limit
+        self.stats.limit = self.current
+        self.stats.lowest = min(self.stats.lowest, self.current)
+        self.stats.highest = max(self.stats.highest, self.current)
+        self._wake()

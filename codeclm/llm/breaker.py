@@ -1,0 +1,135 @@
+"""A circuit breaker per endpoint: stop the run when the endpoint fails every request, and
+only then.
+
+Some failures no wait will fix: a wrong model name (404), a key refused or revoked (401,
+403), a quota used up (OpenAI's 429 ``insufficient_quota``). A request that meets one is
+not recorded as its instruction's failure: it asks again after a short pause, and the
+breaker counts. ``TRIP_AFTER`` such failures in a row at one endpoint, with no reply
+between, trip it. A server gone (refused connections, 5xx) trips it too, but only once it
+has failed ``TRIP_AFTER_DOWN`` requests in a row over at least ``DOWN_SECONDS``: a server
+restarting is waited for. A reply resets the count, so a healthy run with a few failing
+requests never stops: the breaker counts a run of failures, not a lifetime ratio.
+
+Tripped, it says why in one line (``why``) and sets ``broken``: the run stops as Ctrl-C
+stops it, keeps everything finished, and goes on when run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+
+import openai
+
+from codeclm.llm.reply import describe_error
+
+TRIP_AFTER = 8
+TRIP_AFTER_DOWN = 30
+DOWN_SECONDS = 60.0
+#: The pause before a request that met an endpoint-wide failure asks again (doubling).
+PAUSE = 0.25
+PAUSE_MAX = 4.0
+
+
+class EndpointBroken(RuntimeError):
+    """An endpoint failed every request: the run stopped (it goes on when run again)."""
+
+
+def breaks_endpoint(exc: BaseException) -> bool:
+    """A failure of the endpoint rather than of the request: no retry of it fares better
+    until someone fixes the model name, the key or the quota."""
+    if isinstance(exc, openai.RateLimitError):
+        return quota_exhausted(exc)
+    status = getattr(exc, "status_code", None)
+    return status in (401, 403, 404)
+
+
+def quota_exhausted(exc: BaseException) -> bool:
+    """OpenAI's 429 for a quota used up: unlike a rate limit, no ``Retry-After`` clears it."""
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else getattr(exc, "code", None)
+    return code == "insufficient_quota"
+
+
+def server_down(exc: BaseException) -> bool:
+    """The server does not answer, or answers only with errors of its own."""
+    if isinstance(exc, openai.APIConnectionError):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 500
+
+
+#: What looks like an API key in a provider's message (OpenAI's 401 quotes a masked one).
+_KEY = re.compile(r"\b(sk|key|token)[-_][A-Za-z0-9_*.\-]{6,}", re.IGNORECASE)
+
+
+def reason(exc: BaseException) -> str:
+    """The provider's own words for a failed request, in one line, with its status and
+    code (``HTTP 429 insufficient_quota: ...``) and never a key, even a masked one."""
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    status = getattr(exc, "status_code", None)
+    head = " ".join(
+        str(part) for part in (type(exc).__name__, status and f"HTTP {status}", code) if part
+    )
+    said = " ".join(str(message).split()) if message else describe_error(exc)
+    return _KEY.sub("[key]", f"{head}: {said}")[:300]
+
+
+@dataclass
+class Breaker:
+    """One endpoint's run of failures, and whether it has tripped."""
+
+    endpoint: str
+    failures: int = 0
+    failing_since: float | None = None
+    why: str | None = None
+    broken: asyncio.Event = field(default_factory=asyncio.Event)
+    stops_run: bool = False
+    """A run watches ``broken`` to stop as Ctrl-C does (``engine.stops``); else (``step``,
+    a served graph) the request raises ``EndpointBroken`` itself."""
+
+    def answered(self) -> None:
+        self.failures = 0
+        self.failing_since = None
+
+    def failed(self, exc: BaseException) -> bool:
+        """Count a failed request; True when the breaker has tripped (now or before)."""
+        if self.why is not None:
+            return True
+        fatal, down = breaks_endpoint(exc), server_down(exc)
+        if not (fatal or down):
+            return False
+        self.failures += 1
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if (fatal and self.failures >= TRIP_AFTER) or (
+            down and self.failures >= TRIP_AFTER_DOWN and now - self.failing_since >= DOWN_SECONDS
+        ):
+            self.why = (
+                f"{self.endpoint} failed {self.failures} requests in a row, "
+                f"the last with {reason(exc)}"
+            )
+            self.broken.set()
+        return self.why is not None
+
+    def pause(self) -> float:
+        """How long a request that met an endpoint-wide failure waits before asking again."""
+        return min(PAUSE * 2 ** max(self.failures - 1, 0), PAUSE_MAX)
+
+    async def stop(self) -> None:
+        """The endpoint is broken: wait to be cancelled with the run, or say so."""
+        if not self.stops_run:
+            raise EndpointBroken(self.message())
+        await asyncio.Event().wait()  # the engine cancels the run, and this with it
+
+    def message(self) -> str:
+        return (
+            f"stopped: {self.why}; nothing finished is lost: fix it and run the same command "
+            "again to go on"
+        )

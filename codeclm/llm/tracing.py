@@ -1,0 +1,81 @@
+"""Every model call in a LangSmith trace, under the graph node that made it.
+
+LangGraph traces its nodes when ``LANGSMITH_TRACING=true`` (LangChain's callbacks), but
+codeclm's calls skip ChatOpenAI's callback machinery (``client.py``: it costs more CPU
+than the request), so they would vanish from the trace. Each call is recorded here as a
+child run of kind ``llm``: its role, model, server and step, the tokens (LangSmith's
+``usage_metadata``), how often it was asked (429s waited out, a format the server
+rejected, an endpoint's failures), whether the response cache answered it, and the reply.
+The node's run is the parent through context variables, as in any LangSmith code.
+
+With tracing off (the default) a call costs one check of a cached setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langsmith.run_helpers import trace
+from langsmith.utils import tracing_is_enabled
+
+from codeclm.state import TokenUsage
+
+
+@dataclass
+class ModelSpan:
+    """One model call's record in the trace (``run`` None: tracing is off)."""
+
+    run: Any = None
+    asked: int = 0
+    waits: list[str] = field(default_factory=list)
+    """Why it was asked again: ``429``, ``format json_schema -> json_object``, ``401`` ..."""
+
+    def again(self, why: str) -> None:
+        if self.run is not None:
+            self.waits.append(why)
+
+    def done(self, content: str, usage: TokenUsage, finish_reason: str | None = None) -> None:
+        """The call's reply and tokens (a cached reply: no tokens paid, ``cached``)."""
+        if self.run is None:
+            return
+        tokens: dict[str, Any] = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        }
+        if usage.reasoning_tokens:
+            tokens["output_token_details"] = {"reasoning": usage.reasoning_tokens}
+        self.run.set(
+            usage_metadata=tokens,
+            metadata={
+                "cached": bool(usage.cached_calls),
+                "asked_again": self.waits,
+                "finish_reason": finish_reason,
+            },
+        )
+        self.run.end(outputs={"content": content, "usage_metadata": tokens})
+
+
+@contextmanager
+def model_span(
+    role: str, model: str, server: str, step: str, prompt: str, max_tokens: int
+) -> Iterator[ModelSpan]:
+    """A call of ``role``'s model for ``step`` (a schema's name, or ``text``)."""
+    if not tracing_is_enabled():
+        yield ModelSpan()
+        return
+    metadata = {
+        "ls_provider": "openai",
+        "ls_model_name": model,
+        "ls_model_type": "chat",
+        "ls_max_tokens": max_tokens,
+        "codeclm_role": role,
+        "codeclm_step": step,
+        "server": server,
+    }
+    inputs = {"messages": [{"role": "user", "content": prompt}], "model": model}
+    with trace(f"{role}: {step}", run_type="llm", inputs=inputs, metadata=metadata) as run:
+        yield ModelSpan(run)

@@ -1,0 +1,199 @@
+"""Servers that set the pace (issue #24): a gate per server that adapts to what it takes
+(AIMD on 429s, on 503s and on queueing latency), and a breaker per endpoint that stops the
+run when every request fails, and only then."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+import codeclm
+from codeclm.bench.mock_llm import STRONG_MODEL, MockLLM
+from codeclm.cli import main
+from codeclm.cli.flags import EXIT_BROKEN
+from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
+from codeclm.llm.breaker import TRIP_AFTER, Breaker
+from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
+
+SEEDS = [f"Explain topic {i} to a new support agent, with one example." for i in range(8)]
+
+
+def _seeds(tmp_path: Path) -> Path:
+    return write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+
+
+# ---- the gate, alone ---------------------------------------------------------------------
+def test_the_gate_holds_requests_to_its_limit_first_come_first_served() -> None:
+    gate = AdaptiveLimit("server", ceiling=64)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def request(i: int) -> None:
+        async with gate.slot():
+            order.append(i)
+            await release.wait()
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(request(i)) for i in range(20)]
+        while len(order) < START:
+            await asyncio.sleep(0)
+        for _ in range(10):  # nothing more gets in while the first START are in flight
+            await asyncio.sleep(0)
+        assert order == list(range(START)) and gate.in_flight == START
+        release.set()
+        await asyncio.gather(*tasks)
+        assert order == list(range(20)) and gate.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_429_cuts_once_a_burst_to_one_below_the_level_it_was_refused_at() -> None:
+    gate = AdaptiveLimit("server", ceiling=64)
+    gate.limit, gate.ramping = 16.0, False
+    burst = [Ticket(gate.epoch, in_flight=n) for n in (12, 9, 15)]
+    gate.refused(burst[0], 429)
+    assert gate.current == 11 and gate.refused_at == 12
+    gate.refused(burst[1], 429)  # the same burst, refused lower: it refines, not cuts
+    gate.refused(burst[2], 429)
+    assert gate.current == 8 and gate.stats.cuts == {"429": 1} and gate.stats.refused == 3
+    # growing back to the level refused at takes PROBE_AFTER replies, not a round's worth
+    for _ in range(PROBE_AFTER - 1):
+        gate.answered(Ticket(gate.epoch, in_flight=8), "m/text", 10)
+    assert gate.current == 8
+    gate.answered(Ticket(gate.epoch, in_flight=8), "m/text", 10)
+    assert gate.current == 9
+
+
+def test_a_few_503s_are_noise_and_many_are_overload() -> None:
+    gate = AdaptiveLimit("server", ceiling=64)
+    gate.limit, gate.ramping = 32.0, False
+    for i in range(40):  # one in twenty: noise
+        if i % 20 == 0:
+            gate.refused(Ticket(gate.epoch, 32), 503)
+        else:
+            gate.answered(Ticket(gate.epoch, 32), "m/text", 10)
+    assert gate.current >= 32 and not gate.stats.cuts
+    burst = [Ticket(gate.epoch, 32) for _ in range(4)]
+    for ticket in burst:  # then four in a row: overloaded (one cut: one burst)
+        gate.refused(ticket, 503)
+    assert gate.current == 24 and gate.stats.cuts == {"503": 1}
+
+
+def test_the_limit_grows_only_while_it_holds_requests_back() -> None:
+    gate = AdaptiveLimit("server", ceiling=64)
+    for _ in range(50):  # replies to requests sent with the gate half empty
+        gate.answered(Ticket(gate.epoch, in_flight=3), "m/text", 10)
+    assert gate.current == START
+
+
+def test_off_the_limit_is_the_ceiling_and_never_moves() -> None:
+    gate = AdaptiveLimit("server", ceiling=12, adaptive=False)
+    gate.refused(Ticket(gate.epoch, 12), 429)
+    for _ in range(5):
+        gate.refused(Ticket(gate.epoch, 12), 503)
+    assert gate.current == 12 and not gate.stats.cuts and gate.stats.refused == 1
+
+
+def test_the_breaker_counts_a_run_of_failures_not_a_lifetime_ratio() -> None:
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    refused = openai.AuthenticationError(
+        "Incorrect API key", response=httpx.Response(401, request=request), body=None
+    )
+    breaker = Breaker("m @ http://x/v1")
+    for _ in range(TRIP_AFTER * 10):  # failures, each run of them broken by a reply
+        for _ in range(TRIP_AFTER - 1):
+            assert not breaker.failed(refused)
+        breaker.answered()
+    assert breaker.why is None
+    for _ in range(TRIP_AFTER):
+        tripped = breaker.failed(refused)
+    assert tripped and breaker.broken.is_set() and "AuthenticationError" in (breaker.why or "")
+
+
+# ---- against servers -----------------------------------------------------------------------
+def test_a_hidden_limit_is_learned_with_few_429s(mock_llm: MockLLM, tmp_path: Path) -> None:
+    mock_llm.latency, mock_llm.hidden_limit, mock_llm.hidden_retry_after = 0.02, 6, 0.2
+    options = {"instructions": 40, "metadata": 4, "concurrency": 64}
+    result = codeclm.run(_seeds(tmp_path), out=tmp_path / "on", **options, **mock_roles(mock_llm))
+    asked = sum(mock_llm.statuses.values())
+    assert result.record.counts.failed == 0
+    assert mock_llm.statuses[429] / asked < 0.05, mock_llm.statuses
+    (stats,) = result.record.endpoints.values()
+    assert stats.refused == mock_llm.statuses[429] and stats.lowest <= stats.limit <= 8
+    recorded = json.loads((tmp_path / "on/run.json").read_text())["endpoints"]
+    assert list(recorded) == [mock_llm.base_url] and recorded[mock_llm.base_url]["limit"]
+
+
+def test_a_server_that_queues_brings_the_limit_down_toward_its_knee(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    mock_llm.latency, mock_llm.load_knee = 0.03, 4
+    options = {"instructions": 40, "metadata": 4, "concurrency": 64}
+    result = codeclm.run(_seeds(tmp_path), out=tmp_path / "r", **options, **mock_roles(mock_llm))
+    (stats,) = result.record.endpoints.values()
+    assert stats.cuts.get("queueing", 0) >= 1 and stats.highest < 64, stats
+
+
+def test_no_adaptive_keeps_the_concurrency(mock_llm: MockLLM, tmp_path: Path) -> None:
+    out = tmp_path / "off"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=8, metadata=2) == 0
+    assert main(["resume", str(out), "--no-adaptive"]) == 0
+    (stats,) = json.loads((out / "run.json").read_text())["endpoints"].values()
+    assert stats["adaptive"] is False and stats["limit"] == stats["ceiling"]
+
+
+# ---- the breaker, against servers ----------------------------------------------------------
+def _stopped_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_wrong_model_stops_the_run_in_one_line(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock_llm.strict_models = True  # a model name the server does not serve: 404
+    out = tmp_path / "out"
+    args = ["run", str(_seeds(tmp_path)), *mock_args(mock_llm, out, instructions=4, metadata=2)]
+    args[args.index(STRONG_MODEL)] = "gpt-4o-typo"
+    assert main(args) == EXIT_BROKEN
+    line = _stopped_line(capsys)
+    assert f"gpt-4o-typo @ {mock_llm.base_url}" in line and "NotFoundError" in line
+    assert "run the same command again" in line
+    assert len(mock_llm.calls("EncodedMetadata")) < 3 * TRIP_AFTER, "it stops burning requests"
+
+
+@pytest.mark.parametrize("failure", ["revoke_key_at", "quota_gone_at"])
+def test_a_key_revoked_or_a_quota_used_up_mid_run_stops_it_and_it_goes_on_when_fixed(
+    failure: str, mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeds = _seeds(tmp_path)
+    options = {"instructions": 16, "metadata": 4}
+    assert run_cli(seeds, mock_llm, tmp_path / "whole", **options) == 0
+    capsys.readouterr()
+    setattr(mock_llm, failure, mock_llm.chat_calls + 40)  # from the 40th call of the next run
+    out = tmp_path / "cut"
+    assert run_cli(seeds, mock_llm, out, **options) == EXIT_BROKEN
+    line = _stopped_line(capsys)
+    why = "AuthenticationError" if failure == "revoke_key_at" else "insufficient_quota"
+    assert why in line and "nothing finished is lost" in line and "sk-" not in line
+    assert not (out / "failed.jsonl").exists() or not read_jsonl(out / "failed.jsonl")
+    setattr(mock_llm, failure, None)  # a new key, a topped-up quota
+    assert main(["resume", str(out)]) == 0
+    assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "whole/dataset.jsonl").read_bytes()
+
+
+def test_five_percent_of_requests_failing_never_trips_the_breaker(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    mock_llm.error_rate = 0.05  # 503s at random, as a healthy but busy server gives
+    out = tmp_path / "out"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=40, metadata=4) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert mock_llm.statuses[503] > 0 and record["counts"]["failed"] == 0
