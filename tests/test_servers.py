@@ -53,6 +53,7 @@ def test_the_gate_holds_requests_to_its_limit_first_come_first_served() -> None:
 def test_a_429_cuts_once_a_burst_to_one_below_the_level_it_was_refused_at() -> None:
     gate = AdaptiveLimit("server", ceiling=64)
     gate.limit, gate.ramping = 16.0, False
+    gate.calm_level = 64  # latency known calm up to the ceiling: no dip to learn it
     burst = [Ticket(gate.epoch, in_flight=n) for n in (12, 9, 15)]
     gate.refused(burst[0], 429)
     assert gate.current == 11 and gate.refused_at == 12
@@ -70,6 +71,7 @@ def test_a_429_cuts_once_a_burst_to_one_below_the_level_it_was_refused_at() -> N
 def test_a_few_503s_are_noise_and_many_are_overload() -> None:
     gate = AdaptiveLimit("server", ceiling=64)
     gate.limit, gate.ramping = 32.0, False
+    gate.calm_level = 64  # latency known calm up to the ceiling: no dip to learn it
     for i in range(40):  # one in twenty: noise
         if i % 20 == 0:
             gate.refused(Ticket(gate.epoch, 32), 503)

@@ -38,7 +38,8 @@ def tracer(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockLangSmith]:
 def test_a_traced_run_shows_every_node_and_every_model_call_with_role_and_tokens(
     tracer: MockLangSmith, mock_llm: MockLLM, tmp_path: Path
 ) -> None:
-    seeds = write_seeds(tmp_path / "seeds.jsonl", [f"How do I reset password {i}?" for i in range(4)])
+    texts = [f"How do I reset password {i}?" for i in range(4)]
+    seeds = write_seeds(tmp_path / "seeds.jsonl", texts)
     mock_llm.rate_limit_next = 1  # one call asked again after a 429: the trace says so
     assert run_cli(seeds, mock_llm, tmp_path / "out", instructions=4, metadata=2) == 0
     wait_for_all_tracers()

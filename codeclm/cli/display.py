@@ -46,6 +46,15 @@ def status_table(stats: RunStats, started: float) -> Table:
         )
     if meter is not None:
         table.add_row("  cost", *_cost_cells(meter, stats))
+    for server, limit in stats.servers.items():
+        if limit.adaptive and limit.limit < limit.ceiling:
+            cuts = ", ".join(f"{n} on {why}" for why, n in limit.cuts.items())
+            table.add_row(
+                "  in flight",
+                f"≤ {limit.limit} of {limit.ceiling}",
+                server,
+                f"cut {cuts}" if cuts else "ramping up",
+            )
     for counts in stats.batches:
         table.add_row(
             "  batches",
@@ -171,6 +180,15 @@ def print_run_summary(result: RunResult) -> None:
         )
     for line in cost_lines(record.cost):
         console.print(f"  {line}", highlight=False)
+    for server, limit in record.endpoints.items():
+        if limit.cuts or limit.refused:
+            cuts = ", ".join(f"{n} on {why}" for why, n in limit.cuts.items())
+            console.print(
+                f"  {server} took {limit.lowest} to {limit.highest} requests at once "
+                f"(--concurrency {limit.ceiling}; ended at {limit.limit}; cut {cuts}; "
+                f"{limit.refused} answered 429)",
+                highlight=False,
+            )
     if all(m.embedded for m in record.models.values()):
         console.print(
             "  note: both roles ran on the embedded toy model (SmolLM2-135M)"

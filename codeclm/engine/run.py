@@ -19,7 +19,7 @@ from pathlib import Path
 from codeclm.config import RunConfig
 from codeclm.context import PipelineContext
 from codeclm.engine.prepare import prepare_stream
-from codeclm.engine.stops import batchers_of, endpoints_of, until_stopped
+from codeclm.engine.stops import batchers_of, endpoints_of, servers_of, until_stopped
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
 from codeclm.engine.waves import next_wave
 from codeclm.handle import OpenRun, RunHandle
@@ -243,7 +243,9 @@ async def execute(
         stats.enter("preparing")
         log.info(stats.activity)
         stats.meter = run.meter
+        stats.servers = servers_of(run)
         stats.batches = [batcher.counts for batcher in batchers_of(run)]
+        stats.servers = servers_of(run)
         store_gone = False
         try:
             waves = _all_waves(run, seeds, user_metadata, stats, update)
@@ -275,6 +277,7 @@ async def join(handle: RunHandle, stats: RunStats) -> RunResult | None:
         stats.enter("working")
         log.info(stats.activity)
         stats.meter = run.meter
+        stats.servers = servers_of(run)
         store_gone = False
         try:
             share = work(run, inputs.seeds, inputs.user_metadata, stats)

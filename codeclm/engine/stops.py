@@ -16,6 +16,7 @@ from codeclm.llm.batch import Batcher
 from codeclm.llm.breaker import EndpointBroken
 from codeclm.llm.client import RoleModel
 from codeclm.llm.limits import Endpoint
+from codeclm.records import EndpointStats
 
 
 def batchers_of(run: OpenRun) -> list[Batcher]:
@@ -28,6 +29,12 @@ def endpoints_of(models: Iterable[RoleModel]) -> list[Endpoint]:
     """The endpoints the roles call, each once (roles on one endpoint share it)."""
     found = {m.limits.endpoint.name: m.limits.endpoint for m in models}
     return [endpoint for name, endpoint in found.items() if name]
+
+
+def servers_of(run: OpenRun) -> dict[str, EndpointStats]:
+    """Each server's live limit (the gate's own figures, updated as it moves)."""
+    gates = {e.gate.name: e.gate for e in endpoints_of(run.models.values())}
+    return {name: gate.stats for name, gate in gates.items()}
 
 
 async def until_stopped(

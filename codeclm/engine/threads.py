@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from codeclm.cost.meter import Meter
 from codeclm.graph import Graph, thread_config
 from codeclm.llm.batch import BatchCounts
+from codeclm.records import EndpointStats
 from codeclm.state import TokenUsage, add_usage
 from codeclm.store import Board, LeaseLost, StoreUnavailable
 
@@ -68,6 +69,8 @@ class RunStats:
     """The run's cost meter (dollars paid per role, and the caps), once it is open."""
     batches: list[BatchCounts] = field(default_factory=list)
     """``--batch``: each endpoint's batches submitted, in progress and completed."""
+    servers: dict[str, EndpointStats] = field(default_factory=dict)
+    """Each server's adaptive limit of requests in flight, live (``llm.admission``)."""
     listener: Callable[[RunStats], None] | None = None
     """Told at once of a new phase (a progress display polls the counters in between)."""
 

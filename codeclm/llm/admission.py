@@ -6,18 +6,21 @@ Ollama, llama.cpp) or its key's limit (a gateway), so one gate learns what they 
 together. The limit moves by AIMD:
 
 - **a start-up ramp**: from ``START``, one more for each reply (so doubled each round, a
-  round being as many replies as the limit), up to twice the last level whose round came
-  back within ``RAMP_CALM`` of the calmest;
+  round being as many replies as the limit; the steps spread over a reply's round trip,
+  since replies to requests sent together come back together), up to twice the last level
+  whose round came back within ``RAMP_CALM`` of the calmest;
 - **additive increase**: +1 after a round of replies in a row (as many as the limit, at
   least ``ROUND_MIN``); to a level the server once refused, only after ``PROBE_AFTER``;
 - **decrease**: on a 429 (only the first of a burst cuts: a request sent before the last
   cut does not cut again), to one below the requests in flight it was refused at; within
   a round of another cut (a storm), and on 503s once they are more than ``OVERLOADED`` of
   the latest replies (a few random ones are noise, not overload), and on queueing for
-  servers that queue rather than refuse (vLLM, llama.cpp: a round whose replies took over
-  ``QUEUEING`` times as long as the calmest, per output token), × ``DECREASE``;
-- **a dip**: a kind of request first seen under load (a new step of the run) learns its
-  calm latency in one round at half the limit, then the limit is restored.
+  servers that queue rather than refuse (vLLM, llama.cpp: two rounds in a row whose
+  replies took over ``QUEUEING`` times as long as the calmest, per output token; one may
+  be this process stalling), × ``DECREASE``;
+- **a dip**: a kind of request first seen above the highest level known calm (a new step
+  of the run, under a queue maybe) learns its calm latency in one round at half the
+  limit, then the limit is restored.
 
 It grows only while it holds requests back (requests wait at the gate, or it was full when
 the request was sent): a limit the run does not use says nothing of the server. Never
@@ -41,7 +44,7 @@ from codeclm.records import EndpointStats
 START = 8
 #: Replies in a row before the limit grows to a level the server refused (a 429, or
 #: queueing) before; below it, a round's worth.
-PROBE_AFTER = 100
+PROBE_AFTER = 250
 #: The limit's share kept after an overload.
 DECREASE = 0.75
 #: A round this many times slower than the calmest, per output token, is queueing.
@@ -70,41 +73,58 @@ class Ticket:
 
 @dataclass
 class LatencyWatch:
-    """Each kind of request's calmest latency per output token, and each round's ratio to
-    it (a kind: a model and its step's schema, or its free answers; they differ in speed,
-    length and work)."""
+    """Each kind of request's calm latency per output token, and the level it was seen at;
+    each round's ratio to it (a kind: a model and its step's schema, or its free answers;
+    they differ in speed, length and work).
 
-    calm: dict[str, float] = field(default_factory=dict)
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    The calm is the median of a kind's replies sent with the fewest requests in flight
+    seen; replies sent with more out are compared to it. Replies at that level or below
+    replace it (a queue cannot slow them: a slower calm is this machine, or the server,
+    being slower today), and a lower level replaces it as soon as one is seen.
+    """
+
+    calm: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """kind -> (seconds per weighted token, requests in flight it was seen with)."""
+    samples: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     ratios: list[float] = field(default_factory=list)
     seen: int = 0
     round_size: int = ROUND_MIN
     """Replies in this round: the limit when it began (a ramp outgrows it within it)."""
+    peak: int = 0
+    """The most requests in flight any reply of this round was sent with."""
     judged: int = 0
-    """The limit at the start of the round last judged: the level its verdict speaks of."""
+    """The peak of the round last judged: the level its verdict speaks of."""
     learned: bool = False
     """A kind's calm latency was learned this round (its replies are the calm)."""
     relearn: bool = False
     """The round last judged learned a kind's calm, under its load (a dip checks it)."""
+    measured: bool = False
+    """The round last judged had known kinds' replies to compare (not only new ones)."""
 
-    def add(self, kind: str, seconds: float, output_tokens: int, limit: int) -> float | None:
-        """Record one reply; at the end of a round, its median ratio to the calm latency."""
+    def add(
+        self, kind: str, seconds: float, output_tokens: int, in_flight: int, limit: int
+    ) -> float | None:
+        """Record one reply (sent with ``in_flight`` requests out); at the end of a round,
+        its median ratio to the calm latency."""
         value = seconds / (output_tokens + TOKEN_WEIGHT)
-        if kind in self.calm:
-            self.ratios.append(value / self.calm[kind])
-        samples = self.samples.setdefault(kind, [])
-        samples.append(value)
-        if len(samples) >= ROUND_MIN:
-            median = statistics.median(samples)
-            self.learned = self.learned or kind not in self.calm
-            self.calm[kind] = min(self.calm.get(kind, median), median)
-            samples.clear()
+        self.peak = max(self.peak, in_flight)
+        known = self.calm.get(kind)
+        if known is not None and in_flight > known[1]:
+            self.ratios.append(value / known[0])
+        else:  # at the calm's level or below (or no calm yet): it is the calm
+            samples = self.samples.setdefault(kind, [])
+            samples.append((value, in_flight))
+            if len(samples) >= ROUND_MIN:
+                self.learned = self.learned or known is None
+                level = max(n for _, n in samples)
+                self.calm[kind] = (statistics.median(v for v, _ in samples), level)
+                samples.clear()
         self.seen += 1
         if self.seen < self.round_size:
             return None
         ratio = statistics.median(self.ratios) if self.ratios else 1.0
         verdict = ratio if self.ratios or self.learned else None  # None: kinds not seen before
-        self.judged, self.relearn = self.round_size, self.learned
+        self.judged, self.relearn, self.measured = self.peak, self.learned, bool(self.ratios)
         self.new_round(limit)
         return verdict
 
@@ -114,6 +134,7 @@ class LatencyWatch:
         self.ratios.clear()
         self.seen = 0
         self.round_size = max(ROUND_MIN, limit)
+        self.peak = 0
         self.learned = False
         if fresh:
             self.samples.clear()
@@ -131,6 +152,16 @@ class AdaptiveLimit:
     ramping: bool = False
     ramped_to: int = 0
     """The ramp's last level whose round came back calm: it grows to twice that at most."""
+    round_trip: float = 0.0
+    """A reply's seconds, smoothed: the ramp spreads its growth over one."""
+    slow_rounds: int = 0
+    """Rounds in a row slower than ``QUEUEING`` times the calm: two are a queue."""
+    credits: int = 0
+    """Steps of the ramp earned by replies and not yet taken."""
+    _timer: asyncio.TimerHandle | None = None
+    calm_level: int = 0
+    """The highest level a round came back calm at (since the last queueing cut): a kind
+    first seen at or below it learned its calm latency without a queue."""
     dipped_from: int = 0
     """The limit before a dip (one round at half of it), restored after; 0: no dip."""
     refused_at: int | None = None
@@ -160,22 +191,26 @@ class AdaptiveLimit:
         return max(1, int(self.limit))
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Ticket]:
-        """Wait for room under the limit (first come, first served); hold it until the
-        request is answered."""
-        await self._enter()
+    async def slot(self, again: bool = False) -> AsyncIterator[Ticket]:
+        """Wait for room under the limit (first come, first served; a request asked
+        ``again``, which already waited its turn and then a server's pause, first); hold
+        it until the request is answered."""
+        await self._enter(again)
         try:
             yield Ticket(self.epoch, self.in_flight)
         finally:
             self.in_flight -= 1
             self._wake()
 
-    async def _enter(self) -> None:
+    async def _enter(self, first: bool) -> None:
         if self.in_flight < self.current and not self._waiters:
             self.in_flight += 1
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         try:
             await waiter  # _wake counts us in before it wakes us
         except asyncio.CancelledError:
@@ -203,17 +238,25 @@ class AdaptiveLimit:
         ratio = None
         if ticket.epoch == self.epoch:  # sent at today's limit: it tells of today's load
             seconds = time.monotonic() - ticket.sent_at
-            ratio = self.latency.add(kind, seconds, output_tokens, self.current)
+            self.round_trip += (seconds - self.round_trip) / 8
+            ratio = self.latency.add(kind, seconds, output_tokens, ticket.in_flight, self.current)
         if ratio is not None and self.dipped_from:  # the dip's round is in: back up
             self._set(self.dipped_from)
             self.dipped_from = 0
             self._next_epoch()
             return
-        if ratio is not None and self.latency.relearn and self.current > START:
-            self._dip()
+        judged = self.latency.judged
+        if ratio is not None and self.latency.relearn and judged > max(self.calm_level, START):
+            self._dip()  # learned above any level known calm: maybe under a queue
             return
-        if ratio is not None and ratio > QUEUEING:
+        if ratio is not None and ratio <= RAMP_CALM and self.latency.measured:
+            self.calm_level = max(self.calm_level, judged)
+        if ratio is not None:  # a queue stays; a stall of this process passes
+            self.slow_rounds = self.slow_rounds + 1 if ratio > QUEUEING else 0
+        if self.slow_rounds >= 2:
+            self.slow_rounds = 0
             self._cut(ticket, refused_at=self.current, why="queueing")
+            self.calm_level = min(self.calm_level, self.current)
             return
         if self.ramping and ratio is not None:  # a round's verdict on the ramp's last level
             if ratio <= RAMP_CALM:
@@ -223,14 +266,27 @@ class AdaptiveLimit:
         if not (self._waiters or ticket.in_flight >= self.current):
             return  # the limit is not what holds requests back: no news of a higher one
         self.successes += 1
-        if self.ramping:  # +1 a reply (doubled a round), at most twice the last calm level
-            self._set(min(self.ceiling, self.limit + 1, 2 * self.ramped_to))
-            self.ramping = self.limit < self.ceiling
+        if self.ramping:  # +1 a reply (doubled a round), at most twice the last calm level,
+            self.credits += 1  # spread over a round trip: replies come back in bursts
+            if self._timer is None:
+                self._step()
             return
         near = self.refused_at is not None and self.current + 1 >= self.refused_at
         if self.successes >= (PROBE_AFTER if near else max(ROUND_MIN, self.current)):
             self.successes = 0
             self._set(min(self.ceiling, self.current + 1))
+
+    def _step(self) -> None:
+        """One step of the ramp, and the next one a share of a round trip later."""
+        self._timer = None
+        if not (self.ramping and self.credits):
+            self.credits = 0
+            return
+        self.credits -= 1
+        self._set(min(self.ceiling, self.limit + 1, 2 * self.ramped_to))
+        self.ramping = self.limit < self.ceiling
+        delay = self.round_trip / self.current
+        self._timer = asyncio.get_running_loop().call_later(delay, self._step)
 
     def _dip(self) -> None:
         """One round at half the limit: a kind first seen under load learns its calm

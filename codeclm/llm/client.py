@@ -195,7 +195,7 @@ class RoleModel:
         can be sent again after a kill.
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
-        refusals = 0  # 429s met by this request
+        refusals = asked = 0  # 429s met by this request; its asks
         while True:
             mode = self.output.mode if structured is not None else None
             sent_format = format_for(mode, structured)
@@ -217,7 +217,7 @@ class RoleModel:
             # Metered until the reply is cached: a run stopped at its cost cap waits for
             # this, so nothing it paid for is asked (and paid) again.
             async with (
-                self.limits.slot(estimate) as ticket,
+                self.limits.slot(estimate, again=asked > 0) as ticket,
                 self._metered(prompt, max_tokens) as settle,
             ):
                 try:
@@ -244,6 +244,7 @@ class RoleModel:
             if self.limits.endpoint.breaker.why is not None:
                 await self.limits.endpoint.breaker.stop()
             refusals += isinstance(wait, RateLimited)
+            asked += 1
             await asyncio.sleep(wait)
 
     def _failed(

@@ -122,11 +122,12 @@ class RoleLimits:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     @asynccontextmanager
-    async def slot(self, tokens: int) -> AsyncIterator[Ticket]:
+    async def slot(self, tokens: int, again: bool = False) -> AsyncIterator[Ticket]:
         """Hold a place for one request costing about ``tokens`` until it has been answered
-        (its ticket tells the gate how the reply came back)."""
+        (its ticket tells the gate how the reply came back); a request asked ``again`` goes
+        first at the gate."""
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.endpoint.gate.slot())
+            await stack.enter_async_context(self.endpoint.gate.slot(again))
             for semaphore in (self.shared, self.concurrent):
                 if semaphore is not None:
                     await stack.enter_async_context(semaphore)
