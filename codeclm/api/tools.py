@@ -162,6 +162,7 @@ def bench(
     scaling: bool = False,
     repeat: int = 1,
     keep: Path | None = None,
+    adaptive: bool = True,
 ) -> None:
     """``codeclm bench``: throughput against the loopback mock (or the embedded server,
     or ``workers`` processes sharing a PostgreSQL run), printed as tables."""
@@ -177,6 +178,7 @@ def bench(
         concurrency=concurrency,
         seeds=seeds,
         metadata=metadata,
+        adaptive=adaptive,
     )
     if workers:
         from codeclm.bench.scale_out import run_workers_bench

@@ -113,11 +113,14 @@ class Workload:
     concurrency: int = 64
     seeds: int = 100
     metadata: int = 200
+    adaptive: bool = True
+    """Adaptive concurrency (``--no-adaptive``: --concurrency fixed)."""
 
     def describe(self) -> str:
         return (
             f"{self.instructions:,} instructions, mock {self.latency * 1000:g} ms per call, "
             f"{self.slots} slots, --concurrency {self.concurrency}"
+            + ("" if self.adaptive else ", --no-adaptive")
         )
 
     def start_mock(self) -> tuple[subprocess.Popen[str], str]:
@@ -138,6 +141,7 @@ class Workload:
             "instructions": self.instructions,
             "metadata": self.metadata,
             "concurrency": self.concurrency,
+            "adaptive": self.adaptive,
         }
         settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
         for role, model in (("strong", STRONG_MODEL), ("target", TARGET_MODEL)):

@@ -303,6 +303,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scaling=args.scaling,
         repeat=args.repeat,
         keep=args.keep,
+        adaptive=args.adaptive is not False,
     )
     return 0
 

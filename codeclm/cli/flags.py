@@ -49,6 +49,12 @@ def add_adaptive_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    """``--no-cache`` and ``--no-adaptive``: how a command that calls models paces them."""
+    add_cache_flag(parser)
+    add_adaptive_flag(parser)
+
+
 _ROLE_HELP = {
     "model": "the {role} model's name at its endpoint (default: the embedded toy model, "
     "SmolLM2-135M, served in this process)",

@@ -1,5 +1,5 @@
-"""The argument parser of ``codeclm``: each run setting's flag, type, help and default are
-derived from the config model's field (``codeclm/config.py``), never written twice."""
+"""The argument parser of ``codeclm``: each setting's flag, type, help and default come
+from its config field (``codeclm/config/``), never written twice; the rest are here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from codeclm.cli.flags import (
     add_adaptive_flag,
     add_batch_flags,
     add_cache_flag,
+    add_cache_flags,
     add_estimate_flags,
     add_role_flags,
     add_setting_flags,
@@ -113,8 +114,7 @@ def _add_run(commands: Any) -> None:
         help="save each kept response's reasoning (reasoning models) in its row, beside the "
         "response; reasoning is never part of the data itself",
     )
-    add_cache_flag(run)
-    add_adaptive_flag(run)
+    add_cache_flags(run)
     add_store_flags(run, lease=True, keep=True)
     run.add_argument(
         "--update",
@@ -182,8 +182,7 @@ def _add_resume(commands: Any) -> None:
         help="a new spending cap for the whole run (one it stopped at is raised this way)",
     )
     add_batch_flags(resume, batch=False)
-    add_cache_flag(resume)
-    add_adaptive_flag(resume)
+    add_cache_flags(resume)
     add_store_flags(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -256,8 +255,7 @@ def _add_eval(commands: Any) -> None:
     add_setting_flags(evaluate, EvalConfig, _EVAL_FLAGS)
     for role in ("target", "strong", "judge"):
         add_role_flags(evaluate, role)
-    add_cache_flag(evaluate)
-    add_adaptive_flag(evaluate)
+    add_cache_flags(evaluate)
     add_store_flags(evaluate, keep=True)
     evaluate.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -347,6 +345,7 @@ def _add_bench(commands: Any) -> None:
         help="with --workers: N pairs of runs, and the median ratio",
     )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
+    add_adaptive_flag(bench)
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
