@@ -1,8 +1,46 @@
-"""What may be written anywhere (records, logs, messages): a URL without its password."""
+"""What may be written anywhere (records, logs, messages, traces): a URL without its
+password, a server's name without its credentials, a provider's words without a key."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
+
+_SECRETS: set[str] = set()
+"""The API keys this process uses (``remember_secret``), never to be written out."""
+
+#: What looks like a key in a provider's message: a known prefix (OpenAI's 401 quotes a
+#: masked one), or a long run of letters and digits with both in it.
+_KEY_LIKE = re.compile(
+    r"\b(?:sk|gsk|xai|hf|key|token|AIza)[-_]?[A-Za-z0-9_*.\-]{6,}"
+    r"|\b(?=[A-Za-z_\-]*\d)(?=[0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{24,}\b"
+)
+
+
+def remember_secret(value: str | None) -> None:
+    """A key this process holds: ``scrub`` removes it from anything written."""
+    if value and len(value) >= 8:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` without the keys this process holds nor anything shaped like a key."""
+    for secret in _SECRETS:
+        text = text.replace(secret, "[key]")
+    return _KEY_LIKE.sub("[key]", text)
+
+
+def server_name(base_url: str | None, default: str = "https://api.openai.com/v1") -> str:
+    """A server as records, messages and traces name it: scheme, host, port and path,
+    without user, password or query (a gateway's key may ride in any of them)."""
+    if not base_url:
+        return default
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def redact_url(url: str | None) -> str | None:

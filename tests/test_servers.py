@@ -109,12 +109,14 @@ def test_the_breaker_counts_a_run_of_failures_not_a_lifetime_ratio() -> None:
     )
     breaker = Breaker("m @ http://x/v1")
     for _ in range(TRIP_AFTER * 10):  # failures, each run of them broken by a reply
-        for _ in range(TRIP_AFTER - 1):
-            assert not breaker.failed(refused)
+        for asker in range(TRIP_AFTER - 1):
+            assert not breaker.failed(refused, asker)
         breaker.answered()
+    for _ in range(TRIP_AFTER * 3):  # one request failing alone: its own failure
+        assert not breaker.failed(refused, asker=1)
     assert breaker.why is None
-    for _ in range(TRIP_AFTER):
-        tripped = breaker.failed(refused)
+    for asker in range(TRIP_AFTER):
+        tripped = breaker.failed(refused, asker)
     assert tripped and breaker.broken.is_set() and "AuthenticationError" in (breaker.why or "")
 
 
@@ -191,6 +193,51 @@ def test_a_key_revoked_or_a_quota_used_up_mid_run_stops_it_and_it_goes_on_when_f
     setattr(mock_llm, failure, None)  # a new key, a topped-up quota
     assert main(["resume", str(out)]) == 0
     assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "whole/dataset.jsonl").read_bytes()
+
+
+def test_a_server_down_is_waited_for_then_stops_the_run_and_it_goes_on_when_back(
+    mock_llm: MockLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codeclm.llm import breaker
+
+    monkeypatch.setattr(breaker, "DOWN_SECONDS", 0.5)  # (a minute, outside tests)
+    monkeypatch.setattr(breaker, "TRIP_AFTER_DOWN", 6)
+    seeds, options = _seeds(tmp_path), {"instructions": 16, "metadata": 4}
+    assert run_cli(seeds, mock_llm, tmp_path / "whole", **options) == 0
+    mock_llm.down_at = mock_llm.chat_calls + 30
+    out = tmp_path / "cut"
+    assert run_cli(seeds, mock_llm, out, **options) == EXIT_BROKEN
+    assert not (out / "failed.jsonl").exists() or not read_jsonl(out / "failed.jsonl")
+    mock_llm.down_at = None  # back up
+    assert main(["resume", str(out)]) == 0
+    assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "whole/dataset.jsonl").read_bytes()
+
+
+def test_a_request_refused_for_itself_fails_alone_and_trips_nothing(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock_llm.forbid_when = SEEDS[3]  # a 403 for this seed's requests only
+    out = tmp_path / "out"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=8, metadata=4) == 1
+    line = _stopped_line(capsys)  # a seed that fails stops the pool being built, as before
+    assert "encode_seed s3: PermissionDeniedError" in line and "stopped" not in line
+    (failure,) = json.loads((out / "run.json").read_text())["prepare_failures"]
+    assert failure["permanent"] is False, "a 403 may pass with another key: tried again"
+    assert len(mock_llm.calls("EncodedMetadata")) < len(SEEDS) + 3 * TRIP_AFTER
+
+
+def test_keys_and_gateway_credentials_are_scrubbed() -> None:
+    from codeclm.redact import remember_secret, scrub, server_name
+
+    remember_secret("plain-old-secret-value")
+    said = "Incorrect API key provided: sk-live-****abcd; key plain-old-secret-value; gsk_AbC123"
+    assert (
+        "sk-live" not in scrub(said)
+        and "plain-old" not in scrub(said)
+        and "gsk_" not in scrub(said)
+    )
+    assert "Incorrect API key provided" in scrub(said)
+    assert server_name("https://user:pw@gw.example/v1?api-key=XYZ") == "https://gw.example/v1"
 
 
 def test_five_percent_of_requests_failing_never_trips_the_breaker(

@@ -48,6 +48,10 @@ class Serving:
     revoke_key_at: int | None = None
     #: From this chat call on, every one gets OpenAI's 429 ``insufficient_quota``.
     quota_gone_at: int | None = None
+    #: From this chat call on, every one gets 503: the server is down.
+    down_at: int | None = None
+    #: A call whose prompt contains this text gets 403 (a gateway flagging its content).
+    forbid_when: str | None = None
     strict_models: bool = False
     """A chat request naming a model it does not serve gets HTTP 404 model_not_found."""
     in_flight: Counter[str] = field(default_factory=Counter)
@@ -74,6 +78,10 @@ class Serving:
         if self.quota_gone_at is not None and number >= self.quota_gone_at:
             message = "You exceeded your current quota, please check your plan and billing."
             return _error(429, message, "insufficient_quota", "insufficient_quota")
+        if self.down_at is not None and number >= self.down_at:
+            return _error(503, "upstream connect error", "server_error")
+        if self.forbid_when and self.forbid_when in body["messages"][-1]["content"]:
+            return _error(403, "The input was flagged by moderation.", "permission_error")
         if self.strict_models and model not in _SERVED:
             message = f"The model `{model}` does not exist or you do not have access to it."
             return _error(404, message, "invalid_request_error", "model_not_found")

@@ -13,8 +13,9 @@ from pydantic import BaseModel
 
 EXIT_USAGE = 2
 EXIT_CAPPED = 3
-EXIT_BROKEN = 4
 """The run stopped at its cost cap (``--max-cost``): run again with a higher one."""
+EXIT_BROKEN = 4
+"""An endpoint failed every request (its breaker tripped): fix it and run again."""
 
 
 ROLE_FLAGS = ("model", "base_url", "api_key_env")
@@ -50,7 +51,8 @@ def add_adaptive_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_cache_flags(parser: argparse.ArgumentParser) -> None:
-    """``--no-cache`` and ``--no-adaptive``: how a command that calls models paces them."""
+    """``--no-cache``, and ``--no-adaptive`` beside it: every command that calls models
+    takes both."""
     add_cache_flag(parser)
     add_adaptive_flag(parser)
 

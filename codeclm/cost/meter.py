@@ -65,6 +65,9 @@ class Meter:
     """Set while no request is in flight (after a cap: every admitted one has settled)."""
     capped: asyncio.Event = field(default_factory=asyncio.Event)
     why: str = ""
+    halted: bool = False
+    """The run is stopping for another reason (an endpoint broke): no request is admitted,
+    those in flight finish (``drained``) and the run is cancelled."""
     stops_run: bool = False
     """A run is watching ``capped`` to stop as Ctrl-C does (``engine.stops``); else (eval,
     step) a refused request raises ``CostCapReached`` at once."""
@@ -157,6 +160,8 @@ class Meter:
         key = role + BATCHED if batch else role
         if self.cap is not None or self.role_caps:
             await self._refresh()
+        if self.halted:  # the run is stopping (an endpoint broke): nothing more is sent
+            await asyncio.Event().wait()
         refusal = self.why or self._refusal(role, bound)  # once stopped, nothing more is sent
         if refusal:
             if not self.capped.is_set():

@@ -77,6 +77,7 @@ async def until_stopped(
     for endpoint in endpoints or []:
         if endpoint.breaker.broken.is_set():
             if meter is not None and not batchers:  # replies paid for elsewhere: kept
+                meter.halted = True
                 await meter.drained.wait()
             await _cancel(task)
             raise EndpointBroken(endpoint.breaker.message())

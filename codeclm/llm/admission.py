@@ -7,8 +7,8 @@ together. The limit moves by AIMD:
 
 - **a start-up ramp**: from ``START``, one more for each reply (so doubled each round, a
   round being as many replies as the limit; the steps spread over a reply's round trip,
-  since replies to requests sent together come back together), up to twice the last level
-  whose round came back within ``RAMP_CALM`` of the calmest;
+  since replies to requests sent together come back together), up to ``RAMP_AHEAD`` times the
+  last level whose round came back within ``RAMP_CALM`` of the calmest;
 - **additive increase**: +1 after a round of replies in a row (as many as the limit, at
   least ``ROUND_MIN``); to a level the server once refused, only after ``PROBE_AFTER``;
 - **decrease**: on a 429 (only the first of a burst cuts: a request sent before the last
@@ -49,8 +49,10 @@ PROBE_AFTER = 250
 DECREASE = 0.75
 #: A round this many times slower than the calmest, per output token, is queueing.
 QUEUEING = 1.5
-#: ... and the ramp goes on only from rounds within this of the calmest.
+#: ... and the ramp goes on only from rounds within this of the calmest,
 RAMP_CALM = 1.2
+#: ... to at most this many times the last level that came back so.
+RAMP_AHEAD = 2
 #: 503s above this share of the latest ``RECENT`` replies are overload, not noise.
 OVERLOADED = 0.1
 RECENT = 20
@@ -110,7 +112,7 @@ class LatencyWatch:
         self.peak = max(self.peak, in_flight)
         known = self.calm.get(kind)
         if known is not None and in_flight > known[1]:
-            self.ratios.append(value / known[0])
+            self.ratios.append(value / max(known[0], 1e-9))
         else:  # at the calm's level or below (or no calm yet): it is the calm
             samples = self.samples.setdefault(kind, [])
             samples.append((value, in_flight))
@@ -151,7 +153,8 @@ class AdaptiveLimit:
     in_flight: int = 0
     ramping: bool = False
     ramped_to: int = 0
-    """The ramp's last level whose round came back calm: it grows to twice that at most."""
+    """The ramp's last level whose round came back calm: it grows to ``RAMP_AHEAD`` times
+    that at most."""
     round_trip: float = 0.0
     """A reply's seconds, smoothed: the ramp spreads its growth over one."""
     slow_rounds: int = 0
@@ -266,7 +269,7 @@ class AdaptiveLimit:
         if not (self._waiters or ticket.in_flight >= self.current):
             return  # the limit is not what holds requests back: no news of a higher one
         self.successes += 1
-        if self.ramping:  # +1 a reply (doubled a round), at most twice the last calm level,
+        if self.ramping:  # +1 a reply (doubled a round), up to RAMP_AHEAD × the last calm level,
             self.credits += 1  # spread over a round trip: replies come back in bursts
             if self._timer is None:
                 self._step()
@@ -279,11 +282,11 @@ class AdaptiveLimit:
     def _step(self) -> None:
         """One step of the ramp, and the next one a share of a round trip later."""
         self._timer = None
-        if not (self.ramping and self.credits):
+        if not (self.ramping and self.credits) or self.dipped_from:
             self.credits = 0
             return
         self.credits -= 1
-        self._set(min(self.ceiling, self.limit + 1, 2 * self.ramped_to))
+        self._set(min(self.ceiling, self.limit + 1, RAMP_AHEAD * self.ramped_to))
         self.ramping = self.limit < self.ceiling
         delay = self.round_trip / self.current
         self._timer = asyncio.get_running_loop().call_later(delay, self._step)

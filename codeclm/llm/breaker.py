@@ -5,9 +5,11 @@ Some failures no wait will fix: a wrong model name (404), a key refused or revok
 403), a quota used up (OpenAI's 429 ``insufficient_quota``). A request that meets one is
 not recorded as its instruction's failure: it asks again after a short pause, and the
 breaker counts. ``TRIP_AFTER`` such failures in a row at one endpoint, with no reply
-between, trip it. A server gone (refused connections, 5xx) trips it too, but only once it
-has failed ``TRIP_AFTER_DOWN`` requests in a row over at least ``DOWN_SECONDS``: a server
-restarting is waited for. A reply resets the count, so a healthy run with a few failing
+between and from more than one request (a request failing alone may fail for itself: a
+403 for its content), trip it. A server gone (refused connections, timeouts, 5xx) trips
+it too, but only once it has failed ``TRIP_AFTER_DOWN`` requests in a row over at least
+``DOWN_SECONDS``; meanwhile its requests ask again rather than fail, so a server
+restarting is waited for. A reply resets the counts, so a healthy run with a few failing
 requests never stops: the breaker counts a run of failures, not a lifetime ratio.
 
 Tripped, it says why in one line (``why``) and sets ``broken``: the run stops as Ctrl-C
@@ -17,17 +19,19 @@ stops it, keeps everything finished, and goes on when run again.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 
 import openai
 
 from codeclm.llm.reply import describe_error
+from codeclm.redact import scrub
 
 TRIP_AFTER = 8
 TRIP_AFTER_DOWN = 30
 DOWN_SECONDS = 60.0
+#: Asks of a request failing alone with a failure no wait fixes, before it fails.
+ALONE_ASKS = 3
 #: The pause before a request that met an endpoint-wide failure asks again (doubling).
 PAUSE = 0.25
 PAUSE_MAX = 4.0
@@ -62,10 +66,6 @@ def server_down(exc: BaseException) -> bool:
     return isinstance(status, int) and status >= 500
 
 
-#: What looks like an API key in a provider's message (OpenAI's 401 quotes a masked one).
-_KEY = re.compile(r"\b(sk|key|token)[-_][A-Za-z0-9_*.\-]{6,}", re.IGNORECASE)
-
-
 def reason(exc: BaseException) -> str:
     """The provider's own words for a failed request, in one line, with its status and
     code (``HTTP 429 insufficient_quota: ...``) and never a key, even a masked one."""
@@ -78,16 +78,23 @@ def reason(exc: BaseException) -> str:
         str(part) for part in (type(exc).__name__, status and f"HTTP {status}", code) if part
     )
     said = " ".join(str(message).split()) if message else describe_error(exc)
-    return _KEY.sub("[key]", f"{head}: {said}")[:300]
+    return scrub(f"{head}: {said}")[:300]
 
 
 @dataclass
 class Breaker:
-    """One endpoint's run of failures, and whether it has tripped."""
+    """One endpoint's runs of failures (no wait fixes them; the server is down), and
+    whether it has tripped."""
 
     endpoint: str
-    failures: int = 0
+    refused: int = 0
+    """Failures no wait fixes in a row (401, 403, 404, a quota used up)."""
+    down: int = 0
+    """Failures of a server down in a row (refused connections, timeouts, 5xx)."""
     failing_since: float | None = None
+    failing: set[int] = field(default_factory=set)
+    """The requests (``asker`` ids) in the run of failures: one alone never trips it, as
+    its failure may be its own (a 403 for its content, say)."""
     why: str | None = None
     broken: asyncio.Event = field(default_factory=asyncio.Event)
     stops_run: bool = False
@@ -95,32 +102,51 @@ class Breaker:
     a served graph) the request raises ``EndpointBroken`` itself."""
 
     def answered(self) -> None:
-        self.failures = 0
+        self.refused = self.down = 0
         self.failing_since = None
+        self.failing.clear()
 
-    def failed(self, exc: BaseException) -> bool:
-        """Count a failed request; True when the breaker has tripped (now or before)."""
+    def failed(self, exc: BaseException, asker: int = 0) -> bool:
+        """Count a failed request (``asker``: which one, the same across its asks); True
+        when the breaker has tripped (now or before)."""
         if self.why is not None:
             return True
         fatal, down = breaks_endpoint(exc), server_down(exc)
         if not (fatal or down):
             return False
-        self.failures += 1
+        self.refused += fatal
+        self.down += down
+        self.failing.add(asker)
         now = time.monotonic()
         self.failing_since = self.failing_since or now
-        if (fatal and self.failures >= TRIP_AFTER) or (
-            down and self.failures >= TRIP_AFTER_DOWN and now - self.failing_since >= DOWN_SECONDS
+        if len(self.failing) < 2:
+            return False
+        if self.refused >= TRIP_AFTER or (
+            self.down >= TRIP_AFTER_DOWN and now - self.failing_since >= DOWN_SECONDS
         ):
+            count = self.refused if fatal else self.down
             self.why = (
-                f"{self.endpoint} failed {self.failures} requests in a row, "
-                f"the last with {reason(exc)}"
+                f"{self.endpoint} failed {count} requests in a row, the last with {reason(exc)}"
             )
             self.broken.set()
         return self.why is not None
 
+    def asks_again(self, exc: BaseException, asked: int) -> bool:
+        """Whether a request that met ``exc`` asks again while the breaker counts, rather
+        than fail for the graph: a failure no wait fixes, up to twice what trips the
+        breaker while other requests fail too, ``ALONE_ASKS`` times while it fails alone
+        (more, and it is this request's own: a 403 for its content, say); a server
+        down, while others fail too (an outage), for twice the time that trips it."""
+        if breaks_endpoint(exc):  # alone, a few asks; with others failing, until it trips
+            return asked < (2 * TRIP_AFTER if len(self.failing) >= 2 else ALONE_ASKS)
+        started = self.failing_since or time.monotonic()
+        within = time.monotonic() - started < 2 * DOWN_SECONDS
+        return server_down(exc) and self.down >= 2 and within
+
     def pause(self) -> float:
         """How long a request that met an endpoint-wide failure waits before asking again."""
-        return min(PAUSE * 2 ** max(self.failures - 1, 0), PAUSE_MAX)
+        failures = max(self.refused, self.down, 1)
+        return min(PAUSE * 2 ** min(failures - 1, 5), PAUSE_MAX)
 
     async def stop(self) -> None:
         """The endpoint is broken: wait to be cancelled with the run, or say so."""

@@ -18,6 +18,7 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -57,6 +58,9 @@ __all__ = ["RoleModel"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+
+
+_ASKERS = itertools.count(1)
 
 
 async def _unmetered(usage: TokenUsage) -> None:
@@ -196,6 +200,7 @@ class RoleModel:
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
         refusals = asked = 0  # 429s met by this request; its asks
+        asker = next(_ASKERS)  # this request, as the breaker tells requests apart
         while True:
             mode = self.output.mode if structured is not None else None
             sent_format = format_for(mode, structured)
@@ -207,6 +212,8 @@ class RoleModel:
                 value, _ = accept(hit[0])
                 span.done(hit[0].content, hit[1])
                 return value, hit[1]
+            if self.limits.endpoint.breaker.why is not None:  # broken: nothing more is sent
+                await self.limits.endpoint.breaker.stop()
             body = self._body(prompt, overrides)
             if sent_format is not None:
                 # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
@@ -223,13 +230,13 @@ class RoleModel:
                 try:
                     reply = await self._send(body, max_tokens, key)
                 except openai.APIError as exc:
-                    wait = self._failed(ticket, exc, mode, refusals)
+                    wait = self._failed(ticket, exc, mode, refusals, asked, asker)
                     span.again(reason(exc)[:120])
                 else:
+                    await settle(reply.usage)  # paid: recorded before anything else
                     kind = f"{self.model_name}/{(structured or {}).get('name', 'text')}"
-                    self.limits.endpoint.gate.answered(ticket, kind, reply.usage.output_tokens)
                     self.limits.endpoint.breaker.answered()
-                    await settle(reply.usage)
+                    self.limits.endpoint.gate.answered(ticket, kind, reply.usage.output_tokens)
                     span.done(reply.content, reply.usage, reply.finish_reason)
                     try:
                         value, cached_text = accept(reply)  # raises for a reply not to be cached
@@ -241,14 +248,18 @@ class RoleModel:
                     return value, reply.usage
             # Asked again here, outside the slot: a rate limit's wait, or an endpoint-wide
             # failure while the breaker counts (a format the server rejects: at once).
-            if self.limits.endpoint.breaker.why is not None:
-                await self.limits.endpoint.breaker.stop()
             refusals += isinstance(wait, RateLimited)
             asked += 1
             await asyncio.sleep(wait)
 
     def _failed(
-        self, ticket: Ticket, exc: openai.APIError, mode: OutputMode | None, refusals: int
+        self,
+        ticket: Ticket,
+        exc: openai.APIError,
+        mode: OutputMode | None,
+        refusals: int,
+        asked: int,
+        asker: int,
     ) -> float:
         """What a failed request does next: the seconds before it is asked again (a format
         the server rejects: at once; else as its pacing says), or it raises for the graph's
@@ -261,7 +272,7 @@ class RoleModel:
             why = f"HTTP {exc.status_code}: {first_line(exc.message)}"
             self.output.step_down(mode, self.role, self._endpoint, why)
             return 0.0
-        return self.limits.after_failure(ticket, exc, refusals)
+        return self.limits.after_failure(ticket, exc, refusals, asked, asker)
 
     def _key(
         self, prompt: str, overrides: dict[str, Any], max_tokens: int, sent_format: Any

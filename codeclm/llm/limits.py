@@ -1,10 +1,10 @@
 """Pacing of one model role: its endpoint's adaptive limit, its share of slots, its rate
 limits, and server-asked pauses.
 
-Every request of a role passes ``RoleLimits.slot`` before it is sent: its endpoint's gate
-(``admission.AdaptiveLimit``, shared by the roles that call the same base URL and model),
-``--concurrency``, the role's own ``max_concurrency``, and its rate limits (aiolimiter's
-leaky buckets). The slot is held while the request is in flight. With adaptive concurrency
+Every request of a role passes ``RoleLimits.slot`` before it is sent: the role's own
+``max_concurrency`` and rate limits (aiolimiter's leaky buckets), its server's gate
+(``admission.AdaptiveLimit``, shared by every role on that base URL), and
+``--concurrency``. The slot is held while the request is in flight. With adaptive concurrency
 off, a ``Retry-After`` from the server pauses the whole role; on, the refused request waits
 it out alone while the gate's limit is cut.
 """
@@ -23,15 +23,7 @@ from aiolimiter import AsyncLimiter
 
 from codeclm.config import RoleConfig
 from codeclm.llm.admission import AdaptiveLimit, Ticket
-from codeclm.llm.breaker import Breaker, breaks_endpoint
-from codeclm.redact import redact_url
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-def server_name(base_url: str | None) -> str:
-    """A server as records and messages name it: its base URL, without a password."""
-    return redact_url(base_url) or DEFAULT_BASE_URL
+from codeclm.llm.breaker import Breaker
 
 
 @dataclass
@@ -92,18 +84,24 @@ class RoleLimits:
             tokens=_paced(tpm, burst=tpm / 6) if tpm else None,
         )
 
-    def after_failure(self, ticket: Ticket, exc: BaseException, refusals: int) -> float:
+    def after_failure(
+        self, ticket: Ticket, exc: BaseException, refusals: int, asked: int, asker: int
+    ) -> float:
         """The seconds before a failed request is asked again, or it raises.
 
-        An endpoint-wide failure (a key refused, a model unknown, a quota used up) is asked
-        again while its breaker counts, never recorded as the instruction's failure; a 429
-        waits out its ``Retry-After`` (a storm slows the run, it fails nothing: up to
-        ``RATE_LIMIT_PATIENCE`` of them) and cuts the gate; a 503 tells the gate of
-        overload; anything else goes to the graph's retry policy."""
+        An endpoint-wide failure (a key refused, a model unknown, a quota used up, a server
+        down while others fail too) is asked again while the breaker counts
+        (``Breaker.asks_again``), not recorded as the instruction's failure; a 429 waits
+        out its ``Retry-After`` and cuts the gate (a storm slows the run: each request
+        waits out up to ``RATE_LIMIT_PATIENCE`` before one counts against ``--attempts``);
+        a 503 or a timeout tells the gate of overload; anything else goes to the graph's
+        retry policy."""
         gate, breaker = self.endpoint.gate, self.endpoint.breaker
-        if breaker.failed(exc) or breaks_endpoint(exc):
-            return breaker.pause()
         status = getattr(exc, "status_code", None)
+        if status == 503 or isinstance(exc, openai.APITimeoutError):
+            gate.refused(ticket, 503)
+        if breaker.failed(exc, asker) or breaker.asks_again(exc, asked):
+            return breaker.pause()
         if isinstance(exc, openai.RateLimitError):
             gate.refused(ticket, 429)
             wait = min(retry_after_seconds(exc.response.headers) or 1.0, RETRY_AFTER_CAP)
@@ -111,9 +109,7 @@ class RoleLimits:
                 self.pause(wait)  # the whole role waits, as the server asks
             if refusals < RATE_LIMIT_PATIENCE:
                 return RateLimited(wait)
-        elif status == 503:
-            gate.refused(ticket, 503)
-        else:
+        elif status != 503:
             gate.failed()
         raise exc
 
@@ -127,16 +123,19 @@ class RoleLimits:
         (its ticket tells the gate how the reply came back); a request asked ``again`` goes
         first at the gate."""
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.endpoint.gate.slot(again))
-            for semaphore in (self.shared, self.concurrent):
-                if semaphore is not None:
-                    await stack.enter_async_context(semaphore)
+            # the role's own waits first, so a request parked there holds no place at its
+            # server's gate (the gate counts what is on the wire); --concurrency last
+            if self.concurrent is not None:
+                await stack.enter_async_context(self.concurrent)
             while (wait := self.paused_until - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
             if self.requests is not None:
                 await self.requests.acquire()
             if self.tokens is not None:
                 await self.tokens.acquire(min(tokens, self.tokens.max_rate))
+            await stack.enter_async_context(self.endpoint.gate.slot(again))
+            if self.shared is not None:
+                await stack.enter_async_context(self.shared)
             yield Ticket(self.endpoint.gate.epoch, self.endpoint.gate.in_flight)
 
 

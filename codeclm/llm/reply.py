@@ -19,9 +19,14 @@ from typing import Any, Literal
 import openai
 
 from codeclm.llm.parsing import CutReply, Refusal, UnparseableReply, is_refusal
+from codeclm.redact import scrub
 from codeclm.state import TokenUsage
 
 log = logging.getLogger("codeclm")
+
+
+#: Client errors a later run may not meet: a timeout, a conflict, a rate limit, a key.
+NOT_FINAL = (401, 403, 408, 409, 429)
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -31,7 +36,8 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, Refusal | CutReply):
         return True
     status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
+    # 401 and 403: a key refused; a later run with a good one fares better
+    return isinstance(status, int) and 400 <= status < 500 and status not in NOT_FINAL
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -57,7 +63,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, Refusal | CutReply):
         return str(exc)[:500]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:500]
+    return scrub(f"{type(exc).__name__}: {text}")[:500]
 
 
 def sampling_seed(seed: int, *where: object) -> int:

@@ -19,8 +19,9 @@ from codeclm.llm.admission import AdaptiveLimit
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, SCORE_GRAMMAR, EmbeddedServer
-from codeclm.llm.limits import Endpoint, RoleLimits, server_name
+from codeclm.llm.limits import Endpoint, RoleLimits
 from codeclm.llm.transport import ChatTransport
+from codeclm.redact import remember_secret, server_name
 
 
 @contextmanager
@@ -91,6 +92,7 @@ def resolve_api_key(role: str, config: RoleConfig) -> str:
     """
     key = os.environ.get(config.api_key_env)
     if key:
+        remember_secret(key)  # never in a message, a record or a trace
         return key
     if config.base_url and config.api_key_env == DEFAULT_API_KEY_ENV:
         return "not-needed"

@@ -31,7 +31,8 @@ class ModelSpan:
     run: Any = None
     asked: int = 0
     waits: list[str] = field(default_factory=list)
-    """Why it was asked again: ``429``, ``format json_schema -> json_object``, ``401`` ..."""
+    """Why it was asked again, each time: the provider's words (``RateLimitError HTTP 429:
+    ...``), without a key."""
 
     def again(self, why: str) -> None:
         if self.run is not None:
