@@ -9,10 +9,11 @@ from urllib.parse import urlsplit, urlunsplit
 _SECRETS: set[str] = set()
 """The API keys this process uses (``remember_secret``), never to be written out."""
 
-#: What looks like a key in a provider's message: a known prefix (OpenAI's 401 quotes a
-#: masked one), or a long run of letters and digits with both in it.
+#: What looks like a key in a provider's message: a provider's prefix (OpenAI's 401 quotes
+#: a masked ``sk-...``), or a long run of letters and digits with both in it.
 _KEY_LIKE = re.compile(
-    r"\b(?:sk|gsk|xai|hf|key|token|AIza)[-_]?[A-Za-z0-9_*.\-]{6,}"
+    r"\b(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.\-]{4,}"
+    r"|\bAIza[A-Za-z0-9_\-]{10,}"
     r"|\b(?=[A-Za-z_\-]*\d)(?=[0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{24,}\b"
 )
 

@@ -30,6 +30,9 @@ from codeclm.redact import scrub
 TRIP_AFTER = 8
 TRIP_AFTER_DOWN = 30
 DOWN_SECONDS = 60.0
+#: Failures of a server down in a row, from more than one request, that are an outage
+#: (waited for) rather than a bad moment (for the graph's retries).
+OUTAGE_AFTER = 5
 #: Asks of a request failing alone with a failure no wait fixes, before it fails.
 ALONE_ASKS = 3
 #: The pause before a request that met an endpoint-wide failure asks again (doubling).
@@ -136,12 +139,13 @@ class Breaker:
         than fail for the graph: a failure no wait fixes, up to twice what trips the
         breaker while other requests fail too, ``ALONE_ASKS`` times while it fails alone
         (more, and it is this request's own: a 403 for its content, say); a server
-        down, while others fail too (an outage), for twice the time that trips it."""
+        down, once ``OUTAGE_AFTER`` requests failed so in a row (an outage), for twice the
+        time that trips it."""
         if breaks_endpoint(exc):  # alone, a few asks; with others failing, until it trips
             return asked < (2 * TRIP_AFTER if len(self.failing) >= 2 else ALONE_ASKS)
         started = self.failing_since or time.monotonic()
         within = time.monotonic() - started < 2 * DOWN_SECONDS
-        return server_down(exc) and self.down >= 2 and within
+        return server_down(exc) and self.down >= OUTAGE_AFTER and within
 
     def pause(self) -> float:
         """How long a request that met an endpoint-wide failure waits before asking again."""

@@ -48,6 +48,7 @@ from codeclm.llm.reply import (
     Reply,
     first_line,
     format_for,
+    message_text,
     rejects_format,
 )
 from codeclm.llm.tracing import ModelSpan, model_span
@@ -147,8 +148,8 @@ class RoleModel:
             }
         details = usage.get("completion_tokens_details") or {}
         prompt_details = usage.get("prompt_tokens_details") or {}
-        thought, content = split_reasoning(_text(message.get("content")))
-        apart = _text(message.get("reasoning_content") or message.get("reasoning"))
+        thought, content = split_reasoning(message_text(message.get("content")))
+        apart = message_text(message.get("reasoning_content") or message.get("reasoning"))
         return Reply(
             content=content,
             finish_reason=choice.get("finish_reason"),
@@ -393,14 +394,3 @@ def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     """A reply model's ``json_schema`` block, built once (pydantic rebuilds the schema on
     every call); ``strict`` is set per role (``RoleModel.strict_schema``)."""
     return {"name": schema.__name__, "strict": False, "schema": schema.model_json_schema()}
-
-
-def _text(content: Any) -> str:
-    """A message's content as text (a string, or a list of text parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text", "") if isinstance(part, dict) else str(part) for part in content
-    )

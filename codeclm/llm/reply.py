@@ -197,3 +197,14 @@ def format_for(mode: OutputMode | None, schema: dict[str, Any] | None) -> dict[s
 
 def first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0][:200]
+
+
+def message_text(content: Any) -> str:
+    """A message's content as text (a string, or a list of text parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+    )
