@@ -144,7 +144,7 @@ class LatencyWatch:
 
 @dataclass
 class AdaptiveLimit:
-    """The gate of one endpoint: how many of its requests may be in flight now."""
+    """The gate of one server: how many of its requests may be in flight now."""
 
     name: str
     ceiling: int
@@ -194,13 +194,13 @@ class AdaptiveLimit:
         return max(1, int(self.limit))
 
     @asynccontextmanager
-    async def slot(self, again: bool = False) -> AsyncIterator[Ticket]:
+    async def slot(self, again: bool = False) -> AsyncIterator[None]:
         """Wait for room under the limit (first come, first served; a request asked
         ``again``, which already waited its turn and then a server's pause, first); hold
-        it until the request is answered."""
+        it until the request is answered (its ``Ticket`` is taken as it is sent)."""
         await self._enter(again)
         try:
-            yield Ticket(self.epoch, self.in_flight)
+            yield
         finally:
             self.in_flight -= 1
             self._wake()
