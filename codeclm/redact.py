@@ -10,12 +10,8 @@ _SECRETS: set[str] = set()
 """The API keys this process uses (``remember_secret``), never to be written out."""
 
 #: What looks like a key in a provider's message: a provider's prefix (OpenAI's 401 quotes
-#: a masked ``sk-...``), or a long run of letters and digits with both in it.
-_KEY_LIKE = re.compile(
-    r"\b(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.\-]{4,}"
-    r"|\bAIza[A-Za-z0-9_\-]{10,}"
-    r"|\b(?=[A-Za-z_\-]*\d)(?=[0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{24,}\b"
-)
+#: a masked ``sk-...``). Model names, request and batch ids stay: users need them.
+_KEY_LIKE = re.compile(r"\b(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.\-]{4,}|\bAIza[A-Za-z0-9_\-]{10,}")
 
 
 def remember_secret(value: str | None) -> None:

@@ -213,16 +213,17 @@ def test_a_server_down_is_waited_for_then_stops_the_run_and_it_goes_on_when_back
     assert (out / "dataset.jsonl").read_bytes() == (tmp_path / "whole/dataset.jsonl").read_bytes()
 
 
-def test_a_request_refused_for_itself_fails_alone_and_trips_nothing(
-    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_request_refused_for_itself_fails_alone_for_good_and_the_run_goes_on(
+    mock_llm: MockLLM, tmp_path: Path
 ) -> None:
     mock_llm.forbid_when = SEEDS[3]  # a 403 for this seed's requests only
     out = tmp_path / "out"
-    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=8, metadata=4) == 1
-    line = _stopped_line(capsys)  # a seed that fails stops the pool being built, as before
-    assert "encode_seed s3: PermissionDeniedError" in line and "stopped" not in line
-    (failure,) = json.loads((out / "run.json").read_text())["prepare_failures"]
-    assert failure["permanent"] is False, "a 403 may pass with another key: tried again"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=8, metadata=4) == 0
+    record = json.loads((out / "run.json").read_text())
+    (failure,) = record["prepare_failures"]
+    assert failure["subject"] == "s3" and "PermissionDeniedError" in failure["reason"]
+    assert failure["permanent"] is True, "refused for itself where others are answered: final"
+    assert record["counts"]["kept"] + record["counts"]["dropped"] == 8
     assert len(mock_llm.calls("EncodedMetadata")) < len(SEEDS) + 3 * TRIP_AFTER
 
 

@@ -27,7 +27,8 @@ from codeclm.llm.roles import role_models
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.prompts import Prompts, load_prompts
 from codeclm.records import EndpointStats, ModelRecord, RolePrice
-from codeclm.store import Store, StoreSpec, open_store, redact_url
+from codeclm.redact import server_name
+from codeclm.store import Store, StoreSpec, open_store
 
 log = logging.getLogger("codeclm")
 
@@ -37,7 +38,7 @@ def models_record(config: ModelSettings, models: dict[str, RoleModel]) -> dict[s
     return {
         role: ModelRecord(
             model=model.model_name,
-            base_url=redact_url(model.chat.openai_api_base),
+            base_url=server_name(model.chat.openai_api_base),
             embedded=config.role(role).embedded,
             structured_output=model.output.mode,
         )

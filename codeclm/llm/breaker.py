@@ -104,7 +104,15 @@ class Breaker:
     """A run watches ``broken`` to stop as Ctrl-C does (``engine.stops``); else (``step``,
     a served graph) the request raises ``EndpointBroken`` itself."""
 
+    answers: int = 0
+    """Replies this endpoint gave in the run: none yet, and a request failing alone speaks
+    for the endpoint (a wrong model, a key refused from the start)."""
+
     def answered(self) -> None:
+        self.answers += 1
+        self.reset()
+
+    def reset(self) -> None:
         self.refused = self.down = 0
         self.failing_since = None
         self.failing.clear()
@@ -122,8 +130,8 @@ class Breaker:
         self.failing.add(asker)
         now = time.monotonic()
         self.failing_since = self.failing_since or now
-        if len(self.failing) < 2:
-            return False
+        if len(self.failing) < 2 and self.answers:
+            return False  # one request failing, at an endpoint that answers: its own
         if self.refused >= TRIP_AFTER or (
             self.down >= TRIP_AFTER_DOWN and now - self.failing_since >= DOWN_SECONDS
         ):
@@ -137,15 +145,18 @@ class Breaker:
     def asks_again(self, exc: BaseException, asked: int) -> bool:
         """Whether a request that met ``exc`` asks again while the breaker counts, rather
         than fail for the graph: a failure no wait fixes, up to twice what trips the
-        breaker while other requests fail too, ``ALONE_ASKS`` times while it fails alone
-        (more, and it is this request's own: a 403 for its content, say); a server
-        down, once ``OUTAGE_AFTER`` requests failed so in a row (an outage), for twice the
-        time that trips it."""
+        breaker while other requests fail too, ``ALONE_ASKS`` times while it fails alone at
+        an endpoint that answers others (then it is the request's own, a 403 for its
+        content say, marked ``own_failure``: final); a server down, once ``OUTAGE_AFTER``
+        requests failed so in a row (an outage), up to twice what trips the breaker."""
+        alone = len(self.failing) < 2 and self.answers > 0
         if breaks_endpoint(exc):  # alone, a few asks; with others failing, until it trips
-            return asked < (2 * TRIP_AFTER if len(self.failing) >= 2 else ALONE_ASKS)
-        started = self.failing_since or time.monotonic()
-        within = time.monotonic() - started < 2 * DOWN_SECONDS
-        return server_down(exc) and self.down >= OUTAGE_AFTER and within
+            if asked < (ALONE_ASKS if alone else 2 * TRIP_AFTER):
+                return True
+            if alone:  # the endpoint answers others: this failure is the request's own
+                exc.own_failure = True  # type: ignore[attr-defined]
+            return False
+        return server_down(exc) and self.down >= OUTAGE_AFTER and asked < 2 * TRIP_AFTER_DOWN
 
     def pause(self) -> float:
         """How long a request that met an endpoint-wide failure waits before asking again."""
@@ -153,9 +164,15 @@ class Breaker:
         return min(PAUSE * 2 ** min(failures - 1, 5), PAUSE_MAX)
 
     async def stop(self) -> None:
-        """The endpoint is broken: wait to be cancelled with the run, or say so."""
+        """The endpoint is broken: wait to be cancelled with the run; or, with no run
+        watching (``step``, a served graph), say so and count afresh, so a later request
+        is sent again once the key, quota or server is fixed."""
         if not self.stops_run:
-            raise EndpointBroken(self.message())
+            message = self.message()
+            self.why = None
+            self.broken.clear()
+            self.reset()
+            raise EndpointBroken(message)
         await asyncio.Event().wait()  # the engine cancels the run, and this with it
 
     def message(self) -> str:

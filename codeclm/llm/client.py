@@ -18,7 +18,6 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -53,15 +52,13 @@ from codeclm.llm.reply import (
 )
 from codeclm.llm.tracing import ModelSpan, model_span
 from codeclm.llm.transport import ChatTransport
+from codeclm.redact import server_name
 from codeclm.state import TokenUsage
 
 __all__ = ["RoleModel"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-
-_ASKERS = itertools.count(1)
 
 
 async def _unmetered(usage: TokenUsage) -> None:
@@ -201,7 +198,7 @@ class RoleModel:
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
         refusals = asked = 0  # 429s met by this request; its asks
-        asker = next(_ASKERS)  # this request, as the breaker tells requests apart
+        asker = hash((self.model_name, prompt))  # this request, across the graph's retries
         while True:
             mode = self.output.mode if structured is not None else None
             sent_format = format_for(mode, structured)
@@ -306,7 +303,8 @@ class RoleModel:
 
     @property
     def _endpoint(self) -> str:
-        return str(self.chat.openai_api_base or "https://api.openai.com/v1")
+        """The server, as messages name it (no user, password or query)."""
+        return server_name(self.chat.openai_api_base)
 
     async def text(
         self,

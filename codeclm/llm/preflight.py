@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from codeclm.config import ConfigError, ModelSettings
 from codeclm.llm.client import RoleModel
 from codeclm.llm.embedded import CONTEXT_PER_SLOT
+from codeclm.redact import server_name
 
 PREFLIGHT_TIMEOUT = 5.0
 """Seconds an endpoint gets to answer the check (a model server answers ``/models`` at once)."""
@@ -60,7 +61,7 @@ async def _check_role(model: RoleModel, config: ModelSettings) -> int | None:
     if role_config.embedded:
         return role_config.context_tokens or CONTEXT_PER_SLOT
     base = str(model.chat.openai_api_base or "https://api.openai.com/v1").rstrip("/")
-    shown = httpx2.URL(base).copy_with(username=None, password=None)
+    shown = server_name(base)
     secret = model.chat.openai_api_key
     key = secret.get_secret_value() if isinstance(secret, SecretStr) else ""
     try:

@@ -33,8 +33,8 @@ def is_permanent(exc: BaseException) -> bool:
     """No later run would fare better: the model refused, the request itself is wrong, or
     the reply runs past the ceiling of ``max_tokens`` (the same settings stop it there
     again)."""
-    if isinstance(exc, Refusal | CutReply):
-        return True
+    if isinstance(exc, Refusal | CutReply) or getattr(exc, "own_failure", False):
+        return True  # (own_failure: refused for itself where others are answered)
     status = getattr(exc, "status_code", None)
     # 401 and 403: a key refused; a later run with a good one fares better
     return isinstance(status, int) and 400 <= status < 500 and status not in NOT_FINAL

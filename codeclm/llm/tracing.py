@@ -21,6 +21,8 @@ from typing import Any
 from langsmith.run_helpers import trace
 from langsmith.utils import tracing_is_enabled
 
+from codeclm.llm.reply import describe_error
+from codeclm.redact import scrub
 from codeclm.state import TokenUsage
 
 
@@ -78,5 +80,12 @@ def model_span(
         "server": server,
     }
     inputs = {"messages": [{"role": "user", "content": prompt}], "model": model}
+    failed: Exception | None = None
     with trace(f"{role}: {step}", run_type="llm", inputs=inputs, metadata=metadata) as run:
-        yield ModelSpan(run)
+        try:
+            yield ModelSpan(run)
+        except Exception as exc:  # recorded in the provider's words without a key, not raw
+            run.end(error=scrub(describe_error(exc)))
+            failed = exc
+    if failed is not None:
+        raise failed
