@@ -27,17 +27,22 @@ def scrub(text: str) -> str:
     return _KEY_LIKE.sub("[key]", text)
 
 
+def _host_and_port(url: str) -> str:
+    """The URL's host (IPv6 in brackets) and port: no user, no password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
 def server_name(base_url: str | None, default: str = "https://api.openai.com/v1") -> str:
     """A server as records, messages and traces name it: scheme, host, port and path,
     without user, password or query (a gateway's key may ride in any of them)."""
     if not base_url:
         return default
     parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, _host_and_port(base_url), parts.path, "", ""))
 
 
 def redact_url(url: str | None) -> str | None:
@@ -46,10 +51,7 @@ def redact_url(url: str | None) -> str | None:
     if not url:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = _host_and_port(url)
     if parts.username:
         netloc = f"{parts.username}@{netloc}"
     return urlunsplit(parts._replace(netloc=netloc))
