@@ -31,7 +31,6 @@ class ModelSpan:
     """One model call's record in the trace (``run`` None: tracing is off)."""
 
     run: Any = None
-    asked: int = 0
     waits: list[str] = field(default_factory=list)
     """Why it was asked again, each time: the provider's words (``RateLimitError HTTP 429:
     ...``), without a key."""
