@@ -249,11 +249,13 @@ class AdaptiveLimit:
             self._next_epoch()
             return
         judged = self.latency.judged
+        if ratio is not None and ratio <= RAMP_CALM and self.latency.measured:
+            # the kinds known came back calm at this level: no queue here (a queue slows
+            # every kind alike), so a kind learned in the same round needs no dip
+            self.calm_level = max(self.calm_level, judged)
         if ratio is not None and self.latency.relearn and judged > max(self.calm_level, START):
             self._dip()  # learned above any level known calm: maybe under a queue
             return
-        if ratio is not None and ratio <= RAMP_CALM and self.latency.measured:
-            self.calm_level = max(self.calm_level, judged)
         if ratio is not None:  # a queue stays; a stall of this process passes
             self.slow_rounds = self.slow_rounds + 1 if ratio > QUEUEING else 0
         if self.slow_rounds >= 2:
