@@ -150,7 +150,7 @@ def split(
 
 def bench(
     *,
-    instructions: int = 1000,
+    instructions: int | None = None,
     latency: float = 0.05,
     slots: int = 64,
     concurrency: int = 64,
@@ -169,10 +169,10 @@ def bench(
     from codeclm.bench.throughput import Workload, run_bench, run_embedded_bench
 
     if embedded:
-        run_embedded_bench(slots=min(concurrency, 8), keep=keep)
+        run_embedded_bench(slots=min(concurrency, 8), instructions=instructions or 8, keep=keep)
         return
     workload = Workload(
-        instructions=instructions,
+        instructions=instructions or 1000,
         latency=latency,
         slots=slots,
         concurrency=concurrency,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL
+from codeclm.bench.replay import RecordingProxy, replay, run_argv, run_through
 from codeclm.engine.run import RunError
 from codeclm.handle import RunHandle
 from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
@@ -45,6 +47,10 @@ class BenchResult:
     db_bytes: int
     floor_cpu: float = 0.0
     """CPU seconds of the bare client (``codeclm.bench.floor``) making the same calls."""
+    first_call: float = 0.0
+    """Seconds from the process's start to its first call at the mock."""
+    calling: float = 0.0
+    """Seconds from the first call's arrival to the last call's answer."""
 
     @property
     def efficiency(self) -> float:
@@ -61,6 +67,12 @@ class BenchResult:
                 "efficiency = bound / wall (process / pipeline)",
                 f"{self.efficiency:.3f} / {self.bound / self.pipeline_wall:.3f}",
             ),
+            (
+                "where the wall went: start to 1st call / calling / last answer to exit",
+                f"{self.first_call:.2f} s / {self.calling:.2f} s"
+                f" / {self.wall - self.first_call - self.calling:.2f} s",
+            ),
+            ("efficiency while calling = bound / calling", f"{self.bound / self.calling:.3f}"),
             ("LLM calls per second", f"{self.calls / self.wall:,.0f}"),
             ("client CPU per LLM call (user+sys)", f"{per_call:.2f} ms"),
             (
@@ -167,6 +179,8 @@ def measure(workload: Workload, workdir: Path) -> BenchResult:
             raise RunError(f"codeclm run exited {child.returncode}")
         record = RunHandle.finished(out).recorded
         calls = sum(role.calls for role in record.usage.values())
+        with urllib.request.urlopen(f"{base_url}/mock/stats") as answer:
+            window = json.loads(answer.read())  # its clock is ours: CLOCK_MONOTONIC
         floor_cpu = _floor_cpu(base_url, calls, workload.concurrency)
     finally:
         mock.terminate()
@@ -185,6 +199,8 @@ def measure(workload: Workload, workdir: Path) -> BenchResult:
         node_steps=checkpointing.get("checkpoints", 0),
         db_bytes=sum(p.stat().st_size for p in out.glob(f"{CHECKPOINTS}*")),
         floor_cpu=floor_cpu,
+        first_call=window["first"] - started,
+        calling=window["last"] - window["first"],
     )
 
 
@@ -231,36 +247,12 @@ def run_bench(workload: Workload, *, scaling: bool, keep: Path | None) -> list[B
     return results
 
 
-async def _server_throughput(base_url: str, slots: int, prompt: str, max_tokens: int) -> float:
-    """Output tokens/s of the server alone: ``slots`` streams of plain requests, kept full."""
-    import openai
+def run_embedded_bench(*, slots: int, instructions: int, keep: Path | None) -> None:
+    """The pipeline's wall on the embedded model beside a replay of its own requests.
 
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="embedded", max_retries=0)
-    tokens = 0
-
-    async def stream_of_requests() -> None:
-        nonlocal tokens
-        for _ in range(3):
-            reply = await client.chat.completions.create(
-                model=EMBEDDED_MODEL_NAME,
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=max_tokens,
-                temperature=0.7,
-            )
-            tokens += reply.usage.completion_tokens if reply.usage else 0
-
-    started = time.monotonic()
-    await asyncio.gather(*(stream_of_requests() for _ in range(slots)))
-    elapsed = time.monotonic() - started
-    await client.close()
-    return tokens / elapsed
-
-
-def run_embedded_bench(*, slots: int, keep: Path | None) -> None:
-    """The pipeline's tokens/s on the embedded model next to the llama.cpp server's own.
-
-    One server serves both measurements in turn: first plain requests keeping every slot
-    busy, then a real ``codeclm run`` (the demo's settings) pointed at the same server.
+    One server serves both in turn: a real ``codeclm run`` (the demo's settings, this
+    budget, ``slots`` requests at once) through a recording proxy, then the replay of what
+    it asked (``codeclm.bench.replay``) at the same concurrency.
     """
     console = Console()
     with (
@@ -269,31 +261,38 @@ def run_embedded_bench(*, slots: int, keep: Path | None) -> None:
     ):
         workdir = keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        prompt = "Explain in a short paragraph why the sky is blue."
-        console.print(f"codeclm bench --embedded: llama.cpp alone, {slots} slots ...")
-        server_tps = asyncio.run(_server_throughput(server.base_url, slots, prompt, 128))
-        console.print("codeclm bench --embedded: codeclm run on the same server ...")
-        out = workdir / "run"
-        demo = Path(__file__).resolve().parents[1] / "examples"
-        argv = [sys.executable, "-m", "codeclm", "run", str(demo / "seeds.jsonl")]
-        argv += ["--config", str(demo / "demo.toml"), "--out", str(out), "--quiet"]
-        argv += ["--concurrency", str(slots)]
-        for role in ("strong", "target"):
-            argv += [f"--{role}-model", EMBEDDED_MODEL_NAME, f"--{role}-base-url", server.base_url]
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        record = RunHandle.finished(out).recorded
-    wall = record.wall_seconds
-    usage = record.usage.values()
-    output = sum(u.output_tokens for u in usage)
-    prompt_tokens = sum(u.input_tokens for u in usage)
-    calls = sum(u.calls for u in usage)
+        console.print(
+            f"codeclm bench --embedded: codeclm run, {instructions} instructions, "
+            f"{slots} at once, through a recording proxy ...",
+            highlight=False,
+        )
+        proxy = RecordingProxy(server.base_url)
+        argv = run_argv(workdir / "run", "", EMBEDDED_MODEL_NAME, slots, instructions)
+
+        async def run() -> None:
+            argv[argv.index("--strong-base-url") + 1] = await proxy.start()
+            argv[argv.index("--target-base-url") + 1] = proxy.base_url
+            try:
+                await run_through(argv)
+            finally:
+                await proxy.stop()
+
+        asyncio.run(run())
+        record = RunHandle.finished(workdir / "run").recorded
+        console.print(f"... and its {len(proxy.bodies)} requests replayed, {slots} at once ...")
+        replayed = asyncio.run(replay(server.base_url, proxy.bodies, proxy.output_tokens, slots))
+    output = sum(proxy.output_tokens)
     rows = [
-        ("llama.cpp alone: output tokens/s", f"{server_tps:.1f}"),
-        ("codeclm run: output tokens/s", f"{output / wall:.1f}"),
-        ("codeclm run: prompt + output tokens/s", f"{(output + prompt_tokens) / wall:.1f}"),
-        ("codeclm run: calls", f"{calls}"),
-        ("codeclm run: prompt / output tokens", f"{prompt_tokens:,} / {output:,}"),
-        ("codeclm run: wall", f"{wall:.1f} s"),
-        ("pipeline / server output rate", f"{output / wall / server_tps:.2f}"),
+        ("codeclm run: calls answered / output tokens", f"{len(proxy.bodies)} / {output:,}"),
+        ("codeclm run: wall (pipeline)", f"{record.wall_seconds:.1f} s"),
+        ("replay: calls / output tokens", f"{replayed.calls} / {replayed.output_tokens:,}"),
+        ("replay: wall", f"{replayed.wall:.1f} s"),
+        ("pipeline wall / replay wall", f"{record.wall_seconds / replayed.wall:.2f}"),
+        (
+            "output tokens/s: run / replay",
+            f"{output / record.wall_seconds:.1f} / {replayed.output_tokens / replayed.wall:.1f}",
+        ),
     ]
+    for url, stats in record.endpoints.items():
+        rows.append((f"limit at {url}", f"{stats.limit} (lowest {stats.lowest})"))
     _print(f"embedded SmolLM2-135M, {slots} slots", rows, console)

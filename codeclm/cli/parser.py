@@ -309,7 +309,7 @@ def _add_bench(commands: Any) -> None:
         "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
     )
     bench.add_argument(
-        "--instructions", type=positive(int), default=1000, help="the run's budget (1000)"
+        "--instructions", type=positive(int), help="the run's budget (1000; 8 with --embedded)"
     )
     bench.add_argument("--latency", type=positive(float), default=0.05, help="mock s per call")
     bench.add_argument("--slots", type=positive(int), default=64, help="mock calls at once")
