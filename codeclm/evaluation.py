@@ -22,7 +22,8 @@ from codeclm.handle import Folder
 from codeclm.handle.evaluation import EvalHandle
 from codeclm.nodes.evaluation import EvalContext
 from codeclm.outputs import JsonlWriter
-from codeclm.records import EvalRecord, EvalResult, JudgmentRow, Tally
+from codeclm.records import EvalRecord, EvalResult, Tally
+from codeclm.rows import JudgmentRow
 from codeclm.state import EvalItemState, TokenUsage, add_usage
 from codeclm.store import Store
 
@@ -47,9 +48,10 @@ class EvalStats(RunStats):
             self.failed += 1
 
 
-def crr_summary(judged: list[tuple[str, str]]) -> EvalResult:
+def crr_summary(judged: list[tuple[str, str]], turns: list[int] | None = None) -> EvalResult:
     """Wins, ties, losses and CRR = (wins + ties) / total, overall and per category, of
-    (category, outcome) pairs."""
+    (category, outcome) pairs; ``turns``: each pair's turn, for a tally per turn (the
+    overall one then counts every turn judged, as MT-Bench's average of its turns)."""
 
     def tally(outcomes: list[str]) -> Tally:
         counts = Counter(outcomes)
@@ -61,11 +63,19 @@ def crr_summary(judged: list[tuple[str, str]]) -> EvalResult:
     categories = sorted({category for category, _ in judged})
     overall = tally([outcome for _, outcome in judged])
     by_category = {c: tally([o for cat, o in judged if cat == c]) for c in categories}
-    return EvalResult(**overall.model_dump(), by_category=by_category)
+    by_turn: dict[str, Tally] = {}
+    if turns is not None and max(turns, default=1) > 1:
+        outcomes = [outcome for _, outcome in judged]
+        for turn in sorted(set(turns)):
+            by_turn[str(turn)] = tally(
+                [o for o, t in zip(outcomes, turns, strict=True) if t == turn]
+            )
+    return EvalResult(**overall.model_dump(), by_category=by_category, by_turn=by_turn)
 
 
 def judgment_row(state: EvalItemState) -> JudgmentRow:
     scores = state.scores
+    turns = state.turn_scores
     return JudgmentRow(
         id=state.id,
         category=state.category,
@@ -77,6 +87,12 @@ def judgment_row(state: EvalItemState) -> JudgmentRow:
         scores_strong_first=list(scores.strong_first) if scores else None,
         scores_target_first=list(scores.target_first) if scores else None,
         mean_scores={"strong": scores.strong, "target": scores.target} if scores else None,
+        follow_ups=state.follow_ups,
+        strong_follow_up_answers=state.strong_follow_up_answers,
+        target_follow_up_answers=state.target_follow_up_answers,
+        turn_outcomes=list(state.turn_outcomes),
+        turn_scores_strong_first=[list(s.strong_first) for s in turns],
+        turn_scores_target_first=[list(s.target_first) for s in turns],
     )
 
 
@@ -86,7 +102,7 @@ def judges_itself(config: EvalConfig) -> bool:
     return (judge.model, judge.base_url) == (strong.model, strong.base_url)
 
 
-async def evaluate(handle: EvalHandle, items: list[dict[str, str]], stats: EvalStats) -> EvalRecord:
+async def evaluate(handle: EvalHandle, items: list[dict[str, Any]], stats: EvalStats) -> EvalRecord:
     """Answer, judge and score every item (resuming what an earlier call left), then report.
 
     In a shared store (PostgreSQL) several processes with the same store and name share the
@@ -94,6 +110,8 @@ async def evaluate(handle: EvalHandle, items: list[dict[str, str]], stats: EvalS
     started = time.monotonic()
     config = handle.config
     items = items[: config.limit] if config.limit else items
+    if config.turns is not None:  # each item's first T turns
+        items = [{**item, "follow_ups": item["follow_ups"][: config.turns - 1]} for item in items]
     stats.total = len(items)
     if judges_itself(config):
         log.warning(
@@ -113,7 +131,7 @@ async def evaluate(handle: EvalHandle, items: list[dict[str, str]], stats: EvalS
 
 
 async def _judge_all(
-    graph: Graph, context: EvalContext, store: Store, items: list[dict[str, str]], stats: EvalStats
+    graph: Graph, context: EvalContext, store: Store, items: list[dict[str, Any]], stats: EvalStats
 ) -> None:
     """Every item's thread, each answered and judged (finished ones are skipped)."""
     board = store.board
@@ -127,6 +145,7 @@ async def _judge_all(
                     id=item["id"],
                     instruction=item["instruction"],
                     category=item["category"],
+                    follow_ups=item.get("follow_ups", []),
                 ),
             )
             for item in items
@@ -146,10 +165,11 @@ async def _judge_all(
 
 
 async def _write_results(
-    graph: Graph, items: list[dict[str, str]], folder: Folder, record: EvalRecord
+    graph: Graph, items: list[dict[str, Any]], folder: Folder, record: EvalRecord
 ) -> EvalRecord:
     """judgments.jsonl and failed.jsonl rebuilt whole, and the record's result."""
     judged: list[tuple[str, str]] = []
+    turns: list[int] = []
     usage: dict[str, TokenUsage] = {}
     unfinished = 0
     with (
@@ -165,7 +185,9 @@ async def _write_results(
             usage = add_usage(usage, state.usage)
             if state.status == "judged":
                 row = judgment_row(state)
-                judged.append((row.category, str(row.outcome)))
+                outcomes = row.turn_outcomes or [str(row.outcome)]
+                judged += [(row.category, outcome) for outcome in outcomes]
+                turns += range(1, len(outcomes) + 1)
                 judgments.write(row)
             elif state.status == "failed":
                 failed.write({"id": state.id, "reason": state.reason})
@@ -173,7 +195,7 @@ async def _write_results(
                 unfinished += 1
     return record.model_copy(
         update={
-            "result": crr_summary(judged),
+            "result": crr_summary(judged, turns),
             "items": len(items),
             "failed": failed.rows,
             "unfinished": unfinished,

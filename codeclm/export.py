@@ -6,7 +6,9 @@ left out, edited ones exported as edited; ``--reviewed-only`` keeps only accepte
 
 chat (JSONL of ``messages``), alpaca (JSON), sharegpt (JSON), parquet, and hf: a
 Hugging Face ``datasets`` dataset saved to disk, with a dataset card (README.md) that
-carries the run's config. parquet and hf are written by the datasets library.
+carries the run's config. parquet and hf are written by the datasets library. A
+conversation (``run --turns``) keeps every turn in each: alpaca puts the turns before the
+last in ``history``, as LLaMA-Factory reads it.
 """
 
 from __future__ import annotations
@@ -20,25 +22,39 @@ from typing import Any
 from codeclm.config import ConfigError
 from codeclm.handle import RunHandle
 from codeclm.outputs import DATASET, make_folder, write_atomic, write_json, write_jsonl
-from codeclm.records import DatasetRow, PairReview, RunRecord
+from codeclm.records import RunRecord
 from codeclm.review import pair_reviews
+from codeclm.rows import DatasetRow, PairReview
 
 FORMATS = ("chat", "alpaca", "sharegpt", "parquet", "hf")
 _SUFFIX = {"chat": ".jsonl", "alpaca": ".json", "sharegpt": ".json", "parquet": ".parquet"}
 
 
+def _exchanges(row: DatasetRow) -> list[tuple[str, str]]:
+    """(user, assistant) per turn: a conversation's every turn, a pair's one."""
+    said = [message.content for message in row.messages]
+    if len(said) < 2:  # a row of a version before messages
+        return [(row.instruction, row.response)]
+    return list(zip(said[::2], said[1::2], strict=False))
+
+
 def _alpaca(row: DatasetRow) -> dict[str, Any]:
-    return {"instruction": row.instruction, "input": "", "output": row.response}
+    """Alpaca's record; a conversation's last turn as the instruction and output, the turns
+    before it in ``history`` (the convention of LLaMA-Factory and FastChat's converters)."""
+    *before, (instruction, output) = _exchanges(row)
+    item: dict[str, Any] = {"instruction": instruction, "input": "", "output": output}
+    if before:
+        item["history"] = [[user, assistant] for user, assistant in before]
+    return item
 
 
 def _sharegpt(row: DatasetRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "conversations": [
-            {"from": "human", "value": row.instruction},
-            {"from": "gpt", "value": row.response},
-        ],
-    }
+    turns = [
+        message
+        for user, assistant in _exchanges(row)
+        for message in ({"from": "human", "value": user}, {"from": "gpt", "value": assistant})
+    ]
+    return {"id": row.id, "conversations": turns}
 
 
 def _messages(row: DatasetRow) -> list[dict[str, str]]:
@@ -57,6 +73,7 @@ def _flat(row: DatasetRow) -> dict[str, Any]:
         "skills": row.metadata.skills,
         **(row.metadata.model_extra or {}),  # the run's declared metadata fields
         "iteration": row.iteration,
+        "turns": row.turns,
         "gap": row.scores.gap if row.scores else None,
         "seed_ids": row.seed_ids,
     }

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from codeclm.config import ConfigError
-from codeclm.records import DatasetRow, DroppedRow, Message, RowMetadata
+from codeclm.rows import DatasetRow, DroppedRow, Message, RowMetadata
 from codeclm.state import InstructionState
 
 DATASET = "dataset.jsonl"
@@ -129,24 +129,26 @@ def _provenance(state: InstructionState) -> dict[str, Any]:
         "seed_ids": state.seed_ids,
         "actions": state.actions_applied,
         "basic_instruction": state.basic_instruction,
+        "turn_scores": state.turn_scores,
+        "improved_turns": state.improved_turns,
     }
 
 
 def dataset_row(state: InstructionState) -> DatasetRow:
     """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
     strong = state.response_source == "strong"
-    response = state.strong_answer if strong else state.target_answer
+    answers = state.answers("strong" if strong else "target") or [""]
     reasoning = state.strong_reasoning if strong else state.target_reasoning
+    messages = []
+    for text, answer in zip(state.user_turns, answers, strict=False):
+        messages += [Message(role="user", content=text), Message(role="assistant", content=answer)]
     return DatasetRow(
         id=state.id,
         instruction=state.instruction,
-        response=response or "",
+        response=answers[0],
         response_source=state.response_source,
         **_provenance(state),
-        messages=[
-            Message(role="user", content=state.instruction),
-            Message(role="assistant", content=response or ""),
-        ],
+        messages=messages,
         target_refused=state.target_refused,
         reasoning=reasoning or None,
     )
@@ -159,5 +161,6 @@ def dropped_row(state: InstructionState) -> DroppedRow:
         status=state.status,
         reason=state.reason,
         instruction=state.instruction,
+        follow_ups=state.follow_ups,
         **_provenance(state),
     )

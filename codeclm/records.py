@@ -1,11 +1,10 @@
-"""The rows and records a run writes, as models shared by the writers and the readers.
+"""The records a run and an evaluation write, as models shared by the writers and readers.
 
-``run.json`` (``RunRecord``), ``dataset.jsonl`` (``DatasetRow``), ``dropped.jsonl`` and
-``failed.jsonl`` (``DroppedRow``), ``metadata.jsonl`` (``MetadataEntry``, the state's own
-model), eval's ``eval.json`` (``EvalRecord``) and ``judgments.jsonl`` (``JudgmentRow``), and
-what a shared store keeps for its workers (``StoredInputs``). Readers accept files written by
-earlier versions: every field added later has a default, and unknown fields are ignored
-(pydantic's default).
+``run.json`` (``RunRecord``), ``metadata.jsonl`` (``MetadataEntry``, the state's own
+model), eval's ``eval.json`` (``EvalRecord``), and what a shared store keeps for its
+workers (``StoredInputs``); the rows of ``dataset.jsonl`` and the others are in
+``codeclm.rows``. Readers accept files written by earlier versions: every field added
+later has a default, and unknown fields are ignored (pydantic's default).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -26,7 +24,6 @@ from codeclm.config import ConfigError
 from codeclm.methods import MethodSpec, method_spec
 from codeclm.state import (
     Failure,
-    JudgeScores,
     LabelMap,
     MetadataEntry,
     PoolReview,
@@ -34,112 +31,6 @@ from codeclm.state import (
     TokenUsage,
     Update,
 )
-
-
-class RowMetadata(BaseModel):
-    """The metadata entry an instruction was decoded from (none for the baselines); the
-    run's declared ``metadata_fields`` follow ``skills`` under their own names."""
-
-    model_config = ConfigDict(extra="allow")
-
-    use_case: str | None = None
-    skills: list[str] = Field(default_factory=list)
-    id: str | None = None
-
-
-class Message(BaseModel):
-    role: Literal["user", "assistant"]
-    content: str
-
-
-class DatasetRow(BaseModel):
-    """A kept pair, with the chat ``messages`` fine-tuning tools read directly."""
-
-    id: str
-    instruction: str
-    response: str
-    response_source: Literal["strong", "target"] | None = None
-    metadata: RowMetadata = Field(default_factory=RowMetadata)
-    iteration: int = 1
-    scores: JudgeScores | None = None
-    seed_ids: list[str] = Field(default_factory=list)
-    actions: list[str] = Field(default_factory=list)
-    """The Self-Rubrics actions applied, in order, from the basic instruction to this one."""
-    basic_instruction: str | None = None
-    messages: list[Message] = Field(default_factory=list)
-    target_refused: bool = False
-    """The target model refused this instruction (a weakness of the target): the strong
-    answer is the response. ``export --no-target-refusals`` leaves such pairs out."""
-    reasoning: str | None = Field(None, exclude_if=lambda value: value is None)
-    """The response's reasoning, apart from it (only with ``--keep-reasoning``)."""
-
-
-class DroppedRow(BaseModel):
-    """An instruction not kept (dropped, duplicate or failed), with the reason why."""
-
-    id: str
-    status: str
-    reason: str | None = None
-    instruction: str | None = None
-    metadata: RowMetadata = Field(default_factory=RowMetadata)
-    iteration: int = 1
-    scores: JudgeScores | None = None
-    seed_ids: list[str] = Field(default_factory=list)
-    actions: list[str] = Field(default_factory=list)
-    basic_instruction: str | None = None
-
-
-Verdict = Literal["accepted", "rejected"]
-
-
-class PairReview(BaseModel):
-    """A person's review of one kept pair: accepted or rejected, with optional edits.
-
-    ``export`` leaves rejected pairs out and applies the edits; the dataset files stay the
-    run's own (a re-run rewrites them, never the reviews).
-    """
-
-    id: str
-    verdict: Verdict
-    instruction: str | None = None
-    """The reviewer's instruction, when they edited it."""
-    response: str | None = None
-    """The reviewer's response, when they edited it."""
-    note: str = ""
-    reviewed_at: str = ""
-    reviewer: str = ""
-    """Who made the review: the name the reviewer gave (``--reviewer``, or the page's field)."""
-
-    @property
-    def edited(self) -> bool:
-        return self.instruction is not None or self.response is not None
-
-    def applied(self, row: DatasetRow) -> DatasetRow:
-        """``row`` as the reviewer left it (edits in the text and in its messages)."""
-        instruction = self.instruction if self.instruction is not None else row.instruction
-        response = self.response if self.response is not None else row.response
-        messages = [
-            Message(role="user", content=instruction),
-            Message(role="assistant", content=response),
-        ]
-        return row.model_copy(
-            update={"instruction": instruction, "response": response, "messages": messages}
-        )
-
-
-class JudgmentRow(BaseModel):
-    """``codeclm eval``: one benchmark item, both answers, both orders' scores, the outcome."""
-
-    id: str
-    category: str
-    instruction: str
-    target_answer: str | None = None
-    strong_answer: str | None = None
-    outcome: str | None = None
-    scores_strong_first: list[int] | None = None
-    """(strong, target) when the strong answer was shown first."""
-    scores_target_first: list[int] | None = None
-    mean_scores: dict[str, float] | None = None
 
 
 class Counts(BaseModel):
@@ -335,6 +226,9 @@ class EvalResult(Tally):
     """The whole benchmark's tally, and each category's."""
 
     by_category: dict[str, Tally] = Field(default_factory=dict)
+    by_turn: dict[str, Tally] = Field(default_factory=dict)
+    """Each turn's tally, when the items had several (MT-Bench's two): the overall and
+    the categories' tallies then count every turn judged."""
 
 
 class EvalRecord(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from codeclm.handle import RunHandle, RunView
 from codeclm.nodes.review import ReviewError, apply_pool_review, waits_for_review
 from codeclm.outputs import CHECKPOINTS
-from codeclm.records import PairReview, Verdict
+from codeclm.rows import PairReview, Verdict
 from codeclm.state import EntryEdit, InstructionState, MetadataEntry, PoolReview, PrepareState
 
 PoolPhase = Literal["not asked", "not built yet", "waiting", "approved"]

@@ -278,15 +278,32 @@ def check_fits_context(
             )
 
 
-def load_benchmark(path: Path) -> list[dict[str, str]]:
-    """A benchmark JSONL (``id``, ``instruction``, optional ``input`` and ``category``).
+def _follow_ups(record: dict[str, Any], where: str) -> list[str]:
+    """An item's later user turns: MT-Bench's ``followup`` here, or FastChat's ``turns``
+    (all of them, the first being the instruction)."""
+    followup, turns = record.get("followup"), record.get("turns")
+    if isinstance(followup, str) and followup.strip():
+        return [followup.strip()]
+    if isinstance(turns, list) and all(isinstance(t, str) for t in turns):
+        return [t.strip() for t in turns[1:]]
+    if followup is not None or turns is not None:
+        raise InputError(f"{where}: 'followup' must be text, 'turns' a list of texts")
+    return []
 
-    Each item's text is its instruction, then its input if any (as a seed's). Multi-turn
-    items (MT-Bench's ``followup``) are evaluated on their first turn.
+
+def load_benchmark(path: Path) -> list[dict[str, Any]]:
+    """A benchmark JSONL (``id``, ``instruction``, optional ``input``, ``category`` and
+    later turns: MT-Bench's ``followup``, or a ``turns`` list).
+
+    Each item's text is its instruction, then its input if any (as a seed's); its later
+    turns are in ``follow_ups``.
     """
-    items: list[tuple[int, dict[str, str]]] = []
+    items: list[tuple[int, dict[str, Any]]] = []
     for number, record in _json_records(path, _read_lines(path)):
         instruction, extra = record.get("instruction"), record.get("input") or ""
+        turns = record.get("turns")
+        if instruction is None and isinstance(turns, list) and turns:  # FastChat's layout
+            instruction = turns[0]
         if not isinstance(instruction, str) or not instruction.strip():
             raise InputError(f"{path}:{number}: no 'instruction' text")
         if not isinstance(extra, str):
@@ -299,6 +316,7 @@ def load_benchmark(path: Path) -> list[dict[str, str]]:
                     "id": str(record.get("id", f"item-{number}")),
                     "instruction": text,
                     "category": str(record.get("category") or "uncategorized"),
+                    "follow_ups": _follow_ups(record, f"{path}:{number}"),
                 },
             )
         )

@@ -14,7 +14,8 @@ from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.config import ConfigError
 from codeclm.engine.threads import RunStats
 from codeclm.handle import Folder
-from codeclm.records import DatasetRow, read_rows
+from codeclm.records import read_rows
+from codeclm.rows import DatasetRow
 from tests.conftest import read_jsonl
 
 

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "seeds": 2,
     "outputs": 1,
     "records": 1,
+    "rows": 1,
     "config": 1,
     "methods": 0,
     "state": 0,

@@ -63,7 +63,8 @@ def test_a_record_from_an_earlier_version_still_reads(tmp_path: Path) -> None:
     old.write_text('{"counts": {"kept": "many"}}')
     with pytest.raises(ConfigError, match=r"run.json is not a run record \(counts.kept"):
         Folder(tmp_path).read_run()
-    from codeclm.records import DatasetRow, read_rows
+    from codeclm.records import read_rows
+    from codeclm.rows import DatasetRow
 
     rows = tmp_path / "dataset.jsonl"
     rows.write_text('{"id": "a", "instruction": "x", "response": "y", "extra": 1}\n\n{"id": "b"\n')

@@ -94,6 +94,8 @@ class Request:
     """The ``response_format`` type sent ('json_schema', 'json_object'), if any."""
     reply: str = ""
     """The content it was answered with."""
+    history: list[tuple[str, str]] = field(default_factory=list)
+    """The conversation sent before ``prompt``, as (role, content)."""
 
 
 @dataclass
@@ -200,6 +202,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
                 prompt, model.count_in(prompt, r"Write (\d+) new tasks", 8)
             ),
             "EvolvedInstruction": lambda: model.evolve(prompt),
+            "FollowUp": lambda: model.follow_up(prompt),
         }
         make = steps.get(step, lambda: model.filled({"properties": schema}))
         payload = faults.as_a_model_would(
@@ -290,6 +293,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
                 worker=worker,
                 max_tokens=model.max_tokens_of(body),
                 response_format=response_format.get("type"),
+                history=[(m["role"], m["content"]) for m in body["messages"][:-1]],
             )
             with self.lock:
                 self.requests.append(request)

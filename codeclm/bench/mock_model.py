@@ -105,6 +105,8 @@ def field_of(prompt: str, label: str) -> str:
 #: Words of each built-in prompt that tell its step, for requests without a schema name.
 STEP_MARKERS = (
     ("[The Start of Assistant 1's Answer]", "PairwiseScores"),
+    ("[The Start of Assistant 1's Conversation", "PairwiseScores"),
+    ("says next in a conversation", "FollowUp"),
     ("Describe it by its", "EncodedMetadata"),
     ("rubrics for judging how difficult", "SelfRubrics"),
     ("diverse instructions for this use case", "DecodedInstructions"),
@@ -259,8 +261,13 @@ def evolve(prompt: str) -> dict[str, Any]:
 def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> str:
     """The Vicuna-style reply: one line with both scores; and, asked for it (the
     evaluation's prompt), an explanation on the lines after."""
-    instruction = _between(prompt, "[Question]\n", "\n\n[The Start of Assistant 1")
-    first = _between(prompt, "[The Start of Assistant 1's Answer]\n", "\n[The End of")
+    if "[The Start of Assistant 1's Conversation" in prompt:  # a later turn's judge
+        instruction = _between(prompt, "[Question]\n", "\n\n[System]")
+        conversation = _between(prompt, "Conversation with User]\n", "\n[The End of")
+        first = conversation.rsplit("### Assistant 1:\n", 1)[-1]
+    else:
+        instruction = _between(prompt, "[Question]\n", "\n\n[The Start of Assistant 1")
+        first = _between(prompt, "[The Start of Assistant 1's Answer]\n", "\n[The End of")
     strong, target = rule(instruction)
     if first.startswith(STRONG_PREFIX):
         one, two = strong + first_position_bias, target
@@ -271,6 +278,14 @@ def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> str:
         better = 1 if one >= two else 2
         return f"{line}\nAssistant {better} answered more helpfully and in more detail."
     return line
+
+
+def follow_up(prompt: str) -> dict[str, Any]:
+    """The user's next turn: its number and plan, and the first turn it follows."""
+    turn = count_in(prompt, r"turn (\d+) of the conversation", 2)
+    first = _between(prompt, "Turn 1: ", "\n\n")
+    plan = " ".join(_between(prompt, "Its plan: ", "\n").split()[:3])
+    return {"message": f"Turn {turn} follow-up ({plan}) to: {first}"}
 
 
 def answer(prompt: str, model: str, tokens: int = 0) -> str:

@@ -277,6 +277,7 @@ def print_thread(detail: ThreadDetail) -> None:
             line += f" -> {step.status}"
         if step.action:
             line += f"  action: {step.action}"
+            line += f" (turn {step.turn})" if step.turn else ""
         if step.reason:
             line += f"  failed: {step.reason}"
         console.print(line, soft_wrap=True, highlight=False)
@@ -284,9 +285,13 @@ def print_thread(detail: ThreadDetail) -> None:
 
 def print_eval(record: EvalRecord, folder: Folder) -> None:
     result = record.result or EvalResult()
-    table = Table("category", "items", "wins", "ties", "losses", "CRR")
-    for name, tally in [*result.by_category.items(), ("all", result)]:
+    turns = [(f"turn {turn}", tally) for turn, tally in result.by_turn.items()]
+    # with several turns, each turn of an item is one judgment
+    table = Table("category", "judged" if turns else "items", "wins", "ties", "losses", "CRR")
+    for name, tally in [*result.by_category.items(), *turns, ("all", result)]:
         crr = tally.crr
+        if name in ("turn 1", "all") and turns:
+            table.add_section()
         table.add_row(
             f"[bold]{name}[/]" if name == "all" else name,
             str(tally.total),

@@ -39,6 +39,7 @@ _RUN_FLAGS = (
     "metadata",
     "threshold",
     "max_iterations",
+    "turns",
     "rubrics",
     "decode_batch",
     "concurrency",
@@ -53,7 +54,7 @@ _RUN_FLAGS = (
 
 
 #: The evaluation settings that are also flags (from ``EvalConfig``).
-_EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost")
+_EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost", "turns")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from codeclm import api
 from codeclm.cli.flags import add_store_flags
-from codeclm.records import Verdict
 from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit
+from codeclm.rows import Verdict
 from codeclm.state import EntryEdit
 
 

@@ -49,6 +49,10 @@ __all__ = [
 ]
 
 
+MAX_TURNS = 4
+"""The most user turns a conversation may have (``--turns``)."""
+
+
 class ConfigError(ValueError):
     """Bad configuration; the CLI prints it as one line and exits 2."""
 
@@ -162,6 +166,14 @@ class RunConfig(ModelSettings):
     max_iterations: int = Field(
         4, ge=1, description="iterations per instruction, the basic one counting"
     )
+    turns: int = Field(
+        1,
+        ge=1,
+        le=MAX_TURNS,
+        description="user turns per conversation: the strong model writes turns 2 to T as "
+        "the entry's user would follow up; both models answer every turn, each after its own "
+        "earlier answers, and the judge scores each turn",
+    )
     rubrics: int = Field(4, ge=1, description="rubrics and actions per metadata entry")
     max_skills: int = Field(3, ge=1, description="skills per metadata entry")
     decode_batch: int = Field(
@@ -225,6 +237,7 @@ class RunConfig(ModelSettings):
             "dedup": self.dedup is None,
             "label_similarity": self.label_similarity == 0.8,
             "metadata_fields": not self.metadata_fields,
+            "turns": self.turns == 1,
         }
         for spec in METHODS.values():  # settings of another method
             unused.update((key, True) for key in spec.settings if spec.name != self.method)
@@ -259,11 +272,21 @@ class EvalConfig(ModelSettings):
 
     judge: RoleConfig = Field(default_factory=RoleConfig)
     limit: int | None = Field(None, gt=0, description="evaluate only the first N items")
+    turns: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TURNS,
+        description="judge each item's first T turns (MT-Bench has 2; each later turn asked "
+        "after the model's own earlier answers); default: every turn an item has; 1: the "
+        "first turn only",
+    )
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """As a run's; ``limit`` is left out, so a later call may evaluate more items."""
         fields = super().fingerprint_fields()
         fields.pop("limit", None)
+        if self.turns is None:  # every turn: as an evaluation before --turns existed
+            fields.pop("turns", None)
         return fields
 
     @model_validator(mode="before")

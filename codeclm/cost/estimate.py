@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from codeclm.config import RunConfig
 from codeclm.methods import method_spec
-from codeclm.prompts import Prompts
+from codeclm.prompts import Prompts, conversation_text
 from codeclm.records import RolePrice, RunRecord
 from codeclm.state import TokenUsage
 
@@ -36,6 +36,7 @@ OUTPUT_TOKENS = {
     "answer_strong": 350,
     "judge": 12,
     "improve": 60,
+    "write_turns": 60,
     "evolve": 60,
     "bootstrap": 30,  # per instruction
 }
@@ -126,6 +127,21 @@ def _prompt_tokens(config: RunConfig, prompts: Prompts, seed_tokens: int) -> dic
         "bootstrap": prompts.render("self_instruct", examples=instruction * 8, n=8),
     }
     rendered["answer_strong"] = rendered["answer"]
+    for turn in range(2, config.turns + 1):  # a conversation's later turns: more to read
+        users, answers = [instruction] * turn, [answer] * turn
+        rendered[f"write_turns turn {turn}"] = prompts.render(
+            "follow_up", user_turns=instruction * (turn - 1), turn=turn, plan="a plan", **base
+        )
+        rendered[f"answer turn {turn}"] = rendered["answer"] * turn + answer * (turn - 1)
+        rendered[f"answer_strong turn {turn}"] = rendered[f"answer turn {turn}"]
+        conversation = conversation_text(users, answers, "Assistant 1")
+        rendered[f"judge turn {turn}"] = prompts.render(
+            "judge_turn",
+            instruction=instruction,
+            conversation_1=conversation,
+            conversation_2=conversation,
+            turn=turn,
+        )
     return {step: tokens(text) for step, text in rendered.items()}
 
 
@@ -157,6 +173,11 @@ def _calls(config: RunConfig, seeds: int) -> dict[str, tuple[float, float]]:
             calls["improve/strong"] = (n, n)
         elif spec.shape == "evolve":
             calls["evolve/strong"] = (n * config.evol_rounds, n * config.evol_rounds)
+    for turn in range(2, config.turns + 1):  # each later turn: written once, answered and
+        calls[f"write_turns turn {turn}/strong"] = (n, n)  # judged as the first one is
+        for key in [k for k in calls if k.split("/")[0] in ("answer", "answer_strong", "judge")]:
+            node, role = key.split("/")
+            calls[f"{node} turn {turn}/{role}"] = calls[key]
     return calls
 
 
@@ -172,7 +193,8 @@ def from_settings(config: RunConfig, prompts: Prompts, seed_texts: list[str]) ->
     steps = {}
     for key, (calls, worst) in _calls(config, len(seed_texts)).items():
         node, role = key.split("/")
-        output = per_call_output.get(node, OUTPUT_TOKENS[node])
+        step = node.split(" turn ")[0]  # a conversation's later turn writes as its first
+        output = per_call_output.get(step, OUTPUT_TOKENS[step])
         ceiling = config.role(role).max_tokens
         steps[key] = StepEstimate(
             calls=calls,

@@ -67,6 +67,9 @@ class ThreadStep(BaseModel):
     scores: dict[str, Any] | None = None
     action: str | None = None
     instruction: str | None = None
+    """After improve: the user turn it rewrote, as rewritten."""
+    turn: int | None = Field(None, exclude_if=lambda value: value is None)
+    """After improve in a conversation: the turn it rewrote."""
     reason: str | None = None
 
 
@@ -139,6 +142,11 @@ def _step_record(node_names: list[str], values: dict[str, Any], checkpoint_id: s
     if "improve" in node_names and actions:
         step.action = actions[-1]
         step.instruction = values.get("instruction")
+        turns = values.get("improved_turns") or []
+        if turns and len(turns) == len(actions):  # a conversation: the turn it rewrote
+            step.turn = turns[-1]
+            if step.turn > 1:
+                step.instruction = (values.get("follow_ups") or [])[step.turn - 2]
     if any(name.startswith("__error_handler__") for name in node_names):
         step.reason = values.get("reason")
     return step

@@ -13,6 +13,10 @@ improve_once (codeclm-rubrics):  START ─▶ improve (if there are actions) ─
 evolve (evol-instruct):  START ─▶ evolve ×rounds ─▶ answer_strong ─▶ END
 
 ``answer`` sends the strong and the target request at once; ``judge`` sends both orders.
+
+With ``--turns T`` above 1, ``write_turns`` (the user's turns 2 to T) comes before the
+first answer of every shape; ``answer`` then answers every turn, ``judge`` scores each
+turn, and ``improve`` rewrites one of them.
 """
 
 from __future__ import annotations
@@ -36,11 +40,17 @@ from codeclm.nodes.instruction import (
     route_after_judge,
     route_start_rubrics_only,
 )
+from codeclm.nodes.turns import write_turns
 from codeclm.state import InstructionState
 
 
 def build_instruction_graph(
-    retry: RetryPolicy, method: str = "codeclm", *, evol_rounds: int = 4, served: bool = False
+    retry: RetryPolicy,
+    method: str = "codeclm",
+    *,
+    evol_rounds: int = 4,
+    turns: int = 1,
+    served: bool = False,
 ) -> StateGraph[InstructionState, PipelineContext, InstructionState, InstructionState]:
     """The uncompiled builder of the method's shape; compile it with or without a checkpointer.
 
@@ -50,11 +60,17 @@ def build_instruction_graph(
     builder = StateGraph(InstructionState, context_schema=None if served else PipelineContext)
     builder.set_node_defaults(retry_policy=retry, error_handler=record_failure)  # type: ignore[arg-type]
     shape = method_spec(method).shape
+    answers = "answer" if shape == "judge_loop" else "answer_strong"
+    first = answers  # the node the user's turns are all there for
+    if turns > 1:
+        builder.add_node("write_turns", write_turns)
+        builder.add_edge("write_turns", answers)
+        first = "write_turns"
     if shape == "judge_loop":
         builder.add_node("answer", answer)
         builder.add_node("judge", judge)
         builder.add_node("improve", improve)
-        builder.add_edge(START, "answer")
+        builder.add_edge(START, first)
         builder.add_conditional_edges("answer", route_after_answer, ["judge", END])
         builder.add_conditional_edges("judge", route_after_judge, ["improve", END])
         builder.add_edge("improve", "answer")
@@ -63,13 +79,14 @@ def build_instruction_graph(
     builder.add_edge("answer_strong", END)
     if shape == "improve_once":
         builder.add_node("improve", improve)
-        builder.add_conditional_edges(START, route_start_rubrics_only, ["improve", "answer_strong"])
-        builder.add_edge("improve", "answer_strong")
+        start = partial(route_start_rubrics_only, answers=first)
+        builder.add_conditional_edges(START, start, ["improve", first])
+        builder.add_edge("improve", first)
     elif shape == "evolve":
         builder.add_node("evolve", evolve)
         builder.add_edge(START, "evolve")
-        route = partial(route_after_evolve, rounds=evol_rounds)
-        builder.add_conditional_edges("evolve", route, ["evolve", "answer_strong"])
+        route = partial(route_after_evolve, rounds=evol_rounds, answers=first)
+        builder.add_conditional_edges("evolve", route, ["evolve", first])
     else:  # "answer"
-        builder.add_edge(START, "answer_strong")
+        builder.add_edge(START, first)
     return builder

@@ -277,7 +277,9 @@ async def _stored_record(
 
 def _graphs(store: Store, config: RunConfig, retry: Any) -> tuple[Graph, Graph]:
     """The 'prepare' graph and the run's method's instruction graph, on the store."""
-    instructions = build_instruction_graph(retry, config.method, evol_rounds=config.evol_rounds)
+    instructions = build_instruction_graph(
+        retry, config.method, evol_rounds=config.evol_rounds, turns=config.turns
+    )
     saver = store.saver
     return (
         build_prepare_graph(retry).compile(checkpointer=saver),

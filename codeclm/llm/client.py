@@ -18,7 +18,6 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ from codeclm.llm.parsing import (
     CutReply,
     UnparseableReply,
     parse_reply,
-    split_reasoning,
 )
 from codeclm.llm.reply import (
     OutputFormat,
@@ -47,7 +45,6 @@ from codeclm.llm.reply import (
     Reply,
     first_line,
     format_for,
-    message_text,
     rejects_format,
 )
 from codeclm.llm.tracing import ModelSpan, model_span
@@ -59,6 +56,14 @@ __all__ = ["RoleModel"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+
+History = tuple[tuple[str, str], ...]
+"""A conversation's turns before the prompt, as (role, content): 'user' and 'assistant'."""
+
+
+def spoken(history: History, prompt: str) -> str:
+    """All the text a request sends: what its size is reckoned from (tokens, cost, room)."""
+    return "\n\n".join([*(content for _, content in history), prompt])
 
 
 async def _unmetered(usage: TokenUsage) -> None:
@@ -118,13 +123,16 @@ class RoleModel:
         await self.transport.aclose()
         await self.http_client.aclose()
 
-    def _body(self, prompt: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, prompt: str, overrides: dict[str, Any], history: History) -> dict[str, Any]:
         body = {**self.base_payload, **overrides}
         if "max_tokens" in overrides:  # sent under the key ChatOpenAI uses
             budget = body.pop("max_tokens")
             key = "max_completion_tokens" if "max_completion_tokens" in self.base_payload else ""
             body[key or "max_tokens"] = budget
-        body["messages"] = [{"role": "user", "content": prompt}]
+        body["messages"] = [
+            *({"role": role, "content": content} for role, content in history),
+            {"role": "user", "content": prompt},
+        ]
         return body
 
     async def _send(self, body: dict[str, Any], max_tokens: int, key: str | None) -> Reply:
@@ -134,33 +142,7 @@ class RoleModel:
             data = await self.batcher.complete(key, body)
         else:
             data = await self.transport.complete(body)
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        usage = data.get("usage") or {}
-        if not usage:  # a server that reports none: counted from the text, never as free
-            said = json.dumps(message.get("content") or "")
-            usage = {
-                "prompt_tokens": len(json.dumps(body["messages"])) // 4,
-                "completion_tokens": len(said) // 4,
-            }
-        details = usage.get("completion_tokens_details") or {}
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        thought, content = split_reasoning(message_text(message.get("content")))
-        apart = message_text(message.get("reasoning_content") or message.get("reasoning"))
-        return Reply(
-            content=content,
-            finish_reason=choice.get("finish_reason"),
-            refusal=message.get("refusal"),
-            reasoning="\n\n".join(part for part in (apart.strip(), thought) if part),
-            max_tokens=max_tokens,
-            usage=TokenUsage(
-                calls=1,
-                input_tokens=int(usage.get("prompt_tokens") or 0),
-                output_tokens=int(usage.get("completion_tokens") or 0),
-                reasoning_tokens=int(details.get("reasoning_tokens") or 0),
-                cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
-            ),
-        )
+        return Reply.from_completion(data, body["messages"], max_tokens)
 
     async def _complete(
         self,
@@ -168,19 +150,22 @@ class RoleModel:
         overrides: dict[str, Any],
         structured: dict[str, Any] | None,
         accept: Callable[[Reply], tuple[T, str]],
+        history: History = (),
     ) -> tuple[T, TokenUsage]:
         """One request, or its cached reply (a run in the trace when tracing is on).
 
         ``accept`` turns the reply into a value and the text to cache (for a structured
         reply, the validated JSON, so a cached reply parses however it was wrapped or cut);
         it raises for a reply that must not be cached. ``structured``: the reply's JSON
-        schema, sent as the server takes it (``OutputFormat``).
+        schema, sent as the server takes it (``OutputFormat``). ``history``: the turns
+        of the conversation before ``prompt``.
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
         step = (structured or {}).get("name", "text")
         server = self.limits.endpoint.gate.name
-        with model_span(self.role, self.model_name, server, step, prompt, max_tokens) as span:
-            return await self._ask(prompt, overrides, structured, accept, span)
+        whole = spoken(history, prompt)
+        with model_span(self.role, self.model_name, server, step, whole, max_tokens) as span:
+            return await self._ask(prompt, overrides, structured, accept, span, history)
 
     async def _ask(
         self,
@@ -189,6 +174,7 @@ class RoleModel:
         structured: dict[str, Any] | None,
         accept: Callable[[Reply], tuple[T, str]],
         span: ModelSpan,
+        history: History,
     ) -> tuple[T, TokenUsage]:
         """``_complete``'s request, asked until it is answered or fails for the graph.
 
@@ -198,13 +184,14 @@ class RoleModel:
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
         refusals = asked = 0  # 429s met by this request; its asks
-        asker = hash((self.model_name, prompt))  # this request, across the graph's retries
+        whole = spoken(history, prompt)
+        asker = hash((self.model_name, whole))  # this request, across the graph's retries
         while True:
             mode = self.output.mode if structured is not None else None
             sent_format = format_for(mode, structured)
             key = None
             if self.cache is not None or self.batcher is not None:
-                key = self._key(prompt, overrides, max_tokens, sent_format)
+                key = self._key(prompt, overrides, max_tokens, sent_format, history)
             hit = await cached_reply(self.cache, key, structured is not None, max_tokens)
             if hit is not None:
                 value, _ = accept(hit[0])
@@ -212,18 +199,18 @@ class RoleModel:
                 return value, hit[1]
             if self.limits.endpoint.breaker.why is not None:  # broken: nothing more is sent
                 await self.limits.endpoint.breaker.stop()
-            body = self._body(prompt, overrides)
+            body = self._body(prompt, overrides, history)
             if sent_format is not None:
                 # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
                 body["response_format"] = sent_format
             # What a provider's token limiter counts: the prompt (about 4 characters a
             # token) plus every token the reply may use.
-            estimate = len(prompt) // 4 + max_tokens
+            estimate = len(whole) // 4 + max_tokens
             # Metered until the reply is cached: a run stopped at its cost cap waits for
             # this, so nothing it paid for is asked (and paid) again.
             async with (
                 self.limits.slot(estimate, again=asked > 0) as ticket,
-                self._metered(prompt, max_tokens) as settle,
+                self._metered(whole, max_tokens) as settle,
             ):
                 try:
                     reply = await self._send(body, max_tokens, key)
@@ -273,7 +260,12 @@ class RoleModel:
         return self.limits.after_failure(ticket, exc, refusals, asked, asker)
 
     def _key(
-        self, prompt: str, overrides: dict[str, Any], max_tokens: int, sent_format: Any
+        self,
+        prompt: str,
+        overrides: dict[str, Any],
+        max_tokens: int,
+        sent_format: Any,
+        history: History = (),
     ) -> str:
         """The response cache's key: everything that determines the reply."""
         parts = {
@@ -287,6 +279,8 @@ class RoleModel:
         }
         if "grammar" in overrides:
             parts["grammar"] = overrides["grammar"]
+        if history:  # (a single turn's key is as it always was: its cache still answers)
+            parts["history"] = [list(turn) for turn in history]
         return request_key(parts)
 
     @asynccontextmanager
@@ -312,9 +306,11 @@ class RoleModel:
         *,
         complete: bool = False,
         check: Callable[[Reply], object] | None = None,
+        history: History = (),
         **overrides: Any,
     ) -> tuple[Reply, TokenUsage]:
-        """A free-text reply, its reasoning apart.
+        """A free-text reply, its reasoning apart; ``history``: the conversation before
+        ``prompt`` (each model's own earlier answers in it).
 
         ``complete``: a reply cut at ``max_tokens`` is asked again with twice the budget, up
         to ``ceiling``; the last reply is returned whether or not it was complete (its
@@ -325,7 +321,7 @@ class RoleModel:
         nothing it paid for.
         """
         budget = int(overrides.pop("max_tokens", self.max_tokens))
-        ceiling = self.ceiling(prompt)
+        ceiling = self.ceiling(spoken(history, prompt))
         total = TokenUsage()
 
         def accept(reply: Reply) -> tuple[Reply, str]:
@@ -336,7 +332,7 @@ class RoleModel:
 
         while True:
             reply, usage = await self._complete(
-                prompt, {**overrides, "max_tokens": budget}, None, accept
+                prompt, {**overrides, "max_tokens": budget}, None, accept, history
             )
             total = total + usage
             if not (complete and reply.cut and budget < ceiling):

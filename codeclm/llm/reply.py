@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import openai
 
-from codeclm.llm.parsing import CutReply, Refusal, UnparseableReply, is_refusal
+from codeclm.llm.parsing import CutReply, Refusal, UnparseableReply, is_refusal, split_reasoning
 from codeclm.redact import scrub
 from codeclm.state import TokenUsage
 
@@ -144,6 +144,40 @@ class Reply:
             refusal=data.get("refusal"),
             reasoning=str(data.get("reasoning") or ""),
             max_tokens=int(data.get("max_tokens") or max_tokens),
+        )
+
+    @classmethod
+    def from_completion(
+        cls, data: dict[str, Any], messages: list[dict[str, str]], max_tokens: int
+    ) -> Reply:
+        """A chat completion's reply (``messages``: what was sent, counted when the server
+        reports no usage: never free)."""
+        choice = (data.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        usage = data.get("usage") or {}
+        if not usage:
+            said = json.dumps(message.get("content") or "")
+            usage = {
+                "prompt_tokens": len(json.dumps(messages)) // 4,
+                "completion_tokens": len(said) // 4,
+            }
+        details = usage.get("completion_tokens_details") or {}
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        thought, content = split_reasoning(message_text(message.get("content")))
+        apart = message_text(message.get("reasoning_content") or message.get("reasoning"))
+        return cls(
+            content=content,
+            finish_reason=choice.get("finish_reason"),
+            refusal=message.get("refusal"),
+            reasoning="\n\n".join(part for part in (apart.strip(), thought) if part),
+            max_tokens=max_tokens,
+            usage=TokenUsage(
+                calls=1,
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+                reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+                cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+            ),
         )
 
 

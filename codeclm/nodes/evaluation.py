@@ -6,6 +6,7 @@ orders, loses only if it loses in both, and anything else is a tie.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,9 @@ from langgraph.types import Command
 from codeclm.config import EvalConfig
 from codeclm.context import RoleContext
 from codeclm.llm.client import RoleModel
-from codeclm.llm.reply import describe_error
-from codeclm.nodes.pairs import answer_pair, judge_pair
-from codeclm.state import EvalItemState, JudgeScores, Outcome, spent
+from codeclm.llm.reply import Reply, describe_error
+from codeclm.nodes.pairs import answer_conversations, judge_turn
+from codeclm.state import EvalItemState, JudgeScores, Outcome, spent_per_turn
 
 
 @dataclass(frozen=True)
@@ -41,37 +42,54 @@ def verdict(scores: JudgeScores) -> Outcome:
     return "tie"
 
 
+def _said(reply: Reply) -> str:
+    return reply.content or (reply.refusal or "")
+
+
 async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
-    """The target's and the strong model's answers, sent at once (``nodes.pairs``)."""
+    """The target's and the strong model's answers, sent at once (``nodes.pairs``); with
+    later turns, each model's conversation, every turn after its own earlier answers."""
     ctx = runtime.context
-    strong, target, usage = await answer_pair(
-        ctx.strong, ctx.target, ctx.prompts, state.instruction, ctx.config.seed
+    users = [state.instruction, *state.follow_ups]
+    strong, target, usage = await answer_conversations(
+        ctx.strong, ctx.target, ctx.prompts, users, ctx.config.seed, go_on=True
     )
     # Judged as they are, refusals and all: an evaluation measures what the models say
     # (each was asked again while it refused, and a cut answer with a larger budget).
     return {
-        "strong_answer": strong.content or (strong.refusal or ""),
-        "target_answer": target.content or (target.refusal or ""),
-        **spent("answer_item", **usage),
+        "strong_answer": _said(strong[0]),
+        "target_answer": _said(target[0]),
+        "strong_follow_up_answers": [_said(reply) for reply in strong[1:]],
+        "target_follow_up_answers": [_said(reply) for reply in target[1:]],
+        **spent_per_turn("answer_item", **usage),
     }
 
 
 async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
-    """The judge scores the pair twice, order swapped, at temperature 0; then the verdict."""
+    """The judge scores the pair twice, order swapped, at temperature 0; then the verdict.
+    Each turn is judged so (a later one with both conversations up to it, as MT-Bench's
+    multi-turn judge), all at once; ``scores`` and ``outcome`` are the first turn's."""
     ctx = runtime.context
-    scores, usage = await judge_pair(
-        ctx.judge,
-        ctx.prompts,
-        state.instruction,
-        state.strong_answer or "",
-        state.target_answer or "",
-        prompt="judge_eval",
+    users = [state.instruction, *state.follow_ups]
+    strong = [state.strong_answer or "", *state.strong_follow_up_answers]
+    target = [state.target_answer or "", *state.target_follow_up_answers]
+    judged = await asyncio.gather(
+        *(
+            judge_turn(
+                ctx.judge, ctx.prompts, users, strong, target, turn, prompt="judge_eval_turn"
+            )
+            for turn in range(1, len(users) + 1)
+        )
     )
+    per_turn = [scores for scores, _ in judged]
+    several = len(per_turn) > 1
     return {
-        "scores": scores,
-        "outcome": verdict(scores),
+        "scores": per_turn[0],
+        "outcome": verdict(per_turn[0]),
+        "turn_scores": per_turn if several else [],
+        "turn_outcomes": [verdict(scores) for scores in per_turn] if several else [],
         "status": "judged",
-        **spent("judge_item", judge=usage),
+        **spent_per_turn("judge_item", judge=[used for _, used in judged]),
     }
 
 

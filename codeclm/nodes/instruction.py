@@ -7,6 +7,7 @@ finished on resume (langgraph#8834), so routers here cannot fail.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -18,18 +19,47 @@ from langgraph.types import Command
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.parsing import CutReply, is_refusal
 from codeclm.llm.reply import Reply, describe_error
-from codeclm.nodes.pairs import answer_pair, ask_answer, judge_pair
+from codeclm.nodes.pairs import (
+    answer_conversation,
+    answer_conversations,
+    judge_turn,
+    mean_scores,
+)
 from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
-from codeclm.state import InstructionState, JudgeScores, TokenUsage, spent
+from codeclm.nodes.turns import improve_prompt, rewritten, turn_to_improve
+from codeclm.state import (
+    InstructionState,
+    JudgeScores,
+    TokenUsage,
+    spent,
+    spent_per_turn,
+    turn_node,
+)
 
 
-def _dropped(role: str, reply: Reply) -> dict[str, Any]:
+def _dropped(role: str, reply: Reply, turn: int = 1) -> dict[str, Any]:
     """An instruction whose answer is no answer: recorded as dropped, never judged or kept."""
-    return {"status": "dropped", "response_source": None, "reason": f"{role} {reply.problem}"}
+    where = f" at turn {turn}" if turn > 1 else ""
+    reason = f"{role} {reply.problem}{where}"
+    return {"status": "dropped", "response_source": None, "reason": reason}
+
+
+def _said(reply: Reply) -> str:
+    """What a reply put in the conversation: its answer, or the target's refusal."""
+    return reply.content or (reply.refusal or "")
+
+
+def _reasoning(replies: list[Reply]) -> str | None:
+    """Each turn's reasoning (``keep_reasoning``), headed by its turn when there are several."""
+    if len(replies) == 1:
+        return replies[0].reasoning
+    parts = [f"[turn {i}]\n{r.reasoning}" for i, r in enumerate(replies, 1) if r.reasoning]
+    return "\n\n".join(parts) or None
 
 
 async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 6a: the strong answer f_s(I) and the target answer f_t(I), sent at once.
+    """Step 6a: the strong answer f_s(I) and the target answer f_t(I), sent at once; with
+    several turns, each model's whole conversation (each turn after its own answers).
 
     One node rather than two parallel ones: no join barrier to checkpoint, one writer to
     edit as when stepping. If one call fails, the retry re-runs the node, and the call that
@@ -40,21 +70,23 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     reason. A target that keeps refusing is a real weakness: judged, and flagged.
     """
     ctx = pipeline_context(runtime)
-    strong, target, usage = await answer_pair(
-        ctx.strong, ctx.target, ctx.prompts, state.instruction, ctx.config.seed
+    strong, target, usage = await answer_conversations(
+        ctx.strong, ctx.target, ctx.prompts, state.user_turns, ctx.config.seed
     )
     update: dict[str, Any] = {
-        "strong_answer": strong.content,
-        "target_answer": target.content or (target.refusal or ""),
-        "target_refused": target.refused,
-        **spent("answer", **usage),
+        "strong_answer": strong[0].content,
+        "target_answer": _said(target[0]),
+        "strong_follow_up_answers": [reply.content for reply in strong[1:]],
+        "target_follow_up_answers": [_said(reply) for reply in target[1:]],
+        "target_refused": any(reply.refused for reply in target),
+        **spent_per_turn("answer", **usage),
     }
     if ctx.config.keep_reasoning:
-        update |= {"strong_reasoning": strong.reasoning, "target_reasoning": target.reasoning}
-    if strong.problem:
-        return update | _dropped("strong", strong)
-    if target.problem and not target.refused:
-        return update | _dropped("target", target)
+        update |= {"strong_reasoning": _reasoning(strong), "target_reasoning": _reasoning(target)}
+    if strong[-1].problem:
+        return update | _dropped("strong", strong[-1], len(strong))
+    if target[-1].problem and not target[-1].refused:
+        return update | _dropped("target", target[-1], len(target))
     return update
 
 
@@ -73,16 +105,18 @@ async def answer_strong(
     is no answer (refused, cut, empty) is dropped, as in the full method.
     """
     ctx = pipeline_context(runtime)
-    prompt = ctx.prompts.render("answer", instruction=state.instruction)
-    reply, usage = await ask_answer(ctx.strong, prompt, ctx.config.seed)
+    replies, usage = await answer_conversation(
+        ctx.strong, ctx.prompts, state.user_turns, ctx.config.seed
+    )
     update: dict[str, Any] = {
-        "strong_answer": reply.content,
-        **spent("answer_strong", strong=usage),
+        "strong_answer": replies[0].content,
+        "strong_follow_up_answers": [reply.content for reply in replies[1:]],
+        **spent_per_turn("answer_strong", strong=usage),
     }
     if ctx.config.keep_reasoning:
-        update["strong_reasoning"] = reply.reasoning
-    if reply.problem:
-        return update | _dropped("strong", reply)
+        update["strong_reasoning"] = _reasoning(replies)
+    if replies[-1].problem:
+        return update | _dropped("strong", replies[-1], len(replies))
     return update | {"status": "kept", "response_source": "strong", "reason": None}
 
 
@@ -111,17 +145,24 @@ async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> d
     """Step 6b: the strong model scores both answers, twice with the order swapped.
 
     Both orders go out at once; judging runs at temperature 0 so a replay scores the same.
+    A conversation is scored turn by turn (every turn's judges at once), and its scores
+    are the turns' mean: each assistant turn is trained on, so each counts alike.
     """
     ctx = pipeline_context(runtime)
-    scores, usage = await judge_pair(
-        ctx.strong,
-        ctx.prompts,
-        state.instruction,
-        state.strong_answer or "",
-        state.target_answer or "",
+    users = state.user_turns
+    strong, target = state.answers("strong"), state.answers("target")
+    judged = await asyncio.gather(
+        *(
+            judge_turn(ctx.strong, ctx.prompts, users, strong, target, turn)
+            for turn in range(1, len(users) + 1)
+        )
     )
+    per_turn = [scores for scores, _ in judged]
+    usage = [used for _, used in judged]
+    scores = per_turn[0] if len(per_turn) == 1 else mean_scores(per_turn)
     decision = gap_decision(state, scores, ctx.config.threshold, ctx.config.max_iterations)
-    return {"scores": scores, **decision, **spent("judge", strong=usage)}
+    turns = {"turn_scores": per_turn} if len(per_turn) > 1 else {}
+    return {"scores": scores, **turns, **decision, **spent_per_turn("judge", strong=usage)}
 
 
 NO_REWRITE = " (no usable rewrite: "
@@ -163,15 +204,10 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
     """
     ctx = pipeline_context(runtime)
     action = choose_action(state, ctx.config.seed)
-    prompt = ctx.prompts.render(
-        "improve",
-        instruction=state.instruction,
-        action=action,
-        use_case=state.use_case,
-        skills=", ".join(state.skills),
-    )
+    turn = turn_to_improve(state)
+    prompt = improve_prompt(ctx, state, turn, action)
     room = instruction_room(ctx)
-    rewrite, why = state.instruction, None
+    rewrite, why = state.user_turns[turn - 1], None
     try:
         reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
         if is_refusal(reply.instruction):  # declined, in the JSON a grammar asked for
@@ -183,15 +219,19 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
     except CutReply as exc:
         usage, why = exc.usage or TokenUsage(), str(exc)
     applied = action if why is None else f"{action}{NO_REWRITE}{why})"
+    several = bool(state.follow_ups)
     return {
-        "instruction": rewrite,
+        **rewritten(state, turn, rewrite),
         "iteration": state.iteration + 1,
         "actions_applied": [*state.actions_applied, applied],
+        "improved_turns": [*state.improved_turns, turn] if several else [],
         "strong_answer": None,
         "target_answer": None,
+        "strong_follow_up_answers": [],
+        "target_follow_up_answers": [],
         "target_refused": False,
         "status": "pending",
-        **spent("improve", strong=usage),
+        **spent(turn_node("improve", turn), strong=usage),
     }
 
 
@@ -200,9 +240,9 @@ def route_after_judge(state: InstructionState) -> str:
     return "improve" if state.status == "improving" else END
 
 
-def route_start_rubrics_only(state: InstructionState) -> str:
+def route_start_rubrics_only(state: InstructionState, answers: str = "answer_strong") -> str:
     """codeclm-rubrics: improve once with a Self-Rubrics action, if the entry has any."""
-    return "improve" if state.candidate_actions else "answer_strong"
+    return "improve" if state.candidate_actions else answers
 
 
 # ---- Evol-Instruct (WizardLM): in-depth and in-breadth evolution -------------------------
@@ -266,9 +306,10 @@ async def evolve(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     }
 
 
-def route_after_evolve(state: InstructionState, rounds: int) -> str:
-    """``rounds`` evolutions (iteration 1 is the seed itself), then the strong answer."""
-    return "evolve" if state.iteration <= rounds else "answer_strong"
+def route_after_evolve(state: InstructionState, rounds: int, answers: str = "answer_strong") -> str:
+    """``rounds`` evolutions (iteration 1 is the seed itself), then the strong answer
+    (``answers``: the node before it, writing the user's later turns)."""
+    return "evolve" if state.iteration <= rounds else answers
 
 
 def record_failure(state: InstructionState, error: NodeError) -> Command[Any]:

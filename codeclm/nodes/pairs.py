@@ -16,41 +16,69 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from codeclm.llm.client import RoleModel
+from codeclm.llm.client import History, RoleModel
 from codeclm.llm.parsing import parse_score_line
 from codeclm.llm.reply import Reply, sampling_seed
-from codeclm.prompts import Prompts
+from codeclm.prompts import Prompts, conversation_text
 from codeclm.state import JudgeScores, TokenUsage
 
 ANSWER_ASKS = 3
 """Asks for an answer while the model refuses (each with its own sampling seed)."""
 
 
-async def ask_answer(model: RoleModel, prompt: str, seed: int) -> tuple[Reply, TokenUsage]:
-    """The role's answer to ``prompt``: asked again while it refuses or is empty."""
+async def ask_answer(
+    model: RoleModel, prompt: str, seed: int, history: History = ()
+) -> tuple[Reply, TokenUsage]:
+    """The role's answer to ``prompt`` (after ``history``, the conversation before it):
+    asked again while it refuses or is empty."""
     usage = TokenUsage()
     for ask in range(ANSWER_ASKS):
         overrides: dict[str, Any] = (
             {"seed": sampling_seed(seed, model.role, "answer", ask)} if ask else {}
         )
-        reply, used = await model.text(prompt, complete=True, **overrides)
+        reply, used = await model.text(prompt, complete=True, history=history, **overrides)
         usage = usage + used
         if not (reply.refused or not reply.content.strip()):
             break
     return reply, usage
 
 
-async def answer_pair(
+async def answer_conversation(
+    model: RoleModel, prompts: Prompts, user_turns: list[str], seed: int, go_on: bool = False
+) -> tuple[list[Reply], list[TokenUsage]]:
+    """The role's answer to each user turn in order, each asked after the conversation so
+    far with the role's own earlier answers in it (as MT-Bench asks its second turn). It
+    stops at the first reply that is no answer (the last one returned says why); a target's
+    refusal is its answer, and the conversation goes on (``go_on``: whatever the replies,
+    as an evaluation measures them). Its usage turn by turn."""
+    history: History = ()
+    replies: list[Reply] = []
+    usage: list[TokenUsage] = []
+    for text in user_turns:
+        prompt = prompts.render("answer", instruction=text)
+        reply, used = await ask_answer(model, prompt, seed, history)
+        usage.append(used)
+        replies.append(reply)
+        if reply.problem and not (go_on or (model.role == "target" and reply.refused)):
+            break
+        said = reply.content or reply.refusal or ""
+        history = (*history, ("user", prompt), ("assistant", said))
+    return replies, usage
+
+
+async def answer_conversations(
     strong_model: RoleModel,
     target_model: RoleModel,
     prompts: Prompts,
-    instruction: str,
+    user_turns: list[str],
     seed: int,
-) -> tuple[Reply, Reply, dict[str, TokenUsage]]:
-    """The strong and the target answer to ``instruction``, both asked at once."""
-    prompt = prompts.render("answer", instruction=instruction)
+    go_on: bool = False,
+) -> tuple[list[Reply], list[Reply], dict[str, list[TokenUsage]]]:
+    """Both models' conversations over the same user turns, the two asked at once (and
+    each one's usage turn by turn)."""
     (strong, strong_usage), (target, target_usage) = await asyncio.gather(
-        ask_answer(strong_model, prompt, seed), ask_answer(target_model, prompt, seed)
+        answer_conversation(strong_model, prompts, user_turns, seed, go_on),
+        answer_conversation(target_model, prompts, user_turns, seed, go_on),
     )
     return strong, target, {"strong": strong_usage, "target": target_usage}
 
@@ -80,6 +108,71 @@ async def judge_pair(
     target_first_prompt = prompts.render(
         prompt, instruction=instruction, answer_1=target_answer, answer_2=strong_answer
     )
+    return await _both_orders(judge, strong_first_prompt, target_first_prompt)
+
+
+async def judge_turn(
+    judge: RoleModel,
+    prompts: Prompts,
+    user_turns: list[str],
+    strong_answers: list[str],
+    target_answers: list[str],
+    turn: int,
+    *,
+    prompt: str = "judge_turn",
+) -> tuple[JudgeScores, TokenUsage]:
+    """Turn ``turn``'s answers scored in both orders, each conversation shown up to it.
+
+    Turn 1 has nothing before it: the single-turn judge (``judge.md``, the paper's) scores
+    it. A later turn's judge (``judge_turn.md``) sees both conversations to that turn.
+    """
+    if turn == 1:
+        single = "judge" if prompt == "judge_turn" else "judge_eval"
+        args = (user_turns[0], strong_answers[0], target_answers[0])
+        return await judge_pair(judge, prompts, *args, prompt=single)
+    users = user_turns[:turn]
+    strong, target = strong_answers[:turn], target_answers[:turn]
+
+    def render(first: list[str], second: list[str]) -> str:
+        return prompts.render(
+            prompt,
+            instruction=users[-1],
+            conversation_1=conversation_text(users, first, "Assistant 1"),
+            conversation_2=conversation_text(users, second, "Assistant 2"),
+            turn=turn,
+        )
+
+    return await _both_orders(judge, render(strong, target), render(target, strong))
+
+
+def mean_scores(per_turn: list[JudgeScores]) -> JudgeScores:
+    """A conversation's scores: each turn's, averaged (every turn is trained on alike)."""
+    n = len(per_turn)
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / n, 3)
+
+    strong = mean([s.strong for s in per_turn])
+    target = mean([s.target for s in per_turn])
+    return JudgeScores(
+        strong=strong,
+        target=target,
+        gap=round(strong - target, 3),
+        strong_first=(
+            _plain(mean([float(s.strong_first[0]) for s in per_turn])),
+            _plain(mean([float(s.strong_first[1]) for s in per_turn])),
+        ),
+        target_first=(
+            _plain(mean([float(s.target_first[0]) for s in per_turn])),
+            _plain(mean([float(s.target_first[1]) for s in per_turn])),
+        ),
+    )
+
+
+async def _both_orders(
+    judge: RoleModel, strong_first_prompt: str, target_first_prompt: str
+) -> tuple[JudgeScores, TokenUsage]:
+    """Scores from one prompt per order (the strong answer first, then second), averaged."""
     held: dict[str, Any] = {"grammar": judge.score_grammar} if judge.score_grammar else {}
 
     async def ask(text: str) -> tuple[Reply, TokenUsage]:

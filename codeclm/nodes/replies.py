@@ -119,6 +119,13 @@ def self_rubrics(k: int) -> type[BaseModel]:
 REWRITE_CHARS = 6000
 
 
+class FollowUp(BaseModel):
+    """The user's next message in a conversation (``--turns``)."""
+
+    model_config = _STRICT
+    message: InstructionText
+
+
 class ImprovedInstruction(BaseModel):
     """The rewritten, harder instruction."""
 

@@ -26,6 +26,12 @@ PROMPT_VARIABLES: dict[str, frozenset[str]] = {
     # The filter's judge (no explanation) and the evaluation's (with one): the paper's two.
     "judge": frozenset({"instruction", "answer_1", "answer_2"}),
     "judge_eval": frozenset({"instruction", "answer_1", "answer_2"}),
+    # Conversations (--turns T > 1): the user's next turn, a later turn made harder, and
+    # the judges of a later turn, which see both conversations up to it.
+    "follow_up": frozenset({"use_case", "skills", "user_turns", "turn", "plan"}),
+    "improve_turn": frozenset({"instruction", "action", "use_case", "skills", "earlier", "turn"}),
+    "judge_turn": frozenset({"instruction", "conversation_1", "conversation_2", "turn"}),
+    "judge_eval_turn": frozenset({"instruction", "conversation_1", "conversation_2", "turn"}),
     # The baselines (run --method self-instruct | evol-instruct).
     "self_instruct": frozenset({"examples", "n"}),
     "evolve_depth": frozenset({"instruction", "method"}),
@@ -52,6 +58,14 @@ class Prompts:
     def render(self, step: str, **values: object) -> str:
         optional = {name: "" for name in OPTIONAL_VARIABLES.get(step, ())}
         return self.templates[step].substitute(optional | {k: str(v) for k, v in values.items()})
+
+
+def conversation_text(user_turns: list[str], answers: list[str], assistant: str) -> str:
+    """A conversation as the multi-turn judges read it (MT-Bench's layout)."""
+    lines = []
+    for text, answer in zip(user_turns, answers, strict=True):
+        lines += [f"### User:\n{text}", f"### {assistant}:\n{answer}"]
+    return "\n\n".join(lines)
 
 
 def load_prompts(override_dir: str | Path | None = None) -> Prompts:

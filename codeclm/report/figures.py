@@ -15,9 +15,10 @@ from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates
 from codeclm.config import ConfigError
 from codeclm.handle import RunHandle
 from codeclm.outputs import DATASET, DROPPED, FAILED, METADATA
-from codeclm.records import DatasetRow, DroppedRow, PairReview, RunRecord
+from codeclm.records import RunRecord
 from codeclm.report.cost import cost_figures
 from codeclm.review import pair_reviews
+from codeclm.rows import DatasetRow, DroppedRow, PairReview
 from codeclm.seeds import load_seeds
 from codeclm.state import MetadataEntry
 
@@ -174,7 +175,56 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
         "labels": label_figures(run.record),
         "updates": update_figures(run),
         "cost": cost_figures(run.record, run.seed_texts),
+        "turns": turn_figures(run),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
+    """A conversation run's figures turn by turn: the gaps the judge saw at each turn (the
+    pairs kept, and all judged), the scores, the actions that rewrote it, what it cost
+    (its ``node turn N`` usage priced; the first turn's is the nodes' own); None for
+    single instructions."""
+    rows: list[DatasetRow | DroppedRow] = [*run.kept, *run.dropped]
+    judged = [row for row in rows if row.turn_scores]
+    if not judged:
+        return None
+    cost = run.record.cost
+    by_node = cost.by_node if cost else {}
+    figures = []
+    for turn in range(1, max(len(row.turn_scores) for row in judged) + 1):
+        scores = [row.turn_scores[turn - 1] for row in judged if len(row.turn_scores) >= turn]
+        kept = [row.turn_scores[turn - 1] for row in run.kept if len(row.turn_scores) >= turn]
+        paid = [
+            value or 0.0
+            for key, value in by_node.items()
+            if _turn_of(key.rsplit("/", 1)[0]) == turn
+        ]
+        figures.append(
+            {
+                "turn": turn,
+                "judged": len(scores),
+                "mean_gap": _mean([s.gap for s in scores]),
+                "mean_gap_kept": _mean([s.gap for s in kept]),
+                "strong": _mean([s.strong for s in scores]),
+                "target": _mean([s.target for s in scores]),
+                "rewritten": sum(row.improved_turns.count(turn) for row in judged),
+                "cost": sum(paid) if cost else None,
+            }
+        )
+    return figures
+
+
+def _turn_of(node: str) -> int | None:
+    """The turn a node's usage is for (``node turn N``; the answers, judges and rewrites of
+    the first turn go by the nodes' own names); None: not a turn's (the prepare pass)."""
+    name, _, turn = node.partition(" turn ")
+    if turn:
+        return int(turn)
+    return 1 if name in ("answer", "answer_strong", "judge", "improve") else None
 
 
 def update_figures(run: RunData) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from codeclm.cost.meter import dollars
 from codeclm.handle import RunHandle
 from codeclm.methods import method_spec
 from codeclm.outputs import make_folder, write_atomic, write_json
@@ -143,6 +144,34 @@ def _review_table(reviews: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return ("Reviews", ["", "count"], rows)
 
 
+def _turn_table(turns: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
+    """A conversation run's turns: what the judge saw at each, what rewrote it, its cost."""
+    header = [
+        "turn",
+        "judged",
+        "mean gap",
+        "mean gap, kept",
+        "strong",
+        "target",
+        "rewritten by an action",
+        "cost",
+    ]
+    rows = [
+        [
+            str(t["turn"]),
+            str(t["judged"]),
+            fmt(t["mean_gap"]),
+            fmt(t["mean_gap_kept"]),
+            fmt(t["strong"]),
+            fmt(t["target"]),
+            str(t["rewritten"]),
+            dollars(t["cost"]),
+        ]
+        for t in turns
+    ]
+    return "Conversations, turn by turn (gap: strong − target, at the last iteration)", header, rows
+
+
 def _provenance_rows(f: dict[str, Any]) -> list[list[str]]:
     """The budget asked for and where the kept pairs came from."""
     c = f["counts"]
@@ -219,6 +248,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     if f.get("updates"):
         tables.append(_update_table(f["updates"]))
     tables.append(_review_table(f["reviews"]))
+    if f.get("turns"):
+        tables.append(_turn_table(f["turns"]))
     tables.append(
         (
             "Why instructions were not kept",

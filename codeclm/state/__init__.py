@@ -24,7 +24,7 @@ from codeclm.state.models import (
     Update,
 )
 from codeclm.state.serde import PREPARE_THREAD, serializer
-from codeclm.state.usage import add_usage, spent
+from codeclm.state.usage import add_usage, spent, spent_per_turn, turn_node
 
 __all__ = [
     "PREPARE_THREAD",
@@ -52,4 +52,6 @@ __all__ = [
     "add_usage",
     "serializer",
     "spent",
+    "spent_per_turn",
+    "turn_node",
 ]

@@ -166,10 +166,19 @@ class InstructionState(BaseModel):
     extra: Extra = Field(default_factory=dict)
     basic_instruction: str
     instruction: str
+    """The conversation's first user turn (its only one with ``--turns 1``)."""
+    follow_ups: list[str] = Field(default_factory=list)
+    """The user's turns 2 to T (``--turns``), written by the strong model."""
     iteration: int = 1
     actions_applied: list[str] = Field(default_factory=list)
+    improved_turns: list[int] = Field(default_factory=list)
+    """The turn each action rewrote (1: the instruction), beside ``actions_applied``;
+    empty for a single turn."""
     strong_answer: str | None = None
     target_answer: str | None = None
+    """Each model's answer to the first turn; the later turns' in ``*_follow_up_answers``."""
+    strong_follow_up_answers: list[str] = Field(default_factory=list)
+    target_follow_up_answers: list[str] = Field(default_factory=list)
     target_refused: bool = False
     """The target declined to answer (asked again with other seeds): a real weakness of
     the target, so the pair is judged, but a refusal is never kept as the response."""
@@ -177,6 +186,9 @@ class InstructionState(BaseModel):
     target_reasoning: str | None = None
     """Each answer's reasoning, kept apart from it only with ``keep_reasoning``."""
     scores: JudgeScores | None = None
+    """The pair's scores: with several turns, the mean of ``turn_scores``."""
+    turn_scores: list[JudgeScores] = Field(default_factory=list)
+    """Each turn's scores (several turns only)."""
     status: Status = "pending"
     response_source: Role | None = None
     reason: str | None = None
@@ -184,6 +196,19 @@ class InstructionState(BaseModel):
     """The node whose retries ran out (status 'failed'): a later run restarts there."""
     usage: Usage = Field(default_factory=dict)
     usage_by_node: Usage = Field(default_factory=dict)
+
+    @property
+    def user_turns(self) -> list[str]:
+        """What the user says, turn by turn."""
+        return [self.instruction, *self.follow_ups]
+
+    def answers(self, role: Role) -> list[str]:
+        """The role's answers, turn by turn (as far as it answered)."""
+        if role == "strong":
+            first, later = self.strong_answer, self.strong_follow_up_answers
+        else:
+            first, later = self.target_answer, self.target_follow_up_answers
+        return [] if first is None else [first, *later]
 
 
 Outcome = Literal["win", "tie", "loss"]
@@ -196,11 +221,18 @@ class EvalItemState(BaseModel):
     id: str
     instruction: str
     category: str = ""
+    follow_ups: list[str] = Field(default_factory=list)
+    """The benchmark's later user turns (MT-Bench's second), as far as ``--turns`` asks."""
     strong_answer: str | None = None
     target_answer: str | None = None
+    strong_follow_up_answers: list[str] = Field(default_factory=list)
+    target_follow_up_answers: list[str] = Field(default_factory=list)
     scores: JudgeScores | None = None
     outcome: Outcome | None = None
-    """The target's result: a win or a loss only when both orders agree."""
+    """The target's result on the first turn: a win or a loss only when both orders agree."""
+    turn_scores: list[JudgeScores] = Field(default_factory=list)
+    turn_outcomes: list[Outcome] = Field(default_factory=list)
+    """Each turn's scores and outcome (several turns only; the first is ``outcome``'s)."""
     status: Literal["pending", "judged", "failed"] = "pending"
     reason: str | None = None
     failed_node: str | None = None

@@ -55,3 +55,22 @@ def spent(node: str, **by_role: TokenUsage) -> dict[str, dict[str, TokenUsage]]:
         "usage": dict(by_role),
         "usage_by_node": {f"{node}/{role}": usage for role, usage in by_role.items()},
     }
+
+
+def turn_node(node: str, turn: int) -> str:
+    """A node's name in the per-node usage for one turn of a conversation: the node's own
+    for the first turn (as a single instruction's), ``node turn N`` for a later one."""
+    return node if turn == 1 else f"{node} turn {turn}"
+
+
+def spent_per_turn(node: str, **by_role: list[TokenUsage]) -> dict[str, dict[str, TokenUsage]]:
+    """``spent``, with each role's usage given turn by turn (``by_role``: a list per role):
+    per node and turn in ``usage_by_node``, so the report shows what each turn cost."""
+    by_node: dict[str, TokenUsage] = {}
+    for role, turns in by_role.items():
+        for turn, usage in enumerate(turns, 1):
+            by_node[f"{turn_node(node, turn)}/{role}"] = usage
+    return {
+        "usage": {role: sum(turns, TokenUsage()) for role, turns in by_role.items()},
+        "usage_by_node": by_node,
+    }

@@ -8,7 +8,7 @@ folder, or a table of the run's PostgreSQL schema), beside the checkpoints they 
 
 from __future__ import annotations
 
-from codeclm.records import PairReview
+from codeclm.rows import PairReview
 from codeclm.state import PoolReview
 from codeclm.store.base import Store
 

@@ -17,8 +17,8 @@ from codeclm.cost.prices import config_prices
 from codeclm.debug.inspection import history_steps, thread_status
 from codeclm.graph import started_values, thread_config
 from codeclm.prepare.passes import ready
-from codeclm.records import PairReview
 from codeclm.review import PoolStatus, RunSession
+from codeclm.rows import PairReview
 from codeclm.state import InstructionState, MetadataEntry, PrepareState, TokenUsage, add_usage
 
 FRESH_SECONDS = 1.5
@@ -183,6 +183,8 @@ class Iteration:
     """The Self-Rubrics action that made this instruction from the one before (None: the
     basic instruction)."""
     scores: dict[str, Any] | None = None
+    turn: int | None = None
+    """The conversation's turn the action rewrote (None: a single instruction)."""
 
 
 async def chain(session: RunSession, ident: str) -> list[Iteration]:
@@ -196,7 +198,9 @@ async def chain(session: RunSession, ident: str) -> list[Iteration]:
     iterations = [Iteration(1, first.get("basic_instruction", ""), None)]
     for step in history_steps(snapshots):
         if step.action is not None:
-            iterations.append(Iteration(step.iteration or 0, step.instruction or "", step.action))
+            iteration = Iteration(step.iteration or 0, step.instruction or "", step.action)
+            iteration.turn = step.turn
+            iterations.append(iteration)
         if step.scores is not None:
             iterations[-1].scores = step.scores
     return iterations

@@ -1,0 +1,111 @@
+"""Conversations (``--turns T``): the user's later turns, and which turn an action rewrites.
+
+The user's turns 2 to T are written once, before any answer, from the metadata entry (use
+case and skills), what the user said before and a follow-up plan, by the strong model as a
+user would write them. They are written without the answers, as MT-Bench's second turns
+are: both models then meet the same user, each in its own conversation with its own
+earlier answers (``nodes.pairs.answer_conversation``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from codeclm.context import PipelineContext, pipeline_context
+from codeclm.llm.parsing import Refusal, is_refusal
+from codeclm.nodes.replies import FollowUp
+from codeclm.state import InstructionState, TokenUsage, turn_node
+
+#: What a user of a use case asks next, as the issue's users named it: one per later turn,
+#: drawn without repeats (seeded per instruction).
+FOLLOW_UP_PLANS = (
+    "ask why: a justification of the key choice or claim a good answer would make",
+    "change one constraint of the task, and ask for the result under the new one",
+    "bring a new case, input or example the result must also handle",
+    "report a problem met when using the result (an error, a case it gets wrong) and ask "
+    "for it to be fixed",
+)
+
+
+def follow_up_plans(seed: int, instruction_id: str, later_turns: int) -> list[str]:
+    """The plans of turns 2 to T: distinct while there are enough, seeded per instruction."""
+    rng = random.Random(f"{seed}:{instruction_id}:follow-ups")
+    plans = list(FOLLOW_UP_PLANS)
+    rng.shuffle(plans)
+    return [plans[i % len(plans)] for i in range(later_turns)]
+
+
+def numbered(turns: list[str]) -> str:
+    """The user's turns as a prompt lists them."""
+    return "\n\n".join(f"Turn {i}: {text}" for i, text in enumerate(turns, 1))
+
+
+async def write_turns(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """The user's turns 2 to T, each written after the ones before it (those already
+    written are kept: a retry asks only for the rest, the others from the cache)."""
+    ctx = pipeline_context(runtime)
+    follow_ups = list(state.follow_ups)
+    plans = follow_up_plans(ctx.config.seed, state.id, ctx.config.turns - 1)
+    usage: dict[str, TokenUsage] = {}
+    for turn in range(len(follow_ups) + 2, ctx.config.turns + 1):
+        prompt = ctx.prompts.render(
+            "follow_up",
+            use_case=state.use_case,
+            skills=", ".join(state.skills),
+            user_turns=numbered([state.instruction, *follow_ups]),
+            turn=turn,
+            plan=plans[turn - 2],
+        )
+        reply, used = await ctx.strong.structured(prompt, FollowUp)
+        usage[f"{turn_node('write_turns', turn)}/strong"] = used
+        if is_refusal(reply.message):  # declined, in the JSON a grammar asked for
+            raise Refusal(f"the strong model declined to write turn {turn}")
+        follow_ups.append(reply.message)
+    spent = {"strong": sum(usage.values(), TokenUsage())}
+    return {"follow_ups": follow_ups, "usage": spent, "usage_by_node": usage}
+
+
+def turn_to_improve(state: InstructionState) -> int:
+    """The turn an action rewrites: the one whose answers the judge told apart least
+    (the smallest gap: there the conversation fails to separate the models); the latest
+    such. Turn 1 for a single turn."""
+    if not state.turn_scores:
+        return 1
+    gaps = [abs(scores.gap) for scores in state.turn_scores]
+    closest = min(gaps)
+    return max(turn for turn, gap in enumerate(gaps, 1) if gap == closest)
+
+
+def improve_prompt(ctx: PipelineContext, state: InstructionState, turn: int, action: str) -> str:
+    """The improve step's prompt for ``turn``: the instruction's own (``improve.md``) for
+    the first, ``improve_turn.md`` with what the user said before for a later one."""
+    if turn == 1:
+        return ctx.prompts.render(
+            "improve",
+            instruction=state.instruction,
+            action=action,
+            use_case=state.use_case,
+            skills=", ".join(state.skills),
+        )
+    users = state.user_turns
+    return ctx.prompts.render(
+        "improve_turn",
+        instruction=users[turn - 1],
+        action=action,
+        use_case=state.use_case,
+        skills=", ".join(state.skills),
+        earlier=numbered(users[: turn - 1]),
+        turn=turn,
+    )
+
+
+def rewritten(state: InstructionState, turn: int, text: str) -> dict[str, Any]:
+    """The state's update that puts ``text`` in place of ``turn``."""
+    if turn == 1:
+        return {"instruction": text}
+    follow_ups = list(state.follow_ups)
+    follow_ups[turn - 2] = text
+    return {"follow_ups": follow_ups}
