@@ -412,3 +412,29 @@ def test_view_and_review_over_a_postgresql_store(
     target = tmp_path / "a.json"
     assert cli("export", str(out), "--format", "alpaca", "--out", str(target)) == 0
     assert len(json.loads(target.read_text())) == len(kept) - 1
+
+
+def test_a_conversation_shows_both_models_turn_by_turn_side_by_side(
+    mock_llm: MockLLM, seeds_file: Path, viewer: Any, page: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert off_loop(run_cli, seeds_file, mock_llm, out, **SETTINGS, turns=2) == 0
+    rows = read_jsonl(out / "dataset.jsonl")
+    row = next((r for r in rows if 2 in r.get("improved_turns", [])), rows[0])
+    view = viewer(out)
+    page.goto(f"{view.url}instructions/{row['id']}")
+    turns = page.locator("section.turn")
+    assert turns.count() == 2
+    source = 0 if row["response_source"] == "strong" else 1
+    for number, (user, answer) in enumerate(
+        zip(row["messages"][::2], row["messages"][1::2], strict=True)
+    ):
+        section = turns.nth(number)
+        assert section.locator("pre.user").inner_text() == user["content"]
+        shown = section.locator(".answers pre").all_inner_texts()
+        assert len(shown) == 2 and shown[source] == answer["content"]
+        gap = row["turn_scores"][number]["gap"]
+        assert section.locator(".gap").inner_text() == f"{gap:+g}"
+    for turn in row.get("improved_turns", []):
+        assert f"on turn {turn}" in page.locator("#chain").inner_text()
+    screenshot(page, "view-conversation", tmp_path)

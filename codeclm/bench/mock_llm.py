@@ -128,6 +128,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
     #: Stop the client process with ``stop_signal`` when request number ``stop_at`` arrives
     #: (that request is never answered): a crash or Ctrl-C at an exact point of a run.
     stop_at: int | None = None
+    #: Or when the first request for which this says True arrives (a kill at a kind of step).
+    stop_on: Callable[[dict[str, Any]], bool] | None = None
     stop_pid: int | None = None
     stop_signal: int = signal.SIGKILL
     #: Or kill the worker process ``host:pid`` when its own request number ``stop_worker_at``
@@ -362,6 +364,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
         with self.lock:
             self.received += 1
             stop_pid = self.stop_pid if self.stop_at == self.received else None
+            if self.stop_on is not None and self.stop_on(request):
+                stop_pid, self.stop_on = self.stop_pid, None
             if worker is not None:
                 self.by_worker[worker] += 1
                 if worker == self.stop_worker and self.by_worker[worker] == self.stop_worker_at:
