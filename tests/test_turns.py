@@ -280,3 +280,22 @@ def test_inspect_shows_a_conversation_thread(
     assert "write_turns" in [n for step in detail["history"] for n in step["nodes"]]
     turns = [step["turn"] for step in detail["history"] if step.get("action")]
     assert turns == rewritten["improved_turns"]
+
+
+def test_step_edits_a_later_turn_and_both_models_answer_it(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(seeds_file, mock_llm, out, turns=2, **SETTINGS) == 0
+    thread = read_jsonl(out / "dataset.jsonl")[0]["id"]
+    capsys.readouterr()
+    assert main(["inspect", str(out), thread, "--json"]) == 0
+    after_turns = json.loads(capsys.readouterr().out)["history"][0]
+    assert after_turns["nodes"] == ["write_turns"]
+    edited = ["What if the budget were halved?"]
+    flags = ["--from", after_turns["checkpoint"], "--set", f"follow_ups={json.dumps(edited)}"]
+    assert main(["step", str(out), thread, *flags, "--until", "answer", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    answered = events[-1]["ran"]["answer"]
+    assert answered["strong_follow_up_answers"] == [f"{STRONG_PREFIX}{edited[0]}"]
+    assert answered["target_follow_up_answers"] == [f"{TARGET_PREFIX}{edited[0]}"]

@@ -266,6 +266,8 @@ def print_thread(detail: ThreadDetail) -> None:
     )
     console.print(f"  metadata: {state['use_case']} / {', '.join(state['skills'])}")
     console.print(f"  instruction: {state['instruction']}")
+    for turn, text in enumerate(state.get("follow_ups") or [], start=2):
+        console.print(f"  turn {turn}: {text}")
     if state.get("reason"):
         console.print(f"  reason: {state['reason']}")
     console.print("history:")

@@ -25,9 +25,12 @@ END_NAME = "end"
 EDITABLE = frozenset(
     {
         "instruction",
+        "follow_ups",
         "candidate_actions",
         "strong_answer",
         "target_answer",
+        "strong_follow_up_answers",
+        "target_follow_up_answers",
         "use_case",
         "skills",
         "iteration",
