@@ -83,6 +83,8 @@ def dataset_card(record: RunRecord, rows: int) -> str:
     """README.md of the exported dataset: what made it, and the run's full config."""
     counts = record.counts
     models = {role: m.model for role, m in record.models.items()}
+    turns = int(record.config.get("turns") or 1)
+    what = f"conversations of {turns} user turns" if turns > 1 else "instruction–response pairs"
     lines = [
         "---",
         "task_categories:",
@@ -95,7 +97,7 @@ def dataset_card(record: RunRecord, rows: int) -> str:
         "",
         "# Synthetic instruction-tuning data made by codeclm",
         "",
-        f"{rows} instruction–response pairs, made by codeclm {record.codeclm_version}"
+        f"{rows} {what}, made by codeclm {record.codeclm_version}"
         f" with the method `{record.method.name}` (CodecLM: Wang et al., NAACL 2024).",
         "",
         f"- strong model: `{models.get('strong')}`",
@@ -103,9 +105,10 @@ def dataset_card(record: RunRecord, rows: int) -> str:
         f"- instructions: {counts.instructions}, kept: {counts.kept}, "
         f"dropped: {counts.dropped}, failed: {counts.failed}",
         "",
-        "Columns: `instruction`, `response`, `messages` (chat format), `response_source` "
-        "(which model wrote the response), `use_case` and `skills` (the metadata it was "
-        "decoded from), `iteration`, `gap` (the judge's strong − target score), `seed_ids`.",
+        "Columns: `instruction`, `response` (a conversation's first turn), `messages` (chat "
+        "format, every turn), `response_source` (which model wrote the responses), "
+        "`use_case` and `skills` (the metadata it was decoded from), `iteration`, `turns`, "
+        "`gap` (the judge's strong − target score), `seed_ids`.",
         "",
         "## Run configuration",
         "",

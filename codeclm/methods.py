@@ -57,7 +57,8 @@ class MethodSpec:
     judges: bool
     #: For a failed thread to run its failed node again: per node, the node to write the
     #: reset as (so the graph's own edges lead to the failed node next) and the status to set.
-    #: Its keys are the nodes of the instruction graph, the ones ``step`` can stop at.
+    #: Its keys are the nodes of the instruction graph, the ones ``step`` can stop at
+    #: (``write_turns``: a conversation's only, ``--turns`` above 1).
     restart_from: Mapping[str, tuple[str, str]]
     #: Settings only this method reads: they enter its runs' fingerprint, and no other's.
     settings: tuple[str, ...] = field(default=())
@@ -74,7 +75,7 @@ class MethodSpec:
         return tuple(self.restart_from)
 
 
-_ANSWER_ONLY = {"answer_strong": (START, "pending")}
+_ANSWER_ONLY = {"answer_strong": (START, "pending"), "write_turns": (START, "pending")}
 
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
@@ -90,6 +91,7 @@ METHODS: dict[str, MethodSpec] = {
                 "answer": ("improve", "pending"),
                 "judge": ("answer", "pending"),
                 "improve": ("judge", "improving"),
+                "write_turns": (START, "pending"),
             },
         ),
         MethodSpec(
@@ -108,7 +110,11 @@ METHODS: dict[str, MethodSpec] = {
             shape="improve_once",
             uses_rubrics=True,
             judges=False,
-            restart_from={"improve": (START, "pending"), "answer_strong": ("improve", "pending")},
+            restart_from={
+                "improve": (START, "pending"),
+                "answer_strong": ("improve", "pending"),
+                "write_turns": ("improve", "pending"),
+            },
         ),
         MethodSpec(
             name="self-instruct",
@@ -128,7 +134,11 @@ METHODS: dict[str, MethodSpec] = {
             shape="evolve",
             uses_rubrics=False,
             judges=False,
-            restart_from={"evolve": ("evolve", "pending"), "answer_strong": ("evolve", "pending")},
+            restart_from={
+                "evolve": ("evolve", "pending"),
+                "answer_strong": ("evolve", "pending"),
+                "write_turns": ("evolve", "pending"),
+            },
             settings=("evol_rounds",),
         ),
     )

@@ -226,7 +226,7 @@ class EvalResult(Tally):
     """The whole benchmark's tally, and each category's."""
 
     by_category: dict[str, Tally] = Field(default_factory=dict)
-    by_turn: dict[str, Tally] = Field(default_factory=dict)
+    by_turn: dict[str, Tally] = Field(default_factory=dict, exclude_if=lambda value: not value)
     """Each turn's tally, when the items had several (MT-Bench's two): the overall and
     the categories' tallies then count every turn judged."""
 

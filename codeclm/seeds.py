@@ -282,13 +282,14 @@ def _follow_ups(record: dict[str, Any], where: str) -> list[str]:
     """An item's later user turns: MT-Bench's ``followup`` here, or FastChat's ``turns``
     (all of them, the first being the instruction)."""
     followup, turns = record.get("followup"), record.get("turns")
-    if isinstance(followup, str) and followup.strip():
-        return [followup.strip()]
-    if isinstance(turns, list) and all(isinstance(t, str) for t in turns):
-        return [t.strip() for t in turns[1:]]
-    if followup is not None or turns is not None:
-        raise InputError(f"{where}: 'followup' must be text, 'turns' a list of texts")
-    return []
+    if followup is not None and not isinstance(followup, str):
+        raise InputError(f"{where}: 'followup' must be text")
+    if turns is not None and not (
+        isinstance(turns, list) and all(isinstance(t, str) for t in turns)
+    ):
+        raise InputError(f"{where}: 'turns' must be a list of texts")
+    later = [followup] if followup is not None else (turns or [])[1:]
+    return [text.strip() for text in later if text.strip()]  # (a blank one is no turn)
 
 
 def load_benchmark(path: Path) -> list[dict[str, Any]]:
@@ -313,7 +314,7 @@ def load_benchmark(path: Path) -> list[dict[str, Any]]:
             (
                 number,
                 {
-                    "id": str(record.get("id", f"item-{number}")),
+                    "id": str(record.get("id", record.get("question_id", f"item-{number}"))),
                     "instruction": text,
                     "category": str(record.get("category") or "uncategorized"),
                     "follow_ups": _follow_ups(record, f"{path}:{number}"),

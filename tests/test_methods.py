@@ -41,11 +41,13 @@ def test_the_registry_describes_each_methods_graph(method: str) -> None:
     from codeclm.graph import build_instruction_graph, retry_policy
 
     spec = METHODS[method]
-    graph = build_instruction_graph(retry_policy(1), method).compile()
-    nodes = {n for n in graph.get_graph().nodes if not n.startswith("__")}
-    assert nodes == set(spec.nodes)
-    assert all(as_node in nodes | {START} for as_node, _ in spec.restart_from.values())
-    assert ("judge" in nodes) == spec.judges
+    for turns in (1, 2):  # a conversation's graph has write_turns too
+        graph = build_instruction_graph(retry_policy(1), method, turns=turns).compile()
+        nodes = {n for n in graph.get_graph().nodes if not n.startswith("__")}
+        assert nodes == set(spec.nodes) - ({"write_turns"} if turns == 1 else set())
+        restarts = [as_node for node, (as_node, _) in spec.restart_from.items() if node in nodes]
+        assert all(as_node in nodes | {START} for as_node in restarts)
+        assert ("judge" in nodes) == spec.judges
     assert spec.makes_metadata == (method.startswith("codeclm"))
 
 

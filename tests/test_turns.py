@@ -239,7 +239,7 @@ def test_eval_judges_every_turn_of_mt_bench_and_turns_1_keeps_the_first(
     mock_llm.requests.clear()
     first = _eval(mock_llm, tmp_path / "first", "--turns", "1")
     assert not any(r.history for r in mock_llm.requests)
-    assert first["by_turn"] == {} and first["total"] == 12
+    assert "by_turn" not in first and first["total"] == 12
     turn_1 = both["by_turn"]["1"]
     assert (first["wins"], first["ties"], first["losses"]) == (
         turn_1["wins"],
@@ -299,3 +299,72 @@ def test_step_edits_a_later_turn_and_both_models_answer_it(
     answered = events[-1]["ran"]["answer"]
     assert answered["strong_follow_up_answers"] == [f"{STRONG_PREFIX}{edited[0]}"]
     assert answered["target_follow_up_answers"] == [f"{TARGET_PREFIX}{edited[0]}"]
+
+
+def test_a_review_edits_the_first_turn_and_keeps_the_others() -> None:
+    from codeclm.rows import DatasetRow, Message, PairReview
+
+    said = ["first?", "first answer", "second?", "second answer"]
+    row = DatasetRow(
+        id="c1",
+        instruction=said[0],
+        response=said[1],
+        messages=[
+            Message(role=("user", "assistant")[i % 2], content=t) for i, t in enumerate(said)
+        ],
+    )
+    edited = PairReview(id="c1", verdict="accepted", response="a better first answer")
+    applied = edited.applied(row)
+    assert [m.content for m in applied.messages] == [said[0], "a better first answer", *said[2:]]
+    assert applied.turns == 2
+
+
+@pytest.mark.parametrize("method", ["codeclm", "codeclm-rubrics"])
+def test_a_thread_that_failed_writing_turns_resumes_as_if_it_never_had(
+    method: str, mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    options = {**SETTINGS, "turns": 2, "method": method, "attempts": 1}
+    assert run_cli(seeds_file, mock_llm, tmp_path / "whole", **options) == 0
+    mock_llm.garbage_when = "says next in a conversation"  # every follow-up unreadable
+    assert run_cli(seeds_file, mock_llm, tmp_path / "failed", **options) == 0
+    failed = read_jsonl(tmp_path / "failed" / "failed.jsonl")
+    assert len(failed) == SETTINGS["instructions"]
+    assert all(row["reason"].startswith("write_turns") for row in failed)
+    mock_llm.garbage_when = None
+    assert run_cli(seeds_file, mock_llm, tmp_path / "failed", **options) == 0
+    dataset = (tmp_path / "whole" / "dataset.jsonl").read_text()
+    assert (tmp_path / "failed" / "dataset.jsonl").read_text() == dataset
+
+
+def test_benchmark_turns_in_either_layout(tmp_path: Path) -> None:
+    from codeclm.seeds import load_benchmark
+
+    path = tmp_path / "bench.jsonl"
+    lines = [
+        {"id": "a", "instruction": "one?", "followup": "two?"},
+        {"id": "b", "instruction": "one?", "followup": "  "},  # a blank one is no turn
+        {"question_id": 7, "turns": ["first?", "second?", "third?"], "category": "x"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items = load_benchmark(path)
+    assert [item["follow_ups"] for item in items] == [["two?"], [], ["second?", "third?"]]
+    assert items[2]["id"] == "7" and items[2]["instruction"] == "first?"
+    path.write_text(json.dumps({"id": "c", "instruction": "x", "followup": ["no"]}) + "\n")
+    with pytest.raises(ValueError, match="'followup' must be text"):
+        load_benchmark(path)
+
+
+def test_an_evaluation_of_the_first_turn_resumes_only_as_one(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MT-Bench evaluation made before --turns judged the first turn: it goes on with
+    --turns 1, and every turn is refused there rather than mixed in."""
+    first = _eval(mock_llm, tmp_path / "ev", "--turns", "1")
+    assert _eval(mock_llm, tmp_path / "ev", "--turns", "1") == first
+    capsys.readouterr()
+    args = ["eval", str(BENCHMARKS / "mt_bench.jsonl"), "--out", str(tmp_path / "ev")]
+    for role in ("strong", "target", "judge"):
+        model = TARGET_MODEL if role == "target" else STRONG_MODEL
+        args += [f"--{role}-model", model, f"--{role}-base-url", mock_llm.base_url]
+    assert main([*args, "--limit", "12"]) == 2
+    assert "turns" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.api.common import blocking, settings, with_progress
-from codeclm.config import EvalConfig
+from codeclm.config import MAX_TURNS, EvalConfig
 from codeclm.evaluation import EvalStats
 from codeclm.evaluation import evaluate as evaluate_items
 from codeclm.handle.evaluation import EvalHandle
@@ -35,6 +35,10 @@ async def aevaluate(
     cfg = settings(EvalConfig, config, overrides)
     spec = StoreSpec.of(store, run_name, Path(out))
     items = load_benchmark(Path(benchmark))
+    # The turns judged, as the benchmark has them (recorded: an evaluation of MT-Bench's
+    # first turn only, as codeclm judged it before --turns, resumes with --turns 1).
+    most = max((1 + len(item["follow_ups"]) for item in items), default=1)
+    cfg = cfg.model_copy(update={"turns": min(cfg.turns or MAX_TURNS, most)})
     handle = EvalHandle.start(cfg, Path(benchmark), Path(out), spec)
     stats = stats or EvalStats()
     pending = evaluate_items(handle, items, stats)

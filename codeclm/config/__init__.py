@@ -285,7 +285,7 @@ class EvalConfig(ModelSettings):
         """As a run's; ``limit`` is left out, so a later call may evaluate more items."""
         fields = super().fingerprint_fields()
         fields.pop("limit", None)
-        if self.turns is None:  # every turn: as an evaluation before --turns existed
+        if self.turns in (None, 1):  # the first turn only: as before --turns existed
             fields.pop("turns", None)
         return fields
 

@@ -222,8 +222,13 @@ def from_pilot(
     entries = max(config.metadata, encoded)  # every distinct seed's entry is kept
     want = {"seeds": seeds, "entries": entries, "instructions": config.instructions}
     worst = from_settings(config, prompts, seed_texts).steps
+    paid: dict[str, TokenUsage] = {}
+    for key, usage in pilot.usage_by_node.items():  # a later turn's rewrites: improve's
+        node, role = key.rsplit("/", 1)
+        key = f"improve/{role}" if node.startswith("improve turn ") else key
+        paid[key] = paid.get(key, TokenUsage()) + usage
     steps = {}
-    for key, usage in pilot.usage_by_node.items():
+    for key, usage in paid.items():
         node = key.split("/")[0]
         unit = UNIT.get(node, "instructions")
         scale = want[unit] / have[unit]

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from codeclm.config import ConfigError
 from codeclm.graph import thread_config
 from codeclm.handle import OpenRun, RunHandle
+from codeclm.methods import method_spec
 from codeclm.prepare.passes import initial_state, ready
 from codeclm.state import InstructionState, PrepareState
 
@@ -103,7 +104,7 @@ async def step_thread(
     (``end``: until the thread finishes). ``ask`` (interactive): asked after every step,
     answers 'next' / 'continue' / 'quit' / 'set FIELD=VALUE'.
     """
-    nodes = {"answer", "judge", "improve", END_NAME}
+    nodes = {*method_spec(handle.config.method).nodes, END_NAME}
     if until is not None and until not in nodes:
         raise ConfigError(f"--until {until}: not a node ({', '.join(sorted(nodes))})")
     async with handle.open() as run:

@@ -15,8 +15,9 @@ evolve (evol-instruct):  START ─▶ evolve ×rounds ─▶ answer_strong ─�
 ``answer`` sends the strong and the target request at once; ``judge`` sends both orders.
 
 With ``--turns T`` above 1, ``write_turns`` (the user's turns 2 to T) comes before the
-first answer of every shape; ``answer`` then answers every turn, ``judge`` scores each
-turn, and ``improve`` rewrites one of them.
+first answer of every shape, and after each ``improve``: it rewrites one turn, and the
+turns after it are written anew from it. ``answer`` then answers every turn, ``judge``
+scores each turn.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def build_instruction_graph(
         builder.add_edge(START, first)
         builder.add_conditional_edges("answer", route_after_answer, ["judge", END])
         builder.add_conditional_edges("judge", route_after_judge, ["improve", END])
-        builder.add_edge("improve", "answer")
+        builder.add_edge("improve", first)  # (the turns after the rewritten one, anew)
         return builder
     builder.add_node("answer_strong", answer_strong)
     builder.add_edge("answer_strong", END)

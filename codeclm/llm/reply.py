@@ -146,6 +146,11 @@ class Reply:
             max_tokens=int(data.get("max_tokens") or max_tokens),
         )
 
+    @property
+    def said(self) -> str:
+        """What the reply puts in a conversation: its answer, or its refusal."""
+        return self.content or (self.refusal or "")
+
     @classmethod
     def from_completion(
         cls, data: dict[str, Any], messages: list[dict[str, str]], max_tokens: int

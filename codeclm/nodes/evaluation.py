@@ -6,7 +6,6 @@ orders, loses only if it loses in both, and anything else is a tie.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +17,8 @@ from langgraph.types import Command
 from codeclm.config import EvalConfig
 from codeclm.context import RoleContext
 from codeclm.llm.client import RoleModel
-from codeclm.llm.reply import Reply, describe_error
-from codeclm.nodes.pairs import answer_conversations, judge_turn
+from codeclm.llm.reply import describe_error
+from codeclm.nodes.pairs import answer_conversations, judge_turns
 from codeclm.state import EvalItemState, JudgeScores, Outcome, spent_per_turn
 
 
@@ -42,10 +41,6 @@ def verdict(scores: JudgeScores) -> Outcome:
     return "tie"
 
 
-def _said(reply: Reply) -> str:
-    return reply.content or (reply.refusal or "")
-
-
 async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
     """The target's and the strong model's answers, sent at once (``nodes.pairs``); with
     later turns, each model's conversation, every turn after its own earlier answers."""
@@ -57,10 +52,10 @@ async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> di
     # Judged as they are, refusals and all: an evaluation measures what the models say
     # (each was asked again while it refused, and a cut answer with a larger budget).
     return {
-        "strong_answer": _said(strong[0]),
-        "target_answer": _said(target[0]),
-        "strong_follow_up_answers": [_said(reply) for reply in strong[1:]],
-        "target_follow_up_answers": [_said(reply) for reply in target[1:]],
+        "strong_answer": strong[0].said,
+        "target_answer": target[0].said,
+        "strong_follow_up_answers": [reply.said for reply in strong[1:]],
+        "target_follow_up_answers": [reply.said for reply in target[1:]],
         **spent_per_turn("answer_item", **usage),
     }
 
@@ -73,15 +68,7 @@ async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dic
     users = [state.instruction, *state.follow_ups]
     strong = [state.strong_answer or "", *state.strong_follow_up_answers]
     target = [state.target_answer or "", *state.target_follow_up_answers]
-    judged = await asyncio.gather(
-        *(
-            judge_turn(
-                ctx.judge, ctx.prompts, users, strong, target, turn, prompt="judge_eval_turn"
-            )
-            for turn in range(1, len(users) + 1)
-        )
-    )
-    per_turn = [scores for scores, _ in judged]
+    per_turn, usage = await judge_turns(ctx.judge, ctx.prompts, users, strong, target, "eval")
     several = len(per_turn) > 1
     return {
         "scores": per_turn[0],
@@ -89,7 +76,7 @@ async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dic
         "turn_scores": per_turn if several else [],
         "turn_outcomes": [verdict(scores) for scores in per_turn] if several else [],
         "status": "judged",
-        **spent_per_turn("judge_item", judge=[used for _, used in judged]),
+        **spent_per_turn("judge_item", judge=usage),
     }
 
 

@@ -7,7 +7,6 @@ finished on resume (langgraph#8834), so routers here cannot fail.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
@@ -22,7 +21,7 @@ from codeclm.llm.reply import Reply, describe_error
 from codeclm.nodes.pairs import (
     answer_conversation,
     answer_conversations,
-    judge_turn,
+    judge_turns,
     mean_scores,
 )
 from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
@@ -42,11 +41,6 @@ def _dropped(role: str, reply: Reply, turn: int = 1) -> dict[str, Any]:
     where = f" at turn {turn}" if turn > 1 else ""
     reason = f"{role} {reply.problem}{where}"
     return {"status": "dropped", "response_source": None, "reason": reason}
-
-
-def _said(reply: Reply) -> str:
-    """What a reply put in the conversation: its answer, or the target's refusal."""
-    return reply.content or (reply.refusal or "")
 
 
 def _reasoning(replies: list[Reply]) -> str | None:
@@ -75,9 +69,9 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     )
     update: dict[str, Any] = {
         "strong_answer": strong[0].content,
-        "target_answer": _said(target[0]),
+        "target_answer": target[0].said,
         "strong_follow_up_answers": [reply.content for reply in strong[1:]],
-        "target_follow_up_answers": [_said(reply) for reply in target[1:]],
+        "target_follow_up_answers": [reply.said for reply in target[1:]],
         "target_refused": any(reply.refused for reply in target),
         **spent_per_turn("answer", **usage),
     }
@@ -151,14 +145,7 @@ async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> d
     ctx = pipeline_context(runtime)
     users = state.user_turns
     strong, target = state.answers("strong"), state.answers("target")
-    judged = await asyncio.gather(
-        *(
-            judge_turn(ctx.strong, ctx.prompts, users, strong, target, turn)
-            for turn in range(1, len(users) + 1)
-        )
-    )
-    per_turn = [scores for scores, _ in judged]
-    usage = [used for _, used in judged]
+    per_turn, usage = await judge_turns(ctx.strong, ctx.prompts, users, strong, target)
     scores = per_turn[0] if len(per_turn) == 1 else mean_scores(per_turn)
     decision = gap_decision(state, scores, ctx.config.threshold, ctx.config.max_iterations)
     turns = {"turn_scores": per_turn} if len(per_turn) > 1 else {}
@@ -200,7 +187,9 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
 
     A rewrite that cannot be used (cut at the ceiling of ``max_tokens``, or longer than the
     models' context leaves room for) is recorded with the action, and the instruction goes
-    on from its last good version: the next iteration draws another action.
+    on from its last good version: the next iteration draws another action. In a
+    conversation it rewrites the turn the judge told apart least (``nodes.turns``), and the
+    turns after it are written anew (``write_turns`` comes next).
     """
     ctx = pipeline_context(runtime)
     action = choose_action(state, ctx.config.seed)
@@ -219,7 +208,7 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
     except CutReply as exc:
         usage, why = exc.usage or TokenUsage(), str(exc)
     applied = action if why is None else f"{action}{NO_REWRITE}{why})"
-    several = bool(state.follow_ups)
+    several = ctx.config.turns > 1
     return {
         **rewritten(state, turn, rewrite),
         "iteration": state.iteration + 1,

@@ -61,8 +61,7 @@ async def answer_conversation(
         replies.append(reply)
         if reply.problem and not (go_on or (model.role == "target" and reply.refused)):
             break
-        said = reply.content or reply.refusal or ""
-        history = (*history, ("user", prompt), ("assistant", said))
+        history = (*history, ("user", prompt), ("assistant", reply.said))
     return replies, usage
 
 
@@ -111,6 +110,28 @@ async def judge_pair(
     return await _both_orders(judge, strong_first_prompt, target_first_prompt)
 
 
+#: Each judge's prompts: (a single turn, or a conversation's first; a later turn).
+JUDGE_PROMPTS = {"filter": ("judge", "judge_turn"), "eval": ("judge_eval", "judge_eval_turn")}
+
+
+async def judge_turns(
+    judge: RoleModel,
+    prompts: Prompts,
+    user_turns: list[str],
+    strong_answers: list[str],
+    target_answers: list[str],
+    kind: str = "filter",
+) -> tuple[list[JudgeScores], list[TokenUsage]]:
+    """Every turn both models answered, scored in both orders (every call at once); each
+    turn's scores and usage. ``kind``: the filter's judge, or the evaluation's."""
+    turns = min(len(user_turns), len(strong_answers), len(target_answers))
+    conversations = (judge, prompts, user_turns, strong_answers, target_answers)
+    judged = await asyncio.gather(
+        *(judge_turn(*conversations, turn, JUDGE_PROMPTS[kind]) for turn in range(1, turns + 1))
+    )
+    return [scores for scores, _ in judged], [usage for _, usage in judged]
+
+
 async def judge_turn(
     judge: RoleModel,
     prompts: Prompts,
@@ -118,16 +139,15 @@ async def judge_turn(
     strong_answers: list[str],
     target_answers: list[str],
     turn: int,
-    *,
-    prompt: str = "judge_turn",
+    prompt_names: tuple[str, str] = JUDGE_PROMPTS["filter"],
 ) -> tuple[JudgeScores, TokenUsage]:
     """Turn ``turn``'s answers scored in both orders, each conversation shown up to it.
 
     Turn 1 has nothing before it: the single-turn judge (``judge.md``, the paper's) scores
     it. A later turn's judge (``judge_turn.md``) sees both conversations to that turn.
     """
+    single, later = prompt_names
     if turn == 1:
-        single = "judge" if prompt == "judge_turn" else "judge_eval"
         args = (user_turns[0], strong_answers[0], target_answers[0])
         return await judge_pair(judge, prompts, *args, prompt=single)
     users = user_turns[:turn]
@@ -135,7 +155,7 @@ async def judge_turn(
 
     def render(first: list[str], second: list[str]) -> str:
         return prompts.render(
-            prompt,
+            later,
             instruction=users[-1],
             conversation_1=conversation_text(users, first, "Assistant 1"),
             conversation_2=conversation_text(users, second, "Assistant 2"),

@@ -19,8 +19,8 @@ from codeclm.llm.parsing import Refusal, is_refusal
 from codeclm.nodes.replies import FollowUp
 from codeclm.state import InstructionState, TokenUsage, turn_node
 
-#: What a user of a use case asks next, as the issue's users named it: one per later turn,
-#: drawn without repeats (seeded per instruction).
+#: What a user of a use case asks next: one plan per later turn, drawn without repeats
+#: (seeded per instruction).
 FOLLOW_UP_PLANS = (
     "ask why: a justification of the key choice or claim a good answer would make",
     "change one constraint of the task, and ask for the result under the new one",
@@ -44,8 +44,8 @@ def numbered(turns: list[str]) -> str:
 
 
 async def write_turns(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """The user's turns 2 to T, each written after the ones before it (those already
-    written are kept: a retry asks only for the rest, the others from the cache)."""
+    """The user's turns the conversation lacks, up to T, each written after the ones
+    before it (the turns it has stay: after ``improve``, those up to the rewritten one)."""
     ctx = pipeline_context(runtime)
     follow_ups = list(state.follow_ups)
     plans = follow_up_plans(ctx.config.seed, state.id, ctx.config.turns - 1)
@@ -53,8 +53,8 @@ async def write_turns(state: InstructionState, runtime: Runtime[PipelineContext]
     for turn in range(len(follow_ups) + 2, ctx.config.turns + 1):
         prompt = ctx.prompts.render(
             "follow_up",
-            use_case=state.use_case,
-            skills=", ".join(state.skills),
+            use_case=state.use_case or "any",  # (the baselines have no metadata)
+            skills=", ".join(state.skills) or "any",
             user_turns=numbered([state.instruction, *follow_ups]),
             turn=turn,
             plan=plans[turn - 2],
@@ -103,9 +103,8 @@ def improve_prompt(ctx: PipelineContext, state: InstructionState, turn: int, act
 
 
 def rewritten(state: InstructionState, turn: int, text: str) -> dict[str, Any]:
-    """The state's update that puts ``text`` in place of ``turn``."""
+    """The state's update that puts ``text`` in place of ``turn``; the turns after it are
+    let go (``write_turns`` writes them anew, following the new one)."""
     if turn == 1:
-        return {"instruction": text}
-    follow_ups = list(state.follow_ups)
-    follow_ups[turn - 2] = text
-    return {"follow_ups": follow_ups}
+        return {"instruction": text, "follow_ups": []}
+    return {"follow_ups": [*state.follow_ups[: turn - 2], text]}

@@ -189,13 +189,15 @@ def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
     (its ``node turn N`` usage priced; the first turn's is the nodes' own); None for
     single instructions."""
     rows: list[DatasetRow | DroppedRow] = [*run.kept, *run.dropped]
-    judged = [row for row in rows if row.turn_scores]
-    if not judged:
+    counted = [row.turns for row in run.kept] + [1 + len(row.follow_ups) for row in run.dropped]
+    turns = max(counted, default=1)
+    if turns < 2:
         return None
+    judged = [row for row in rows if row.turn_scores]  # (none for the baselines)
     cost = run.record.cost
     by_node = cost.by_node if cost else {}
     figures = []
-    for turn in range(1, max(len(row.turn_scores) for row in judged) + 1):
+    for turn in range(1, turns + 1):
         scores = [row.turn_scores[turn - 1] for row in judged if len(row.turn_scores) >= turn]
         kept = [row.turn_scores[turn - 1] for row in run.kept if len(row.turn_scores) >= turn]
         paid = [
@@ -211,7 +213,7 @@ def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
                 "mean_gap_kept": _mean([s.gap for s in kept]),
                 "strong": _mean([s.strong for s in scores]),
                 "target": _mean([s.target for s in scores]),
-                "rewritten": sum(row.improved_turns.count(turn) for row in judged),
+                "rewritten": sum(row.improved_turns.count(turn) for row in rows),
                 "cost": sum(paid) if cost else None,
             }
         )
@@ -224,7 +226,7 @@ def _turn_of(node: str) -> int | None:
     name, _, turn = node.partition(" turn ")
     if turn:
         return int(turn)
-    return 1 if name in ("answer", "answer_strong", "judge", "improve") else None
+    return 1 if name in ("answer", "answer_strong", "judge", "improve", "evolve") else None
 
 
 def update_figures(run: RunData) -> list[dict[str, Any]]:
