@@ -288,6 +288,8 @@ def _follow_ups(record: dict[str, Any], where: str) -> list[str]:
         isinstance(turns, list) and all(isinstance(t, str) for t in turns)
     ):
         raise InputError(f"{where}: 'turns' must be a list of texts")
+    if followup is not None and turns is not None:
+        raise InputError(f"{where}: 'followup' or 'turns', not both")
     later = [followup] if followup is not None else (turns or [])[1:]
     return [text.strip() for text in later if text.strip()]  # (a blank one is no turn)
 
@@ -302,8 +304,9 @@ def load_benchmark(path: Path) -> list[dict[str, Any]]:
     items: list[tuple[int, dict[str, Any]]] = []
     for number, record in _json_records(path, _read_lines(path)):
         instruction, extra = record.get("instruction"), record.get("input") or ""
+        follow_ups = _follow_ups(record, f"{path}:{number}")
         turns = record.get("turns")
-        if instruction is None and isinstance(turns, list) and turns:  # FastChat's layout
+        if instruction is None and turns:  # FastChat's layout: the first turn is the task
             instruction = turns[0]
         if not isinstance(instruction, str) or not instruction.strip():
             raise InputError(f"{path}:{number}: no 'instruction' text")
@@ -317,7 +320,7 @@ def load_benchmark(path: Path) -> list[dict[str, Any]]:
                     "id": str(record.get("id", record.get("question_id", f"item-{number}"))),
                     "instruction": text,
                     "category": str(record.get("category") or "uncategorized"),
-                    "follow_ups": _follow_ups(record, f"{path}:{number}"),
+                    "follow_ups": follow_ups,
                 },
             )
         )

@@ -368,3 +368,43 @@ def test_an_evaluation_of_the_first_turn_resumes_only_as_one(
         args += [f"--{role}-model", model, f"--{role}-base-url", mock_llm.base_url]
     assert main([*args, "--limit", "12"]) == 2
     assert "turns" in capsys.readouterr().err
+
+
+def test_step_refuses_turns_the_run_does_not_have(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(seeds_file, mock_llm, out, turns=2, **SETTINGS) == 0
+    thread = read_jsonl(out / "dataset.jsonl")[0]["id"]
+    for value in ('["a", "b"]', "[]", '[" "]'):
+        capsys.readouterr()
+        assert main(["step", str(out), thread, "--set", f"follow_ups={value}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "1 non-blank texts" in err, err
+
+
+def test_a_turn_the_strong_model_refuses_to_write_drops_the_instruction_for_good(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    mock_llm.refuse_when = "says next in a conversation"
+    assert run_cli(seeds_file, mock_llm, tmp_path / "o", turns=2, **SETTINGS) == 0
+    dropped = read_jsonl(tmp_path / "o" / "dropped.jsonl")
+    assert len(dropped) == SETTINGS["instructions"]
+    assert all("refused to write the user's turn" in row["reason"] for row in dropped)
+    asked = len(mock_llm.requests)
+    assert run_cli(seeds_file, mock_llm, tmp_path / "o", turns=2, **SETTINGS) == 0
+    assert len(mock_llm.requests) == asked, "dropped is final: nothing is asked again"
+
+
+def test_a_conversations_gap_is_the_mean_of_its_turns_gaps() -> None:
+    from codeclm.nodes.pairs import mean_scores
+    from codeclm.state import JudgeScores
+
+    def turn(strong: float, target: float) -> JudgeScores:
+        pair = (strong, target)
+        return JudgeScores(
+            strong=strong, target=target, gap=strong - target, strong_first=pair, target_first=pair
+        )
+
+    scores = mean_scores([turn(9, 3), turn(5, 5), turn(9, 2)])
+    assert scores.gap == 4.333 and (scores.strong, scores.target) == (7.667, 3.333)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from codeclm.handle.evaluation import EvalHandle
 from codeclm.records import EvalRecord
 from codeclm.seeds import load_benchmark
 from codeclm.store import StoreSpec
+
+log = logging.getLogger("codeclm")
 
 
 async def aevaluate(
@@ -38,6 +41,14 @@ async def aevaluate(
     # The turns judged, as the benchmark has them (recorded: an evaluation of MT-Bench's
     # first turn only, as codeclm judged it before --turns, resumes with --turns 1).
     most = max((1 + len(item["follow_ups"]) for item in items), default=1)
+    if most > MAX_TURNS and (cfg.turns or MAX_TURNS) == MAX_TURNS:
+        longer = sum(1 + len(item["follow_ups"]) > MAX_TURNS for item in items)
+        log.warning(
+            "%d items have more than %d turns: judged on their first %d",
+            longer,
+            MAX_TURNS,
+            MAX_TURNS,
+        )
     cfg = cfg.model_copy(update={"turns": min(cfg.turns or MAX_TURNS, most)})
     handle = EvalHandle.start(cfg, Path(benchmark), Path(out), spec)
     stats = stats or EvalStats()

@@ -248,7 +248,12 @@ def _add_eval(commands: Any) -> None:
         "twice with the order swapped; the target wins (or loses) only if it does in both "
         "orders, else a tie. CRR = (wins + ties) / total. Resumable like a run.",
     )
-    evaluate.add_argument("benchmark", type=Path, help="JSONL with 'instruction' (and 'category')")
+    evaluate.add_argument(
+        "benchmark",
+        type=Path,
+        help="JSONL with 'instruction' (and 'category'); later turns in 'followup' "
+        "(MT-Bench) or a 'turns' list (FastChat), each judged",
+    )
     evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
     evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")

@@ -170,6 +170,7 @@ class RunConfig(ModelSettings):
         1,
         ge=1,
         le=MAX_TURNS,
+        strict=True,  # (true in a config file is no number of turns)
         description="user turns per conversation: the strong model writes turns 2 to T as "
         "the entry's user would follow up; both models answer every turn, each after its own "
         "earlier answers, and the judge scores each turn",
@@ -276,6 +277,7 @@ class EvalConfig(ModelSettings):
         None,
         ge=1,
         le=MAX_TURNS,
+        strict=True,
         description="judge each item's first T turns (MT-Bench has 2; each later turn asked "
         "after the model's own earlier answers); default: every turn an item has; 1: the "
         "first turn only",

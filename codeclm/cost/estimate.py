@@ -173,8 +173,9 @@ def _calls(config: RunConfig, seeds: int) -> dict[str, tuple[float, float]]:
             calls["improve/strong"] = (n, n)
         elif spec.shape == "evolve":
             calls["evolve/strong"] = (n * config.evol_rounds, n * config.evol_rounds)
-    for turn in range(2, config.turns + 1):  # each later turn: written once, answered and
-        calls[f"write_turns turn {turn}/strong"] = (n, n)  # judged as the first one is
+    written = calls.get("improve/strong", (0, 0))  # a rewrite writes the turns after it anew
+    for turn in range(2, config.turns + 1):  # each later turn: written, answered and judged
+        calls[f"write_turns turn {turn}/strong"] = (n + written[0], n + written[1])
         for key in [k for k in calls if k.split("/")[0] in ("answer", "answer_strong", "judge")]:
             node, role = key.split("/")
             calls[f"{node} turn {turn}/{role}"] = calls[key]

@@ -59,6 +59,8 @@ def _brief(value: Any, width: int = 160) -> Any:
     """A short, one-line preview of a field for the step display."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
+    if isinstance(value, list):
+        value = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
     if isinstance(value, str):
         value = " ".join(value.split())  # a one-line preview
         if len(value) > width:
@@ -75,11 +77,29 @@ async def _start_input(run: OpenRun, thread_id: str) -> InstructionState:
     raise ConfigError(f"no instruction {thread_id!r} in this run (see: codeclm inspect)")
 
 
+def check_turns(patch: dict[str, Any], turns: int) -> None:
+    """A conversation's later turns, edited, are exactly the run's ``--turns`` − 1 texts."""
+    if "follow_ups" not in patch:
+        return
+    value = patch["follow_ups"]
+    if turns == 1:
+        raise ConfigError("--set follow_ups: this run's conversations have one turn (--turns 1)")
+    if not (
+        isinstance(value, list)
+        and len(value) == turns - 1
+        and all(isinstance(text, str) and text.strip() for text in value)
+    ):
+        raise ConfigError(
+            f"--set follow_ups: a JSON list of {turns - 1} non-blank texts (turns 2 to {turns})"
+        )
+
+
 async def _apply_edits(
     run: OpenRun, config: RunnableConfig, patch: dict[str, Any]
 ) -> RunnableConfig:
     """Write ``patch`` as a new checkpoint, leaving what runs next unchanged."""
     current = await run.instructions.aget_state(config)
+    check_turns(patch, run.config.turns)
     try:
         InstructionState.model_validate({**current.values, **patch})
     except ValidationError as exc:
@@ -105,6 +125,8 @@ async def step_thread(
     answers 'next' / 'continue' / 'quit' / 'set FIELD=VALUE'.
     """
     nodes = {*method_spec(handle.config.method).nodes, END_NAME}
+    if handle.config.turns == 1:
+        nodes.discard("write_turns")  # (a conversation's only)
     if until is not None and until not in nodes:
         raise ConfigError(f"--until {until}: not a node ({', '.join(sorted(nodes))})")
     async with handle.open() as run:
@@ -133,6 +155,7 @@ async def _step(
     if not snapshot.values:
         graph_input = await _start_input(run, thread_id)
         if patch:
+            check_turns(patch, run.config.turns)
             graph_input = graph_input.model_copy(update=patch)
             patch = None
     thread = thread_config(thread_id, from_checkpoint)

@@ -41,7 +41,7 @@ from codeclm.nodes.instruction import (
     route_after_judge,
     route_start_rubrics_only,
 )
-from codeclm.nodes.turns import write_turns
+from codeclm.nodes.turns import route_after_write_turns, write_turns
 from codeclm.state import InstructionState
 
 
@@ -65,7 +65,8 @@ def build_instruction_graph(
     first = answers  # the node the user's turns are all there for
     if turns > 1:
         builder.add_node("write_turns", write_turns)
-        builder.add_edge("write_turns", answers)
+        route = partial(route_after_write_turns, answers=answers)
+        builder.add_conditional_edges("write_turns", route, [answers, END])
         first = "write_turns"
     if shape == "judge_loop":
         builder.add_node("answer", answer)

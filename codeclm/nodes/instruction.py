@@ -38,8 +38,8 @@ from codeclm.state import (
 
 def _dropped(role: str, reply: Reply, turn: int = 1) -> dict[str, Any]:
     """An instruction whose answer is no answer: recorded as dropped, never judged or kept."""
-    where = f" at turn {turn}" if turn > 1 else ""
-    reason = f"{role} {reply.problem}{where}"
+    where = f" (turn {turn})" if turn > 1 else ""
+    reason = f"{role}{where} {reply.problem}"
     return {"status": "dropped", "response_source": None, "reason": reason}
 
 

@@ -172,12 +172,10 @@ def mean_scores(per_turn: list[JudgeScores]) -> JudgeScores:
     def mean(values: list[float]) -> float:
         return round(sum(values) / n, 3)
 
-    strong = mean([s.strong for s in per_turn])
-    target = mean([s.target for s in per_turn])
     return JudgeScores(
-        strong=strong,
-        target=target,
-        gap=round(strong - target, 3),
+        strong=mean([s.strong for s in per_turn]),
+        target=mean([s.target for s in per_turn]),
+        gap=mean([s.gap for s in per_turn]),
         strong_first=(
             _plain(mean([float(s.strong_first[0]) for s in per_turn])),
             _plain(mean([float(s.strong_first[1]) for s in per_turn])),

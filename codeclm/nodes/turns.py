@@ -12,10 +12,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from langgraph.graph import END
 from langgraph.runtime import Runtime
 
 from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.parsing import Refusal, is_refusal
+from codeclm.llm.reply import sampling_seed
+from codeclm.nodes.pairs import ANSWER_ASKS
 from codeclm.nodes.replies import FollowUp
 from codeclm.state import InstructionState, TokenUsage, turn_node
 
@@ -59,13 +62,42 @@ async def write_turns(state: InstructionState, runtime: Runtime[PipelineContext]
             turn=turn,
             plan=plans[turn - 2],
         )
-        reply, used = await ctx.strong.structured(prompt, FollowUp)
+        message, used = await _ask_turn(ctx, prompt, state.id, turn)
         usage[f"{turn_node('write_turns', turn)}/strong"] = used
-        if is_refusal(reply.message):  # declined, in the JSON a grammar asked for
-            raise Refusal(f"the strong model declined to write turn {turn}")
-        follow_ups.append(reply.message)
-    spent = {"strong": sum(usage.values(), TokenUsage())}
-    return {"follow_ups": follow_ups, "usage": spent, "usage_by_node": usage}
+        if message is None:  # refused every time: dropped for good, as a refused answer is
+            reason = f"strong (turn {turn}) refused to write the user's turn"
+            return {"status": "dropped", "response_source": None, "reason": reason, **_spent(usage)}
+        follow_ups.append(message)
+    return {"follow_ups": follow_ups, **_spent(usage)}
+
+
+async def _ask_turn(
+    ctx: PipelineContext, prompt: str, instruction_id: str, turn: int
+) -> tuple[str | None, TokenUsage]:
+    """The user's turn the strong model writes, asked again with other sampling seeds
+    while it refuses (as an answer is); None: it refused every time."""
+    used = TokenUsage()
+    for ask in range(ANSWER_ASKS):
+        seed = {"seed": sampling_seed(ctx.config.seed, instruction_id, turn, ask)} if ask else {}
+        try:
+            reply, spent = await ctx.strong.structured(prompt, FollowUp, **seed)
+        except Refusal as exc:
+            used = used + (exc.usage or TokenUsage())
+            continue
+        used = used + spent
+        if not is_refusal(reply.message):  # (a refusal inside the JSON a grammar asked for)
+            return reply.message, used
+    return None, used
+
+
+def _spent(by_node: dict[str, TokenUsage]) -> dict[str, Any]:
+    """The usage fields' update, per turn in ``usage_by_node``."""
+    return {"usage": {"strong": sum(by_node.values(), TokenUsage())}, "usage_by_node": by_node}
+
+
+def route_after_write_turns(state: InstructionState, answers: str) -> str:
+    """Trivial on purpose: ``write_turns`` decided whether there is a conversation."""
+    return END if state.status == "dropped" else answers
 
 
 def turn_to_improve(state: InstructionState) -> int:
