@@ -28,7 +28,23 @@ from tests.conftest import mock_args, read_jsonl, realistic, run_cli
 
 SETTINGS = {"instructions": 8, "metadata": 6, "concurrency": 4, "seed": 5, "backoff": 0}
 PREFIX = {STRONG_MODEL: STRONG_PREFIX, TARGET_MODEL: TARGET_PREFIX}
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+MT_BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "mt_bench.jsonl"
+
+
+@pytest.fixture
+def mt_bench(tmp_path: Path) -> Path:
+    """MT-Bench (``../shared/benchmarks``), or, in a checkout without it, items of its
+    shape: an instruction, a follow-up and a category."""
+    if MT_BENCH.is_file():
+        return MT_BENCH
+    path = tmp_path / "mt_bench.jsonl"
+    lines = [
+        {"id": f"mt-{i}", "instruction": f"Task {i}: write about topic {i}.",
+         "followup": f"Now rewrite it for reader {i}.", "category": ["writing", "math"][i % 2]}
+        for i in range(12)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
 
 
 def _roles(row: dict[str, Any]) -> list[str]:
@@ -212,8 +228,8 @@ def test_turns_is_checked_and_changes_the_fingerprint(
     assert code == 2 and len(err.splitlines()) == 1 and "turns" in err, err
 
 
-def _eval(mock: MockLLM, out: Path, *extra: str) -> dict[str, Any]:
-    args = ["eval", str(BENCHMARKS / "mt_bench.jsonl"), "--out", str(out), "--limit", "12"]
+def _eval(mock: MockLLM, bench: Path, out: Path, *extra: str) -> dict[str, Any]:
+    args = ["eval", str(bench), "--out", str(out), "--limit", "12"]
     for role in ("strong", "target", "judge"):
         model = TARGET_MODEL if role == "target" else STRONG_MODEL
         args += [f"--{role}-model", model, f"--{role}-base-url", mock.base_url]
@@ -222,10 +238,10 @@ def _eval(mock: MockLLM, out: Path, *extra: str) -> dict[str, Any]:
 
 
 def test_eval_judges_every_turn_of_mt_bench_and_turns_1_keeps_the_first(
-    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mock_llm: MockLLM, mt_bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mock_llm.judge_rule = paper_rule
-    both = _eval(mock_llm, tmp_path / "both")
+    both = _eval(mock_llm, mt_bench, tmp_path / "both")
     shown = capsys.readouterr().out
     assert "turn 1" in shown and "turn 2" in shown
     assert set(both["by_turn"]) == {"1", "2"} and both["total"] == 24
@@ -237,7 +253,7 @@ def test_eval_judges_every_turn_of_mt_bench_and_turns_1_keeps_the_first(
     assert all(r.history[1][1].startswith(PREFIX[r.model]) for r in second)
 
     mock_llm.requests.clear()
-    first = _eval(mock_llm, tmp_path / "first", "--turns", "1")
+    first = _eval(mock_llm, mt_bench, tmp_path / "first", "--turns", "1")
     assert not any(r.history for r in mock_llm.requests)
     assert "by_turn" not in first and first["total"] == 12
     turn_1 = both["by_turn"]["1"]
@@ -355,14 +371,14 @@ def test_benchmark_turns_in_either_layout(tmp_path: Path) -> None:
 
 
 def test_an_evaluation_of_the_first_turn_resumes_only_as_one(
-    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mock_llm: MockLLM, mt_bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An MT-Bench evaluation made before --turns judged the first turn: it goes on with
     --turns 1, and every turn is refused there rather than mixed in."""
-    first = _eval(mock_llm, tmp_path / "ev", "--turns", "1")
-    assert _eval(mock_llm, tmp_path / "ev", "--turns", "1") == first
+    first = _eval(mock_llm, mt_bench, tmp_path / "ev", "--turns", "1")
+    assert _eval(mock_llm, mt_bench, tmp_path / "ev", "--turns", "1") == first
     capsys.readouterr()
-    args = ["eval", str(BENCHMARKS / "mt_bench.jsonl"), "--out", str(tmp_path / "ev")]
+    args = ["eval", str(mt_bench), "--out", str(tmp_path / "ev")]
     for role in ("strong", "target", "judge"):
         model = TARGET_MODEL if role == "target" else STRONG_MODEL
         args += [f"--{role}-model", model, f"--{role}-base-url", mock_llm.base_url]
