@@ -52,9 +52,9 @@ _RUN_FLAGS = (
     "max_cost",
 )
 
-
-#: The evaluation settings that are also flags (from ``EvalConfig``).
+#: The evaluation settings that are also flags (from ``EvalConfig``); a benchmark's fields.
 _EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost", "turns")
+_BENCH_HELP = "JSONL: 'instruction', 'category', later turns in 'followup' or a 'turns' list"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +234,7 @@ def _add_split(commands: Any) -> None:
         "--seed always give the same split. Writes DIR/seeds.jsonl, DIR/eval.jsonl and "
         "DIR/split.json.",
     )
-    split.add_argument("benchmark", type=Path, help="JSONL with 'instruction' (and 'category')")
+    split.add_argument("benchmark", type=Path, help=_BENCH_HELP)
     split.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     split.add_argument("--seed-fraction", type=float, default=0.2, help="default 0.2")
     split.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -248,12 +248,7 @@ def _add_eval(commands: Any) -> None:
         "twice with the order swapped; the target wins (or loses) only if it does in both "
         "orders, else a tie. CRR = (wins + ties) / total. Resumable like a run.",
     )
-    evaluate.add_argument(
-        "benchmark",
-        type=Path,
-        help="JSONL with 'instruction' (and 'category'); later turns in 'followup' "
-        "(MT-Bench) or a 'turns' list (FastChat), each judged",
-    )
+    evaluate.add_argument("benchmark", type=Path, help=_BENCH_HELP)
     evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
     evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")

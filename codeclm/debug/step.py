@@ -182,10 +182,7 @@ async def _step(
                         for k, v in values.items()
                         if k not in ("usage", "usage_by_node")
                     }
-        graph_input, thread = (
-            None,
-            thread_config(thread_id),
-        )  # continue from the newest checkpoint
+        graph_input, thread = None, thread_config(thread_id)  # on from the newest checkpoint
         snapshot = await graph.aget_state(thread)
         nxt = list(snapshot.next)
         emit(
