@@ -187,7 +187,9 @@ def test_kill_mid_conversation_and_resume_gives_the_uninterrupted_dataset(
     assert len(mock_llm.requests) - calls <= options["concurrency"] + 1
 
 
-@pytest.mark.parametrize("method", ["self-instruct", "evol-instruct", "codeclm-rubrics"])
+@pytest.mark.parametrize(
+    "method", ["self-instruct", "evol-instruct", "codeclm-rubrics", "codeclm-metadata"]
+)
 def test_baselines_and_ablations_make_conversations(
     method: str, mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
 ) -> None:
