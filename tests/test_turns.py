@@ -230,12 +230,17 @@ def test_turns_is_checked_and_changes_the_fingerprint(
     assert code == 2 and len(err.splitlines()) == 1 and "turns" in err, err
 
 
-def _eval(mock: MockLLM, bench: Path, out: Path, *extra: str) -> dict[str, Any]:
+def _eval_args(mock: MockLLM, bench: Path, out: Path) -> list[str]:
+    """``codeclm eval`` of the first 12 items, every role on the mock."""
     args = ["eval", str(bench), "--out", str(out), "--limit", "12"]
     for role in ("strong", "target", "judge"):
         model = TARGET_MODEL if role == "target" else STRONG_MODEL
         args += [f"--{role}-model", model, f"--{role}-base-url", mock.base_url]
-    assert main([*args, "--concurrency", "8", *extra]) == 0
+    return args
+
+
+def _eval(mock: MockLLM, bench: Path, out: Path, *extra: str) -> dict[str, Any]:
+    assert main([*_eval_args(mock, bench, out), "--concurrency", "8", *extra]) == 0
     return dict(json.loads((out / "eval.json").read_text())["result"])
 
 
@@ -380,11 +385,7 @@ def test_an_evaluation_of_the_first_turn_resumes_only_as_one(
     first = _eval(mock_llm, mt_bench, tmp_path / "ev", "--turns", "1")
     assert _eval(mock_llm, mt_bench, tmp_path / "ev", "--turns", "1") == first
     capsys.readouterr()
-    args = ["eval", str(mt_bench), "--out", str(tmp_path / "ev")]
-    for role in ("strong", "target", "judge"):
-        model = TARGET_MODEL if role == "target" else STRONG_MODEL
-        args += [f"--{role}-model", model, f"--{role}-base-url", mock_llm.base_url]
-    assert main([*args, "--limit", "12"]) == 2
+    assert main(_eval_args(mock_llm, mt_bench, tmp_path / "ev")) == 2
     assert "turns" in capsys.readouterr().err
 
 
@@ -426,3 +427,26 @@ def test_a_conversations_gap_is_the_mean_of_its_turns_gaps() -> None:
 
     scores = mean_scores([turn(9, 3), turn(5, 5), turn(9, 2)])
     assert scores.gap == 4.333 and (scores.strong, scores.target) == (7.667, 3.333)
+
+
+def test_a_single_turns_cache_key_is_the_one_before_conversations() -> None:
+    """A run begun before --turns resumes from its response cache: with no history, the
+    key is built from the same parts as it always was; a turn after others has its own."""
+    from codeclm.config import RoleConfig
+    from codeclm.llm.cache import request_key
+    from codeclm.llm.roles import make_role_model
+
+    config = RoleConfig(model=STRONG_MODEL, base_url="http://x/v1")
+    model = make_role_model("strong", config, seed=0)
+    before = {
+        "model": STRONG_MODEL,
+        "base_url": "http://x/v1",
+        "prompt": "Explain tides.",
+        "temperature": model.chat.temperature,
+        "max_tokens": 2048,
+        "seed": model.chat.seed,
+        "response_format": None,
+    }
+    assert model._key("Explain tides.", {}, 2048, None) == request_key(before)
+    later = model._key("Explain tides.", {}, 2048, None, (("user", "a"), ("assistant", "b")))
+    assert later != request_key(before)
