@@ -20,7 +20,8 @@ from codeclm.graph import Graph, started_values, thread_config
 from codeclm.graph.evaluation import EVAL_RESTART_FROM
 from codeclm.handle import Folder
 from codeclm.handle.evaluation import EvalHandle
-from codeclm.nodes.evaluation import EvalContext
+from codeclm.nodes.evaluation import EvalContext, verdict
+from codeclm.nodes.pairs import mean_scores
 from codeclm.outputs import JsonlWriter
 from codeclm.records import EvalRecord, EvalResult, Tally
 from codeclm.rows import JudgmentRow
@@ -48,10 +49,12 @@ class EvalStats(RunStats):
             self.failed += 1
 
 
-def crr_summary(judged: list[tuple[str, str]], turns: list[int] | None = None) -> EvalResult:
+def crr_summary(
+    judged: list[tuple[str, str]], turns: list[tuple[int, str]] | None = None
+) -> EvalResult:
     """Wins, ties, losses and CRR = (wins + ties) / total, overall and per category, of
-    (category, outcome) pairs; ``turns``: each pair's turn, for a tally per turn (the
-    overall one then counts every turn judged, as MT-Bench's average of its turns)."""
+    (category, outcome) pairs, one per item; ``turns``: (turn, outcome) of every turn
+    judged, for a tally per turn apart (a conversation's item outcome is its turns' mean)."""
 
     def tally(outcomes: list[str]) -> Tally:
         counts = Counter(outcomes)
@@ -64,12 +67,9 @@ def crr_summary(judged: list[tuple[str, str]], turns: list[int] | None = None) -
     overall = tally([outcome for _, outcome in judged])
     by_category = {c: tally([o for cat, o in judged if cat == c]) for c in categories}
     by_turn: dict[str, Tally] = {}
-    if turns is not None and max(turns, default=1) > 1:
-        outcomes = [outcome for _, outcome in judged]
-        for turn in sorted(set(turns)):
-            by_turn[str(turn)] = tally(
-                [o for o, t in zip(outcomes, turns, strict=True) if t == turn]
-            )
+    if turns is not None and max((turn for turn, _ in turns), default=1) > 1:
+        for number in sorted({turn for turn, _ in turns}):
+            by_turn[str(number)] = tally([o for turn, o in turns if turn == number])
     return EvalResult(**overall.model_dump(), by_category=by_category, by_turn=by_turn)
 
 
@@ -96,6 +96,14 @@ def judgment_row(state: EvalItemState) -> JudgmentRow:
     )
 
 
+def item_outcome(state: EvalItemState) -> str:
+    """An item's outcome: its turn's, or a conversation's from its turns' mean scores in
+    each order (every turn counts alike, as in the filter)."""
+    if not state.turn_scores:
+        return str(state.outcome)
+    return verdict(mean_scores(state.turn_scores))
+
+
 def judges_itself(config: EvalConfig) -> bool:
     """The judge is the strong model (the default): it scores its own answers."""
     judge, strong = config.judge, config.strong
@@ -115,8 +123,8 @@ async def evaluate(handle: EvalHandle, items: list[dict[str, Any]], stats: EvalS
     stats.total = len(items)
     if judges_itself(config):
         log.warning(
-            "the judge is the strong model, which then judges its own answers; the paper "
-            "judges with a third model (--judge-model, --judge-base-url)"
+            "the judge is the strong model (--self-judge), which then judges its own "
+            "answers; the paper judges with a third model (--judge-model, --judge-base-url)"
         )
     async with handle.open() as opened:
         try:
@@ -124,7 +132,9 @@ async def evaluate(handle: EvalHandle, items: list[dict[str, Any]], stats: EvalS
             roles = (opened.context.strong, opened.context.target, opened.context.judge)
             await until_stopped(judging, opened.meter, [], False, endpoints_of(roles))
         finally:  # on Ctrl-C too: what was judged is written out
-            record = await _write_results(opened.graph, items, handle.folder, opened.record)
+            record = await _write_results(
+                opened.graph, items, handle.folder, opened.record, judges_itself(config)
+            )
             record.wall_seconds = round(time.monotonic() - started, 2)
             await opened.save(record)
     return record
@@ -165,12 +175,18 @@ async def _judge_all(
 
 
 async def _write_results(
-    graph: Graph, items: list[dict[str, Any]], folder: Folder, record: EvalRecord
+    graph: Graph,
+    items: list[dict[str, Any]],
+    folder: Folder,
+    record: EvalRecord,
+    self_judged: bool,
 ) -> EvalRecord:
     """judgments.jsonl and failed.jsonl rebuilt whole, and the record's result."""
     judged: list[tuple[str, str]] = []
-    turns: list[int] = []
+    turns: list[tuple[int, str]] = []
     usage: dict[str, TokenUsage] = {}
+    refused: Counter[str] = Counter()
+    cut: Counter[str] = Counter()
     unfinished = 0
     with (
         JsonlWriter(folder.file(JUDGMENTS)) as judgments,
@@ -185,9 +201,11 @@ async def _write_results(
             usage = add_usage(usage, state.usage)
             if state.status == "judged":
                 row = judgment_row(state)
+                judged.append((row.category, item_outcome(state)))
                 outcomes = row.turn_outcomes or [str(row.outcome)]
-                judged += [(row.category, outcome) for outcome in outcomes]
-                turns += range(1, len(outcomes) + 1)
+                turns += list(enumerate(outcomes, 1))
+                refused.update(state.refused)
+                cut.update(state.cut)
                 judgments.write(row)
             elif state.status == "failed":
                 failed.write({"id": state.id, "reason": state.reason})
@@ -196,6 +214,9 @@ async def _write_results(
     return record.model_copy(
         update={
             "result": crr_summary(judged, turns),
+            "self_judged": self_judged,
+            "refused": {role: refused[role] for role in ("strong", "target")},
+            "cut": {role: cut[role] for role in ("strong", "target")},
             "items": len(items),
             "failed": failed.rows,
             "unfinished": unfinished,

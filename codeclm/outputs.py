@@ -150,6 +150,7 @@ def dataset_row(state: InstructionState) -> DatasetRow:
         **_provenance(state),
         messages=messages,
         target_refused=state.target_refused,
+        target_cut=state.target_cut,
         reasoning=reasoning or None,
     )
 

@@ -60,6 +60,8 @@ class Counts(BaseModel):
     unfinished: int = 0
     target_refused: int = 0
     """Kept pairs whose target refused (the strong answer kept; see ``DatasetRow``)."""
+    target_cut: int = 0
+    """Kept pairs whose target's answer was cut at its budget (the strong answer kept)."""
 
     @property
     def missing(self) -> int:
@@ -244,6 +246,12 @@ class EvalRecord(BaseModel):
     run_name: str | None = None
     result: EvalResult | None = None
     """None until the first pass has ended."""
+    self_judged: bool = False
+    """The strong model judged its own answers (``--self-judge``), not a third model."""
+    refused: dict[str, int] = Field(default_factory=dict)
+    cut: dict[str, int] = Field(default_factory=dict)
+    """Per role, the judged turns whose (first and only) answer was a refusal, or cut at
+    the evaluation's budget: judged as they were."""
     items: int = 0
     failed: int = 0
     unfinished: int = 0

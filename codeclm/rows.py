@@ -53,6 +53,9 @@ class DatasetRow(BaseModel):
     target_refused: bool = False
     """The target model refused this instruction (a weakness of the target): the strong
     answer is the response. ``export --no-target-refusals`` leaves such pairs out."""
+    target_cut: bool = False
+    """The target's answer was cut at its budget (judged as it stood; the strong answer is
+    the response: a cut answer is never data)."""
     reasoning: str | None = Field(None, exclude_if=lambda value: value is None)
     """The response's reasoning, apart from it (only with ``--keep-reasoning``)."""
     turn_scores: list[JudgeScores] = Field(default_factory=list, exclude_if=_empty)

@@ -30,6 +30,7 @@ DATASET_ROW_KEYS = frozenset(
         "basic_instruction",
         "messages",
         "target_refused",
+        "target_cut",
     }
 )
 

@@ -16,6 +16,7 @@ import pytest
 
 from codeclm import api
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM, mixed_rule
+from codeclm.bench.mock_model import digest
 from codeclm.llm.parsing import is_refusal
 from codeclm.prompts import load_prompts
 from tests.conftest import read_jsonl, run_cli, write_seeds
@@ -137,6 +138,39 @@ def test_an_answer_cut_at_max_tokens_is_asked_again_and_never_data(
     cut = [r for r in dropped if "answer cut at 2048 tokens" in (r["reason"] or "")]
     assert cut and all(r["scores"] is None for r in cut)
     assert all(len(r["response"]) < 4 * 2048 for r in kept)
+
+
+def test_a_target_answer_cut_at_its_budget_is_judged_as_it_stands_and_never_data(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """Issue #31: a fifth of the answers run past 9,000 tokens. The target answers within
+    its budget (never asked again larger); a cut target answer is judged, flagged, and
+    never the response; no instruction is dropped because the target's answer was cut."""
+    mock_llm.long_answer_rate = 0.2
+    mock_llm.long_answer_tokens = 9_500  # past every budget, the strong ceiling too
+    mock_llm.judge_rule = lambda text: (2, 9) if digest(text) % 2 else (9, 2)
+    out = tmp_path / "out"
+    options = dict(instructions=30, metadata=6, max_iterations=1)
+    assert run_cli(_seeds(tmp_path), mock_llm, out, **options) == 0
+    kept, dropped, failed = _rows(out)
+    assert len(kept) + len(dropped) + len(failed) == 30
+    reasons = [r["reason"] or "" for r in dropped]
+    assert not [r for r in reasons if "target answer cut" in r or r.startswith("target cut")]
+    target_budgets = {c.max_tokens for c in mock_llm.calls(model=TARGET_MODEL) if c.schema is None}
+    assert target_budgets == {2048}, "the target answers within its budget, never larger"
+    assert all(r["response"].endswith(".") for r in kept), "no kept response is cut"
+    flagged = [r for r in kept if r["target_cut"]]
+    assert flagged and all(r["response_source"] == "strong" for r in flagged)
+    assert all(r["response_source"] == "strong" for r in kept if r["target_cut"])
+    judged = " ".join(c.prompt for c in mock_llm.calls("PairwiseScores"))
+    assert all(r["messages"][0]["content"] in judged for r in flagged), "judged as it stood"
+    won_cut = [r for r in reasons if r.startswith("target won (gap")]
+    assert won_cut and all("cut at its budget, never data" in r for r in won_cut)
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    assert counts["target_cut"] == len(flagged)
+    # the long strong answers (the data) are still asked again up to the ceiling
+    strong_budgets = {c.max_tokens for c in mock_llm.calls(model=STRONG_MODEL) if c.schema is None}
+    assert {2048, 4096} < strong_budgets and max(strong_budgets) > 8000  # (within the context)
 
 
 def test_a_server_without_json_schema_gets_json_object_then_plain_prompts(

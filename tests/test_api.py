@@ -76,7 +76,7 @@ def test_evaluate_from_python(mock_llm: MockLLM, tmp_path: Path) -> None:
         '{"id": "a", "instruction": "Name a prime.", "category": "math"}\n'
         '{"id": "b", "instruction": "Name a river.", "category": "geo"}\n'
     )
-    record = codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
+    record = codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", **_roles(mock_llm))
     assert isinstance(record, codeclm.EvalRecord)
     assert record.result is not None and record.result.total == 2
     assert record.crr == 0.0  # (9, 2) judge

@@ -189,7 +189,7 @@ def test_an_evaluation_records_its_cost(mock_llm: MockLLM, tmp_path: Path) -> No
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
     roles = priced_roles(mock_llm)
-    record = codeclm.evaluate(bench, out=tmp_path / "eval", **roles)
+    record = codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", **roles)
     assert record.cost is not None and record.cost.total and record.cost.total > 0
     assert set(record.cost.by_role) == {"strong", "target", "judge"}
 
@@ -251,6 +251,6 @@ def test_an_evaluation_stops_at_its_cap_too(mock_llm: MockLLM, tmp_path: Path) -
     )
     roles = priced_roles(mock_llm)
     with pytest.raises(CostCapReached, match="--max-cost"):
-        codeclm.evaluate(bench, out=tmp_path / "eval", max_cost=0.03, **roles)
+        codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", max_cost=0.03, **roles)
     record = json.loads((tmp_path / "eval/eval.json").read_text())
     assert record["cost"]["total"] <= 0.03 and record["cost"]["stopped_at_cap"]

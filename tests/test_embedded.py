@@ -83,7 +83,7 @@ def test_the_embedded_model_evaluates_benchmark_items(tmp_path: Path) -> None:
     )
     config = tmp_path / "eval.toml"
     config.write_text(
-        "concurrency = 2\n[strong]\nmax_tokens = 64\nmax_tokens_ceiling = 128\n"
+        "concurrency = 2\nself_judge = true\n[strong]\nmax_tokens = 64\nmax_tokens_ceiling = 128\n"
         "[target]\nmax_tokens = 32\nmax_tokens_ceiling = 64\n"
         "[judge]\nmax_tokens = 48\n"
     )

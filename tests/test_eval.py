@@ -122,15 +122,31 @@ def test_eval_crr_on_a_scripted_judge(mock_llm: MockLLM, bench: Path, tmp_path: 
     assert sorted(c.model for c in answers) == sorted([STRONG_MODEL, TARGET_MODEL] * len(ITEMS))
 
 
-def test_eval_judge_defaults_to_the_strong_model(
-    mock_llm: MockLLM, bench: Path, tmp_path: Path
+def test_eval_needs_a_named_judge_or_self_judge(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The paper's CRR is judged by a third model: no judge named is refused in one line
+    naming both ways out; ``--self-judge`` runs, recorded and said with the result."""
     args = eval_args(mock_llm, bench, tmp_path / "eval", "--limit", "2")
     cut = args.index("--judge-model")
     del args[cut : cut + 4]  # no judge flags
-    assert main(args) == 0
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--judge-model" in err and "--self-judge" in err, err
+    assert not mock_llm.calls() and not (tmp_path / "eval" / "eval.json").exists()
+    assert main([*args, "--self-judge", "--judge-model", "x"]) == 2, "one judge, not both"
+    assert "choose one judge" in capsys.readouterr().err
+    assert main([*args, "--self-judge"]) == 0
+    said = capsys.readouterr().out
+    assert "judged by strong-model, the strong model itself (--self-judge)" in " ".join(
+        said.split()
+    )
     assert {c.model for c in mock_llm.calls(schema="PairwiseScores")} == {STRONG_MODEL}
-    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["result"]["total"] == 2
+    record = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert record["result"]["total"] == 2 and record["self_judged"] is True
+    third = eval_args(mock_llm, bench, tmp_path / "third", "--limit", "2")
+    assert main(third) == 0
+    assert json.loads((tmp_path / "third" / "eval.json").read_text())["self_judged"] is False
 
 
 def test_eval_killed_midway_resumes_without_redoing_finished_items(
@@ -173,7 +189,7 @@ def test_eval_refuses_other_settings_in_the_same_folder(
 def test_eval_bad_benchmark_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "instruction": "fine"}\n{"id": "y"}\n')
-    assert main(["eval", str(bad), "--out", str(tmp_path / "e")]) == 2
+    assert main(["eval", str(bad), "--out", str(tmp_path / "e"), "--self-judge"]) == 2
     err = capsys.readouterr().err
     assert err.strip().endswith("bad.jsonl:2: no 'instruction' text") and len(err.splitlines()) == 1
 
@@ -244,7 +260,9 @@ def test_judge_inherits_the_strong_settings_unless_it_names_its_own_model() -> N
     from codeclm.config import EvalConfig
 
     strong = {"model": "big", "base_url": "http://big/v1", "max_tokens": 4096}
-    inherited = EvalConfig.model_validate({"strong": strong, "judge": {"max_tokens": 64}})
+    inherited = EvalConfig.model_validate(
+        {"strong": strong, "judge": {"max_tokens": 64}, "self_judge": True}
+    )
     assert (inherited.judge.model, inherited.judge.base_url) == ("big", "http://big/v1")
     assert inherited.judge.max_tokens == 64
     own = EvalConfig.model_validate({"strong": strong, "judge": {"model": "judge"}})
@@ -261,3 +279,35 @@ def test_a_run_and_an_evaluation_never_share_a_folder(
     assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 2
     assert run_cli(seeds_file, mock_llm, tmp_path / "run", instructions=2, metadata=2) == 0
     assert main(eval_args(mock_llm, bench, tmp_path / "run")) == 2
+
+
+def test_eval_judges_each_models_first_answer_and_counts_refusals_and_cut_answers(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Best-of-three would hide a target that over-refuses: eval asks each model once, at
+    its budget; a refusal is judged as the answer it is, a cut answer as it stands."""
+    mock_llm.judge_rule = scripted
+    mock_llm.refuse_answers = {TARGET_MODEL: "WIN"}  # the target refuses three items
+    mock_llm.long_answer_roles = (STRONG_MODEL,)
+    mock_llm.long_answer_rate = 1.0  # every strong answer runs past its budget
+    out = tmp_path / "eval"
+    assert main([*eval_args(mock_llm, bench, out), "--quiet"]) == 0
+    answers = [c for c in mock_llm.calls() if c.schema is None]
+    assert len(answers) == 2 * len(ITEMS), "one ask per model and item"
+    assert {c.max_tokens for c in answers} == {2048}, "no larger budget"
+    record = json.loads((out / "eval.json").read_text())
+    assert record["refused"] == {"strong": 0, "target": 3}
+    assert record["cut"] == {"strong": len(ITEMS), "target": 0}
+    assert record["result"]["total"] == len(ITEMS)
+    rows = {r["id"]: r for r in read_jsonl(out / "judgments.jsonl")}
+    assert rows["a1"]["target_answer"].startswith("I'm sorry"), "judged as the answer it is"
+    said = " ".join(capsys.readouterr().out.split())
+    assert "target refused 3, cut 0; strong refused 0, cut 8" in said
+
+
+def test_eval_refuses_more_turns_than_the_benchmark_has(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*eval_args(mock_llm, bench, tmp_path / "e"), "--turns", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--turns 2" in err and "at most 1" in err, err

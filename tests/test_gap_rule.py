@@ -134,3 +134,36 @@ def test_a_refusing_targets_answer_is_never_kept_even_when_it_scores_higher() ->
     assert gap_decision(refused, scores, 3, 4)["status"] == "improving"
     at_cap = refused.model_copy(update={"iteration": 4})
     assert gap_decision(at_cap, scores, 3, 4)["status"] == "dropped"
+
+
+def test_a_cut_or_refusing_target_undecided_at_the_last_iteration_says_so() -> None:
+    """A cut target answer is never data (G < −θ with it is undecided); at the last
+    iteration a refusing or cut target gets its own reason, not '|gap| <= threshold'."""
+    from codeclm.nodes.instruction import gap_decision
+    from codeclm.state import InstructionState, JudgeScores
+
+    wins = JudgeScores(strong=2, target=8, gap=-6, strong_first=(2, 8), target_first=(2, 8))
+    close = JudgeScores(strong=5, target=6, gap=-1, strong_first=(5, 6), target_first=(5, 6))
+    loses = JudgeScores(strong=9, target=2, gap=7, strong_first=(9, 2), target_first=(9, 2))
+    state = InstructionState(
+        id="m0000-00",
+        metadata_id="m0000",
+        use_case="support",
+        skills=["billing"],
+        seed_ids=[],
+        candidate_actions=["add a constraint"],
+        basic_instruction="I can't log in to the billing portal.",
+        instruction="I can't log in to the billing portal.",
+    )
+    cut = state.model_copy(update={"target_cut": True})
+    assert gap_decision(cut, wins, 3, 4)["status"] == "improving", "never kept as data"
+    assert gap_decision(cut, loses, 3, 4)["response_source"] == "strong", "the strong answer"
+    last = cut.model_copy(update={"iteration": 4})
+    reason = gap_decision(last, wins, 3, 4)["reason"]
+    assert reason.startswith("target won (gap -6) with an answer cut at its budget"), reason
+    assert "target answer cut" not in reason
+    assert gap_decision(last, close, 3, 4)["reason"].startswith("|gap| 1 <= threshold 3")
+    refusing = state.model_copy(update={"target_refused": True, "iteration": 4})
+    for scores in (wins, close):
+        reason = gap_decision(refusing, scores, 3, 4)["reason"]
+        assert reason.startswith("target refused at the last iteration"), reason

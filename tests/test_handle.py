@@ -71,8 +71,8 @@ def test_a_folder_holds_one_run_or_one_evaluation(
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
     with pytest.raises(ConfigError, match="holds a run, not an evaluation; use another --out"):
-        codeclm.evaluate(bench, out=finished, **_roles(mock_llm))
-    codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
+        codeclm.evaluate(bench, self_judge=True, out=finished, **_roles(mock_llm))
+    codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", **_roles(mock_llm))
     with pytest.raises(ConfigError, match="holds an evaluation, not a run; use another --out"):
         codeclm.run(["Say hi."], out=tmp_path / "eval", **_roles(mock_llm))
     with pytest.raises(ConfigError, match="holds an evaluation, not a run"):
@@ -89,11 +89,11 @@ def test_run_and_evaluation_refuse_other_settings_alike(
         codeclm.run(seeds, out=finished, instructions=4, threshold=5.0, **_roles(mock_llm))
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
-    codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
+    codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", **_roles(mock_llm))
     bench.write_text('{"id": "b", "instruction": "Name a river.", "category": "geo"}\n')
     message = r"holds an evaluation with different settings or items \(benchmark_sha256\)"
     with pytest.raises(ConfigError, match=message):
-        codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
+        codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", **_roles(mock_llm))
 
 
 def test_a_broken_record_is_refused_in_one_line(finished: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_folder_names_its_store_and_run_and_no_other(
         codeclm.resume(finished, store=url)
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"id": "a", "instruction": "Name a prime.", "category": "math"}\n')
-    codeclm.evaluate(bench, out=tmp_path / "eval", **_roles(mock_llm))
+    codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", **_roles(mock_llm))
     with pytest.raises(ConfigError, match="holds an evaluation, not a run"):
         codeclm.resume(tmp_path / "eval", store=url, run_name="x")
 

@@ -70,7 +70,8 @@ def test_eval_judges_with_an_explanation_and_warns_when_the_strong_model_judges(
         *("--target-model", "target-model", "--target-base-url", mock_llm.base_url),
     ]
     with caplog.at_level(logging.WARNING, logger="codeclm"):
-        assert main(["eval", str(bench), "--out", str(tmp_path / "e1"), *roles, "--quiet"]) == 0
+        args = ["eval", str(bench), "--out", str(tmp_path / "e1"), *roles, "--self-judge"]
+        assert main([*args, "--quiet"]) == 0
     warned = [r.getMessage() for r in caplog.records if "judges its own answers" in r.getMessage()]
     assert len(warned) == 1 and "third model" in warned[0]
     judged = mock_llm.calls("PairwiseScores")

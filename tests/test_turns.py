@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from codeclm.bench.mock_llm import (
 )
 from codeclm.cli import main
 from codeclm.config import RunConfig
+from codeclm.nodes.evaluation import verdict
+from codeclm.nodes.pairs import mean_scores
+from codeclm.state import JudgeScores
 from tests.conftest import mock_args, read_jsonl, realistic, run_cli
 
 SETTINGS = {"instructions": 8, "metadata": 6, "concurrency": 4, "seed": 5, "backoff": 0}
@@ -239,6 +243,22 @@ def _eval_args(mock: MockLLM, bench: Path, out: Path) -> list[str]:
     return args
 
 
+def turn_scores(row: dict[str, Any]) -> list[JudgeScores]:
+    """A judgment row's turns as the judge scored them (each order's (strong, target))."""
+    return [
+        JudgeScores(
+            strong=(a[0] + b[0]) / 2,
+            target=(a[1] + b[1]) / 2,
+            gap=(a[0] + b[0] - a[1] - b[1]) / 2,
+            strong_first=tuple(a),
+            target_first=tuple(b),
+        )
+        for a, b in zip(
+            row["turn_scores_strong_first"], row["turn_scores_target_first"], strict=True
+        )
+    ]
+
+
 def _eval(mock: MockLLM, bench: Path, out: Path, *extra: str) -> dict[str, Any]:
     assert main([*_eval_args(mock, bench, out), "--concurrency", "8", *extra]) == 0
     return dict(json.loads((out / "eval.json").read_text())["result"])
@@ -251,9 +271,13 @@ def test_eval_judges_every_turn_of_mt_bench_and_turns_1_keeps_the_first(
     both = _eval(mock_llm, mt_bench, tmp_path / "both")
     shown = capsys.readouterr().out
     assert "turn 1" in shown and "turn 2" in shown
-    assert set(both["by_turn"]) == {"1", "2"} and both["total"] == 24
+    assert set(both["by_turn"]) == {"1", "2"} and both["total"] == 12, "items, turns apart"
     for tally in both["by_turn"].values():
         assert tally["total"] == 12
+    rows = read_jsonl(tmp_path / "both" / "judgments.jsonl")
+    by_mean = Counter(verdict(mean_scores(turn_scores(row))) for row in rows)
+    wins, ties, losses = by_mean["win"], by_mean["tie"], by_mean["loss"]
+    assert (both["wins"], both["ties"], both["losses"]) == (wins, ties, losses)
     # the second turn was asked after each model's own first answer, and judged so
     second = [r for r in mock_llm.calls(schema=None) if r.history]
     assert len(second) == 24

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.api.common import blocking, settings, with_progress
-from codeclm.config import MAX_TURNS, EvalConfig
+from codeclm.config import MAX_TURNS, ConfigError, EvalConfig
 from codeclm.evaluation import EvalStats
 from codeclm.evaluation import evaluate as evaluate_items
 from codeclm.handle.evaluation import EvalHandle
@@ -36,12 +36,37 @@ async def aevaluate(
     overall and per category; ``record.crr``: the overall CRR).
     ``store``: keep its threads in PostgreSQL (as ``run_name``) instead of ``out``."""
     cfg = settings(EvalConfig, config, overrides)
+    check_judge(cfg)
     spec = StoreSpec.of(store, run_name, Path(out))
     items = load_benchmark(Path(benchmark))
-    # The turns judged, as the benchmark has them (recorded: an evaluation of MT-Bench's
-    # first turn only, as codeclm judged it before --turns, resumes with --turns 1).
+    cfg = cfg.model_copy(update={"turns": turns_judged(cfg, items)})
+    handle = EvalHandle.start(cfg, Path(benchmark), Path(out), spec)
+    stats = stats or EvalStats()
+    pending = evaluate_items(handle, items, stats)
+    return await with_progress(pending, stats, on_progress)
+
+
+def check_judge(cfg: EvalConfig) -> None:
+    """The paper's CRR is judged by a third model: a judge is named, or ``--self-judge``
+    says the strong model judges its own answers."""
+    strong, judge = cfg.strong, cfg.judge
+    if cfg.self_judge and (judge.model, judge.base_url) != (strong.model, strong.base_url):
+        raise ConfigError("--self-judge and --judge-model/--judge-base-url: choose one judge")
+    if not cfg.self_judge and not cfg.judge_named:
+        raise ConfigError(
+            "codeclm eval needs a judge: --judge-model (and --judge-base-url) for a third "
+            "model, as the paper judges, or --self-judge to let the strong model judge"
+        )
+
+
+def turns_judged(cfg: EvalConfig, items: list[dict[str, Any]]) -> int:
+    """The turns judged (recorded: an evaluation of MT-Bench's first turn only, as codeclm
+    judged it before --turns, resumes with --turns 1): ``--turns``, or every turn the
+    benchmark has; more than it has is refused."""
     most = max((1 + len(item["follow_ups"]) for item in items), default=1)
-    if most > MAX_TURNS and (cfg.turns or MAX_TURNS) == MAX_TURNS:
+    if cfg.turns is not None and cfg.turns > most:
+        raise ConfigError(f"--turns {cfg.turns}: the benchmark's items have at most {most}")
+    if most > MAX_TURNS and cfg.turns is None:
         longer = sum(1 + len(item["follow_ups"]) > MAX_TURNS for item in items)
         log.warning(
             "%d items have more than %d turns: judged on their first %d",
@@ -49,11 +74,7 @@ async def aevaluate(
             MAX_TURNS,
             MAX_TURNS,
         )
-    cfg = cfg.model_copy(update={"turns": min(cfg.turns or MAX_TURNS, most)})
-    handle = EvalHandle.start(cfg, Path(benchmark), Path(out), spec)
-    stats = stats or EvalStats()
-    pending = evaluate_items(handle, items, stats)
-    return await with_progress(pending, stats, on_progress)
+    return min(cfg.turns or MAX_TURNS, most)
 
 
 def evaluate(benchmark: Path | str, **options: Any) -> EvalRecord:

@@ -80,6 +80,8 @@ class Misbehaviour:
     long_answer_rate: float = 0.0
     """An answer needs ``long_answer_tokens``: cut at a smaller ``max_tokens``."""
     long_answer_tokens: int = 3000
+    long_answer_roles: tuple[str, ...] = (model.STRONG_MODEL, model.TARGET_MODEL)
+    """The models whose answers run long at ``long_answer_rate`` (each rolled apart)."""
     rewrite_chars: int = 0
     """Every improved instruction is about this long (a model that writes at length)."""
     reasoning_field: str | None = None

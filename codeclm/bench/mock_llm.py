@@ -232,7 +232,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
             self.fault_seed, f"refuse|{prompt}|{body.get('seed')}|{role}"
         ) < self.answer_refusal_rate:
             return ("", "stop", REFUSAL) if self.refusal_field else (REFUSAL, "stop", None)
-        long = faults.roll(self.fault_seed, f"long|{prompt}") < self.long_answer_rate
+        roll = faults.roll(self.fault_seed, f"long|{role}|{prompt}")
+        long = role in self.long_answer_roles and roll < self.long_answer_rate
         length = model.typical_length(f"{role}|{prompt}", self.answer_tokens)
         text = model.answer(prompt, role, self.long_answer_tokens if long else length)
         return *faults.within_budget(text, model.max_tokens_of(body)), None

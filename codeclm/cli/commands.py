@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from codeclm import api
+from codeclm.cli.benchmarks import eval_overrides
 from codeclm.cli.display import (
     LiveProgress,
     print_estimate,
@@ -28,12 +29,7 @@ from codeclm.cli.display import (
     status_table,
 )
 from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_USAGE
-from codeclm.cli.parser import (
-    build_parser,
-    eval_overrides,
-    run_config,
-    run_overrides,
-)
+from codeclm.cli.parser import build_parser, run_config, run_overrides
 from codeclm.cli.reviewing import cmd_review, cmd_view
 from codeclm.config import (
     ConfigError,

@@ -288,11 +288,11 @@ def print_thread(detail: ThreadDetail) -> None:
 def print_eval(record: EvalRecord, folder: Folder) -> None:
     result = record.result or EvalResult()
     turns = [(f"turn {turn}", tally) for turn, tally in result.by_turn.items()]
-    # with several turns, each turn of an item is one judgment
-    table = Table("category", "judged" if turns else "items", "wins", "ties", "losses", "CRR")
-    for name, tally in [*result.by_category.items(), *turns, ("all", result)]:
+    # items, then (several turns) each turn of them apart
+    table = Table("category", "items", "wins", "ties", "losses", "CRR")
+    for name, tally in [*result.by_category.items(), ("all", result), *turns]:
         crr = tally.crr
-        if name in ("turn 1", "all") and turns:
+        if name in ("turn 1", "all"):
             table.add_section()
         table.add_row(
             f"[bold]{name}[/]" if name == "all" else name,
@@ -304,11 +304,19 @@ def print_eval(record: EvalRecord, folder: Folder) -> None:
         )
     console = Console()
     models = record.models
+    judge = "the strong model itself (--self-judge)" if record.self_judged else "a third model"
     console.print(
         f"[bold]codeclm eval[/]: target {models['target'].model} vs strong "
-        f"{models['strong'].model}, judged by {models['judge'].model}"
+        f"{models['strong'].model}, judged by {models['judge'].model}, {judge}"
     )
     console.print(table)
+    if turns:
+        console.print("  an item's outcome is from its turns' mean scores; each turn's apart")
+    said = [
+        f"{role} refused {record.refused.get(role, 0)}, cut {record.cut.get(role, 0)}"
+        for role in ("target", "strong")
+    ]
+    console.print(f"  first answers judged as they were: {'; '.join(said)}", highlight=False)
     if record.failed or record.unfinished:
         console.print(
             f"  {record.failed} failed (in {folder.file(EVAL_FAILED)}), "

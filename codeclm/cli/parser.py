@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from codeclm.cli.benchmarks import add_eval, add_split
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     Parser,
@@ -23,7 +24,6 @@ from codeclm.cli.flags import (
 )
 from codeclm.cli.reviewing import add_review, add_view
 from codeclm.config import (
-    EvalConfig,
     RunConfig,
     load_config_file,
     resolve_config,
@@ -51,10 +51,6 @@ _RUN_FLAGS = (
     "evol_rounds",
     "max_cost",
 )
-
-#: The evaluation settings that are also flags (from ``EvalConfig``); a benchmark's fields.
-_EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost", "turns")
-_BENCH_HELP = "JSONL: 'instruction', 'category', later turns in 'followup' or a 'turns' list"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,41 +222,6 @@ def _add_step(commands: Any) -> None:
     add_store_flags(step)
 
 
-def _add_split(commands: Any) -> None:
-    split = commands.add_parser(
-        "split",
-        help="split a benchmark into seeds and evaluation items (the paper's 20%% / 80%%)",
-        description="Reproducible and stratified by category: the same file, fraction and "
-        "--seed always give the same split. Writes DIR/seeds.jsonl, DIR/eval.jsonl and "
-        "DIR/split.json.",
-    )
-    split.add_argument("benchmark", type=Path, help=_BENCH_HELP)
-    split.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    split.add_argument("--seed-fraction", type=float, default=0.2, help="default 0.2")
-    split.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-
-
-def _add_eval(commands: Any) -> None:
-    evaluate = commands.add_parser(
-        "eval",
-        help="Capacity Recovery Ratio of a target model against a strong one on a benchmark",
-        description="Target and strong model answer each item; the judge scores the pair "
-        "twice with the order swapped; the target wins (or loses) only if it does in both "
-        "orders, else a tie. CRR = (wins + ties) / total. Resumable like a run.",
-    )
-    evaluate.add_argument("benchmark", type=Path, help=_BENCH_HELP)
-    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    evaluate.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON settings")
-    evaluate.add_argument("--prompts", type=Path, metavar="DIR", help="folder of prompt overrides")
-    evaluate.add_argument("--limit", type=positive(int), help="evaluate only the first N items")
-    add_setting_flags(evaluate, EvalConfig, _EVAL_FLAGS)
-    for role in ("target", "strong", "judge"):
-        add_role_flags(evaluate, role)
-    add_cache_flags(evaluate)
-    add_store_flags(evaluate, keep=True)
-    evaluate.add_argument("--quiet", action="store_true", help="no progress display")
-
-
 def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report",
@@ -371,17 +332,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return resolve_config(file_values, run_overrides(args), source)
 
 
-def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    values: dict[str, Any] = {name: getattr(args, name) for name in _EVAL_FLAGS}
-    values.update(cache=args.cache, adaptive=args.adaptive, limit=args.limit)
-    if args.prompts is not None:
-        values["prompts_dir"] = str(args.prompts)
-    for role in ("strong", "target", "judge"):
-        role_values = {n: getattr(args, f"{role}_{n}") for n in ROLE_FLAGS}
-        values[role] = {k: v for k, v in role_values.items() if v is not None} or None
-    return values
-
-
 #: Every subcommand and its flags, in the order ``codeclm --help`` lists them; what each
 #: does is ``cli/commands.py``'s ``COMMANDS`` (a test checks the two name the same ones).
 COMMAND_FLAGS: dict[str, Callable[[Any], None]] = {
@@ -390,8 +340,8 @@ COMMAND_FLAGS: dict[str, Callable[[Any], None]] = {
     "resume": _add_resume,
     "inspect": _add_inspect,
     "step": _add_step,
-    "split": _add_split,
-    "eval": _add_eval,
+    "split": add_split,
+    "eval": add_eval,
     "report": _add_report,
     "review": add_review,
     "view": add_view,

@@ -283,10 +283,24 @@ class EvalConfig(ModelSettings):
         "first turn only",
     )
 
+    self_judge: bool = Field(
+        False,
+        strict=True,
+        description="let the strong model judge its own answers (not the paper's protocol, "
+        "which judges with a third model: --judge-model)",
+    )
+
+    @property
+    def judge_named(self) -> bool:
+        """The judge names its own model or endpoint (a third model, as the paper's)."""
+        return bool(self.judge.model or self.judge.base_url)
+
     def fingerprint_fields(self) -> dict[str, Any]:
-        """As a run's; ``limit`` is left out, so a later call may evaluate more items."""
+        """As a run's; ``limit`` is left out, so a later call may evaluate more items (and
+        ``self_judge``: the judge's own settings are in it)."""
         fields = super().fingerprint_fields()
         fields.pop("limit", None)
+        fields.pop("self_judge", None)
         if self.turns in (None, 1):  # the first turn only: as before --turns existed
             fields.pop("turns", None)
         return fields
@@ -294,11 +308,10 @@ class EvalConfig(ModelSettings):
     @model_validator(mode="before")
     @classmethod
     def _judge_defaults_to_strong(cls, values: Any) -> Any:
-        """The strong model judges unless the judge names its own model or endpoint.
-
-        The judge's own settings (e.g. ``max_tokens``) apply on top of the strong model's.
-        """
-        if not isinstance(values, dict):
+        """With ``self_judge``, the strong model judges (unless the judge names its own model
+        or endpoint, which ``api.evaluate`` refuses beside it); the judge's own settings
+        (e.g. ``max_tokens``) apply on top of the strong model's."""
+        if not isinstance(values, dict) or values.get("self_judge") is not True:
             return values
         judge = dict(values.get("judge") or {})
         if not judge.get("model") and not judge.get("base_url"):

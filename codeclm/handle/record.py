@@ -37,6 +37,7 @@ class Totals:
             counts.kept_strong += state.response_source == "strong"
             counts.kept_target += state.response_source == "target"
             counts.target_refused += state.target_refused
+            counts.target_cut += state.target_cut
             key = str(state.iteration)
             counts.kept_by_iteration[key] = counts.kept_by_iteration.get(key, 0) + 1
         elif state.status == "duplicate":

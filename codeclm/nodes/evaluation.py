@@ -47,11 +47,19 @@ async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> di
     ctx = runtime.context
     users = [state.instruction, *state.follow_ups]
     strong, target, usage = await answer_conversations(
-        ctx.strong, ctx.target, ctx.prompts, users, ctx.config.seed, go_on=True
+        ctx.strong, ctx.target, ctx.prompts, users, ctx.config.seed, evaluation=True
     )
-    # Judged as they are, refusals and all: an evaluation measures what the models say
-    # (each was asked again while it refused, and a cut answer with a larger budget).
+    # Judged as they are, refusals and all: an evaluation measures what each model says
+    # first (no re-ask of a refusal, no larger budget for a cut answer), and counts them.
     return {
+        "refused": {
+            "strong": sum(reply.refused for reply in strong),
+            "target": sum(reply.refused for reply in target),
+        },
+        "cut": {
+            "strong": sum(reply.cut and not reply.refused for reply in strong),
+            "target": sum(reply.cut and not reply.refused for reply in target),
+        },
         "strong_answer": strong[0].said,
         "target_answer": target[0].said,
         "strong_follow_up_answers": [reply.said for reply in strong[1:]],

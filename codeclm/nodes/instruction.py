@@ -59,9 +59,10 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
     edit as when stepping. If one call fails, the retry re-runs the node, and the call that
     had completed is answered from the response cache.
 
-    Only complete answers go on to the judge (``nodes.pairs``): a strong answer still
-    refused, cut or empty, or a target answer cut or empty, drops the instruction with the
-    reason. A target that keeps refusing is a real weakness: judged, and flagged.
+    Only a real strong answer goes on to the judge (``nodes.pairs``): one still refused,
+    cut or empty drops the instruction with the reason, as does an empty target answer. A
+    target that keeps refusing, or whose answer runs past its budget, shows a real
+    weakness: judged as it stands, and flagged (never kept as data).
     """
     ctx = pipeline_context(runtime)
     strong, target, usage = await answer_conversations(
@@ -73,13 +74,14 @@ async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> 
         "strong_follow_up_answers": [reply.content for reply in strong[1:]],
         "target_follow_up_answers": [reply.said for reply in target[1:]],
         "target_refused": any(reply.refused for reply in target),
+        "target_cut": any(reply.cut and not reply.refused for reply in target),
         **spent_per_turn("answer", **usage),
     }
     if ctx.config.keep_reasoning:
         update |= {"strong_reasoning": _reasoning(strong), "target_reasoning": _reasoning(target)}
     if strong[-1].problem:
         return update | _dropped("strong", strong[-1], len(strong))
-    if target[-1].problem and not target[-1].refused:
+    if target[-1].problem and not (target[-1].refused or target[-1].cut):
         return update | _dropped("target", target[-1], len(target))
     return update
 
@@ -118,21 +120,35 @@ def gap_decision(
     state: InstructionState, scores: JudgeScores, threshold: float, max_iterations: int
 ) -> dict[str, Any]:
     """Step 6c, the signed gap rule. G > θ keeps the strong answer, G < −θ the target's
-    (never a target's refusal: that pair is undecided, as if |G| ≤ θ)."""
+    (never a target's refusal nor a cut answer: that pair is undecided, as if |G| ≤ θ)."""
     if scores.gap > threshold:
         return {"status": "kept", "response_source": "strong", "reason": None}
-    if scores.gap < -threshold and not state.target_refused:
+    unusable = state.target_refused or state.target_cut
+    if scores.gap < -threshold and not unusable:
         return {"status": "kept", "response_source": "target", "reason": None}
     if state.iteration >= max_iterations:
-        reason = (
-            f"|gap| {abs(scores.gap):g} <= threshold {threshold:g} "
-            f"after {state.iteration} iteration(s)"
-        )
-        return {"status": "dropped", "response_source": None, "reason": reason}
+        return {
+            "status": "dropped",
+            "response_source": None,
+            "reason": _undecided(state, scores, threshold),
+        }
     if not state.candidate_actions:
         reason = "no improvement actions for this metadata (Self-Rubrics failed)"
         return {"status": "dropped", "response_source": None, "reason": reason}
     return {"status": "improving", "response_source": None, "reason": None}
+
+
+def _undecided(state: InstructionState, scores: JudgeScores, threshold: float) -> str:
+    """Why a pair still undecided at the last iteration is dropped: the target refused, its
+    answer won but was cut (never data), or the judge did not tell the answers apart."""
+    after = f"after {state.iteration} iteration(s)"
+    if state.target_refused:
+        return f"target refused at the last iteration (gap {scores.gap:g}) {after}"
+    if state.target_cut and scores.gap < -threshold:
+        return (
+            f"target won (gap {scores.gap:g}) with an answer cut at its budget, never data, {after}"
+        )
+    return f"|gap| {abs(scores.gap):g} <= threshold {threshold:g} {after}"
 
 
 async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -219,6 +235,7 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
         "strong_follow_up_answers": [],
         "target_follow_up_answers": [],
         "target_refused": False,
+        "target_cut": False,
         "status": "pending",
         **spent(turn_node("improve", turn), strong=usage),
     }

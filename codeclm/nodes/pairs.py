@@ -1,10 +1,14 @@
 """Steps shared by a run's instruction threads and ``codeclm eval``: answer a pair, judge it.
 
-Only a real, complete answer is ever judged or kept. An answer is asked for with the role's
-``max_tokens``; a reply cut there is asked again with twice the budget up to the role's
-ceiling (``RoleModel.text``); a refusal (or an empty reply) is asked again with another
-sampling seed, up to ``ANSWER_ASKS`` times. Whatever is still not an answer says why in its
-``problem``; the caller decides (a run drops the instruction, or flags a refusing target).
+Only a real, complete answer is ever kept. In the filter, the strong answer (the data) is
+asked for with the role's ``max_tokens``, a reply cut there is asked again with twice the
+budget up to the role's ceiling (``RoleModel.text``), and a refusal (or an empty reply) with
+another sampling seed, up to ``ANSWER_ASKS`` times. The target answers within its own
+``max_tokens``, as the paper's target does at 2,048: an answer cut there is judged as it
+stands (rambling past the budget is the weakness the method looks for), and flagged, never
+kept. An evaluation takes each model's first answer (``FIRST_ANSWER``): a refusal or a cut
+answer is what the model said. Whatever is not an answer says why in its ``problem``; the
+caller decides (a run drops the instruction, or flags the target).
 
 The judges follow the paper: the Vicuna-style pairwise comparison, a single line with the
 two scores (the filter's prompt ``judge.md`` asks for nothing else; the evaluation's
@@ -14,6 +18,7 @@ two scores (the filter's prompt ``judge.md`` asks for nothing else; the evaluati
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from codeclm.llm.client import History, RoleModel
@@ -26,17 +31,38 @@ ANSWER_ASKS = 3
 """Asks for an answer while the model refuses (each with its own sampling seed)."""
 
 
+@dataclass(frozen=True)
+class AnswerPolicy:
+    """How a role's answer is asked for: ``asks`` while it refuses or is empty, and
+    whether a reply cut at ``max_tokens`` is asked again with a larger budget (``grow``)."""
+
+    asks: int = ANSWER_ASKS
+    grow: bool = True
+
+
+#: The filter's strong answer is the data: asked until it is a real, complete answer.
+STRONG_ANSWER = AnswerPolicy()
+#: The filter's target answers within its budget, as the paper's (its refusals asked again).
+TARGET_ANSWER = AnswerPolicy(grow=False)
+#: An evaluation measures what each model says first, refusals and cut answers included.
+FIRST_ANSWER = AnswerPolicy(asks=1, grow=False)
+
+
 async def ask_answer(
-    model: RoleModel, prompt: str, seed: int, history: History = ()
+    model: RoleModel,
+    prompt: str,
+    seed: int,
+    history: History = (),
+    policy: AnswerPolicy = STRONG_ANSWER,
 ) -> tuple[Reply, TokenUsage]:
     """The role's answer to ``prompt`` (after ``history``, the conversation before it):
-    asked again while it refuses or is empty."""
+    asked again while it refuses or is empty, as ``policy`` says."""
     usage = TokenUsage()
-    for ask in range(ANSWER_ASKS):
+    for ask in range(policy.asks):
         overrides: dict[str, Any] = (
             {"seed": sampling_seed(seed, model.role, "answer", ask)} if ask else {}
         )
-        reply, used = await model.text(prompt, complete=True, history=history, **overrides)
+        reply, used = await model.text(prompt, complete=policy.grow, history=history, **overrides)
         usage = usage + used
         if not (reply.refused or not reply.content.strip()):
             break
@@ -44,22 +70,28 @@ async def ask_answer(
 
 
 async def answer_conversation(
-    model: RoleModel, prompts: Prompts, user_turns: list[str], seed: int, go_on: bool = False
+    model: RoleModel,
+    prompts: Prompts,
+    user_turns: list[str],
+    seed: int,
+    go_on: bool = False,
+    policy: AnswerPolicy = STRONG_ANSWER,
 ) -> tuple[list[Reply], list[TokenUsage]]:
     """The role's answer to each user turn in order, each asked after the conversation so
     far with the role's own earlier answers in it (as MT-Bench asks its second turn). It
     stops at the first reply that is no answer (the last one returned says why); a target's
-    refusal is its answer, and the conversation goes on (``go_on``: whatever the replies,
-    as an evaluation measures them). Its usage turn by turn."""
+    refusal or cut answer is its answer, and the conversation goes on (``go_on``: whatever
+    the replies, as an evaluation measures them). Its usage turn by turn."""
     history: History = ()
     replies: list[Reply] = []
     usage: list[TokenUsage] = []
     for text in user_turns:
         prompt = prompts.render("answer", instruction=text)
-        reply, used = await ask_answer(model, prompt, seed, history)
+        reply, used = await ask_answer(model, prompt, seed, history, policy)
         usage.append(used)
         replies.append(reply)
-        if reply.problem and not (go_on or (model.role == "target" and reply.refused)):
+        said = model.role == "target" and (reply.refused or reply.cut)
+        if reply.problem and not (go_on or said):
             break
         history = (*history, ("user", prompt), ("assistant", reply.said))
     return replies, usage
@@ -71,13 +103,16 @@ async def answer_conversations(
     prompts: Prompts,
     user_turns: list[str],
     seed: int,
-    go_on: bool = False,
+    evaluation: bool = False,
 ) -> tuple[list[Reply], list[Reply], dict[str, list[TokenUsage]]]:
     """Both models' conversations over the same user turns, the two asked at once (and
-    each one's usage turn by turn)."""
+    each one's usage turn by turn). ``evaluation``: each model's first answers, whatever
+    they are (``FIRST_ANSWER``); else the filter's (``STRONG_ANSWER``, ``TARGET_ANSWER``)."""
+    strong_policy = FIRST_ANSWER if evaluation else STRONG_ANSWER
+    target_policy = FIRST_ANSWER if evaluation else TARGET_ANSWER
     (strong, strong_usage), (target, target_usage) = await asyncio.gather(
-        answer_conversation(strong_model, prompts, user_turns, seed, go_on),
-        answer_conversation(target_model, prompts, user_turns, seed, go_on),
+        answer_conversation(strong_model, prompts, user_turns, seed, evaluation, strong_policy),
+        answer_conversation(target_model, prompts, user_turns, seed, evaluation, target_policy),
     )
     return strong, target, {"strong": strong_usage, "target": target_usage}
 

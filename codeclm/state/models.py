@@ -182,6 +182,9 @@ class InstructionState(BaseModel):
     target_refused: bool = False
     """The target declined to answer (asked again with other seeds): a real weakness of
     the target, so the pair is judged, but a refusal is never kept as the response."""
+    target_cut: bool = False
+    """The target's answer stopped at its ``max_tokens`` (the paper's budget, never asked
+    again larger): judged as it stands, never kept as the response."""
     strong_reasoning: str | None = None
     target_reasoning: str | None = None
     """Each answer's reasoning, kept apart from it only with ``keep_reasoning``."""
@@ -233,6 +236,10 @@ class EvalItemState(BaseModel):
     turn_scores: list[JudgeScores] = Field(default_factory=list)
     turn_outcomes: list[Outcome] = Field(default_factory=list)
     """Each turn's scores and outcome (several turns only; the first is ``outcome``'s)."""
+    refused: dict[str, int] = Field(default_factory=dict)
+    cut: dict[str, int] = Field(default_factory=dict)
+    """Per role, the turns whose first answer was a refusal, or cut at the budget (judged
+    as they were)."""
     status: Literal["pending", "judged", "failed"] = "pending"
     reason: str | None = None
     failed_node: str | None = None
