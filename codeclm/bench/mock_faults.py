@@ -82,6 +82,9 @@ class Misbehaviour:
     long_answer_tokens: int = 3000
     long_answer_roles: tuple[str, ...] = (model.STRONG_MODEL, model.TARGET_MODEL)
     """The models whose answers run long at ``long_answer_rate`` (each rolled apart)."""
+    first_person_rate: float = 0.0
+    """Instructions, rewrites and later turns the mock writes as first-person requests
+    ("I can't …", "I'm unable to …"), each at this rate: the user's voice."""
     rewrite_chars: int = 0
     """Every improved instruction is about this long (a model that writes at length)."""
     reasoning_field: str | None = None
@@ -139,6 +142,27 @@ class Misbehaviour:
             error = {"message": message, "type": "invalid_request_error"}
             return 400, {"error": {**error, "param": "response_format"}}, {}
         return None
+
+
+#: The fields of replies in the user's voice: instructions, rewrites, later turns.
+USER_VOICE = ("instructions", "instruction", "message")
+
+
+def in_first_person(payload: dict[str, Any], fault_seed: int, rate: float) -> dict[str, Any]:
+    """The reply with some of its user-voice texts written as first-person requests."""
+    if not rate:
+        return payload
+
+    def voiced(text: Any) -> Any:
+        chosen = isinstance(text, str) and roll(fault_seed, f"first-person|{text}") < rate
+        return model.first_person(text) if chosen else text
+
+    return {
+        key: ([voiced(t) for t in value] if isinstance(value, list) else voiced(value))
+        if key in USER_VOICE
+        else value
+        for key, value in payload.items()
+    }
 
 
 def roll(fault_seed: int, text: str) -> float:

@@ -208,7 +208,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
         }
         make = steps.get(step, lambda: model.filled({"properties": schema}))
         payload = faults.as_a_model_would(
-            make(),
+            faults.in_first_person(make(), self.fault_seed, self.first_person_rate),
             f"{prompt}|{salt}",
             fault_seed=self.fault_seed,
             short_list_rate=self.short_list_rate,

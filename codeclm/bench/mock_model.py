@@ -88,6 +88,50 @@ _WORDS = [
 ]
 
 
+#: Requests users write in the first person, from several domains: the user's voice, never
+#: a refusal (``first_person_rate`` makes the mock write them).
+FIRST_PERSON_REQUESTS = (
+    "I can't get my Python script to read the CSV file; it says UnicodeDecodeError.",
+    "I'm unable to log in to the billing portal since yesterday's update.",
+    "I won't be able to attend Thursday's meeting, so write a note to my manager.",
+    "I can't help my daughter with fractions, can you explain them simply?",
+    "I can't do this anymore: my laptop freezes every hour. What should I check?",
+    "Sorry to bother you, but I can't access my account after resetting my password.",
+    "I cannot figure out why my React component re-renders twice.",
+    "I'm not able to connect my printer to the new Wi-Fi network.",
+    "I won't be home for the delivery on Friday; how do I reschedule it?",
+    "I can't afford the premium plan anymore. Can I downgrade without losing data?",
+    "I'm unable to export my invoices as PDF from the dashboard.",
+    "I can't remember which email I used to sign up.",
+    "I will not be able to finish the report by Monday; draft an extension request.",
+    "I cannot install numpy on Windows, pip fails with a compiler error.",
+    "I can't write SQL joins without getting duplicate rows. Explain what I'm doing wrong.",
+    "I'm not allowed to use external libraries in this assignment; how do I sort a list?",
+    "I can't decide between a Roth and a traditional IRA. Compare them for me.",
+    "I can't help with that project's budget, who in finance should I ask?",
+    "I'm unable to sleep before exams. Any tips?",
+    "I can't make the sourdough rise in my cold kitchen.",
+    "I cannot do it alone: plan a move from Boston to Denver for a family of four.",
+    "I won't be able to pay this month's rent on time; write a message to my landlord.",
+    "I can't find the setting to turn off two-factor authentication.",
+    "I'm unable to reproduce the bug on my machine but CI fails every time.",
+    "I can't provide my SSN over email; what other ways can I verify my identity?",
+    "I can't create a pivot table in Excel from two sheets.",
+    "I can't generate the API token, the button is greyed out.",
+    "I'm not able to write a cover letter that doesn't sound generic. Help me.",
+    "I can't complete the checkout, the card is declined every time.",
+    "I won't be able to make it to my sister's wedding; help me write an apology.",
+    "Sorry, I can't log in to the VPN from the hotel.",
+    "I must finish this essay tonight; outline the argument for me.",
+    "I need to decline a job offer politely; write the email.",
+)
+
+
+def first_person(text: str) -> str:
+    """``text`` as a user with a problem writes it: a first-person request before it."""
+    return f"{FIRST_PERSON_REQUESTS[digest(text) % len(FIRST_PERSON_REQUESTS)]} {text}"
+
+
 def digest(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 

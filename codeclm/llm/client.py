@@ -359,7 +359,10 @@ class RoleModel:
             if reply.content == CUT:  # cut before, at this budget: asked again, larger
                 return None, CUT
             try:
-                value = parse_reply(reply.content, schema, cut=reply.cut, refusal=reply.refusal)
+                refusal = reply.refusal
+                if reply.finish_reason == "content_filter":
+                    refusal = refusal or "stopped by the provider's content filter"
+                value = parse_reply(reply.content, schema, cut=reply.cut, refusal=refusal)
             except CutReply:
                 return None, CUT
             return value, value.model_dump_json()

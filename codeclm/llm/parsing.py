@@ -91,6 +91,60 @@ def is_refusal(text: str) -> bool:
     )
 
 
+# ---- the user's voice: instructions, rewrites and later turns ---------------------------
+# A user writes "I can't log in to the billing portal" or "I won't be able to attend, so
+# write a note": first-person requests, which ``is_refusal`` (for answers) would reject.
+# Text in the user's voice is a refusal only when it declines the task it was given:
+# a decline of "that" / "this request" and nothing more, an apology-led "I can't help with
+# …", or an AI speaking of itself.
+_APOLOGY = r"(?:(?:i(?:'|’)?m |i am )?(?:so |very |really )?sorry|i apologi[sz]e|unfortunately)"
+_MODAL = (
+    r"(?:i (?:can(?:'|’)?t|can ?not|won(?:'|’)?t(?: be able to)?|will not(?: be able to)?|"
+    r"must|have to|need to|am (?:not able|unable|not allowed|not permitted) to)|"
+    r"i(?:'|’)m (?:not able|unable|not allowed|not permitted) to)"
+)
+_VERB = (
+    r"(?:help|assist|comply|fulfil+|complete|do|provide|generate|create|write|produce|"
+    r"continue|engage|answer|respond|decline|refuse)"
+)
+_THAT = (
+    r"(?:that|this|it|your request|the request|this request|that request|such (?:a )?"
+    r"(?:request|task|content)|requests? like (?:this|that))"
+)
+_USER_VOICE_DECLINES = (
+    # "I can't help with that." / "Sorry, I cannot assist with this request."
+    re.compile(
+        rf"^\W*(?:{_APOLOGY}\b[^.!?\n]{{0,40}}?[,.!]?\s*(?:but\s+)?)?{_MODAL}\s+{_VERB}"
+        rf"(?:\s+(?:you\s+)?with)?(?:\s+{_THAT}(?:\s+(?:request|task|for you|here))?)?\s*"
+        r"(?:[.!]|$)",
+        re.IGNORECASE,
+    ),
+    # "I'm sorry, but I can't help with creating …" / "I apologize, but I cannot provide …"
+    re.compile(
+        rf"^\W*{_APOLOGY}\b[^.!?\n]{{0,20}}?,?\s*but\s+{_MODAL}\s+"
+        r"(?:(?:help|assist)(?:\s+you)?\s+with|provide|generate|create|write|produce|"
+        r"fulfil+|comply)\b",
+        re.IGNORECASE,
+    ),
+    # "As an AI language model, I …"
+    re.compile(r"^\W*as an ai(?: language model| assistant| model)?\s*,", re.IGNORECASE),
+)
+
+
+def declines_task(text: str) -> bool:
+    """Whether text a model wrote in the user's voice (an instruction, a rewrite, a later
+    turn) declines the task instead: "I'm sorry, but I can't help with that.", "I cannot
+    assist with this request.", "As an AI language model, I …". A first-person request
+    ("I can't get my script to read the CSV", "I'm unable to log in …") is the user's.
+    """
+    stripped = text.strip()
+    return (
+        bool(stripped)
+        and len(stripped.split()) <= REFUSAL_MAX_WORDS
+        and any(pattern.match(stripped) for pattern in _USER_VOICE_DECLINES)
+    )
+
+
 def json_values(text: str) -> Iterator[Any]:
     """Every JSON value the text may hold: fenced or whole first, then each embedded one."""
     try:
@@ -149,7 +203,7 @@ def parse_reply(
             return schema.model_validate(_shaped(value, schema))
         except ValidationError as exc:
             first_error = first_error or exc.errors()[0]["msg"]
-    if not values and is_refusal(text):
+    if not values and declines_task(text):  # no JSON: a decline of the step, not bad JSON
         raise Refusal(f"refused: {' '.join(text.split())[:200]}")
     found = f"does not match {schema.__name__}: {first_error}" if first_error else "has no JSON"
     if cut:

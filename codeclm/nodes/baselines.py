@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from codeclm.analysis.metrics import NoveltyFilter
 from codeclm.context import PipelineContext, pipeline_context
+from codeclm.llm.parsing import declines_task
 from codeclm.methods import BootstrapProgress
 from codeclm.nodes.replies import bootstrapped_instructions
 from codeclm.state import BasicInstruction, Failure, PrepareState, TokenUsage, spent
@@ -89,7 +90,7 @@ async def bootstrap(state: PrepareState, runtime: Runtime[PipelineContext]) -> d
         for text in reply.instructions:  # type: ignore[attr-defined]
             if len(generated) + len(new) >= cfg.instructions:
                 break
-            if not novelty.add_if_novel(text):
+            if declines_task(text) or not novelty.add_if_novel(text):
                 rejected += 1
                 continue
             new.append(

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.parsing import CutReply, is_refusal
+from codeclm.llm.parsing import CutReply, declines_task
 from codeclm.llm.reply import Reply, describe_error
 from codeclm.nodes.pairs import (
     answer_conversation,
@@ -215,7 +215,7 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
     rewrite, why = state.user_turns[turn - 1], None
     try:
         reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
-        if is_refusal(reply.instruction):  # declined, in the JSON a grammar asked for
+        if declines_task(reply.instruction):  # declined, in the JSON a grammar asked for
             why = "refused"
         elif len(reply.instruction) > room:
             why = f"{len(reply.instruction):,} characters, over the {room:,} the context allows"
@@ -276,13 +276,16 @@ def choose_evolution(state: InstructionState, seed: int) -> str:
 def eliminated(before: str, after: str) -> str | None:
     """WizardLM's elimination rules that need no extra call: why an evolution failed, if it did.
 
-    An evolution that changed nothing (no information gain) or that copied the rewriting
-    prompt's own words is thrown away, and the instruction stays as it was.
+    An evolution that changed nothing (no information gain), that copied the rewriting
+    prompt's own words, or that declines the task (``declines_task``, the rule of every
+    method's user-voice text) is thrown away, and the instruction stays as it was.
     """
     if " ".join(after.lower().split()) == " ".join(before.lower().split()):
         return "no change"
     if any(marker in after.lower() for marker in _COPIED_MARKERS):
         return "copied the rewriting prompt"
+    if declines_task(after):
+        return "refused"
     return None
 
 

@@ -16,7 +16,7 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.parsing import Refusal, is_refusal
+from codeclm.llm.parsing import Refusal, declines_task
 from codeclm.llm.reply import sampling_seed
 from codeclm.nodes.pairs import ANSWER_ASKS
 from codeclm.nodes.replies import FollowUp
@@ -85,7 +85,7 @@ async def _ask_turn(
             used = used + (exc.usage or TokenUsage())
             continue
         used = used + spent
-        if not is_refusal(reply.message):  # (a refusal inside the JSON a grammar asked for)
+        if not declines_task(reply.message):  # (a decline inside the JSON a grammar asked for)
             return reply.message, used
     return None, used
 

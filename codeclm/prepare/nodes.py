@@ -25,7 +25,7 @@ from langgraph.runtime import Runtime
 
 from codeclm.analysis.labels import clean_label, clean_skills
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.parsing import UnparseableReply, is_refusal
+from codeclm.llm.parsing import UnparseableReply, declines_task
 from codeclm.llm.reply import describe_error, is_permanent, sampling_seed
 from codeclm.methods import method_spec
 from codeclm.nodes.fields import encode_fields_text, entry_fields_text, read_extra
@@ -291,7 +291,7 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
         )
         usage = usage + call_usage
         asks += 1
-        usable = [t for t in reply.instructions if not is_refusal(t)]  # type: ignore[attr-defined]
+        usable = [t for t in reply.instructions if not declines_task(t)]  # type: ignore[attr-defined]
         got = distinct(usable, task.have + new)[: task.want - len(new)]
         new += got
         stalled = 0 if got else stalled + 1
