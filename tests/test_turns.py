@@ -474,3 +474,16 @@ def test_a_single_turns_cache_key_is_the_one_before_conversations() -> None:
     assert model._key("Explain tides.", {}, 2048, None) == request_key(before)
     later = model._key("Explain tides.", {}, 2048, None, (("user", "a"), ("assistant", "b")))
     assert later != request_key(before)
+
+
+def test_follow_up_plans_hold_whatever_was_answered() -> None:
+    """Turns are written before any answer: no plan presumes an error, a claim or a choice
+    that an answer may not have made (issue #31)."""
+    from codeclm.nodes.turns import FOLLOW_UP_PLANS, follow_up_plans
+
+    presumes = ("error", "wrong", "fix", "why", "justif", "choice", "claim", "problem")
+    for plan in FOLLOW_UP_PLANS:
+        assert not [word for word in presumes if word in plan.lower()], plan
+    kinds = ("constraint", "new case", "extend", "edge case")
+    assert all(any(kind in plan for plan in FOLLOW_UP_PLANS) for kind in kinds)
+    assert len(set(follow_up_plans(0, "m0001-00", 3))) == 3, "drawn without repeats"

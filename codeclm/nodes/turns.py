@@ -23,13 +23,17 @@ from codeclm.nodes.replies import FollowUp
 from codeclm.state import InstructionState, TokenUsage, turn_node
 
 #: What a user of a use case asks next: one plan per later turn, drawn without repeats
-#: (seeded per instruction).
+#: (seeded per instruction). The turns are written before any answer, so each plan must
+#: make sense whatever was answered: none presumes an error, a claim or a choice the
+#: answer may not have made (a kept conversation would teach a model to "fix" mistakes it
+#: never made, or to defend choices it did not take).
 FOLLOW_UP_PLANS = (
-    "ask why: a justification of the key choice or claim a good answer would make",
-    "change one constraint of the task, and ask for the result under the new one",
+    "change one constraint of the task (a limit, the audience, a tool, the length), and "
+    "ask for the result under the new one",
     "bring a new case, input or example the result must also handle",
-    "report a problem met when using the result (an error, a case it gets wrong) and ask "
-    "for it to be fixed",
+    "ask to extend the result, to shorten it, or to present it in another format",
+    "pose an edge case as a question: what should happen when an unusual input or "
+    "condition holds",
 )
 
 
