@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from codeclm.analysis.sampling import spread_sample
 from codeclm.config import ConfigError
 from codeclm.handle import RunHandle
 from codeclm.outputs import DATASET, make_folder, write_atomic, write_json, write_jsonl
@@ -158,7 +159,10 @@ def export_run(
     rows = reviewed_rows(rows, reviews, reviewed_only)
     if not target_refusals:
         rows = [row for row in rows if not row.target_refused]
-    rows = rows[:limit] if limit else rows
+    if limit:  # a seeded sample spread over the metadata entries, in the rows' order
+        seed = int(record.config.get("seed", 0))
+        groups = [row.metadata.id or row.id for row in rows]
+        rows = [rows[i] for i in spread_sample(groups, limit, seed)]
     target = out or handle.out_dir / "export" / f"{fmt}{_SUFFIX.get(fmt, '')}"
     make_folder(target.parent)
     writers: dict[str, Callable[[], object]] = {

@@ -53,6 +53,9 @@ class Counts(BaseModel):
     dropped: int = 0
     duplicates: int = 0
     surplus: int = 0
+    contaminated: int = 0
+    """Kept pairs that copy or nearly copy an evaluation item (``--decontaminate``), in
+    dropped.jsonl as 'contaminated': never data."""
     """``--pairs``: kept pairs beyond N, from the last wave (in dropped.jsonl)."""
     pairs_requested: int | None = None
     """``--pairs``: the budget in kept pairs (``instructions_requested``: what it took)."""
@@ -173,6 +176,17 @@ class CostRecord(BaseModel):
     """The cap the run stopped before (it goes on when run again with a higher one)."""
 
 
+class Decontamination(BaseModel):
+    """What a run's pairs were checked against: the test files (``--decontaminate``, or
+    the evaluation part ``codeclm split`` wrote beside the seeds), their items, the rule."""
+
+    files: list[str] = Field(default_factory=list)
+    items: int = 0
+    rule: str = ""
+    from_split: bool = False
+    """The test file was found beside the seeds (``split.json``), not named by a flag."""
+
+
 class RunRecord(BaseModel):
     """``run.json``: the settings (checked on every later run), counts, usage and failures."""
 
@@ -206,6 +220,8 @@ class RunRecord(BaseModel):
     cost: CostRecord | None = None
     endpoints: dict[str, EndpointStats] = Field(default_factory=dict)
     """Each server's concurrency (by base URL): adapted to what it takes."""
+    decontamination: Decontamination | None = None
+    """``--decontaminate``: the evaluation items no pair may copy, and the rule."""
 
     @property
     def method(self) -> MethodSpec:

@@ -294,6 +294,21 @@ def _follow_ups(record: dict[str, Any], where: str) -> list[str]:
     return [text.strip() for text in later if text.strip()]  # (a blank one is no turn)
 
 
+def split_test_files(seeds: str) -> list[str]:
+    """The evaluation part ``codeclm split`` wrote beside these seeds (its ``split.json``
+    names it), which a run on them is checked against; [] for other seeds."""
+    path = Path(seeds)
+    record = path.parent / "split.json"
+    if path.name != "seeds.jsonl" or not record.is_file():
+        return []
+    try:
+        test_file = json.loads(record.read_text(encoding="utf-8")).get("test_file")
+    except (ValueError, OSError, AttributeError):
+        return []
+    found = Path(test_file) if isinstance(test_file, str) else path.parent / "eval.jsonl"
+    return [str(found.resolve())] if found.is_file() else []
+
+
 def load_benchmark(path: Path) -> list[dict[str, Any]]:
     """A benchmark JSONL (``id``, ``instruction``, optional ``input``, ``category`` and
     later turns: MT-Bench's ``followup``, or a ``turns`` list).

@@ -43,6 +43,8 @@ def split_benchmark(benchmark: Path, out_dir: Path, fraction: float, seed: int) 
     write_atomic(out_dir / "eval.jsonl", "".join(f"{line}\n" for line in rest))
     record = {
         "benchmark": str(benchmark.resolve()),
+        # a run on seeds.jsonl is checked against it (run --decontaminate, without the flag)
+        "test_file": str((out_dir / "eval.jsonl").resolve()),
         "seed_fraction": fraction,
         "seed": seed,
         "seeds": [items[i]["id"] for i in sorted(seed_indexes)],

@@ -11,6 +11,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from codeclm.analysis.contamination import load_items
 from codeclm.api.common import Progress, blocking, settings, with_progress
 from codeclm.config import ConfigError, RunConfig
 from codeclm.cost.estimate import Estimate, from_pilot, from_settings
@@ -22,7 +23,7 @@ from codeclm.handle import RunHandle, RunNotFound
 from codeclm.methods import method_spec
 from codeclm.prompts import load_prompts
 from codeclm.records import RunInputs
-from codeclm.seeds import load_located_seeds, load_user_metadata
+from codeclm.seeds import load_located_seeds, load_user_metadata, split_test_files
 from codeclm.state import Seed
 from codeclm.store import StoreSpec
 
@@ -37,6 +38,19 @@ def _seeds(seeds: Path | str | Sequence[str] | None, field: str | None) -> list[
         (f"seeds[{i}]", Seed(id=f"seed-{i + 1}", instruction=text.strip()))
         for i, text in enumerate(seeds)
     ]
+
+
+def with_test_files(cfg: RunConfig, seeds: Path | str | Sequence[str] | None) -> RunConfig:
+    """``--decontaminate``'s files checked and resolved; seeds that ``codeclm split`` wrote
+    are checked against the evaluation part beside them, without the flag."""
+    files = list(cfg.decontaminate)
+    if not files and isinstance(seeds, str | Path):
+        files = split_test_files(str(Path(seeds).resolve()))
+    for name in files:
+        if not Path(name).is_file():
+            raise ConfigError(f"--decontaminate {name}: no such file")
+        load_items(Path(name))  # a bad line is one line naming it, before anything runs
+    return cfg.model_copy(update={"decontaminate": [str(Path(f).resolve()) for f in files]})
 
 
 async def arun(
@@ -58,7 +72,7 @@ async def arun(
     ``instructions=200, strong={"model": "gpt-4o"}``. ``store``: a ``postgresql://`` URL to
     keep the run in (as ``run_name``, default the folder's name), which ``codeclm worker``
     processes can join; the outputs are written into ``out`` all the same."""
-    cfg = settings(RunConfig, config, overrides)
+    cfg = with_test_files(settings(RunConfig, config, overrides), seeds)
     spec = StoreSpec.of(store, run_name, Path(out), lease_seconds)
     if (seeds is None) == (user_metadata is None):
         raise ConfigError("give either seeds or user_metadata (exactly one)")

@@ -82,6 +82,10 @@ class Misbehaviour:
     long_answer_tokens: int = 3000
     long_answer_roles: tuple[str, ...] = (model.STRONG_MODEL, model.TARGET_MODEL)
     """The models whose answers run long at ``long_answer_rate`` (each rolled apart)."""
+    copied_items: tuple[str, ...] = ()
+    copy_rate: float = 0.0
+    """Decoded instructions that are one of ``copied_items`` (a benchmark's), at this rate:
+    a model that reproduces evaluation items it has seen."""
     first_person_rate: float = 0.0
     """Instructions, rewrites and later turns the mock writes as first-person requests
     ("I can't …", "I'm unable to …"), each at this rate: the user's voice."""
@@ -163,6 +167,21 @@ def in_first_person(payload: dict[str, Any], fault_seed: int, rate: float) -> di
         else value
         for key, value in payload.items()
     }
+
+
+def copying(
+    payload: dict[str, Any], fault_seed: int, items: Sequence[str], rate: float
+) -> dict[str, Any]:
+    """A decode reply with some of its instructions replaced by ``items`` (copied)."""
+    if not items or not rate:
+        return payload
+
+    def copied(text: str) -> str:
+        if roll(fault_seed, f"copy|{text}") >= rate:
+            return text
+        return items[model.digest(f"which|{text}") % len(items)]
+
+    return {**payload, "instructions": [copied(t) for t in payload["instructions"]]}
 
 
 def roll(fault_seed: int, text: str) -> float:

@@ -192,12 +192,17 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
                 salt,
                 self.rubrics_distinct.get(model.field_of(prompt, "- Use case:")),
             ),
-            "DecodedInstructions": lambda: model.decode(
-                prompt,
-                model.count_in(prompt, r"Write (\d+) diverse instructions", 5),
-                salt,
-                self.decode_distinct,
-                self.numbered_decode,
+            "DecodedInstructions": lambda: faults.copying(
+                model.decode(
+                    prompt,
+                    model.count_in(prompt, r"Write (\d+) diverse instructions", 5),
+                    salt,
+                    self.decode_distinct,
+                    self.numbered_decode,
+                ),
+                self.fault_seed,
+                self.copied_items,
+                self.copy_rate,
             ),
             "ImprovedInstruction": lambda: model.improve(prompt, self.rewrite_chars),
             "BootstrappedInstructions": lambda: model.bootstrap(

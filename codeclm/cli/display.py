@@ -150,7 +150,8 @@ def print_run_summary(result: RunResult) -> None:
             f"{counts.pairs_requested} pairs kept[/] from {counts.instructions_requested} "
             "instructions"
             + (
-                f"; {counts.surplus} more kept by the last wave are in dropped.jsonl (surplus)"
+                f"; {counts.surplus} more kept are in dropped.jsonl (surplus: the pairs kept "
+                "are a seeded sample spread over the metadata entries)"
                 if counts.surplus
                 else ""
             )
@@ -167,6 +168,18 @@ def print_run_summary(result: RunResult) -> None:
             f"  [yellow]{counts.missing} of {counts.instructions_requested} instructions are "
             f"missing[/]: {grouped_failures(failures)}."
             + (" Run the same command again to retry what failed." if passing else "")
+        )
+    if (found := record.decontamination) is not None:
+        named = "the evaluation part codeclm split wrote" if found.from_split else "--decontaminate"
+        console.print(
+            f"  decontaminated against {found.items} items of {named} ({found.rule}): "
+            f"{counts.contaminated} pairs left out (dropped.jsonl: contaminated)",
+            highlight=False,
+        )
+    if counts.target_cut:
+        console.print(
+            f"  {counts.target_cut} kept pairs had a target answer cut at its budget (judged "
+            "as it stood; the strong answer is their response)"
         )
     if counts.target_refused:
         console.print(

@@ -111,6 +111,15 @@ def _add_run(commands: Any) -> None:
         help="save each kept response's reasoning (reasoning models) in its row, beside the "
         "response; reasoning is never part of the data itself",
     )
+    run.add_argument(
+        "--decontaminate",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="a benchmark JSONL or text file (an item a line) whose items are never data "
+        "(repeatable): a pair copying one goes to dropped.jsonl as contaminated; seeds "
+        "written by codeclm split are checked against its eval.jsonl without it",
+    )
     add_cache_flags(run)
     add_store_flags(run, lease=True, keep=True)
     run.add_argument(
@@ -263,7 +272,12 @@ def _add_export(commands: Any) -> None:
     export.add_argument(
         "--out", type=Path, metavar="PATH", help="file (folder for hf); default DIR/export/"
     )
-    export.add_argument("--limit", type=positive(int), help="the first N pairs only")
+    export.add_argument(
+        "--limit",
+        type=positive(int),
+        help="N pairs only: a sample seeded by the run's --seed, spread evenly over the "
+        "metadata entries (in the rows' order)",
+    )
 
 
 def _add_bench(commands: Any) -> None:
@@ -318,6 +332,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values["review"] = args.review
     values["keep_reasoning"] = args.keep_reasoning
     values["batch"] = args.batch
+    if args.decontaminate:
+        values["decontaminate"] = [str(path) for path in args.decontaminate]
     if args.prompts is not None:
         values["prompts_dir"] = str(args.prompts)
     for role in ("strong", "target"):

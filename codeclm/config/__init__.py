@@ -206,6 +206,12 @@ class RunConfig(ModelSettings):
         description="move a kept pair whose instruction has MiniLM embedding cosine >= this "
         "with an earlier kept one to dropped.jsonl as a duplicate (e.g. 0.9); unset: keep all",
     )
+    decontaminate: list[str] = Field(
+        default_factory=list,
+        description="benchmark JSONL or text files (an item a line) whose items are never "
+        "data: a pair that copies one (a shared 13-word n-gram, or MiniLM cosine >= 0.9) "
+        "goes to dropped.jsonl as contaminated",
+    )
     review: Literal["none", "metadata"] = Field(
         "none",
         description="metadata: wait after augmentation for a person to review the pool "
@@ -230,8 +236,9 @@ class RunConfig(ModelSettings):
         their defaults (a run begun before they existed keeps its fingerprint) and the
         ones a run may grow by (checked on their own: they may only go up)."""
         fields = super().fingerprint_fields()
-        # review: a gate (the pool records its outcome); keep_reasoning: a column of the rows
-        for key in (*self.GROWABLE, "review", "keep_reasoning"):
+        # review: a gate (the pool records its outcome); keep_reasoning: a column of the rows;
+        # decontaminate: a screen of the outputs, rebuilt whole at the end of every run
+        for key in (*self.GROWABLE, "review", "keep_reasoning", "decontaminate"):
             fields.pop(key, None)
         unused = {
             "method": self.method == "codeclm",

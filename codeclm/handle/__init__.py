@@ -28,7 +28,7 @@ from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_
 from codeclm.graph import thread_config as _thread
 from codeclm.handle.folder import Folder, check_same
 from codeclm.handle.record import Totals, run_record
-from codeclm.handle.results import write_outputs
+from codeclm.handle.results import Screens, test_items, write_outputs
 from codeclm.handle.workspace import open_workspace, run_context
 from codeclm.llm.client import RoleModel
 from codeclm.outputs import CHECKPOINTS, DATASET, METADATA, RUN_JSON, make_folder, write_jsonl
@@ -374,12 +374,13 @@ class OpenRun(RunView):
         items = [item for _, item in ready(prepared)]
         make_folder(folder.path)
         write_jsonl(folder.file(METADATA), prepared.pool)
-        totals = await write_outputs(
-            self.instructions, items, folder.path, config.dedup, config.pairs
-        )
+        contamination, decontamination = test_items(config, self.handle.inputs)
+        screens = Screens(contamination, config.dedup, config.pairs, config.seed)
+        totals = await write_outputs(self.instructions, items, folder.path, screens)
         if self.meter is not None:
             await self.meter.latest()  # what every worker paid until now
         record = self.record_now(prepared, totals)
+        record.decontamination = decontamination
         record.checkpointing = self.store.checkpoint_stats()
         await self.save_record(record)
         return record, prepared

@@ -44,6 +44,8 @@ class Totals:
             counts.duplicates += 1
         elif state.status == "surplus":
             counts.surplus += 1
+        elif state.status == "contaminated":
+            counts.contaminated += 1
         elif state.status in ("dropped", "failed"):
             setattr(counts, state.status, getattr(counts, state.status) + 1)
         else:

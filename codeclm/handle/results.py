@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from codeclm.analysis.contamination import Contamination, load_items
+from codeclm.analysis.sampling import spread_sample
+from codeclm.config import RunConfig
 from codeclm.graph import Graph, started_values, thread_config
 from codeclm.handle.record import Totals
 from codeclm.outputs import DATASET, DROPPED, FAILED, JsonlWriter, dataset_row, dropped_row
+from codeclm.records import Decontamination, RunInputs
+from codeclm.seeds import split_test_files
 from codeclm.state import BasicInstruction, InstructionState
 
 
@@ -71,54 +78,121 @@ async def _states(graph: Graph, instructions: Sequence[BasicInstruction]) -> Asy
             yield started_values(snapshot.values)
 
 
+@cache
+def _loaded(files: tuple[str, ...]) -> Contamination:
+    items: dict[str, list[str]] = {}
+    for name in files:
+        items.update(load_items(Path(name)))
+    return Contamination(items)
+
+
+def test_items(
+    config: RunConfig, inputs: RunInputs
+) -> tuple[Contamination | None, Decontamination | None]:
+    """The evaluation items no pair may copy (``--decontaminate``; loaded once per
+    process), and what the run's record says of them."""
+    if not config.decontaminate:
+        return None, None
+    found = _loaded(tuple(config.decontaminate))
+    record = Decontamination(
+        files=list(config.decontaminate),
+        items=found.items,
+        rule=found.rule,
+        from_split=bool(inputs.seeds) and config.decontaminate == split_test_files(inputs.seeds),
+    )
+    return found, record
+
+
+@dataclass
+class Screens:
+    """What keeps a kept pair out of the dataset, checked in this order: an evaluation
+    item it copies (``contamination``), an earlier kept pair it repeats (``dedup``), and,
+    with ``pairs``, a seeded sample spread over metadata entries (the rest: 'surplus')."""
+
+    contamination: Contamination | None = None
+    dedup: float | None = None
+    pairs: int | None = None
+    seed: int = 0
+
+    @property
+    def any(self) -> bool:
+        return self.contamination is not None or self.dedup is not None or self.pairs is not None
+
+
+async def screened(
+    graph: Graph, instructions: Sequence[BasicInstruction], screens: Screens
+) -> dict[str, str]:
+    """Why each kept pair that is not data is left out, by id: a first pass over the
+    states, so that the ``--pairs`` sample is drawn from every pair left."""
+    reasons: dict[str, str] = {}
+    duplicates = NearDuplicates(screens.dedup) if screens.dedup else None
+    candidates: list[tuple[str, str]] = []  # (id, metadata entry) of the pairs left
+
+    def flush(kept: list[InstructionState]) -> None:
+        if screens.contamination is not None:
+            found = screens.contamination.check([state.user_turns for state in kept])
+            reasons.update((s.id, why) for s, why in zip(kept, found, strict=True) if why)
+            kept = [state for state in kept if state.id not in reasons]
+        if duplicates is not None and kept:
+            found = duplicates.check(kept)
+            reasons.update((s.id, why) for s, why in zip(kept, found, strict=True) if why)
+        candidates.extend(
+            (state.id, state.metadata_id or state.id) for state in kept if state.id not in reasons
+        )
+
+    batch: list[InstructionState] = []
+    async for values in _states(graph, instructions):
+        if values and values.get("status") == "kept":
+            batch.append(InstructionState.model_validate(values))
+            if len(batch) == 64:
+                flush(batch)
+                batch = []
+    flush(batch)
+    if screens.pairs is not None and len(candidates) > screens.pairs:
+        chosen = set(spread_sample([group for _, group in candidates], screens.pairs, screens.seed))
+        surplus = f"surplus: kept beyond --pairs {screens.pairs} (sampled across entries)"
+        reasons.update(
+            (ident, surplus) for i, (ident, _) in enumerate(candidates) if i not in chosen
+        )
+    return reasons
+
+
+def _left_out(reason: str) -> str:
+    """The status a screened pair is written with in dropped.jsonl."""
+    return (
+        reason.split(":", 1)[0] if reason.startswith(("surplus", "contaminated")) else "duplicate"
+    )
+
+
 async def write_outputs(
     graph: Graph,
     instructions: Sequence[BasicInstruction],
     out_dir: Path,
-    dedup: float | None = None,
-    pairs: int | None = None,
+    screens: Screens | None = None,
 ) -> Totals:
     """The three result files, rebuilt whole from the checkpoints (never appended).
 
     A few threads' states at a time are read and written out; threads never started are
-    left out. With ``dedup``, kept near-duplicates go to dropped.jsonl as 'duplicate'; with
-    ``pairs``, kept pairs beyond the first N (in the outputs' order) as 'surplus'.
+    left out. A kept pair that ``screens`` leave out goes to dropped.jsonl with its status
+    ('contaminated', 'duplicate', 'surplus') and reason.
     """
     totals = Totals()
-    duplicates = NearDuplicates(dedup) if dedup else None
+    reasons = await screened(graph, instructions, screens) if screens and screens.any else {}
     with (
         JsonlWriter(out_dir / DATASET) as dataset,
         JsonlWriter(out_dir / DROPPED) as dropped,
         JsonlWriter(out_dir / FAILED) as failed,
     ):
-
-        def flush(kept: list[InstructionState]) -> None:
-            reasons = duplicates.check(kept) if duplicates else [None] * len(kept)
-            for state, reason in zip(kept, reasons, strict=True):
-                if reason is None and pairs is not None and totals.counts.kept >= pairs:
-                    reason = f"surplus: kept beyond --pairs {pairs}"
-                if reason is None:
-                    totals.add(state)
-                    dataset.write(dataset_row(state))
-                else:
-                    status = "surplus" if reason.startswith("surplus") else "duplicate"
-                    state = state.model_copy(update={"status": status, "reason": reason})
-                    totals.add(state)
-                    dropped.write(dropped_row(state))
-
-        batch: list[InstructionState] = []
         async for values in _states(graph, instructions):
             if not values:
                 continue
             state = InstructionState.model_validate(values)
-            if state.status == "kept":
-                batch.append(state)
-                if len(batch) == 64:
-                    flush(batch)
-                    batch = []
-                continue
+            if state.status == "kept" and state.id in reasons:
+                reason = reasons[state.id]
+                state = state.model_copy(update={"status": _left_out(reason), "reason": reason})
             totals.add(state)
-            if state.status in ("dropped", "failed"):
-                (dropped if state.status == "dropped" else failed).write(dropped_row(state))
-        flush(batch)
+            if state.status == "kept":
+                dataset.write(dataset_row(state))
+            elif state.status in ("dropped", "failed", "duplicate", "surplus", "contaminated"):
+                (failed if state.status == "failed" else dropped).write(dropped_row(state))
     return totals

@@ -32,8 +32,7 @@ FOLLOW_UP_PLANS = (
     "ask for the result under the new one",
     "bring a new case, input or example the result must also handle",
     "ask to extend the result, to shorten it, or to present it in another format",
-    "pose an edge case as a question: what should happen when an unusual input or "
-    "condition holds",
+    "pose an edge case as a question: what should happen when an unusual input or condition holds",
 )
 
 

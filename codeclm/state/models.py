@@ -148,7 +148,9 @@ class JudgeScores(BaseModel):
     """(strong, target) when the target answer was shown first."""
 
 
-Status = Literal["pending", "improving", "kept", "dropped", "failed", "duplicate", "surplus"]
+Status = Literal[
+    "pending", "improving", "kept", "dropped", "failed", "duplicate", "surplus", "contaminated"
+]
 """'duplicate' and 'surplus' are never stored: ``run --dedup`` gives the first to a kept
 pair in the outputs, ``run --pairs`` the second to the pairs kept beyond its N."""
 
