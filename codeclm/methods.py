@@ -15,14 +15,23 @@ from typing import Literal
 from langgraph.constants import START
 from pydantic import BaseModel
 
-Method = Literal["codeclm", "codeclm-metadata", "codeclm-rubrics", "self-instruct", "evol-instruct"]
+Method = Literal[
+    "codeclm",
+    "codeclm-metadata",
+    "codeclm-rubrics",
+    "self-instruct",
+    "alpagasus",
+    "evol-instruct",
+    "wizardlm-plus",
+    "tree-instruct",
+]
 
 #: How the 'prepare' thread makes the basic instructions: decoded from an encoded metadata
 #: pool (CodecLM), Self-Instruct's bootstrap rounds, or the seeds themselves (Evol-Instruct).
 PrepareRoute = Literal["metadata", "bootstrap", "seeds"]
 
 #: The shape of one instruction's graph (``codeclm/graph/instruction.py`` wires each one).
-InstructionShape = Literal["judge_loop", "answer", "improve_once", "evolve"]
+InstructionShape = Literal["judge_loop", "answer", "improve_once", "evolve", "rate", "tree"]
 
 
 class MethodProgress(BaseModel):
@@ -76,6 +85,11 @@ class MethodSpec:
 
 
 _ANSWER_ONLY = {"answer_strong": (START, "pending"), "write_turns": (START, "pending")}
+_EVOLVED = {
+    "evolve": ("evolve", "pending"),
+    "answer_strong": ("evolve", "pending"),
+    "write_turns": ("evolve", "pending"),
+}
 
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
@@ -128,18 +142,54 @@ METHODS: dict[str, MethodSpec] = {
             progress=BootstrapProgress,
         ),
         MethodSpec(
+            name="alpagasus",
+            summary="baseline: Self-Instruct's pairs kept only when the strong model rates "
+            "them 4.5 of 5 or more (AlpaGasus)",
+            prepare="bootstrap",
+            shape="rate",
+            uses_rubrics=False,
+            judges=False,
+            restart_from={
+                "answer_strong": (START, "pending"),
+                "rate": ("answer_strong", "kept"),
+                "write_turns": (START, "pending"),
+            },
+            settings=("rouge_threshold", "rating_threshold"),
+            progress=BootstrapProgress,
+        ),
+        MethodSpec(
             name="evol-instruct",
             summary="baseline: WizardLM's Evol-Instruct on the seeds",
             prepare="seeds",
             shape="evolve",
             uses_rubrics=False,
             judges=False,
-            restart_from={
-                "evolve": ("evolve", "pending"),
-                "answer_strong": ("evolve", "pending"),
-                "write_turns": ("evolve", "pending"),
-            },
+            restart_from=_EVOLVED,
             settings=("evol_rounds",),
+        ),
+        MethodSpec(
+            name="wizardlm-plus",
+            summary="baseline: Evol-Instruct on CodecLM's basic instructions (WizardLM+)",
+            prepare="metadata",
+            shape="evolve",
+            uses_rubrics=False,
+            judges=False,
+            restart_from=_EVOLVED,
+            settings=("evol_rounds",),
+        ),
+        MethodSpec(
+            name="tree-instruct",
+            summary="baseline: Tree-Instruct on the seeds (a semantic tree, nodes added)",
+            prepare="seeds",
+            shape="tree",
+            uses_rubrics=False,
+            judges=False,
+            restart_from={
+                "grow_tree": (START, "pending"),
+                "answer_strong": ("grow_tree", "pending"),
+                "write_turns": ("grow_tree", "pending"),
+            },
+            settings=("tree_nodes",),
         ),
     )
 }

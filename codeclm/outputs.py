@@ -151,6 +151,7 @@ def dataset_row(state: InstructionState) -> DatasetRow:
         messages=messages,
         target_refused=state.target_refused,
         target_cut=state.target_cut,
+        rating=state.rating,
         reasoning=reasoning or None,
     )
 

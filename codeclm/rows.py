@@ -56,6 +56,8 @@ class DatasetRow(BaseModel):
     target_cut: bool = False
     """The target's answer was cut at its budget (judged as it stood; the strong answer is
     the response: a cut answer is never data)."""
+    rating: float | None = Field(None, exclude_if=lambda value: value is None)
+    """alpagasus: the strong model's rating of the pair's accuracy (0 to 5)."""
     reasoning: str | None = Field(None, exclude_if=lambda value: value is None)
     """The response's reasoning, apart from it (only with ``--keep-reasoning``)."""
     turn_scores: list[JudgeScores] = Field(default_factory=list, exclude_if=_empty)

@@ -48,7 +48,7 @@ def test_the_registry_describes_each_methods_graph(method: str) -> None:
         restarts = [as_node for node, (as_node, _) in spec.restart_from.items() if node in nodes]
         assert all(as_node in nodes | {START} for as_node in restarts)
         assert ("judge" in nodes) == spec.judges
-    assert spec.makes_metadata == (method.startswith("codeclm"))
+    assert spec.makes_metadata == (method.startswith("codeclm") or method == "wizardlm-plus")
 
 
 def test_a_record_from_an_earlier_version_still_reads(tmp_path: Path) -> None:
@@ -85,7 +85,8 @@ def test_every_method_spends_the_same_budget_and_writes_the_same_format(
     assert counts["instructions"] == BUDGET["instructions"]
     assert counts["kept"] + counts["dropped"] + counts["failed"] == BUDGET["instructions"]
     rows = read_jsonl(tmp_path / method / "dataset.jsonl")
-    assert rows and all(set(row) == DATASET_ROW_KEYS for row in rows)
+    keys = DATASET_ROW_KEYS | ({"rating"} if method == "alpagasus" else set())
+    assert rows and all(set(row) == keys for row in rows)
     assert all(row["messages"][1]["content"] == row["response"] for row in rows)
     assert summary["config"]["method"] == method
     # Per node, the calls add up to the role's, and each matches what the server received.
@@ -205,8 +206,8 @@ def test_unknown_method_is_a_usage_error(
 ) -> None:
     from codeclm.cli import main
 
-    assert main(["run", str(seeds_file), "--out", str(tmp_path), "--method", "alpagasus"]) == 2
-    assert "invalid choice: 'alpagasus'" in capsys.readouterr().err
+    assert main(["run", str(seeds_file), "--out", str(tmp_path), "--method", "magpie"]) == 2
+    assert "invalid choice: 'magpie'" in capsys.readouterr().err
 
 
 def test_fingerprint_names_only_the_settings_a_method_uses() -> None:
@@ -229,3 +230,59 @@ def test_baselines_need_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     args = ["run", "--user-metadata", str(meta), "--out", str(tmp_path / "o")]
     assert main([*args, "--method", "evol-instruct"]) == 2
     assert "method evol-instruct starts from seeds" in capsys.readouterr().err
+
+
+def test_alpagasus_keeps_self_instruct_pairs_the_strong_model_rates_highly(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    """AlpaGasus: Self-Instruct's pairs, each rated 0 to 5 for accuracy by the strong model
+    at temperature 0; only those rated 4.5 or more are kept (the mock rates half so)."""
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "alpagasus")
+    calls = _by_node(summary)
+    assert set(calls) == {"bootstrap/strong", "answer_strong/strong", "rate/strong"}
+    assert calls["rate/strong"] == BUDGET["instructions"]
+    kept = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    dropped = read_jsonl(tmp_path / "run" / "dropped.jsonl")
+    assert kept and all(r["rating"] >= 4.5 for r in kept)
+    assert dropped and all("(AlpaGasus)" in r["reason"] for r in dropped)
+    assert all(c.temperature == 0 for c in mock_llm.calls("QualityRating"))
+    # with --pairs, waves of Self-Instruct data until enough pairs pass the rating
+    pairs = _run(mock_llm, seeds_file, tmp_path / "pairs", "alpagasus", pairs=10)
+    assert pairs["counts"]["kept"] == 10
+
+
+def test_tree_instruct_grows_each_seeds_tree_by_the_nodes_asked(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "tree-instruct", tree_nodes=6)
+    calls = _by_node(summary)
+    assert set(calls) == {"grow_tree/strong", "answer_strong/strong"}
+    rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    seeds = {json.loads(line)["instruction"] for line in seeds_file.read_text().splitlines()}
+    assert len(rows) == BUDGET["instructions"]
+    assert all(r["basic_instruction"] in seeds for r in rows), "from the seeds"
+    assert all(r["instruction"].endswith("[with 6 more nodes]") for r in rows)
+    assert all(r["actions"] == ["6 tree nodes added"] for r in rows)
+    prompts = [c.prompt for c in mock_llm.calls("TreeInstruction")]
+    assert prompts and all("Add exactly 6 new nodes" in p for p in prompts)
+    assert len({c.seed for c in mock_llm.calls("TreeInstruction")}) == len(prompts), "own seeds"
+
+
+def test_wizardlm_plus_evolves_codeclms_basic_instructions(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    """WizardLM+: Evol-Instruct started from the instructions CodecLM decodes from its
+    metadata (no Self-Rubrics, no judge), not from the seeds."""
+    summary = _run(mock_llm, seeds_file, tmp_path / "run", "wizardlm-plus", evol_rounds=2)
+    calls = _by_node(summary)
+    assert set(calls) == {
+        "encode_seed/strong",
+        "decode/strong",
+        "evolve/strong",
+        "answer_strong/strong",
+    }
+    assert calls["evolve/strong"] == 2 * BUDGET["instructions"]
+    rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    assert all(r["metadata"]["use_case"] and len(r["actions"]) == 2 for r in rows)
+    seeds = {json.loads(line)["instruction"] for line in seeds_file.read_text().splitlines()}
+    assert not [r for r in rows if r["basic_instruction"] in seeds], "decoded, not the seeds"

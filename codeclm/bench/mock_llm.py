@@ -209,6 +209,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
                 prompt, model.count_in(prompt, r"Write (\d+) new tasks", 8)
             ),
             "EvolvedInstruction": lambda: model.evolve(prompt),
+            "TreeInstruction": lambda: model.grow_tree(prompt),
+            "QualityRating": lambda: model.rating(prompt),
             "FollowUp": lambda: model.follow_up(prompt),
         }
         make = steps.get(step, lambda: model.filled({"properties": schema}))

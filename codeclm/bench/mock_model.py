@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from codeclm.bench.mock_texts import FIRST_PERSON_REQUESTS, VERBS, WORDS
+
 STRONG_MODEL = "strong-model"
 TARGET_MODEL = "target-model"
 STRONG_PREFIX = "STRONG ANSWER: "
@@ -25,106 +27,6 @@ JudgeRule = Callable[[str], tuple[int, int]]
 
 #: What a top-up prompt says before the items it already has (``prompts/avoid.md``).
 AVOID_MARKER = "do not repeat"
-_VERBS = ["Explain", "Compare", "Plan", "Critique", "Summarize", "Design", "Outline", "Debug"]
-_WORDS = [
-    "river",
-    "tax",
-    "chess",
-    "bread",
-    "compiler",
-    "jazz",
-    "tide",
-    "garden",
-    "ledger",
-    "engine",
-    "vaccine",
-    "orbit",
-    "glacier",
-    "harbor",
-    "poem",
-    "budget",
-    "kernel",
-    "market",
-    "census",
-    "lantern",
-    "violin",
-    "quarry",
-    "canyon",
-    "protein",
-    "archive",
-    "festival",
-    "bridge",
-    "pigeon",
-    "reactor",
-    "sonnet",
-    "meadow",
-    "cipher",
-    "tariff",
-    "comet",
-    "ballot",
-    "opera",
-    "fossil",
-    "harvest",
-    "mortgage",
-    "satellite",
-    "carpet",
-    "dialect",
-    "volcano",
-    "recipe",
-    "museum",
-    "turbine",
-    "pasture",
-    "parcel",
-    "nebula",
-    "cathedral",
-    "antenna",
-    "pottery",
-    "monsoon",
-    "treaty",
-    "scaffold",
-    "glossary",
-    "beacon",
-    "lagoon",
-]
-
-
-#: Requests users write in the first person, from several domains: the user's voice, never
-#: a refusal (``first_person_rate`` makes the mock write them).
-FIRST_PERSON_REQUESTS = (
-    "I can't get my Python script to read the CSV file; it says UnicodeDecodeError.",
-    "I'm unable to log in to the billing portal since yesterday's update.",
-    "I won't be able to attend Thursday's meeting, so write a note to my manager.",
-    "I can't help my daughter with fractions, can you explain them simply?",
-    "I can't do this anymore: my laptop freezes every hour. What should I check?",
-    "Sorry to bother you, but I can't access my account after resetting my password.",
-    "I cannot figure out why my React component re-renders twice.",
-    "I'm not able to connect my printer to the new Wi-Fi network.",
-    "I won't be home for the delivery on Friday; how do I reschedule it?",
-    "I can't afford the premium plan anymore. Can I downgrade without losing data?",
-    "I'm unable to export my invoices as PDF from the dashboard.",
-    "I can't remember which email I used to sign up.",
-    "I will not be able to finish the report by Monday; draft an extension request.",
-    "I cannot install numpy on Windows, pip fails with a compiler error.",
-    "I can't write SQL joins without getting duplicate rows. Explain what I'm doing wrong.",
-    "I'm not allowed to use external libraries in this assignment; how do I sort a list?",
-    "I can't decide between a Roth and a traditional IRA. Compare them for me.",
-    "I can't help with that project's budget, who in finance should I ask?",
-    "I'm unable to sleep before exams. Any tips?",
-    "I can't make the sourdough rise in my cold kitchen.",
-    "I cannot do it alone: plan a move from Boston to Denver for a family of four.",
-    "I won't be able to pay this month's rent on time; write a message to my landlord.",
-    "I can't find the setting to turn off two-factor authentication.",
-    "I'm unable to reproduce the bug on my machine but CI fails every time.",
-    "I can't provide my SSN over email; what other ways can I verify my identity?",
-    "I can't create a pivot table in Excel from two sheets.",
-    "I can't generate the API token, the button is greyed out.",
-    "I'm not able to write a cover letter that doesn't sound generic. Help me.",
-    "I can't complete the checkout, the card is declined every time.",
-    "I won't be able to make it to my sister's wedding; help me write an apology.",
-    "Sorry, I can't log in to the VPN from the hotel.",
-    "I must finish this essay tonight; outline the argument for me.",
-    "I need to decline a job offer politely; write the email.",
-)
 
 
 def first_person(text: str) -> str:
@@ -157,6 +59,8 @@ STEP_MARKERS = (
     ("Improving action:", "ImprovedInstruction"),
     ("come up with a set of diverse task instructions", "BootstrappedInstructions"),
     ("#The Given Prompt#", "EvolvedInstruction"),
+    ("as a semantic parse tree", "TreeInstruction"),
+    ("rate according to the accuracy", "QualityRating"),
 )
 EVAL_MARKER = "explain your evaluation"
 """The evaluation judge's prompt (with an explanation) says this; the filter's does not."""
@@ -258,9 +162,9 @@ def decode(
         if numbered:
             items.append(f"Task {h % 1000} on {use_case} needing {skills}.")
             continue
-        words = [_WORDS[(h >> (6 * i)) % len(_WORDS)] for i in range(4)]
+        words = [WORDS[(h >> (6 * i)) % len(WORDS)] for i in range(4)]
         items.append(
-            f"{_VERBS[h % len(_VERBS)]} the {words[0]} {words[1]} of {words[2]} "
+            f"{VERBS[h % len(VERBS)]} the {words[0]} {words[1]} of {words[2]} "
             f"{words[3]} for {use_case}, using {skills}."
         )
     return {"instructions": items}
@@ -302,6 +206,24 @@ def evolve(prompt: str) -> dict[str, Any]:
     return {"instruction": f"{given} [{' '.join(method.split()[:3])}]"}
 
 
+def grow_tree(prompt: str) -> dict[str, Any]:
+    """Tree-Instruct: the instruction with the nodes it was asked to add."""
+    given = _between(prompt, "Instruction:\n", "\n\nReply with")
+    nodes = count_in(prompt, r"Add exactly (\d+) new nodes", 10)
+    return {
+        "tree": f"(task {given[:40]})",
+        "expanded_tree": f"(task {given[:40]} +{nodes})",
+        "instruction": f"{given} [with {nodes} more nodes]",
+    }
+
+
+def rating(prompt: str) -> dict[str, Any]:
+    """AlpaGasus: a rating of 3, 4, 4.5 or 5, a function of the pair (half pass 4.5)."""
+    pair = _between(prompt, "[Instruction]\n", "[The End of")
+    score = (5.0, 3.0, 4.5, 4.0)[digest(pair) % 4]
+    return {"score": score, "explanation": "The answer addresses the instruction."}
+
+
 def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> str:
     """The Vicuna-style reply: one line with both scores; and, asked for it (the
     evaluation's prompt), an explanation on the lines after."""
@@ -341,7 +263,7 @@ def answer(prompt: str, model: str, tokens: int = 0) -> str:
         words: list[str] = []
         start = digest(prompt)
         while sum(len(word) + 1 for word in words) < 4 * tokens:
-            words.append(_WORDS[(start + len(words)) % len(_WORDS)])
+            words.append(WORDS[(start + len(words)) % len(WORDS)])
         text = f"{text}\n\n{' '.join(words)}."
     return text
 

@@ -19,7 +19,7 @@ from codeclm.engine.run import RunResult
 from codeclm.engine.threads import RunStats
 from codeclm.evaluation import EVAL_FAILED, JUDGMENTS
 from codeclm.handle import Folder
-from codeclm.records import CostRecord, EvalRecord, EvalResult, grouped_failures
+from codeclm.records import CostRecord, EvalRecord, EvalResult, RunRecord, grouped_failures
 
 
 def status_table(stats: RunStats, started: float) -> Table:
@@ -128,6 +128,29 @@ class LiveProgress:
         self.phase = stats.phase
 
 
+def _left_out_lines(record: RunRecord) -> list[str]:
+    """What the summary says of pairs left out or flagged: contaminated ones, and kept
+    pairs whose target's answer was cut or refused."""
+    counts, lines = record.counts, []
+    if (found := record.decontamination) is not None:
+        named = "the evaluation part codeclm split wrote" if found.from_split else "--decontaminate"
+        lines.append(
+            f"decontaminated against {found.items} items of {named} ({found.rule}): "
+            f"{counts.contaminated} pairs left out (dropped.jsonl: contaminated)"
+        )
+    if counts.target_cut:
+        lines.append(
+            f"{counts.target_cut} kept pairs had a target answer cut at its budget (judged "
+            "as it stood; the strong answer is their response)"
+        )
+    if counts.target_refused:
+        lines.append(
+            f"{counts.target_refused} kept pairs had a refusing target (the strong answer is "
+            "their response; export --no-target-refusals leaves them out)"
+        )
+    return lines
+
+
 def print_run_summary(result: RunResult) -> None:
     record, counts = result.record, result.counts
     console = Console()
@@ -169,23 +192,8 @@ def print_run_summary(result: RunResult) -> None:
             f"missing[/]: {grouped_failures(failures)}."
             + (" Run the same command again to retry what failed." if passing else "")
         )
-    if (found := record.decontamination) is not None:
-        named = "the evaluation part codeclm split wrote" if found.from_split else "--decontaminate"
-        console.print(
-            f"  decontaminated against {found.items} items of {named} ({found.rule}): "
-            f"{counts.contaminated} pairs left out (dropped.jsonl: contaminated)",
-            highlight=False,
-        )
-    if counts.target_cut:
-        console.print(
-            f"  {counts.target_cut} kept pairs had a target answer cut at its budget (judged "
-            "as it stood; the strong answer is their response)"
-        )
-    if counts.target_refused:
-        console.print(
-            f"  {counts.target_refused} kept pairs had a refusing target (the strong answer is "
-            "their response; export --no-target-refusals leaves them out)"
-        )
+    for line in _left_out_lines(record):
+        console.print(f"  {line}", highlight=False)
     for role, u in record.usage.items():
         console.print(
             f"  {role}: {u.calls} calls, {u.input_tokens:,} input + {u.output_tokens:,} output "

@@ -49,6 +49,8 @@ _RUN_FLAGS = (
     "dedup",
     "label_similarity",
     "evol_rounds",
+    "tree_nodes",
+    "rating_threshold",
     "max_cost",
 )
 

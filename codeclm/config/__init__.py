@@ -6,33 +6,22 @@ variable, never the key, so nothing written from it can leak a secret.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, model_validator
 
+from codeclm.config.base import MAX_TURNS, ConfigError, ModelSettings
+from codeclm.config.evaluation import EvalConfig
 from codeclm.config.fields import RESERVED_FIELDS, MetadataField
-from codeclm.config.roles import (
-    CEILING_DEFAULT,
-    DEFAULT_API_KEY_ENV,
-    ROLE_PACING,
-    Price,
-    RoleConfig,
-)
+from codeclm.config.roles import DEFAULT_API_KEY_ENV, Price, RoleConfig
 from codeclm.methods import METHODS, Method, methods_help
 
 __all__ = [
     "DEFAULT_API_KEY_ENV",
+    "MAX_TURNS",
     "RESERVED_FIELDS",
     "ConfigError",
     "EvalConfig",
@@ -47,101 +36,6 @@ __all__ = [
     "resolve_config",
     "resolve_settings",
 ]
-
-
-MAX_TURNS = 4
-"""The most user turns a conversation may have (``--turns``)."""
-
-
-class ConfigError(ValueError):
-    """Bad configuration; the CLI prints it as one line and exits 2."""
-
-
-class ModelSettings(BaseModel):
-    """What every command that calls models shares: its roles, pacing, retries and cache."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: The model roles this command uses, each a ``RoleConfig`` field of the same name.
-    ROLES: ClassVar[tuple[str, ...]] = ("strong", "target")
-
-    concurrency: int = Field(
-        8, ge=1, description="LLM requests in flight at once, and threads run at once"
-    )
-    adaptive: bool = Field(
-        True,
-        description="adapt each endpoint's requests in flight to what it takes (fewer on "
-        "429s, 503s and queueing; more while it keeps up), never above --concurrency",
-    )
-    seed: int = Field(0, description="seeds every random choice, so a run is reproducible")
-    attempts: int = Field(
-        5,
-        ge=1,
-        description="tries per LLM step before it is recorded failed (5: a 503 or 429 three "
-        "times in a row is ordinary at a busy provider)",
-    )
-    backoff: float = Field(1.0, ge=0, description="seconds before the first retry (doubles)")
-    cache: bool = Field(True, description="answer repeated requests from DIR/llm_cache.sqlite")
-    batch: bool = Field(
-        False,
-        description="send the requests through the providers' Batch API (half price; "
-        "replies within hours): docs/cost.md",
-    )
-    batch_poll_seconds: float = Field(30.0, gt=0, description="seconds between batch polls")
-    batch_quiet_seconds: float = Field(
-        1.0, gt=0, description="a batch is submitted once no new request came for this long"
-    )
-    batch_max_lines: int = Field(50_000, ge=1, description="requests per batch file at most")
-    max_cost: float | None = Field(
-        None,
-        gt=0,
-        description="USD the run may spend in all; it stops before a request that could pass "
-        "it (counting requests in flight at their max_tokens) and goes on when run again "
-        "with a higher cap",
-    )
-    prompts_dir: str | None = Field(None, description="folder of prompt files overriding ours")
-    strong: RoleConfig = Field(default_factory=RoleConfig)
-    target: RoleConfig = Field(default_factory=RoleConfig)
-
-    @field_validator("prompts_dir")
-    @classmethod
-    def _prompts_dir_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_dir():
-            raise ValueError(f"prompts_dir {value!r} is not a folder")
-        return value
-
-    def role(self, name: str) -> RoleConfig:
-        role: RoleConfig = getattr(self, name)
-        return role
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings that change what a run produces (limits and retrying do not)."""
-        pacing = set(ROLE_PACING)
-        exclude: dict[str, Any] = {
-            key: True
-            for key in (
-                "concurrency",
-                "adaptive",
-                "attempts",
-                "backoff",
-                "cache",
-                "max_cost",
-                "batch",
-                "batch_poll_seconds",
-                "batch_quiet_seconds",
-                "batch_max_lines",
-            )
-        }
-        exclude.update({role: pacing for role in self.ROLES})
-        fields = self.model_dump(exclude=exclude, mode="json")
-        for role in self.ROLES:  # added later: at its default, a run begun before keeps going
-            if fields[role].get("max_tokens_ceiling") == CEILING_DEFAULT:
-                del fields[role]["max_tokens_ceiling"]
-        return fields
-
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.fingerprint_fields(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class RunConfig(ModelSettings):
@@ -224,6 +118,12 @@ class RunConfig(ModelSettings):
         "is never part of a response, an improved instruction, or what the judge sees",
     )
     evol_rounds: int = Field(4, ge=1, description="evol-instruct: evolution rounds per seed")
+    tree_nodes: int = Field(
+        10, ge=1, le=20, description="tree-instruct: nodes added to each instruction's tree"
+    )
+    rating_threshold: float = Field(
+        4.5, ge=0, le=5, description="alpagasus: the rating (0 to 5) a pair needs to be kept"
+    )
     rouge_threshold: float = Field(
         0.7, gt=0, le=1, description="self-instruct: ROUGE-L above which a new one is rejected"
     )
@@ -247,8 +147,9 @@ class RunConfig(ModelSettings):
             "metadata_fields": not self.metadata_fields,
             "turns": self.turns == 1,
         }
+        own = set(METHODS[self.method].settings)
         for spec in METHODS.values():  # settings of another method
-            unused.update((key, True) for key in spec.settings if spec.name != self.method)
+            unused.update((key, True) for key in spec.settings if key not in own)
         return {key: value for key, value in fields.items() if not unused.get(key)}
 
     @model_validator(mode="after")
@@ -271,59 +172,6 @@ class RunConfig(ModelSettings):
         if self.review == "metadata" and not METHODS[self.method].makes_metadata:
             raise ValueError(f"review 'metadata': the method {self.method} makes no metadata pool")
         return self
-
-
-class EvalConfig(ModelSettings):
-    """``codeclm eval``: target and strong answer each benchmark item, the judge scores."""
-
-    ROLES: ClassVar[tuple[str, ...]] = ("strong", "target", "judge")
-
-    judge: RoleConfig = Field(default_factory=RoleConfig)
-    limit: int | None = Field(None, gt=0, description="evaluate only the first N items")
-    turns: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_TURNS,
-        strict=True,
-        description="judge each item's first T turns (MT-Bench has 2; each later turn asked "
-        "after the model's own earlier answers); default: every turn an item has; 1: the "
-        "first turn only",
-    )
-
-    self_judge: bool = Field(
-        False,
-        strict=True,
-        description="let the strong model judge its own answers (not the paper's protocol, "
-        "which judges with a third model: --judge-model)",
-    )
-
-    @property
-    def judge_named(self) -> bool:
-        """The judge names its own model or endpoint (a third model, as the paper's)."""
-        return bool(self.judge.model or self.judge.base_url)
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """As a run's; ``limit`` is left out, so a later call may evaluate more items (and
-        ``self_judge``: the judge's own settings are in it)."""
-        fields = super().fingerprint_fields()
-        fields.pop("limit", None)
-        fields.pop("self_judge", None)
-        if self.turns in (None, 1):  # the first turn only: as before --turns existed
-            fields.pop("turns", None)
-        return fields
-
-    @model_validator(mode="before")
-    @classmethod
-    def _judge_defaults_to_strong(cls, values: Any) -> Any:
-        """With ``self_judge``, the strong model judges (unless the judge names its own model
-        or endpoint, which ``api.evaluate`` refuses beside it); the judge's own settings
-        (e.g. ``max_tokens``) apply on top of the strong model's."""
-        if not isinstance(values, dict) or values.get("self_judge") is not True:
-            return values
-        judge = dict(values.get("judge") or {})
-        if not judge.get("model") and not judge.get("base_url"):
-            values = {**values, "judge": {**dict(values.get("strong") or {}), **judge}}
-        return values
 
 
 S = TypeVar("S", bound=ModelSettings)

@@ -38,6 +38,8 @@ OUTPUT_TOKENS = {
     "improve": 60,
     "write_turns": 60,
     "evolve": 60,
+    "grow_tree": 250,  # the tree, the grown tree and the new instruction
+    "rate": 60,
     "bootstrap": 30,  # per instruction
 }
 
@@ -125,6 +127,8 @@ def _prompt_tokens(config: RunConfig, prompts: Prompts, seed_tokens: int) -> dic
         "improve": prompts.render("improve", instruction=instruction, action="an action", **base),
         "evolve": prompts.render("evolve_depth", instruction=instruction, method="a method"),
         "bootstrap": prompts.render("self_instruct", examples=instruction * 8, n=8),
+        "grow_tree": prompts.render("tree_instruct", instruction=instruction, nodes=10),
+        "rate": prompts.render("rate_quality", instruction=instruction, answer=answer),
     }
     rendered["answer_strong"] = rendered["answer"]
     for turn in range(2, config.turns + 1):  # a conversation's later turns: more to read
@@ -173,6 +177,10 @@ def _calls(config: RunConfig, seeds: int) -> dict[str, tuple[float, float]]:
             calls["improve/strong"] = (n, n)
         elif spec.shape == "evolve":
             calls["evolve/strong"] = (n * config.evol_rounds, n * config.evol_rounds)
+        elif spec.shape == "tree":
+            calls["grow_tree/strong"] = (n, n)
+        elif spec.shape == "rate":
+            calls["rate/strong"] = (n, n)
     written = calls.get("improve/strong", (0, 0))  # a rewrite writes the turns after it anew
     for turn in range(2, config.turns + 1):  # each later turn: written, answered and judged
         calls[f"write_turns turn {turn}/strong"] = (n + written[0], n + written[1])

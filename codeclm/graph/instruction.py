@@ -10,7 +10,9 @@ judge_loop (codeclm, the full method: Self-Rubrics and Contrastive Filtering)::
 
 answer (codeclm-metadata, self-instruct):  START ─▶ answer_strong ─▶ END
 improve_once (codeclm-rubrics):  START ─▶ improve (if there are actions) ─▶ answer_strong ─▶ END
-evolve (evol-instruct):  START ─▶ evolve ×rounds ─▶ answer_strong ─▶ END
+evolve (evol-instruct, wizardlm-plus):  START ─▶ evolve ×rounds ─▶ answer_strong ─▶ END
+tree (tree-instruct):  START ─▶ grow_tree ─▶ answer_strong ─▶ END
+rate (alpagasus):  START ─▶ answer_strong ─▶ rate (if answered) ─▶ END
 
 ``answer`` sends the strong and the target request at once; ``judge`` sends both orders.
 
@@ -29,15 +31,20 @@ from langgraph.types import RetryPolicy
 
 from codeclm.context import PipelineContext
 from codeclm.methods import method_spec
+from codeclm.nodes.baseline_steps import (
+    evolve,
+    grow_tree,
+    rate,
+    route_after_answer_strong,
+    route_after_evolve,
+)
 from codeclm.nodes.instruction import (
     answer,
     answer_strong,
-    evolve,
     improve,
     judge,
     record_failure,
     route_after_answer,
-    route_after_evolve,
     route_after_judge,
     route_start_rubrics_only,
 )
@@ -78,7 +85,12 @@ def build_instruction_graph(
         builder.add_edge("improve", first)  # (the turns after the rewritten one, anew)
         return builder
     builder.add_node("answer_strong", answer_strong)
-    builder.add_edge("answer_strong", END)
+    if shape == "rate":
+        builder.add_node("rate", rate)
+        builder.add_conditional_edges("answer_strong", route_after_answer_strong, ["rate", END])
+        builder.add_edge("rate", END)
+    else:
+        builder.add_edge("answer_strong", END)
     if shape == "improve_once":
         builder.add_node("improve", improve)
         start = partial(route_start_rubrics_only, answers=first)
@@ -89,6 +101,10 @@ def build_instruction_graph(
         builder.add_edge(START, "evolve")
         route = partial(route_after_evolve, rounds=evol_rounds, answers=first)
         builder.add_conditional_edges("evolve", route, ["evolve", first])
-    else:  # "answer"
+    elif shape == "tree":
+        builder.add_node("grow_tree", grow_tree)
+        builder.add_edge(START, "grow_tree")
+        builder.add_edge("grow_tree", first)
+    else:  # "answer", "rate"
         builder.add_edge(START, first)
     return builder

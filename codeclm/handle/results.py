@@ -98,7 +98,7 @@ def test_items(
         files=list(config.decontaminate),
         items=found.items,
         rule=found.rule,
-        from_split=bool(inputs.seeds) and config.decontaminate == split_test_files(inputs.seeds),
+        from_split=config.decontaminate == split_test_files(inputs.seeds or ""),
     )
     return found, record
 

@@ -24,7 +24,7 @@ from codeclm.nodes.pairs import (
     judge_turns,
     mean_scores,
 )
-from codeclm.nodes.replies import EvolvedInstruction, ImprovedInstruction
+from codeclm.nodes.replies import ImprovedInstruction
 from codeclm.nodes.turns import improve_prompt, rewritten, turn_to_improve
 from codeclm.state import (
     InstructionState,
@@ -249,76 +249,6 @@ def route_after_judge(state: InstructionState) -> str:
 def route_start_rubrics_only(state: InstructionState, answers: str = "answer_strong") -> str:
     """codeclm-rubrics: improve once with a Self-Rubrics action, if the entry has any."""
     return "improve" if state.candidate_actions else answers
-
-
-# ---- Evol-Instruct (WizardLM): in-depth and in-breadth evolution -------------------------
-
-#: WizardLM's in-depth operators, as the ``$method`` of evolve_depth.md ("complicate the
-#: input" is left out: it needs a structured input, such as a table, to rewrite).
-DEPTH_OPERATORS: dict[str, str] = {
-    "add constraints": "Please add one more constraint or requirement into #The Given Prompt#.",
-    "deepening": "If #The Given Prompt# contains inquiries about certain issues, the depth "
-    "and breadth of the inquiry can be increased.",
-    "concretizing": "Please replace general concepts with more specific concepts.",
-    "increase reasoning steps": "If #The Given Prompt# can be solved with just a few simple "
-    "thinking processes, you can rewrite it to explicitly request multiple-step reasoning.",
-}
-BREADTH = "in-breadth"
-_COPIED_MARKERS = ("given prompt", "rewritten prompt", "#rewritten", "#created")
-
-
-def choose_evolution(state: InstructionState, seed: int) -> str:
-    """One of the four in-depth operators or in-breadth, uniformly, seeded per round."""
-    rng = random.Random(f"{seed}:{state.id}:evolve:{state.iteration}")
-    return rng.choice([*DEPTH_OPERATORS, BREADTH])
-
-
-def eliminated(before: str, after: str) -> str | None:
-    """WizardLM's elimination rules that need no extra call: why an evolution failed, if it did.
-
-    An evolution that changed nothing (no information gain), that copied the rewriting
-    prompt's own words, or that declines the task (``declines_task``, the rule of every
-    method's user-voice text) is thrown away, and the instruction stays as it was.
-    """
-    if " ".join(after.lower().split()) == " ".join(before.lower().split()):
-        return "no change"
-    if any(marker in after.lower() for marker in _COPIED_MARKERS):
-        return "copied the rewriting prompt"
-    if declines_task(after):
-        return "refused"
-    return None
-
-
-async def evolve(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """One Evol-Instruct round: rewrite the instruction in depth or in breadth."""
-    ctx = pipeline_context(runtime)
-    operator = choose_evolution(state, ctx.config.seed)
-    if operator == BREADTH:
-        prompt = ctx.prompts.render("evolve_breadth", instruction=state.instruction)
-    else:
-        prompt = ctx.prompts.render(
-            "evolve_depth", instruction=state.instruction, method=DEPTH_OPERATORS[operator]
-        )
-    # Threads evolving the same seed send the same prompt: a sampling seed of their own
-    # keeps their replies apart (and apart in the response cache).
-    sampling_seed = random.Random(f"{ctx.config.seed}:{state.id}:{state.iteration}").getrandbits(31)
-    reply, usage = await ctx.strong.structured(prompt, EvolvedInstruction, seed=sampling_seed)
-    why = eliminated(state.instruction, reply.instruction)
-    return {
-        "instruction": state.instruction if why else reply.instruction,
-        "iteration": state.iteration + 1,
-        "actions_applied": [
-            *state.actions_applied,
-            f"{operator} (eliminated: {why})" if why else operator,
-        ],
-        **spent("evolve", strong=usage),
-    }
-
-
-def route_after_evolve(state: InstructionState, rounds: int, answers: str = "answer_strong") -> str:
-    """``rounds`` evolutions (iteration 1 is the seed itself), then the strong answer
-    (``answers``: the node before it, writing the user's later turns)."""
-    return "evolve" if state.iteration <= rounds else answers
 
 
 def record_failure(state: InstructionState, error: NodeError) -> Command[Any]:

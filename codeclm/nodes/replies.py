@@ -137,6 +137,23 @@ class ImprovedInstruction(BaseModel):
     ]
 
 
+class QualityRating(BaseModel):
+    """AlpaGasus's rating of a pair's accuracy, 0 to 5, with a short explanation."""
+
+    model_config = _STRICT
+    score: Annotated[float, Field(ge=0, le=5)]
+    explanation: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class TreeInstruction(BaseModel):
+    """Tree-Instruct's semantic tree, the tree with its added nodes, the new instruction."""
+
+    model_config = _STRICT
+    tree: Annotated[str, StringConstraints(max_length=3000)] = ""
+    expanded_tree: Annotated[str, StringConstraints(max_length=4000)] = ""
+    instruction: InstructionText
+
+
 class EvolvedInstruction(BaseModel):
     """Evol-Instruct's rewritten (in depth) or newly created (in breadth) instruction."""
 

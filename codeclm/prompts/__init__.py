@@ -32,10 +32,13 @@ PROMPT_VARIABLES: dict[str, frozenset[str]] = {
     "improve_turn": frozenset({"instruction", "action", "use_case", "skills", "earlier", "turn"}),
     "judge_turn": frozenset({"instruction", "conversation_1", "conversation_2", "turn"}),
     "judge_eval_turn": frozenset({"instruction", "conversation_1", "conversation_2", "turn"}),
-    # The baselines (run --method self-instruct | evol-instruct).
+    # The baselines (run --method self-instruct | alpagasus | evol-instruct |
+    # wizardlm-plus | tree-instruct).
     "self_instruct": frozenset({"examples", "n"}),
+    "rate_quality": frozenset({"instruction", "answer"}),
     "evolve_depth": frozenset({"instruction", "method"}),
     "evolve_breadth": frozenset({"instruction"}),
+    "tree_instruct": frozenset({"instruction", "nodes"}),
 }
 
 

@@ -226,7 +226,8 @@ def _turn_of(node: str) -> int | None:
     name, _, turn = node.partition(" turn ")
     if turn:
         return int(turn)
-    return 1 if name in ("answer", "answer_strong", "judge", "improve", "evolve") else None
+    firsts = ("answer", "answer_strong", "judge", "improve", "evolve", "grow_tree", "rate")
+    return 1 if name in firsts else None
 
 
 def update_figures(run: RunData) -> list[dict[str, Any]]:

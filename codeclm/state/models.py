@@ -184,6 +184,8 @@ class InstructionState(BaseModel):
     target_refused: bool = False
     """The target declined to answer (asked again with other seeds): a real weakness of
     the target, so the pair is judged, but a refusal is never kept as the response."""
+    rating: float | None = None
+    """alpagasus: the strong model's rating of the pair's accuracy (0 to 5)."""
     target_cut: bool = False
     """The target's answer stopped at its ``max_tokens`` (the paper's budget, never asked
     again larger): judged as it stands, never kept as the response."""
