@@ -91,6 +91,7 @@ def judgment_row(state: EvalItemState) -> JudgmentRow:
         strong_follow_up_answers=state.strong_follow_up_answers,
         target_follow_up_answers=state.target_follow_up_answers,
         turn_outcomes=list(state.turn_outcomes),
+        item_outcome=item_outcome(state) if state.turn_scores else None,
         turn_scores_strong_first=[list(s.strong_first) for s in turns],
         turn_scores_target_first=[list(s.target_first) for s in turns],
     )

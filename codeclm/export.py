@@ -80,6 +80,17 @@ def _flat(row: DatasetRow) -> dict[str, Any]:
     }
 
 
+def _decontamination_lines(record: RunRecord) -> list[str]:
+    """What the card says of the evaluation items the pairs were checked against."""
+    found = record.decontamination
+    if found is None:
+        return ["- not checked against any evaluation set (`codeclm run --decontaminate`)"]
+    return [
+        f"- decontaminated against {found.items} evaluation items ({found.rule}): "
+        f"{record.counts.contaminated} pairs left out as contaminated"
+    ]
+
+
 def dataset_card(record: RunRecord, rows: int) -> str:
     """README.md of the exported dataset: what made it, and the run's full config."""
     counts = record.counts
@@ -105,6 +116,7 @@ def dataset_card(record: RunRecord, rows: int) -> str:
         f"- target model: `{models.get('target')}`",
         f"- instructions: {counts.instructions}, kept: {counts.kept}, "
         f"dropped: {counts.dropped}, failed: {counts.failed}",
+        *_decontamination_lines(record),
         "",
         "Columns: `instruction`, `response` (a conversation's first turn), `messages` (chat "
         "format, every turn), `response_source` (which model wrote the responses), "

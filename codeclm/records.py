@@ -53,10 +53,11 @@ class Counts(BaseModel):
     dropped: int = 0
     duplicates: int = 0
     surplus: int = 0
+    """``--pairs``: kept pairs beyond N, left out of a sample spread over the metadata
+    entries (in dropped.jsonl)."""
     contaminated: int = 0
     """Kept pairs that copy or nearly copy an evaluation item (``--decontaminate``), in
     dropped.jsonl as 'contaminated': never data."""
-    """``--pairs``: kept pairs beyond N, from the last wave (in dropped.jsonl)."""
     pairs_requested: int | None = None
     """``--pairs``: the budget in kept pairs (``instructions_requested``: what it took)."""
     failed: int = 0

@@ -149,6 +149,9 @@ class JudgmentRow(BaseModel):
     target_follow_up_answers: list[str] = Field(default_factory=list, exclude_if=_empty)
     turn_outcomes: list[str] = Field(default_factory=list, exclude_if=_empty)
     """Each turn's outcome (the first is ``outcome``)."""
+    item_outcome: str | None = Field(None, exclude_if=lambda value: value is None)
+    """A conversation's outcome, from its turns' mean scores in each order: what the
+    tables of eval.json count (a single turn's is ``outcome``)."""
     turn_scores_strong_first: list[list[int | float]] = Field(
         default_factory=list, exclude_if=_empty
     )

@@ -278,3 +278,31 @@ def test_a_rewrite_cut_at_the_ceiling_is_no_failure(mock_llm: MockLLM, tmp_path:
         assert row["instruction"] == row["basic_instruction"]
     budgets = sorted({c.max_tokens for c in mock_llm.calls("ImprovedInstruction")})
     assert budgets == [256, 512]
+
+
+def test_a_run_that_dropped_cut_target_answers_answers_them_again(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """A run made by the previous version dropped an instruction whose target answer was
+    cut ('target answer cut at N tokens'): run again, such a thread is answered and judged
+    now, and nothing in dropped.jsonl reads so any more."""
+    import asyncio
+
+    from codeclm.graph import thread_config
+    from codeclm.handle import RunHandle
+
+    out = tmp_path / "out"
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=6, metadata=3) == 0
+    ident = read_jsonl(out / "dataset.jsonl")[0]["id"]
+
+    async def drop_as_before() -> None:  # what the previous version wrote for such a pair
+        handle = await RunHandle.find(out)
+        async with handle.read() as view:
+            old = {"status": "dropped", "reason": "target answer cut at 8192 tokens"}
+            await view.instructions.aupdate_state(thread_config(ident), old, as_node="answer")
+
+    asyncio.run(drop_as_before())
+    assert run_cli(_seeds(tmp_path), mock_llm, out, instructions=6, metadata=3) == 0
+    kept, dropped, _ = _rows(out)
+    assert ident in {r["id"] for r in kept}
+    assert not [r for r in dropped if "answer cut" in (r["reason"] or "")]

@@ -311,3 +311,20 @@ def test_eval_refuses_more_turns_than_the_benchmark_has(
     assert main([*eval_args(mock_llm, bench, tmp_path / "e"), "--turns", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--turns 2" in err and "at most 1" in err, err
+
+
+def test_an_evaluation_that_asked_again_is_not_mixed_with_first_answers(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An evaluation made before first answers (it asked again while a model refused, and
+    a cut answer with a larger budget) is refused, naming the setting, not mixed in."""
+    out = tmp_path / "eval"
+    assert main(eval_args(mock_llm, bench, out, "--limit", "2")) == 0
+    record = json.loads((out / "eval.json").read_text())
+    assert record["fingerprint"]["settings"]["answers"] == "first"
+    del record["fingerprint"]["settings"]["answers"]  # as the previous version wrote it
+    (out / "eval.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(eval_args(mock_llm, bench, out)) == 2
+    err = capsys.readouterr().err
+    assert "different settings" in err and "answers" in err, err

@@ -286,3 +286,25 @@ def test_wizardlm_plus_evolves_codeclms_basic_instructions(
     assert all(r["metadata"]["use_case"] and len(r["actions"]) == 2 for r in rows)
     seeds = {json.loads(line)["instruction"] for line in seeds_file.read_text().splitlines()}
     assert not [r for r in rows if r["basic_instruction"] in seeds], "decoded, not the seeds"
+
+
+def test_the_new_baselines_run_at_equal_pairs_and_sit_in_the_reports_comparison(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The paper compares every method at the same number of pairs: each new baseline
+    reaches ``--pairs`` and appears in ``run --help`` and in the report's comparison."""
+    from codeclm.cli import main
+
+    runs = []
+    for method in ("alpagasus", "tree-instruct", "wizardlm-plus"):
+        summary = _run(mock_llm, seeds_file, tmp_path / method, method, pairs=8)
+        assert summary["counts"]["kept"] == 8, method
+        runs.append(str(tmp_path / method))
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(m in shown for m in ("alpagasus:", "tree-instruct:", "wizardlm-plus:"))
+    assert main(["report", *runs, "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "report.md").read_text().split("\n## ")[0]
+    for method in ("alpagasus", "tree-instruct", "wizardlm-plus"):
+        assert f"| {method} |" in table, method

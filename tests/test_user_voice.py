@@ -35,12 +35,32 @@ DECLINES = (
     "I'm sorry, but I can't help with creating malware.",
     "Unfortunately, I can't assist with that.",
     "I’m sorry, but I can’t help with that.",
+    "I can't help with creating malware.",
+    "I cannot help with that request because it could cause harm.",
+    "I'm sorry, but I can't rewrite that.",
+    "I'm afraid I can't help with that.",
+    "I cannot provide instructions for making weapons.",
+    "I'm sorry, but I can't help with that. However, I can help you with something else.",
+    "I can't assist with that request. If you have other questions, feel free to ask!",
+    "I must decline.",
+)
+
+#: Requests that open like a decline and go on to ask: the user's voice all the same.
+REQUESTS_THAT_OPEN_LIKE_A_DECLINE = (
+    "I need to do this. Give me a step-by-step plan to move house.",
+    "I have to write this. It is a wedding toast for my brother.",
+    "Sorry, I can't do it. Can you explain recursion again?",
+    "I can't do that. Our firewall blocks pip - what's another way to install it?",
+    "I can't help with cooking tonight, suggest a quick takeout plan.",
+    "I can't make it to the meeting on Friday; write a note to my team.",
+    "I won't be able to help with the move because of work. Draft a text to my sister.",
 )
 
 
 def test_first_person_requests_are_the_users_and_declines_are_caught() -> None:
     assert len(FIRST_PERSON_REQUESTS) >= 30
     assert [text for text in FIRST_PERSON_REQUESTS if declines_task(text)] == []
+    assert [text for text in REQUESTS_THAT_OPEN_LIKE_A_DECLINE if declines_task(text)] == []
     assert [text for text in DECLINES if not declines_task(text)] == []
 
 
@@ -68,7 +88,18 @@ def _first_person(text: str) -> bool:
     return any(text.startswith(request) for request in FIRST_PERSON_REQUESTS)
 
 
-@pytest.mark.parametrize("method", ["codeclm", "self-instruct", "evol-instruct"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "codeclm",
+        "codeclm-rubrics",
+        "self-instruct",
+        "alpagasus",
+        "evol-instruct",
+        "wizardlm-plus",
+        "tree-instruct",
+    ],
+)
 def test_first_person_requests_stay_in_every_method(
     mock_llm: MockLLM, tmp_path: Path, method: str
 ) -> None:
@@ -82,7 +113,9 @@ def test_first_person_requests_stay_in_every_method(
     rows = read_jsonl(out / "dataset.jsonl") + read_jsonl(out / "dropped.jsonl")
     assert len(rows) == 24 and not read_jsonl(out / "failed.jsonl")
     assert not [r for r in rows if "refused" in (r.get("reason") or "")]
-    if method != "evol-instruct":  # (evol-instruct starts from the seeds themselves)
+    if method == "alpagasus":
+        assert all("(AlpaGasus)" in r["reason"] for r in read_jsonl(out / "dropped.jsonl"))
+    if method not in ("evol-instruct", "tree-instruct"):  # (these start from the seeds)
         basic = [r["basic_instruction"] or r["instruction"] for r in rows]
         assert sum(map(_first_person, basic)) >= 0.3 * len(basic)
     turns = [t for r in rows for t in (r.get("follow_ups") or [])] + [
@@ -91,7 +124,7 @@ def test_first_person_requests_stay_in_every_method(
     assert turns and any(map(_first_person, turns)), "later turns in the first person too"
     actions = [a for r in rows for a in r.get("actions", [])]
     assert not [a for a in actions if "refused" in a], "no rewrite taken for a refusal"
-    if method == "codeclm":
+    if method in ("codeclm", "codeclm-rubrics"):
         rewritten = [r["instruction"] for r in rows if r["iteration"] > 1]
         assert any(map(_first_person, rewritten)), "rewrites in the first person kept"
 

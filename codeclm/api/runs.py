@@ -19,7 +19,8 @@ from codeclm.cost.prices import config_prices
 from codeclm.engine.prepare import plan_update
 from codeclm.engine.run import RunResult, execute, join
 from codeclm.engine.threads import RunStats
-from codeclm.handle import RunHandle, RunNotFound
+from codeclm.handle import Folder, RunHandle, RunNotFound
+from codeclm.handle.screening import test_items
 from codeclm.methods import method_spec
 from codeclm.prompts import load_prompts
 from codeclm.records import RunInputs
@@ -40,17 +41,27 @@ def _seeds(seeds: Path | str | Sequence[str] | None, field: str | None) -> list[
     ]
 
 
-def with_test_files(cfg: RunConfig, seeds: Path | str | Sequence[str] | None) -> RunConfig:
-    """``--decontaminate``'s files checked and resolved; seeds that ``codeclm split`` wrote
-    are checked against the evaluation part beside them, without the flag."""
-    files = list(cfg.decontaminate)
+def with_test_files(
+    cfg: RunConfig, seeds: Path | str | Sequence[str] | None, out: Path
+) -> RunConfig:
+    """``--decontaminate``'s files checked and resolved, with those the run in ``out``
+    already holds (a test file, once named, stays: a re-run cannot bring its items back as
+    data); seeds that ``codeclm split`` wrote are checked against the evaluation part
+    beside them, without the flag."""
+    try:
+        prior = Folder(out).read_run()
+    except ConfigError:
+        prior = None  # (not a run's folder: said by the start of the run)
+    files = [str(Path(f).resolve()) for f in cfg.decontaminate]
+    recorded = prior.config.get("decontaminate") if prior is not None else None
+    files += [f for f in recorded or [] if f not in files]
     if not files and isinstance(seeds, str | Path):
         files = split_test_files(str(Path(seeds).resolve()))
     for name in files:
         if not Path(name).is_file():
             raise ConfigError(f"--decontaminate {name}: no such file")
         load_items(Path(name))  # a bad line is one line naming it, before anything runs
-    return cfg.model_copy(update={"decontaminate": [str(Path(f).resolve()) for f in files]})
+    return cfg.model_copy(update={"decontaminate": files})
 
 
 async def arun(
@@ -72,7 +83,7 @@ async def arun(
     ``instructions=200, strong={"model": "gpt-4o"}``. ``store``: a ``postgresql://`` URL to
     keep the run in (as ``run_name``, default the folder's name), which ``codeclm worker``
     processes can join; the outputs are written into ``out`` all the same."""
-    cfg = with_test_files(settings(RunConfig, config, overrides), seeds)
+    cfg = with_test_files(settings(RunConfig, config, overrides), seeds, Path(out))
     spec = StoreSpec.of(store, run_name, Path(out), lease_seconds)
     if (seeds is None) == (user_metadata is None):
         raise ConfigError("give either seeds or user_metadata (exactly one)")
@@ -175,6 +186,7 @@ async def aresume(
     ``--batch``, collecting the batches it left out (``detach``: stop again once every
     request waits on a batch)."""
     handle = await RunHandle.find(Path(out), store=store, run_name=run_name, overrides=overrides)
+    test_items(handle.config, handle.inputs)  # the recorded test files are still there
     if detach and not handle.config.batch:
         raise ConfigError(f"--detach leaves batches running: the run in {out} is not --batch")
     inputs = handle.inputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,11 @@ class EvalConfig(ModelSettings):
         "first turn only",
     )
 
+    answers: Literal["first"] = Field(
+        "first",
+        description="which answers are judged: each model's first, at its max_tokens "
+        "(recorded: an evaluation that asked again while a model refused resumes no more)",
+    )
     self_judge: bool = Field(
         False,
         strict=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -143,6 +144,16 @@ async def reset_failed(
     await graph.aupdate_state(config, reset, as_node=as_node)
 
 
+#: How an earlier version dropped an instruction whose target answer was cut: such a pair
+#: is judged now (the target's answer as it stands), so a re-run answers it again.
+_CUT_TARGET_DROP = re.compile(r"^target(?: \(turn \d+\))? answer cut at \d+ tokens")
+
+
+def dropped_for_a_cut_target(values: dict[str, Any]) -> bool:
+    """A thread an earlier version dropped for its target's cut answer."""
+    return bool(_CUT_TARGET_DROP.match(str(values.get("reason") or "")))
+
+
 async def run_threads(
     graph: Graph,
     context: Any,
@@ -178,6 +189,8 @@ async def run_threads(
         status = snapshot.values.get("status")
         if status == "failed":  # retried: a failure may be gone by now (dropped is final)
             await reset_failed(graph, config, snapshot.values.get("failed_node"), restart_from)
+        elif status == "dropped" and dropped_for_a_cut_target(snapshot.values):
+            await reset_failed(graph, config, "answer", restart_from)
         # Finished means our stored status says so. ``snapshot.next`` is empty too when a
         # kill fell after a step's tasks wrote their results but before its checkpoint.
         elif status in finished:

@@ -5,11 +5,12 @@ next wave is sized by the share kept so far; the waves stop once N pairs are kep
 the metadata pool can give no more instructions (said, as any dry pool is).
 
 Every decision is taken on finished threads only, counted as the outputs count them (after
-``--dedup``), so a run killed and resumed (or run again) takes the same waves and keeps the
-same pairs; only a thread that failed for a passing reason (a 503 burst outlasting its
-retries) can make two runs differ, and a pass that leaves such failures ends the waves (the
-next run retries them). A wave that keeps no new pair ends them too. The pairs kept
-beyond N by the last wave are written to ``dropped.jsonl`` as ``surplus``.
+``--decontaminate`` and ``--dedup``), so a run killed and resumed (or run again) takes the
+same waves and keeps the same pairs; only a thread that failed for a passing reason (a 503
+burst outlasting its retries) can make two runs differ, and a pass that leaves such
+failures ends the waves (the next run retries them). A wave that keeps no new pair ends
+them too. When more than N pairs are kept, a seeded sample of N spread over the metadata
+entries stays (``handle/screening.py``); the rest go to ``dropped.jsonl`` as ``surplus``.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_
 from codeclm.graph import thread_config as _thread
 from codeclm.handle.folder import Folder, check_same
 from codeclm.handle.record import Totals, run_record
-from codeclm.handle.results import Screens, test_items, write_outputs
+from codeclm.handle.results import write_outputs
+from codeclm.handle.screening import Screens, test_items
 from codeclm.handle.workspace import open_workspace, run_context
 from codeclm.llm.client import RoleModel
 from codeclm.outputs import CHECKPOINTS, DATASET, METADATA, RUN_JSON, make_folder, write_jsonl

@@ -94,55 +94,64 @@ def is_refusal(text: str) -> bool:
 # ---- the user's voice: instructions, rewrites and later turns ---------------------------
 # A user writes "I can't log in to the billing portal" or "I won't be able to attend, so
 # write a note": first-person requests, which ``is_refusal`` (for answers) would reject.
-# Text in the user's voice is a refusal only when it declines the task it was given:
-# a decline of "that" / "this request" and nothing more, an apology-led "I can't help with
-# …", or an AI speaking of itself.
-_APOLOGY = r"(?:(?:i(?:'|’)?m |i am )?(?:so |very |really )?sorry|i apologi[sz]e|unfortunately)"
-_MODAL = (
+# Text in the user's voice is a refusal only when the whole of it declines the task: a
+# decline of "that" / "this request" (or of writing such content), for a reason or none,
+# then at most the polite offers a model adds ("However, I can help with …").
+_PREFIX = (
+    r"(?:(?:(?:i(?:'|’)?m |i am )?(?:so |very |really )?sorry|i apologi[sz]e|unfortunately|"
+    r"i(?:'|’)m afraid|i am afraid)\b[^.!?\n]{0,40}?[,.!]?\s*(?:but\s+)?|"
+    r"as an ai(?: language model| assistant| model)?,\s*)"
+)
+_CANNOT = (
     r"(?:i (?:can(?:'|’)?t|can ?not|won(?:'|’)?t(?: be able to)?|will not(?: be able to)?|"
-    r"must|have to|need to|am (?:not able|unable|not allowed|not permitted) to)|"
+    r"am (?:not able|unable|not allowed|not permitted) to)|"
     r"i(?:'|’)m (?:not able|unable|not allowed|not permitted) to)"
 )
 _VERB = (
     r"(?:help|assist|comply|fulfil+|complete|do|provide|generate|create|write|produce|"
-    r"continue|engage|answer|respond|decline|refuse)"
+    r"continue|engage|answer|respond|rewrite|rephrase|modify|improve|change|edit|make)"
 )
 _THAT = (
     r"(?:that|this|it|your request|the request|this request|that request|such (?:a )?"
-    r"(?:request|task|content)|requests? like (?:this|that))"
+    r"(?:request|task|content)|requests? like (?:this|that))(?:\s+(?:request|task|for you|here))?"
 )
-_USER_VOICE_DECLINES = (
-    # "I can't help with that." / "Sorry, I cannot assist with this request."
-    re.compile(
-        rf"^\W*(?:{_APOLOGY}\b[^.!?\n]{{0,40}}?[,.!]?\s*(?:but\s+)?)?{_MODAL}\s+{_VERB}"
-        rf"(?:\s+(?:you\s+)?with)?(?:\s+{_THAT}(?:\s+(?:request|task|for you|here))?)?\s*"
-        r"(?:[.!]|$)",
-        re.IGNORECASE,
-    ),
-    # "I'm sorry, but I can't help with creating …" / "I apologize, but I cannot provide …"
-    re.compile(
-        rf"^\W*{_APOLOGY}\b[^.!?\n]{{0,20}}?,?\s*but\s+{_MODAL}\s+"
-        r"(?:(?:help|assist)(?:\s+you)?\s+with|provide|generate|create|write|produce|"
-        r"fulfil+|comply)\b",
-        re.IGNORECASE,
-    ),
-    # "As an AI language model, I …"
-    re.compile(r"^\W*as an ai(?: language model| assistant| model)?\s*,", re.IGNORECASE),
+#: What a model declines to write ("I cannot provide instructions for …").
+_CONTENT = (
+    r"(?:(?:any |such |that |this )?(?:instructions|information|content|guidance|assistance|"
+    r"advice|details|code|material)|(?:creating|writing|generating|providing|producing|making)"
+    r")\b[^,;?]*"
 )
+_REASON = r"(?:,?\s+(?:because|as|since|due to|given)\b[^?]*)?"
+_DECLINE_SENTENCE = re.compile(
+    rf"^\W*{_PREFIX}?(?:{_CANNOT}\s+{_VERB}(?:\s+(?:you\s+)?with)?(?:\s+(?:{_THAT}|{_CONTENT}))?"
+    rf"|i (?:must|have to|need to) (?:decline|refuse)(?:\s+{_THAT})?|i(?:'|’)m not able to "
+    rf"help|this (?:is not|isn(?:'|’)t) something i can (?:help|assist) with){_REASON}\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
+_AI_ITSELF = re.compile(r"^\W*as an ai(?: language model| assistant| model)?\s*,", re.IGNORECASE)
+#: Sentences a model adds after a decline: offers, apologies, invitations.
+_AFTERWORD = re.compile(
+    r"^\W*(?:however|but|instead|if you|is there|let me know|feel free|please|perhaps|"
+    r"would you like|i(?:'|’)d be happy|i would be happy|i(?:'|’)m happy|i am happy|"
+    r"i can (?:help|offer|suggest|provide)|i(?:'|’)m sorry|sorry|thank you|thanks)\b",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
 
 
 def declines_task(text: str) -> bool:
     """Whether text a model wrote in the user's voice (an instruction, a rewrite, a later
-    turn) declines the task instead: "I'm sorry, but I can't help with that.", "I cannot
-    assist with this request.", "As an AI language model, I …". A first-person request
-    ("I can't get my script to read the CSV", "I'm unable to log in …") is the user's.
-    """
+    turn) is a decline of the task instead: "I'm sorry, but I can't help with that.", "I
+    cannot provide instructions for making weapons.", "As an AI language model, I …". A
+    first-person request ("I can't get my script to read the CSV", "Sorry, I can't do it.
+    Can you explain recursion again?") is the user's."""
     stripped = text.strip()
-    return (
-        bool(stripped)
-        and len(stripped.split()) <= REFUSAL_MAX_WORDS
-        and any(pattern.match(stripped) for pattern in _USER_VOICE_DECLINES)
-    )
+    if not stripped or len(stripped.split()) > REFUSAL_MAX_WORDS:
+        return False
+    if _AI_ITSELF.match(stripped):
+        return True
+    first, *rest = [s.strip() for s in _SENTENCE.findall(stripped) if s.strip()]
+    return bool(_DECLINE_SENTENCE.match(first)) and all(_AFTERWORD.match(s) for s in rest)
 
 
 def json_values(text: str) -> Iterator[Any]:
@@ -203,7 +212,9 @@ def parse_reply(
             return schema.model_validate(_shaped(value, schema))
         except ValidationError as exc:
             first_error = first_error or exc.errors()[0]["msg"]
-    if not values and declines_task(text):  # no JSON: a decline of the step, not bad JSON
+    # no JSON: a decline of the step, not bad JSON (the user's voice: only a whole decline)
+    declined = declines_task if getattr(schema, "USER_VOICE", False) else is_refusal
+    if not values and declined(text):
         raise Refusal(f"refused: {' '.join(text.split())[:200]}")
     found = f"does not match {schema.__name__}: {first_error}" if first_error else "has no JSON"
     if cut:

@@ -66,6 +66,8 @@ async def ask_answer(
         usage = usage + used
         if not (reply.refused or not reply.content.strip()):
             break
+        if reply.cut and not policy.grow:  # empty at its budget: the same budget, the same
+            break
     return reply, usage
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -86,14 +86,19 @@ def _encoded_metadata(
     )
 
 
+class UserVoice(BaseModel):
+    """A reply written in the user's voice (instructions, rewrites, later turns): a bare
+    reply is a refusal only when it declines the task (``parsing.declines_task``), never
+    for a first-person request such as "I can't log in to the billing portal"."""
+
+    model_config = _STRICT
+    USER_VOICE: ClassVar[bool] = True
+
+
 @cache
 def _instruction_list(name: str, n: int) -> type[BaseModel]:
     """``{"instructions": [str × n]}`` under the schema name ``name``."""
-    return create_model(
-        name,
-        __config__=_STRICT,
-        instructions=_items(InstructionText, n, 1500),
-    )
+    return create_model(name, __base__=UserVoice, instructions=_items(InstructionText, n, 1500))
 
 
 def decoded_instructions(n: int) -> type[BaseModel]:
@@ -119,14 +124,14 @@ def self_rubrics(k: int) -> type[BaseModel]:
 REWRITE_CHARS = 6000
 
 
-class FollowUp(BaseModel):
+class FollowUp(UserVoice):
     """The user's next message in a conversation (``--turns``)."""
 
     model_config = _STRICT
     message: InstructionText
 
 
-class ImprovedInstruction(BaseModel):
+class ImprovedInstruction(UserVoice):
     """The rewritten, harder instruction."""
 
     model_config = _STRICT
@@ -145,7 +150,7 @@ class QualityRating(BaseModel):
     explanation: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
-class TreeInstruction(BaseModel):
+class TreeInstruction(UserVoice):
     """Tree-Instruct's semantic tree, the tree with its added nodes, the new instruction."""
 
     model_config = _STRICT
@@ -154,7 +159,7 @@ class TreeInstruction(BaseModel):
     instruction: InstructionText
 
 
-class EvolvedInstruction(BaseModel):
+class EvolvedInstruction(UserVoice):
     """Evol-Instruct's rewritten (in depth) or newly created (in breadth) instruction."""
 
     model_config = _STRICT

@@ -99,6 +99,7 @@ def _reason_group(reason: str | None) -> str:
     if not reason:
         return "(none)"
     text = re.sub(r"-?\d+(\.\d+)?", "N", reason)
+    text = re.sub(r" (with|of|of all) \S+$", r" \1 an item", text)  # contaminated: which item
     return text.split(" (reply starts")[0][:120]
 
 
@@ -142,6 +143,8 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
             "kept": len(run.kept),
             "dropped": sum(r.status == "dropped" for r in run.dropped),
             "duplicates": sum(r.status == "duplicate" for r in run.dropped),
+            "contaminated": sum(r.status == "contaminated" for r in run.dropped),
+            "target_cut": sum(r.target_cut for r in run.kept),
             "failed": len(run.failed),
             "target_refused": sum(r.target_refused for r in run.kept),
             "instructions_requested": run.record.counts.instructions_requested,
@@ -149,6 +152,9 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
             "surplus": run.record.counts.surplus,
         },
         "shortfall": run.record.shortfall,
+        "decontamination": (
+            run.record.decontamination.model_dump() if run.record.decontamination else None
+        ),
         "kept_by_iteration": dict(sorted(by_iteration.items(), key=lambda kv: int(kv[0]))),
         "kept_at_iteration_1": by_iteration.get("1", 0) / len(run.kept) if run.kept else None,
         "gaps": gaps,
@@ -159,7 +165,7 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
                 for r in (run.failed if status == "failed" else run.dropped)
                 if r.status == status
             ).most_common()
-            for status in ("dropped", "duplicate", "failed")
+            for status in ("dropped", "duplicate", "contaminated", "failed")
         },
         "prepare_failures": [f.model_dump() for f in run.record.prepare_failures],
         "metadata": {

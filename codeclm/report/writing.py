@@ -184,11 +184,22 @@ def _provenance_rows(f: dict[str, Any]) -> list[list[str]]:
     if c.get("pairs_requested"):
         rows.append(["pairs asked for (--pairs)", fmt(c["pairs_requested"])])
         rows.append(["kept beyond --pairs (surplus, in dropped.jsonl)", fmt(c["surplus"])])
+    if f.get("decontamination"):
+        found = f["decontamination"]
+        rows.append(
+            [
+                f"left out as contaminated: copies of {found['items']} evaluation items "
+                f"({found['rule']})",
+                fmt(c.get("contaminated", 0)),
+            ]
+        )
     rows += [[f"kept at iteration {k}", f"{v:,}"] for k, v in f["kept_by_iteration"].items()]
     if method_spec(f["method"]).judges:  # the others have no judge loop to iterate
         rows.append(["share kept at iteration 1 (paper: over 70%)", fmt(f["kept_at_iteration_1"])])
         refused = c.get("target_refused", 0)
         rows.append(["kept where the target refused (strong answer kept)", fmt(refused)])
+        cut = c.get("target_cut", 0)
+        rows.append(["kept where the target's answer was cut (judged as it stood)", fmt(cut)])
     return rows
 
 
