@@ -30,6 +30,7 @@ from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from codeclm.handle import RunHandle
 from codeclm.review import pair_reviews
+from codeclm.view.server import token_cookie
 from tests.conftest import read_jsonl, run_cli
 from tests.test_report_export import CHROMIUM
 from tests.test_review import (  # the fixture stops a run a failed test left waiting
@@ -100,10 +101,17 @@ class Viewer:
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        found = re.search(r"http://\S+/", line)
+        found = re.search(r"(http://\S+/)\?token=(\S+)", line)
         assert found, (line, self.proc.communicate(timeout=10))
-        self.url = found.group(0)
+        self.url, self.token = found.group(1), found.group(2)
+        self.entry = found.group(0)
+        """The address printed at start: the first visit trades its token for a cookie."""
+        self.cookie = f"{token_cookie(self.token)}={self.token}"
         self.first_line = line
+
+    def at(self, path: str = "") -> str:
+        """The address of ``path`` with the token (the page trades it for its cookie)."""
+        return f"{self.url}{path}{'&' if '?' in path else '?'}token={self.token}"
 
     def stop(self) -> str:
         """Stop it; what it printed after its first line (stdout and stderr)."""
@@ -150,7 +158,7 @@ def test_page_over_a_finished_run_filters_searches_and_shows_the_chain(
     view = viewer(finished)
     assert view.url.startswith("http://127.0.0.1:"), "loopback unless --host is given"
 
-    page.goto(view.url)
+    page.goto(view.at())
     assert page.inner_text('[data-progress="counts.kept"]') == str(len(kept))
     assert page.inner_text('[data-progress="instructions"]') == str(len(kept) + len(others))
     pool = read_jsonl(finished / "metadata.jsonl")
@@ -161,7 +169,7 @@ def test_page_over_a_finished_run_filters_searches_and_shows_the_chain(
     assert pool[0]["actions"][0] in first.inner_text()
     screenshot(page, "view-overview", tmp_path)
 
-    page.goto(view.url + "instructions")
+    page.goto(view.at("instructions"))
     assert page.locator("table.threads tbody tr").count() == len(kept) + len(others)
     screenshot(page, "view-instructions", tmp_path)
     page.select_option('select[name="status"]', "kept")
@@ -176,13 +184,13 @@ def test_page_over_a_finished_run_filters_searches_and_shows_the_chain(
     assert set(column(page, 1)) == {row["id"] for row in later}
 
     word = kept[0]["instruction"].split()[2]
-    page.goto(view.url + "instructions?q=" + word)
+    page.goto(view.at("instructions?q=" + word))
     shown = set(column(page, 1))
     having = {r["id"] for r in kept + others if word.lower() in (r["instruction"] or "").lower()}
     assert having <= shown and len(shown) < len(kept) + len(others)
 
     target = later[0]
-    page.goto(view.url + "instructions?status=kept&iteration=3")
+    page.goto(view.at("instructions?status=kept&iteration=3"))
     page.click(f"a[href='/instructions/{target['id']}']")
     steps = page.locator("#chain > li")
     assert steps.count() == 3
@@ -195,9 +203,13 @@ def test_page_over_a_finished_run_filters_searches_and_shows_the_chain(
     screenshot(page, "view-instruction", tmp_path)
 
 
-def _post(url: str, data: dict[str, str], origin: str | None, host: str | None = None) -> int:
+def _post(
+    url: str, data: dict[str, str], origin: str | None, host: str | None = None, cookie: str = ""
+) -> int:
     body = "&".join(f"{k}={v}" for k, v in data.items()).encode()
     request = urllib.request.Request(url, data=body, method="POST")
+    if cookie:
+        request.add_header("Cookie", cookie)
     if origin:
         request.add_header("Origin", origin)
     if host:
@@ -216,13 +228,13 @@ def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
     dropped = read_jsonl(finished / "dropped.jsonl")[0]
     view = viewer(finished)
 
-    page.goto(view.url + f"instructions/{kept[0]['id']}")
+    page.goto(view.at(f"instructions/{kept[0]['id']}"))
     page.check('input[value="rejected"]')
     page.fill('input[name="note"]', "off topic")
     page.click("#pair-review button")
     assert "Reviewed: rejected" in page.inner_text(".reviewed")
 
-    page.goto(view.url + f"instructions/{kept[1]['id']}")
+    page.goto(view.at(f"instructions/{kept[1]['id']}"))
     assert not page.is_checked('input[value="accepted"]'), "nothing chosen for a person"
     page.check('input[value="accepted"]')
     page.fill('input[name="reviewer"]', "Ada")
@@ -231,25 +243,27 @@ def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
     assert "accepted (edited)" in page.inner_text(".reviewed")
     screenshot(page, "view-pair-review", tmp_path)
 
-    page.goto(view.url + f"instructions/{kept[2]['id']}")
+    page.goto(view.at(f"instructions/{kept[2]['id']}"))
     assert page.input_value('input[name="reviewer"]') == "Ada", "the page remembers the name"
     page.check('input[value="accepted"]')
     page.fill('textarea[name="instruction"]', "   ")
     page.click("#pair-review button")
     assert "cannot be empty" in page.inner_text(".error")
-    page.goto(view.url + f"instructions/{dropped['id']}")
+    page.goto(view.at(f"instructions/{dropped['id']}"))
     assert page.locator("#pair-review").count() == 0, "only kept pairs are reviewed"
 
     # writes only from this page: another site's form is refused; the review is unchanged
     url = view.url + f"instructions/{kept[2]['id']}/review"
-    assert _post(url, {"verdict": "rejected"}, "http://evil.example") == 403
+    assert _post(url, {"verdict": "rejected"}, "http://evil.example", cookie=view.cookie) == 403
     # nor one whose name was rebound to 127.0.0.1 (its Origin and Host agree)
     port = view.url.rsplit(":", 1)[1].strip("/")
     rebound = f"evil.example:{port}"
-    assert _post(url, {"verdict": "rejected"}, f"http://{rebound}", host=rebound) == 403
+    rebound_post = _post(url, {"verdict": "rejected"}, f"http://{rebound}", rebound, view.cookie)
+    assert rebound_post == 403
     for path in ("static/../../../pyproject.toml", "static/%2e%2e/%2e%2e/review.py"):
         try:
-            with urllib.request.urlopen(view.url + path, timeout=10) as reply:
+            request = urllib.request.Request(view.url + path, headers={"Cookie": view.cookie})
+            with urllib.request.urlopen(request, timeout=10) as reply:
                 assert b"codeclm" not in reply.read(), "nothing outside the page's assets"
         except urllib.error.HTTPError as error:
             assert error.code in (403, 404)
@@ -260,9 +274,9 @@ def test_pair_reviews_in_the_page_are_checked_kept_and_exported(
     assert pairs[kept[1]["id"]]["response"] == "A reviewed answer,\non two lines."
     assert pairs[kept[1]["id"]]["reviewer"] == "Ada"
     # the list says which pairs a person edited, and its search finds the edited text
-    page.goto(view.url + "instructions?review=accepted")
+    page.goto(view.at("instructions?review=accepted"))
     assert "accepted (edited)" in page.inner_text("table")
-    page.goto(view.url + "instructions?q=reviewed+answer")
+    page.goto(view.at("instructions?q=reviewed+answer"))
     assert page.locator("table tbody tr").count() == 1
 
     target = tmp_path / "chat.jsonl"
@@ -285,7 +299,7 @@ def test_pool_review_in_the_page_gates_the_run_and_progress_is_live(
     proc = start_run(mock_llm, seeds_file, out)
     wait_for(lambda: off_loop(interrupted, out), proc)
     view = viewer(out)
-    page.goto(view.url)
+    page.goto(view.at())
     assert page.locator("#review-banner").is_visible()
     assert page.inner_text('[data-progress="prepare"]') == "waiting for review"
     rows = page.locator("table.pool tbody tr")
@@ -314,7 +328,7 @@ def test_pool_review_in_the_page_gates_the_run_and_progress_is_live(
     assert proc.poll() is None and not labels_asked(mock_llm), "nothing decoded yet"
     # approving every entry as built would set the draft aside: refused unless said so
     origin = view.url.rstrip("/")
-    assert _post(view.url + "pool/approve", {"as_built": "1"}, origin) == 400
+    assert _post(view.url + "pool/approve", {"as_built": "1"}, origin, cookie=view.cookie) == 400
     assert page.locator("#discard-draft").count() == 1, "the page asks first"
 
     page.click("#approve")
@@ -402,11 +416,11 @@ def test_view_and_review_over_a_postgresql_store(
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     kept = read_jsonl(out / "dataset.jsonl")
     view = viewer(out)  # finds the store through run.json (no password in it)
-    page.goto(view.url + f"instructions/{kept[0]['id']}")
+    page.goto(view.at(f"instructions/{kept[0]['id']}"))
     page.check('input[value="rejected"]')
     page.click("#pair-review button")
     assert "Reviewed: rejected" in page.inner_text(".reviewed")
-    page.goto(view.url)
+    page.goto(view.at())
     assert page.inner_text('[data-progress="counts.kept"]') == str(len(kept))
     assert not (out / "reviews.sqlite").exists(), "kept in the run's PostgreSQL schema"
     target = tmp_path / "a.json"
@@ -422,7 +436,7 @@ def test_a_conversation_shows_both_models_turn_by_turn_side_by_side(
     rows = read_jsonl(out / "dataset.jsonl")
     row = next((r for r in rows if 2 in r.get("improved_turns", [])), rows[0])
     view = viewer(out)
-    page.goto(f"{view.url}instructions/{row['id']}")
+    page.goto(view.at(f"instructions/{row['id']}"))
     turns = page.locator("section.turn")
     assert turns.count() == 2
     source = 0 if row["response_source"] == "strong" else 1
@@ -438,3 +452,74 @@ def test_a_conversation_shows_both_models_turn_by_turn_side_by_side(
     for turn in row.get("improved_turns", []):
         assert f"on turn {turn}" in page.locator("#chain").inner_text()
     screenshot(page, "view-conversation", tmp_path)
+
+
+def _get(url: str, cookie: str = "") -> tuple[int, Any]:
+    """GET without following redirects: the status and the headers."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=10) as reply:
+            return reply.status, reply.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+def test_on_loopback_too_the_page_needs_its_token_and_is_never_framed(
+    finished: Path, viewer: Any
+) -> None:
+    """Any process of any user reaches loopback: the token is needed there too. Every
+    response, errors and assets included, forbids framing and referrers."""
+    view = viewer(finished)
+    assert view.first_line.startswith(f"codeclm view: {view.url}?token=")
+    assert _get(view.url)[0] == 403 and _get(view.url + "instructions")[0] == 403
+    review = view.url + f"instructions/{read_jsonl(finished / 'dataset.jsonl')[0]['id']}/review"
+    assert _post(review, {"verdict": "rejected"}, view.url.rstrip("/")) == 403, "no token"
+    status, headers = _get(view.at())
+    assert status == 303 and headers["Set-Cookie"].startswith(token_cookie(view.token) + "=")
+    for path in ("", "instructions", "static/view.css", "no/such/page"):
+        status, headers = _get(view.url + path, view.cookie)
+        assert status in (200, 404), (path, status)
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert headers["Content-Security-Policy"] == "frame-ancestors 'none'", path
+        assert headers["Referrer-Policy"] == "same-origin", path
+    assert _get(view.url)[1]["X-Frame-Options"] == "DENY", "a refusal too"
+
+
+def test_another_port_cannot_frame_the_page_and_two_pages_keep_their_cookies(
+    finished: Path, viewer: Any, page: Any, tmp_path: Path
+) -> None:
+    """In Chromium: a page served on another port that frames the review page (at opacity
+    0.2, to steer clicks) gets an empty frame; two ``codeclm view`` servers on one host
+    each keep their own token cookie (a browser sends a host's cookies to all its ports)."""
+    import http.server
+    import threading
+
+    first, second = viewer(finished), viewer(finished)
+    page.goto(first.at())  # the cookie of the first, then the framing page
+    framer = tmp_path / "framer"
+    framer.mkdir()
+    (framer / "index.html").write_text(
+        f'<iframe id="victim" src="{first.url}" style="opacity:0.2" width=800 height=600></iframe>'
+    )
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(framer))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        page.wait_for_timeout(1500)
+        (victim,) = [frame for frame in page.frames if frame != page.main_frame]
+        assert victim.locator('[data-progress="counts.kept"]').count() == 0, "never framed"
+    finally:
+        server.shutdown()
+    # the second server's cookie does not overwrite the first's
+    page.goto(second.at())
+    assert page.locator('[data-progress="counts.kept"]').count() == 1
+    reply = page.goto(first.url)
+    assert reply is not None and reply.status == 200, "the first page still opens"
+    names = {cookie["name"] for cookie in page.context.cookies()}
+    assert {token_cookie(first.token), token_cookie(second.token)} <= names

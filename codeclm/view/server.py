@@ -9,6 +9,7 @@ page open in the same browser cannot review on the user's behalf.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import math
 import secrets
@@ -200,7 +201,28 @@ class View:
 
 
 REVIEWER_COOKIE = "codeclm_reviewer"
-TOKEN_COOKIE = "codeclm_token"
+
+
+def token_cookie(token: str) -> str:
+    """The token's cookie, named for this server (as Jupyter names its own): a browser
+    sends a host's cookies to every port on it, so two pages served on one host must not
+    overwrite each other's. The name tells nothing of the token."""
+    return "codeclm_token_" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+#: On every response: no page of another origin may frame this one (clickjacking), no
+#: address leaves for another site in a Referer, no content is sniffed into another type.
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def _protect(request: web.Request, response: web.StreamResponse) -> None:
+    """Set the security headers on every response, errors and static files included."""
+    response.headers.update(SECURITY_HEADERS)
 
 
 def _remembering(response: web.HTTPException, reviewer: str) -> web.HTTPException:
@@ -256,10 +278,12 @@ async def loopback_host(request: web.Request, handler: Any) -> web.StreamRespons
 
 
 def token_gate(token: str) -> Any:
-    """Served beyond loopback, the page opens only with the token ``codeclm view`` printed
-    at start (as Jupyter does): given once in the address, then kept in a cookie. Compared
-    in constant time; never logged (the server keeps no access log)."""
+    """The page opens only with the token ``codeclm view`` printed at start, on loopback
+    too (as Jupyter does: any process of any user on the machine reaches loopback): given
+    once in the address, then kept in this server's own cookie. Compared in constant time;
+    never logged (the server keeps no access log)."""
     expected = token.encode()
+    cookie = token_cookie(token)
 
     @web.middleware
     async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -269,9 +293,9 @@ def token_gate(token: str) -> Any:
                 raise web.HTTPForbidden(text="wrong token")
             query = {k: v for k, v in request.query.items() if k != "token"}
             found = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
-            found.set_cookie(TOKEN_COOKIE, token, samesite="Strict", httponly=True)
+            found.set_cookie(cookie, token, samesite="Strict", httponly=True)
             raise found
-        if not hmac.compare_digest(request.cookies.get(TOKEN_COOKIE, "").encode(), expected):
+        if not hmac.compare_digest(request.cookies.get(cookie, "").encode(), expected):
             raise web.HTTPForbidden(
                 text="this page needs its token: open the address codeclm view printed at start"
             )
@@ -284,12 +308,13 @@ def build_app(
     session: RunSession, title: str, loopback: bool = True, token: str | None = None
 ) -> web.Application:
     """The page's routes; ``loopback``: served on this machine only (Host names checked);
-    else ``token`` opens it."""
+    ``token``: what opens it (``codeclm view`` always gives one)."""
     view = View(session, title, shared=not loopback)
     middlewares = [loopback_host, same_origin] if loopback else [same_origin]
     if token is not None:
         middlewares.insert(0, token_gate(token))
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024**2)
+    app.on_response_prepare.append(_protect)
     app.add_routes(
         [
             web.get("/", view.overview),
@@ -307,7 +332,7 @@ def build_app(
 async def run_server(session: RunSession, title: str, host: str, port: int) -> None:
     """Serve until cancelled; prints the address (the actual port when ``port`` is 0)."""
     loopback = host in LOOPBACK
-    token = None if loopback else secrets.token_urlsafe(24)
+    token = secrets.token_urlsafe(24)
     app = build_app(session, title, loopback, token)
     runner = web.AppRunner(app, access_log=None)  # no log: the token is in an address
     await runner.setup()
@@ -319,9 +344,8 @@ async def run_server(session: RunSession, title: str, host: str, port: int) -> N
         raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
     shown = f"[{host}]" if ":" in host else host
-    opening = f"?token={token}" if token else ""
-    print(f"codeclm view: http://{shown}:{bound}/{opening}  (Ctrl-C to stop)", flush=True)
-    if token:
+    print(f"codeclm view: http://{shown}:{bound}/?token={token}  (Ctrl-C to stop)", flush=True)
+    if not loopback:
         print(
             f"codeclm view: serving on {host}: the page opens only with this address's token; "
             "share it only with your reviewers, who give their name with each review",
