@@ -4,7 +4,7 @@ password, a server's name without its credentials, a provider's words without a 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _SECRETS: set[str] = set()
 """The API keys this process uses (``remember_secret``), never to be written out."""
@@ -45,13 +45,24 @@ def server_name(base_url: str | None, default: str = "https://api.openai.com/v1"
     return urlunsplit((parts.scheme, _host_and_port(base_url), parts.path, "", ""))
 
 
+#: Query parameters that carry a secret (libpq's ``password`` and ``sslpassword``, a
+#: gateway's ``api_key``, ``key``, ``token``): dropped wherever a URL is written.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key|auth|credential", re.I)
+
+
 def redact_url(url: str | None) -> str | None:
-    """Drop the password from a URL before it is written anywhere (the user name stays:
-    with it, libpq finds the password in PGPASSWORD or ~/.pgpass)."""
+    """A URL as it may be written anywhere: without the password in its user info nor any
+    query parameter that carries a secret (the user name stays: with it, libpq finds the
+    password in PGPASSWORD or ~/.pgpass; ``sslmode`` and the like stay too)."""
     if not url:
         return url
     parts = urlsplit(url)
     netloc = _host_and_port(url)
     if parts.username:
         netloc = f"{parts.username}@{netloc}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not _SECRET_PARAMETER.search(name)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))

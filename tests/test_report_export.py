@@ -220,3 +220,24 @@ def test_novelty_filter_gives_the_verdicts_of_plain_rouge_l() -> None:
         if plain[-1]:
             known.append(words)
     assert indexed == plain and 0 < sum(plain) < len(texts)
+
+
+def test_model_text_is_text_in_report_md_too(mock_llm: MockLLM, tmp_path: Path) -> None:
+    """A label or reason holding markup (``<img src=x onerror=…>``) is escaped in
+    report.md as in report.html: a Markdown viewer that renders HTML shows it as text."""
+    from tests.conftest import write_seeds
+
+    payload = "<img src=x onerror=alert(1)>"
+    seeds = write_seeds(tmp_path / "seeds.jsonl", [f"Question {i}: {payload}?" for i in range(4)])
+    mock_llm.refuse_answers = {"strong-model": "Question 1"}
+    out = tmp_path / "run"
+    assert run_cli(seeds, mock_llm, out, instructions=8, method="evol-instruct") == 0
+    dropped = read_jsonl(out / "dropped.jsonl")
+    assert dropped, "a refused answer"
+    for row in dropped:  # a model whose refusal holds markup: its reason quotes it
+        row["reason"] = f"strong refused: {payload}"
+    (out / "dropped.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dropped))
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    for page in ("report.md", "report.html"):
+        text = (tmp_path / "report" / page).read_text()
+        assert "<img src=x" not in text and "&lt;img src=x" in text, page

@@ -65,9 +65,16 @@ COMPARISON_HEADER = [
 ]
 
 
+def md_text(text: str) -> str:
+    """Text as a Markdown page shows it, never as markup: model text such as
+    ``<img src=x onerror=…>`` stays text in any viewer that renders HTML in Markdown."""
+    escaped = html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
+    return " ".join(escaped.splitlines())
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -322,7 +329,7 @@ def write_report(handles: list[RunHandle], out_dir: Path, near_dup: float = 0.9)
     for index, f in enumerate(all_figures):
         prefix = f"{index + 1}_" if len(all_figures) > 1 else ""
         html_parts.append(f"<h2>{html.escape(f['name'])} ({html.escape(f['method'])})</h2>")
-        md_parts += [f"## {f['name']} ({f['method']})", ""]
+        md_parts += [f"## {md_text(f['name'])} ({f['method']})", ""]
         images = plots(f)
         for title, header, rows in _run_tables(f):
             html_parts += [f"<h3>{html.escape(title)}</h3>", _html_table(header, rows)]
