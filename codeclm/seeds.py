@@ -43,6 +43,9 @@ def _is_jsonl(path: Path, lines: list[str]) -> bool:
     return first.lstrip().startswith("{")
 
 
+TOO_DEEP = "JSON nested too deeply to be a record"
+
+
 def _json_records(path: Path, lines: list[str]) -> list[tuple[int, dict[str, Any]]]:
     records = []
     for number, line in enumerate(lines, start=1):
@@ -52,6 +55,8 @@ def _json_records(path: Path, lines: list[str]) -> list[tuple[int, dict[str, Any
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{number}: {_json_error(exc)}") from None
+        except RecursionError:
+            raise InputError(f"{path}:{number}: {TOO_DEEP}") from None
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object")
         records.append((number, record))
@@ -176,6 +181,8 @@ def seed_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
     if path.suffix == ".json":
         try:
             return _json_document(path, json.loads("\n".join(lines)))
+        except RecursionError:
+            raise InputError(f"{path}: {TOO_DEEP}") from None
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":  # JSON lines in a .json file are read below
                 raise InputError(f"{path}:{exc.lineno}: {_json_error(exc)}") from None

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
-from tests.conftest import mock_args, read_jsonl
+from codeclm.cli import main
+from tests.conftest import mock_args, read_jsonl, run_cli
 
 SETTINGS = {"instructions": 24, "metadata": 8, "concurrency": 4, "seed": 3, "backoff": 0}
 
@@ -189,3 +190,29 @@ def test_a_thread_stopped_after_its_input_checkpoint_counts_as_not_started(
     handle = RunHandle(StoreSpec(), Folder(out), RunConfig())  # a folder with checkpoints only
     detail = asyncio.run(thread_history(handle, "t1"))
     assert detail.status == "running" and detail.state is not None and detail.state["id"] == "t1"
+
+
+def test_seeds_changed_after_a_kill_are_refused_naming_the_first_change(
+    mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stored seeds are the run's: an edited seed file is refused (run or resume),
+    naming the first changed seed, never silently ignored."""
+    from tests.conftest import write_seeds
+
+    seeds = write_seeds(
+        tmp_path / "seeds.jsonl", [f"How do I grow tomatoes, part {i}?" for i in range(4)]
+    )
+    out = tmp_path / "out"
+    assert run_cli(seeds, mock_llm, out, instructions=4, metadata=2) == 0
+    asked = len(mock_llm.requests)
+    write_seeds(seeds, ["How do I grow tomatoes, part 0?", "How do I bake bread?", "c", "d"])
+    capsys.readouterr()
+    assert run_cli(seeds, mock_llm, out, instructions=4, metadata=2) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seed 2 (s1)" in err and "bake bread" in err, err
+    assert main(["resume", str(out)]) == 2
+    assert "the seeds differ" in capsys.readouterr().err
+    assert len(mock_llm.requests) == asked, "nothing asked"
+    write_seeds(seeds, [f"How do I grow tomatoes, part {i}?" for i in range(5)])
+    assert run_cli(seeds, mock_llm, out, instructions=4, metadata=2) == 2
+    assert "5 now, 4 then" in capsys.readouterr().err

@@ -182,7 +182,7 @@ S = TypeVar("S", bound=ModelSettings)
 def _one_line(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "config"
-    message = first["msg"]
+    message = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     return f"{source}: {where}: {message}"
@@ -211,6 +211,12 @@ def resolve_settings(
 ) -> S:
     """Merge flags over the file's values; role overrides merge key by key."""
     merged: dict[str, Any] = {k: v for k, v in file_values.items()}
+    for role in kind.ROLES:
+        if role in merged and not isinstance(merged[role], dict):
+            raise ConfigError(
+                f"{source}: {role}: a table of the role's settings ([{role}] with model = "
+                f"…, base_url = …), not {type(merged[role]).__name__}"
+            )
     for key, value in overrides.items():
         if value is None:
             continue

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 class ModelSettings(BaseModel):
     """What every command that calls models shares: its roles, pacing, retries and cache."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     #: The model roles this command uses, each a ``RoleConfig`` field of the same name.
     ROLES: ClassVar[tuple[str, ...]] = ("strong", "target")

@@ -62,7 +62,10 @@ class EvalConfig(ModelSettings):
         (e.g. ``max_tokens``) apply on top of the strong model's."""
         if not isinstance(values, dict) or values.get("self_judge") is not True:
             return values
-        judge = dict(values.get("judge") or {})
+        judge, strong = values.get("judge") or {}, values.get("strong") or {}
+        if not isinstance(judge, dict) or not isinstance(strong, dict):
+            return values  # (said in one line by the validation)
+        judge = dict(judge)
         if not judge.get("model") and not judge.get("base_url"):
             values = {**values, "judge": {**dict(values.get("strong") or {}), **judge}}
         return values

@@ -25,7 +25,7 @@ class MetadataField(BaseModel):
     """A metadata field beside use case and skills, declared in a config's
     ``[[metadata_fields]]`` (the paper's richer metadata: domain, difficulty, format …)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
     description: str = Field(min_length=1, description="what the encoder is asked for")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -13,7 +15,7 @@ class Price(BaseModel):
     """USD per million tokens; set in a role's ``[strong.price]`` table to override the
     database (or to price a model it does not know, or a local server you pay for)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     input: float = Field(ge=0, description="USD per million input tokens")
     output: float = Field(ge=0, description="USD per million output tokens")
@@ -31,7 +33,7 @@ class Price(BaseModel):
 class RoleConfig(BaseModel):
     """One model role. ``model`` unset means the embedded local model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     model: str | None = None
     base_url: str | None = None
@@ -72,6 +74,18 @@ class RoleConfig(BaseModel):
     @property
     def embedded(self) -> bool:
         return self.model is None and self.base_url is None
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str | None) -> str | None:
+        """A key rides in ``api_key_env``, never in the URL: an address with user:password@
+        would be written wherever the server is named, and the client refuses it besides."""
+        if value is not None and (urlsplit(value).username or urlsplit(value).password):
+            raise ValueError(
+                "a base URL with user:password@ is not taken: put the key in an environment "
+                "variable and name it with api_key_env (--ROLE-api-key-env)"
+            )
+        return value
 
 
 #: A role's settings that pace or price its requests: never in a run's fingerprint.

@@ -28,6 +28,34 @@ from codeclm.store.reviews import Reviews
 log = logging.getLogger("codeclm")
 
 
+def check_same_seeds(state: PrepareState, seeds: list[Seed]) -> None:
+    """The seeds given again must be the ones the run began with: the run's pool and
+    pairs come from those, and would not follow an edited file (refused, naming the first
+    changed seed; ``--update`` adds seeds, a new ``--out`` starts afresh)."""
+    added = {ident for update in state.updates for ident in update.seed_ids}
+    began = [seed for seed in state.seeds if seed.id not in added]
+    if not seeds or not began:
+        return
+    for number, (now, was) in enumerate(zip(seeds, began, strict=False), start=1):
+        if (now.id, now.text) != (was.id, was.text):
+            raise ConfigError(
+                f"the seeds differ from those the run began with: seed {number} ({was.id}) "
+                f"was {_quoted(was.text)}, is now {_quoted(now.text)} ({now.id}); a run keeps "
+                "its seeds: run --update adds seeds, a new --out starts afresh"
+            )
+    if len(seeds) != len(began):
+        raise ConfigError(
+            f"the seeds differ from those the run began with: {len(seeds)} now, "
+            f"{len(began)} then; a run keeps its seeds: run --update adds seeds, a new --out "
+            "starts afresh"
+        )
+
+
+def _quoted(text: str) -> str:
+    short = " ".join(text.split())
+    return repr(short if len(short) <= 60 else short[:57] + "...")
+
+
 async def prepare_stream(
     graph: Graph,
     context: PipelineContext,
@@ -56,6 +84,8 @@ async def prepare_stream(
         )
     else:
         state = PrepareState.model_validate(snapshot.values)
+        if update is None:
+            check_same_seeds(state, seeds)
         yield state, ready(state)
         fresh = new_seeds(state, update or [])
         if fresh and not state.done:

@@ -24,6 +24,10 @@ from codeclm.state import PrepareState
 LEAST_SHARE = 0.1
 """The share kept that sizes the next wave when none (or too few) were kept so far: a wave
 at most ten times what is still missing."""
+EXPECTED_KEPT = 4
+"""A wave is large enough to keep at least this many pairs at the share kept so far, so a
+wave that keeps none is a real stall, not the bad luck of a small wave (a filter keeping
+half of the pairs fails a wave of two a quarter of the time; of eight, 0.4% of the time)."""
 
 
 def next_wave(
@@ -42,4 +46,4 @@ def next_wave(
         return None
     judged = counts.kept + counts.dropped
     share = max(counts.kept / judged if judged else 0.0, LEAST_SHARE)
-    return config.instructions + math.ceil(missing / share)
+    return config.instructions + math.ceil(max(missing, EXPECTED_KEPT) / share)

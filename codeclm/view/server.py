@@ -94,7 +94,7 @@ class View:
         rows = [row for row in snap.threads if _matches(row, chosen)]
         pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
         asked = request.query.get("page", "1")
-        page = min(max(1, int(asked) if asked.isdigit() else 1), pages)
+        page = min(max(1, int(asked) if asked.isascii() and asked.isdigit() else 1), pages)
         options = {
             "status": sorted({r.status for r in snap.threads}),
             "use_case": sorted({r.use_case for r in snap.threads if r.use_case}),
