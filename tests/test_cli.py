@@ -163,3 +163,42 @@ def test_the_progress_display_shows_outcomes_in_flight_and_tokens_per_role() -> 
         "80 out tokens",
     ):
         assert text in screen, text
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("instructions = true", "instructions"),
+        ("concurrency = true", "concurrency"),
+        ('instructions = "4"', "instructions"),
+        ("threshold = inf", "threshold"),
+        ("threshold = nan", "threshold"),
+        ('strong = "gpt-4o"', "strong"),
+        ('[strong]\nbase_url = "http://user:pw@127.0.0.1:9/v1"', "strong.base_url"),
+        ("[strong]\nmax_tokens = 1.5", "strong.max_tokens"),
+    ],
+)
+def test_a_config_file_is_as_strict_as_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, named: str
+) -> None:
+    """A wrong type or an infinite number is one line naming the key, exit 2; nothing runs."""
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("How do I bake bread?\n")
+    config = tmp_path / "c.toml"
+    config.write_text(setting + "\n")
+    assert main(["run", str(seeds), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{named}:" in err and "Traceback" not in err, err
+    assert "pw" not in err.replace("password", ""), "no credential echoed"
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_deeply_nested_json_seeds_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, text in (("deep.jsonl", '{"a":' * 100_000), ("deep.json", "[" * 100_000)):
+        seeds = tmp_path / name
+        seeds.write_text(text + "\n")
+        assert main(["run", str(seeds), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "nested too deeply" in err, err

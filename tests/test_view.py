@@ -488,6 +488,7 @@ def test_on_loopback_too_the_page_needs_its_token_and_is_never_framed(
         assert headers["Content-Security-Policy"] == "frame-ancestors 'none'", path
         assert headers["Referrer-Policy"] == "same-origin", path
     assert _get(view.url)[1]["X-Frame-Options"] == "DENY", "a refusal too"
+    assert _get(view.url + "instructions?page=%C2%B2", view.cookie)[0] == 200, "page '²'"
 
 
 def test_another_port_cannot_frame_the_page_and_two_pages_keep_their_cookies(
