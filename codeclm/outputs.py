@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -166,3 +168,52 @@ def dropped_row(state: InstructionState) -> DroppedRow:
         follow_ups=state.follow_ups,
         **_provenance(state),
     )
+
+
+# ---- the run's SQLite files: opened writable, or read-only where the folder is ----------
+
+#: What to do about each damaged file of a run folder.
+DAMAGED_ADVICE = {
+    CHECKPOINTS: "restore it from a backup, or start the run again in a new --out",
+    CACHE: "move it aside: the run then asks again (and pays again for) the replies it held",
+    SPEND: "move it aside: the run's cost record then counts only what is paid from now on",
+    REVIEWS: "restore it from a backup, or move it aside to start the reviews afresh",
+}
+
+
+def writable(folder: Path) -> bool:
+    """Whether this process may write in ``folder`` (a read-only copy or mount: no)."""
+    return os.access(folder, os.W_OK)
+
+
+def sqlite_uri(path: Path, read_only: bool) -> str:
+    """How to open one of the run's SQLite files: read-only and immutable in a folder this
+    process cannot write (no lock or WAL file can be made there), else as usual.
+
+    A damaged file is a ``ConfigError`` naming it and what to do, found before any
+    connection thread starts (a failed aiosqlite connect leaves its thread running, and
+    the process would never exit)."""
+    if path.exists():
+        try:
+            probe = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchall()
+                if path.stat().st_size < 64 * 1024**2:  # a small file is read through
+                    (verdict,) = probe.execute("PRAGMA quick_check(1)").fetchone()
+                    if verdict != "ok":
+                        raise sqlite3.DatabaseError(verdict)
+            finally:
+                probe.close()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise _damaged(path, exc) from None
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(path, exc) from None
+    if not read_only:
+        return str(path)
+    return f"file:{quote(str(path))}?mode=ro&immutable=1" if path.exists() else ":memory:"
+
+
+def _damaged(path: Path, exc: Exception) -> ConfigError:
+    advice = DAMAGED_ADVICE.get(path.name, "restore it or move it aside")
+    return ConfigError(f"{path} is damaged ({exc}): {advice}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from codeclm.outputs import sqlite_uri
 from codeclm.state import TokenUsage
 
 #: The token columns of a ledger row (``TokenUsage``'s fields that a provider bills).
@@ -47,10 +48,11 @@ class SqliteLedger(Ledger):
         self.path = path
         self._conn: aiosqlite.Connection | None = None
 
-    async def open(self) -> SqliteLedger:
+    async def open(self, read_only: bool = False) -> SqliteLedger:
         # Autocommit: each row is one statement, committed as it runs (one trip to the
         # database thread per paid request).
-        self._conn = await aiosqlite.connect(str(self.path), timeout=30, isolation_level=None)
+        uri = sqlite_uri(self.path, read_only)
+        self._conn = await aiosqlite.connect(uri, uri=True, timeout=30, isolation_level=None)
         await self._conn.execute("PRAGMA journal_mode=WAL")
         # As the response cache: durable across a process kill (WAL), one fsync per checkpoint.
         await self._conn.execute("PRAGMA synchronous=NORMAL")

@@ -26,7 +26,7 @@ from codeclm.context import PipelineContext
 from codeclm.cost.meter import Meter, cost_record
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
 from codeclm.graph import thread_config as _thread
-from codeclm.handle.folder import Folder, check_same
+from codeclm.handle.folder import Folder, check_folder, check_same
 from codeclm.handle.record import Totals, run_record
 from codeclm.handle.results import write_outputs
 from codeclm.handle.screening import Screens, test_items
@@ -175,6 +175,8 @@ class RunHandle:
         """The run's store and graphs, to read and review: no model, no lease taken."""
         if not self.spec.shared and (self.out_dir is None or not self.folder_has(CHECKPOINTS)):
             raise ConfigError(f"{self.out_dir} holds no run (no {CHECKPOINTS})")
+        if not self.spec.shared:
+            check_folder(self.out_dir, self.record, writing=False)
         async with open_store(self.spec, self.out_dir, fenced=False) as store:
             yield RunView(self, store, *_graphs(store, self.config, retry_policy(1)))
 
@@ -187,6 +189,8 @@ class RunHandle:
         In a shared store, the run's settings are checked against the stored record."""
         started = time.monotonic()
         config = self.config
+        if not self.spec.shared:
+            check_folder(self.out_dir, self.record, writing=True)
         async with open_workspace(
             config,
             self.out_dir,

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from codeclm.config import ConfigError, differing_keys
-from codeclm.outputs import EVAL_JSON, RUN_JSON, make_folder, write_json
+from codeclm.outputs import CHECKPOINTS, EVAL_JSON, RUN_JSON, make_folder, writable, write_json
 from codeclm.records import EvalRecord, RunRecord
 
 Kind = Literal["run", "evaluation"]
@@ -106,3 +106,23 @@ def check_same(
     raise ConfigError(
         f"{where} holds {_a(kind)} with different {what} ({', '.join(keys) or 'unknown'}); {again}"
     )
+
+
+def check_folder(out_dir: Path | None, record: RunRecord | None, writing: bool) -> None:
+    """A SQLite run's folder: one that lost its checkpoints while its record says it ran is
+    refused (taken as a new run it would replay the cache and say nothing was paid);
+    ``writing`` (run, resume, step): a read-only folder is said in one line."""
+    if out_dir is None or not out_dir.exists():
+        return
+    checkpoints = out_dir / CHECKPOINTS
+    ran = record is not None and record.counts.instructions > 0
+    if ran and (not checkpoints.exists() or checkpoints.stat().st_size == 0):
+        raise ConfigError(
+            f"{checkpoints} is empty or gone, but {RUN_JSON} records a run: restore the "
+            "checkpoints from a backup, or start the run again in a new --out"
+        )
+    if writing and not writable(out_dir):
+        raise ConfigError(
+            f"{out_dir} is read-only: run, resume and step write there (inspect, export, "
+            "report and view read it as it is)"
+        )

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from codeclm.outputs import sqlite_uri
+
 PENDING = "file:"
 """The id of a batch recorded before it was created: its input file's id after this."""
 
@@ -53,8 +55,9 @@ class SqliteBatchBook(BatchBook):
         self.path = path
         self._conn: aiosqlite.Connection | None = None
 
-    async def open(self) -> SqliteBatchBook:
-        self._conn = await aiosqlite.connect(str(self.path), timeout=30)
+    async def open(self, read_only: bool = False) -> SqliteBatchBook:
+        uri = sqlite_uri(self.path, read_only)
+        self._conn = await aiosqlite.connect(uri, uri=True, timeout=30)
         await self._conn.execute(
             "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
             " lines TEXT NOT NULL)"

@@ -22,6 +22,7 @@ from typing import Any
 import aiosqlite
 
 from codeclm.llm.reply import Reply
+from codeclm.outputs import sqlite_uri
 from codeclm.state import TokenUsage
 
 
@@ -70,8 +71,9 @@ class SqliteResponseCache(ResponseCache):
         self.path = path
         self._conn: aiosqlite.Connection | None = None
 
-    async def open(self) -> SqliteResponseCache:
-        self._conn = await aiosqlite.connect(str(self.path), timeout=30)
+    async def open(self, read_only: bool = False) -> SqliteResponseCache:
+        uri = sqlite_uri(self.path, read_only)
+        self._conn = await aiosqlite.connect(uri, uri=True, timeout=30)
         await self._conn.execute("PRAGMA journal_mode=WAL")
         await self._conn.execute("PRAGMA synchronous=NORMAL")
         await self._conn.execute(

@@ -17,10 +17,11 @@ from typing import Any
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from codeclm.config import ConfigError
 from codeclm.cost.ledger import SqliteLedger
 from codeclm.llm.batch_book import SqliteBatchBook
 from codeclm.llm.cache import SqliteResponseCache
-from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, SPEND, make_folder
+from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, SPEND, make_folder, sqlite_uri, writable
 from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
@@ -31,16 +32,21 @@ class TimedSqliteSaver(StoreSaver, AsyncSqliteSaver):
 
 
 @asynccontextmanager
-async def open_checkpointer(path: Path) -> AsyncIterator[TimedSqliteSaver]:
+async def open_checkpointer(path: Path, read_only: bool = False) -> AsyncIterator[TimedSqliteSaver]:
     """An AsyncSqliteSaver on ``path``, tuned as LANGGRAPH_NOTES.md measured.
 
     A 30 s busy timeout (the 5 s default gave 'database is locked' under another writer)
-    and ``synchronous=NORMAL`` (half the write cost, still safe with WAL).
+    and ``synchronous=NORMAL`` (half the write cost, still safe with WAL). ``read_only``:
+    the folder cannot be written; the saver reads what is there and sets nothing up.
     """
-    async with aiosqlite.connect(str(path), timeout=30) as conn:
+    uri = sqlite_uri(path, read_only)
+    async with aiosqlite.connect(uri, uri=True, timeout=30) as conn:
         saver = TimedSqliteSaver(conn, serde=serializer())
-        await saver.setup()
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        if read_only and path.exists():
+            saver.is_setup = True  # (its set-up writes: the tables are there)
+        else:
+            await saver.setup()
+            await conn.execute("PRAGMA synchronous=NORMAL")
         yield saver
 
 
@@ -60,12 +66,15 @@ class SqliteStore(Store):
         self.ledger = ledger
         self.batch_book = batch_book
         self.board = LocalBoard(workers)
+        self.read_only = not writable(out_dir)
+        """A read-only folder: what is there is read; a review cannot be kept."""
 
     @asynccontextmanager
     async def _reviews(self) -> AsyncIterator[aiosqlite.Connection]:
         """A short connection: the run, ``codeclm view`` and ``codeclm review`` share the
         file from their own processes, and none of them keeps it open."""
-        async with aiosqlite.connect(str(self.out_dir / REVIEWS), timeout=30) as conn:
+        uri = sqlite_uri(self.out_dir / REVIEWS, self.read_only)
+        async with aiosqlite.connect(uri, uri=True, timeout=30) as conn:
             await conn.execute(_REVIEWS_TABLE)
             yield conn
 
@@ -79,6 +88,8 @@ class SqliteStore(Store):
             return {subject: json.loads(body) for subject, body in await cursor.fetchall()}
 
     async def save_review(self, kind: str, subject: str, body: dict[str, Any] | None) -> None:
+        if self.read_only:
+            raise ConfigError(f"{self.out_dir} is read-only: a review cannot be kept there")
         async with self._reviews() as conn:
             if body is None:
                 await conn.execute(
@@ -101,12 +112,18 @@ _REVIEWS_TABLE = (
 
 @asynccontextmanager
 async def open_sqlite_store(out_dir: Path, workers: int) -> AsyncIterator[SqliteStore]:
-    make_folder(out_dir)
-    cache = await SqliteResponseCache(out_dir / CACHE).open()
-    ledger = await SqliteLedger(out_dir / SPEND).open()
-    book = await SqliteBatchBook(out_dir / SPEND).open()
+    """The run folder's files, opened; a folder this process cannot write (a read-only copy
+    or mount) is opened read-only: inspect, export, report and view work on it."""
+    if not out_dir.exists():
+        make_folder(out_dir)
+    read_only = not writable(out_dir)
+    for name in (CHECKPOINTS, CACHE, SPEND, REVIEWS):  # each damaged file said in a line
+        sqlite_uri(out_dir / name, read_only)
+    cache = await SqliteResponseCache(out_dir / CACHE).open(read_only)
+    ledger = await SqliteLedger(out_dir / SPEND).open(read_only)
+    book = await SqliteBatchBook(out_dir / SPEND).open(read_only)
     try:
-        async with open_checkpointer(out_dir / CHECKPOINTS) as saver:
+        async with open_checkpointer(out_dir / CHECKPOINTS, read_only) as saver:
             yield SqliteStore(out_dir, saver, cache, ledger, book, workers)
     finally:
         await book.close_book()
