@@ -10,7 +10,8 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -54,8 +55,25 @@ def _plain(row: dict[str, Any] | BaseModel) -> dict[str, Any]:
     return row.model_dump(mode="json") if isinstance(row, BaseModel) else row
 
 
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An error writing ``path`` names it (a full disk's ``No space left on device`` says
+    no file of its own)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half."""
+    with naming(path):
+        _write_atomic(path, text)
+
+
+def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -84,7 +102,8 @@ class JsonlWriter:
         self.rows = 0
 
     def write(self, row: dict[str, Any] | BaseModel) -> None:
-        self._handle.write(json.dumps(_plain(row), ensure_ascii=False) + "\n")
+        with naming(self.path):
+            self._handle.write(json.dumps(_plain(row), ensure_ascii=False) + "\n")
         self.rows += 1
 
     def __enter__(self) -> JsonlWriter:
@@ -92,8 +111,9 @@ class JsonlWriter:
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         try:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            with naming(self.path):
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
         finally:
             self._handle.close()
         if kind is not None:

@@ -202,3 +202,14 @@ def test_deeply_nested_json_seeds_are_one_line(
         assert main(["run", str(seeds), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "nested too deeply" in err, err
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path) -> None:
+    """``No space left on device`` says which file could not be written."""
+    from codeclm.outputs import naming
+
+    target = tmp_path / "dataset.jsonl"
+    with pytest.raises(OSError) as raised, naming(target), open("/dev/full", "w") as full:
+        full.write("x" * 65536)
+        full.flush()
+    assert raised.value.filename == str(target) and "No space" in str(raised.value.strerror)

@@ -355,6 +355,7 @@ def test_served_to_a_team_the_page_needs_its_token_and_each_review_a_name(
     without it the page answers nothing; a review must say who made it."""
     view = viewer(finished, "--host", "0.0.0.0")
     printed = view.first_line
+    assert "0.0.0.0" not in printed, "the host's name, which a reviewer can open"
     token = printed.split("?token=", 1)[1].split()[0]
     port = view.url.rsplit(":", 1)[1].strip("/")
     base = f"http://127.0.0.1:{port}/"

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -329,6 +330,20 @@ def build_app(
     return app
 
 
+def addresses(host: str) -> list[str]:
+    """The names a reviewer can open the page by: ``host`` itself, or for every interface
+    (0.0.0.0, ::) this machine's name and its addresses (an address of 0.0.0.0 opens
+    nothing on another machine)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    name = socket.gethostname()
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(name, None, socket.AF_INET)}
+    except OSError:
+        found = set()
+    return [name, *sorted(address for address in found if not address.startswith("127."))]
+
+
 async def run_server(session: RunSession, title: str, host: str, port: int) -> None:
     """Serve until cancelled; prints the address (the actual port when ``port`` is 0)."""
     loopback = host in LOOPBACK
@@ -343,8 +358,12 @@ async def run_server(session: RunSession, title: str, host: str, port: int) -> N
         await runner.cleanup()
         raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
-    shown = f"[{host}]" if ":" in host else host
-    print(f"codeclm view: http://{shown}:{bound}/?token={token}  (Ctrl-C to stop)", flush=True)
+    names = addresses(host)
+    for number, name in enumerate(names):
+        shown = f"[{name}]" if ":" in name else name
+        ending = "  (Ctrl-C to stop)" if number == 0 else ""
+        also = "codeclm view: " if number == 0 else "codeclm view: or "
+        print(f"{also}http://{shown}:{bound}/?token={token}{ending}", flush=True)
     if not loopback:
         print(
             f"codeclm view: serving on {host}: the page opens only with this address's token; "
