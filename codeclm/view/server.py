@@ -338,7 +338,7 @@ def addresses(host: str) -> list[str]:
         return [host]
     name = socket.gethostname()
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(name, None, socket.AF_INET)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)}
     except OSError:
         found = set()
     return [name, *sorted(address for address in found if not address.startswith("127."))]
