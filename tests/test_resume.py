@@ -216,3 +216,61 @@ def test_seeds_changed_after_a_kill_are_refused_naming_the_first_change(
     write_seeds(seeds, [f"How do I grow tomatoes, part {i}?" for i in range(5)])
     assert run_cli(seeds, mock_llm, out, instructions=4, metadata=2) == 2
     assert "5 now, 4 then" in capsys.readouterr().err
+
+
+def test_a_second_process_on_a_folder_in_use_is_refused_naming_the_first(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """One process per run folder: a second ``run`` (or ``resume``) exits non-zero in one
+    line naming the first, within 5 s; the first's outputs are an uninterrupted run's;
+    the lock goes with the process, even killed by kill -9."""
+    import time
+
+    from tests.conftest import write_seeds
+
+    seeds = write_seeds(
+        tmp_path / "seeds.jsonl", [f"How do I fix leak number {i}?" for i in range(4)]
+    )
+    settings = dict(instructions=8, metadata=2)
+    alone = tmp_path / "alone"
+    assert run_cli(seeds, mock_llm, alone, **settings) == 0
+    mock_llm.latency = 1.0  # the first run takes a while (every step a second)
+    out = tmp_path / "out"
+    args = [
+        sys.executable,
+        "-m",
+        "codeclm",
+        "run",
+        str(seeds),
+        *mock_args(mock_llm, out, **settings),
+    ]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / ".codeclm.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while mock_llm.received == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        second = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert time.monotonic() - started < 5 + 3  # (the interpreter's start included)
+        err = second.stderr.strip()
+        assert second.returncode == 2 and len(err.splitlines()) == 1, err
+        assert f"pid {first.pid}" in err and "in use" in err, err
+        resumed = subprocess.run(
+            [sys.executable, "-m", "codeclm", "resume", str(out)], capture_output=True, text=True
+        )
+        assert resumed.returncode == 2 and "in use" in resumed.stderr
+        assert first.wait(timeout=120) == 0, first.stderr
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert (out / "dataset.jsonl").read_text() == (alone / "dataset.jsonl").read_text()
+    # killed with -9, its lock goes with it
+    mock_llm.stop_at, mock_llm.stop_signal = mock_llm.received + 3, signal.SIGKILL
+    third = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mock_llm.stop_pid = third.pid
+    out.joinpath("dataset.jsonl").unlink()
+    third.wait(timeout=60)
+    mock_llm.stop_at = None
+    assert subprocess.run(args, capture_output=True, text=True, timeout=120).returncode == 0

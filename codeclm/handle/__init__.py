@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from codeclm.context import PipelineContext
 from codeclm.cost.meter import Meter, cost_record
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
 from codeclm.graph import thread_config as _thread
-from codeclm.handle.folder import Folder, check_folder, check_same
+from codeclm.handle.folder import Folder, check_folder, check_same, folder_lock
 from codeclm.handle.record import Totals, run_record
 from codeclm.handle.results import write_outputs
 from codeclm.handle.screening import Screens, test_items
@@ -188,9 +188,18 @@ class RunHandle:
         ``check_inputs`` accepted the inputs against what it reported), store and graphs.
         In a shared store, the run's settings are checked against the stored record."""
         started = time.monotonic()
+        with ExitStack() as held:
+            if not self.spec.shared and self.out_dir is not None:
+                check_folder(self.out_dir, self.record, writing=True)
+                held.enter_context(folder_lock(self.out_dir))
+            async with self._opened(check_inputs, started) as opened:
+                yield opened
+
+    @asynccontextmanager
+    async def _opened(
+        self, check_inputs: Callable[[PipelineContext], None], started: float
+    ) -> AsyncIterator[OpenRun]:
         config = self.config
-        if not self.spec.shared:
-            check_folder(self.out_dir, self.record, writing=True)
         async with open_workspace(
             config,
             self.out_dir,

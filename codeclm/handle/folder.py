@@ -7,6 +7,11 @@ or by hand is refused with one line naming the file.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -126,3 +131,36 @@ def check_folder(out_dir: Path | None, record: RunRecord | None, writing: bool) 
             f"{out_dir} is read-only: run, resume and step write there (inspect, export, "
             "report and view read it as it is)"
         )
+
+
+LOCK = ".codeclm.lock"
+"""The lock file of a run folder's one working process (its pid inside)."""
+
+
+@contextmanager
+def folder_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this process while it works on it: a second ``run``,
+    ``resume`` or ``step`` on the folder is refused in one line naming this one. The
+    operating system lets go of the lock when the process ends, even by kill -9; the
+    read-only commands never take it. (A PostgreSQL run is shared by ``codeclm worker``
+    processes by design: its store's leases keep them apart.)"""
+    make_folder(out_dir)
+    path = out_dir / LOCK
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"{out_dir} is in use by codeclm {holder}: wait for it to end (or stop it), "
+                "or use another --out; inspect, report, view and export read it meanwhile"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # (closing lets go of the lock)
