@@ -67,6 +67,14 @@ def naming(path: Path) -> Iterator[None]:
         raise
 
 
+def remove_empty_outputs(out_dir: Path) -> None:
+    """The result files that hold no row, removed: a detached run has not finished them."""
+    for name in (DATASET, DROPPED, FAILED):
+        path = out_dir / name
+        if path.is_file() and path.stat().st_size == 0:
+            path.unlink()
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half."""
     with naming(path):

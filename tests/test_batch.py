@@ -129,8 +129,11 @@ def test_detached_the_run_exits_and_resume_collects_its_batches(
     out = tmp_path / "detached"
     proc = _batch_cli(mock_llm, tmp_path, out, "--detach")
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    assert "detached" in stdout and f"codeclm resume {out}" in stdout
+    assert proc.returncode == 5, stderr  # detached: its own exit code, never a finished run's
+    said = " ".join(stdout.split())
+    assert "detached" in said and "not finished" in said and f"codeclm resume {out}" in said
+    assert "run finished" not in said
+    assert not (out / "dataset.jsonl").exists(), "no empty outputs that read as a finished run"
     assert mock_llm.batch_api.batches, "it left a batch out"
     mock_llm.batch_api.delay = 0.01
     assert main(["resume", str(out), "--quiet"]) == 0

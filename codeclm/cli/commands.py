@@ -28,7 +28,7 @@ from codeclm.cli.display import (
     print_worker_summary,
     status_table,
 )
-from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_USAGE
+from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_DETACHED, EXIT_USAGE
 from codeclm.cli.parser import build_parser, run_config, run_overrides
 from codeclm.cli.reviewing import cmd_review, cmd_view
 from codeclm.config import (
@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             detach=args.detach,
         )
     print_run_summary(result)
-    return 0
+    return EXIT_DETACHED if result.detached else 0
 
 
 def _update(args: argparse.Namespace) -> int:
@@ -161,7 +161,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             **{k: v for k, v in overrides.items() if v is not None},
         )
     print_run_summary(result)
-    return 0
+    return EXIT_DETACHED if result.detached else 0
 
 
 def cmd_step(args: argparse.Namespace) -> int:

@@ -154,12 +154,16 @@ def _left_out_lines(record: RunRecord) -> list[str]:
 def print_run_summary(result: RunResult) -> None:
     record, counts = result.record, result.counts
     console = Console()
-    if result.detached:
+    if result.detached:  # not finished: its own words (and exit code 5)
+        finished = counts.kept + counts.dropped + counts.failed
         console.print(
-            f"[bold]codeclm: detached[/]: the requests wait on batches out at the providers; "
-            f"codeclm resume {result.out_dir} collects them (and submits the next ones)",
+            f"[bold]codeclm: detached[/] after {record.wall_seconds}s, not finished: "
+            f"{finished} instructions finished so far ({counts.kept} kept); the others wait "
+            f"on batches out at the providers; codeclm resume {result.out_dir} collects them "
+            "(and submits the next ones)",
             soft_wrap=True,
         )
+        return
     console.print(
         f"[bold]codeclm run finished[/] in {record.wall_seconds}s: "
         f"{counts.kept} kept ({counts.kept_strong} strong, {counts.kept_target} target), "

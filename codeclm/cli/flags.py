@@ -16,6 +16,9 @@ EXIT_CAPPED = 3
 """The run stopped at its cost cap (``--max-cost``): run again with a higher one."""
 EXIT_BROKEN = 4
 """An endpoint failed every request (its breaker tripped): fix it and run again."""
+EXIT_DETACHED = 5
+"""``--detach``: the run stopped while its requests wait on batches at the providers (not
+finished): ``codeclm resume DIR`` collects them."""
 
 
 ROLE_FLAGS = ("model", "base_url", "api_key_env")

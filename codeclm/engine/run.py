@@ -25,7 +25,7 @@ from codeclm.engine.waves import next_wave
 from codeclm.handle import OpenRun, RunHandle
 from codeclm.handle.record import Totals
 from codeclm.methods import method_spec
-from codeclm.outputs import DATASET, RUN_FILES
+from codeclm.outputs import DATASET, RUN_FILES, remove_empty_outputs
 from codeclm.prepare.passes import initial_state, ready
 from codeclm.records import Counts, RunRecord, StoredInputs, grouped_failures
 from codeclm.seeds import check_fits_context
@@ -266,6 +266,8 @@ async def execute(
                 + ("; run the same command again to retry what failed" if again else "")
             )
     assert handle.out_dir is not None
+    if detached:  # (an output file of no row would read as a finished, empty run)
+        remove_empty_outputs(handle.out_dir)
     return RunResult(out_dir=handle.out_dir, record=record, detached=detached)
 
 
