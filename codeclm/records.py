@@ -162,6 +162,9 @@ class CostRecord(BaseModel):
 
     table: str = ""
     """The price database and its version (``genai-prices 0.2.5``)."""
+    price_source: str = ""
+    """Where the prices came from, as they were: the config, the database, or both (and
+    which roles ran free on this machine, or unpriced)."""
     prices: dict[str, RolePrice | None] = Field(default_factory=dict)
     paid: dict[str, TokenUsage] = Field(default_factory=dict)
     """Every request each role was paid for, over the run's whole life (the ledger)."""

@@ -5,6 +5,7 @@ collect, and no line is ever submitted twice."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 import codeclm
+from codeclm import api
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
 from codeclm.cli import main
 from codeclm.engine.run import RunError
@@ -58,6 +60,15 @@ def test_a_batched_run_is_the_online_run_at_half_the_price(
     assert cost is not None and first is not None and first.cost is not None
     assert cost.total == pytest.approx(first.cost.total / 2), "the batch discount"
     assert set(cost.paid) == {"strong/batch", "target/batch"}
+    # the report sets the estimate beside the actual at the same (batch) prices
+    batched, plain = (
+        json.loads(
+            (api.report([run], tmp_path / f"report-{run.name}").parent / "report.json").read_text()
+        )["runs"][0]["cost"]["estimate"]
+        for run in (tmp_path / "batched", online)
+    )
+    assert batched["batch"] and batched["expected"] == pytest.approx(plain["expected"] / 2)
+    assert cost.price_source == "the config", "every price came from the config"
 
 
 def test_an_expired_batch_and_failed_lines_are_submitted_again_and_only_those(

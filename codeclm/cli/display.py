@@ -83,7 +83,7 @@ def cost_lines(cost: CostRecord | None) -> list[str]:
     if cost is None:
         return []
     roles = ", ".join(f"{role} {dollars(value)}" for role, value in cost.by_role.items())
-    lines = [f"cost {dollars(cost.total)} ({roles}; prices: {cost.table})"]
+    lines = [f"cost {dollars(cost.total)} ({roles}; prices: {cost.price_source or cost.table})"]
     unknown = [role for role, price in cost.prices.items() if price is None]
     if unknown:
         lines.append(

@@ -195,7 +195,7 @@ def cost_record(
 ) -> CostRecord:
     """The cost of a run as of now: the ledger's figures priced (``paid``, ``by_role``,
     ``total``), and, from the threads' usage, each node's share and what the cache saved."""
-    from codeclm.cost.prices import price_table
+    from codeclm.cost.prices import price_sources, price_table
 
     def priced(role: str, tokens: TokenUsage) -> float | None:
         price = meter.prices.get(role)
@@ -208,6 +208,7 @@ def cost_record(
     total = meter.total()
     return CostRecord(
         table=price_table(),
+        price_source=price_sources(meter.prices),
         prices=dict(sorted(meter.prices.items())),
         paid=dict(sorted(meter.paid.items())),
         by_role={role: meter.spent(role) for role in sorted(meter.prices)},

@@ -23,6 +23,23 @@ def price_table() -> str:
     return f"genai-prices {__version__}"
 
 
+def price_sources(prices: dict[str, RolePrice | None]) -> str:
+    """Where a run's prices came from, named as they were: "the config", the database and
+    its version, both, and the roles free on this machine or unpriced."""
+    parts = []
+    if any(p is not None and p.source == "config" for p in prices.values()):
+        parts.append("the config")
+    if any(p is not None and p.source == "table" for p in prices.values()):
+        parts.append(price_table())
+    local = sorted(role for role, p in prices.items() if p is not None and p.source == "local")
+    unknown = sorted(role for role, p in prices.items() if p is None)
+    if local:
+        parts.append(f"{', '.join(local)} free on this machine")
+    if unknown:
+        parts.append(f"{', '.join(unknown)} unpriced")
+    return "; ".join(parts) or price_table()
+
+
 def is_local(base_url: str | None) -> bool:
     """The embedded model (no URL), or a server on this machine (loopback). A server on a
     private network may be a gateway to a paid provider: it is priced like any other."""

@@ -27,8 +27,9 @@ def cost_figures(record: RunRecord, seed_texts: list[str]) -> dict[str, Any] | N
     except (ConfigError, ValidationError):  # settings of another version: no estimate
         figures["estimate"] = None
         return figures
-    priced = estimate.priced(cost.prices)
+    priced = estimate.priced(cost.prices, batch=config.batch)  # the actual's pricing mode
     figures["estimate"] = {
+        "batch": config.batch,
         "source": priced.source,
         "expected": priced.total_usd,
         "worst": priced.worst_total_usd,
@@ -61,7 +62,13 @@ def cost_table(figures: dict[str, Any] | None) -> tuple[str, list[str], list[lis
             ]
         )
     rows.append(
-        ["all", figures["table"], "", dollars(figures["total"]), dollars(estimate.get("expected"))]
+        [
+            "all",
+            figures.get("price_source") or figures["table"],
+            "",
+            dollars(figures["total"]),
+            dollars(estimate.get("expected")),
+        ]
     )
     rows.append(["per kept pair", "", "", dollars(figures["per_kept_pair"]), ""])
     rows.append(["saved by the response cache", "", "", dollars(figures["cache_saved"]), ""])
@@ -73,6 +80,7 @@ def cost_table(figures: dict[str, Any] | None) -> tuple[str, list[str], list[lis
         "price (per million in / out)",
         "calls paid",
         "cost",
-        "estimate",
+        "estimate (batch prices)" if estimate.get("batch") else "estimate",
     ]
-    return "Cost (USD, from the ledger of paid requests)", header, rows
+    mode = ", at batch prices" if estimate.get("batch") else ""
+    return f"Cost (USD, from the ledger of paid requests{mode})", header, rows
