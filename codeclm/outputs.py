@@ -214,34 +214,78 @@ def writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
-def sqlite_uri(path: Path, read_only: bool) -> str:
-    """How to open one of the run's SQLite files: read-only and immutable in a folder this
-    process cannot write (no lock or WAL file can be made there), else as usual.
+def sqlite_uri(path: Path, read_only: bool, probe: bool = True) -> str:
+    """How to open one of the run's SQLite files: read-only in a folder this process cannot
+    write (immutable only when no write-ahead log holds pages the file lacks: SQLite would
+    not read them), else as usual.
 
-    A damaged file is a ``ConfigError`` naming it and what to do, found before any
-    connection thread starts (a failed aiosqlite connect leaves its thread running, and
+    ``probe``: a damaged file is a ``ConfigError`` naming it and what to do, found before
+    any connection thread starts (a failed aiosqlite connect leaves its thread running, and
     the process would never exit)."""
-    if path.exists():
-        try:
-            probe = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
-            try:
-                probe.execute("SELECT count(*) FROM sqlite_master").fetchall()
-                if path.stat().st_size < 64 * 1024**2:  # a small file is read through
-                    (verdict,) = probe.execute("PRAGMA quick_check(1)").fetchone()
-                    if verdict != "ok":
-                        raise sqlite3.DatabaseError(verdict)
-            finally:
-                probe.close()
-        except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc) and "unable to open" not in str(exc):
-                raise _damaged(path, exc) from None
-        except sqlite3.DatabaseError as exc:
-            raise _damaged(path, exc) from None
+    if probe and path.exists():
+        check_sqlite(path)
     if not read_only:
         return str(path)
-    return f"file:{quote(str(path))}?mode=ro&immutable=1" if path.exists() else ":memory:"
+    if not path.exists():
+        return ":memory:"
+    wal = path.with_name(path.name + "-wal")
+    frozen = "" if wal.exists() and wal.stat().st_size else "&immutable=1"
+    return f"file:{quote(str(path))}?mode=ro{frozen}"
 
 
-def _damaged(path: Path, exc: Exception) -> ConfigError:
+def check_sqlite(path: Path) -> None:
+    """A SQLite file that is not one, or is cut short, is one line naming it."""
+    header = path.read_bytes()[:100] if path.stat().st_size < 100 else _head(path)
+    wal = path.with_name(path.name + "-wal")
+    if len(header) == 100 and header.startswith(b"SQLite format 3\x00") and not wal.exists():
+        page_size = int.from_bytes(header[16:18], "big") or 65536
+        pages = int.from_bytes(header[28:32], "big")
+        valid = header[24:28] == header[92:96]  # the size in the header is current
+        if valid and pages and path.stat().st_size < page_size * pages:
+            size, whole = path.stat().st_size, page_size * pages
+            raise _damaged(path, f"cut short: {size:,} of its {whole:,} bytes")
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            if path.stat().st_size < 64 * 1024**2:  # a small file is read through
+                (verdict,) = connection.execute("PRAGMA quick_check(1)").fetchone()
+                if verdict != "ok":
+                    raise sqlite3.DatabaseError(verdict)
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if not any(word in str(exc) for word in ("readonly", "unable to open", "locked")):
+            raise _damaged(path, str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(path, str(exc)) from None
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.read(100)
+
+
+async def open_sqlite(path: Path, read_only: bool, table: str, ddl: str, **options: Any) -> Any:
+    """An aiosqlite connection to one of the run's files, its table set up (``ddl``); read
+    only, a file without the table (written by an older version) reads as empty."""
+    import aiosqlite
+
+    uri = sqlite_uri(path, read_only, probe=False)
+    connection = await aiosqlite.connect(uri, uri=True, timeout=30, **options)
+    if read_only and uri != ":memory:":
+        found = await connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        )
+        if await found.fetchone() is not None:
+            return connection
+        await connection.close()
+        connection = await aiosqlite.connect(":memory:", **options)
+    await connection.execute(ddl)
+    await connection.commit()
+    return connection
+
+
+def _damaged(path: Path, why: str) -> ConfigError:
     advice = DAMAGED_ADVICE.get(path.name, "restore it or move it aside")
-    return ConfigError(f"{path} is damaged ({exc}): {advice}")
+    return ConfigError(f"{path} is damaged ({why}): {advice}")

@@ -4,7 +4,7 @@ password, a server's name without its credentials, a provider's words without a 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 _SECRETS: set[str] = set()
 """The API keys this process uses (``remember_secret``), never to be written out."""
@@ -46,8 +46,23 @@ def server_name(base_url: str | None, default: str = "https://api.openai.com/v1"
 
 
 #: Query parameters that carry a secret (libpq's ``password`` and ``sslpassword``, a
-#: gateway's ``api_key``, ``key``, ``token``): dropped wherever a URL is written.
-_SECRET_PARAMETER = re.compile(r"pass|secret|token|key|auth|credential", re.I)
+#: gateway's ``api_key``, ``key``, ``token``): dropped wherever a URL is written. Exact
+#: names: ``sslkey`` or ``passfile`` name files, and the URL is used again to connect.
+SECRET_PARAMETERS = frozenset(
+    {
+        "password",
+        "sslpassword",
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "token",
+        "access_token",
+        "auth_token",
+        "secret",
+        "client_secret",
+    }
+)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -60,9 +75,9 @@ def redact_url(url: str | None) -> str | None:
     netloc = _host_and_port(url)
     if parts.username:
         netloc = f"{parts.username}@{netloc}"
-    query = [
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if not _SECRET_PARAMETER.search(name)
+    kept = [  # the raw text of each other parameter, as given (libpq reads it so again)
+        piece
+        for piece in parts.query.split("&")
+        if piece and unquote_plus(piece.split("=", 1)[0]).lower() not in SECRET_PARAMETERS
     ]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(kept)))

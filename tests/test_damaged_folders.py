@@ -59,12 +59,10 @@ def test_a_damaged_store_file_is_one_line_naming_it(
     _damage(copy / name, kind)
     for command in (["inspect", str(copy)], ["resume", str(copy)]):
         done = _codeclm(*command)
-        if kind == "zero bytes" and name != "checkpoints.sqlite":
-            continue  # an empty cache or ledger is an empty SQLite file: nothing is lost
         err = done.stderr.strip()
         assert done.returncode == 2 and len(err.splitlines()) == 1, (command, err)
         assert "Traceback" not in err and str(copy / name) in err, err
-        assert ("damaged" if kind != "zero bytes" else "empty or gone") in err, err
+        assert ("damaged" if kind != "zero bytes" else "is empty, but run.json") in err, err
 
 
 @pytest.fixture
@@ -107,3 +105,48 @@ def test_a_read_only_folder_is_read_and_never_written(read_only: Path, tmp_path:
     finally:
         view.terminate()
         view.communicate(timeout=10)
+
+
+def test_a_read_only_copy_reads_what_its_write_ahead_log_holds_and_older_files(
+    finished: Path, tmp_path: Path
+) -> None:
+    """Read-only, a file whose write-ahead log holds pages is read with them (never a
+    frozen older state), and a ledger written before the batch book reads as empty."""
+    import sqlite3
+
+    from codeclm.outputs import sqlite_uri
+
+    path = tmp_path / "wal.sqlite"
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x)")
+    writer.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    writer.commit()  # the rows are in the WAL only (the writer stays open)
+    reader = sqlite3.connect(sqlite_uri(path, read_only=True), uri=True)
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (100,)
+    reader.close()
+    writer.close()
+    old = tmp_path / "old"
+    shutil.copytree(finished, old)
+    ledger = sqlite3.connect(old / "spend.sqlite")
+    ledger.execute("DROP TABLE batches")  # as a version before the batch book wrote it
+    ledger.commit()
+    ledger.close()
+    import asyncio
+
+    from codeclm.llm.batch_book import SqliteBatchBook
+
+    os.chmod(old, 0o555)  # (root writes anyway: the read-only mode is what is tested)
+    try:
+
+        async def listed() -> int:
+            book = await SqliteBatchBook(old / "spend.sqlite").open(read_only=True)
+            try:
+                return len(await book.out("http://127.0.0.1:9/v1"))
+            finally:
+                await book.close_book()
+
+        assert asyncio.run(listed()) == 0
+    finally:
+        os.chmod(old, 0o755)

@@ -13,7 +13,7 @@ from langchain_core.tracers.langchain import wait_for_all_tracers
 
 from codeclm.bench.mock_langsmith import MockLangSmith
 from codeclm.bench.mock_llm import MockLLM
-from tests.conftest import run_cli, write_seeds
+from tests.conftest import mock_args, run_cli, write_seeds
 
 
 def _forget_langsmith_settings() -> None:
@@ -60,3 +60,43 @@ def test_a_traced_run_shows_every_node_and_every_model_call_with_role_and_tokens
     again = [c for c in calls if c["extra"]["metadata"]["asked_again"]]
     assert len(again) == 1 and "429" in again[0]["extra"]["metadata"]["asked_again"][0]
     assert all("lsv2-test-key" not in str(run) for run in runs)
+
+
+def test_unreachable_tracing_is_said_and_holds_the_exit_at_most_5_seconds(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """An endpoint that cannot be reached: the start says where traces go, the end says in
+    one line what could not be sent, and the exit waits no longer than 5 s for it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    env = {
+        **os.environ,
+        "LANGSMITH_TRACING": "true",
+        "LANGSMITH_ENDPOINT": f"http://127.0.0.1:{port}",
+        "LANGSMITH_API_KEY": "lsv2-test-key",
+    }
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ["How do I reset my password?"])
+    args = [sys.executable, "-m", "codeclm", "run", str(seeds)]
+    args += mock_args(mock_llm, tmp_path / "out", instructions=2, metadata=1)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    finished_at = None
+    for line in proc.stdout:
+        if "codeclm run finished" in line:
+            finished_at = time.monotonic()
+    proc.wait(timeout=60)
+    assert finished_at is not None and proc.returncode == 0
+    assert time.monotonic() - finished_at <= 5 + 2, "the exit held at most about 5 s"
+    err = proc.stderr.read() if proc.stderr else ""
+    assert f"tracing to http://127.0.0.1:{port}" in err
+    assert "Failed to multipart" not in err and len(err) < 2000, err

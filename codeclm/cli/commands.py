@@ -45,6 +45,7 @@ from codeclm.engine.run import RunError
 from codeclm.evaluation import EvalStats
 from codeclm.handle import Folder
 from codeclm.llm.breaker import EndpointBroken
+from codeclm.llm.tracing import finish_tracing, tracing_destination
 from codeclm.seeds import InputError
 from codeclm.store import LeaseLost, StoreUnavailable
 
@@ -328,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if (tracing := tracing_destination()) is not None:
+        sys.stderr.write(f"codeclm: {tracing}\n")
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, InputError) as exc:
@@ -363,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Resume with: {again}\n"
         )
         return 130
+    finally:
+        if (unsent := finish_tracing()) is not None:
+            sys.stderr.write(f"codeclm: {unsent}\n")
 
 
 if __name__ == "__main__":

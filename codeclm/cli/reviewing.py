@@ -88,9 +88,9 @@ def add_view(commands: Any) -> None:
     view.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to serve on (default 127.0.0.1: this machine only). Served wider, "
-        "for a team, the page asks for the token it prints at start, and each review "
-        "records the reviewer's name",
+        help="address to serve on (default 127.0.0.1: this machine only). The page opens "
+        "with the token in the address it prints at start, on loopback too; served wider, "
+        "for a team, each review records the reviewer's name",
     )
     add_store_flags(view)
 

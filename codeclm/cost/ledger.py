@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from codeclm.outputs import sqlite_uri
+from codeclm.outputs import open_sqlite
 from codeclm.state import TokenUsage
 
 #: The token columns of a ledger row (``TokenUsage``'s fields that a provider bills).
@@ -51,16 +51,16 @@ class SqliteLedger(Ledger):
     async def open(self, read_only: bool = False) -> SqliteLedger:
         # Autocommit: each row is one statement, committed as it runs (one trip to the
         # database thread per paid request).
-        uri = sqlite_uri(self.path, read_only)
-        self._conn = await aiosqlite.connect(uri, uri=True, timeout=30, isolation_level=None)
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        # As the response cache: durable across a process kill (WAL), one fsync per checkpoint.
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.execute(
+        ddl = (
             "CREATE TABLE IF NOT EXISTS spend (role TEXT NOT NULL, "
             + ", ".join(f"{column} INTEGER NOT NULL" for column in COLUMNS)
             + ")"
         )
+        self._conn = await open_sqlite(self.path, read_only, "spend", ddl, isolation_level=None)
+        if not read_only:
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            # As the response cache: durable across a kill (WAL), one fsync per checkpoint.
+            await self._conn.execute("PRAGMA synchronous=NORMAL")
         return self
 
     async def close(self) -> None:

@@ -64,6 +64,7 @@ async def prepare_stream(
     stats: RunStats,
     reviews: Reviews,
     update: list[Seed] | None = None,
+    check_seeds: bool = True,
 ) -> AsyncIterator[tuple[PrepareState, Ready]]:
     """Encode, augment, write rubrics, decode: the thread's latest state as the pass
     advances, with the instructions ready to run (some ahead of their round's end).
@@ -72,7 +73,8 @@ async def prepare_stream(
     was left in when no new pass is needed. A pass that stops for the pool's review
     (``--review metadata``) waits here for the approval in ``reviews``, then goes on.
     ``update``: ``run --update``'s seeds; those the run lacks start a new pass that adds
-    them (and ``cfg``'s grown budget and pool).
+    them (and ``cfg``'s grown budget and pool). ``check_seeds``: the seeds given must be the
+    run's own (a shared run's workers take theirs from the store, which ``--update`` grows).
     """
     cfg = context.config
     config = thread_config(PREPARE_THREAD, max_concurrency=cfg.concurrency)
@@ -84,7 +86,7 @@ async def prepare_stream(
         )
     else:
         state = PrepareState.model_validate(snapshot.values)
-        if update is None:
+        if update is None and check_seeds:
             check_same_seeds(state, seeds)
         yield state, ready(state)
         fresh = new_seeds(state, update or [])

@@ -116,7 +116,14 @@ async def _prepare_duty(
         published: set[str] = set()
         try:
             stream = prepare_stream(
-                run.prepare, run.context, seeds, user_metadata, stats, run.reviews, update
+                run.prepare,
+                run.context,
+                seeds,
+                user_metadata,
+                stats,
+                run.reviews,
+                update,
+                check_seeds=not run.store.shared,
             )
             async for _, ready_now in stream:
                 jobs = [

@@ -19,7 +19,17 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from codeclm.config import ConfigError, differing_keys
-from codeclm.outputs import CHECKPOINTS, EVAL_JSON, RUN_JSON, make_folder, writable, write_json
+from codeclm.outputs import (
+    CACHE,
+    CHECKPOINTS,
+    DAMAGED_ADVICE,
+    EVAL_JSON,
+    RUN_JSON,
+    SPEND,
+    make_folder,
+    writable,
+    write_json,
+)
 from codeclm.records import EvalRecord, RunRecord
 
 Kind = Literal["run", "evaluation"]
@@ -121,11 +131,16 @@ def check_folder(out_dir: Path | None, record: RunRecord | None, writing: bool) 
         return
     checkpoints = out_dir / CHECKPOINTS
     ran = record is not None and record.counts.instructions > 0
-    if ran and (not checkpoints.exists() or checkpoints.stat().st_size == 0):
+    if ran and not checkpoints.exists():
         raise ConfigError(
-            f"{checkpoints} is empty or gone, but {RUN_JSON} records a run: restore the "
-            "checkpoints from a backup, or start the run again in a new --out"
+            f"{checkpoints} is gone, but {RUN_JSON} records a run: restore the checkpoints "
+            "from a backup, or start the run again in a new --out"
         )
+    for name in (CHECKPOINTS, CACHE, SPEND):  # emptied: what they held is lost
+        path = out_dir / name
+        if ran and path.exists() and path.stat().st_size == 0:
+            advice = DAMAGED_ADVICE[name]
+            raise ConfigError(f"{path} is empty, but {RUN_JSON} records a run: {advice}")
     if writing and not writable(out_dir):
         raise ConfigError(
             f"{out_dir} is read-only: run, resume and step write there (inspect, export, "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from codeclm.outputs import sqlite_uri
+from codeclm.outputs import open_sqlite
 
 PENDING = "file:"
 """The id of a batch recorded before it was created: its input file's id after this."""
@@ -56,13 +56,11 @@ class SqliteBatchBook(BatchBook):
         self._conn: aiosqlite.Connection | None = None
 
     async def open(self, read_only: bool = False) -> SqliteBatchBook:
-        uri = sqlite_uri(self.path, read_only)
-        self._conn = await aiosqlite.connect(uri, uri=True, timeout=30)
-        await self._conn.execute(
+        ddl = (
             "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
             " lines TEXT NOT NULL)"
         )
-        await self._conn.commit()
+        self._conn = await open_sqlite(self.path, read_only, "batches", ddl)
         return self
 
     async def close_book(self) -> None:

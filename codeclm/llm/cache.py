@@ -22,7 +22,7 @@ from typing import Any
 import aiosqlite
 
 from codeclm.llm.reply import Reply
-from codeclm.outputs import sqlite_uri
+from codeclm.outputs import open_sqlite
 from codeclm.state import TokenUsage
 
 
@@ -72,15 +72,14 @@ class SqliteResponseCache(ResponseCache):
         self._conn: aiosqlite.Connection | None = None
 
     async def open(self, read_only: bool = False) -> SqliteResponseCache:
-        uri = sqlite_uri(self.path, read_only)
-        self._conn = await aiosqlite.connect(uri, uri=True, timeout=30)
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.execute(
+        ddl = (
             "CREATE TABLE IF NOT EXISTS responses ("
             " key TEXT PRIMARY KEY, content TEXT NOT NULL, usage TEXT NOT NULL)"
         )
-        await self._conn.commit()
+        self._conn = await open_sqlite(self.path, read_only, "responses", ddl)
+        if not read_only:
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute("PRAGMA synchronous=NORMAL")
         return self
 
     async def close(self) -> None:

@@ -13,6 +13,8 @@ With tracing off (the default) a call costs one check of a cached setting.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from langsmith.run_helpers import trace
 from langsmith.utils import tracing_is_enabled
 
 from codeclm.llm.reply import describe_error
-from codeclm.redact import scrub
+from codeclm.redact import scrub, server_name
 from codeclm.state import TokenUsage
 
 
@@ -88,3 +90,45 @@ def model_span(
             failed = exc
     if failed is not None:
         raise failed
+
+
+#: The most a command waits at its end for its traces to leave.
+FLUSH_SECONDS = 5.0
+
+
+def tracing_destination() -> str | None:
+    """Where this process's traces go, said at its start (None: tracing is off). The
+    LangSmith threads are made daemons, so an endpoint that cannot be reached holds the
+    exit no longer than ``finish_tracing`` waits."""
+    if not tracing_is_enabled():
+        return None
+    from langsmith import utils
+
+    os.environ.setdefault("LANGSMITH_USE_DAEMON", "true")
+    utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
+    endpoint = utils.get_env_var("ENDPOINT") or "https://api.smith.langchain.com"
+    project = utils.get_tracer_project()
+    if not utils.get_env_var("API_KEY") and "smith.langchain.com" in endpoint:
+        return f"tracing is on, but no LANGSMITH_API_KEY is set: {endpoint} will refuse traces"
+    return f"tracing to {server_name(endpoint)} (project {project})"
+
+
+def finish_tracing(timeout: float = FLUSH_SECONDS) -> str | None:
+    """Send the traces still queued, waiting at most ``timeout``; the one line to say when
+    some could not be sent (they are dropped), else None. LangSmith's own retry warnings
+    are kept out of the terminal: this line says it once."""
+    if not tracing_is_enabled():
+        return None
+    from langsmith.run_trees import get_cached_client
+
+    logging.getLogger("langsmith").setLevel(logging.CRITICAL)
+    client = get_cached_client()
+    client.flush(timeout=timeout)
+    queue = client.tracing_queue
+    left = queue.unfinished_tasks if queue is not None else 0
+    if not left:
+        return None
+    return (
+        f"traces: {left} batch(es) not sent within {timeout:g}s (the tracing endpoint did "
+        "not take them): dropped"
+    )

@@ -68,7 +68,9 @@ COMPARISON_HEADER = [
 def md_text(text: str) -> str:
     """Text as a Markdown page shows it, never as markup: model text such as
     ``<img src=x onerror=…>`` stays text in any viewer that renders HTML in Markdown."""
-    escaped = html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
+    escaped = html.escape(text, quote=False)
+    for mark in "\\`[]!|":  # no link, image or code of the model's making
+        escaped = escaped.replace(mark, "\\" + mark)
     return " ".join(escaped.splitlines())
 
 

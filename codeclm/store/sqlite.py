@@ -21,7 +21,17 @@ from codeclm.config import ConfigError
 from codeclm.cost.ledger import SqliteLedger
 from codeclm.llm.batch_book import SqliteBatchBook
 from codeclm.llm.cache import SqliteResponseCache
-from codeclm.outputs import CACHE, CHECKPOINTS, REVIEWS, SPEND, make_folder, sqlite_uri, writable
+from codeclm.outputs import (
+    CACHE,
+    CHECKPOINTS,
+    REVIEWS,
+    SPEND,
+    check_sqlite,
+    make_folder,
+    open_sqlite,
+    sqlite_uri,
+    writable,
+)
 from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
 from codeclm.store.board import LocalBoard
@@ -39,7 +49,7 @@ async def open_checkpointer(path: Path, read_only: bool = False) -> AsyncIterato
     and ``synchronous=NORMAL`` (half the write cost, still safe with WAL). ``read_only``:
     the folder cannot be written; the saver reads what is there and sets nothing up.
     """
-    uri = sqlite_uri(path, read_only)
+    uri = sqlite_uri(path, read_only, probe=False)  # (probed by the store's opening)
     async with aiosqlite.connect(uri, uri=True, timeout=30) as conn:
         saver = TimedSqliteSaver(conn, serde=serializer())
         if read_only and path.exists():
@@ -73,10 +83,11 @@ class SqliteStore(Store):
     async def _reviews(self) -> AsyncIterator[aiosqlite.Connection]:
         """A short connection: the run, ``codeclm view`` and ``codeclm review`` share the
         file from their own processes, and none of them keeps it open."""
-        uri = sqlite_uri(self.out_dir / REVIEWS, self.read_only)
-        async with aiosqlite.connect(uri, uri=True, timeout=30) as conn:
-            await conn.execute(_REVIEWS_TABLE)
+        conn = await open_sqlite(self.out_dir / REVIEWS, self.read_only, "reviews", _REVIEWS_TABLE)
+        try:
             yield conn
+        finally:
+            await conn.close()
 
     async def read_reviews(self, kind: str) -> dict[str, dict[str, Any]]:
         if not (self.out_dir / REVIEWS).is_file():
@@ -118,7 +129,8 @@ async def open_sqlite_store(out_dir: Path, workers: int) -> AsyncIterator[Sqlite
         make_folder(out_dir)
     read_only = not writable(out_dir)
     for name in (CHECKPOINTS, CACHE, SPEND, REVIEWS):  # each damaged file said in a line
-        sqlite_uri(out_dir / name, read_only)
+        if (out_dir / name).exists():
+            check_sqlite(out_dir / name)
     cache = await SqliteResponseCache(out_dir / CACHE).open(read_only)
     ledger = await SqliteLedger(out_dir / SPEND).open(read_only)
     book = await SqliteBatchBook(out_dir / SPEND).open(read_only)

@@ -170,7 +170,7 @@ class View:
                 )
             else:
                 raise web.HTTPNotFound()
-        except ReviewError as exc:
+        except (ReviewError, ConfigError) as exc:  # (a read-only folder keeps no review)
             return await self.overview(request, error=str(exc))
         await self.snapshot(fresh=True)
         raise _remembering(web.HTTPSeeOther("/#pool"), who)
@@ -195,7 +195,7 @@ class View:
                 reviewer=who,
                 **edits,
             )
-        except ReviewError as exc:
+        except (ReviewError, ConfigError) as exc:  # (a read-only folder keeps no review)
             return await self.instruction(request, error=str(exc))
         await self.snapshot(fresh=True)
         raise _remembering(web.HTTPSeeOther(f"/instructions/{ident}"), who)
@@ -294,7 +294,9 @@ def token_gate(token: str) -> Any:
                 raise web.HTTPForbidden(text="wrong token")
             query = {k: v for k, v in request.query.items() if k != "token"}
             found = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
-            found.set_cookie(cookie, token, samesite="Strict", httponly=True)
+            # Lax: the printed address opened from another page (a chat, a notebook) must
+            # work; writes need this page's Origin and no other site may frame it.
+            found.set_cookie(cookie, token, samesite="Lax", httponly=True)
             raise found
         if not hmac.compare_digest(request.cookies.get(cookie, "").encode(), expected):
             raise web.HTTPForbidden(
