@@ -131,16 +131,23 @@ def test_a_cap_stops_below_it_and_a_higher_one_finishes_the_same_dataset(
     mock_llm: MockLLM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     roles = priced_roles(mock_llm)
+    mock_llm.answer_tokens = 1500  # answers long enough that the run costs many bounds
     options = {"instructions": 8, "metadata": 3, "concurrency": 2}
     seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
     free = codeclm.run(seeds, out=tmp_path / "free", **options, **roles)
     assert free.record.cost is not None and free.record.cost.total is not None
-    cap = free.record.cost.total / 2 + 0.05  # room for two requests' bounds in flight
+    cap = free.record.cost.total / 2
+    assert cap > 0.05, "room for a request's bound (2,048 output tokens at $10/M: $0.02)"
     capped = tmp_path / "capped"
-    with pytest.raises(CostCapReached, match=r"could pass --max-cost \$0\.0\d+"):
+    with pytest.raises(
+        CostCapReached, match=r"could pass --max-cost \$0\.\d+: spent \$0\.\d+ of"
+    ) as stop:
         codeclm.run(seeds, out=capped, max_cost=cap, **options, **roles)
     record = json.loads((capped / "run.json").read_text())
     assert record["cost"]["total"] <= cap and record["cost"]["stopped_at_cap"]
+    # near the cap it sends fewer at once: it stops only when one request alone cannot fit
+    next_bound = float(str(stop.value).split("may cost ($", 1)[1].split(")")[0])
+    assert record["cost"]["total"] + next_bound > cap, (record["cost"]["total"], cap)
     assert record["counts"]["kept"] < free.kept, "it stopped before the end"
     # The CLI: the same stop in one line, exit 3; then resume with a higher cap finishes.
     argv = ["run", str(seeds), *mock_args(mock_llm, tmp_path / "cli", **options)]
@@ -250,7 +257,8 @@ def test_an_evaluation_stops_at_its_cap_too(mock_llm: MockLLM, tmp_path: Path) -
         )
     )
     roles = priced_roles(mock_llm)
+    mock_llm.answer_tokens = 1500  # answers that cost: the six items cost more than the cap
     with pytest.raises(CostCapReached, match="--max-cost"):
-        codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", max_cost=0.03, **roles)
+        codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", max_cost=0.05, **roles)
     record = json.loads((tmp_path / "eval/eval.json").read_text())
-    assert record["cost"]["total"] <= 0.03 and record["cost"]["stopped_at_cap"]
+    assert record["cost"]["total"] <= 0.05 and record["cost"]["stopped_at_cap"]

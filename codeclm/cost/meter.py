@@ -2,11 +2,13 @@
 spending cap (``--max-cost``, and a role's ``max_cost``) held before each request is sent.
 
 A request is admitted only if what was paid, what the requests in flight may still cost
-(each at its ``max_tokens`` bound) and this request's own bound stay within every cap. One
-that would not fit is never sent: the meter says so (``capped``); the engine lets the
-requests in flight finish (they are paid for: their replies are kept), then stops the run
-as Ctrl-C does, writing what is finished. Run again with a higher cap, the run goes on
-and pays nothing twice.
+(each at its ``max_tokens`` bound) and this request's own bound stay within every cap.
+Near the cap the run sends fewer at once: a request that would fit once the requests in
+flight have settled (they mostly cost far less than their bound) waits for them. One that
+would not fit even alone is never sent: the meter says so (``capped``); the engine lets
+the requests in flight finish (they are paid for: their replies are kept), then stops the
+run as Ctrl-C does, writing what is finished. Run again with a higher cap, the run goes
+on and pays nothing twice.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class Meter:
     """When ``paid`` was last read from the ledger (other workers pay into it too)."""
     batch: bool = False
     """The run sends its requests through the Batch API (``--batch``)."""
+    refused_bound: float = 0.0
+    """The most the request the run stopped before could have cost."""
+    settled: asyncio.Condition = field(default_factory=asyncio.Condition)
+    """Notified as each request in flight settles: a request waiting for room wakes."""
 
     def __post_init__(self) -> None:
         self.drained.set()
@@ -104,9 +110,17 @@ class Meter:
         return self
 
     def stop_message(self) -> str:
+        """What was spent, what is left, and why the run stopped."""
+        spent = self.total()
+        left = ""
+        if self.cap is not None and spent is not None:
+            left = (
+                f" of {dollars(self.cap)}, {dollars(max(self.cap - spent, 0.0))} left: less "
+                f"than the next request may cost ({dollars(self.refused_bound)})"
+            )
         return (
             f"stopped before a request that could pass {self.why}: spent "
-            f"{dollars(self.total())}; what is finished is written out. Run again with a "
+            f"{dollars(spent)}{left}; what is finished is written out. Run again with a "
             "higher cap to go on (nothing is paid twice)"
         )
 
@@ -136,18 +150,31 @@ class Meter:
         usage = TokenUsage(input_tokens=prompt_tokens, output_tokens=max_tokens)
         return price.cost(usage) * (price.batch_discount if batch else 1.0)
 
-    def _refusal(self, role: str, bound: float) -> str | None:
-        """Why the request must not be sent, or None."""
+    def _refusal(self, role: str, bound: float, alone: bool = False) -> str | None:
+        """Why the request must not be sent, or None (``alone``: were nothing in flight)."""
         role_cap = self.role_caps.get(role)
         if role_cap is not None:
-            spent = (self.spent(role) or 0.0) + self.in_flight.get(role, 0.0)
-            if spent + bound > role_cap:
+            flying = 0.0 if alone else self.in_flight.get(role, 0.0)
+            if (self.spent(role) or 0.0) + flying + bound > role_cap:
                 return f"{role}'s max_cost {dollars(role_cap)}"
         if self.cap is not None:
-            spent = (self.total() or 0.0) + sum(self.in_flight.values())
-            if spent + bound > self.cap:
+            flying = 0.0 if alone else sum(self.in_flight.values())
+            if (self.total() or 0.0) + flying + bound > self.cap:
                 return f"--max-cost {dollars(self.cap)}"
         return None
+
+    async def _admit(self, role: str, bound: float) -> str | None:
+        """Wait while the request would fit once those in flight settle; why it can never
+        be sent within the caps, or None: it is admitted."""
+        while True:
+            refusal = self.why or self._refusal(role, bound)
+            if not refusal or self.why or not self.sent:
+                return refusal
+            if self._refusal(role, bound, alone=True) is not None:
+                return refusal
+            async with self.settled:  # fewer at once near the cap: wait for room
+                await self.settled.wait()
+            await self._refresh(every=0.0)
 
     @asynccontextmanager
     async def request(
@@ -162,10 +189,10 @@ class Meter:
             await self._refresh()
         if self.halted:  # the run is stopping (an endpoint broke): nothing more is sent
             await asyncio.Event().wait()
-        refusal = self.why or self._refusal(role, bound)  # once stopped, nothing more is sent
+        refusal = await self._admit(role, bound)  # once stopped, nothing more is sent
         if refusal:
             if not self.capped.is_set():
-                self.why = refusal
+                self.why, self.refused_bound = refusal, bound
                 self.capped.set()
             if not self.stops_run:
                 raise CostCapReached(self.stop_message())
@@ -185,6 +212,8 @@ class Meter:
             self.sent -= 1
             if not self.sent:
                 self.drained.set()
+            async with self.settled:
+                self.settled.notify_all()
 
 
 def cost_record(
