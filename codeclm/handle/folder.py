@@ -159,6 +159,7 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
     operating system lets go of the lock when the process ends, even by kill -9; the
     read-only commands never take it. (A PostgreSQL run is shared by ``codeclm worker``
     processes by design: its store's leases keep them apart.)"""
+    created = not out_dir.exists()
     make_folder(out_dir)
     path = out_dir / LOCK
     handle = path.open("a+", encoding="utf-8")
@@ -179,3 +180,6 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # (closing lets go of the lock)
+        if created and [p.name for p in out_dir.iterdir()] == [LOCK]:  # nothing else came
+            path.unlink(missing_ok=True)
+            out_dir.rmdir()
