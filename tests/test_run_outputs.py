@@ -44,6 +44,7 @@ def test_vicuna_seeds_produce_outputs_that_hold_every_invariant(
     assert run_cli(vicuna_20, mock_llm, out, instructions=40, metadata=30, seed=11) == 0
     names = sorted(p.name for p in out.iterdir() if not p.name.endswith(("-wal", "-shm")))
     assert names == [
+        ".codeclm.lock",  # (the one working process's lock: its pid)
         "checkpoints.sqlite",
         "dataset.jsonl",
         "dropped.jsonl",
