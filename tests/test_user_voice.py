@@ -15,6 +15,7 @@ import pytest
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.bench.mock_model import FIRST_PERSON_REQUESTS, REFUSAL, mixed_rule
 from codeclm.llm.parsing import Refusal, declines_task, parse_reply
+from codeclm.methods import METHODS
 from codeclm.nodes.replies import FollowUp
 from tests.conftest import read_jsonl, run_cli, write_seeds
 
@@ -88,18 +89,7 @@ def _first_person(text: str) -> bool:
     return any(text.startswith(request) for request in FIRST_PERSON_REQUESTS)
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "codeclm",
-        "codeclm-rubrics",
-        "self-instruct",
-        "alpagasus",
-        "evol-instruct",
-        "wizardlm-plus",
-        "tree-instruct",
-    ],
-)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_first_person_requests_stay_in_every_method(
     mock_llm: MockLLM, tmp_path: Path, method: str
 ) -> None:
