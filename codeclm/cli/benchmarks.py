@@ -1,5 +1,5 @@
-"""The flags of the commands that work on a benchmark: ``split`` (seeds and evaluation
-items) and ``eval`` (the Capacity Recovery Ratio)."""
+"""The commands that work on a benchmark: ``split`` (seeds and evaluation items) and
+``eval`` (the Capacity Recovery Ratio): their flags, and what eval prints."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
+from codeclm.cli.display import cost_lines
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     add_cache_flags,
@@ -16,6 +20,9 @@ from codeclm.cli.flags import (
     positive,
 )
 from codeclm.config import EvalConfig
+from codeclm.evaluation import EVAL_FAILED, JUDGMENTS
+from codeclm.handle import Folder
+from codeclm.records import EvalRecord, EvalResult
 
 #: The evaluation settings that are also flags (from ``EvalConfig``); a benchmark's fields.
 _EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost", "turns")
@@ -75,3 +82,50 @@ def eval_overrides(args: argparse.Namespace) -> dict[str, Any]:
         role_values = {n: getattr(args, f"{role}_{n}") for n in ROLE_FLAGS}
         values[role] = {k: v for k, v in role_values.items() if v is not None} or None
     return values
+
+
+def print_eval(record: EvalRecord, folder: Folder) -> None:
+    result = record.result or EvalResult()
+    turns = [(f"turn {turn}", tally) for turn, tally in result.by_turn.items()]
+    # items, then (several turns) each turn of them apart
+    table = Table("category", "items", "wins", "ties", "losses", "CRR")
+    for name, tally in [*result.by_category.items(), ("all", result), *turns]:
+        crr = tally.crr
+        if name in ("turn 1", "all"):
+            table.add_section()
+        table.add_row(
+            f"[bold]{name}[/]" if name == "all" else name,
+            str(tally.total),
+            str(tally.wins),
+            str(tally.ties),
+            str(tally.losses),
+            "–" if crr is None else f"{100 * crr:.2f}%",
+        )
+    console = Console()
+    models = record.models
+    judge = "the strong model itself" if record.self_judged else "a third model"
+    if models["judge"].model == models["target"].model and not record.self_judged:
+        judge = "the target model itself"
+    console.print(
+        f"[bold]codeclm eval[/]: target {models['target'].model} vs strong "
+        f"{models['strong'].model}, judged by {models['judge'].model}, {judge}"
+    )
+    console.print(table)
+    if turns:
+        console.print("  an item's outcome is from its turns' mean scores; each turn's apart")
+    said = [
+        f"{role} refused {record.refused.get(role, 0)}, cut {record.cut.get(role, 0)}"
+        for role in ("target", "strong")
+    ]
+    console.print(f"  first answers judged as they were: {'; '.join(said)}", highlight=False)
+    if record.failed or record.unfinished:
+        console.print(
+            f"  {record.failed} failed (in {folder.file(EVAL_FAILED)}), "
+            f"{record.unfinished} unfinished: not counted; run the same command again "
+            "to retry them"
+        )
+    for line in cost_lines(record.cost):
+        console.print(f"  {line}", highlight=False)
+    console.print(
+        f"  every judged pair in {folder.file(JUDGMENTS)}; summary in {folder.eval_record}"
+    )

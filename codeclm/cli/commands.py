@@ -17,11 +17,10 @@ from typing import Any
 from rich.console import Console
 
 from codeclm import api
-from codeclm.cli.benchmarks import eval_overrides
+from codeclm.cli.benchmarks import eval_overrides, print_eval
 from codeclm.cli.display import (
     LiveProgress,
     print_estimate,
-    print_eval,
     print_listing,
     print_run_summary,
     print_thread,

@@ -17,9 +17,7 @@ from codeclm.cost.meter import Meter, dollars
 from codeclm.debug.inspection import ThreadDetail, ThreadListing
 from codeclm.engine.run import RunResult
 from codeclm.engine.threads import RunStats
-from codeclm.evaluation import EVAL_FAILED, JUDGMENTS
-from codeclm.handle import Folder
-from codeclm.records import CostRecord, EvalRecord, EvalResult, RunRecord, grouped_failures
+from codeclm.records import CostRecord, RunRecord, grouped_failures
 
 
 def status_table(stats: RunStats, started: float) -> Table:
@@ -151,6 +149,28 @@ def _left_out_lines(record: RunRecord) -> list[str]:
     return lines
 
 
+def _finished_line(record: RunRecord) -> str:
+    """The summary's first line: every instruction's outcome, kept pairs left out apart."""
+    counts = record.counts
+    left_out = ", ".join(
+        f"{n} {what}"
+        for n, what in (
+            (counts.contaminated, "contaminated"),
+            (counts.duplicates, "duplicates"),
+            (counts.surplus, "surplus"),
+        )
+        if n
+    )
+    return (
+        f"[bold]codeclm run finished[/] in {record.wall_seconds}s: "
+        f"{counts.kept} kept ({counts.kept_strong} strong, {counts.kept_target} target), "
+        f"{counts.dropped} dropped, {counts.failed} failed"
+        + (f", left out: {left_out}" if left_out else "")
+        + f" of {counts.instructions} instructions"
+        + (f" from {counts.metadata_pool} metadata entries" if counts.metadata_pool else "")
+    )
+
+
 def print_run_summary(result: RunResult) -> None:
     record, counts = result.record, result.counts
     console = Console()
@@ -164,12 +184,7 @@ def print_run_summary(result: RunResult) -> None:
             soft_wrap=True,
         )
         return
-    console.print(
-        f"[bold]codeclm run finished[/] in {record.wall_seconds}s: "
-        f"{counts.kept} kept ({counts.kept_strong} strong, {counts.kept_target} target), "
-        f"{counts.dropped} dropped, {counts.failed} failed "
-        f"of {counts.instructions} instructions from {counts.metadata_pool} metadata entries"
-    )
+    console.print(_finished_line(record))
     if counts.pairs_requested:
         reached = counts.kept >= counts.pairs_requested
         console.print(
@@ -237,6 +252,11 @@ def _pairs_short(result: RunResult) -> str:
         return "steps failed (below); run the same command again to go on"
     if record.shortfall:
         return "the metadata pool ran dry (a larger --metadata gives it more)"
+    if record.counts.contaminated:
+        return (
+            "the last wave kept no new pair: its pairs were contaminated or filtered out "
+            "(are the seeds themselves in the --decontaminate file?)"
+        )
     return "the last wave kept no new pair (the filter keeps none of what the pool gives)"
 
 
@@ -308,51 +328,6 @@ def print_thread(detail: ThreadDetail) -> None:
         if step.reason:
             line += f"  failed: {step.reason}"
         console.print(line, soft_wrap=True, highlight=False)
-
-
-def print_eval(record: EvalRecord, folder: Folder) -> None:
-    result = record.result or EvalResult()
-    turns = [(f"turn {turn}", tally) for turn, tally in result.by_turn.items()]
-    # items, then (several turns) each turn of them apart
-    table = Table("category", "items", "wins", "ties", "losses", "CRR")
-    for name, tally in [*result.by_category.items(), ("all", result), *turns]:
-        crr = tally.crr
-        if name in ("turn 1", "all"):
-            table.add_section()
-        table.add_row(
-            f"[bold]{name}[/]" if name == "all" else name,
-            str(tally.total),
-            str(tally.wins),
-            str(tally.ties),
-            str(tally.losses),
-            "–" if crr is None else f"{100 * crr:.2f}%",
-        )
-    console = Console()
-    models = record.models
-    judge = "the strong model itself (--self-judge)" if record.self_judged else "a third model"
-    console.print(
-        f"[bold]codeclm eval[/]: target {models['target'].model} vs strong "
-        f"{models['strong'].model}, judged by {models['judge'].model}, {judge}"
-    )
-    console.print(table)
-    if turns:
-        console.print("  an item's outcome is from its turns' mean scores; each turn's apart")
-    said = [
-        f"{role} refused {record.refused.get(role, 0)}, cut {record.cut.get(role, 0)}"
-        for role in ("target", "strong")
-    ]
-    console.print(f"  first answers judged as they were: {'; '.join(said)}", highlight=False)
-    if record.failed or record.unfinished:
-        console.print(
-            f"  {record.failed} failed (in {folder.file(EVAL_FAILED)}), "
-            f"{record.unfinished} unfinished: not counted; run the same command again "
-            "to retry them"
-        )
-    for line in cost_lines(record.cost):
-        console.print(f"  {line}", highlight=False)
-    console.print(
-        f"  every judged pair in {folder.file(JUDGMENTS)}; summary in {folder.eval_record}"
-    )
 
 
 def print_estimate(estimate: Estimate) -> None:
