@@ -224,6 +224,9 @@ class RunRecord(BaseModel):
     cost: CostRecord | None = None
     endpoints: dict[str, EndpointStats] = Field(default_factory=dict)
     """Each server's concurrency (by base URL): adapted to what it takes."""
+    waves_stalled: bool = False
+    """``--pairs``: the last wave kept no new pair, which ended the waves (the same command
+    run again adds none: it would only pay for more of the same)."""
     decontamination: Decontamination | None = None
     """``--decontaminate``: the evaluation items no pair may copy, and the rule."""
 

@@ -138,9 +138,7 @@ def test_eval_needs_a_named_judge_or_self_judge(
     assert "choose one judge" in capsys.readouterr().err
     assert main([*args, "--self-judge"]) == 0
     said = capsys.readouterr().out
-    assert "judged by strong-model, the strong model itself" in " ".join(
-        said.split()
-    )
+    assert "judged by strong-model, the strong model itself" in " ".join(said.split())
     assert {c.model for c in mock_llm.calls(schema="PairwiseScores")} == {STRONG_MODEL}
     record = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert record["result"]["total"] == 2 and record["self_judged"] is True

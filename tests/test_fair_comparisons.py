@@ -149,3 +149,23 @@ def test_a_run_on_split_seeds_is_checked_against_the_split_s_test_part(
     assert not [r for r in read_jsonl(out / "dataset.jsonl") if r["instruction"] in test_items]
     run = json.loads((out / "run.json").read_text())
     assert run["decontamination"]["from_split"] and run["counts"]["contaminated"] > 0
+
+
+def test_a_run_whose_waves_stalled_adds_none_when_run_again(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """Every instruction contaminated: the waves stall, the record says so, and the same
+    command run again asks the model for nothing more."""
+    bench = _benchmark(tmp_path / "bench.jsonl")
+    seeds = write_seeds(tmp_path / "seeds.jsonl", list(ITEMS[:3]))  # the seeds are test items
+    out = tmp_path / "out"
+    options = dict(pairs=6, instructions=6, method="tree-instruct", decontaminate=bench)
+    assert run_cli(seeds, mock_llm, out, **options) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["counts"]["kept"] == 0 and record["counts"]["contaminated"] > 0
+    assert record["waves_stalled"] and record["shortfall"] is None
+    asked, instructions = len(mock_llm.requests), record["counts"]["instructions"]
+    assert run_cli(seeds, mock_llm, out, **options) == 0
+    again = json.loads((out / "run.json").read_text())
+    assert len(mock_llm.requests) == asked, "nothing asked again"
+    assert again["counts"]["instructions"] == instructions and again["waves_stalled"]

@@ -169,17 +169,26 @@ async def work(
 
 
 async def _more_waves(
-    run: OpenRun, seeds: list[Seed], user_metadata: list[MetadataEntry], stats: RunStats
+    run: OpenRun,
+    seeds: list[Seed],
+    user_metadata: list[MetadataEntry],
+    stats: RunStats,
+    kept_before: int | None = None,
 ) -> None:
     """``--pairs``: more waves of instructions while the pairs kept fall short (none for a
     run without ``--pairs``). Each wave's budget is recorded before it runs, so a resumed
-    run takes up that wave."""
-    kept_before = None
+    run takes up that wave. ``kept_before``: the pairs kept when an earlier run's waves
+    stalled (run again, the same command adds no wave unless a pair was kept since)."""
     while run.config.pairs is not None:
         record, prepared = await run.write_outputs()
         config = run.config
         budget = next_wave(config, prepared, record.counts, kept_before)
         if budget is None:
+            missing = record.counts.kept < (config.pairs or 0)
+            stalled = kept_before is not None and record.counts.kept <= kept_before
+            if missing and stalled and not run.waves_stalled:
+                run.waves_stalled = True
+                await run.write_outputs()  # (its record says so)
             return
         kept_before = record.counts.kept
         run.use(config.model_copy(update={"instructions": budget}))
@@ -198,10 +207,12 @@ async def _all_waves(
     user_metadata: list[MetadataEntry],
     stats: RunStats,
     update: list[Seed] | None,
+    stalled_at: int | None = None,
 ) -> None:
-    """The run's work: its budget, then ``--pairs``' further waves."""
+    """The run's work: its budget, then ``--pairs``' further waves (``stalled_at``: the
+    pairs kept when an earlier run's waves stalled)."""
     await work(run, seeds, user_metadata, stats, update)
-    await _more_waves(run, seeds, user_metadata, stats)
+    await _more_waves(run, seeds, user_metadata, stats, stalled_at)
 
 
 def _reached_wave(run: OpenRun) -> None:
@@ -241,6 +252,8 @@ async def execute(
         if run.store.shared and (seeds or user_metadata or (await run.store.read_inputs()).empty):
             # (a resume whose seeds file is gone keeps the inputs stored before)
             await run.save_inputs(StoredInputs(seeds=seeds, user_metadata=user_metadata))
+        previous = run.handle.record
+        stalled_at = previous.counts.kept if previous and previous.waves_stalled else None
         if config.pairs is not None:  # a resumed run goes on from the wave it reached
             _reached_wave(run)
         # The board first: a worker that sees the record finds the 'prepare' thread open.
@@ -255,7 +268,7 @@ async def execute(
         stats.servers = servers_of(run)
         store_gone = False
         try:
-            waves = _all_waves(run, seeds, user_metadata, stats, update)
+            waves = _all_waves(run, seeds, user_metadata, stats, update, stalled_at)
             detached = await until_stopped(
                 waves, run.meter, batchers_of(run), detach, endpoints_of(run.models.values())
             )

@@ -26,7 +26,7 @@ from codeclm.context import PipelineContext
 from codeclm.cost.meter import Meter, cost_record
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
 from codeclm.graph import thread_config as _thread
-from codeclm.handle.folder import Folder, check_folder, check_same, folder_lock
+from codeclm.handle.folder import Folder, check_folder, check_same, folder_lock, same_store
 from codeclm.handle.record import Totals, run_record
 from codeclm.handle.results import write_outputs
 from codeclm.handle.screening import Screens, test_items
@@ -38,7 +38,6 @@ from codeclm.prepare.passes import ready
 from codeclm.records import Row, RunInputs, RunRecord, StoredInputs, read_rows
 from codeclm.state import PREPARE_THREAD, InstructionState, PrepareState
 from codeclm.store import Store, StoreSpec, open_store, redact_url
-from codeclm.store import run_name as run_name_of
 from codeclm.store.reviews import Reviews
 
 __all__ = ["Folder", "OpenRun", "RunHandle", "RunNotFound", "RunView", "check_same"]
@@ -93,7 +92,7 @@ class RunHandle:
         if folder is not None:
             folder.expect("run", "DIR")
             record = folder.read_run()
-            _same_store(folder, record, store, run_name)
+            same_store(folder, record, store, run_name)
         url = store if store is not None else (record.store if record else None)
         name = run_name or (record.run_name if record else None)
         spec = StoreSpec.of(url, name, out, lease_seconds)
@@ -234,25 +233,6 @@ class RunNotFound(ConfigError):
     """No run in the folder, or under the name in the store."""
 
 
-def _same_store(
-    folder: Folder, record: RunRecord | None, store: str | None, run_name: str | None
-) -> None:
-    """A folder names the store and run it holds: ``--store``/``--run`` may repeat them
-    (the URL with its password), never name others."""
-    if record is None:
-        return
-    if store is not None and redact_url(store) != record.store:
-        kept = record.store or "its folder"
-        raise ConfigError(
-            f"{folder.path} holds a run kept in {kept}, not in {redact_url(store)}; "
-            "drop --store, or give the run's own"
-        )
-    if run_name is not None and record.run_name and run_name_of(run_name) != record.run_name:
-        raise ConfigError(
-            f"{folder.path} holds the run {record.run_name!r}, not {run_name!r}; drop --run"
-        )
-
-
 def recorded_config(
     record: RunRecord, overrides: dict[str, Any], source: str, strict: bool = True
 ) -> RunConfig:
@@ -340,6 +320,7 @@ class OpenRun(RunView):
     models: dict[str, RoleModel] = field(default_factory=dict)
     meter: Meter | None = None
     started: float = 0.0
+    waves_stalled: bool = False
 
     @property
     def config(self) -> RunConfig:
@@ -357,13 +338,13 @@ class OpenRun(RunView):
 
     def record_now(self, prepared: PrepareState, totals: Totals) -> RunRecord:
         """The run's record as of now."""
-        handle = self.handle
+        handle, meter = self.handle, self.meter
         record = run_record(
             self.config, prepared, totals, self.started, self.models, handle.inputs, handle.spec
         )
-        if self.meter is not None:
-            kept = record.counts.kept
-            record.cost = cost_record(self.meter, record.usage, record.usage_by_node, kept)
+        if meter is not None:
+            record.cost = cost_record(meter, record.usage, record.usage_by_node, record.counts.kept)
+        record.waves_stalled = self.waves_stalled
         return record
 
     async def save_record(self, record: RunRecord) -> None:

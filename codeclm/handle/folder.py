@@ -31,6 +31,8 @@ from codeclm.outputs import (
     write_json,
 )
 from codeclm.records import EvalRecord, RunRecord
+from codeclm.store import redact_url
+from codeclm.store import run_name as run_name_of
 
 Kind = Literal["run", "evaluation"]
 Record = TypeVar("Record", bound=BaseModel)
@@ -183,3 +185,22 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
         if created and [p.name for p in out_dir.iterdir()] == [LOCK]:  # nothing else came
             path.unlink(missing_ok=True)
             out_dir.rmdir()
+
+
+def same_store(
+    folder: Folder, record: RunRecord | None, store: str | None, run_name: str | None
+) -> None:
+    """A folder names the store and run it holds: ``--store``/``--run`` may repeat them
+    (the URL with its password), never name others."""
+    if record is None:
+        return
+    if store is not None and redact_url(store) != record.store:
+        kept = record.store or "its folder"
+        raise ConfigError(
+            f"{folder.path} holds a run kept in {kept}, not in {redact_url(store)}; "
+            "drop --store, or give the run's own"
+        )
+    if run_name is not None and record.run_name and run_name_of(run_name) != record.run_name:
+        raise ConfigError(
+            f"{folder.path} holds the run {record.run_name!r}, not {run_name!r}; drop --run"
+        )
