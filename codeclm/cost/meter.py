@@ -101,7 +101,13 @@ class Meter:
         """What every worker paid, read again from the ledger at most every ``every``
         seconds: workers on one PostgreSQL run share its caps."""
         if time.monotonic() - self.read_at >= every:
-            self.paid = await self.ledger.totals()
+            totals = await self.ledger.totals()
+            # Never backwards: a read begun before one of this process's requests settled
+            # lacks it, while that request's bound is already released.
+            self.paid = {
+                key: _most(totals.get(key), self.paid.get(key))
+                for key in totals.keys() | self.paid.keys()
+            }
             self.read_at = time.monotonic()
 
     async def latest(self) -> Meter:
@@ -174,7 +180,6 @@ class Meter:
                 return refusal
             async with self.settled:  # fewer at once near the cap: wait for room
                 await self.settled.wait()
-            await self._refresh(every=0.0)
 
     @asynccontextmanager
     async def request(
@@ -214,6 +219,17 @@ class Meter:
                 self.drained.set()
             async with self.settled:
                 self.settled.notify_all()
+
+
+def _most(one: TokenUsage | None, other: TokenUsage | None) -> TokenUsage:
+    """Each figure's larger of two readings of what a role paid."""
+    first, second = one or TokenUsage(), other or TokenUsage()
+    return TokenUsage(
+        **{
+            name: max(getattr(first, name), getattr(second, name))
+            for name in type(first).model_fields
+        }
+    )
 
 
 def cost_record(
