@@ -222,9 +222,10 @@ def test_a_second_process_on_a_folder_in_use_is_refused_naming_the_first(
     mock_llm: MockLLM, tmp_path: Path
 ) -> None:
     """One process per run folder: a second ``run`` (or ``resume``) exits non-zero in one
-    line naming the first, within 5 s; the first's outputs are an uninterrupted run's;
-    the lock goes with the process, even killed by kill -9."""
-    import time
+    line naming the first, while the first still works (it never waits for it); the
+    first's outputs are an uninterrupted run's; the lock goes with the process, even
+    killed by kill -9."""
+    import threading
 
     from tests.conftest import write_seeds
 
@@ -244,16 +245,13 @@ def test_a_second_process_on_a_folder_in_use_is_refused_naming_the_first(
         str(seeds),
         *mock_args(mock_llm, out, **settings),
     ]
+    working = threading.Event()  # the first run's first request: it holds the folder
+    mock_llm.stop_on = lambda request: working.set() or False  # (never stops anything)
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while not (out / ".codeclm.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        while mock_llm.received == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        started = time.monotonic()
+        assert working.wait(timeout=120), first.stderr
         second = subprocess.run(args, capture_output=True, text=True, timeout=60)
-        assert time.monotonic() - started < 5 + 3  # (the interpreter's start included)
+        assert first.poll() is None, "refused while the first works: it did not wait for it"
         err = second.stderr.strip()
         assert second.returncode == 2 and len(err.splitlines()) == 1, err
         assert f"pid {first.pid}" in err and "in use" in err, err
@@ -261,6 +259,7 @@ def test_a_second_process_on_a_folder_in_use_is_refused_naming_the_first(
             [sys.executable, "-m", "codeclm", "resume", str(out)], capture_output=True, text=True
         )
         assert resumed.returncode == 2 and "in use" in resumed.stderr
+        mock_llm.stop_on = None
         assert first.wait(timeout=120) == 0, first.stderr
     finally:
         if first.poll() is None:

@@ -96,7 +96,9 @@ def test_unreachable_tracing_is_said_and_holds_the_exit_at_most_5_seconds(
             finished_at = time.monotonic()
     proc.wait(timeout=60)
     assert finished_at is not None and proc.returncode == 0
-    assert time.monotonic() - finished_at <= 5 + 2, "the exit held at most about 5 s"
+    # at most 5 s of flushing (LangSmith's own retries held it about a minute): a bound
+    # wide enough for a busy machine's interpreter exit
+    assert time.monotonic() - finished_at <= 5 + 15, "the exit held at most about 5 s"
     err = proc.stderr.read() if proc.stderr else ""
     assert f"tracing to http://127.0.0.1:{port}" in err
     assert "Failed to multipart" not in err and len(err) < 2000, err

@@ -513,7 +513,7 @@ def test_another_port_cannot_frame_the_page_and_two_pages_keep_their_cookies(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-        page.wait_for_timeout(1500)
+        page.wait_for_load_state("load")  # (the frames' load included)
         (victim,) = [frame for frame in page.frames if frame != page.main_frame]
         assert victim.locator('[data-progress="counts.kept"]').count() == 0, "never framed"
     finally:
