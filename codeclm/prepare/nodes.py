@@ -15,6 +15,7 @@ others in the same run, so one run delivers the whole budget unless the pool run
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections import Counter
@@ -45,6 +46,7 @@ from codeclm.state import (
     MetadataTask,
     PrepareState,
     RubricSet,
+    Seed,
     TokenUsage,
     spent,
 )
@@ -86,12 +88,41 @@ def avoid_block(ctx: PipelineContext, items: list[str]) -> str:
 
 
 async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 1: one seed → its use case and at most ``max_skills`` distinct skills."""
+    """Step 1: each seed of the task → its use case and at most ``max_skills`` skills.
+
+    A task's seeds are asked side by side. One the model refuses (or whose request the
+    server rejects) is left out for good; any other failure fails the task, whose retry
+    asks again only what is not in the response cache yet.
+    """
     ctx = pipeline_context(runtime)
+    seeds = task.seeds()
+    results = await asyncio.gather(
+        *(_encode_one(ctx, index, seed) for index, seed in seeds), return_exceptions=True
+    )
+    encoded: list[EncodedSeed] = []
+    failures: list[Failure] = []
+    usage = TokenUsage()
+    for (_, seed), result in zip(seeds, results, strict=True):
+        if isinstance(result, tuple):
+            encoded.append(result[0])
+            usage = usage + result[1]
+        elif isinstance(result, Exception) and is_permanent(result):
+            reason = describe_error(result)
+            failures.append(
+                Failure(step="encode_seed", subject=seed.id, reason=reason, permanent=True)
+            )
+        else:  # LangGraph's retry policy, or the error handler, takes it from here
+            raise result
+    return {"encoded": encoded, "failures": failures, **spent("encode_seed", strong=usage)}
+
+
+async def _encode_one(
+    ctx: PipelineContext, index: int, seed: Seed
+) -> tuple[EncodedSeed, TokenUsage]:
     fields = tuple(ctx.config.metadata_fields)
     prompt = ctx.prompts.render(
         "encode",
-        instruction=task.seed.text,
+        instruction=seed.text,
         max_skills=ctx.config.max_skills,
         fields=encode_fields_text(fields),
     )
@@ -104,13 +135,13 @@ async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> di
     if not use_case or not skills:
         raise UnparseableReply("encoder gave no usable use case or skills")
     encoded = EncodedSeed(
-        seed_index=task.seed_index,
-        seed_id=task.seed.id,
+        seed_index=index,
+        seed_id=seed.id,
         use_case=use_case,
         skills=skills,
         extra=read_extra(reply, fields),
     )
-    return {"encoded": [encoded], **spent("encode_seed", strong=usage)}
+    return encoded, usage
 
 
 def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -374,14 +405,19 @@ def record_prepare_failure(state: Any, error: NodeError) -> dict[str, Any]:
     rejects) is left out of the pool for good, so one bad seed cannot hold a run back, and
     an entry failed so gives its share to the others.
     """
-    subject, permanent = "run", is_permanent(error.error)
-    if isinstance(state, EncodeTask):
-        subject = state.seed.id
+    subjects, permanent = ["run"], is_permanent(error.error)
+    if isinstance(state, EncodeTask):  # (its seeds refused for good are not raised)
+        subjects = [seed.id for _, seed in state.seeds()]
     elif isinstance(state, MetadataTask):
-        subject = state.entry.id
+        subjects = [state.entry.id]
     reason = describe_error(error.error)
-    failure = Failure(step=error.node, subject=subject, reason=reason, permanent=permanent)
-    update: dict[str, Any] = {"failures": [failure]}
+    update: dict[str, Any] = {
+        "failures": [
+            Failure(step=error.node, subject=subject, reason=reason, permanent=permanent)
+            for subject in subjects
+        ]
+    }
+    subject = subjects[0]
     if permanent and error.node == "write_rubrics" and isinstance(state, MetadataTask):
         # refused, or a request the server rejects: no later run fares better, so the
         # entry's share moves to the others now (a decode's: ``collect`` exhausts it)

@@ -114,10 +114,24 @@ class PrepareState(BaseModel):
 
 
 class EncodeTask(BaseModel):
-    """Input of one encode task (sent once per seed)."""
+    """Input of one encode task: one seed, or several side by side in a run with more seeds
+    than ``prepare.graph.MAX_ENCODE_TASKS``."""
 
     seed_index: int
+    """The first seed's place in the run's seeds."""
     seed: Seed
+    """The first seed."""
+    more: list[tuple[int, Seed]] = Field(default_factory=list)
+    """The task's other seeds, with their places."""
+
+    @classmethod
+    def of(cls, seeds: list[tuple[int, Seed]]) -> EncodeTask:
+        (index, first), *more = seeds
+        return cls(seed_index=index, seed=first, more=more)
+
+    def seeds(self) -> list[tuple[int, Seed]]:
+        """Every seed of the task, with its place."""
+        return [(self.seed_index, self.seed), *self.more]
 
 
 class MetadataTask(BaseModel):

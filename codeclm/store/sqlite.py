@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from codeclm.config import ConfigError
 from codeclm.cost.ledger import SqliteLedger
@@ -34,16 +33,18 @@ from codeclm.outputs import (
 )
 from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
+from codeclm.store.blobs import SplitBlobsSaver
 from codeclm.store.board import LocalBoard
 
 
-class TimedSqliteSaver(StoreSaver, AsyncSqliteSaver):
-    """The SQLite saver, its writes counted and timed."""
+class TimedSqliteSaver(StoreSaver, SplitBlobsSaver):
+    """The SQLite saver (each channel's value stored once per version), its writes
+    counted and timed."""
 
 
 @asynccontextmanager
 async def open_checkpointer(path: Path, read_only: bool = False) -> AsyncIterator[TimedSqliteSaver]:
-    """An AsyncSqliteSaver on ``path``, tuned as LANGGRAPH_NOTES.md measured.
+    """The SQLite saver on ``path``, tuned as LANGGRAPH_NOTES.md measured.
 
     A 30 s busy timeout (the 5 s default gave 'database is locked' under another writer)
     and ``synchronous=NORMAL`` (half the write cost, still safe with WAL). ``read_only``:

@@ -1,0 +1,162 @@
+"""The SQLite saver with each channel's value stored once per version, apart from the
+checkpoint, as LangGraph's PostgreSQL saver stores them.
+
+LangGraph's SQLite saver writes the whole state into every checkpoint. A step changes a
+few channels, so most of each checkpoint repeated the one before it: an instruction thread
+wrote its instruction, metadata and rubrics nine times over, and the 'prepare' thread its
+whole seed file at every step (issue #32: 100,000 seeds grew the store by 192 MB before a
+request went out; #33: 46 KB per instruction). Here a checkpoint keeps its channels'
+versions, and ``blobs`` the value of each (thread, channel, version) once. Every
+checkpoint is still whole to LangGraph (``aget_tuple``, ``alist``), so stepping, forking
+and the history read as before; checkpoints written whole by earlier versions load as
+they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+SPLIT = "codeclm_blobs"
+"""The mark of a checkpoint whose larger values are in ``blobs``."""
+INLINE_CHARS = 64
+"""A string this short stays in the checkpoint: a row of its own costs more than that."""
+
+_BLOBS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS blobs (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL, "
+    "channel TEXT NOT NULL, version TEXT NOT NULL, type TEXT NOT NULL, blob BLOB, "
+    "PRIMARY KEY (thread_id, checkpoint_ns, channel, version)) WITHOUT ROWID"
+)
+
+
+def inline(value: Any) -> bool:
+    """Whether a channel's value stays in the checkpoint: small scalars and empty
+    collections. Decided by the value alone, so a version is always kept in one place."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if isinstance(value, str):
+        return len(value) <= INLINE_CHARS
+    return isinstance(value, list | dict | tuple) and not value
+
+
+class SplitBlobsSaver(AsyncSqliteSaver):
+    """``AsyncSqliteSaver`` writing only the channels a step changed (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._whole: set[tuple[str, str]] = set()
+        """(thread, checkpoint id) of checkpoints read back whole, written so by an earlier
+        version: the first checkpoint after one stores every value, not only the new."""
+
+    async def setup(self) -> None:
+        if self.is_setup:
+            return
+        await super().setup()
+        async with self.lock:
+            await self.conn.execute(_BLOBS_TABLE)
+            await self.conn.commit()
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """The changed channels' values first, then the checkpoint naming them: a crash
+        between the two leaves a blob no checkpoint names, never a checkpoint missing one."""
+        await self.setup()
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        namespace = str(configurable.get("checkpoint_ns", ""))
+        after_whole = (thread_id, str(configurable.get("checkpoint_id"))) in self._whole
+        values = checkpoint["channel_values"]
+        rows = [
+            (thread_id, namespace, channel, str(version), *self.serde.dumps_typed(values[channel]))
+            for channel, version in checkpoint["channel_versions"].items()
+            if channel in values
+            and not inline(values[channel])
+            and (after_whole or channel in new_versions)
+        ]
+        if rows:
+            async with self.lock:
+                await self.conn.executemany(
+                    "INSERT OR IGNORE INTO blobs (thread_id, checkpoint_ns, channel, version, "
+                    "type, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                await self.conn.commit()
+        kept = {channel: value for channel, value in values.items() if inline(value)}
+        split: Any = {**checkpoint, "channel_values": kept, SPLIT: 1}
+        return await super().aput(config, split, metadata, new_versions)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        found = await super().aget_tuple(config)
+        if found is None or not found.checkpoint.get(SPLIT):
+            self._note_whole(found)
+            return found
+        async with self.lock:
+            return await self._joined(found)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        listing = super().alist(config, filter=filter, before=before, limit=limit)
+        async for found in listing:
+            # (the listing holds the saver's lock while it yields: the blobs are read on
+            # the same connection without it, as the listing reads its pending writes)
+            if found.checkpoint.get(SPLIT):
+                yield await self._joined(found)
+            else:
+                self._note_whole(found)
+                yield found
+
+    def _note_whole(self, found: CheckpointTuple | None) -> None:
+        if found is not None:
+            configurable = found.config["configurable"]
+            self._whole.add((str(configurable["thread_id"]), str(configurable["checkpoint_id"])))
+
+    async def _joined(self, found: CheckpointTuple) -> CheckpointTuple:
+        """The checkpoint with its channels' values read back from ``blobs``."""
+        checkpoint: Any = dict(found.checkpoint)
+        del checkpoint[SPLIT]
+        checkpoint["channel_values"] = dict(checkpoint["channel_values"])
+        values: dict[str, Any] = checkpoint["channel_values"]
+        versions = [
+            (channel, str(version))
+            for channel, version in checkpoint["channel_versions"].items()
+            if channel not in values
+        ]
+        configurable = found.config["configurable"]
+        if versions:
+            pairs = ", ".join("(?, ?)" for _ in versions)
+            params = [str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))]
+            params += [item for pair in versions for item in pair]
+            cursor = await self.conn.execute(
+                "SELECT channel, type, blob FROM blobs WHERE thread_id = ? AND checkpoint_ns = ? "
+                f"AND (channel, version) IN (VALUES {pairs})",
+                params,
+            )
+            for channel, type_, blob in await cursor.fetchall():
+                values[channel] = self.serde.loads_typed((type_, blob))
+        return found._replace(checkpoint=checkpoint)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await super().adelete_thread(thread_id)
+        async with self.lock:
+            await self.conn.execute("DELETE FROM blobs WHERE thread_id = ?", (str(thread_id),))
+            await self.conn.commit()

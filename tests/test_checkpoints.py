@@ -1,0 +1,153 @@
+"""The checkpoint store: each channel's value written once per version, compressed, and
+every checkpoint still whole when read (history, step, fork); runs checkpointed whole by
+earlier versions resume and step as before (issues #32, item 11, and #33, item 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeclm.bench.mock_llm import MockLLM, mixed_rule
+from codeclm.cli import main
+from codeclm.graph import thread_config
+from codeclm.handle import RunHandle
+from codeclm.outputs import CHECKPOINTS
+from tests.conftest import mock_args, read_jsonl, run_cli
+
+SETTINGS = {"instructions": 12, "metadata": 4, "concurrency": 4, "seed": 5, "backoff": 0}
+
+WHOLE_CHECKPOINTS = """
+import sys
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from codeclm.state.serde import CompactSerializer
+from codeclm.store.blobs import SplitBlobsSaver
+SplitBlobsSaver.aput = AsyncSqliteSaver.aput  # as codeclm 0.x wrote them: whole, plain
+CompactSerializer.dumps_typed = JsonPlusSerializer.dumps_typed
+from codeclm.cli import main
+from codeclm.graph import thread_config
+from codeclm.handle import RunHandle
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_value_is_stored_once_per_version_and_every_checkpoint_reads_whole(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock_llm.judge_rule = lambda instruction: (5, 5)  # dropped after 2 iterations: 5 steps
+    out = tmp_path / "run"
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2, max_iterations=2) == 0
+    thread = read_jsonl(out / "dropped.jsonl")[0]["id"]
+    with sqlite3.connect(out / CHECKPOINTS) as db:
+        stored = dict(
+            db.execute(
+                "SELECT channel, count(*) FROM blobs WHERE thread_id = ? GROUP BY channel",
+                (thread,),
+            ).fetchall()
+        )
+        whole = db.execute(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = ?", (thread,)
+        ).fetchone()[0]
+    assert whole >= 6
+    # written once though every checkpoint holds them; rewritten only where a step changed it
+    assert stored["basic_instruction"] == 1 and stored["candidate_actions"] == 1
+    assert stored["instruction"] == 2, "the first, then the improved instruction"
+
+    history = _json(capsys, ["inspect", str(out), thread, "--json"])["history"]
+    assert [step["nodes"] for step in history] == [
+        ["answer"],
+        ["judge"],
+        ["improve"],
+        ["answer"],
+        ["judge"],
+    ]
+    # what a step did not change is still in its checkpoint, as LangGraph wrote it
+    snapshots = asyncio.run(_history(out, thread))[1:]  # (after the input's)
+    assert len(snapshots) == whole - 1
+    for values in snapshots:
+        assert values["instruction"] and values["basic_instruction"], values.keys()
+        assert values["candidate_actions"] and values["metadata_id"]
+    assert snapshots[0]["instruction"] != snapshots[-1]["instruction"]
+
+
+async def _history(out: Path, thread: str) -> list[dict[str, Any]]:
+    """The thread's states, oldest first, as LangGraph reads them back."""
+    async with RunHandle.finished(out).read() as view:
+        graph = view.instructions
+        return [s.values async for s in graph.aget_state_history(thread_config(thread))][::-1]
+
+
+def test_step_forks_a_finished_thread_from_its_first_checkpoint(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock_llm.judge_rule = lambda instruction: (5, 5)
+    out = tmp_path / "run"
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2, max_iterations=2) == 0
+    thread = read_jsonl(out / "dropped.jsonl")[0]["id"]
+    first = _json(capsys, ["inspect", str(out), thread, "--json"])["history"][0]["checkpoint"]
+
+    capsys.readouterr()
+    argv = ["step", str(out), thread, "--from", first, "--until", "end", "--json"]
+    assert main(argv) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # the judge, improve, answers and judge again, answered from the cache as first run
+    assert [list(e["ran"]) for e in events] == [["judge"], ["improve"], ["answer"], ["judge"]]
+    assert events[-1]["status"] == "dropped" and events[-1]["next"] == ["end"]
+
+
+def _run(argv: list[str], whole: bool) -> subprocess.Popen[str]:
+    head = [sys.executable, "-c", WHOLE_CHECKPOINTS] if whole else [sys.executable, "-m", "codeclm"]
+    return subprocess.Popen(
+        [*head, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ.copy(),
+    )  # fmt: skip
+
+
+def test_a_run_checkpointed_whole_by_an_earlier_version_resumes_and_steps(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock_llm.judge_rule = mixed_rule
+    baseline = tmp_path / "baseline"
+    done = _run(["run", str(seeds_file), *mock_args(mock_llm, baseline, **SETTINGS)], False)
+    assert done.wait(timeout=120) == 0
+    calls = mock_llm.received
+
+    mock_llm.received = 0
+    mock_llm.stop_at, mock_llm.stop_signal = calls // 2, signal.SIGINT
+    old = tmp_path / "old"
+    stopped = _run(["run", str(seeds_file), *mock_args(mock_llm, old, **SETTINGS)], True)
+    mock_llm.stop_pid = stopped.pid
+    assert stopped.wait(timeout=120) == 130
+    mock_llm.stop_at = None
+    with sqlite3.connect(old / CHECKPOINTS) as db:
+        assert db.execute("SELECT count(*) FROM blobs").fetchone() == (0,), "all whole"
+
+    resumed = _run(["resume", str(old), "--quiet"], False)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert (old / "dataset.jsonl").read_text() == (baseline / "dataset.jsonl").read_text()
+
+    # a thread begun whole and finished split: its history reads through, and it forks
+    listing = _json(capsys, ["inspect", str(old), "--json"])
+    for thread in (t["id"] for t in listing["threads"]):
+        for values in asyncio.run(_history(old, thread))[1:]:
+            assert values["instruction"] and values["candidate_actions"], thread
+    thread = listing["threads"][0]["id"]
+    first = _json(capsys, ["inspect", str(old), thread, "--json"])["history"][0]["checkpoint"]
+    capsys.readouterr()
+    assert main(["step", str(old), thread, "--from", first, "--until", "end", "--json"]) == 0
