@@ -95,6 +95,9 @@ class EndpointStats(BaseModel):
     highest: int = 0
     refused: int = 0
     """Requests the server answered 429 (too many requests)."""
+    rate_limited: int = 0
+    """Of those, the 429s read as a rate limit (its window spent, or at a level the server
+    took lately): waited out, the limit not cut."""
     cuts: dict[str, int] = Field(default_factory=dict)
     """Cuts of the limit by cause: 429, 503 (overload), queueing (latency)."""
 

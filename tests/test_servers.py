@@ -16,6 +16,7 @@ from codeclm.cli import main
 from codeclm.cli.flags import EXIT_BROKEN
 from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
 from codeclm.llm.breaker import TRIP_AFTER, Breaker
+from codeclm.llm.limits import rate_window_spent
 from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
 
 SEEDS = [f"Explain topic {i} to a new support agent, with one example." for i in range(8)]
@@ -72,16 +73,43 @@ def test_a_few_503s_are_noise_and_many_are_overload() -> None:
     gate = AdaptiveLimit("server", ceiling=64)
     gate.limit, gate.ramping = 32.0, False
     gate.calm_level = 64  # latency known calm up to the ceiling: no dip to learn it
-    for i in range(40):  # one in twenty: noise
+    for i in range(400):  # one in twenty (more than the 3% random ones of a busy provider)
         if i % 20 == 0:
             gate.refused(Ticket(gate.epoch, 32), 503)
         else:
             gate.answered(Ticket(gate.epoch, 32), "m/text", 10)
     assert gate.current >= 32 and not gate.stats.cuts
-    burst = [Ticket(gate.epoch, 32) for _ in range(4)]
-    for ticket in burst:  # then four in a row: overloaded (one cut: one burst)
+    burst = [Ticket(gate.epoch, 32) for _ in range(10)]
+    for ticket in burst:  # then ten in a row: overloaded (one cut: one burst)
         gate.refused(ticket, 503)
     assert gate.current == 24 and gate.stats.cuts == {"503": 1}
+
+
+def test_a_429_at_a_level_the_server_took_is_a_rate_limit_not_a_cut() -> None:
+    gate = AdaptiveLimit("server", ceiling=64)
+    gate.limit, gate.ramping = 32.0, False
+    gate.calm_level = 64
+    for _ in range(40):
+        gate.answered(Ticket(gate.epoch, in_flight=32), "m/text", 10)
+    gate.refused(Ticket(gate.epoch, in_flight=30), 429)  # it took 32 at once a moment ago
+    gate.refused(Ticket(gate.epoch, in_flight=32), 429)
+    assert gate.current >= 32 and not gate.stats.cuts
+    assert gate.stats.refused == 2 and gate.stats.rate_limited == 2
+    # the headers say a window is spent: a rate limit even above any level it took
+    gate.refused(Ticket(gate.epoch, in_flight=33), 429, rate_window=True)
+    assert not gate.stats.cuts and gate.stats.rate_limited == 3
+    # above what it took, and no word of a window: too many at once
+    gate.refused(Ticket(gate.epoch, in_flight=33), 429)
+    assert gate.stats.cuts == {"429": 1} and gate.current == 32
+
+
+def test_a_429s_headers_tell_a_spent_rate_window() -> None:
+    import httpx
+
+    assert rate_window_spent(httpx.Headers({"x-ratelimit-remaining-requests": "0"}))
+    assert rate_window_spent(httpx.Headers({"x-ratelimit-remaining-tokens": " 0"}))
+    assert not rate_window_spent(httpx.Headers({"x-ratelimit-remaining-requests": "12"}))
+    assert not rate_window_spent(httpx.Headers({"retry-after": "1"}))
 
 
 def test_the_limit_grows_only_while_it_holds_requests_back() -> None:

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--invalid-json-rate", type=float, default=0.0)
     parser.add_argument("--hang-rate", type=float, default=0.0)
     parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of HTTP 429s")
+    parser.add_argument(
+        "--retry-after", type=float, default=1.0, help="the Retry-After of those 429s (seconds)"
+    )
     parser.add_argument("--mixed", action="store_true", help="judge by mixed_rule (loops, drops)")
     parser.add_argument(
         "--label-variants",
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         slots=args.slots,
         **rates,
         list_cap=3 if args.stingy else None,
+        retry_after=args.retry_after,
         answer_tokens=args.answer_tokens,
     )
     if args.mixed:

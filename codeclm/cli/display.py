@@ -222,11 +222,12 @@ def print_run_summary(result: RunResult) -> None:
         console.print(f"  {line}", highlight=False)
     for server, limit in record.endpoints.items():
         if limit.cuts or limit.refused:
-            cuts = ", ".join(f"{n} on {why}" for why, n in limit.cuts.items())
+            cuts = ", ".join(f"{n} on {why}" for why, n in limit.cuts.items()) or "never"
+            rate = f", {limit.rate_limited} of them a rate limit" if limit.rate_limited else ""
             console.print(
                 f"  {server} took {limit.lowest} to {limit.highest} requests at once "
                 f"(--concurrency {limit.ceiling}; ended at {limit.limit}; cut {cuts}; "
-                f"{limit.refused} answered 429)",
+                f"{limit.refused} answered 429{rate})",
                 highlight=False,
             )
     if all(m.embedded for m in record.models.values()):

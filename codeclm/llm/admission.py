@@ -11,16 +11,23 @@ together. The limit moves by AIMD:
   last level whose round came back within ``RAMP_CALM`` of the calmest;
 - **additive increase**: +1 after a round of replies in a row (as many as the limit, at
   least ``ROUND_MIN``); to a level the server once refused, only after ``PROBE_AFTER``;
-- **decrease**: on a 429 (only the first of a burst cuts: a request sent before the last
-  cut does not cut again), to one below the requests in flight it was refused at; within
-  a round of another cut (a storm), and on 503s once they are more than ``OVERLOADED`` of
-  the latest replies (a few random ones are noise, not overload), and on queueing for
+- **decrease**: on a 429 that says "too many at once" (only the first of a burst cuts: a
+  request sent before the last cut does not cut again), to one below the requests in
+  flight it was refused at; within a round of another cut (a storm), and on 503s once
+  they are more than ``OVERLOADED`` of the latest replies (a few random ones are noise, not
+  overload), and on queueing for
   servers that queue rather than refuse (vLLM, llama.cpp: two rounds in a row whose
   replies took over ``QUEUEING`` times as long as the calmest, per output token; one may
   be this process stalling), × ``DECREASE``;
 - **a dip**: a kind of request first seen above the highest level known calm (a new step
   of the run, under a queue maybe) learns its calm latency in one round at half the
   limit, then the limit is restored.
+
+A 429 is not always "too many at once": a provider's requests- or tokens-per-minute window
+answers 429 whatever the number in flight. One whose headers say a rate window is spent
+(``x-ratelimit-remaining-*: 0``), or that came at a level the server took lately (a reply
+came back from as many in flight or more, among the last ``TOOK_RECENT``), is a rate limit:
+the request waits its ``Retry-After`` and the limit stays (``rate_limited`` counts them).
 
 It grows only while it holds requests back (requests wait at the gate, or it was full when
 the request was sent): a limit the run does not use says nothing of the server. Never
@@ -53,9 +60,13 @@ QUEUEING = 1.5
 RAMP_CALM = 1.2
 #: ... to at most this many times the last level that came back so.
 RAMP_AHEAD = 2
-#: 503s above this share of the latest ``RECENT`` replies are overload, not noise.
-OVERLOADED = 0.1
-RECENT = 20
+#: 503s above this share of the latest ``RECENT`` replies are overload, not noise (3% at
+#: random reach it about once in 10^5 windows; a server refusing a fifth of its load
+#: reaches it within a round).
+OVERLOADED = 0.2
+RECENT = 50
+#: The replies whose levels (requests in flight when sent) tell what the server took lately.
+TOOK_RECENT = 64
 #: Fewest replies a round's latency is judged on.
 ROUND_MIN = 8
 #: Latency is compared per (output tokens + this): long answers take longer anywhere.
@@ -176,6 +187,8 @@ class AdaptiveLimit:
     """Replies since the last cut: a cut within a round of another is a storm."""
     stats: EndpointStats = field(default_factory=EndpointStats)
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT))
+    took: deque[int] = field(default_factory=lambda: deque(maxlen=TOOK_RECENT))
+    """The levels the latest replies were sent at: a 429 at or below one is a rate limit."""
     latency: LatencyWatch = field(default_factory=LatencyWatch)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
@@ -235,6 +248,7 @@ class AdaptiveLimit:
     def answered(self, ticket: Ticket, kind: str, output_tokens: int) -> None:
         """A reply came back: grow, unless its round says the server queues."""
         self.recent.append(False)
+        self.took.append(ticket.in_flight)
         self.since_cut += 1
         if not self.adaptive:
             return
@@ -305,13 +319,19 @@ class AdaptiveLimit:
         self.epoch += 1
         self.latency.new_round(self.current, fresh=True)
 
-    def refused(self, ticket: Ticket, status: int) -> None:
-        """The server answered 429 (too many requests) or 503 (overloaded)."""
+    def refused(self, ticket: Ticket, status: int, rate_window: bool = False) -> None:
+        """The server answered 429 (too many requests) or 503 (overloaded).
+
+        ``rate_window``: the 429's headers say a requests- or tokens-per-minute window is
+        spent. That, or a 429 at a level the server took lately, is a rate limit, which
+        fewer at once would not lift: no cut (the request waits its ``Retry-After``)."""
         self.recent.append(status == 503)
         self.stats.refused += status == 429
         if not self.adaptive:
             return
-        if status == 429:
+        if status == 429 and (rate_window or any(level >= ticket.in_flight for level in self.took)):
+            self.stats.rate_limited += 1
+        elif status == 429:
             self._cut(ticket, refused_at=ticket.in_flight, why="429")
         elif sum(self.recent) / len(self.recent) > OVERLOADED and len(self.recent) >= 5:
             self._cut(ticket, refused_at=None, why="503")

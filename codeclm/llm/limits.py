@@ -103,8 +103,9 @@ class RoleLimits:
         if breaker.failed(exc, asker) or breaker.asks_again(exc, asked):
             return breaker.pause()
         if isinstance(exc, openai.RateLimitError):
-            gate.refused(ticket, 429)
-            wait = min(retry_after_seconds(exc.response.headers) or 1.0, RETRY_AFTER_CAP)
+            headers = exc.response.headers
+            gate.refused(ticket, 429, rate_window=rate_window_spent(headers))
+            wait = min(retry_after_seconds(headers) or 1.0, RETRY_AFTER_CAP)
             if not gate.adaptive:
                 self.pause(wait)  # the whole role waits, as the server asks
             if refusals < RATE_LIMIT_PATIENCE:
@@ -146,6 +147,19 @@ def _paced(per_minute: float, burst: float) -> AsyncLimiter:
     budget in the first second would be refused.
     """
     return AsyncLimiter(burst, time_period=burst * 60 / per_minute)
+
+
+RATE_WINDOWS = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
+"""The headers OpenAI (and gateways copying it) send with what is left of each window."""
+
+
+def rate_window_spent(headers: object) -> bool:
+    """Whether a 429's headers say a requests- or tokens-per-minute window is used up (a
+    rate limit, which fewer requests at once would not lift)."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return False
+    return any(str(get(name, "")).strip() == "0" for name in RATE_WINDOWS)
 
 
 def retry_after_seconds(headers: object) -> float | None:

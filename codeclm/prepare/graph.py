@@ -28,11 +28,10 @@ from codeclm.context import PipelineContext
 from codeclm.methods import method_spec
 from codeclm.nodes.baselines import bootstrap, route_bootstrap, sample_seeds
 from codeclm.nodes.review import review_pool
+from codeclm.prepare.encoding import augment, encode_seed
 from codeclm.prepare.nodes import (
-    augment,
     collect,
     decode,
-    encode_seed,
     finalize,
     plan,
     record_prepare_failure,

@@ -1,6 +1,7 @@
-"""Nodes of the 'prepare' graph: encode seeds → augment the pool → Self-Rubrics and decode.
+"""Nodes of the 'prepare' graph after the pool (``prepare/encoding.py`` builds it): plan,
+Self-Rubrics, decode, collect, finalize.
 
-Encoding, Self-Rubrics and decoding fan out with ``Send`` (one task per seed or metadata
+Self-Rubrics and decoding fan out with ``Send`` (one task per seed or metadata
 entry); after a crash the step runs again and its finished tasks' calls come from the
 response cache. Augmentation and planning are pure and seeded, so re-running them is free.
 Decoding loops (plan → decode → collect) until every entry has its share or the pool gives
@@ -15,38 +16,32 @@ others in the same run, so one run delivers the whole budget unless the pool run
 
 from __future__ import annotations
 
-import asyncio
 import math
-import random
 from collections import Counter
 from typing import Any
 
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from codeclm.analysis.labels import clean_label, clean_skills
 from codeclm.context import PipelineContext, pipeline_context
-from codeclm.llm.parsing import UnparseableReply, declines_task
+from codeclm.llm.parsing import declines_task
 from codeclm.llm.reply import describe_error, is_permanent, sampling_seed
 from codeclm.methods import method_spec
-from codeclm.nodes.fields import encode_fields_text, entry_fields_text, read_extra
-from codeclm.nodes.replies import decoded_instructions, encoded_metadata, self_rubrics
+from codeclm.nodes.fields import entry_fields_text
+from codeclm.nodes.replies import decoded_instructions, self_rubrics
 from codeclm.prepare.planning import (
     accept_round,
     distinct,
     shares,
     with_rubrics,
 )
-from codeclm.prepare.pool import augment_pool, base_pool, encoded_labels, updated_pool
 from codeclm.state import (
     BasicInstruction,
-    EncodedSeed,
     EncodeTask,
     Failure,
     MetadataTask,
     PrepareState,
     RubricSet,
-    Seed,
     TokenUsage,
     spent,
 )
@@ -85,105 +80,6 @@ def avoid_block(ctx: PipelineContext, items: list[str]) -> str:
         return ""
     lines = "\n".join(f"- {' '.join(text.split())}" for text in items[-AVOID_SHOWN:])
     return ctx.prompts.render("avoid", items=lines)
-
-
-async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 1: each seed of the task → its use case and at most ``max_skills`` skills.
-
-    A task's seeds are asked side by side. One the model refuses (or whose request the
-    server rejects) is left out for good; any other failure fails the task, whose retry
-    asks again only what is not in the response cache yet.
-    """
-    ctx = pipeline_context(runtime)
-    seeds = task.seeds()
-    results = await asyncio.gather(
-        *(_encode_one(ctx, index, seed) for index, seed in seeds), return_exceptions=True
-    )
-    encoded: list[EncodedSeed] = []
-    failures: list[Failure] = []
-    usage = TokenUsage()
-    for (_, seed), result in zip(seeds, results, strict=True):
-        if isinstance(result, tuple):
-            encoded.append(result[0])
-            usage = usage + result[1]
-        elif isinstance(result, Exception) and is_permanent(result):
-            reason = describe_error(result)
-            failures.append(
-                Failure(step="encode_seed", subject=seed.id, reason=reason, permanent=True)
-            )
-        else:  # LangGraph's retry policy, or the error handler, takes it from here
-            raise result
-    return {"encoded": encoded, "failures": failures, **spent("encode_seed", strong=usage)}
-
-
-async def _encode_one(
-    ctx: PipelineContext, index: int, seed: Seed
-) -> tuple[EncodedSeed, TokenUsage]:
-    fields = tuple(ctx.config.metadata_fields)
-    prompt = ctx.prompts.render(
-        "encode",
-        instruction=seed.text,
-        max_skills=ctx.config.max_skills,
-        fields=encode_fields_text(fields),
-    )
-    # The run's own sampling seed every time: a seed retried by a later run sends the very
-    # request it would have sent, so the pool comes out as an uninterrupted run's.
-    schema = encoded_metadata(ctx.config.max_skills, fields)
-    reply, usage = await ctx.strong.structured(prompt, schema)
-    use_case = clean_label(reply.use_case)  # type: ignore[attr-defined]
-    skills = clean_skills(reply.skills, ctx.config.max_skills)  # type: ignore[attr-defined]
-    if not use_case or not skills:
-        raise UnparseableReply("encoder gave no usable use case or skills")
-    encoded = EncodedSeed(
-        seed_index=index,
-        seed_id=seed.id,
-        use_case=use_case,
-        skills=skills,
-        extra=read_extra(reply, fields),
-    )
-    return encoded, usage
-
-
-def augment(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 2 as a node: pure and seeded, so a re-run gives the same pool.
-
-    Before the first pool is built, the encoded labels are merged into canonical ones
-    (``label_similarity``); the map is kept in the state (and run.json), the raw labels in
-    ``encoded``. A run whose pool was built before canonical labels existed keeps its own.
-
-    The pool is built once every seed is encoded (or refused for good): mixing and
-    matching draws on all of them, so a seed that failed for a passing reason holds it
-    back until a re-run encodes it. A grown ``--metadata`` extends the pool; the entries
-    it had (and their instructions) stay as they are. So does ``run --update``, whose new
-    seeds' entries follow their own distribution (``pool.updated_pool``).
-    """
-    cfg = pipeline_context(runtime).config
-    encoded = {item.seed_id for item in state.encoded}
-    left_out = {f.subject for f in state.failures if f.step == "encode_seed" and f.permanent}
-    if any(s.id not in encoded and s.id not in left_out for s in state.seeds):
-        return {}  # the failures say which seeds; a re-run encodes them
-    if state.updates and state.updates[-1].pool_start < 0:  # run --update: new seeds
-        fields = tuple(cfg.metadata_fields)
-        return updated_pool(
-            state, state.updates[-1], cfg.label_similarity, cfg.max_skills, cfg.seed, fields
-        )
-    if state.pool and (len(state.pool) >= cfg.metadata or state.pool_review is not None):
-        return {}  # (a reviewed pool is the one the person approved)
-    update: dict[str, Any] = {}
-    labels = state.label_map
-    if labels is None and not state.pool and not state.user_metadata:
-        labels = update["label_map"] = encoded_labels(state.encoded, cfg.label_similarity)
-    base = base_pool(state, labels)
-    if not base:
-        return {"failures": [Failure(step="augment", subject="pool", reason="no seed was encoded")]}
-    grown = augment_pool(
-        base,
-        cfg.metadata,
-        cfg.max_skills,
-        random.Random(cfg.seed),
-        tuple(cfg.metadata_fields),
-    )
-    return {**update, "pool": state.pool + grown[len(state.pool) :]}
 
 
 def _transient(state: PrepareState, step: str) -> set[str]:
