@@ -33,6 +33,28 @@ from tests.conftest import (
 SEEDS = ["How do I bake rye bread?", "Explain git rebase to a new hire.", "Plan a trip to Rome."]
 
 
+def _calls(usage: dict[str, TokenUsage]) -> dict[str, int]:
+    return {key: u.calls for key, u in usage.items() if u.calls}
+
+
+def assert_figures_agree(out: Path, record: Any) -> None:
+    """Each node's cost sums to the total; each role's and each node's calls and tokens
+    are the ledger's (``spend.sqlite``), which holds every paid request once."""
+    assert record.cost.total is not None
+    assert sum(record.cost.by_node.values()) == pytest.approx(record.cost.total)
+    ledger = _ledger(out)
+    for role, usage in record.usage.items():
+        calls, input_tokens, _, output_tokens = ledger.get(role, (0, 0, 0, 0))
+        assert (usage.calls, usage.input_tokens, usage.output_tokens) == (
+            calls, input_tokens, output_tokens
+        ), role  # fmt: skip
+    for role in ledger:
+        nodes = [u for key, u in record.usage_by_node.items() if key.endswith(f"/{role}")]
+        assert sum(u.calls for u in nodes) == ledger[role][0], role
+    on_file = json.loads((out / "run.json").read_text())
+    assert on_file["cost"]["total"] == pytest.approx(record.cost.total)
+
+
 def _ledger(out: Path) -> dict[str, tuple[int, ...]]:
     with sqlite3.connect(out / "spend.sqlite") as db:
         rows = db.execute(
@@ -105,7 +127,8 @@ def test_a_resume_pays_nothing_again_and_a_fork_is_never_uncounted(
     mock_llm.judge_rule = lambda instruction: (5, 5)  # every instruction improved, then dropped
     options = {"instructions": 2, "metadata": 2, "max_iterations": 2}
     codeclm.run(SEEDS[:2], out=out, **options, **roles)
-    before = json.loads((out / "run.json").read_text())["cost"]
+    first_run = json.loads((out / "run.json").read_text())
+    before = first_run["cost"]
     again = codeclm.resume(out)
     assert again.record.cost is not None and again.record.cost.total == before["total"]
     # A fork from the first judge makes new calls; the branch it leaves is forgotten by the
@@ -122,9 +145,11 @@ def test_a_resume_pays_nothing_again_and_a_fork_is_never_uncounted(
     assert after.cost is not None and after.cost.total is not None
     assert after.cost.total > before["total"], "what the fork paid is added"
     assert after.cost.paid["strong"].calls > before["paid"]["strong"]["calls"]
-    assert after.usage["strong"].calls < after.cost.paid["strong"].calls, (
-        "the threads' usage follows the current branch; the ledger keeps every paid call"
-    )
+    # every figure counts what the fork paid: the usage, each step's share and the total
+    assert after.usage["strong"].calls == after.cost.paid["strong"].calls
+    judged = first_run["usage_by_node"]["judge/strong"]["calls"]
+    assert after.usage_by_node["judge/strong"].calls > judged
+    assert sum(after.cost.by_node.values()) == pytest.approx(after.cost.total)
 
 
 def test_a_cap_stops_below_it_and_a_higher_one_finishes_the_same_dataset(
@@ -165,6 +190,10 @@ def test_a_cap_stops_below_it_and_a_higher_one_finishes_the_same_dataset(
     assert finished.record.cost.total == pytest.approx(free.record.cost.total), "none twice"
     saved = finished.record.cost.cache_saved
     assert saved is not None and saved > 0, "the stopped nodes ran again from the cache"
+    # every paid request counted once in every figure, as the uninterrupted run counts them
+    assert_figures_agree(capped, finished.record)
+    assert _calls(finished.record.usage) == _calls(free.record.usage)
+    assert _calls(finished.record.usage_by_node) == _calls(free.record.usage_by_node)
     for out in (capped, tmp_path / "cli"):
         assert (out / "dataset.jsonl").read_bytes() == (
             tmp_path / "free/dataset.jsonl"
@@ -262,3 +291,55 @@ def test_an_evaluation_stops_at_its_cap_too(mock_llm: MockLLM, tmp_path: Path) -
         codeclm.evaluate(bench, self_judge=True, out=tmp_path / "eval", max_cost=0.05, **roles)
     record = json.loads((tmp_path / "eval/eval.json").read_text())
     assert record["cost"]["total"] <= 0.05 and record["cost"]["stopped_at_cap"]
+
+
+def test_a_run_with_failed_nodes_counts_every_paid_request_once(tmp_path: Path) -> None:
+    """Refusals, cut replies, 503s and bad JSON make nodes fail and retry: the calls their
+    failed attempts paid are in the figures (the retry answers them from the cache)."""
+    from tests.conftest import realistic
+
+    mock = realistic(refusal_rate=0.1, error_rate=0.1).start()
+    try:
+        roles = priced_roles(mock)
+        out = tmp_path / "run"
+        result = codeclm.run(
+            SEEDS, out=out, instructions=8, metadata=3, backoff=0, attempts=2, **roles
+        )
+    finally:
+        mock.stop()
+    assert result.record.counts.failed or result.record.prepare_failures or mock.statuses[503]
+    assert_figures_agree(out, result.record)
+
+
+def test_a_killed_run_resumed_counts_what_the_first_process_paid(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    roles = priced_roles(mock_llm)
+    options = {"instructions": 8, "metadata": 3, "concurrency": 2, "seed": 4}
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+    free = codeclm.run(seeds, out=tmp_path / "free", **options, **roles)
+    calls = mock_llm.received
+    mock_llm.received, mock_llm.stop_at = 0, calls // 2
+    out = tmp_path / "killed"
+    prices_file = tmp_path / "prices.toml"
+    prices_file.write_text(
+        "[strong.price]\ninput = 2.5\noutput = 10.0\n"
+        "[target.price]\ninput = 0.5\noutput = 1.5\ncached_input = 0.25\n"
+    )
+    argv = [sys.executable, "-m", "codeclm", "run", str(seeds), "--config", str(prices_file)]
+    argv += mock_args(mock_llm, out, **options)
+    killed = subprocess.Popen(argv, env=os.environ.copy(), stderr=subprocess.DEVNULL)
+    mock_llm.stop_pid = killed.pid
+    assert killed.wait(timeout=120) == -signal.SIGKILL
+    mock_llm.stop_at = None
+    resumed = codeclm.resume(out)
+    assert_figures_agree(out, resumed.record)
+    # the requests in flight at the kill were paid twice at most; nothing else
+    extra = resumed.record.usage["strong"].calls - free.record.usage["strong"].calls
+    extra += resumed.record.usage["target"].calls - free.record.usage["target"].calls
+    assert 0 <= extra <= options["concurrency"]

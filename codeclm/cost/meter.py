@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from codeclm.cost.ledger import Ledger
 from codeclm.records import CostRecord, RolePrice
-from codeclm.state import TokenUsage
+from codeclm.state import TokenUsage, current_step
 
 Settle = Callable[[TokenUsage], Awaitable[None]]
 
@@ -75,6 +75,9 @@ class Meter:
     step) a refused request raises ``CostCapReached`` at once."""
     read_at: float = 0.0
     """When ``paid`` was last read from the ledger (other workers pay into it too)."""
+    by_step: dict[str, TokenUsage] | None = None
+    """What was paid per ``step/ledger key``, as of ``latest`` (None: not read, or a
+    ledger with requests of no step)."""
     batch: bool = False
     """The run sends its requests through the Batch API (``--batch``)."""
     refused_bound: float = 0.0
@@ -111,8 +114,10 @@ class Meter:
             self.read_at = time.monotonic()
 
     async def latest(self) -> Meter:
-        """The meter with what every worker paid until now (for a record)."""
+        """The meter with what every worker paid until now, in all and per step (for a
+        record)."""
         await self._refresh(every=0.0)
+        self.by_step = await self.ledger.by_step()
         return self
 
     def stop_message(self) -> str:
@@ -190,6 +195,7 @@ class Meter:
         (``batch``: a Batch API request, at the batch discount)."""
         bound = self._bound(role, prompt, max_tokens, batch)
         key = role + BATCHED if batch else role
+        step = current_step()  # (the node asking: its task's context)
         if self.cap is not None or self.role_caps:
             await self._refresh()
         if self.halted:  # the run is stopping (an endpoint broke): nothing more is sent
@@ -207,7 +213,7 @@ class Meter:
         self.drained.clear()
 
         async def settle(usage: TokenUsage) -> None:
-            await self.ledger.record(key, usage)
+            await self.ledger.record(key, usage, step)
             self.paid[key] = self.paid.get(key, TokenUsage()) + usage
 
         try:
@@ -232,6 +238,42 @@ def _most(one: TokenUsage | None, other: TokenUsage | None) -> TokenUsage:
     )
 
 
+PAID_FIELDS = ("calls", "input_tokens", "output_tokens", "reasoning_tokens", "cached_input_tokens")
+"""``TokenUsage``'s figures a provider bills: the ledger's count them."""
+
+
+def paid_usage(
+    meter: Meter, usage: dict[str, TokenUsage], usage_by_node: dict[str, TokenUsage]
+) -> tuple[dict[str, TokenUsage], dict[str, TokenUsage]]:
+    """The threads' usage per role and per ``node/role`` with what was paid taken from the
+    ledger (as of ``latest``): every paid request counted once, in the step that made it,
+    including requests whose step failed or was cut by a stop and later answered from the
+    cache. What the cache answered (``cached_calls``, the tokens it saved) stays the
+    threads'. A ledger with requests of no step (begun by an earlier version): as is."""
+    if meter.by_step is None:
+        return usage, usage_by_node
+    by_role: dict[str, TokenUsage] = {}
+    for key, paid in meter.paid.items():
+        role = role_of(key)[0]
+        by_role[role] = by_role.get(role, TokenUsage()) + paid
+    by_node: dict[str, TokenUsage] = {}
+    for key, paid in meter.by_step.items():
+        node = key.removesuffix(BATCHED)
+        by_node[node] = by_node.get(node, TokenUsage()) + paid
+    return _with_paid(usage, by_role), _with_paid(usage_by_node, by_node)
+
+
+def _with_paid(
+    counted: dict[str, TokenUsage], paid: dict[str, TokenUsage]
+) -> dict[str, TokenUsage]:
+    merged = {}
+    for key in sorted(counted.keys() | paid.keys()):
+        ledger = paid.get(key, TokenUsage())
+        update = {name: getattr(ledger, name) for name in PAID_FIELDS}
+        merged[key] = counted.get(key, TokenUsage()).model_copy(update=update)
+    return merged
+
+
 def cost_record(
     meter: Meter,
     usage: dict[str, TokenUsage],
@@ -242,13 +284,24 @@ def cost_record(
     ``total``), and, from the threads' usage, each node's share and what the cache saved."""
     from codeclm.cost.prices import price_sources, price_table
 
-    def priced(role: str, tokens: TokenUsage) -> float | None:
+    def priced(role: str, tokens: TokenUsage, batch: bool = meter.batch) -> float | None:
         price = meter.prices.get(role)
         if price is None:
             return None
-        return price.cost(tokens) * (price.batch_discount if meter.batch else 1.0)
+        return price.cost(tokens) * (price.batch_discount if batch else 1.0)
 
-    by_node = {key: priced(key.rsplit("/", 1)[-1], u) for key, u in sorted(usage_by_node.items())}
+    if meter.by_step is not None:  # the ledger's, each request at the price it was paid
+        by_node: dict[str, float | None] = {}
+        for key, tokens in sorted(meter.by_step.items()):
+            role, batch = role_of(key.split("/", 1)[1])
+            node = f"{key.split('/', 1)[0]}/{role}"
+            cost = priced(role, tokens, batch)
+            before = by_node.get(node, 0.0)
+            by_node[node] = None if cost is None or before is None else before + cost
+    else:
+        by_node = {
+            key: priced(key.rsplit("/", 1)[-1], u) for key, u in sorted(usage_by_node.items())
+        }
     saved = [priced(role, u.saved()) for role, u in usage.items() if u.cached_calls]
     total = meter.total()
     return CostRecord(

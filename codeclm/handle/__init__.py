@@ -23,7 +23,7 @@ from langgraph.types import StateSnapshot
 
 from codeclm.config import ConfigError, RoleConfig, RunConfig, resolve_settings
 from codeclm.context import PipelineContext
-from codeclm.cost.meter import Meter, cost_record
+from codeclm.cost.meter import Meter, cost_record, paid_usage
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
 from codeclm.graph import thread_config as _thread
 from codeclm.handle.folder import Folder, check_folder, check_same, folder_lock, same_store
@@ -343,6 +343,9 @@ class OpenRun(RunView):
             self.config, prepared, totals, self.started, self.models, handle.inputs, handle.spec
         )
         if meter is not None:
+            record.usage, record.usage_by_node = paid_usage(
+                meter, record.usage, record.usage_by_node
+            )
             record.cost = cost_record(meter, record.usage, record.usage_by_node, record.counts.kept)
         record.waves_stalled = self.waves_stalled
         return record

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError, EvalConfig
-from codeclm.cost.meter import Meter, cost_record
+from codeclm.cost.meter import Meter, cost_record, paid_usage
 from codeclm.graph import Graph
 from codeclm.graph.evaluation import build_eval_graph
 from codeclm.handle.folder import Folder, check_same
@@ -99,6 +99,8 @@ class OpenEval:
 
     async def save(self, record: EvalRecord) -> None:
         """Keep the record, with what the evaluation has cost so far."""
-        record.cost = cost_record(await self.meter.latest(), record.usage, {})
+        meter = await self.meter.latest()
+        record.usage, _ = paid_usage(meter, record.usage, {})
+        record.cost = cost_record(meter, record.usage, {})
         self.record = record
         self.handle.folder.write_eval(record)

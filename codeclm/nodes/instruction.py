@@ -30,6 +30,7 @@ from codeclm.state import (
     InstructionState,
     JudgeScores,
     TokenUsage,
+    in_turn,
     spent,
     spent_per_turn,
     turn_node,
@@ -214,7 +215,8 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
     room = instruction_room(ctx)
     rewrite, why = state.user_turns[turn - 1], None
     try:
-        reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
+        with in_turn(turn):
+            reply, usage = await ctx.strong.structured(prompt, ImprovedInstruction)
         if declines_task(reply.instruction):  # declined, in the JSON a grammar asked for
             why = "refused"
         elif len(reply.instruction) > room:

@@ -25,7 +25,7 @@ from codeclm.llm.client import History, RoleModel
 from codeclm.llm.parsing import parse_score_line
 from codeclm.llm.reply import Reply, sampling_seed
 from codeclm.prompts import Prompts, conversation_text
-from codeclm.state import JudgeScores, TokenUsage
+from codeclm.state import JudgeScores, TokenUsage, in_turn
 
 ANSWER_ASKS = 3
 """Asks for an answer while the model refuses (each with its own sampling seed)."""
@@ -87,9 +87,10 @@ async def answer_conversation(
     history: History = ()
     replies: list[Reply] = []
     usage: list[TokenUsage] = []
-    for text in user_turns:
+    for turn, text in enumerate(user_turns, 1):
         prompt = prompts.render("answer", instruction=text)
-        reply, used = await ask_answer(model, prompt, seed, history, policy)
+        with in_turn(turn):
+            reply, used = await ask_answer(model, prompt, seed, history, policy)
         usage.append(used)
         replies.append(reply)
         said = model.role == "target" and (reply.refused or reply.cut)
@@ -183,6 +184,21 @@ async def judge_turn(
     Turn 1 has nothing before it: the single-turn judge (``judge.md``, the paper's) scores
     it. A later turn's judge (``judge_turn.md``) sees both conversations to that turn.
     """
+    with in_turn(turn):
+        return await _judge_turn(
+            judge, prompts, user_turns, strong_answers, target_answers, turn, prompt_names
+        )
+
+
+async def _judge_turn(
+    judge: RoleModel,
+    prompts: Prompts,
+    user_turns: list[str],
+    strong_answers: list[str],
+    target_answers: list[str],
+    turn: int,
+    prompt_names: tuple[str, str],
+) -> tuple[JudgeScores, TokenUsage]:
     single, later = prompt_names
     if turn == 1:
         args = (user_turns[0], strong_answers[0], target_answers[0])

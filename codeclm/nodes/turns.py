@@ -20,7 +20,7 @@ from codeclm.llm.parsing import Refusal, declines_task
 from codeclm.llm.reply import sampling_seed
 from codeclm.nodes.pairs import ANSWER_ASKS
 from codeclm.nodes.replies import FollowUp
-from codeclm.state import InstructionState, TokenUsage, turn_node
+from codeclm.state import InstructionState, TokenUsage, in_turn, turn_node
 
 #: What a user of a use case asks next: one plan per later turn, drawn without repeats
 #: (seeded per instruction). The turns are written before any answer, so each plan must
@@ -65,7 +65,8 @@ async def write_turns(state: InstructionState, runtime: Runtime[PipelineContext]
             turn=turn,
             plan=plans[turn - 2],
         )
-        message, used = await _ask_turn(ctx, prompt, state.id, turn)
+        with in_turn(turn):
+            message, used = await _ask_turn(ctx, prompt, state.id, turn)
         usage[f"{turn_node('write_turns', turn)}/strong"] = used
         if message is None:  # refused every time: dropped for good, as a refused answer is
             reason = f"strong (turn {turn}) refused to write the user's turn"

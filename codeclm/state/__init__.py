@@ -24,12 +24,21 @@ from codeclm.state.models import (
     Update,
 )
 from codeclm.state.serde import PREPARE_THREAD, serializer
-from codeclm.state.usage import add_usage, spent, spent_per_turn, turn_node
+from codeclm.state.usage import (
+    TURN,
+    add_usage,
+    current_step,
+    in_turn,
+    spent,
+    spent_per_turn,
+    turn_node,
+)
 
 __all__ = [
     "PREPARE_THREAD",
     "SCHEMA_VERSION",
     "STATE_MODELS",
+    "TURN",
     "BasicInstruction",
     "EncodeTask",
     "EncodedSeed",
@@ -50,6 +59,8 @@ __all__ = [
     "TokenUsage",
     "Update",
     "add_usage",
+    "current_step",
+    "in_turn",
     "serializer",
     "spent",
     "spent_per_turn",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Literal
 
+from langgraph.config import get_config
 from pydantic import BaseModel
 
 Role = Literal["strong", "target"]
@@ -55,6 +59,31 @@ def spent(node: str, **by_role: TokenUsage) -> dict[str, dict[str, TokenUsage]]:
         "usage": dict(by_role),
         "usage_by_node": {f"{node}/{role}": usage for role, usage in by_role.items()},
     }
+
+
+TURN: ContextVar[int] = ContextVar("codeclm_turn", default=1)
+"""The turn of a conversation the current requests belong to (set where a node asks turn
+by turn): the ledger files each paid request under its step (``current_step``)."""
+
+
+@contextmanager
+def in_turn(turn: int) -> Iterator[None]:
+    """The requests made inside belong to turn ``turn`` (for the ledger's steps)."""
+    token = TURN.set(turn)
+    try:
+        yield
+    finally:
+        TURN.reset(token)
+
+
+def current_step() -> str:
+    """The step a request is made in, as ``usage_by_node`` names it (``turn_node``): the
+    LangGraph node running, and the turn; "" outside a node."""
+    try:
+        node = get_config().get("metadata", {}).get("langgraph_node", "")
+    except RuntimeError:  # (called outside a runnable)
+        return ""
+    return turn_node(str(node), TURN.get()) if node else ""
 
 
 def turn_node(node: str, turn: int) -> str:

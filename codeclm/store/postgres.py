@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from codeclm.config import ConfigError
-from codeclm.cost.ledger import COLUMNS, SUMS, Ledger, ledger_usage
+from codeclm.cost.ledger import COLUMNS, SUMS, Ledger, ledger_usage, steps_of
 from codeclm.llm.batch_book import BatchBook, SubmittedBatch
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.transport import worker_id
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS codeclm_batches (
     id text PRIMARY KEY, endpoint text NOT NULL, lines text NOT NULL);
 CREATE TABLE IF NOT EXISTS codeclm_spend (
     role text NOT NULL, {", ".join(f"{c} bigint NOT NULL" for c in COLUMNS)});
+ALTER TABLE codeclm_spend ADD COLUMN IF NOT EXISTS step text NOT NULL DEFAULT '';
 {LEASES_TABLE}
 """
 
@@ -157,14 +158,23 @@ class PostgresLedger(Ledger):
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
-    async def record(self, role: str, usage: TokenUsage) -> None:
+    async def record(self, role: str, usage: TokenUsage, step: str = "") -> None:
         values = [getattr(usage, column) for column in COLUMNS]
         async with self.pool.connection() as conn:
             await conn.execute(
-                f"INSERT INTO codeclm_spend (role, {', '.join(COLUMNS)}) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (role, *values),
+                f"INSERT INTO codeclm_spend (role, {', '.join(COLUMNS)}, step) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (role, *values, step),
             )
+
+    async def by_step(self) -> dict[str, TokenUsage] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT step, role, COUNT(*) AS calls, {SUMS} FROM codeclm_spend "
+                "GROUP BY step, role ORDER BY 1, 2"
+            )
+            rows = await cur.fetchall()
+        return steps_of([tuple(row.values()) for row in rows])
 
     async def totals(self) -> dict[str, TokenUsage]:
         async with self.pool.connection() as conn:
