@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from codeclm.bench.mock_llm import MockLLM
 from codeclm.analysis.labels import clean_skills
+from codeclm.bench.mock_llm import MockLLM
 from codeclm.prepare.planning import shares
 from codeclm.prepare.pool import augment_pool
 from codeclm.state import MetadataEntry

@@ -50,8 +50,8 @@ def test_a_cut_list_keeps_its_complete_items_and_more_than_asked_is_trimmed() ->
 
 
 def test_at_most_max_skills_distinct_skills_per_seed() -> None:
-    from codeclm.nodes.replies import encoded_metadata
     from codeclm.analysis.labels import clean_skills
+    from codeclm.nodes.replies import encoded_metadata
 
     reply = '{"use_case": "coding", "skills": ["Python", "python skills", "SQL", "git", "bash"]}'
     parsed = parse_reply(reply, encoded_metadata(3))  # five skills: the reply is not refused
