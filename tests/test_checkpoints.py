@@ -151,3 +151,17 @@ def test_a_run_checkpointed_whole_by_an_earlier_version_resumes_and_steps(
     first = _json(capsys, ["inspect", str(old), thread, "--json"])["history"][0]["checkpoint"]
     capsys.readouterr()
     assert main(["step", str(old), thread, "--from", first, "--until", "end", "--json"]) == 0
+
+
+def test_a_checkpoint_naming_a_value_the_store_lost_is_one_line(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 0
+    with sqlite3.connect(out / CHECKPOINTS) as db:
+        db.execute("DELETE FROM blobs WHERE channel = 'instruction' AND thread_id != 'prepare'")
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoints.sqlite is damaged" in err
+    assert "names values it does not hold: instruction" in err

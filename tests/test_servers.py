@@ -103,6 +103,19 @@ def test_a_429_at_a_level_the_server_took_is_a_rate_limit_not_a_cut() -> None:
     assert gate.stats.cuts == {"429": 1} and gate.current == 32
 
 
+def test_past_a_concurrency_limit_most_are_refused_and_the_gate_cuts() -> None:
+    """A reply that got through above the limit (another's was on its way back) does not
+    make the 429s at that level a rate limit: most requests there are refused."""
+    gate = AdaptiveLimit("server", ceiling=64)
+    gate.limit, gate.ramping = 16.0, False
+    gate.calm_level = 64
+    for _ in range(40):  # the server takes 12 at once
+        gate.answered(Ticket(gate.epoch, in_flight=12), "m/text", 10)
+    gate.answered(Ticket(gate.epoch, in_flight=14), "m/text", 10)  # a lucky one
+    gate.refused(Ticket(gate.epoch, in_flight=14), 429)
+    assert gate.stats.cuts == {"429": 1} and gate.current == 13 and not gate.stats.rate_limited
+
+
 def test_a_429s_headers_tell_a_spent_rate_window() -> None:
     import httpx
 

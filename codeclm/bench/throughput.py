@@ -127,6 +127,8 @@ class Workload:
     metadata: int = 200
     adaptive: bool = True
     """Adaptive concurrency (``--no-adaptive``: --concurrency fixed)."""
+    seed: int = 0
+    """The run's ``--seed`` (its sampling, and so which requests repeat)."""
 
     def describe(self) -> str:
         return (
@@ -154,6 +156,7 @@ class Workload:
             "metadata": self.metadata,
             "concurrency": self.concurrency,
             "adaptive": self.adaptive,
+            "seed": self.seed,
         }
         settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
         for role, model in (("strong", STRONG_MODEL), ("target", TARGET_MODEL)):

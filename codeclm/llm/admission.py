@@ -25,9 +25,12 @@ together. The limit moves by AIMD:
 
 A 429 is not always "too many at once": a provider's requests- or tokens-per-minute window
 answers 429 whatever the number in flight. One whose headers say a rate window is spent
-(``x-ratelimit-remaining-*: 0``), or that came at a level the server took lately (a reply
-came back from as many in flight or more, among the last ``TOOK_RECENT``), is a rate limit:
-the request waits its ``Retry-After`` and the limit stays (``rate_limited`` counts them).
+(``x-ratelimit-remaining-*: 0``), or that came at a level the server mostly takes (of the
+latest requests sent with as many in flight or more since the last cut, at most
+``RATE_LIMITED`` were refused), is a rate limit: the request waits its ``Retry-After`` and
+the limit stays (``rate_limited`` counts them). Past a concurrency limit most requests are
+refused (each level above it, across every worker sharing the key); a rate limit refuses
+a few at every level.
 
 It grows only while it holds requests back (requests wait at the gate, or it was full when
 the request was sent): a limit the run does not use says nothing of the server. Never
@@ -65,8 +68,11 @@ RAMP_AHEAD = 2
 #: reaches it within a round).
 OVERLOADED = 0.2
 RECENT = 50
-#: The replies whose levels (requests in flight when sent) tell what the server took lately.
+#: The latest requests whose levels (requests in flight when sent) and outcomes tell what
+#: the server takes.
 TOOK_RECENT = 64
+#: At most this share of the requests at a 429's level or above refused: a rate limit.
+RATE_LIMITED = 0.25
 #: Fewest replies a round's latency is judged on.
 ROUND_MIN = 8
 #: Latency is compared per (output tokens + this): long answers take longer anywhere.
@@ -187,8 +193,8 @@ class AdaptiveLimit:
     """Replies since the last cut: a cut within a round of another is a storm."""
     stats: EndpointStats = field(default_factory=EndpointStats)
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT))
-    took: deque[int] = field(default_factory=lambda: deque(maxlen=TOOK_RECENT))
-    """The levels the latest replies were sent at: a 429 at or below one is a rate limit."""
+    took: deque[tuple[int, bool]] = field(default_factory=lambda: deque(maxlen=TOOK_RECENT))
+    """The latest requests since the last cut: their levels, and whether refused (429)."""
     latency: LatencyWatch = field(default_factory=LatencyWatch)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
@@ -245,16 +251,20 @@ class AdaptiveLimit:
                 waiter.set_result(None)
 
     # ---- what the replies say -----------------------------------------------------------
-    def answered(self, ticket: Ticket, kind: str, output_tokens: int) -> None:
-        """A reply came back: grow, unless its round says the server queues."""
+    def answered(
+        self, ticket: Ticket, kind: str, output_tokens: int, seconds: float | None = None
+    ) -> None:
+        """A reply came back: grow, unless its round says the server queues. ``seconds``:
+        how long the server took (from the send to the reply); default, since the ticket."""
         self.recent.append(False)
-        self.took.append(ticket.in_flight)
+        self.took.append((ticket.in_flight, False))
         self.since_cut += 1
         if not self.adaptive:
             return
         ratio = None
         if ticket.epoch == self.epoch:  # sent at today's limit: it tells of today's load
-            seconds = time.monotonic() - ticket.sent_at
+            if seconds is None:
+                seconds = time.monotonic() - ticket.sent_at
             self.round_trip += (seconds - self.round_trip) / 8
             ratio = self.latency.add(kind, seconds, output_tokens, ticket.in_flight, self.current)
         if ratio is not None and self.dipped_from:  # the dip's round is in: back up
@@ -323,18 +333,26 @@ class AdaptiveLimit:
         """The server answered 429 (too many requests) or 503 (overloaded).
 
         ``rate_window``: the 429's headers say a requests- or tokens-per-minute window is
-        spent. That, or a 429 at a level the server took lately, is a rate limit, which
+        spent. That, or a 429 at a level the server mostly takes, is a rate limit, which
         fewer at once would not lift: no cut (the request waits its ``Retry-After``)."""
         self.recent.append(status == 503)
         self.stats.refused += status == 429
         if not self.adaptive:
             return
-        if status == 429 and (rate_window or any(level >= ticket.in_flight for level in self.took)):
+        if status == 429:
+            self.took.append((ticket.in_flight, True))
+        if status == 429 and (rate_window or self._mostly_taken(ticket.in_flight)):
             self.stats.rate_limited += 1
         elif status == 429:
             self._cut(ticket, refused_at=ticket.in_flight, why="429")
         elif sum(self.recent) / len(self.recent) > OVERLOADED and len(self.recent) >= 5:
             self._cut(ticket, refused_at=None, why="503")
+
+    def _mostly_taken(self, level: int) -> bool:
+        """Of the latest requests at ``level`` or above (this 429 among them), at most
+        ``RATE_LIMITED`` were refused."""
+        outcomes = [refused for at, refused in self.took if at >= level]
+        return sum(outcomes) <= RATE_LIMITED * len(outcomes)
 
     def failed(self) -> None:
         """Any other failure: neither growth nor overload."""
@@ -349,6 +367,7 @@ class AdaptiveLimit:
         self.ramping = False
         self.dipped_from = 0
         self.successes = 0
+        self.took.clear()  # (what the server took before a cut says nothing after it)
         storm = self.since_cut < self.current
         self.since_cut = 0
         if refused_at is not None:

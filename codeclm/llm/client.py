@@ -18,6 +18,7 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -212,16 +213,21 @@ class RoleModel:
                 self.limits.slot(estimate, again=asked > 0) as ticket,
                 self._metered(whole, max_tokens) as settle,
             ):
+                sent = time.monotonic()
                 try:
                     reply = await self._send(body, max_tokens, key)
                 except openai.APIError as exc:
                     wait = self._failed(ticket, exc, mode, refusals, asked, asker)
                     span.again(reason(exc)[:120])
                 else:
+                    # The server's time: from the send to the reply, not this process's own
+                    # waits before (the meter) or after (the ledger's and cache's writes).
+                    took = time.monotonic() - sent
                     await settle(reply.usage)  # paid: recorded before anything else
                     kind = f"{self.model_name}/{(structured or {}).get('name', 'text')}"
                     self.limits.endpoint.breaker.answered()
-                    self.limits.endpoint.gate.answered(ticket, kind, reply.usage.output_tokens)
+                    gate = self.limits.endpoint.gate
+                    gate.answered(ticket, kind, reply.usage.output_tokens, seconds=took)
                     span.done(reply.content, reply.usage, reply.finish_reason)
                     try:
                         value, cached_text = accept(reply)  # raises for a reply not to be cached

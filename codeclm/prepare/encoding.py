@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -22,14 +23,28 @@ from codeclm.nodes.replies import encoded_metadata
 from codeclm.prepare.pool import augment_pool, base_pool, encoded_labels, updated_pool
 from codeclm.state import EncodedSeed, EncodeTask, Failure, PrepareState, Seed, TokenUsage, spent
 
+EncodeNode = Callable[[EncodeTask, Runtime[PipelineContext]], Awaitable[dict[str, Any]]]
 
-async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+
+def encode_seed_node(max_attempts: int) -> EncodeNode:
+    """The ``encode_seed`` node of a graph whose retry policy makes ``max_attempts``."""
+
+    async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+        return await encode_seeds(task, runtime, max_attempts)
+
+    return encode_seed
+
+
+async def encode_seeds(
+    task: EncodeTask, runtime: Runtime[PipelineContext], max_attempts: int
+) -> dict[str, Any]:
     """Step 1: each seed of the task → its use case and at most ``max_skills`` skills.
 
     A task's seeds are asked side by side. A failure worth another attempt fails the task
-    (LangGraph's retry policy asks again, the seeds answered coming from the response
-    cache), until the last attempt: then each seed that failed is recorded with its own
-    reason, as the error handler records a task's, and the others are kept.
+    (LangGraph's retry policy asks again; the seeds answered come from the response cache,
+    or are paid again with ``--no-cache``), until the last of ``max_attempts``: then each
+    seed that failed is recorded with its own reason, as the error handler records a
+    task's, and the others are kept.
     """
     ctx = pipeline_context(runtime)
     seeds = task.seeds()
@@ -37,7 +52,7 @@ async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> di
         *(_encode_one(ctx, index, seed) for index, seed in seeds), return_exceptions=True
     )
     info = runtime.execution_info
-    last = info is None or info.node_attempt >= ctx.config.attempts
+    last = info is None or info.node_attempt >= max_attempts
     encoded: list[EncodedSeed] = []
     failures: list[Failure] = []
     usage = TokenUsage()

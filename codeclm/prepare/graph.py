@@ -28,7 +28,7 @@ from codeclm.context import PipelineContext
 from codeclm.methods import method_spec
 from codeclm.nodes.baselines import bootstrap, route_bootstrap, sample_seeds
 from codeclm.nodes.review import review_pool
-from codeclm.prepare.encoding import augment, encode_seed
+from codeclm.prepare.encoding import augment, encode_seed_node
 from codeclm.prepare.nodes import (
     collect,
     decode,
@@ -111,6 +111,7 @@ def build_prepare_graph(
     # LangGraph's overloads do not type error handlers (NodeError is injected) nor Send nodes
     # whose input schema differs from the state; the calls are as its docs show.
     builder.set_node_defaults(retry_policy=retry, error_handler=record_prepare_failure)  # type: ignore[arg-type]
+    encode_seed = encode_seed_node(retry.max_attempts)
     builder.add_node("encode_seed", encode_seed, input_schema=EncodeTask)  # type: ignore[call-overload]
     builder.add_node("augment", augment)
     builder.add_node("write_rubrics", write_rubrics, input_schema=MetadataTask)  # type: ignore[call-overload]

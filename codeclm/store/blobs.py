@@ -14,8 +14,9 @@ they were.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -26,8 +27,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from codeclm.config import ConfigError
+from codeclm.outputs import CHECKPOINTS, DAMAGED_ADVICE
+
 SPLIT = "codeclm_blobs"
-"""The mark of a checkpoint whose larger values are in ``blobs``."""
+"""The mark of a checkpoint whose larger values are in ``blobs``: the channels stored there
+(each at the version ``channel_versions`` names)."""
 INLINE_CHARS = 64
 """A string this short stays in the checkpoint: a row of its own costs more than that."""
 
@@ -46,6 +51,11 @@ def inline(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= INLINE_CHARS
     return isinstance(value, list | dict | tuple) and not value
+
+
+class MissingBlobs(ConfigError):
+    """A checkpoint names a value the ``blobs`` table does not hold: one line, as for any
+    damaged file of the run."""
 
 
 class SplitBlobsSaver(AsyncSqliteSaver):
@@ -80,12 +90,12 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         namespace = str(configurable.get("checkpoint_ns", ""))
         after_whole = (thread_id, str(configurable.get("checkpoint_id"))) in self._whole
         values = checkpoint["channel_values"]
+        versions = checkpoint["channel_versions"]
+        apart = sorted(c for c, value in values.items() if c in versions and not inline(value))
         rows = [
-            (thread_id, namespace, channel, str(version), *self.serde.dumps_typed(values[channel]))
-            for channel, version in checkpoint["channel_versions"].items()
-            if channel in values
-            and not inline(values[channel])
-            and (after_whole or channel in new_versions)
+            (thread_id, namespace, c, str(versions[c]), *self.serde.dumps_typed(values[c]))
+            for c in apart
+            if after_whole or c in new_versions
         ]
         if rows:
             async with self.lock:
@@ -95,13 +105,13 @@ class SplitBlobsSaver(AsyncSqliteSaver):
                     rows,
                 )
                 await self.conn.commit()
-        kept = {channel: value for channel, value in values.items() if inline(value)}
-        split: Any = {**checkpoint, "channel_values": kept, SPLIT: 1}
+        kept = {channel: value for channel, value in values.items() if channel not in apart}
+        split: Any = {**checkpoint, "channel_values": kept, SPLIT: apart}
         return await super().aput(config, split, metadata, new_versions)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         found = await super().aget_tuple(config)
-        if found is None or not found.checkpoint.get(SPLIT):
+        if found is None or SPLIT not in found.checkpoint:
             self._note_whole(found)
             return found
         async with self.lock:
@@ -115,15 +125,19 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        listing = super().alist(config, filter=filter, before=before, limit=limit)
-        async for found in listing:
-            # (the listing holds the saver's lock while it yields: the blobs are read on
-            # the same connection without it, as the listing reads its pending writes)
-            if found.checkpoint.get(SPLIT):
-                yield await self._joined(found)
-            else:
-                self._note_whole(found)
-                yield found
+        listing = cast(
+            AsyncGenerator[CheckpointTuple, None],
+            super().alist(config, filter=filter, before=before, limit=limit),
+        )
+        async with aclosing(listing):  # (a caller that stops early frees the saver's lock)
+            async for found in listing:
+                # (the listing holds the saver's lock while it yields: the blobs are read on
+                # the same connection without it, as the listing reads its pending writes)
+                if SPLIT in found.checkpoint:
+                    yield await self._joined(found)
+                else:
+                    self._note_whole(found)
+                    yield found
 
     def _note_whole(self, found: CheckpointTuple | None) -> None:
         if found is not None:
@@ -133,26 +147,30 @@ class SplitBlobsSaver(AsyncSqliteSaver):
     async def _joined(self, found: CheckpointTuple) -> CheckpointTuple:
         """The checkpoint with its channels' values read back from ``blobs``."""
         checkpoint: Any = dict(found.checkpoint)
-        del checkpoint[SPLIT]
+        apart: list[str] = checkpoint.pop(SPLIT)
         checkpoint["channel_values"] = dict(checkpoint["channel_values"])
         values: dict[str, Any] = checkpoint["channel_values"]
-        versions = [
-            (channel, str(version))
-            for channel, version in checkpoint["channel_versions"].items()
-            if channel not in values
-        ]
-        configurable = found.config["configurable"]
-        if versions:
-            pairs = ", ".join("(?, ?)" for _ in versions)
-            params = [str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))]
-            params += [item for pair in versions for item in pair]
+        versions = checkpoint["channel_versions"]
+        if apart:
+            configurable = found.config["configurable"]
+            pairs = ", ".join("(?, ?)" for _ in apart)
+            params = [item for c in apart for item in (c, str(versions[c]))]
+            params += [str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))]
             cursor = await self.conn.execute(
-                "SELECT channel, type, blob FROM blobs WHERE thread_id = ? AND checkpoint_ns = ? "
-                f"AND (channel, version) IN (VALUES {pairs})",
+                f"WITH wanted (channel, version) AS (VALUES {pairs}) "
+                "SELECT b.channel, b.type, b.blob FROM wanted JOIN blobs b ON "
+                "b.thread_id = ? AND b.checkpoint_ns = ? AND b.channel = wanted.channel "
+                "AND b.version = wanted.version",
                 params,
             )
             for channel, type_, blob in await cursor.fetchall():
                 values[channel] = self.serde.loads_typed((type_, blob))
+            if missing := [c for c in apart if c not in values]:
+                raise MissingBlobs(
+                    f"{CHECKPOINTS} is damaged (checkpoint {configurable['checkpoint_id']} of "
+                    f"thread {configurable['thread_id']!r} names values it does not hold: "
+                    f"{', '.join(missing)}): {DAMAGED_ADVICE[CHECKPOINTS]}"
+                )
         return found._replace(checkpoint=checkpoint)
 
     async def adelete_thread(self, thread_id: str) -> None:
