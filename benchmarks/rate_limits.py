@@ -32,11 +32,13 @@ def _mock(rates: list[str]) -> tuple[subprocess.Popen[str], str]:
     return mock, mock.stdout.readline().strip()
 
 
-def one_run(workload: Workload, workdir: Path, rates: list[str], seed: int) -> tuple[float, str]:
+def one_run(
+    workload: Workload, workdir: Path, rates: list[str], seed: int, extra: list[str]
+) -> tuple[float, str]:
     """The process's wall, and how the gate ended (from run.json)."""
     mock, base_url = _mock(rates)
     try:
-        argv = [*workload.run_argv(workdir, base_url), "--quiet", "--seed", str(seed)]
+        argv = [*workload.run_argv(workdir, base_url), "--quiet", "--seed", str(seed), *extra]
         started = time.monotonic()
         env = {**os.environ, "OPENAI_API_KEY": "bench"}
         done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False)
@@ -62,17 +64,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--backoff", type=float, help="the runs' --backoff (default: codeclm's)")
     args = parser.parse_args()
     workload = Workload(
         instructions=args.instructions, concurrency=args.concurrency, seeds=40, metadata=40
     )
     faults = ["--rate-limit-rate", "0.03", "--error-rate", "0.03"]
     faults += ["--retry-after", str(args.retry_after)]
+    extra = ["--backoff", str(args.backoff)] if args.backoff is not None else []
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(1, args.repeat + 1):
-            clean, _ = one_run(workload, Path(tmp) / f"clean{seed}", [], seed)
-            faulty, ended = one_run(workload, Path(tmp) / f"faulty{seed}", faults, seed)
+            clean, _ = one_run(workload, Path(tmp) / f"clean{seed}", [], seed, extra)
+            faulty, ended = one_run(workload, Path(tmp) / f"faulty{seed}", faults, seed, extra)
             ratios.append(faulty / clean)
             print(
                 f"seed {seed}: clean {clean:5.1f} s  3% 429 + 3% 503 {faulty:5.1f} s  "
