@@ -14,6 +14,8 @@ they were.
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, cast
@@ -24,6 +26,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    get_checkpoint_metadata,
 )
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -53,6 +56,12 @@ def inline(value: Any) -> bool:
     return isinstance(value, list | dict | tuple) and not value
 
 
+BlobKey = tuple[str, str, str, str]
+"""(thread, namespace, channel, version): a value's place in ``blobs``."""
+RECENT_BLOBS = 8192
+"""Serialized values kept in memory (a few MB): the threads in flight's latest values."""
+
+
 class MissingBlobs(ConfigError):
     """A checkpoint names a value the ``blobs`` table does not hold: one line, as for any
     damaged file of the run."""
@@ -63,6 +72,9 @@ class SplitBlobsSaver(AsyncSqliteSaver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._recent: OrderedDict[BlobKey, tuple[str, bytes]] = OrderedDict()
+        """The values last written or read, serialized: most reads are of a checkpoint
+        just written, and each read of the store is a trip to its thread."""
         self._whole: set[tuple[str, str]] = set()
         """(thread, checkpoint id) of checkpoints read back whole, written so by an earlier
         version: the first checkpoint after one stores every value, not only the new."""
@@ -82,13 +94,14 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """The changed channels' values first, then the checkpoint naming them: a crash
-        between the two leaves a blob no checkpoint names, never a checkpoint missing one."""
+        """The changed channels' values and the checkpoint naming them, in one transaction
+        (as LangGraph's own ``aput`` writes a checkpoint, with one commit)."""
         await self.setup()
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])
         namespace = str(configurable.get("checkpoint_ns", ""))
-        after_whole = (thread_id, str(configurable.get("checkpoint_id"))) in self._whole
+        parent = configurable.get("checkpoint_id")
+        after_whole = (thread_id, str(parent)) in self._whole
         values = checkpoint["channel_values"]
         versions = checkpoint["channel_versions"]
         apart = sorted(c for c, value in values.items() if c in versions and not inline(value))
@@ -97,17 +110,35 @@ class SplitBlobsSaver(AsyncSqliteSaver):
             for c in apart
             if after_whole or c in new_versions
         ]
-        if rows:
-            async with self.lock:
+        for thread, ns, channel, version, kind, blob in rows:
+            self._remember((thread, ns, channel, version), (kind, blob))
+        kept = {channel: value for channel, value in values.items() if channel not in apart}
+        split: Any = {**checkpoint, "channel_values": kept, SPLIT: apart}
+        kind, serialized = self.serde.dumps_typed(split)
+        meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+        async with self.lock:
+            if rows:
                 await self.conn.executemany(
                     "INSERT OR IGNORE INTO blobs (thread_id, checkpoint_ns, channel, version, "
                     "type, blob) VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                await self.conn.commit()
-        kept = {channel: value for channel, value in values.items() if channel not in apart}
-        split: Any = {**checkpoint, "channel_values": kept, SPLIT: apart}
-        return await super().aput(config, split, metadata, new_versions)
+            await self.conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    thread_id, namespace, checkpoint["id"], parent, kind, serialized,
+                    meta.encode("utf-8", "ignore"),
+                ),
+            )  # fmt: skip
+            await self.conn.commit()
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": namespace,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         found = await super().aget_tuple(config)
@@ -139,6 +170,12 @@ class SplitBlobsSaver(AsyncSqliteSaver):
                     self._note_whole(found)
                     yield found
 
+    def _remember(self, key: BlobKey, serialized: tuple[str, bytes]) -> None:
+        self._recent[key] = serialized
+        self._recent.move_to_end(key)
+        if len(self._recent) > RECENT_BLOBS:
+            self._recent.popitem(last=False)
+
     def _note_whole(self, found: CheckpointTuple | None) -> None:
         if found is not None:
             configurable = found.config["configurable"]
@@ -151,26 +188,34 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         checkpoint["channel_values"] = dict(checkpoint["channel_values"])
         values: dict[str, Any] = checkpoint["channel_values"]
         versions = checkpoint["channel_versions"]
-        if apart:
-            configurable = found.config["configurable"]
-            pairs = ", ".join("(?, ?)" for _ in apart)
-            params = [item for c in apart for item in (c, str(versions[c]))]
-            params += [str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))]
+        configurable = found.config["configurable"]
+        thread, ns = str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))
+        stored: dict[str, tuple[str, bytes]] = {}
+        for channel in apart:
+            known = self._recent.get((thread, ns, channel, str(versions[channel])))
+            if known is not None:
+                stored[channel] = known
+        if unknown := [c for c in apart if c not in stored]:
+            pairs = ", ".join("(?, ?)" for _ in unknown)
+            params = [item for c in unknown for item in (c, str(versions[c]))]
             cursor = await self.conn.execute(
                 f"WITH wanted (channel, version) AS (VALUES {pairs}) "
                 "SELECT b.channel, b.type, b.blob FROM wanted JOIN blobs b ON "
                 "b.thread_id = ? AND b.checkpoint_ns = ? AND b.channel = wanted.channel "
                 "AND b.version = wanted.version",
-                params,
+                [*params, thread, ns],
             )
-            for channel, type_, blob in await cursor.fetchall():
-                values[channel] = self.serde.loads_typed((type_, blob))
-            if missing := [c for c in apart if c not in values]:
-                raise MissingBlobs(
-                    f"{CHECKPOINTS} is damaged (checkpoint {configurable['checkpoint_id']} of "
-                    f"thread {configurable['thread_id']!r} names values it does not hold: "
-                    f"{', '.join(missing)}): {DAMAGED_ADVICE[CHECKPOINTS]}"
-                )
+            for channel, kind, blob in await cursor.fetchall():
+                stored[channel] = (kind, blob)
+                self._remember((thread, ns, channel, str(versions[channel])), (kind, blob))
+        for channel, serialized in stored.items():
+            values[channel] = self.serde.loads_typed(serialized)
+        if missing := [c for c in apart if c not in values]:
+            raise MissingBlobs(
+                f"{CHECKPOINTS} is damaged (checkpoint {configurable['checkpoint_id']} of "
+                f"thread {thread!r} names values it does not hold: {', '.join(missing)}): "
+                f"{DAMAGED_ADVICE[CHECKPOINTS]}"
+            )
         return found._replace(checkpoint=checkpoint)
 
     async def adelete_thread(self, thread_id: str) -> None:
