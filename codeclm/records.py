@@ -174,7 +174,8 @@ class CostRecord(BaseModel):
     by_role: dict[str, float | None] = Field(default_factory=dict)
     total: float | None = 0.0
     by_node: dict[str, float | None] = Field(default_factory=dict)
-    """Per ``node/role``, for the instructions' current branches (as ``usage_by_node``)."""
+    """Per ``node/role``, from the ledger's steps (they sum to ``total``); from the threads'
+    current branches for a ledger begun by an earlier version, or moved aside."""
     cache_saved: float | None = 0.0
     """What the response cache's answers would have cost."""
     per_kept_pair: float | None = None

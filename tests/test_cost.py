@@ -343,3 +343,15 @@ def test_a_killed_run_resumed_counts_what_the_first_process_paid(
     extra = resumed.record.usage["strong"].calls - free.record.usage["strong"].calls
     extra += resumed.record.usage["target"].calls - free.record.usage["target"].calls
     assert 0 <= extra <= options["concurrency"]
+
+
+def test_a_ledger_moved_aside_leaves_the_threads_figures(mock_llm: MockLLM, tmp_path: Path) -> None:
+    """The advice for a damaged spend.sqlite is to move it aside: the new ledger then lacks
+    what was paid before, and the figures per role and per step stay the threads'."""
+    out = tmp_path / "run"
+    first = codeclm.run(SEEDS[:2], out=out, instructions=2, metadata=2, **priced_roles(mock_llm))
+    (out / "spend.sqlite").rename(tmp_path / "spend.sqlite.damaged")
+    again = codeclm.resume(out).record
+    assert _calls(again.usage) == _calls(first.record.usage)
+    assert _calls(again.usage_by_node) == _calls(first.record.usage_by_node)
+    assert again.cost is not None and again.cost.total == 0.0  # (what is paid from now on)

@@ -1,9 +1,10 @@
 """What a run paid: one row for every request a model answered, appended as the reply
-arrives, whichever process, branch, step or re-run made it.
+arrives, whichever process, branch, step or re-run made it, with the step that asked it.
 
-The usage in ``run.json`` sums the threads' states, which follow the current branches (a
-thread forked by ``codeclm step`` forgets the calls of the branch it left); the ledger
-never forgets a call and never counts one twice, so its sums never go down.
+The threads' states follow their current branches (a thread forked by ``codeclm step``
+forgets the calls of the branch it left; a step that failed forgets what it paid); the
+ledger never forgets a call and never counts one twice, so its sums never go down, and
+``run.json``'s paid figures are its own (``cost.meter.paid_usage``).
 """
 
 from __future__ import annotations

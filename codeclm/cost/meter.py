@@ -260,7 +260,18 @@ def paid_usage(
     for key, paid in meter.by_step.items():
         node = key.removesuffix(BATCHED)
         by_node[node] = by_node.get(node, TokenUsage()) + paid
+    if _short(usage, by_role) or _short(usage_by_node, by_node):
+        # a ledger that lacks what the threads paid (moved aside, as a damaged one may be):
+        # the threads' figures, and no step's cost from it
+        meter.by_step = None
+        return usage, usage_by_node
     return _with_paid(usage, by_role), _with_paid(usage_by_node, by_node)
+
+
+def _short(counted: dict[str, TokenUsage], paid: dict[str, TokenUsage]) -> bool:
+    """The ledger holds fewer calls than the threads paid for (never so for a whole one:
+    the threads count their current branches' paid calls, the ledger every paid call)."""
+    return any(u.calls > paid.get(key, TokenUsage()).calls for key, u in counted.items())
 
 
 def _with_paid(
@@ -298,6 +309,9 @@ def cost_record(
             cost = priced(role, tokens, batch)
             before = by_node.get(node, 0.0)
             by_node[node] = None if cost is None or before is None else before + cost
+        for key in usage_by_node.keys() - by_node.keys():  # (answered from the cache only)
+            by_node[key] = 0.0
+        by_node = dict(sorted(by_node.items()))
     else:
         by_node = {
             key: priced(key.rsplit("/", 1)[-1], u) for key, u in sorted(usage_by_node.items())

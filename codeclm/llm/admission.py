@@ -71,8 +71,10 @@ RECENT = 50
 #: The latest requests whose levels (requests in flight when sent) and outcomes tell what
 #: the server takes.
 TOOK_RECENT = 64
-#: At most this share of the requests at a 429's level or above refused: a rate limit.
+#: At most this share of the requests at a 429's level or above refused: a rate limit ...
 RATE_LIMITED = 0.25
+#: ... judged on at least this many of them (fewer: too many at once, as before).
+RATE_SAMPLE = 8
 #: Fewest replies a round's latency is judged on.
 ROUND_MIN = 8
 #: Latency is compared per (output tokens + this): long answers take longer anywhere.
@@ -257,7 +259,8 @@ class AdaptiveLimit:
         """A reply came back: grow, unless its round says the server queues. ``seconds``:
         how long the server took (from the send to the reply); default, since the ticket."""
         self.recent.append(False)
-        self.took.append((ticket.in_flight, False))
+        if ticket.epoch == self.epoch:  # (a request sent before the last cut tells of then)
+            self.took.append((ticket.in_flight, False))
         self.since_cut += 1
         if not self.adaptive:
             return
@@ -339,7 +342,7 @@ class AdaptiveLimit:
         self.stats.refused += status == 429
         if not self.adaptive:
             return
-        if status == 429:
+        if status == 429 and ticket.epoch == self.epoch:
             self.took.append((ticket.in_flight, True))
         if status == 429 and (rate_window or self._mostly_taken(ticket.in_flight)):
             self.stats.rate_limited += 1
@@ -349,10 +352,10 @@ class AdaptiveLimit:
             self._cut(ticket, refused_at=None, why="503")
 
     def _mostly_taken(self, level: int) -> bool:
-        """Of the latest requests at ``level`` or above (this 429 among them), at most
-        ``RATE_LIMITED`` were refused."""
+        """Of the latest requests at ``level`` or above (this 429 among them, if sent since
+        the last cut), at least ``RATE_SAMPLE``, at most ``RATE_LIMITED`` were refused."""
         outcomes = [refused for at, refused in self.took if at >= level]
-        return sum(outcomes) <= RATE_LIMITED * len(outcomes)
+        return len(outcomes) >= RATE_SAMPLE and sum(outcomes) <= RATE_LIMITED * len(outcomes)
 
     def failed(self) -> None:
         """Any other failure: neither growth nor overload."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -59,7 +59,9 @@ def inline(value: Any) -> bool:
 BlobKey = tuple[str, str, str, str]
 """(thread, namespace, channel, version): a value's place in ``blobs``."""
 RECENT_BLOBS = 8192
-"""Serialized values kept in memory (a few MB): the threads in flight's latest values."""
+"""Serialized values kept in memory: the threads in flight's latest values."""
+RECENT_BLOB_BYTES = 64 * 1024
+"""A larger value is not kept (at most 8,192 × 64 KB; in practice a few MB)."""
 
 
 class MissingBlobs(ConfigError):
@@ -116,7 +118,7 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         split: Any = {**checkpoint, "channel_values": kept, SPLIT: apart}
         kind, serialized = self.serde.dumps_typed(split)
         meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
-        async with self.lock:
+        async with self.lock, self._transaction():
             if rows:
                 await self.conn.executemany(
                     "INSERT OR IGNORE INTO blobs (thread_id, checkpoint_ns, channel, version, "
@@ -131,7 +133,6 @@ class SplitBlobsSaver(AsyncSqliteSaver):
                     meta.encode("utf-8", "ignore"),
                 ),
             )  # fmt: skip
-            await self.conn.commit()
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -170,7 +171,20 @@ class SplitBlobsSaver(AsyncSqliteSaver):
                     self._note_whole(found)
                     yield found
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """Committed when the block ends, rolled back if it raises (a full disk, say): no
+        half-written checkpoint is left for the next commit to carry."""
+        try:
+            yield
+        except BaseException:
+            await self.conn.rollback()
+            raise
+        await self.conn.commit()
+
     def _remember(self, key: BlobKey, serialized: tuple[str, bytes]) -> None:
+        if len(serialized[1]) > RECENT_BLOB_BYTES:  # (the 'prepare' thread's seeds, say)
+            return
         self._recent[key] = serialized
         self._recent.move_to_end(key)
         if len(self._recent) > RECENT_BLOBS:
@@ -184,10 +198,13 @@ class SplitBlobsSaver(AsyncSqliteSaver):
     async def _joined(self, found: CheckpointTuple) -> CheckpointTuple:
         """The checkpoint with its channels' values read back from ``blobs``."""
         checkpoint: Any = dict(found.checkpoint)
-        apart: list[str] = checkpoint.pop(SPLIT)
+        mark: list[str] | int = checkpoint.pop(SPLIT)
         checkpoint["channel_values"] = dict(checkpoint["channel_values"])
         values: dict[str, Any] = checkpoint["channel_values"]
         versions = checkpoint["channel_versions"]
+        listed = isinstance(mark, list)
+        # (a development version marked 1: every channel not in the values, maybe none)
+        apart = mark if isinstance(mark, list) else [c for c in versions if c not in values]
         configurable = found.config["configurable"]
         thread, ns = str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))
         stored: dict[str, tuple[str, bytes]] = {}
@@ -210,7 +227,7 @@ class SplitBlobsSaver(AsyncSqliteSaver):
                 self._remember((thread, ns, channel, str(versions[channel])), (kind, blob))
         for channel, serialized in stored.items():
             values[channel] = self.serde.loads_typed(serialized)
-        if missing := [c for c in apart if c not in values]:
+        if listed and (missing := [c for c in apart if c not in values]):
             raise MissingBlobs(
                 f"{CHECKPOINTS} is damaged (checkpoint {configurable['checkpoint_id']} of "
                 f"thread {thread!r} names values it does not hold: {', '.join(missing)}): "

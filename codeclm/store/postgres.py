@@ -48,7 +48,12 @@ CREATE TABLE IF NOT EXISTS codeclm_batches (
     id text PRIMARY KEY, endpoint text NOT NULL, lines text NOT NULL);
 CREATE TABLE IF NOT EXISTS codeclm_spend (
     role text NOT NULL, {", ".join(f"{c} bigint NOT NULL" for c in COLUMNS)});
-ALTER TABLE codeclm_spend ADD COLUMN IF NOT EXISTS step text NOT NULL DEFAULT '';
+DO $$ BEGIN  -- (a run begun by an earlier version: its paid requests had no step)
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'codeclm_spend' AND column_name = 'step') THEN
+        ALTER TABLE codeclm_spend ADD COLUMN step text NOT NULL DEFAULT '';
+    END IF;
+END $$;
 {LEASES_TABLE}
 """
 
