@@ -25,10 +25,10 @@ together. The limit moves by AIMD:
 
 A 429 is not always "too many at once": a provider's requests- or tokens-per-minute window
 answers 429 whatever the number in flight. One whose headers say a rate window is spent
-(``x-ratelimit-remaining-*: 0``), or that came at a level the server mostly takes (of the
-latest requests sent with as many in flight or more since the last cut, at most
-``RATE_LIMITED`` were refused), is a rate limit: the request waits its ``Retry-After`` and
-the limit stays (``rate_limited`` counts them). Past a concurrency limit most requests are
+(``x-ratelimit-remaining-*: 0``), or that came at a level the server mostly takes (of
+the latest requests sent with as many in flight or more, at least ``RATE_SAMPLE`` of
+them, at most ``RATE_LIMITED`` were refused), is a rate limit: the request waits its
+``Retry-After`` and the limit stays (``rate_limited`` counts them). Past a concurrency limit most requests are
 refused (each level above it, across every worker sharing the key); a rate limit refuses
 a few at every level.
 
@@ -196,7 +196,7 @@ class AdaptiveLimit:
     stats: EndpointStats = field(default_factory=EndpointStats)
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT))
     took: deque[tuple[int, bool]] = field(default_factory=lambda: deque(maxlen=TOOK_RECENT))
-    """The latest requests since the last cut: their levels, and whether refused (429)."""
+    """The latest requests answered or refused: their levels, and whether refused (429)."""
     latency: LatencyWatch = field(default_factory=LatencyWatch)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
@@ -259,8 +259,7 @@ class AdaptiveLimit:
         """A reply came back: grow, unless its round says the server queues. ``seconds``:
         how long the server took (from the send to the reply); default, since the ticket."""
         self.recent.append(False)
-        if ticket.epoch == self.epoch:  # (a request sent before the last cut tells of then)
-            self.took.append((ticket.in_flight, False))
+        self.took.append((ticket.in_flight, False))
         self.since_cut += 1
         if not self.adaptive:
             return
@@ -342,7 +341,7 @@ class AdaptiveLimit:
         self.stats.refused += status == 429
         if not self.adaptive:
             return
-        if status == 429 and ticket.epoch == self.epoch:
+        if status == 429:
             self.took.append((ticket.in_flight, True))
         if status == 429 and (rate_window or self._mostly_taken(ticket.in_flight)):
             self.stats.rate_limited += 1
@@ -352,8 +351,10 @@ class AdaptiveLimit:
             self._cut(ticket, refused_at=None, why="503")
 
     def _mostly_taken(self, level: int) -> bool:
-        """Of the latest requests at ``level`` or above (this 429 among them, if sent since
-        the last cut), at least ``RATE_SAMPLE``, at most ``RATE_LIMITED`` were refused."""
+        """Of the latest requests at ``level`` or above (this 429 among them), at least
+        ``RATE_SAMPLE``, at most ``RATE_LIMITED`` were refused. Refusals and replies alike
+        are kept across cuts: a reply that got through above a concurrency limit (another
+        was on its way back) is outweighed by the refusals at that level."""
         outcomes = [refused for at, refused in self.took if at >= level]
         return len(outcomes) >= RATE_SAMPLE and sum(outcomes) <= RATE_LIMITED * len(outcomes)
 
@@ -370,7 +371,6 @@ class AdaptiveLimit:
         self.ramping = False
         self.dipped_from = 0
         self.successes = 0
-        self.took.clear()  # (what the server took before a cut says nothing after it)
         storm = self.since_cut < self.current
         self.since_cut = 0
         if refused_at is not None:
