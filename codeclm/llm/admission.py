@@ -28,9 +28,9 @@ answers 429 whatever the number in flight. One whose headers say a rate window i
 (``x-ratelimit-remaining-*: 0``), or that came at a level the server mostly takes (of
 the latest requests sent with as many in flight or more, at least ``RATE_SAMPLE`` of
 them, at most ``RATE_LIMITED`` were refused), is a rate limit: the request waits its
-``Retry-After`` and the limit stays (``rate_limited`` counts them). Past a concurrency limit most requests are
-refused (each level above it, across every worker sharing the key); a rate limit refuses
-a few at every level.
+``Retry-After`` and the limit stays (``rate_limited`` counts them). Past a concurrency
+limit most requests are refused (each level above it, across every worker sharing the
+key); a rate limit refuses a few at every level.
 
 It grows only while it holds requests back (requests wait at the gate, or it was full when
 the request was sent): a limit the run does not use says nothing of the server. Never
