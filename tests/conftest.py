@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,13 @@ import pytest
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.bench.postgres_server import PostgresServer
 from codeclm.cli import main
+
+# A suite started in the background by a shell without job control (``make test &`` in a
+# script) inherits SIGINT ignored, and so would the runs its tests stop with Ctrl-C's
+# signal: a handler here makes the children start with the default again (an ignored
+# signal stays ignored across exec; a handled one does not).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
