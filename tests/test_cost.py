@@ -355,3 +355,21 @@ def test_a_ledger_moved_aside_leaves_the_threads_figures(mock_llm: MockLLM, tmp_
     assert _calls(again.usage) == _calls(first.record.usage)
     assert _calls(again.usage_by_node) == _calls(first.record.usage_by_node)
     assert again.cost is not None and again.cost.total == 0.0  # (what is paid from now on)
+
+
+def test_the_ledger_files_each_request_under_its_step_and_turn(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """A conversation's requests are filed turn by turn (``answer turn 2`` …), so the
+    figures per step are the ledger's own, not a fallback to the threads'."""
+    mock_llm.judge_rule = lambda instruction: (5, 5)  # improved, then dropped: every step
+    out = tmp_path / "run"
+    options = {"instructions": 2, "metadata": 2, "max_iterations": 2, "turns": 3}
+    record = codeclm.run(SEEDS[:2], out=out, **options, **priced_roles(mock_llm)).record
+    with sqlite3.connect(out / "spend.sqlite") as db:
+        steps = dict(db.execute("SELECT step || '/' || role, COUNT(*) FROM spend GROUP BY 1"))
+    assert "" not in {key.split("/")[0] for key in steps}
+    for step in ("answer turn 2", "answer turn 3", "judge turn 3", "write_turns turn 3"):
+        assert f"{step}/strong" in steps, sorted(steps)
+    assert {key: u.calls for key, u in record.usage_by_node.items() if u.calls} == steps
+    assert_figures_agree(out, record)

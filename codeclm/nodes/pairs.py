@@ -184,21 +184,6 @@ async def judge_turn(
     Turn 1 has nothing before it: the single-turn judge (``judge.md``, the paper's) scores
     it. A later turn's judge (``judge_turn.md``) sees both conversations to that turn.
     """
-    with in_turn(turn):
-        return await _judge_turn(
-            judge, prompts, user_turns, strong_answers, target_answers, turn, prompt_names
-        )
-
-
-async def _judge_turn(
-    judge: RoleModel,
-    prompts: Prompts,
-    user_turns: list[str],
-    strong_answers: list[str],
-    target_answers: list[str],
-    turn: int,
-    prompt_names: tuple[str, str],
-) -> tuple[JudgeScores, TokenUsage]:
     single, later = prompt_names
     if turn == 1:
         args = (user_turns[0], strong_answers[0], target_answers[0])
@@ -215,7 +200,8 @@ async def _judge_turn(
             turn=turn,
         )
 
-    return await _both_orders(judge, render(strong, target), render(target, strong))
+    with in_turn(turn):  # (the ledger files these calls under the turn)
+        return await _both_orders(judge, render(strong, target), render(target, strong))
 
 
 def mean_scores(per_turn: list[JudgeScores]) -> JudgeScores:
