@@ -292,7 +292,8 @@ def cost_record(
     kept: int | None = None,
 ) -> CostRecord:
     """The cost of a run as of now: the ledger's figures priced (``paid``, ``by_role``,
-    ``total``), and, from the threads' usage, each node's share and what the cache saved."""
+    ``total``, and each step's share when the ledger names the steps; else the threads'
+    usage per node), and what the cache saved, from the threads' usage."""
     from codeclm.cost.prices import price_sources, price_table
 
     def priced(role: str, tokens: TokenUsage, batch: bool = meter.batch) -> float | None:
@@ -304,8 +305,9 @@ def cost_record(
     if meter.by_step is not None:  # the ledger's, each request at the price it was paid
         by_node: dict[str, float | None] = {}
         for key, tokens in sorted(meter.by_step.items()):
-            role, batch = role_of(key.split("/", 1)[1])
-            node = f"{key.split('/', 1)[0]}/{role}"
+            step, ledger_key = key.split("/", 1)
+            role, batch = role_of(ledger_key)
+            node = f"{step}/{role}"
             cost = priced(role, tokens, batch)
             before = by_node.get(node, 0.0)
             by_node[node] = None if cost is None or before is None else before + cost
