@@ -4,7 +4,7 @@ arrives, whichever process, branch, step or re-run made it, with the step that a
 The threads' states follow their current branches (a thread forked by ``codeclm step``
 forgets the calls of the branch it left; a step that failed forgets what it paid); the
 ledger never forgets a call and never counts one twice, so its sums never go down, and
-``run.json``'s paid figures are its own (``cost.meter.paid_usage``).
+``run.json``'s paid figures are its own (``cost.figures.paid_usage``).
 """
 
 from __future__ import annotations

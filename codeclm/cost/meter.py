@@ -3,12 +3,18 @@ spending cap (``--max-cost``, and a role's ``max_cost``) held before each reques
 
 A request is admitted only if what was paid, what the requests in flight may still cost
 (each at its ``max_tokens`` bound) and this request's own bound stay within every cap.
-Near the cap the run sends fewer at once: a request that would fit once the requests in
-flight have settled (they mostly cost far less than their bound) waits for them. One that
-would not fit even alone is never sent: the meter says so (``capped``); the engine lets
-the requests in flight finish (they are paid for: their replies are kept), then stops the
-run as Ctrl-C does, writing what is finished. Run again with a higher cap, the run goes
-on and pays nothing twice.
+Near the cap the run sends fewer at once: a request that does not fit waits for the
+requests in flight to settle (they mostly cost far less than their bound). Alone, and
+still not fitting, it is sent with a smaller ``max_tokens``, as many output tokens as the
+caps leave room for, if that is at least ``BUDGET_MARGIN`` times the longest reply its
+step has had (and ``LEAST_BUDGET``): replies mostly end well before their budget, so the
+run spends up to its cap rather than stopping a whole bound below it. A reply that still
+reaches that smaller budget was cut by the cap: it is paid for but not kept, and the run
+stops there. One that would not fit even at its least budget is never sent: the meter
+says so (``capped``); the engine lets the requests in flight finish (they are paid for:
+their replies are kept), then stops the run as Ctrl-C does, writing what is finished. Run
+again with a higher cap, the run goes on and pays nothing twice (but a reply cut by the
+cap, asked again whole).
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from codeclm.cost.ledger import Ledger
-from codeclm.records import CostRecord, RolePrice
+from codeclm.records import RolePrice
 from codeclm.state import TokenUsage, current_step
 
-Settle = Callable[[TokenUsage], Awaitable[None]]
+Settle = Callable[[TokenUsage, bool], Awaitable[None]]
+"""Records a reply's usage (and whether it was cut at its budget) in the ledger."""
+
+#: The smallest output budget a request is sent with near the cap ...
+LEAST_BUDGET = 256
+#: ... and at least this many times the longest reply its step and role have had in this
+#: process (a step not seen yet: its role's longest; none: not lowered): a reply cut by
+#: the cap is paid for and asked again.
+BUDGET_MARGIN = 2
 
 BATCHED = "/batch"
 """The ledger's name for a role's Batch API requests (``strong/batch``): priced at its
@@ -37,6 +52,17 @@ def role_of(key: str) -> tuple[str, bool]:
 
 class CostCapReached(RuntimeError):
     """The next request would have passed a spending cap: the run stopped before it."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request the meter let through: how to settle it, and the budget it may use."""
+
+    settle: Settle
+    """Records the reply's usage in the ledger (paid, whatever becomes of the reply); a
+    reply cut at a budget the cap lowered stops the run there (not kept)."""
+    max_tokens: int
+    """The request's own ``max_tokens``, or fewer near the cap (what the caps leave room for)."""
 
 
 def dollars(value: float | None) -> str:
@@ -82,6 +108,10 @@ class Meter:
     """The run sends its requests through the Batch API (``--batch``)."""
     refused_bound: float = 0.0
     """The most the request the run stopped before could have cost."""
+    cut_at: int = 0
+    """The budget of the reply the cap cut, when that is what stopped the run."""
+    longest: dict[str, int] = field(default_factory=dict)
+    """The most output tokens a reply of each ``step/ledger key`` has had in this process."""
     settled: asyncio.Condition = field(default_factory=asyncio.Condition)
     """Notified as each request in flight settles: a request waiting for room wakes."""
 
@@ -129,6 +159,12 @@ class Meter:
                 f" of {dollars(self.cap)}, {dollars(max(self.cap - spent, 0.0))} left: less "
                 f"than the next request may cost ({dollars(self.refused_bound)})"
             )
+        if self.cut_at:
+            return (
+                f"stopped at a reply cut at {self.cut_at} tokens, all the room {self.why} "
+                f"left: spent {dollars(spent)}{left}; what is finished is written out. Run "
+                "again with a higher cap to go on (only the cut reply is paid again)"
+            )
         return (
             f"stopped before a request that could pass {self.why}: spent "
             f"{dollars(spent)}{left}; what is finished is written out. Run again with a "
@@ -174,57 +210,115 @@ class Meter:
                 return f"--max-cost {dollars(self.cap)}"
         return None
 
-    async def _admit(self, role: str, bound: float) -> str | None:
+    def _fit(self, role: str, prompt: str, max_tokens: int, batch: bool) -> int:
+        """The most output tokens (up to ``max_tokens``) a request alone may use within
+        every cap."""
+        fixed = self._bound(role, prompt, 0, batch)
+        per_token = (self._bound(role, prompt, 1_000_000, batch) - fixed) / 1_000_000
+        room = min(
+            [self.cap - (self.total() or 0.0)] if self.cap is not None else [],
+            default=float("inf"),
+        )
+        if role in self.role_caps:
+            room = min(room, self.role_caps[role] - (self.spent(role) or 0.0))
+        if per_token <= 0:
+            return max_tokens
+        budget = min(max_tokens, int((room - fixed) / per_token))
+        while budget > 0 and self._refusal(role, self._bound(role, prompt, budget, batch), True):
+            budget -= 1  # (rounding)
+        return budget
+
+    def _longest(self, kind: str) -> int:
+        """The longest reply of ``kind`` (``step/ledger key``) so far; of a step not seen
+        yet, the longest of its role's (none yet: infinite, not lowered)."""
+        if kind in self.longest:
+            return self.longest[kind]
+        key = kind.rsplit("/", 1)[-1]
+        seen = [n for name, n in self.longest.items() if name.rsplit("/", 1)[-1] == key]
+        return max(seen, default=1 << 30)
+
+    async def _admit(
+        self, role: str, prompt: str, max_tokens: int, batch: bool, kind: str
+    ) -> tuple[str | None, int]:
         """Wait while the request would fit once those in flight settle; why it can never
-        be sent within the caps, or None: it is admitted."""
+        be sent within the caps and the least budget it needed, or None and the budget it
+        is sent with (its own, or the room left alone near the cap, at least
+        ``LEAST_BUDGET`` and ``BUDGET_MARGIN`` times the longest reply of its ``kind``)."""
+        bound = self._bound(role, prompt, max_tokens, batch)
         while True:
             refusal = self.why or self._refusal(role, bound)
-            if not refusal or self.why or not self.sent:
-                return refusal
-            if self._refusal(role, bound, alone=True) is not None:
-                return refusal
-            async with self.settled:  # fewer at once near the cap: wait for room
-                await self.settled.wait()
+            if not refusal:
+                return None, max_tokens
+            if self.why:
+                return refusal, max_tokens
+            if self.sent:  # fewer at once near the cap: wait for room
+                async with self.settled:
+                    await self.settled.wait()
+                continue
+            least = min(max(LEAST_BUDGET, BUDGET_MARGIN * self._longest(kind)), max_tokens)
+            budget = self._fit(role, prompt, max_tokens, batch)
+            return (None, budget) if budget >= least else (refusal, least)
 
     @asynccontextmanager
     async def request(
         self, role: str, prompt: str, max_tokens: int, batch: bool = False
-    ) -> AsyncIterator[Settle]:
-        """Admit one request (or stop the run here: it is never sent), and ``settle`` it
-        with the usage its reply reported: priced, added, and recorded in the ledger
-        (``batch``: a Batch API request, at the batch discount)."""
-        bound = self._bound(role, prompt, max_tokens, batch)
+    ) -> AsyncIterator[Admitted]:
+        """Admit one request (or stop the run here: it is never sent), with the budget it
+        may use; ``settle`` it with the usage its reply reported: priced, added, and
+        recorded in the ledger (``batch``: a Batch API request, at the batch discount)."""
         key = role + BATCHED if batch else role
         step = current_step()  # (the node asking: its task's context)
         if self.cap is not None or self.role_caps:
             await self._refresh()
         if self.halted:  # the run is stopping (an endpoint broke): nothing more is sent
             await asyncio.Event().wait()
-        refusal = await self._admit(role, bound)  # once stopped, nothing more is sent
-        if refusal:
-            if not self.capped.is_set():
-                self.why, self.refused_bound = refusal, bound
-                self.capped.set()
-            if not self.stops_run:
-                raise CostCapReached(self.stop_message())
-            await asyncio.Event().wait()  # the engine cancels the run, and this with it
+        kind = f"{step}/{key}"
+        refusal, budget = await self._admit(role, prompt, max_tokens, batch, kind)
+        if refusal:  # once stopped, nothing more is sent
+            await self.stop(refusal, self._bound(role, prompt, budget, batch))
+        bound = self._bound(role, prompt, budget, batch)
         self.in_flight[role] = self.in_flight.get(role, 0.0) + bound
         self.sent += 1
         self.drained.clear()
+        settled = False
 
-        async def settle(usage: TokenUsage) -> None:
+        async def release() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                self.in_flight[role] -= bound
+                self.sent -= 1
+                if not self.sent:
+                    self.drained.set()
+                async with self.settled:
+                    self.settled.notify_all()
+
+        async def settle(usage: TokenUsage, cut: bool) -> None:
             await self.ledger.record(key, usage, step)
             self.paid[key] = self.paid.get(key, TokenUsage()) + usage
+            self.longest[kind] = max(self.longest.get(kind, 0), usage.output_tokens)
+            if cut and budget < max_tokens:  # cut by the cap: not the model's whole reply
+                whole = self._bound(role, prompt, max_tokens, batch)
+                if not self.capped.is_set():
+                    self.cut_at = budget
+                await release()  # (the run stops once the others settle: not waiting on it)
+                await self.stop(self._refusal(role, whole, alone=True) or "a cap", whole)
 
         try:
-            yield settle
+            yield Admitted(settle, budget)
         finally:
-            self.in_flight[role] -= bound
-            self.sent -= 1
-            if not self.sent:
-                self.drained.set()
-            async with self.settled:
-                self.settled.notify_all()
+            await release()
+
+    async def stop(self, why: str, bound: float) -> NoReturn:
+        """Stop the run before a request that could cost ``bound`` (``why``: the cap it
+        would pass): a run stops as Ctrl-C does, anything else raises ``CostCapReached``."""
+        if not self.capped.is_set():
+            self.why, self.refused_bound = why, bound
+            self.capped.set()
+        if not self.stops_run:
+            raise CostCapReached(self.stop_message())
+        await asyncio.Event().wait()  # the engine cancels the run, and this with it
+        raise AssertionError("unreachable")
 
 
 def _most(one: TokenUsage | None, other: TokenUsage | None) -> TokenUsage:
@@ -235,101 +329,4 @@ def _most(one: TokenUsage | None, other: TokenUsage | None) -> TokenUsage:
             name: max(getattr(first, name), getattr(second, name))
             for name in type(first).model_fields
         }
-    )
-
-
-PAID_FIELDS = ("calls", "input_tokens", "output_tokens", "reasoning_tokens", "cached_input_tokens")
-"""``TokenUsage``'s figures a provider bills: the ledger's count them."""
-
-
-def paid_usage(
-    meter: Meter, usage: dict[str, TokenUsage], usage_by_node: dict[str, TokenUsage]
-) -> tuple[dict[str, TokenUsage], dict[str, TokenUsage]]:
-    """The threads' usage per role and per ``node/role`` with what was paid taken from the
-    ledger (as of ``latest``): every paid request counted once, in the step that made it,
-    including requests whose step failed or was cut by a stop and later answered from the
-    cache. What the cache answered (``cached_calls``, the tokens it saved) stays the
-    threads'. A ledger with requests of no step (begun by an earlier version): as is."""
-    if meter.by_step is None:
-        return usage, usage_by_node
-    by_role: dict[str, TokenUsage] = {}
-    for key, paid in meter.paid.items():
-        role = role_of(key)[0]
-        by_role[role] = by_role.get(role, TokenUsage()) + paid
-    by_node: dict[str, TokenUsage] = {}
-    for key, paid in meter.by_step.items():
-        node = key.removesuffix(BATCHED)
-        by_node[node] = by_node.get(node, TokenUsage()) + paid
-    if _short(usage, by_role) or _short(usage_by_node, by_node):
-        # a ledger that lacks what the threads paid (moved aside, as a damaged one may be):
-        # the threads' figures, and no step's cost from it
-        meter.by_step = None
-        return usage, usage_by_node
-    return _with_paid(usage, by_role), _with_paid(usage_by_node, by_node)
-
-
-def _short(counted: dict[str, TokenUsage], paid: dict[str, TokenUsage]) -> bool:
-    """The ledger holds fewer calls than the threads paid for (never so for a whole one:
-    the threads count their current branches' paid calls, the ledger every paid call)."""
-    return any(u.calls > paid.get(key, TokenUsage()).calls for key, u in counted.items())
-
-
-def _with_paid(
-    counted: dict[str, TokenUsage], paid: dict[str, TokenUsage]
-) -> dict[str, TokenUsage]:
-    merged = {}
-    for key in sorted(counted.keys() | paid.keys()):
-        ledger = paid.get(key, TokenUsage())
-        update = {name: getattr(ledger, name) for name in PAID_FIELDS}
-        merged[key] = counted.get(key, TokenUsage()).model_copy(update=update)
-    return merged
-
-
-def cost_record(
-    meter: Meter,
-    usage: dict[str, TokenUsage],
-    usage_by_node: dict[str, TokenUsage],
-    kept: int | None = None,
-) -> CostRecord:
-    """The cost of a run as of now: the ledger's figures priced (``paid``, ``by_role``,
-    ``total``, and each step's share when the ledger names the steps; else the threads'
-    usage per node), and what the cache saved, from the threads' usage."""
-    from codeclm.cost.prices import price_sources, price_table
-
-    def priced(role: str, tokens: TokenUsage, batch: bool = meter.batch) -> float | None:
-        price = meter.prices.get(role)
-        if price is None:
-            return None
-        return price.cost(tokens) * (price.batch_discount if batch else 1.0)
-
-    if meter.by_step is not None:  # the ledger's, each request at the price it was paid
-        by_node: dict[str, float | None] = {}
-        for key, tokens in sorted(meter.by_step.items()):
-            step, ledger_key = key.split("/", 1)
-            role, batch = role_of(ledger_key)
-            node = f"{step}/{role}"
-            cost = priced(role, tokens, batch)
-            before = by_node.get(node, 0.0)
-            by_node[node] = None if cost is None or before is None else before + cost
-        for key in usage_by_node.keys() - by_node.keys():  # (answered from the cache only)
-            by_node[key] = 0.0
-        by_node = dict(sorted(by_node.items()))
-    else:
-        by_node = {
-            key: priced(key.rsplit("/", 1)[-1], u) for key, u in sorted(usage_by_node.items())
-        }
-    saved = [priced(role, u.saved()) for role, u in usage.items() if u.cached_calls]
-    total = meter.total()
-    return CostRecord(
-        table=price_table(),
-        price_source=price_sources(meter.prices),
-        prices=dict(sorted(meter.prices.items())),
-        paid=dict(sorted(meter.paid.items())),
-        by_role={role: meter.spent(role) for role in sorted(meter.prices)},
-        total=total,
-        by_node=by_node,
-        cache_saved=None if None in saved else sum(s or 0.0 for s in saved),
-        per_kept_pair=total / kept if total is not None and kept else None,
-        cap=meter.cap,
-        stopped_at_cap=meter.why or None,
     )

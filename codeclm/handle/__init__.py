@@ -23,7 +23,8 @@ from langgraph.types import StateSnapshot
 
 from codeclm.config import ConfigError, RoleConfig, RunConfig, resolve_settings
 from codeclm.context import PipelineContext
-from codeclm.cost.meter import Meter, cost_record, paid_usage
+from codeclm.cost.figures import cost_record, paid_usage
+from codeclm.cost.meter import Meter
 from codeclm.graph import Graph, build_instruction_graph, retry_policy, started_values
 from codeclm.graph import thread_config as _thread
 from codeclm.handle.folder import Folder, check_folder, check_same, folder_lock, same_store

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError, EvalConfig
-from codeclm.cost.meter import Meter, cost_record, paid_usage
+from codeclm.cost.figures import cost_record, paid_usage
+from codeclm.cost.meter import Meter
 from codeclm.graph import Graph
 from codeclm.graph.evaluation import build_eval_graph
 from codeclm.handle.folder import Folder, check_same

@@ -29,17 +29,13 @@ import openai
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
-from codeclm.cost.meter import Meter, Settle
+from codeclm.cost.meter import Admitted, Meter
 from codeclm.llm.admission import Ticket
 from codeclm.llm.batch import Batcher
 from codeclm.llm.breaker import reason
 from codeclm.llm.cache import ResponseCache, cached_reply, request_key
 from codeclm.llm.limits import RateLimited, RoleLimits
-from codeclm.llm.parsing import (
-    CutReply,
-    UnparseableReply,
-    parse_reply,
-)
+from codeclm.llm.parsing import CutReply, UnparseableReply, parse_reply
 from codeclm.llm.reply import (
     OutputFormat,
     OutputMode,
@@ -67,7 +63,7 @@ def spoken(history: History, prompt: str) -> str:
     return "\n\n".join([*(content for _, content in history), prompt])
 
 
-async def _unmetered(usage: TokenUsage) -> None:
+async def _unmetered(usage: TokenUsage, cut: bool) -> None:
     """No meter (a graph served by ``langgraph dev``): nothing to record."""
 
 
@@ -124,8 +120,12 @@ class RoleModel:
         await self.transport.aclose()
         await self.http_client.aclose()
 
-    def _body(self, prompt: str, overrides: dict[str, Any], history: History) -> dict[str, Any]:
+    def _body(
+        self, prompt: str, overrides: dict[str, Any], history: History, sent_format: Any
+    ) -> dict[str, Any]:
         body = {**self.base_payload, **overrides}
+        if sent_format is not None:  # as-is: we validate the reply ourselves (llm.parsing)
+            body["response_format"] = sent_format
         if "max_tokens" in overrides:  # sent under the key ChatOpenAI uses
             budget = body.pop("max_tokens")
             key = "max_completion_tokens" if "max_completion_tokens" in self.base_payload else ""
@@ -200,10 +200,6 @@ class RoleModel:
                 return value, hit[1]
             if self.limits.endpoint.breaker.why is not None:  # broken: nothing more is sent
                 await self.limits.endpoint.breaker.stop()
-            body = self._body(prompt, overrides, history)
-            if sent_format is not None:
-                # Sent as-is: we validate the reply ourselves (codeclm.llm.parsing).
-                body["response_format"] = sent_format
             # What a provider's token limiter counts: the prompt (about 4 characters a
             # token) plus every token the reply may use.
             estimate = len(whole) // 4 + max_tokens
@@ -211,11 +207,13 @@ class RoleModel:
             # this, so nothing it paid for is asked (and paid) again.
             async with (
                 self.limits.slot(estimate, again=asked > 0) as ticket,
-                self._metered(whole, max_tokens) as settle,
+                self._metered(whole, max_tokens) as admitted,
             ):
+                budget = {**overrides, "max_tokens": admitted.max_tokens}  # less near the cap
+                body = self._body(prompt, budget, history, sent_format)
                 sent = time.monotonic()
                 try:
-                    reply = await self._send(body, max_tokens, key)
+                    reply = await self._send(body, admitted.max_tokens, key)
                 except openai.APIError as exc:
                     wait = self._failed(ticket, exc, mode, refusals, asked, asker)
                     span.again(reason(exc)[:120])
@@ -223,7 +221,7 @@ class RoleModel:
                     # The server's time: from the send to the reply, not this process's own
                     # waits before (the meter) or after (the ledger's and cache's writes).
                     took = time.monotonic() - sent
-                    await settle(reply.usage)  # paid: recorded before anything else
+                    await admitted.settle(reply.usage, reply.cut)  # paid: before anything else
                     kind = f"{self.model_name}/{(structured or {}).get('name', 'text')}"
                     self.limits.endpoint.breaker.answered()
                     gate = self.limits.endpoint.gate
@@ -290,16 +288,16 @@ class RoleModel:
         return request_key(parts)
 
     @asynccontextmanager
-    async def _metered(self, prompt: str, max_tokens: int) -> AsyncIterator[Settle]:
-        """A request admitted by the cost meter (within the caps); its ``settle`` records
-        the reply's usage in the ledger as soon as it is in: every answered request is
-        paid for, whatever becomes of the reply."""
+    async def _metered(self, prompt: str, max_tokens: int) -> AsyncIterator[Admitted]:
+        """A request admitted by the cost meter (within the caps, maybe with a smaller
+        budget near them); its ``settle`` records the reply's usage in the ledger as soon
+        as it is in: every answered request is paid for, whatever becomes of the reply."""
         if self.meter is None:
-            yield _unmetered
+            yield Admitted(_unmetered, max_tokens)
             return
         batch = self.batcher is not None
-        async with self.meter.request(self.role, prompt, max_tokens, batch) as settle:
-            yield settle
+        async with self.meter.request(self.role, prompt, max_tokens, batch) as admitted:
+            yield admitted
 
     @property
     def _endpoint(self) -> str:
