@@ -53,7 +53,7 @@ def one_run(
     ended = (
         f"limit {gate['lowest']}..{gate['highest']}, ended {gate['limit']}; "
         f"429s {gate['refused']} (read as a rate limit {gate.get('rate_limited', 0)}); "
-        f"cuts {gate['cuts'] or 'none'}"
+        f"cuts {gate['cuts'] or 'none'}, undone {gate.get('undone', 0)}"
     )
     return wall, ended
 

@@ -100,6 +100,8 @@ class EndpointStats(BaseModel):
     took lately): waited out, the limit not cut."""
     cuts: dict[str, int] = Field(default_factory=dict)
     """Cuts of the limit by cause: 429, 503 (overload), queueing (latency)."""
+    undone: int = 0
+    """Cuts on a 429 undone: a rate limit came below the level that 429 came at."""
 
 
 class RunInputs(BaseModel):

@@ -54,26 +54,33 @@ def test_near_the_cap_it_spends_at_least_nine_tenths_and_never_more(
 def test_a_reply_cut_by_the_cap_is_paid_not_kept_and_asked_again_whole(
     mock_llm: MockLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Any budget the cap leaves is taken, however short: answers get cut by it.
+    # The target's own cap, and the first budget it lowers made 100 tokens: the target only
+    # answers (500 to 1,500 tokens here), so that answer is cut by the cap, whatever the
+    # order the threads run in; one request at a time, so the room never jumps past it.
+    fit = Meter._fit
+    monkeypatch.setattr(Meter, "_fit", lambda *args: min(100, fit(*args)))
     monkeypatch.setattr(meter_module, "LEAST_BUDGET", 1)
     monkeypatch.setattr(meter_module, "BUDGET_MARGIN", 0)
-    mock_llm.answer_tokens = 1000  # answers of 500 to 1,500 tokens
+    mock_llm.answer_tokens = 1000
     roles = priced_roles(mock_llm)
-    options = {**OPTIONS, "concurrency": 1}  # the same requests near the cap every time
+    options = {**OPTIONS, "concurrency": 1}
     seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
     free = codeclm.run(seeds, out=tmp_path / "free", **options, **roles)
-    assert free.record.cost is not None
-    with pytest.raises(CostCapReached, match=r"stopped at a reply cut at \d+ tokens") as stop:
-        codeclm.run(seeds, out=tmp_path / "capped", max_cost=0.04, **options, **roles)
+    assert free.record.cost is not None and free.record.cost.by_role["target"]
+    cap = free.record.cost.by_role["target"] / 2
+    capped_roles = {**roles, "target": {**roles["target"], "max_cost": cap}}
+    with pytest.raises(CostCapReached, match=r"stopped at a reply cut at 100 tokens") as stop:
+        codeclm.run(seeds, out=tmp_path / "capped", **options, **capped_roles)
+    assert "target's max_cost" in str(stop.value)
     assert "only the cut reply is paid again" in str(stop.value)
-    spent = json.loads((tmp_path / "capped/run.json").read_text())["cost"]["total"]
-    assert spent <= 0.04
-    finished = codeclm.run(seeds, out=tmp_path / "capped", max_cost=5.0, **options, **roles)
-    assert finished.record.cost is not None and finished.record.cost.total is not None
+    spent = json.loads((tmp_path / "capped/run.json").read_text())["cost"]["by_role"]["target"]
+    assert spent <= cap
+    finished = codeclm.run(seeds, out=tmp_path / "capped", **options, **roles)
+    assert finished.record.cost is not None
     # the cut reply was not cached: asked again whole, so paid once more (and only it)
-    assert sum(finished.record.cost.paid[key].calls for key in finished.record.cost.paid) == (
-        sum(free.record.cost.paid[key].calls for key in free.record.cost.paid) + 1
-    )
+    paid, paid_free = finished.record.cost.paid, free.record.cost.paid
+    assert paid["target"].calls == paid_free["target"].calls + 1
+    assert paid["strong"].calls == paid_free["strong"].calls
     assert (tmp_path / "capped/dataset.jsonl").read_bytes() == (
         tmp_path / "free/dataset.jsonl"
     ).read_bytes()

@@ -14,9 +14,10 @@ import codeclm
 from codeclm.bench.mock_llm import STRONG_MODEL, MockLLM
 from codeclm.cli import main
 from codeclm.cli.flags import EXIT_BROKEN
+from codeclm.config import RoleConfig
 from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
 from codeclm.llm.breaker import TRIP_AFTER, Breaker
-from codeclm.llm.limits import rate_window_spent
+from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, rate_window_spent
 from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
 
 SEEDS = [f"Explain topic {i} to a new support agent, with one example." for i in range(8)]
@@ -132,12 +133,48 @@ def test_the_limit_grows_only_while_it_holds_requests_back() -> None:
     assert gate.current == START
 
 
+def test_a_cut_on_a_429_is_undone_when_429s_come_below_its_level() -> None:
+    """A random rate limit's first 429 may come at a new level, with too few requests seen
+    there to tell; once 429s come where the server took many, it was one too."""
+    gate = AdaptiveLimit("server", ceiling=64)
+    gate.limit, gate.ramping = 32.0, False
+    gate.calm_level = 64
+    gate.refused(Ticket(gate.epoch, in_flight=32), 429)  # nothing seen at 32 yet: a cut
+    assert gate.stats.cuts == {"429": 1} and gate.current == 31 and gate.refused_at == 32
+    for _ in range(40):
+        gate.answered(Ticket(gate.epoch, in_flight=30), "m/text", 10)
+    gate.refused(Ticket(gate.epoch, in_flight=30), 429)  # where 40 of 41 got through
+    assert gate.stats.rate_limited == 1 and gate.stats.undone == 1
+    assert gate.current == 32 and gate.refused_at is None
+
+
 def test_off_the_limit_is_the_ceiling_and_never_moves() -> None:
     gate = AdaptiveLimit("server", ceiling=12, adaptive=False)
     gate.refused(Ticket(gate.epoch, 12), 429)
     for _ in range(5):
         gate.refused(Ticket(gate.epoch, 12), 503)
     assert gate.current == 12 and not gate.stats.cuts and gate.stats.refused == 1
+
+
+def test_a_busy_server_is_asked_again_after_a_short_pause_then_the_graph_retries() -> None:
+    """A 502, 503 or 504 at random is the transport's to retry (0.25 s, then 0.5 s, each
+    with up to as much again at random), not the graph's (a second or more, a node rerun)."""
+    import httpx
+    import openai
+
+    ticket = Ticket(0, 1)
+    for status in (502, 503, 504):
+        endpoint = Endpoint.at(AdaptiveLimit("s", 8), "m")
+        endpoint.breaker.answered()  # a server that answers others (else: an outage)
+        limits = RoleLimits.for_role(RoleConfig(), None, endpoint)
+        response = httpx.Response(status, request=httpx.Request("POST", "http://s/v1"))
+        busy = openai.InternalServerError("busy", response=response, body=None)
+        first = limits.after_failure(ticket, busy, 0, 0, asked=0, asker=status)
+        second = limits.after_failure(ticket, busy, 0, 1, asked=1, asker=status)
+        assert isinstance(first, ServerBusy) and 0.25 <= first <= 0.5
+        assert isinstance(second, ServerBusy) and 0.5 <= second <= 1.0
+        with pytest.raises(openai.InternalServerError):  # then the graph's retry policy
+            limits.after_failure(ticket, busy, 0, 2, asked=2, asker=status)
 
 
 def test_the_breaker_counts_a_run_of_failures_not_a_lifetime_ratio() -> None:

@@ -223,6 +223,7 @@ def print_run_summary(result: RunResult) -> None:
     for server, limit in record.endpoints.items():
         if limit.cuts or limit.refused:
             cuts = ", ".join(f"{n} on {why}" for why, n in limit.cuts.items()) or "never"
+            cuts += f" ({limit.undone} undone: a rate limit)" if limit.undone else ""
             rate = f", {limit.rate_limited} of them a rate limit" if limit.rate_limited else ""
             console.print(
                 f"  {server} took {limit.lowest} to {limit.highest} requests at once "

@@ -20,6 +20,12 @@ MAX_TURNS = 4
 """The most user turns a conversation may have (``--turns``)."""
 
 
+THREADS_PER_SLOT = 2
+"""Threads run at once per request slot: a thread between its requests (parsing its reply,
+writing its checkpoint, waiting out a pause a server asked for) leaves its slot to another,
+so the slots stay full; the gate and ``--concurrency`` still bound the requests."""
+
+
 class ConfigError(ValueError):
     """Bad configuration; the CLI prints it as one line and exits 2."""
 
@@ -33,7 +39,7 @@ class ModelSettings(BaseModel):
     ROLES: ClassVar[tuple[str, ...]] = ("strong", "target")
 
     concurrency: int = Field(
-        8, ge=1, description="LLM requests in flight at once, and threads run at once"
+        8, ge=1, description="LLM requests in flight at once (and twice as many threads run)"
     )
     adaptive: bool = Field(
         True,
@@ -76,6 +82,12 @@ class ModelSettings(BaseModel):
         if value is not None and not Path(value).is_dir():
             raise ValueError(f"prompts_dir {value!r} is not a folder")
         return value
+
+    @property
+    def workers(self) -> int:
+        """Threads (and 'prepare' tasks) run at once: ``THREADS_PER_SLOT`` for each of
+        ``--concurrency``'s requests in flight."""
+        return self.concurrency * THREADS_PER_SLOT
 
     def role(self, name: str) -> RoleConfig:
         role: RoleConfig = getattr(self, name)

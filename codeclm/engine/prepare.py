@@ -77,7 +77,7 @@ async def prepare_stream(
     run's own (a shared run's workers take theirs from the store, which ``--update`` grows).
     """
     cfg = context.config
-    config = thread_config(PREPARE_THREAD, max_concurrency=cfg.concurrency)
+    config = thread_config(PREPARE_THREAD, max_concurrency=cfg.workers)
     snapshot = await graph.aget_state(config)
     graph_input: object = None
     if not snapshot.values:

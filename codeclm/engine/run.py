@@ -151,7 +151,7 @@ async def work(
     update: list[Seed] | None = None,
 ) -> None:
     """This process's share of the run, until the run has no work left: the 'prepare' pass
-    when it holds it, and instruction threads from the board, ``--concurrency`` at a time."""
+    when it holds it, and instruction threads from the board, ``config.workers`` at a time."""
     config = run.config
     stats.total = config.instructions
     await gather_or_cancel(
@@ -163,7 +163,7 @@ async def work(
             stats,
             method_spec(config.method).restart_from,
             FINISHED,
-            workers=config.concurrency,
+            workers=config.workers,
         ),
     )
 

@@ -85,7 +85,7 @@ async def open_workspace(
             check_inputs(models, prompts)
             prices = role_prices(config, models)
             async with open_store(
-                spec or StoreSpec(), out_dir, workers=config.concurrency, fenced=fenced
+                spec or StoreSpec(), out_dir, workers=config.workers, fenced=fenced
             ) as store:
                 caps = {r: c for r in config.ROLES if (c := config.role(r).max_cost) is not None}
                 meter = await Meter.open(prices, store.ledger, config.max_cost, caps)

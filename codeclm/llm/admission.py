@@ -189,6 +189,9 @@ class AdaptiveLimit:
     refused_at: int | None = None
     """The lowest level the server refused at since (a 429's in-flight count, or a
     queueing round's limit): growing to it again needs ``PROBE_AFTER`` replies."""
+    cut_from: float = 0.0
+    """The limit before the last cut on a 429 (0: none since): a rate limit seen below the
+    level that 429 came at shows it was one too, and the cut is undone."""
     epoch: int = 0
     successes: int = 0
     since_cut: int = 0
@@ -345,6 +348,8 @@ class AdaptiveLimit:
             self.took.append((ticket.in_flight, True))
         if status == 429 and (rate_window or self._mostly_taken(ticket.in_flight)):
             self.stats.rate_limited += 1
+            if self.cut_from and ticket.in_flight < (self.refused_at or 0):
+                self._undo_cut()
         elif status == 429:
             self._cut(ticket, refused_at=ticket.in_flight, why="429")
         elif sum(self.recent) / len(self.recent) > OVERLOADED and len(self.recent) >= 5:
@@ -357,6 +362,14 @@ class AdaptiveLimit:
         was on its way back) is outweighed by the refusals at that level."""
         outcomes = [refused for at, refused in self.took if at >= level]
         return len(outcomes) >= RATE_SAMPLE and sum(outcomes) <= RATE_LIMITED * len(outcomes)
+
+    def _undo_cut(self) -> None:
+        """A rate limit refused below the level the last 429 cut at: that 429 was most
+        likely one too (a concurrency limit refuses only above its level). The limit goes
+        back to where it was, and the level is no longer taken as refused."""
+        self._set(max(self.limit, min(self.cut_from, self.ceiling)))
+        self.refused_at, self.cut_from = None, 0.0
+        self.stats.undone += 1
 
     def failed(self) -> None:
         """Any other failure: neither growth nor overload."""
@@ -375,6 +388,7 @@ class AdaptiveLimit:
         self.since_cut = 0
         if refused_at is not None:
             self.refused_at = refused_at
+        self.cut_from = self.limit if why == "429" else 0.0
         if why == "429" and refused_at is not None and not storm:  # it took one fewer
             self._set(max(1.0, min(self.limit, refused_at - 1)))
         else:

@@ -34,7 +34,7 @@ from codeclm.llm.admission import Ticket
 from codeclm.llm.batch import Batcher
 from codeclm.llm.breaker import reason
 from codeclm.llm.cache import ResponseCache, cached_reply, request_key
-from codeclm.llm.limits import RateLimited, RoleLimits
+from codeclm.llm.limits import RateLimited, RoleLimits, ServerBusy
 from codeclm.llm.parsing import CutReply, UnparseableReply, parse_reply
 from codeclm.llm.reply import (
     OutputFormat,
@@ -184,7 +184,7 @@ class RoleModel:
         can be sent again after a kill.
         """
         max_tokens = int(overrides.get("max_tokens", self.max_tokens))
-        refusals = asked = 0  # 429s met by this request; its asks
+        refusals = busy = asked = 0  # 429s and 5xx met by this request; its asks
         whole = spoken(history, prompt)
         asker = hash((self.model_name, whole))  # this request, across the graph's retries
         while True:
@@ -215,7 +215,7 @@ class RoleModel:
                 try:
                     reply = await self._send(body, admitted.max_tokens, key)
                 except openai.APIError as exc:
-                    wait = self._failed(ticket, exc, mode, refusals, asked, asker)
+                    wait = self._failed(ticket, exc, mode, (refusals, busy), asked, asker)
                     span.again(reason(exc)[:120])
                 else:
                     # The server's time: from the send to the reply, not this process's own
@@ -238,6 +238,7 @@ class RoleModel:
             # Asked again here, outside the slot: a rate limit's wait, or an endpoint-wide
             # failure while the breaker counts (a format the server rejects: at once).
             refusals += isinstance(wait, RateLimited)
+            busy += isinstance(wait, ServerBusy)
             asked += 1
             await asyncio.sleep(wait)
 
@@ -246,7 +247,7 @@ class RoleModel:
         ticket: Ticket,
         exc: openai.APIError,
         mode: OutputMode | None,
-        refusals: int,
+        met: tuple[int, int],
         asked: int,
         asker: int,
     ) -> float:
@@ -261,7 +262,7 @@ class RoleModel:
             why = f"HTTP {exc.status_code}: {first_line(exc.message)}"
             self.output.step_down(mode, self.role, self._endpoint, why)
             return 0.0
-        return self.limits.after_failure(ticket, exc, refusals, asked, asker)
+        return self.limits.after_failure(ticket, exc, *met, asked=asked, asker=asker)
 
     def _key(
         self,

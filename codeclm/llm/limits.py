@@ -12,6 +12,7 @@ it out alone while the gate's limit is cut.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -48,8 +49,20 @@ RETRY_AFTER_CAP = 60.0
 RATE_LIMIT_PATIENCE = 50
 
 
+#: A 502, 503 or 504 is asked again this many times by the request itself (the transport's
+#: retries, as the OpenAI SDK's and DataDesigner's are) before the graph's retry policy,
+#: whose node retry and longer backoff are for failures that last ...
+BUSY_RETRIES = 2
+#: ... after this many seconds, doubled each time, and a random share of it more.
+BUSY_PAUSE = 0.25
+
+
 class RateLimited(float):
     """Seconds to wait before asking again after a 429 (counted against the patience)."""
+
+
+class ServerBusy(float):
+    """Seconds to wait before asking again after a 502, 503 or 504."""
 
 
 def _unlimited() -> Endpoint:
@@ -85,7 +98,7 @@ class RoleLimits:
         )
 
     def after_failure(
-        self, ticket: Ticket, exc: BaseException, refusals: int, asked: int, asker: int
+        self, ticket: Ticket, exc: BaseException, refusals: int, busy: int, asked: int, asker: int
     ) -> float:
         """The seconds before a failed request is asked again, or it raises.
 
@@ -94,8 +107,9 @@ class RoleLimits:
         (``Breaker.asks_again``), not recorded as the instruction's failure; a 429 waits
         out its ``Retry-After`` and cuts the gate (a storm slows the run: each request
         waits out up to ``RATE_LIMIT_PATIENCE`` before one counts against ``--attempts``);
-        a 503 or a timeout tells the gate of overload; anything else goes to the graph's
-        retry policy."""
+        a 503 or a timeout tells the gate of overload; a 502, 503 or 504 is asked again
+        after a short pause ``BUSY_RETRIES`` times (``busy``: those met so far), as a
+        transport retries; anything else goes to the graph's retry policy."""
         gate, breaker = self.endpoint.gate, self.endpoint.breaker
         status = getattr(exc, "status_code", None)
         if status == 503 or isinstance(exc, openai.APITimeoutError):
@@ -110,6 +124,9 @@ class RoleLimits:
                 self.pause(wait)  # the whole role waits, as the server asks
             if refusals < RATE_LIMIT_PATIENCE:
                 return RateLimited(wait)
+        elif status in (502, 503, 504) and busy < BUSY_RETRIES:
+            pause = BUSY_PAUSE * 2**busy
+            return ServerBusy(pause + random.uniform(0, pause))
         elif status != 503:
             gate.failed()
         raise exc
