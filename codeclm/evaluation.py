@@ -13,6 +13,7 @@ from collections import Counter
 from functools import partial
 from typing import Any
 
+from codeclm.analysis.judge import JudgeTally
 from codeclm.config import EvalConfig
 from codeclm.engine.stops import endpoints_of, until_stopped
 from codeclm.engine.threads import RunStats, run_threads
@@ -171,7 +172,7 @@ async def _judge_all(
         stats,
         EVAL_RESTART_FROM,
         ("judged",),
-        workers=context.config.concurrency,
+        workers=context.config.workers,
     )
 
 
@@ -188,6 +189,7 @@ async def _write_results(
     usage: dict[str, TokenUsage] = {}
     refused: Counter[str] = Counter()
     cut: Counter[str] = Counter()
+    tally = JudgeTally()
     unfinished = 0
     with (
         JsonlWriter(folder.file(JUDGMENTS)) as judgments,
@@ -208,6 +210,7 @@ async def _write_results(
                 refused.update(state.refused)
                 cut.update(state.cut)
                 judgments.write(row)
+                _tally(tally, state)
             elif state.status == "failed":
                 failed.write({"id": state.id, "reason": state.reason})
             else:
@@ -222,5 +225,22 @@ async def _write_results(
             "failed": failed.rows,
             "unfinished": unfinished,
             "usage": dict(sorted(usage.items())),
+            "judge": tally.figures(self_judged, _judge_model(record, self_judged)),
         }
     )
+
+
+def _tally(tally: JudgeTally, state: EvalItemState) -> None:
+    """An item judged in both orders, in the judge's figures (by its category)."""
+    if state.scores is None:
+        return
+    strong = [state.strong_answer or "", *state.strong_follow_up_answers]
+    target = [state.target_answer or "", *state.target_follow_up_answers]
+    lengths = (sum(map(len, strong)), sum(map(len, target)))
+    groups = (f"use case {state.category}",) if state.category else ()
+    tally.add(state.scores.strong_first, state.scores.target_first, lengths, groups)
+
+
+def _judge_model(record: EvalRecord, self_judged: bool) -> str:
+    judge = record.models.get("strong" if self_judged else "judge")
+    return judge.model if judge is not None else ""

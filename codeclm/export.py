@@ -123,6 +123,7 @@ def dataset_card(record: RunRecord, rows: int) -> str:
         "`use_case` and `skills` (the metadata it was decoded from), `iteration`, `turns`, "
         "`gap` (the judge's strong − target score), `seed_ids`.",
         "",
+        *_judge_section(record),
         "## Run configuration",
         "",
         "```json",
@@ -131,6 +132,29 @@ def dataset_card(record: RunRecord, rows: int) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _judge_section(record: RunRecord) -> list[str]:
+    """What the card says of the judge that kept the pairs: its biases, in figures."""
+    judge = record.judge
+    if judge is None or not judge.pairs:
+        return []
+    by_design = " (by the method's design: the strong model judges its own answers)"
+    flips, first = judge.position_flip_rate, judge.first_preferred_rate
+    return [
+        "## The judge",
+        "",
+        f"- judge: `{judge.judge_model}`{by_design if judge.self_judged else ''}",
+        f"- pairs judged in both orders: {judge.pairs}",
+        "- position flip rate (the preferred answer changed when the order was swapped): "
+        + ("–" if flips is None else f"{flips:.3f} of {judge.untied_pairs} untied pairs"),
+        "- the answer shown first preferred: " + ("–" if first is None else f"{first:.3f}"),
+        "- length correlation (Spearman, length difference against score gap): "
+        + ("–" if judge.length_correlation is None else f"{judge.length_correlation:+.3f}")
+        + (" — strong: the judge may reward length" if judge.length_warning else ""),
+        *([f"- {judge.human.line()}"] if judge.human and judge.human.ratings else []),
+        "",
+    ]
 
 
 def reviewed_rows(

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from codeclm.config import ConfigError
+from codeclm.judge_figures import JudgeFigures
 from codeclm.methods import MethodSpec, method_spec
 from codeclm.state import (
     Failure,
@@ -225,6 +226,8 @@ class RunRecord(BaseModel):
     """``run --update`` calls: each one's seeds, budget and where its pool entries begin."""
     usage: dict[str, TokenUsage] = Field(default_factory=dict)
     usage_by_node: dict[str, TokenUsage] = Field(default_factory=dict)
+    judge: JudgeFigures | None = None
+    """The judge's position and length biases (a method that judges, once pairs are)."""
     wall_seconds: float = 0.0
     checkpointing: dict[str, Any] | None = None
     cost: CostRecord | None = None
@@ -285,6 +288,8 @@ class EvalRecord(BaseModel):
     failed: int = 0
     unfinished: int = 0
     usage: dict[str, TokenUsage] = Field(default_factory=dict)
+    judge: JudgeFigures | None = None
+    """The judge's position and length biases, over the items judged in both orders."""
     wall_seconds: float = 0.0
     cost: CostRecord | None = None
 

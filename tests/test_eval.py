@@ -44,7 +44,11 @@ def scripted(instruction: str) -> tuple[int, int]:
 
 @pytest.fixture
 def bench(tmp_path: Path) -> Path:
-    path = tmp_path / "bench.jsonl"
+    return write_bench(tmp_path / "bench.jsonl")
+
+
+def write_bench(path: Path) -> Path:
+    """The scripted benchmark (``ITEMS``) as a JSONL file."""
     path.write_text(
         "".join(
             json.dumps({"id": i, "instruction": f"{kind}: question {i}", "category": c}) + "\n"
@@ -104,6 +108,18 @@ def test_eval_crr_on_a_scripted_judge(mock_llm: MockLLM, bench: Path, tmp_path: 
     assert by_category == {"alpha": (1, 1, 1), "beta": (2, 1, 1), "gamma": (0, 0, 1)}
     assert result["by_category"]["gamma"]["crr"] == 0
     assert result["by_category"]["beta"]["crr"] == pytest.approx(3 / 4)
+    # The judge's figures, by hand: SPLIT and EVEN flip with the order (2 of 8 items); the
+    # first shown is preferred in 1 order of 2 for WIN and LOSS, in both for SPLIT and
+    # EVEN: (3 + 2 + 2 + 3) of 16; every answer pair differs in length alike: no ρ.
+    judge = record["judge"]
+    assert judge["judge_model"] == "judge-model" and not judge["self_judged"]
+    assert (judge["pairs"], judge["untied_pairs"]) == (8, 8)
+    assert judge["position_flip_rate"] == pytest.approx(2 / 8)
+    assert judge["position_flip_rate_by_use_case"] == pytest.approx(
+        {"alpha": 1 / 3, "beta": 1 / 4, "gamma": 0.0}
+    )
+    assert judge["first_preferred_rate"] == pytest.approx(10 / 16)
+    assert judge["length_correlation"] is None and not judge["length_warning"]
 
     judgments = {row["id"]: row for row in read_jsonl(out / "judgments.jsonl")}
     assert set(judgments) == {i for i, _, _ in ITEMS}

@@ -170,7 +170,7 @@ def test_a_failed_baseline_answer_is_retried_by_a_rerun(
     mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
 ) -> None:
     """Restarting from START (no node before the failed one) works like the others."""
-    mock_llm.answer_errors_next = 3
+    mock_llm.answer_errors_next, mock_llm.answer_error_status = 3, 500  # to the graph's retry
     out = tmp_path / "run"
     first = _run(mock_llm, seeds_file, out, "codeclm-metadata", attempts=1, backoff=0)
     assert first["counts"]["failed"] == 3

@@ -20,7 +20,8 @@ def test_the_key_is_in_no_file_log_or_error_even_when_calls_fail(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # everything openai, httpx and langchain log
-    mock_llm.answer_errors_next = 3  # HTTP 503s, recorded as failures with their reasons
+    mock_llm.answer_errors_next = 3  # HTTP 500s, recorded as failures with their reasons
+    mock_llm.answer_error_status = 500
     mock_llm.garbage_next["PairwiseScores"] = 2
     out = tmp_path / "out"
     assert (

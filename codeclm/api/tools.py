@@ -18,6 +18,8 @@ from codeclm.debug.inspection import ThreadDetail, ThreadListing, list_threads, 
 from codeclm.debug.step import step_thread
 from codeclm.export import export_run
 from codeclm.handle import RunHandle
+from codeclm.human import import_ratings, write_sample
+from codeclm.records import EvalRecord, RunRecord
 from codeclm.report import write_report
 from codeclm.review import RunSession, open_session
 from codeclm.split import split_benchmark
@@ -186,3 +188,21 @@ def bench(
         run_workers_bench(workload, workers=workers, store=store, keep=keep, repeat=repeat)
         return
     run_bench(workload, scaling=scaling, keep=keep)
+
+
+async def ajudge_sample(out: Path | str, n: int, dest: Path | str, seed: int = 0) -> int:
+    """``codeclm judge DIR --sample N --out FILE``: a blind, seeded sample of the judged
+    pairs for people to score (``codeclm.human``); the lines written."""
+    return await write_sample(Path(out), n, Path(dest), seed)
+
+
+def judge_sample(out: Path | str, n: int, dest: Path | str, seed: int = 0) -> int:
+    """``ajudge_sample`` from synchronous code."""
+    blocking("judge_sample")
+    return asyncio.run(ajudge_sample(out, n, dest, seed))
+
+
+def judge_import(out: Path | str, source: Path | str) -> RunRecord | EvalRecord:
+    """``codeclm judge DIR --import FILE``: people's scores kept, and the record with their
+    agreement with the judge (``judge.human``)."""
+    return import_ratings(Path(out), Path(source))

@@ -41,7 +41,11 @@ class Misbehaviour:
     rate_limit_next: int = 0
     """The next this-many calls get HTTP 429 with ``Retry-After`` (then served again)."""
     answer_errors_next: int = 0
-    """The next this-many free-text answer calls get HTTP 503 (structured steps are served)."""
+    """The next this-many free-text answer calls get HTTP ``answer_error_status`` (structured
+    steps are served) ..."""
+    answer_error_status: int = 503
+    """... 503 (busy: each request asks again twice itself before the graph's retry sees
+    it) or 500 (a server error: straight to the graph's retry)."""
     refusal_rate: float = 0.0
     """A structured step's reply is a refusal ("I'm sorry, but I can't help with that.")."""
     wrap_rate: float = 0.0

@@ -106,6 +106,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
     judge_rule: JudgeRule = lambda instruction: (9, 2)
     #: Added to whichever answer is shown first: a position-biased judge.
     first_position_bias: int = 0
+    #: Added to the longer answer: a judge that rewards length.
+    length_bias: int = 0
     #: schema name -> how many of its next replies are not JSON (then valid again).
     garbage_next: Counter[str] = field(default_factory=Counter)
     #: reply garbage forever to a step whose prompt contains this text
@@ -182,7 +184,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
         if step is None:
             return self._answer(body)
         if step == "PairwiseScores":  # the judges answer in a line, not in JSON
-            return model.judge(prompt, self.judge_rule, self.first_position_bias), "stop", None
+            bias = (self.first_position_bias, self.length_bias)
+            return model.judge(prompt, self.judge_rule, *bias), "stop", None
         salt = f"{body.get('seed')}|{body['model']}"
         steps: dict[str, Callable[[], dict[str, Any]]] = {
             "EncodedMetadata": lambda: model.encode(prompt, self.label_variants, schema),
@@ -268,8 +271,8 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
                 return "429"
             if not structured and self.answer_errors_next > 0:
                 self.answer_errors_next -= 1
-                self.faults["503"] += 1
-                return "503"
+                self.faults[str(self.answer_error_status)] += 1
+                return str(self.answer_error_status)
             kind = faults.draw(
                 self._rng,
                 [
@@ -326,9 +329,9 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
         await self.serve_call(body["model"], self.slow_seconds if slow else 0.0)
         if request is not None:
             request.answered_at = time.monotonic()
-        if fault == "503":
-            self.statuses[503] += 1
-            return 503, {"error": {"message": "overloaded", "type": "server_error"}}, {}
+        if fault in ("500", "503"):
+            self.statuses[int(fault)] += 1
+            return int(fault), {"error": {"message": "overloaded", "type": "server_error"}}, {}
         content, finish_reason, refusal = self.reply(body)
         if fault == "invalid_json":
             content = "this is not JSON"

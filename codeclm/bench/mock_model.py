@@ -224,21 +224,28 @@ def rating(prompt: str) -> dict[str, Any]:
     return {"score": score, "explanation": "The answer addresses the instruction."}
 
 
-def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0) -> str:
+def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0, length_bias: int = 0) -> str:
     """The Vicuna-style reply: one line with both scores; and, asked for it (the
-    evaluation's prompt), an explanation on the lines after."""
+    evaluation's prompt), an explanation on the lines after. ``first_position_bias`` is
+    added to the answer shown first, ``length_bias`` to the longer one (biased judges)."""
     if "[The Start of Assistant 1's Conversation" in prompt:  # a later turn's judge
         instruction = _between(prompt, "[Question]\n", "\n\n[System]")
         conversation = _between(prompt, "Conversation with User]\n", "\n[The End of")
         first = conversation.rsplit("### Assistant 1:\n", 1)[-1]
+        second = prompt.rsplit("### Assistant 2:\n", 1)[-1].split("\n[The End of", 1)[0]
     else:
         instruction = _between(prompt, "[Question]\n", "\n\n[The Start of Assistant 1")
         first = _between(prompt, "[The Start of Assistant 1's Answer]\n", "\n[The End of")
+        second = _between(prompt, "[The Start of Assistant 2's Answer]\n", "\n[The End of")
     strong, target = rule(instruction)
     if first.startswith(STRONG_PREFIX):
         one, two = strong + first_position_bias, target
     else:
         one, two = target + first_position_bias, strong
+    if len(first) != len(second):
+        one, two = (
+            (one + length_bias, two) if len(first) > len(second) else (one, two + length_bias)
+        )
     line = f"{min(one, 10)} {min(two, 10)}"
     if EVAL_MARKER in prompt:
         better = 1 if one >= two else 2

@@ -13,6 +13,7 @@ from rich.table import Table
 from codeclm.cli.display import cost_lines
 from codeclm.cli.flags import (
     ROLE_FLAGS,
+    add_adaptive_flag,
     add_cache_flags,
     add_role_flags,
     add_setting_flags,
@@ -126,6 +127,53 @@ def print_eval(record: EvalRecord, folder: Folder) -> None:
         )
     for line in cost_lines(record.cost):
         console.print(f"  {line}", highlight=False)
+    for line in record.judge.lines() if record.judge and record.judge.pairs else []:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     console.print(
         f"  every judged pair in {folder.file(JUDGMENTS)}; summary in {folder.eval_record}"
     )
+
+
+def add_bench(commands: Any) -> None:
+    """``codeclm bench``: a real run against the loopback mock, measured."""
+    bench = commands.add_parser(
+        "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
+    )
+    bench.add_argument(
+        "--instructions", type=positive(int), help="the run's budget (1000; 8 with --embedded)"
+    )
+    bench.add_argument("--latency", type=positive(float), default=0.05, help="mock s per call")
+    bench.add_argument("--slots", type=positive(int), default=64, help="mock calls at once")
+    bench.add_argument(
+        "--concurrency", type=positive(int), default=64, help="codeclm's requests in flight (64)"
+    )
+    bench.add_argument("--seeds", type=positive(int), default=100, help="synthetic seeds")
+    bench.add_argument(
+        "--metadata", type=positive(int), default=200, help="the metadata pool's size (200)"
+    )
+    bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
+    bench.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the pipeline's tokens/s on the embedded model beside llama.cpp's own",
+    )
+    bench.add_argument(
+        "--workers",
+        type=positive(int),
+        metavar="K",
+        help="one run on PostgreSQL by 1 and by K worker processes (docs/scaling.md)",
+    )
+    bench.add_argument(
+        "--store",
+        metavar="URL",
+        help="with --workers: this PostgreSQL database (default: a throwaway local server)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=positive(int),
+        default=1,
+        metavar="N",
+        help="with --workers: N pairs of runs, and the median ratio",
+    )
+    bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
+    add_adaptive_flag(bench)

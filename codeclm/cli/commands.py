@@ -28,6 +28,7 @@ from codeclm.cli.display import (
     status_table,
 )
 from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_DETACHED, EXIT_USAGE
+from codeclm.cli.judging import cmd_judge
 from codeclm.cli.parser import build_parser, run_config, run_overrides
 from codeclm.cli.reviewing import cmd_review, cmd_view
 from codeclm.config import (
@@ -316,6 +317,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "export": cmd_export,
     "review": cmd_review,
+    "judge": cmd_judge,
     "view": cmd_view,
 }
 

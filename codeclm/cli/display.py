@@ -220,6 +220,8 @@ def print_run_summary(result: RunResult) -> None:
         )
     for line in cost_lines(record.cost):
         console.print(f"  {line}", highlight=False)
+    for line in record.judge.lines() if record.judge and record.judge.pairs else []:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     for server, limit in record.endpoints.items():
         if limit.cuts or limit.refused:
             cuts = ", ".join(f"{n} on {why}" for why, n in limit.cuts.items()) or "never"

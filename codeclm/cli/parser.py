@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from codeclm.cli.benchmarks import add_eval, add_split
+from codeclm.cli.benchmarks import add_bench, add_eval, add_split
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     Parser,
-    add_adaptive_flag,
     add_batch_flags,
     add_cache_flag,
     add_cache_flags,
@@ -22,6 +21,7 @@ from codeclm.cli.flags import (
     add_store_flags,
     positive,
 )
+from codeclm.cli.judging import add_judge
 from codeclm.cli.reviewing import add_review, add_view
 from codeclm.config import (
     RunConfig,
@@ -282,50 +282,6 @@ def _add_export(commands: Any) -> None:
     )
 
 
-def _add_bench(commands: Any) -> None:
-    bench = commands.add_parser(
-        "bench", help="measure a real run against the loopback mock (throughput, CPU, memory)"
-    )
-    bench.add_argument(
-        "--instructions", type=positive(int), help="the run's budget (1000; 8 with --embedded)"
-    )
-    bench.add_argument("--latency", type=positive(float), default=0.05, help="mock s per call")
-    bench.add_argument("--slots", type=positive(int), default=64, help="mock calls at once")
-    bench.add_argument(
-        "--concurrency", type=positive(int), default=64, help="codeclm's requests in flight (64)"
-    )
-    bench.add_argument("--seeds", type=positive(int), default=100, help="synthetic seeds")
-    bench.add_argument(
-        "--metadata", type=positive(int), default=200, help="the metadata pool's size (200)"
-    )
-    bench.add_argument("--scaling", action="store_true", help="1k then 10k instructions")
-    bench.add_argument(
-        "--embedded",
-        action="store_true",
-        help="the pipeline's tokens/s on the embedded model beside llama.cpp's own",
-    )
-    bench.add_argument(
-        "--workers",
-        type=positive(int),
-        metavar="K",
-        help="one run on PostgreSQL by 1 and by K worker processes (docs/scaling.md)",
-    )
-    bench.add_argument(
-        "--store",
-        metavar="URL",
-        help="with --workers: this PostgreSQL database (default: a throwaway local server)",
-    )
-    bench.add_argument(
-        "--repeat",
-        type=positive(int),
-        default=1,
-        metavar="N",
-        help="with --workers: N pairs of runs, and the median ratio",
-    )
-    bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
-    add_adaptive_flag(bench)
-
-
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(args, name) for name in _RUN_FLAGS}
     values["cache"] = args.cache
@@ -362,7 +318,8 @@ COMMAND_FLAGS: dict[str, Callable[[Any], None]] = {
     "eval": add_eval,
     "report": _add_report,
     "review": add_review,
+    "judge": add_judge,
     "view": add_view,
     "export": _add_export,
-    "bench": _add_bench,
+    "bench": add_bench,
 }

@@ -8,6 +8,7 @@ or by hand is refused with one line naming the file.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from codeclm.analysis.judge import human_agreement
 from codeclm.config import ConfigError, differing_keys
 from codeclm.outputs import (
     CACHE,
@@ -38,6 +40,8 @@ Kind = Literal["run", "evaluation"]
 Record = TypeVar("Record", bound=BaseModel)
 
 _FILES: dict[Kind, str] = {"run": RUN_JSON, "evaluation": EVAL_JSON}
+JUDGE_SAMPLE, JUDGE_PEOPLE = "judge_sample.json", "judge_people.jsonl"
+"""``codeclm judge``'s keys (the pairs behind a blind sample) and people's ratings of them."""
 
 
 def _a(kind: Kind) -> str:
@@ -85,7 +89,8 @@ class Folder:
 
     def write_run(self, record: RunRecord) -> None:
         make_folder(self.path)
-        write_json(self.path / RUN_JSON, record)
+        threshold = float(record.config.get("threshold") or 0)
+        write_json(self.path / RUN_JSON, self._with_people(record, threshold))
 
     def read_eval(self) -> EvalRecord | None:
         """The evaluation's record, or None when the folder holds none."""
@@ -94,7 +99,19 @@ class Folder:
 
     def write_eval(self, record: EvalRecord) -> None:
         make_folder(self.path)
-        write_json(self.path / EVAL_JSON, record)
+        write_json(self.path / EVAL_JSON, self._with_people(record, 0.0))
+
+    def _with_people(self, record: Record, threshold: float) -> Record:
+        """The record with what people who judged a sample agreed with (``judge.human``),
+        read again each time it is written: later runs of the folder keep it."""
+        judge = getattr(record, "judge", None)
+        sample, people = self.path / JUDGE_SAMPLE, self.path / JUDGE_PEOPLE
+        if judge is None or not (sample.is_file() and people.is_file()):
+            return record
+        keys = json.loads(sample.read_text())["keys"]
+        rows = [json.loads(line) for line in people.read_text().splitlines() if line.strip()]
+        human = human_agreement(keys, [row for row in rows if row["key"] in keys], threshold)
+        return record.model_copy(update={"judge": judge.model_copy(update={"human": human})})
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from codeclm.analysis.judge import JudgeTally
 from codeclm.config import RunConfig
 from codeclm.handle.workspace import endpoints_record, models_record
 from codeclm.llm.client import RoleModel
+from codeclm.methods import method_spec
 from codeclm.records import Counts, RunInputs, RunRecord
 from codeclm.state import InstructionState, PrepareState, TokenUsage, add_usage
 from codeclm.store import StoreSpec, redact_url
@@ -26,8 +28,16 @@ class Totals:
     counts: Counts = field(default_factory=Counts)
     usage: dict[str, TokenUsage] = field(default_factory=dict)
     usage_by_node: dict[str, TokenUsage] = field(default_factory=dict)
+    judge: JudgeTally = field(default_factory=JudgeTally)
 
     def add(self, state: InstructionState) -> None:
+        if state.scores is not None:  # judged in both orders (whatever became of it)
+            self.judge.add(
+                state.scores.strong_first,
+                state.scores.target_first,
+                (sum(map(len, state.answers("strong"))), sum(map(len, state.answers("target")))),
+                (f"iteration {state.iteration}", f"use case {state.use_case}"),
+            )
         counts = self.counts
         counts.instructions += 1
         self.usage = add_usage(self.usage, state.usage)
@@ -116,5 +126,8 @@ def run_record(
         updates=prepared.updates,
         usage=dict(sorted(usage.items())),
         usage_by_node=dict(sorted(usage_by_node.items())),
+        judge=totals.judge.figures(self_judged=True, judge_model=models["strong"].model_name)
+        if method_spec(config.method).judges
+        else None,
         wall_seconds=round(time.monotonic() - started, 2),
     )

@@ -103,6 +103,23 @@ def _reason_group(reason: str | None) -> str:
     return text.split(" (reply starts")[0][:120]
 
 
+def _counts(run: RunData) -> dict[str, Any]:
+    """What became of the run's instructions, as the report's tables count them."""
+    return {
+        "instructions": run.record.counts.instructions,
+        "kept": len(run.kept),
+        "dropped": sum(r.status == "dropped" for r in run.dropped),
+        "duplicates": sum(r.status == "duplicate" for r in run.dropped),
+        "contaminated": sum(r.status == "contaminated" for r in run.dropped),
+        "target_cut": sum(r.target_cut for r in run.kept),
+        "failed": len(run.failed),
+        "target_refused": sum(r.target_refused for r in run.kept),
+        "instructions_requested": run.record.counts.instructions_requested,
+        "pairs_requested": run.record.counts.pairs_requested,
+        "surplus": run.record.counts.surplus,
+    }
+
+
 def figures(run: RunData, near_dup: float) -> dict[str, Any]:
     """Every number the report shows for one run (also written to report.json)."""
     distributions = metadata_distributions(run)
@@ -138,20 +155,9 @@ def figures(run: RunData, near_dup: float) -> dict[str, Any]:
     return {
         "name": run.name,
         "method": run.method,
-        "counts": {
-            "instructions": run.record.counts.instructions,
-            "kept": len(run.kept),
-            "dropped": sum(r.status == "dropped" for r in run.dropped),
-            "duplicates": sum(r.status == "duplicate" for r in run.dropped),
-            "contaminated": sum(r.status == "contaminated" for r in run.dropped),
-            "target_cut": sum(r.target_cut for r in run.kept),
-            "failed": len(run.failed),
-            "target_refused": sum(r.target_refused for r in run.kept),
-            "instructions_requested": run.record.counts.instructions_requested,
-            "pairs_requested": run.record.counts.pairs_requested,
-            "surplus": run.record.counts.surplus,
-        },
+        "counts": _counts(run),
         "shortfall": run.record.shortfall,
+        "judge": run.record.judge.model_dump() if run.record.judge else None,
         "decontamination": (
             run.record.decontamination.model_dump() if run.record.decontamination else None
         ),

@@ -14,6 +14,7 @@ from codeclm.methods import method_spec
 from codeclm.outputs import make_folder, write_atomic, write_json
 from codeclm.report.cost import cost_table
 from codeclm.report.figures import figures, fmt, load_run
+from codeclm.report.judge import judge_table
 from codeclm.report.plots import plots
 
 # ---- writing ----------------------------------------------------------------------------
@@ -262,6 +263,8 @@ def _run_tables(f: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             diversity_rows.append(["embedding spread of seeds", fmt(d["seed_embedding_spread"])])
     tables.append(("Diversity", ["measure", "value"], diversity_rows))
     tables.append(("Where the data came from", ["", "pairs"], _provenance_rows(f)))
+    if f.get("judge") and f["judge"]["pairs"]:
+        tables.append(judge_table(f["judge"]))
     reasons = _reason_rows(f)
     if f.get("labels"):
         tables.append(_label_table(f["labels"]))

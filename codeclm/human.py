@@ -1,0 +1,230 @@
+"""``codeclm judge``: people judge a blind sample of a run's (or an evaluation's) judged
+pairs in the judge's own protocol, in any tool, and their scores come back beside the
+LLM judge's (``analysis.judge.human_agreement``; docs/method.md, "Know your judge").
+
+Two files in the folder, never in what people get:
+
+- ``judge_sample.json``: each opaque key, the pair it stands for, which of ``answer_a``
+  and ``answer_b`` is the strong model's, and the judge's gap and decision. Sampling again
+  keeps the keys and orders already given out.
+- ``judge_people.jsonl``: every rating imported, one per key and person (importing a
+  person's file again replaces their ratings: a file filled in over several sittings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codeclm.analysis.judge import decision
+from codeclm.analysis.sampling import spread_sample
+from codeclm.config import ConfigError
+from codeclm.debug.inspection import thread_history
+from codeclm.handle import Folder, RunHandle
+from codeclm.handle.folder import JUDGE_PEOPLE, JUDGE_SAMPLE
+from codeclm.outputs import write_atomic
+from codeclm.records import EvalRecord, RunRecord
+from codeclm.rows import JudgmentRow
+from codeclm.seeds import InputError
+
+SAMPLE, PEOPLE = JUDGE_SAMPLE, JUDGE_PEOPLE
+OUTCOME_DECISION = {"win": "target", "loss": "strong", "tie": "undecided"}
+"""An evaluation's verdict as a decision: the target's win keeps its answer."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One judged pair, as people see it and as the judge decided it."""
+
+    id: str
+    group: str
+    """Its use case (a run) or category (an evaluation): the sample is spread over them."""
+    instruction: str
+    strong: str
+    target: str
+    gap: float
+    decision: str
+    outcome: str | None = None
+
+
+def _turns(user: list[str], answers: list[str] | None = None) -> str:
+    """A conversation as text: the user's turns, or one model's answers, turn by turn."""
+    texts = answers if answers is not None else user
+    if len(user) == 1:
+        return texts[0]
+    return "\n\n".join(f"[Turn {n}] {text}" for n, text in enumerate(texts, 1))
+
+
+def _eval_pairs(folder: Folder) -> list[Pair]:
+    pairs = []
+    for line in folder.file("judgments.jsonl").read_text().splitlines():
+        row = JudgmentRow.model_validate_json(line)
+        if not row.mean_scores:
+            continue
+        user = [row.instruction, *row.follow_ups]
+        strong = [row.strong_answer or "", *row.strong_follow_up_answers][: len(user)]
+        target = [row.target_answer or "", *row.target_follow_up_answers][: len(user)]
+        outcome = row.item_outcome or row.outcome or "tie"
+        pairs.append(
+            Pair(
+                row.id,
+                row.category,
+                _turns(user),
+                _turns(user, strong),
+                _turns(user, target),
+                row.mean_scores["strong"] - row.mean_scores["target"],
+                OUTCOME_DECISION[outcome],
+                outcome,
+            )
+        )
+    return pairs
+
+
+async def _run_pairs(folder: Folder, chosen: set[str] | None) -> list[Pair]:
+    """The run's judged pairs; ``chosen``: only these read whole (their threads' states)."""
+    record = folder.read_run()
+    assert record is not None
+    threshold = float(record.config.get("threshold") or 0)
+    rows = []
+    for name in ("dataset.jsonl", "dropped.jsonl"):
+        path = folder.file(name)
+        lines = path.read_text().splitlines() if path.is_file() else []
+        rows += [json.loads(line) for line in lines if line.strip()]
+    rows = [row for row in rows if row.get("scores")]
+    handle = (
+        await RunHandle.find(folder.path, store=None, run_name=None, overrides={}, strict=False)
+        if chosen
+        else None
+    )
+    pairs = []
+    for row in rows:
+        group = str((row.get("metadata") or {}).get("use_case") or "")
+        gap = float(row["scores"]["gap"])
+        strong = target = instruction = ""
+        if handle is not None and row["id"] in (chosen or ()):
+            state = (await thread_history(handle, row["id"])).state or {}
+            user = [str(state["instruction"]), *state.get("follow_ups", [])]
+            instruction = _turns(user)
+            strong = _turns(user, [state["strong_answer"], *state["strong_follow_up_answers"]])
+            target = _turns(user, [state["target_answer"], *state["target_follow_up_answers"]])
+        pairs.append(
+            Pair(row["id"], group, instruction, strong, target, gap, decision(gap, threshold))
+        )
+    return pairs
+
+
+def _folder(out_dir: Path) -> Folder:
+    folder = Folder(out_dir)
+    if folder.kind() is None:
+        raise ConfigError(
+            f"{out_dir}: no run.json or eval.json here: not a run's or an evaluation's folder"
+        )
+    return folder
+
+
+def _sampled(folder: Folder) -> dict[str, Any]:
+    path = folder.file(SAMPLE)
+    return (
+        json.loads(path.read_text())
+        if path.is_file()
+        else {"salt": secrets.token_hex(8), "keys": {}}
+    )
+
+
+async def write_sample(out_dir: Path, n: int, dest: Path, seed: int = 0) -> int:
+    """A blind, seeded sample of ``n`` judged pairs spread over use cases (categories),
+    written to ``dest`` for people to fill in; how many lines it has."""
+    folder = _folder(out_dir)
+    kind = folder.kind()
+    pairs = _eval_pairs(folder) if kind == "evaluation" else await _run_pairs(folder, None)
+    if not pairs:
+        raise ConfigError(f"{out_dir}: no pair was judged in both orders yet: nothing to sample")
+    picked = [pairs[i] for i in spread_sample([p.group for p in pairs], n, seed)]
+    if kind != "evaluation":  # the answers of the sampled pairs only, from their threads
+        whole = {p.id: p for p in await _run_pairs(folder, {p.id for p in picked})}
+        picked = [whole[p.id] for p in picked]
+    sample = _sampled(folder)
+    by_id = {entry["id"]: key for key, entry in sample["keys"].items()}
+    rng = random.Random(f"codeclm-judge:{seed}")
+    random.Random(seed).shuffle(picked)  # not in the run's order either
+    lines = []
+    for pair in picked:
+        key = (
+            by_id.get(pair.id)
+            or hashlib.sha256(f"{sample['salt']}|{pair.id}".encode()).hexdigest()[:16]
+        )
+        entry = sample["keys"].get(key) or {"id": pair.id, "strong": rng.choice("ab")}
+        entry.update(gap=pair.gap, decision=pair.decision, outcome=pair.outcome, group=pair.group)
+        sample["keys"][key] = entry
+        a, b = (pair.strong, pair.target) if entry["strong"] == "a" else (pair.target, pair.strong)
+        lines.append({"key": key, "instruction": pair.instruction, "answer_a": a, "answer_b": b,
+                      "score_a": None, "score_b": None, "judge": ""})  # fmt: skip
+    write_atomic(folder.file(SAMPLE), json.dumps(sample, indent=1))
+    write_atomic(dest, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    return len(lines)
+
+
+def _score(value: object, where: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 10:
+        raise InputError(f"{where}: {name} {value!r} is not a score from 1 to 10")
+    return float(value)
+
+
+def read_ratings(path: Path, keys: dict[str, Any]) -> list[dict[str, Any]]:
+    """The filled-in lines of a sample file (lines not scored yet are skipped); a line with
+    a bad key, a score out of range or no judge's name is refused in one line naming it."""
+    ratings = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        where = f"{path}:{number}"
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: not a JSON line ({exc.msg})") from None
+        if not isinstance(item, dict):
+            raise InputError(f"{where}: not a JSON object")
+        if item.get("score_a") in (None, "") and item.get("score_b") in (None, ""):
+            continue  # not judged yet
+        if item.get("key") not in keys:
+            raise InputError(f"{where}: key {item.get('key')!r} is not one of this folder's sample")
+        judge = item.get("judge")
+        if not isinstance(judge, str) or not judge.strip():
+            raise InputError(f'{where}: no judge\'s name (the "judge" field)')
+        ratings.append({"key": item["key"], "judge": judge.strip(),
+                        "score_a": _score(item.get("score_a"), where, "score_a"),
+                        "score_b": _score(item.get("score_b"), where, "score_b")})  # fmt: skip
+    return ratings
+
+
+def import_ratings(out_dir: Path, source: Path) -> RunRecord | EvalRecord:
+    """People's ratings from ``source`` kept in the folder (a person's earlier ratings of the
+    same keys replaced), and the record rewritten with their agreement with the judge."""
+    folder = _folder(out_dir)
+    if not folder.file(SAMPLE).is_file():
+        raise ConfigError(
+            f"{out_dir}: no sample given out yet: first codeclm judge {out_dir} --sample N "
+            "--out FILE"
+        )
+    ratings = read_ratings(source, _sampled(folder)["keys"])
+    path = folder.file(PEOPLE)
+    kept = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        row = json.loads(line)
+        kept[(row["key"], row["judge"])] = row
+    kept.update({(row["key"], row["judge"]): row for row in ratings})
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept.values()))
+    if folder.kind() == "evaluation":
+        record: RunRecord | EvalRecord | None = folder.read_eval()
+        assert isinstance(record, EvalRecord)
+        folder.write_eval(record)  # (with the people's figures: Folder.write_eval)
+        return folder.read_eval() or record
+    run = folder.read_run()
+    assert run is not None
+    folder.write_run(run)
+    return folder.read_run() or run
