@@ -139,6 +139,14 @@ def _sampled(folder: Folder) -> dict[str, Any]:
 async def write_sample(out_dir: Path, n: int, dest: Path, seed: int = 0) -> int:
     """A blind, seeded sample of ``n`` judged pairs spread over use cases (categories),
     written to ``dest`` for people to fill in; how many lines it has."""
+    lines = await draw_sample(out_dir, n, seed)
+    write_atomic(dest, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    return len(lines)
+
+
+async def draw_sample(out_dir: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The sample's lines, each as people get it; its keys (and what the page shows of
+    them) kept in the folder."""
     folder = _folder(out_dir)
     kind = folder.kind()
     pairs = _eval_pairs(folder) if kind == "evaluation" else await _run_pairs(folder, None)
@@ -159,14 +167,13 @@ async def write_sample(out_dir: Path, n: int, dest: Path, seed: int = 0) -> int:
             or hashlib.sha256(f"{sample['salt']}|{pair.id}".encode()).hexdigest()[:16]
         )
         entry = sample["keys"].get(key) or {"id": pair.id, "strong": rng.choice("ab")}
-        entry.update(gap=pair.gap, decision=pair.decision, outcome=pair.outcome, group=pair.group)
-        sample["keys"][key] = entry
         a, b = (pair.strong, pair.target) if entry["strong"] == "a" else (pair.target, pair.strong)
-        lines.append({"key": key, "instruction": pair.instruction, "answer_a": a, "answer_b": b,
-                      "score_a": None, "score_b": None, "judge": ""})  # fmt: skip
-    write_atomic(folder.file(SAMPLE), json.dumps(sample, indent=1))
-    write_atomic(dest, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
-    return len(lines)
+        shown = {"instruction": pair.instruction, "answer_a": a, "answer_b": b}
+        entry.update(gap=pair.gap, decision=pair.decision, outcome=pair.outcome, group=pair.group)
+        sample["keys"][key] = {**entry, **shown}
+        lines.append({"key": key, **shown, "score_a": None, "score_b": None, "judge": ""})
+    write_atomic(folder.file(SAMPLE), json.dumps(sample, indent=1, ensure_ascii=False))
+    return lines
 
 
 def _score(value: object, where: str, name: str) -> float:
@@ -206,23 +213,72 @@ def import_ratings(out_dir: Path, source: Path) -> RunRecord | EvalRecord:
     """People's ratings from ``source`` kept in the folder (a person's earlier ratings of the
     same keys replaced), and the record rewritten with their agreement with the judge."""
     folder = _folder(out_dir)
+    return add_ratings(folder, read_ratings(source, _given_out(folder)))
+
+
+def rate(out_dir: Path, key: str, person: str, score_a: object, score_b: object) -> None:
+    """One rating from the page (``codeclm view``), checked as an imported line is."""
+    folder = _folder(out_dir)
+    if key not in _given_out(folder):
+        raise InputError(f"{key!r} is not one of this folder's sample")
+    if not person.strip():
+        raise InputError("give your name (judge), so the scores record who gave them")
+    scores = [
+        _score(_number(value), "the page", name)
+        for name, value in (("score_a", score_a), ("score_b", score_b))
+    ]
+    add_ratings(
+        folder,
+        [{"key": key, "judge": person.strip()[:80], "score_a": scores[0], "score_b": scores[1]}],
+    )
+
+
+def _number(value: object) -> object:
+    """A form's text as a number where it is one (else as it came, to be refused)."""
+    try:
+        return float(str(value))
+    except ValueError:
+        return value
+
+
+def next_pair(out_dir: Path, person: str) -> tuple[dict[str, Any] | None, int, int]:
+    """The sample's next pair ``person`` has not scored (its key and what people see, None
+    when all are), how many they scored, and the sample's size (0: none given out)."""
+    folder = _folder(out_dir)
+    keys = _sampled(folder)["keys"] if folder.file(SAMPLE).is_file() else {}
+    scored = {key for key, who in _ratings(folder) if who == person.strip()}
+    for key, entry in keys.items():
+        if key not in scored and "answer_a" in entry:
+            shown = {name: entry[name] for name in ("instruction", "answer_a", "answer_b")}
+            return {"key": key, **shown}, len(scored & keys.keys()), len(keys)
+    return None, len(scored & keys.keys()), len(keys)
+
+
+def _ratings(folder: Folder) -> dict[tuple[str, str], dict[str, Any]]:
+    path = folder.file(PEOPLE)
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return {(row["key"], row["judge"]): row for row in rows}
+
+
+def _given_out(folder: Folder) -> dict[str, Any]:
     if not folder.file(SAMPLE).is_file():
         raise ConfigError(
-            f"{out_dir}: no sample given out yet: first codeclm judge {out_dir} --sample N "
-            "--out FILE"
+            f"{folder.path}: no sample given out yet: first codeclm judge {folder.path} "
+            "--sample N --out FILE"
         )
-    ratings = read_ratings(source, _sampled(folder)["keys"])
-    path = folder.file(PEOPLE)
-    kept = {}
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        row = json.loads(line)
-        kept[(row["key"], row["judge"])] = row
+    return dict(_sampled(folder)["keys"])
+
+
+def add_ratings(folder: Folder, ratings: list[dict[str, Any]]) -> RunRecord | EvalRecord:
+    """``ratings`` kept (each replacing the same person's of the same key), and the record
+    rewritten: ``Folder.write_run`` (``write_eval``) sets people's agreement in it."""
+    kept = _ratings(folder)
     kept.update({(row["key"], row["judge"]): row for row in ratings})
-    write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept.values()))
+    write_atomic(folder.file(PEOPLE), "".join(json.dumps(row) + "\n" for row in kept.values()))
     if folder.kind() == "evaluation":
-        record: RunRecord | EvalRecord | None = folder.read_eval()
-        assert isinstance(record, EvalRecord)
-        folder.write_eval(record)  # (with the people's figures: Folder.write_eval)
+        record = folder.read_eval()
+        assert record is not None
+        folder.write_eval(record)
         return folder.read_eval() or record
     run = folder.read_run()
     assert run is not None

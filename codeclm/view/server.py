@@ -2,8 +2,9 @@
 
 Read-only over the checkpoints; the only writes are a person's reviews, each through
 ``codeclm.review`` (checked there; a malformed one is answered 400 with the message, and
-nothing is stored). A POST from another site's page is refused (its Origin differs), so a
-page open in the same browser cannot review on the user's behalf.
+nothing is stored), and a person's blind scores (``view/judging.py``). A POST from another
+site's page is refused (its Origin differs), so a page open in the same browser cannot
+review on the user's behalf.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from codeclm.config import ConfigError
 from codeclm.review import ReviewError, RunSession, entry_edit
 from codeclm.view.data import FRESH_SECONDS, Snapshot, ThreadRow, chain, take_snapshot
+from codeclm.view.judging import judging_routes
+from codeclm.view.people import REVIEWER_COOKIE, remembering
 
 PAGE_SIZE = 100
 STATIC = Path(__file__).parent / "static"
@@ -173,7 +176,7 @@ class View:
         except (ReviewError, ConfigError) as exc:  # (a read-only folder keeps no review)
             return await self.overview(request, error=str(exc))
         await self.snapshot(fresh=True)
-        raise _remembering(web.HTTPSeeOther("/#pool"), who)
+        raise remembering(web.HTTPSeeOther("/#pool"), who)
 
     async def pair_review(self, request: web.Request) -> web.Response:
         ident = request.match_info["id"]
@@ -198,10 +201,7 @@ class View:
         except (ReviewError, ConfigError) as exc:  # (a read-only folder keeps no review)
             return await self.instruction(request, error=str(exc))
         await self.snapshot(fresh=True)
-        raise _remembering(web.HTTPSeeOther(f"/instructions/{ident}"), who)
-
-
-REVIEWER_COOKIE = "codeclm_reviewer"
+        raise remembering(web.HTTPSeeOther(f"/instructions/{ident}"), who)
 
 
 def token_cookie(token: str) -> str:
@@ -224,13 +224,6 @@ SECURITY_HEADERS = {
 async def _protect(request: web.Request, response: web.StreamResponse) -> None:
     """Set the security headers on every response, errors and static files included."""
     response.headers.update(SECURITY_HEADERS)
-
-
-def _remembering(response: web.HTTPException, reviewer: str) -> web.HTTPException:
-    """The page remembers the reviewer's name for their next review."""
-    if reviewer:
-        response.set_cookie(REVIEWER_COOKIE, reviewer, samesite="Strict", httponly=True)
-    return response
 
 
 def _text(value: Any) -> str:
@@ -326,6 +319,7 @@ def build_app(
             web.get("/api/progress", view.progress),
             web.post("/pool/{action}", view.pool_change),
             web.post("/instructions/{id}/review", view.pair_review),
+            *judging_routes(view),
             web.static("/static", STATIC),
         ]
     )
