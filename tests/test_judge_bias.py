@@ -90,6 +90,8 @@ def test_a_judge_that_rewards_length_shows_a_strong_correlation_and_a_warning(
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report/report.md").read_text()
     assert "The judge: position and length biases" in report
+    assert "![judge_position_flips](judge_position_flips.png)" in report
+    assert (tmp_path / "report/judge_position_flips.png").stat().st_size > 1000
     assert f"{judge['length_correlation']:+.3f} — strong: the judge may reward length" in report
     assert main(["export", str(out), "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
     card = (tmp_path / "hf/README.md").read_text()

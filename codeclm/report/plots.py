@@ -11,11 +11,11 @@ from codeclm.report.figures import TOP, fmt
 # ---- plots ------------------------------------------------------------------------------
 
 
-def _short(label: str, width: int = 40) -> str:
+def short(label: str, width: int = 40) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
-def _png(fig: Any) -> bytes:
+def png(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -40,6 +40,9 @@ def plots(fig_data: dict[str, Any]) -> dict[str, bytes]:
         out["embedding_spread"] = _spread(fig_data)
     if fig_data["usage_by_node"]:
         out["usage_by_node"] = _usage(fig_data["usage_by_node"])
+    judge = fig_data.get("judge") or {}
+    if judge.get("position_flip_rate_by_use_case") or judge.get("position_flip_rate_by_iteration"):
+        out["judge_position_flips"] = _judge_flips(judge)
     return out
 
 
@@ -58,7 +61,7 @@ def _distribution(kind: str, parts: dict[str, dict[str, int]], fig_data: dict[st
         shares = [parts[part].get(label, 0) / total for label in labels]
         positions = [i + (offset - 1) * height for i in range(len(labels))]
         ax.barh(positions, shares, height=height, label=part)
-    ax.set_yticks(range(len(labels)), [_short(label) for label in labels])
+    ax.set_yticks(range(len(labels)), [short(label) for label in labels])
     ax.set_xlabel("share")
     jsd = fig_data["jensen_shannon"][kind]
     shown = (
@@ -72,7 +75,7 @@ def _distribution(kind: str, parts: dict[str, dict[str, int]], fig_data: dict[st
         f"seeds–kept {fmt(jsd['seeds_vs_kept'])}{shown})"
     )
     ax.legend()
-    return _png(fig)
+    return png(fig)
 
 
 def _provenance(fig_data: dict[str, Any]) -> bytes:
@@ -98,7 +101,7 @@ def _provenance(fig_data: dict[str, Any]) -> bytes:
     right.set_title("outcome of every instruction")
     for axis in (left, right):  # counts: whole ticks only
         axis.yaxis.set_major_locator(MaxNLocator(integer=True))
-    return _png(fig)
+    return png(fig)
 
 
 def _gaps(fig_data: dict[str, Any]) -> bytes:
@@ -115,7 +118,7 @@ def _gaps(fig_data: dict[str, Any]) -> bytes:
     ax.set_ylabel("instructions")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("judge gap; dashed lines at ±θ")
-    return _png(fig)
+    return png(fig)
 
 
 def _spread(fig_data: dict[str, Any]) -> bytes:
@@ -130,7 +133,7 @@ def _spread(fig_data: dict[str, Any]) -> bytes:
             ax.scatter(xs, ys, s=12, alpha=0.7, label=part, color=color)
     ax.set_title("instruction embeddings (MiniLM), first two principal axes")
     ax.legend()
-    return _png(fig)
+    return png(fig)
 
 
 def _usage(by_node: dict[str, dict[str, int]]) -> bytes:
@@ -154,4 +157,27 @@ def _usage(by_node: dict[str, dict[str, int]]) -> bytes:
     for ax in (left, right):
         ax.tick_params(axis="x", rotation=30)
         ax.legend()
-    return _png(fig)
+    return png(fig)
+
+
+def _judge_flips(judge: dict[str, Any]) -> bytes:
+    """The position flip rate per use case and per iteration, beside the overall rate: where
+    the judge's decisions rest on the order it read the answers in."""
+    import matplotlib.pyplot as plt
+
+    by_case = list(judge["position_flip_rate_by_use_case"].items())[:TOP]
+    by_iteration = [
+        (f"iteration {k}", v) for k, v in judge["position_flip_rate_by_iteration"].items()
+    ]
+    rows = [*by_iteration, *by_case][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.6))
+    ax.barh(range(len(rows)), [rate for _, rate in rows], color="#2956b2")
+    ax.set_yticks(range(len(rows)), [short(label) for label, _ in rows])
+    overall = judge["position_flip_rate"]
+    if overall is not None:
+        ax.axvline(overall, color="#a3262a", linestyle="--", label=f"all pairs: {overall:.2f}")
+        ax.legend(loc="lower right")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of pairs whose preferred answer changed when the order was swapped")
+    ax.set_title("The judge's position flips, per iteration and use case")
+    return png(fig)
