@@ -1,11 +1,10 @@
 """The structure docs/architecture.md states, kept by the code.
 
-The dependency direction: cli → api → the drivers (evaluation, debug, report, export,
-review, view, bench) → engine → handle → store → graph and the prepare pass → nodes →
-llm / state / prompts, with methods, config, records and outputs at the bottom. A module
-may import its own layer or the ones below it, never one above; a new top-level module must
-be placed. Only the handle reads and writes run.json and eval.json; the store knows nothing
-of the graphs; no module is over 400 lines and no function over 80.
+The dependency direction, read from the one block of docs/architecture.md that states it
+(a line a rank, top first): a module imports only packages on lower lines, never a peer on
+its own line nor one above; a new top-level module or package must be placed there. Only
+the handle reads and writes run.json and eval.json; the store knows nothing of the graphs;
+no module is over 400 lines and no function over 80.
 """
 
 from __future__ import annotations
@@ -15,43 +14,20 @@ from pathlib import Path
 
 import codeclm
 
-LAYERS: dict[str, int] = {
-    "__main__": 11,
-    "cli": 10,
-    "api": 9,
-    # the drivers, over the engine
-    "evaluation": 8,
-    "debug": 8,
-    "report": 8,
-    "export": 8,
-    "bench": 8,
-    "split": 8,
-    "review": 8,
-    "human": 8,
-    "view": 8,
-    "engine": 7,
-    "handle": 6,
-    "store": 5,
-    "graph": 4,
-    "prepare": 4,
-    "nodes": 3,
-    "context": 2,
-    "llm": 2,
-    "cost": 2,
-    "prompts": 2,
-    "analysis": 2,
-    "seeds": 2,
-    "outputs": 1,
-    "records": 1,
-    "judge_figures": 1,
-    "rows": 1,
-    "config": 1,
-    "methods": 0,
-    "state": 0,
-    "version": 0,
-    "redact": 0,
-    "codeclm": 0,  # the package itself
-}
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+LAYERS_MARK = "<!-- the layers, top to bottom: read by tests/test_layout.py -->"
+
+
+def _layers() -> dict[str, int]:
+    """Each package's rank, from the one statement of the order (docs/architecture.md):
+    the block after ``LAYERS_MARK``, a line a rank, top first; names on a line are peers."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split(LAYERS_MARK, 1)[1].split("```", 2)[1]
+    lines = [line.split() for line in block.strip().splitlines()]
+    return {name: len(lines) - rank for rank, names in enumerate(lines) for name in names}
+
+
+LAYERS = _layers()
 
 ROOT = Path(codeclm.__file__).parent
 
@@ -85,9 +61,10 @@ def test_every_import_points_down_the_layers() -> None:
     wrong = []
     for module, _, tree in _modules():
         source = _unit(module)
-        assert source in LAYERS, f"{module}: place it in a layer (tests/test_layout.py)"
+        assert source in LAYERS, f"{module}: place it in a layer (docs/architecture.md)"
         for name in _imports(tree):
-            if LAYERS.get(_unit(name), 99) > LAYERS[source]:
+            target = _unit(name)
+            if target != source and LAYERS.get(target, 99) >= LAYERS[source]:
                 wrong.append(f"{module} imports {name}")
     assert not wrong, "imports against the dependency direction: " + "; ".join(wrong)
 
