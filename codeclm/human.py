@@ -13,10 +13,13 @@ Two files in the folder, never in what people get:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import random
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,13 @@ from codeclm.analysis.sampling import spread_sample
 from codeclm.config import ConfigError
 from codeclm.debug.inspection import thread_history
 from codeclm.handle import Folder, RunHandle
-from codeclm.handle.folder import JUDGE_PEOPLE, JUDGE_SAMPLE
+from codeclm.handle.folder import (
+    JUDGE_PEOPLE,
+    JUDGE_SAMPLE,
+    FolderInUse,
+    folder_lock,
+    read_people,
+)
 from codeclm.outputs import write_atomic
 from codeclm.records import EvalRecord, RunRecord
 from codeclm.rows import JudgmentRow
@@ -156,17 +165,24 @@ async def draw_sample(out_dir: Path, n: int, seed: int = 0) -> list[dict[str, An
     if kind != "evaluation":  # the answers of the sampled pairs only, from their threads
         whole = {p.id: p for p in await _run_pairs(folder, {p.id for p in picked})}
         picked = [whole[p.id] for p in picked]
+    random.Random(seed).shuffle(picked)  # not in the run's order either
+    with _judging(folder):
+        return _give_out(folder, picked)
+
+
+def _give_out(folder: Folder, picked: list[Pair]) -> list[dict[str, Any]]:
+    """The picked pairs' lines; their keys (the same as before for a pair given out before,
+    with the same side) and what people see of them kept in the folder."""
     sample = _sampled(folder)
     by_id = {entry["id"]: key for key, entry in sample["keys"].items()}
-    rng = random.Random(f"codeclm-judge:{seed}")
-    random.Random(seed).shuffle(picked)  # not in the run's order either
     lines = []
     for pair in picked:
         key = (
             by_id.get(pair.id)
             or hashlib.sha256(f"{sample['salt']}|{pair.id}".encode()).hexdigest()[:16]
         )
-        entry = sample["keys"].get(key) or {"id": pair.id, "strong": rng.choice("ab")}
+        side = _side(sample["salt"], pair.id)
+        entry = sample["keys"].get(key) or {"id": pair.id, "strong": side}
         a, b = (pair.strong, pair.target) if entry["strong"] == "a" else (pair.target, pair.strong)
         shown = {"instruction": pair.instruction, "answer_a": a, "answer_b": b}
         entry.update(gap=pair.gap, decision=pair.decision, outcome=pair.outcome, group=pair.group)
@@ -174,6 +190,12 @@ async def draw_sample(out_dir: Path, n: int, seed: int = 0) -> list[dict[str, An
         lines.append({"key": key, **shown, "score_a": None, "score_b": None, "judge": ""})
     write_atomic(folder.file(SAMPLE), json.dumps(sample, indent=1, ensure_ascii=False))
     return lines
+
+
+def _side(salt: str, ident: str) -> str:
+    """Which of a and b shows the strong answer: from the folder's secret salt, so neither
+    the code nor the seed tells it (each pair its own, about half each way)."""
+    return "ab"[hashlib.sha256(f"{salt}|{ident}|side".encode()).digest()[0] % 2]
 
 
 def _score(value: object, where: str, name: str) -> float:
@@ -198,7 +220,7 @@ def read_ratings(path: Path, keys: dict[str, Any]) -> list[dict[str, Any]]:
             raise InputError(f"{where}: not a JSON object")
         if item.get("score_a") in (None, "") and item.get("score_b") in (None, ""):
             continue  # not judged yet
-        if item.get("key") not in keys:
+        if not isinstance(item.get("key"), str) or item["key"] not in keys:
             raise InputError(f"{where}: key {item.get('key')!r} is not one of this folder's sample")
         judge = item.get("judge")
         if not isinstance(judge, str) or not judge.strip():
@@ -255,9 +277,16 @@ def next_pair(out_dir: Path, person: str) -> tuple[dict[str, Any] | None, int, i
 
 
 def _ratings(folder: Folder) -> dict[tuple[str, str], dict[str, Any]]:
-    path = folder.file(PEOPLE)
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    return {(row["key"], row["judge"]): row for row in rows}
+    return {(row["key"], row["judge"]): row for row in read_people(folder.file(PEOPLE))}
+
+
+@contextmanager
+def _judging(folder: Folder) -> Iterator[None]:
+    """One writer of the sample's keys and the people's scores at a time (a command line
+    importing while someone scores in the page): each read, changed and written whole."""
+    with folder.file(".judge.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _given_out(folder: Folder) -> dict[str, Any]:
@@ -272,9 +301,21 @@ def _given_out(folder: Folder) -> dict[str, Any]:
 def add_ratings(folder: Folder, ratings: list[dict[str, Any]]) -> RunRecord | EvalRecord:
     """``ratings`` kept (each replacing the same person's of the same key), and the record
     rewritten: ``Folder.write_run`` (``write_eval``) sets people's agreement in it."""
-    kept = _ratings(folder)
-    kept.update({(row["key"], row["judge"]): row for row in ratings})
-    write_atomic(folder.file(PEOPLE), "".join(json.dumps(row) + "\n" for row in kept.values()))
+    with _judging(folder):
+        kept = _ratings(folder)
+        kept.update({(row["key"], row["judge"]): row for row in ratings})
+        lines = "".join(json.dumps(row) + "\n" for row in kept.values())
+        write_atomic(folder.file(PEOPLE), lines)
+    try:
+        with folder_lock(folder.path):
+            return _rewrite_record(folder)
+    except FolderInUse:  # the run at work there records them when it writes its record
+        record = folder.read_eval() or folder.read_run()
+        assert record is not None
+        return record
+
+
+def _rewrite_record(folder: Folder) -> RunRecord | EvalRecord:
     if folder.kind() == "evaluation":
         record = folder.read_eval()
         assert record is not None

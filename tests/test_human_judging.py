@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import codeclm
@@ -76,6 +77,13 @@ def test_a_blind_sample_reveals_nothing_and_people_agree_as_computed_by_hand(
     assert (human["items"], human["people"], human["ratings"]) == (10, 2, 20)
     assert human["decision_agreement"] == pytest.approx(agree)
     assert expected < 1 and human["kappa"] == pytest.approx((agree - expected) / (1 - expected))
+    ours_gaps = [keys[line["key"]]["gap"] for line in lines] * 2
+    theirs_gaps = [float(s - t) for s, t in ann + bob]
+    by_hand = pd.Series(theirs_gaps).rank().corr(pd.Series(ours_gaps).rank())
+    if by_hand == by_hand:  # (NaN when one side is constant: then codeclm says None)
+        assert human["gap_correlation"] == pytest.approx(by_hand)
+    else:
+        assert human["gap_correlation"] is None
     assert "people: 2 judged 10 pairs (20 ratings)" in capsys.readouterr().out
     # the report's judge section and the dataset card say it, with what it rests on
     assert main(["report", str(run_dir), "--out", str(tmp_path / "report")]) == 0
@@ -99,6 +107,7 @@ def test_a_blind_sample_reveals_nothing_and_people_agree_as_computed_by_hand(
         ({"score_a": 11}, "score_a 11 is not a score from 1 to 10"),
         ({"score_b": "7"}, "score_b '7' is not a score from 1 to 10"),
         ({"judge": ""}, 'no judge\'s name (the "judge" field)'),
+        ({"key": ["not", "a", "key"]}, "key ['not', 'a', 'key'] is not one of this folder's"),
     ],
 )
 def test_a_bad_line_is_refused_in_one_line_naming_it(
@@ -131,16 +140,19 @@ def test_an_evaluation_gets_the_crr_by_people_beside_the_judges(
     assert codeclm.api.judge_sample(out, 8, tmp_path / "s.jsonl") == 8
     lines = read_jsonl(tmp_path / "s.jsonl")
     keys = json.loads((out / "judge_sample.json").read_text())["keys"]
-    # a person who calls every pair a tie: CRR 100% by people; the judge's is the items'
-    (tmp_path / "s.jsonl").write_text(_fill(lines, "ann", [(5, 5)] * 8))
+    # a person who prefers the strong answer on the first three lines, the target's on the
+    # next three, and calls the last two a tie: CRR by people (3 + 2) / 8
+    scores = [(8, 3)] * 3 + [(3, 8)] * 3 + [(5, 5)] * 2
+    (tmp_path / "s.jsonl").write_text(_fill(lines, "ann", scores))
     record = codeclm.api.judge_import(out, tmp_path / "s.jsonl")
     assert record.judge is not None and record.judge.human is not None
     human = record.judge.human
-    judge_crr = sum(outcomes[keys[line["key"]]["id"]] != "loss" for line in lines) / 8
-    assert human.crr_people == 1.0 and human.crr_judge == pytest.approx(judge_crr)
-    assert human.decision_agreement == pytest.approx(
-        sum(outcomes[keys[line["key"]]["id"]] == "tie" for line in lines) / 8
-    )
+    judge_outcomes = [outcomes[keys[line["key"]]["id"]] for line in lines]
+    assert human.crr_people == pytest.approx(5 / 8)
+    assert human.crr_judge == pytest.approx(sum(o != "loss" for o in judge_outcomes) / 8)
+    theirs = ["loss"] * 3 + ["win"] * 3 + ["tie"] * 2
+    agree = sum(a == b for a, b in zip(theirs, judge_outcomes, strict=True)) / 8
+    assert human.decision_agreement == pytest.approx(agree)
 
 
 def test_kappa_by_hand() -> None:
@@ -150,3 +162,49 @@ def test_kappa_by_hand() -> None:
     assert cohen_kappa(first, second) == pytest.approx(0.4)
     assert cohen_kappa(["y", "y"], ["y", "y"]) is None  # chance alone agrees: no κ
     assert cohen_kappa([], []) is None
+
+
+def test_which_answer_is_a_comes_from_the_folders_secret_not_the_seed(run_dir: Path) -> None:
+    def sides() -> tuple[set[str], str]:
+        lines = codeclm.api.judge_sample(run_dir, 100, run_dir.parent / "s.jsonl")
+        assert lines >= 12
+        read = read_jsonl(run_dir.parent / "s.jsonl")
+        return {r["key"] for r in read}, "".join(
+            "a" if r["answer_a"].startswith("STRONG ANSWER") else "b" for r in read
+        )
+
+    keys, first = sides()
+    assert sides() == (keys, first), "the same folder gives the same keys and sides again"
+    (run_dir / "judge_sample.json").unlink()  # another folder's secret
+    other_keys, other = sides()
+    assert not keys & other_keys and other != first
+
+
+def test_damaged_or_old_judging_files_never_break_a_run_and_are_said_in_one_line(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = tmp_path / "sample.jsonl"
+    assert main(["judge", str(run_dir), "--sample", "4", "--out", str(sample)]) == 0
+    lines = read_jsonl(sample)
+    sample.write_text(_fill(lines, "ann", [(8, 3)] * 4))
+    # a record from before the judge's figures: people's are recorded all the same
+    record = json.loads((run_dir / "run.json").read_text())
+    del record["judge"]
+    (run_dir / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["judge", str(run_dir), "--import", str(sample)]) == 0
+    assert "people: 1 judged 4 pairs (4 ratings)" in capsys.readouterr().out
+    assert json.loads((run_dir / "run.json").read_text())["judge"]["human"]["ratings"] == 4
+    # a damaged scores file: the import says where in one line; a run goes on without them
+    with (run_dir / "judge_people.jsonl").open("a") as people:
+        people.write("{not json\n")
+    assert main(["judge", str(run_dir), "--import", str(sample)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "judge_people.jsonl:5: not a score line" in err
+    assert codeclm.resume(run_dir).record.counts.instructions == 16  # written, no traceback
+    assert json.loads((run_dir / "run.json").read_text())["counts"]["instructions"] == 16
+    # flags that do not go together, and a sample written over the folder's own files
+    assert main(["judge", str(run_dir), "--import", str(sample), "--seed", "3"]) == 2
+    own = run_dir / "judge_sample.json"
+    assert main(["judge", str(run_dir), "--sample", "2", "--out", str(own)]) == 2
+    assert "outside the run's folder" in capsys.readouterr().err

@@ -12,7 +12,8 @@ import pytest
 
 import codeclm
 from codeclm.analysis.judge import flipped, ranks, spearman
-from codeclm.bench.mock_llm import MockLLM
+from codeclm.bench.mock_llm import STRONG_MODEL, MockLLM
+from codeclm.bench.mock_model import HARDER
 from codeclm.cli import main
 from tests.conftest import mock_roles, read_jsonl, run_cli, write_seeds
 
@@ -107,3 +108,24 @@ def test_flips_ranks_and_spearman_by_hand() -> None:
     xs, ys = [3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8]
     assert spearman(xs, ys) == pytest.approx(_spearman_by_hand(xs, ys))
     assert spearman([1, 1, 1], [1, 2, 3]) is None and spearman([1, 2], [1, 2]) is None
+
+
+def test_each_pair_counts_once_with_the_scores_of_its_own_answers(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """An improved instruction's old scores go with its old answers: a thread improved, then
+    dropped before a judge saw its new answers (the strong model refuses them), counts in
+    no judge figure (a stale gap beside new answers would count a pair never judged)."""
+    mock_llm.judge_rule = lambda instruction: (9, 2) if len(instruction) % 2 else (5, 5)
+    mock_llm.refuse_answers = {STRONG_MODEL: HARDER}  # every improved instruction refused
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SEEDS)
+    out = tmp_path / "run"
+    result = codeclm.run(seeds, out=out, instructions=12, metadata=4, **mock_roles(mock_llm))
+    dropped = [r for r in read_jsonl(out / "dropped.jsonl") if r["iteration"] > 1]
+    assert dropped, "some threads were improved, then dropped at the answer step"
+    assert all(row.get("scores") is None for row in dropped), "no stale scores in the rows"
+    judged = _states(out)
+    judge = result.record.judge
+    assert judge is not None and judge.pairs == len(judged) > 0
+    assert {s["status"] for s in judged} == {"kept"}
+    assert set(judge.position_flip_rate_by_iteration) == {"1"}

@@ -128,11 +128,16 @@ class JudgeTally:
 
 
 def _group(rates: dict[str, float], prefix: str) -> dict[str, float]:
-    return {
-        key.removeprefix(prefix): rate
-        for key, rate in sorted(rates.items())
-        if key.startswith(prefix)
+    """The rates of one kind of group, by name (iterations by number: 2 before 10)."""
+    found = {
+        key.removeprefix(prefix): rate for key, rate in rates.items() if key.startswith(prefix)
     }
+    return dict(
+        sorted(
+            found.items(),
+            key=lambda item: (len(item[0]), item[0]) if item[0].isdigit() else (0, item[0]),
+        )
+    )
 
 
 Decision = str

@@ -30,7 +30,7 @@ def add_judge(commands: Any) -> None:
                         help="a sample file filled in")  # fmt: skip
     judge.add_argument("--out", dest="dest", type=Path, metavar="FILE",
                        help="with --sample: where to write it")  # fmt: skip
-    judge.add_argument("--seed", type=int, default=0, help="the sample's seed (0)")
+    judge.add_argument("--seed", type=int, help="with --sample: the sample's seed (0)")
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -38,18 +38,21 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if args.sample is not None:
         if args.dest is None:
             raise api.ConfigError("--sample needs --out FILE: where to write the sample")
-        lines = api.judge_sample(args.out, int(args.sample), args.dest, args.seed)
+        if args.dest.resolve().parent == args.out.resolve():
+            raise api.ConfigError(f"--out {args.dest}: write the sample outside the run's folder")
+        lines = api.judge_sample(args.out, int(args.sample), args.dest, args.seed or 0)
         console.print(
             f"{lines} pairs to judge in {args.dest}: fill in score_a, score_b (1-10) and "
             f"judge, then codeclm judge {args.out} --import {args.dest}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
         return 0
+    if args.dest is not None or args.seed is not None:
+        raise api.ConfigError("--out and --seed go with --sample, not --import")
     record = api.judge_import(args.out, args.source)
     human = record.judge.human if record.judge else None
     if human is None or not human.ratings:
         console.print(f"no scores in {args.source} yet: nothing imported", highlight=False)
         return 0
-    for line in record.judge.lines() if record.judge else []:
-        console.print(line, highlight=False, soft_wrap=True)
+    console.print(human.line(), highlight=False, soft_wrap=True)
     return 0

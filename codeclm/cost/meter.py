@@ -88,6 +88,8 @@ class Meter:
     in_flight: dict[str, float] = field(default_factory=dict)
     """The most this process's requests in flight may still cost, per role."""
     sent: int = 0
+    sent_by: dict[str, int] = field(default_factory=dict)
+    """This process's requests in flight, per role."""
     """This process's requests in flight."""
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     """Set while no request is in flight (after a cap: every admitted one has settled)."""
@@ -237,6 +239,15 @@ class Meter:
         seen = [n for name, n in self.longest.items() if name.rsplit("/", 1)[-1] == key]
         return max(seen, default=1 << 30)
 
+    def _room_to_come(self, role: str, bound: float) -> bool:
+        """Whether requests in flight may leave room for this one as they settle: the
+        role's own, when its ``max_cost`` is what it does not fit (others' settling frees
+        none of that); any, for ``--max-cost``."""
+        everyone = sum(self.in_flight.values())
+        if self.cap is not None and (self.total() or 0.0) + everyone + bound > self.cap:
+            return self.sent > 0
+        return self.sent_by.get(role, 0) > 0  # (only its max_cost is what it does not fit)
+
     async def _admit(
         self, role: str, prompt: str, max_tokens: int, batch: bool, kind: str
     ) -> tuple[str | None, int]:
@@ -251,7 +262,7 @@ class Meter:
                 return None, max_tokens
             if self.why:
                 return refusal, max_tokens
-            if self.sent:  # fewer at once near the cap: wait for room
+            if self._room_to_come(role, bound):  # fewer at once near the cap: wait for room
                 async with self.settled:
                     await self.settled.wait()
                 continue
@@ -279,6 +290,7 @@ class Meter:
         bound = self._bound(role, prompt, budget, batch)
         self.in_flight[role] = self.in_flight.get(role, 0.0) + bound
         self.sent += 1
+        self.sent_by[role] = self.sent_by.get(role, 0) + 1
         self.drained.clear()
         settled = False
 
@@ -288,6 +300,7 @@ class Meter:
                 settled = True
                 self.in_flight[role] -= bound
                 self.sent -= 1
+                self.sent_by[role] -= 1
                 if not self.sent:
                     self.drained.set()
                 async with self.settled:

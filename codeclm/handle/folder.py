@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from codeclm.analysis.judge import human_agreement
 from codeclm.config import ConfigError, differing_keys
+from codeclm.judge_figures import JudgeFigures
 from codeclm.outputs import (
     CACHE,
     CHECKPOINTS,
@@ -38,6 +40,8 @@ from codeclm.store import run_name as run_name_of
 
 Kind = Literal["run", "evaluation"]
 Record = TypeVar("Record", bound=BaseModel)
+
+log = logging.getLogger(__name__)
 
 _FILES: dict[Kind, str] = {"run": RUN_JSON, "evaluation": EVAL_JSON}
 JUDGE_SAMPLE, JUDGE_PEOPLE = "judge_sample.json", "judge_people.jsonl"
@@ -104,13 +108,17 @@ class Folder:
     def _with_people(self, record: Record, threshold: float) -> Record:
         """The record with what people who judged a sample agreed with (``judge.human``),
         read again each time it is written: later runs of the folder keep it."""
-        judge = getattr(record, "judge", None)
         sample, people = self.path / JUDGE_SAMPLE, self.path / JUDGE_PEOPLE
-        if judge is None or not (sample.is_file() and people.is_file()):
+        if not (sample.is_file() and people.is_file()):
             return record
-        keys = json.loads(sample.read_text())["keys"]
-        rows = [json.loads(line) for line in people.read_text().splitlines() if line.strip()]
-        human = human_agreement(keys, [row for row in rows if row["key"] in keys], threshold)
+        judge = getattr(record, "judge", None) or JudgeFigures()  # (a record of before)
+        try:
+            keys = json.loads(sample.read_text())["keys"]
+            rows = [row for row in read_people(people) if row["key"] in keys]
+        except (ConfigError, ValueError, KeyError) as exc:  # never the record's failure
+            log.warning("people's scores left out of the record: %s", exc)
+            return record
+        human = human_agreement(keys, rows, threshold)
         return record.model_copy(update={"judge": judge.model_copy(update={"human": human})})
 
     def file(self, name: str) -> Path:
@@ -171,6 +179,24 @@ LOCK = ".codeclm.lock"
 """The lock file of a run folder's one working process (its pid inside)."""
 
 
+class FolderInUse(ConfigError):
+    """Another process works on the folder (``folder_lock``)."""
+
+
+def read_people(path: Path) -> list[dict[str, Any]]:
+    """People's scores as ``codeclm judge`` keeps them (none yet: []); a line that is not
+    one, said in one line naming it."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
+        try:
+            row = json.loads(line)
+            float(row["score_a"]), float(row["score_b"]), str(row["key"]), str(row["judge"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path}:{number}: not a score line codeclm judge wrote") from None
+        rows.append(row)
+    return rows
+
+
 @contextmanager
 def folder_lock(out_dir: Path) -> Iterator[None]:
     """Hold the run folder for this process while it works on it: a second ``run``,
@@ -188,7 +214,7 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise ConfigError(
+            raise FolderInUse(
                 f"{out_dir} is in use by codeclm {holder}: wait for it to end (or stop it), "
                 "or use another --out; inspect, report, view and export read it meanwhile"
             ) from None

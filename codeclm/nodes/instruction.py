@@ -238,6 +238,8 @@ async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) ->
         "target_follow_up_answers": [],
         "target_refused": False,
         "target_cut": False,
+        "scores": None,  # they judged the answers just cleared: a judge of these sets new ones
+        "turn_scores": [],
         "status": "pending",
         **spent(turn_node("improve", turn), strong=usage),
     }
