@@ -266,6 +266,10 @@ class Meter:
                 async with self.settled:
                     await self.settled.wait()
                 continue
+            if (
+                batch
+            ):  # a batch line outlives the run: a later one would take its cut as the model's
+                return refusal, max_tokens
             least = min(max(LEAST_BUDGET, BUDGET_MARGIN * self._longest(kind)), max_tokens)
             budget = self._fit(role, prompt, max_tokens, batch)
             return (None, budget) if budget >= least else (refusal, least)
