@@ -266,9 +266,7 @@ class Meter:
                 async with self.settled:
                     await self.settled.wait()
                 continue
-            if (
-                batch
-            ):  # a batch line outlives the run: a later one would take its cut as the model's
+            if batch:  # a batch line outlives the run: the next would take a cut as the model's
                 return refusal, max_tokens
             least = min(max(LEAST_BUDGET, BUDGET_MARGIN * self._longest(kind)), max_tokens)
             budget = self._fit(role, prompt, max_tokens, batch)
