@@ -64,7 +64,8 @@ class JudgeFigures(BaseModel):
     untied_pairs: int = 0
     """Of those, the pairs with a preferred answer in both orders: the flip rate's base."""
     position_flip_rate: float | None = None
-    """The share of untied pairs whose preferred answer changed when the order was swapped."""
+    """The share of untied pairs whose preferred answer changed when the order was swapped
+    (0 when every pair tied in an order; None only when no pair was judged)."""
     position_flip_rate_by_iteration: dict[str, float] = Field(default_factory=dict)
     position_flip_rate_by_use_case: dict[str, float] = Field(default_factory=dict)
     first_preferred_rate: float | None = None
@@ -72,7 +73,7 @@ class JudgeFigures(BaseModel):
     (0.5: no side taken; above: the first position is favoured)."""
     length_correlation: float | None = None
     """Spearman's ρ between the length difference (strong minus target) and the score
-    gap; None with fewer than 3 pairs."""
+    gap; 0 when either is the same for every pair; None with fewer than 3 pairs."""
     length_warning: bool = False
     """|ρ| is strong (≥ 0.5, over at least 20 pairs): the judge may reward length."""
     human: HumanAgreement | None = None

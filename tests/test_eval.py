@@ -110,7 +110,7 @@ def test_eval_crr_on_a_scripted_judge(mock_llm: MockLLM, bench: Path, tmp_path: 
     assert result["by_category"]["beta"]["crr"] == pytest.approx(3 / 4)
     # The judge's figures, by hand: SPLIT and EVEN flip with the order (2 of 8 items); the
     # first shown is preferred in 1 order of 2 for WIN and LOSS, in both for SPLIT and
-    # EVEN: (3 + 2 + 2 + 3) of 16; every answer pair differs in length alike: no ρ.
+    # EVEN: (3 + 2 + 2 + 3) of 16; every answer pair differs in length alike: ρ is 0.
     judge = record["judge"]
     assert judge["judge_model"] == "judge-model" and not judge["self_judged"]
     assert (judge["pairs"], judge["untied_pairs"]) == (8, 8)
@@ -119,7 +119,7 @@ def test_eval_crr_on_a_scripted_judge(mock_llm: MockLLM, bench: Path, tmp_path: 
         {"alpha": 1 / 3, "beta": 1 / 4, "gamma": 0.0}
     )
     assert judge["first_preferred_rate"] == pytest.approx(10 / 16)
-    assert judge["length_correlation"] is None and not judge["length_warning"]
+    assert judge["length_correlation"] == 0 and not judge["length_warning"]
 
     judgments = {row["id"]: row for row in read_jsonl(out / "judgments.jsonl")}
     assert set(judgments) == {i for i, _, _ in ITEMS}

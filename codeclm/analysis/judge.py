@@ -6,7 +6,8 @@ comparisons every run and evaluation already makes (issue #35). Pure functions, 
   prefers whichever comes first flips. The flip rate counts the pairs where both orders
   prefer an answer (ties apart) and the two preferences differ.
 - **Length**: Spearman's correlation between the answers' length difference (strong minus
-  target, in characters) and the score gap (strong minus target). Some correlation is
+  target, in characters) and the score gap (strong minus target); 0 when either is the
+  same for every pair (length can explain none of the gaps), none below 3 pairs. Some correlation is
   expected (a fuller answer is often a better one); a strong one says the judge rewards
   length itself.
 """
@@ -108,15 +109,19 @@ class JudgeTally:
     def figures(self, self_judged: bool, judge_model: str) -> JudgeFigures:
         """What the judge showed, as ``run.json`` and ``eval.json`` keep it."""
         rates = {group: sum(f) / len(f) for group, f in self.flips.items() if f}
+        pairs = len(self.length_gaps)
         correlation = spearman(
             [float(d) for d, _ in self.length_gaps], [g for _, g in self.length_gaps]
         )
+        if correlation is None and pairs >= 3:  # one side constant: length explains nothing
+            correlation = 0.0
         return JudgeFigures(
             judge_model=judge_model,
             self_judged=self_judged,
             pairs=len(self.length_gaps),
             untied_pairs=len(self.flips.get("", [])),
-            position_flip_rate=rates.get(""),
+            # every pair tied in an order: none turned around (untied_pairs says on what)
+            position_flip_rate=rates.get("", 0.0 if pairs else None),
             position_flip_rate_by_iteration=_group(rates, "iteration "),
             position_flip_rate_by_use_case=_group(rates, "use case "),
             first_preferred_rate=self.first_wins / self.orders if self.orders else None,
