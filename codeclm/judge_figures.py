@@ -85,7 +85,9 @@ class JudgeFigures(BaseModel):
         if self.self_judged:
             who += " (the strong model, judging its own answers)"
         parts = [f"judge {who}: {self.pairs} pairs judged in both orders"]
-        if self.position_flip_rate is not None:
+        if self.pairs and not self.untied_pairs:
+            parts.append("each tied in at least one order, so no flip to count")
+        elif self.position_flip_rate is not None:
             parts.append(
                 f"the preferred answer changed with the order in {self.position_flip_rate:.0%} "
                 f"of {self.untied_pairs}"

@@ -129,3 +129,15 @@ def test_each_pair_counts_once_with_the_scores_of_its_own_answers(
     assert judge is not None and judge.pairs == len(judged) > 0
     assert {s["status"] for s in judged} == {"kept"}
     assert set(judge.position_flip_rate_by_iteration) == {"1"}
+
+
+def test_a_judge_that_tied_every_pair_says_so_rather_than_a_rate_of_nothing() -> None:
+    from codeclm.analysis.judge import JudgeTally
+
+    tally = JudgeTally()
+    for _ in range(4):  # the toy judge: equal scores in one order at least
+        tally.add((5, 5), (6, 4), (100, 90))
+    figures = tally.figures(self_judged=True, judge_model="toy")
+    assert (figures.pairs, figures.untied_pairs, figures.position_flip_rate) == (4, 0, 0.0)
+    assert figures.length_correlation == 0.0  # every pair alike: length explains nothing
+    assert "each tied in at least one order, so no flip to count" in figures.lines()[0]
