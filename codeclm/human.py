@@ -117,10 +117,16 @@ async def _run_pairs(folder: Folder, chosen: set[str] | None) -> list[Pair]:
         strong = target = instruction = ""
         if handle is not None and row["id"] in (chosen or ()):
             state = (await thread_history(handle, row["id"])).state or {}
+            if state.get("strong_answer") is None or state.get("target_answer") is None:
+                continue  # (a run of before kept old scores beside answers cleared since)
             user = [str(state["instruction"]), *state.get("follow_ups", [])]
             instruction = _turns(user)
-            strong = _turns(user, [state["strong_answer"], *state["strong_follow_up_answers"]])
-            target = _turns(user, [state["target_answer"], *state["target_follow_up_answers"]])
+            strong = _turns(
+                user, [state["strong_answer"], *state.get("strong_follow_up_answers", [])]
+            )
+            target = _turns(
+                user, [state["target_answer"], *state.get("target_follow_up_answers", [])]
+            )
         pairs.append(
             Pair(row["id"], group, instruction, strong, target, gap, decision(gap, threshold))
         )
@@ -164,7 +170,7 @@ async def draw_sample(out_dir: Path, n: int, seed: int = 0) -> list[dict[str, An
     picked = [pairs[i] for i in spread_sample([p.group for p in pairs], n, seed)]
     if kind != "evaluation":  # the answers of the sampled pairs only, from their threads
         whole = {p.id: p for p in await _run_pairs(folder, {p.id for p in picked})}
-        picked = [whole[p.id] for p in picked]
+        picked = [whole[p.id] for p in picked if p.id in whole]
     random.Random(seed).shuffle(picked)  # not in the run's order either
     with _judging(folder):
         return _give_out(folder, picked)

@@ -31,10 +31,16 @@ class JudgePages:
         a sample when none was given out."""
         folder = self.view.session.view.handle.out_dir
         person = request.cookies.get(REVIEWER_COOKIE, "")
-        pair, scored, total = next_pair(folder, person) if folder else (None, 0, 0)
+        pair, scored, total, agreement = None, 0, 0, ""
+        try:
+            if folder is not None:
+                pair, scored, total = next_pair(folder, person)
+                agreement = _agreement(folder)
+        except ConfigError as exc:  # a damaged scores file or record: said, not a 500
+            error = error or str(exc)
         return self.view.render(
             request, "judge.html", status=400 if error else 200, error=error,
-            folder=folder, pair=pair, scored=scored, total=total, agreement=_agreement(folder),
+            folder=folder, pair=pair, scored=scored, total=total, agreement=agreement,
         )  # fmt: skip
 
     async def judge_score(self, request: web.Request) -> web.Response:
