@@ -39,7 +39,7 @@ from codeclm.handle.folder import (
 from codeclm.outputs import write_atomic
 from codeclm.records import EvalRecord, RunRecord
 from codeclm.rows import JudgmentRow
-from codeclm.seeds import InputError
+from codeclm.seeds import InputError, json_records
 
 SAMPLE, PEOPLE = JUDGE_SAMPLE, JUDGE_PEOPLE
 OUTCOME_DECISION = {"win": "target", "loss": "strong", "tie": "undecided"}
@@ -214,16 +214,8 @@ def read_ratings(path: Path, keys: dict[str, Any]) -> list[dict[str, Any]]:
     """The filled-in lines of a sample file (lines not scored yet are skipped); a line with
     a bad key, a score out of range or no judge's name is refused in one line naming it."""
     ratings = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, item in json_records(path, path.read_text().splitlines()):
         where = f"{path}:{number}"
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not a JSON line ({exc.msg})") from None
-        if not isinstance(item, dict):
-            raise InputError(f"{where}: not a JSON object")
         if item.get("score_a") in (None, "") and item.get("score_b") in (None, ""):
             continue  # not judged yet
         if not isinstance(item.get("key"), str) or item["key"] not in keys:

@@ -46,7 +46,9 @@ def _is_jsonl(path: Path, lines: list[str]) -> bool:
 TOO_DEEP = "JSON nested too deeply to be a record"
 
 
-def _json_records(path: Path, lines: list[str]) -> list[tuple[int, dict[str, Any]]]:
+def json_records(path: Path, lines: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """Each non-blank line of a JSONL file as an object, with its number; a line that is not
+    one refused in one line naming the file and the line."""
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -187,7 +189,7 @@ def seed_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
             if exc.msg != "Extra data":  # JSON lines in a .json file are read below
                 raise InputError(f"{path}:{exc.lineno}: {_json_error(exc)}") from None
     if _is_jsonl(path, lines):
-        return [(f"{path}:{n}", record) for n, record in _json_records(path, lines)]
+        return [(f"{path}:{n}", record) for n, record in json_records(path, lines)]
     return [
         (f"{path}:{n}", {"instruction": line}) for n, line in enumerate(lines, 1) if line.strip()
     ]
@@ -227,7 +229,7 @@ def load_user_metadata(path: Path, max_skills: int) -> list[MetadataEntry]:
     """Scenario 2 of the paper: metadata written by the user, no seeds at all."""
     lines = _read_lines(path)
     entries: list[tuple[int, MetadataEntry]] = []
-    for number, record in _json_records(path, lines):
+    for number, record in json_records(path, lines):
         use_case = record.get("use_case")
         skills = record.get("skills")
         if not isinstance(use_case, str) or not use_case.strip():
@@ -324,7 +326,7 @@ def load_benchmark(path: Path) -> list[dict[str, Any]]:
     turns are in ``follow_ups``.
     """
     items: list[tuple[int, dict[str, Any]]] = []
-    for number, record in _json_records(path, _read_lines(path)):
+    for number, record in json_records(path, _read_lines(path)):
         instruction, extra = record.get("instruction"), record.get("input") or ""
         follow_ups = _follow_ups(record, f"{path}:{number}")
         turns = record.get("turns")
