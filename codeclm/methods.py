@@ -8,11 +8,9 @@ shape if it needs new ones (``codeclm/graph/instruction.py`` builds each shape).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from langgraph.constants import START
 from pydantic import BaseModel
 
 Method = Literal[
@@ -64,11 +62,6 @@ class MethodSpec:
     shape: InstructionShape
     uses_rubrics: bool
     judges: bool
-    #: For a failed thread to run its failed node again: per node, the node to write the
-    #: reset as (so the graph's own edges lead to the failed node next) and the status to set.
-    #: Its keys are the nodes of the instruction graph, the ones ``step`` can stop at
-    #: (``write_turns``: a conversation's only, ``--turns`` above 1).
-    restart_from: Mapping[str, tuple[str, str]]
     #: Settings only this method reads: they enter its runs' fingerprint, and no other's.
     settings: tuple[str, ...] = field(default=())
     #: Its own bookkeeping in the 'prepare' thread (``PrepareState.method_progress``).
@@ -79,17 +72,6 @@ class MethodSpec:
         """Whether the run has a metadata pool (use case + skills) to report and export."""
         return self.prepare == "metadata"
 
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        return tuple(self.restart_from)
-
-
-_ANSWER_ONLY = {"answer_strong": (START, "pending"), "write_turns": (START, "pending")}
-_EVOLVED = {
-    "evolve": ("evolve", "pending"),
-    "answer_strong": ("evolve", "pending"),
-    "write_turns": ("evolve", "pending"),
-}
 
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
@@ -101,12 +83,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="judge_loop",
             uses_rubrics=True,
             judges=True,
-            restart_from={
-                "answer": ("improve", "pending"),
-                "judge": ("answer", "pending"),
-                "improve": ("judge", "improving"),
-                "write_turns": (START, "pending"),
-            },
         ),
         MethodSpec(
             name="codeclm-metadata",
@@ -115,7 +91,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="answer",
             uses_rubrics=False,
             judges=False,
-            restart_from=_ANSWER_ONLY,
         ),
         MethodSpec(
             name="codeclm-rubrics",
@@ -124,11 +99,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="improve_once",
             uses_rubrics=True,
             judges=False,
-            restart_from={
-                "improve": (START, "pending"),
-                "answer_strong": ("improve", "pending"),
-                "write_turns": ("improve", "pending"),
-            },
         ),
         MethodSpec(
             name="self-instruct",
@@ -137,7 +107,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="answer",
             uses_rubrics=False,
             judges=False,
-            restart_from=_ANSWER_ONLY,
             settings=("rouge_threshold",),
             progress=BootstrapProgress,
         ),
@@ -149,11 +118,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="rate",
             uses_rubrics=False,
             judges=False,
-            restart_from={
-                "answer_strong": (START, "pending"),
-                "rate": ("answer_strong", "kept"),
-                "write_turns": (START, "pending"),
-            },
             settings=("rouge_threshold", "rating_threshold"),
             progress=BootstrapProgress,
         ),
@@ -164,7 +128,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="evolve",
             uses_rubrics=False,
             judges=False,
-            restart_from=_EVOLVED,
             settings=("evol_rounds",),
         ),
         MethodSpec(
@@ -174,7 +137,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="evolve",
             uses_rubrics=False,
             judges=False,
-            restart_from=_EVOLVED,
             settings=("evol_rounds",),
         ),
         MethodSpec(
@@ -184,11 +146,6 @@ METHODS: dict[str, MethodSpec] = {
             shape="tree",
             uses_rubrics=False,
             judges=False,
-            restart_from={
-                "grow_tree": (START, "pending"),
-                "answer_strong": ("grow_tree", "pending"),
-                "write_turns": ("grow_tree", "pending"),
-            },
             settings=("tree_nodes",),
         ),
     )

@@ -34,20 +34,29 @@ def test_the_registry_describes_each_methods_graph(method: str) -> None:
     from codeclm.methods import Method
 
     assert set(METHODS) == set(get_args(Method)), "every --method choice has its spec"
-    """One place says what a method does: its graph has exactly the nodes the registry can
-    restart and step, and a failure in each of them restarts at a node of that graph."""
+    """One place says what a method does: every node of its graph that calls a model
+    declares its step, and the restart table derived from the graph's edges leads back
+    to each of them (an edge from the node it resets as to the failed node)."""
     from langgraph.constants import START
 
-    from codeclm.graph import build_instruction_graph, retry_policy
+    from codeclm.graph import build_instruction_graph, declared_steps, restart_table, retry_policy
 
     spec = METHODS[method]
     for turns in (1, 2):  # a conversation's graph has write_turns too
-        graph = build_instruction_graph(retry_policy(1), method, turns=turns).compile()
-        nodes = {n for n in graph.get_graph().nodes if not n.startswith("__")}
-        assert nodes == set(spec.nodes) - ({"write_turns"} if turns == 1 else set())
-        restarts = [as_node for node, (as_node, _) in spec.restart_from.items() if node in nodes]
-        assert all(as_node in nodes | {START} for as_node in restarts)
+        builder = build_instruction_graph(retry_policy(1), method, turns=turns)
+        nodes = {n for n in builder.compile().get_graph().nodes if not n.startswith("__")}
+        assert set(declared_steps(builder)) == nodes
+        table = restart_table(builder)
+        assert set(table) == nodes
+        for node, (as_node, _) in table.items():
+            successors = {t for s, t in builder.edges if s == as_node} | {
+                target
+                for branch in builder.branches.get(as_node, {}).values()
+                for target in (branch.ends or {}).values()
+            }
+            assert as_node in nodes | {START} and node in successors, (node, as_node)
         assert ("judge" in nodes) == spec.judges
+        assert ("write_turns" in nodes) == (turns > 1)
     assert spec.makes_metadata == (method.startswith("codeclm") or method == "wizardlm-plus")
 
 

@@ -19,6 +19,7 @@ from codeclm.cost.prices import config_prices
 from codeclm.engine.prepare import plan_update
 from codeclm.engine.run import RunResult, execute, join
 from codeclm.engine.threads import RunStats
+from codeclm.graph import method_steps
 from codeclm.handle import Folder, RunHandle, RunNotFound
 from codeclm.handle.screening import test_items
 from codeclm.methods import method_spec
@@ -274,7 +275,7 @@ async def aestimate(
     prices = config_prices(cfg)
     texts = [seed.text for _, seed in located]
     if not pilot:
-        return from_settings(cfg, prompts, texts).priced(prices, cfg.batch)
+        return from_settings(cfg, prompts, texts, method_steps(cfg)).priced(prices, cfg.batch)
     small = cfg.model_copy(
         update={
             "instructions": pilot,
@@ -287,7 +288,8 @@ async def aestimate(
     with tempfile.TemporaryDirectory(prefix="codeclm-pilot-") as folder:
         handle = RunHandle.start(small, Path(folder), StoreSpec(), RunInputs())
         result = await _execute(handle, sample, None, None, None)
-    estimate = from_pilot(cfg, result.record, texts, prompts).priced(prices, cfg.batch)
+    steps = method_steps(cfg)
+    estimate = from_pilot(cfg, result.record, texts, prompts, steps).priced(prices, cfg.batch)
     estimate.pilot_usd = result.record.cost.total if result.record.cost else None
     return estimate
 

@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from codeclm.cost.estimate import KEPT_AT_EACH_ITERATION, OUTPUT_TOKENS, Estimate
+from codeclm.cost.estimate import ANSWER_TOKENS, KEPT_AT_EACH_ITERATION, Estimate
 from codeclm.cost.meter import Meter, dollars
 from codeclm.debug.inspection import ThreadDetail, ThreadListing
 from codeclm.engine.run import RunResult
@@ -357,7 +357,7 @@ def print_estimate(estimate: Estimate) -> None:
         console.print(f"  the pilot itself cost {dollars(estimate.pilot_usd)}")
     else:
         console.print(
-            f"  assumes answers of about {OUTPUT_TOKENS['answer']} tokens and "
+            f"  assumes answers of about {ANSWER_TOKENS} tokens and "
             f"{KEPT_AT_EACH_ITERATION:.0%} of pairs decided at each iteration (the paper's); "
             "--pilot N measures both on your models",
             highlight=False,

@@ -1,50 +1,34 @@
 """What a run will cost, before it is paid: calls, tokens and dollars per role, expected and
 at worst, without calling a model.
 
-Each step's calls follow from the settings (seeds, ``--metadata``, ``--instructions``,
-``--rubrics``, ``--decode-batch``, ``--max-iterations``, the method) and an expected share
-of pairs kept at each iteration (the paper: over 70% at the first). Each call's input is
-its prompt, rendered with the seeds' own length; its output is a typical length for the
-step (``OUTPUT_TOKENS``), which real models vary most: a small pilot run measures every
-step's calls and tokens instead (``from_pilot``). The worst case takes every instruction
-through every iteration and every reply to its ``max_tokens``.
+Each step declares its own calls and reply length (``codeclm.steps.Step``); this module
+only adds them up. A step's calls follow from the settings (seeds, ``--metadata``,
+``--instructions``, ``--rubrics``, ``--decode-batch``, ``--max-iterations``) and an expected
+share of pairs kept at each iteration (the paper: over 70% at the first). Each call's input
+is its prompt, rendered with the seeds' own length; its output is the step's typical reply,
+which real models vary most: a small pilot run measures every step's calls and tokens
+instead (``from_pilot``). The worst case takes every instruction through every iteration
+and every reply to its ``max_tokens``.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
 from codeclm.config import RunConfig
 from codeclm.methods import method_spec
-from codeclm.prompts import Prompts, conversation_text
+from codeclm.prompts import Prompts
 from codeclm.records import RolePrice, RunRecord
 from codeclm.state import TokenUsage
+from codeclm.steps import ANSWER_TOKENS, Scale, Step, Typical
+
+__all__ = ["ANSWER_TOKENS", "KEPT_AT_EACH_ITERATION", "Estimate", "from_pilot", "from_settings"]
 
 #: The share of instructions the gap rule keeps (or drops) at each iteration; the paper
 #: reports over 70% of pairs kept at the first.
 KEPT_AT_EACH_ITERATION = 0.7
-
-#: A typical reply's length per step, in tokens (a capable model; the toy and the mock
-#: write shorter ones: a pilot measures them).
-OUTPUT_TOKENS = {
-    "encode_seed": 60,
-    "write_rubrics": 40,  # per rubric-and-action pair
-    "decode": 30,  # per instruction
-    "answer": 350,
-    "answer_strong": 350,
-    "judge": 12,
-    "improve": 60,
-    "write_turns": 60,
-    "evolve": 60,
-    "grow_tree": 250,  # the tree, the grown tree and the new instruction
-    "rate": 60,
-    "bootstrap": 30,  # per instruction
-}
-
-#: How a step's calls grow: per seed, per metadata entry, or per instruction.
-UNIT = {"encode_seed": "seeds", "write_rubrics": "entries"}
 
 
 def tokens(text: str) -> int:
@@ -111,115 +95,71 @@ def expected_iterations(max_iterations: int, kept: float = KEPT_AT_EACH_ITERATIO
     return sum((1 - kept) ** t for t in range(max_iterations))
 
 
-def _prompt_tokens(config: RunConfig, prompts: Prompts, seed_tokens: int) -> dict[str, int]:
-    """Each step's prompt, rendered with text of typical lengths."""
-    seed = "word " * (seed_tokens * 4 // 5)
-    instruction = "word " * (OUTPUT_TOKENS["decode"] * 4 // 5)
-    answer = "word " * (OUTPUT_TOKENS["answer"] * 4 // 5)
-    skills = ", ".join(f"skill {i}" for i in range(config.max_skills))
-    base = {"use_case": "a use case", "skills": skills, "fields": ""}
-    rendered = {
-        "encode_seed": prompts.render("encode", instruction=seed, max_skills=config.max_skills),
-        "write_rubrics": prompts.render("rubrics", k=config.rubrics, avoid="", **base),
-        "decode": prompts.render("decode", n=config.decode_batch, avoid="", **base),
-        "answer": prompts.render("answer", instruction=instruction),
-        "judge": prompts.render("judge", instruction=instruction, answer_1=answer, answer_2=answer),
-        "improve": prompts.render("improve", instruction=instruction, action="an action", **base),
-        "evolve": prompts.render("evolve_depth", instruction=instruction, method="a method"),
-        "bootstrap": prompts.render("self_instruct", examples=instruction * 8, n=8),
-        "grow_tree": prompts.render("tree_instruct", instruction=instruction, nodes=10),
-        "rate": prompts.render("rate_quality", instruction=instruction, answer=answer),
-    }
-    rendered["answer_strong"] = rendered["answer"]
-    for turn in range(2, config.turns + 1):  # a conversation's later turns: more to read
-        users, answers = [instruction] * turn, [answer] * turn
-        rendered[f"write_turns turn {turn}"] = prompts.render(
-            "follow_up", user_turns=instruction * (turn - 1), turn=turn, plan="a plan", **base
-        )
-        rendered[f"answer turn {turn}"] = rendered["answer"] * turn + answer * (turn - 1)
-        rendered[f"answer_strong turn {turn}"] = rendered[f"answer turn {turn}"]
-        conversation = conversation_text(users, answers, "Assistant 1")
-        rendered[f"judge turn {turn}"] = prompts.render(
-            "judge_turn",
-            instruction=instruction,
-            conversation_1=conversation,
-            conversation_2=conversation,
-            turn=turn,
-        )
-    return {step: tokens(text) for step, text in rendered.items()}
+def _turn_keys(step: Step, turns: int) -> list[tuple[str, int]]:
+    """A step's ``node`` names and turns: ``node`` for the first, ``node turn N`` later."""
+    first = [] if step.turns == "later" else [(step.name, 1)]
+    later = (
+        [] if step.turns == "first" else [(f"{step.name} turn {t}", t) for t in range(2, turns + 1)]
+    )
+    return first + later
 
 
-def _calls(config: RunConfig, seeds: int) -> dict[str, tuple[float, float]]:
-    """Each ``node/role``'s calls for the whole run: (expected, worst)."""
-    spec = method_spec(config.method)
+def _scale(config: RunConfig, seeds: int) -> Scale:
+    method = method_spec(config.method)
     # Every distinct seed's entry is kept, so the pool is at least as large as the seeds.
-    n, m = config.instructions, max(config.metadata, seeds if spec.makes_metadata else 0)
-    per_entry = math.ceil(n / max(m, 1))
-    calls: dict[str, tuple[float, float]] = {}
-    if spec.makes_metadata:
-        calls["encode_seed/strong"] = (seeds, seeds)
-        asks = m * math.ceil(per_entry / config.decode_batch)
-        calls["decode/strong"] = (asks, asks * 2)  # at worst every ask stalls once
-        if spec.uses_rubrics:
-            calls["write_rubrics/strong"] = (m, m * 3)
-    elif spec.prepare == "bootstrap":
-        rounds = math.ceil(n / 8)
-        calls["bootstrap/strong"] = (rounds, rounds * 4)
-    if spec.shape == "judge_loop":
-        t = config.max_iterations
-        it = expected_iterations(t)
-        calls["answer/strong"] = calls["answer/target"] = (n * it, n * t)
-        calls["judge/strong"] = (2 * n * it, 2 * n * t)
-        calls["improve/strong"] = (n * (it - 1), n * (t - 1))
-    else:
-        calls["answer_strong/strong"] = (n, n)
-        if spec.shape == "improve_once":
-            calls["improve/strong"] = (n, n)
-        elif spec.shape == "evolve":
-            calls["evolve/strong"] = (n * config.evol_rounds, n * config.evol_rounds)
-        elif spec.shape == "tree":
-            calls["grow_tree/strong"] = (n, n)
-        elif spec.shape == "rate":
-            calls["rate/strong"] = (n, n)
-    written = calls.get("improve/strong", (0, 0))  # a rewrite writes the turns after it anew
-    for turn in range(2, config.turns + 1):  # each later turn: written, answered and judged
-        calls[f"write_turns turn {turn}/strong"] = (n + written[0], n + written[1])
-        for key in [k for k in calls if k.split("/")[0] in ("answer", "answer_strong", "judge")]:
-            node, role = key.split("/")
-            calls[f"{node} turn {turn}/{role}"] = calls[key]
-    return calls
+    entries = max(config.metadata, seeds if method.makes_metadata else 0)
+    t = config.max_iterations
+    iterations = (expected_iterations(t), float(t)) if method.judges else (1.0, 1.0)
+    return Scale(config, method, seeds, entries, iterations)
 
 
-def from_settings(config: RunConfig, prompts: Prompts, seed_texts: list[str]) -> Estimate:
-    """The estimate from the settings, the prompts and typical reply lengths."""
+def from_settings(
+    config: RunConfig, prompts: Prompts, seed_texts: list[str], steps: Mapping[str, Step]
+) -> Estimate:
+    """The estimate from the settings, the prompts and each step's declared calls and
+    typical reply (``steps``: the run's, ``codeclm.graph.method_steps``)."""
     seed_tokens = sum(tokens(t) for t in seed_texts) // max(len(seed_texts), 1)
-    prompt = _prompt_tokens(config, prompts, seed_tokens)
-    per_call_output = {
-        "write_rubrics": OUTPUT_TOKENS["write_rubrics"] * config.rubrics,
-        "decode": OUTPUT_TOKENS["decode"] * config.decode_batch,
-        "bootstrap": OUTPUT_TOKENS["bootstrap"] * 8,
-    }
-    steps = {}
-    for key, (calls, worst) in _calls(config, len(seed_texts)).items():
-        node, role = key.split("/")
-        step = node.split(" turn ")[0]  # a conversation's later turn writes as its first
-        output = per_call_output.get(step, OUTPUT_TOKENS[step])
-        ceiling = config.role(role).max_tokens
-        steps[key] = StepEstimate(
-            calls=calls,
-            input_tokens=calls * prompt[node],
-            output_tokens=calls * min(output, ceiling),
-            worst_calls=worst,
-            worst_output_tokens=worst * ceiling,
-        )
-    return _totals("prompts", steps, prompt)
+    typical = Typical(config, prompts, seed="word " * (seed_tokens * 4 // 5))
+    scale = _scale(config, len(seed_texts))
+    prompt: dict[str, int] = {}
+    keyed: list[tuple[int, str, StepEstimate]] = []  # (turn, node/role, estimate)
+    for step in steps.values():
+        calls, worst = step.calls(scale)
+        output = step.output_tokens * (step.items(config) if step.items else 1)
+        for node, turn in _turn_keys(step, config.turns):
+            prompt[node] = tokens(_prompt(step, typical, turn))
+            for role in step.roles:
+                ceiling = config.role(role).max_tokens
+                estimate = StepEstimate(
+                    calls=calls,
+                    input_tokens=calls * prompt[node],
+                    output_tokens=calls * min(output, ceiling),
+                    worst_calls=worst,
+                    worst_output_tokens=worst * ceiling,
+                )
+                keyed.append((turn, f"{node}/{role}", estimate))
+    keyed.sort(key=lambda item: item[0])  # the first turn's steps, then each later turn's
+    return _totals("prompts", {key: estimate for _, key, estimate in keyed}, prompt)
+
+
+def _prompt(step: Step, typical: Typical, turn: int) -> str:
+    if turn == 1:
+        return step.typical_prompt(typical)
+    if step.later_turn is None:
+        raise ValueError(f"step {step.name} is asked at later turns but declares no later_turn")
+    return step.later_turn(typical, turn)
 
 
 def from_pilot(
-    config: RunConfig, pilot: RunRecord, seed_texts: list[str], prompts: Prompts
+    config: RunConfig,
+    pilot: RunRecord,
+    seed_texts: list[str],
+    prompts: Prompts,
+    steps: Mapping[str, Step],
 ) -> Estimate:
     """The estimate from a small pilot run of the same settings: each step's calls and
-    tokens per seed, per entry or per instruction, as measured, scaled to the run."""
+    tokens per seed, per entry or per instruction (as the step declares), as measured,
+    scaled to the run."""
     counts = pilot.counts
     have = {
         "seeds": counts.seeds or 1,
@@ -230,27 +170,29 @@ def from_pilot(
     encoded = round(counts.metadata_encoded / (counts.seeds or 1) * seeds)
     entries = max(config.metadata, encoded)  # every distinct seed's entry is kept
     want = {"seeds": seeds, "entries": entries, "instructions": config.instructions}
-    worst = from_settings(config, prompts, seed_texts).steps
+    worst = from_settings(config, prompts, seed_texts, steps).steps
     paid: dict[str, TokenUsage] = {}
-    for key, usage in pilot.usage_by_node.items():  # a later turn's rewrites: improve's
+    for key, usage in pilot.usage_by_node.items():
         node, role = key.rsplit("/", 1)
-        key = f"improve/{role}" if node.startswith("improve turn ") else key
+        name = node.split(" turn ")[0]
+        if name in steps and steps[name].turns == "first":  # a later turn's rewrites
+            key = f"{name}/{role}"
         paid[key] = paid.get(key, TokenUsage()) + usage
-    steps = {}
+    found = {}
     for key, usage in paid.items():
-        node = key.split("/")[0]
-        unit = UNIT.get(node, "instructions")
+        name = key.split("/")[0].split(" turn ")[0]
+        unit = steps[name].unit if name in steps else "instructions"
         scale = want[unit] / have[unit]
         calls = (usage.calls + usage.cached_calls) * scale
         bound = worst.get(key)
-        steps[key] = StepEstimate(
+        found[key] = StepEstimate(
             calls=calls,
             input_tokens=(usage.input_tokens + usage.saved_input_tokens) * scale,
             output_tokens=(usage.output_tokens + usage.saved_output_tokens) * scale,
             worst_calls=bound.worst_calls if bound else calls,
             worst_output_tokens=bound.worst_output_tokens if bound else calls * 0,
         )
-    return _totals(f"pilot of {counts.instructions} instructions", steps, None)
+    return _totals(f"pilot of {counts.instructions} instructions", found, None)
 
 
 def _totals(source: str, steps: dict[str, StepEstimate], prompt: dict[str, int] | None) -> Estimate:

@@ -8,6 +8,7 @@ compiled with the checkpointer only, which is all ``aget_state`` and
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -15,10 +16,11 @@ from pydantic import BaseModel, Field
 
 from codeclm.config import ConfigError
 from codeclm.engine.threads import FINISHED
-from codeclm.graph import started_values, thread_config
+from codeclm.graph import Graph, declared_steps, started_values, thread_config
 from codeclm.handle import RunHandle
 from codeclm.prepare.passes import ready
 from codeclm.state import InstructionState, PrepareState
+from codeclm.steps import Step
 
 
 def thread_status(values: dict[str, Any]) -> str:
@@ -129,17 +131,20 @@ async def list_threads(handle: RunHandle) -> ThreadListing:
     )
 
 
-def _step_record(node_names: list[str], values: dict[str, Any], checkpoint_id: str) -> ThreadStep:
+def _step_record(
+    node_names: list[str], values: dict[str, Any], checkpoint_id: str, steps: Mapping[str, Step]
+) -> ThreadStep:
     actions = values.get("actions_applied") or []
+    shows = {field for name in node_names if name in steps for field in steps[name].shows}
     step = ThreadStep(
         checkpoint=checkpoint_id,
         nodes=node_names,
         iteration=values.get("iteration"),
         status=values.get("status"),
     )
-    if "judge" in node_names:
+    if "scores" in shows:
         step.scores = _scores(values)
-    if "improve" in node_names and actions:
+    if "action" in shows and actions:
         step.action = actions[-1]
         step.instruction = values.get("instruction")
         turns = values.get("improved_turns") or []
@@ -152,16 +157,18 @@ def _step_record(node_names: list[str], values: dict[str, Any], checkpoint_id: s
     return step
 
 
-def history_steps(snapshots: list[Any]) -> list[ThreadStep]:
-    """A thread's steps, oldest first, from its snapshots (oldest first): the nodes that
-    ran and what they left: scores after a judge, action and instruction after improve."""
-    steps = []
+def history_steps(snapshots: list[Any], graph: Graph) -> list[ThreadStep]:
+    """A thread's steps, oldest first, from its snapshots (oldest first) in ``graph``: the
+    nodes that ran and what they left, as each step declares (``Step.shows``): scores after
+    a judge, action and instruction after improve."""
+    steps = declared_steps(graph.builder)
+    found = []
     for before, after in pairwise(snapshots):
         names = [task.name for task in before.tasks if task.name != "__start__"]
         if names:
             checkpoint = str(after.config["configurable"]["checkpoint_id"])
-            steps.append(_step_record(names, after.values, checkpoint))
-    return steps
+            found.append(_step_record(names, after.values, checkpoint, steps))
+    return found
 
 
 async def thread_history(handle: RunHandle, thread_id: str) -> ThreadDetail:
@@ -180,5 +187,5 @@ async def thread_history(handle: RunHandle, thread_id: str) -> ThreadDetail:
         status=thread_status(values),
         next=list(current.next),
         state=state,
-        history=history_steps(snapshots),
+        history=history_steps(snapshots, graph),
     )

@@ -15,9 +15,8 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from codeclm.config import ConfigError
-from codeclm.graph import thread_config
+from codeclm.graph import instruction_steps, thread_config
 from codeclm.handle import OpenRun, RunHandle
-from codeclm.methods import method_spec
 from codeclm.prepare.passes import initial_state, ready
 from codeclm.state import InstructionState, PrepareState
 
@@ -124,9 +123,7 @@ async def step_thread(
     (``end``: until the thread finishes). ``ask`` (interactive): asked after every step,
     answers 'next' / 'continue' / 'quit' / 'set FIELD=VALUE'.
     """
-    nodes = {*method_spec(handle.config.method).nodes, END_NAME}
-    if handle.config.turns == 1:
-        nodes.discard("write_turns")  # (a conversation's only)
+    nodes = {*instruction_steps(handle.config), END_NAME}
     if until is not None and until not in nodes:
         raise ConfigError(f"--until {until}: not a node ({', '.join(sorted(nodes))})")
     async with handle.open() as run:

@@ -22,9 +22,9 @@ from codeclm.engine.prepare import prepare_stream
 from codeclm.engine.stops import batchers_of, endpoints_of, servers_of, until_stopped
 from codeclm.engine.threads import FINISHED, RunStats, gather_or_cancel, run_threads
 from codeclm.engine.waves import next_wave
+from codeclm.graph import restart_table
 from codeclm.handle import OpenRun, RunHandle
 from codeclm.handle.record import Totals
-from codeclm.methods import method_spec
 from codeclm.outputs import DATASET, RUN_FILES, remove_empty_outputs
 from codeclm.prepare.passes import initial_state, ready
 from codeclm.records import Counts, RunRecord, StoredInputs, grouped_failures
@@ -161,7 +161,7 @@ async def work(
             run.context,
             run.store.board,
             stats,
-            method_spec(config.method).restart_from,
+            restart_table(run.instructions.builder),
             FINISHED,
             workers=config.workers,
         ),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.constants import START
 from pydantic import BaseModel
 
 from codeclm.cost.meter import Meter
@@ -138,8 +139,8 @@ async def reset_failed(
     restart_from: Mapping[str, tuple[str, str]],
 ) -> None:
     """Make a failed thread's next step its failed node again, as if that node never ran."""
-    first = next(iter(restart_from.values()))
-    as_node, status = restart_from.get(failed_node or "", first)
+    # A node it does not know (a record of before): the thread starts over.
+    as_node, status = restart_from.get(failed_node or "", (START, "pending"))
     reset = {"status": status, "reason": None, "failed_node": None}
     await graph.aupdate_state(config, reset, as_node=as_node)
 

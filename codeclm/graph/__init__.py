@@ -10,6 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from codeclm.graph.instruction import build_instruction_graph
+from codeclm.graph.steps import declared_steps, instruction_steps, method_steps, restart_table
 from codeclm.llm.reply import is_transient
 from codeclm.prepare.graph import build_prepare_graph
 from codeclm.state import PREPARE_THREAD, serializer
@@ -19,6 +20,10 @@ __all__ = [
     "Graph",
     "build_instruction_graph",
     "build_prepare_graph",
+    "declared_steps",
+    "instruction_steps",
+    "method_steps",
+    "restart_table",
     "retry_policy",
     "serializer",
     "started_values",

@@ -20,6 +20,31 @@ from codeclm.llm.reply import sampling_seed
 from codeclm.nodes.replies import EvolvedInstruction, QualityRating, TreeInstruction
 from codeclm.prompts import conversation_text
 from codeclm.state import InstructionState, spent
+from codeclm.steps import Step
+
+EVOLVE = Step(
+    name="evolve",
+    prompts=("evolve_depth", "evolve_breadth"),
+    output_tokens=60,
+    reply="EvolvedInstruction",
+    calls=lambda scale: (scale.instructions * scale.config.evol_rounds,) * 2,
+    typical=lambda t: t.render("evolve_depth", instruction=t.instruction, method="a method"),
+)
+GROW_TREE = Step(
+    name="grow_tree",
+    prompts=("tree_instruct",),
+    output_tokens=250,  # the tree, the grown tree and the new instruction
+    reply="TreeInstruction",
+    typical=lambda t: t.render("tree_instruct", instruction=t.instruction, nodes=10),
+)
+RATE = Step(
+    name="rate",
+    prompts=("rate_quality",),
+    output_tokens=60,
+    reply="QualityRating",
+    typical=lambda t: t.render("rate_quality", instruction=t.instruction, answer=t.answer),
+    entered_as="kept",  # the pair was answered
+)
 
 # ---- Evol-Instruct (WizardLM): in-depth and in-breadth evolution -------------------------
 
@@ -59,6 +84,7 @@ def eliminated(before: str, after: str) -> str | None:
     return None
 
 
+@EVOLVE.node
 async def evolve(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """One Evol-Instruct round: rewrite the instruction in depth or in breadth."""
     ctx = pipeline_context(runtime)
@@ -94,6 +120,7 @@ def route_after_evolve(state: InstructionState, rounds: int, answers: str = "ans
 # ---- Tree-Instruct: the instruction as a semantic tree, with nodes added -----------------
 
 
+@GROW_TREE.node
 async def grow_tree(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Tree-Instruct (Zhao et al., 2023): one call writes the instruction's semantic tree,
     adds ``tree_nodes`` nodes to it and writes the new instruction from the larger tree. A
@@ -118,6 +145,7 @@ async def grow_tree(state: InstructionState, runtime: Runtime[PipelineContext]) 
 # ---- AlpaGasus: the strong model rates each pair; only the best are kept -----------------
 
 
+@RATE.node
 async def rate(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """AlpaGasus (Chen et al., ICLR 2024): the strong model rates the pair's accuracy from
     0 to 5; a pair rated below ``rating_threshold`` (4.5, the paper's) is dropped with its

@@ -20,9 +20,29 @@ from codeclm.llm.parsing import declines_task
 from codeclm.methods import BootstrapProgress
 from codeclm.nodes.replies import bootstrapped_instructions
 from codeclm.state import BasicInstruction, Failure, PrepareState, TokenUsage, spent
+from codeclm.steps import Scale, Step
 
 #: Self-Instruct's prompt: 8 in-context tasks, 6 human-written and 2 machine-made.
 IN_CONTEXT, FROM_SEEDS, PER_REQUEST = 8, 6, 8
+
+
+def _rounds(scale: Scale) -> tuple[float, float]:
+    """A request per PER_REQUEST instructions; at worst the novelty filter turns away
+    three quarters of them."""
+    rounds = math.ceil(scale.instructions / PER_REQUEST)
+    return rounds, rounds * 4
+
+
+BOOTSTRAP = Step(
+    name="bootstrap",
+    prompts=("self_instruct",),
+    output_tokens=30,  # per instruction
+    reply="BootstrappedInstructions",
+    calls=_rounds,
+    items=lambda config: PER_REQUEST,
+    typical=lambda t: t.render("self_instruct", examples=t.instruction * 8, n=PER_REQUEST),
+    runs_for=lambda method: method.prepare == "bootstrap",
+)
 
 
 def sample_seeds(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -57,6 +77,7 @@ def _examples(pool_seeds: list[str], generated: list[str], rng: random.Random) -
     return "\n".join(f"Task {i}: {' '.join(text.split())}" for i, text in enumerate(tasks, 1))
 
 
+@BOOTSTRAP.node
 async def bootstrap(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """One Self-Instruct round: new tasks from sampled ones, kept only if novel.
 

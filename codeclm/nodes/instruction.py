@@ -26,6 +26,7 @@ from codeclm.nodes.pairs import (
 )
 from codeclm.nodes.replies import ImprovedInstruction
 from codeclm.nodes.turns import improve_prompt, rewritten, turn_to_improve
+from codeclm.prompts import conversation_text
 from codeclm.state import (
     InstructionState,
     JudgeScores,
@@ -34,6 +35,80 @@ from codeclm.state import (
     spent,
     spent_per_turn,
     turn_node,
+)
+from codeclm.steps import ANSWER_TOKENS, Scale, Step, Typical
+
+
+def _answer_prompt(typical: Typical) -> str:
+    return typical.render("answer", instruction=typical.instruction)
+
+
+def _answer_later(typical: Typical, turn: int) -> str:
+    """A later turn's answer reads the conversation so far."""
+    return _answer_prompt(typical) * turn + typical.answer * (turn - 1)
+
+
+def _judge_prompt(typical: Typical) -> str:
+    answer = typical.answer
+    return typical.render(
+        "judge", instruction=typical.instruction, answer_1=answer, answer_2=answer
+    )
+
+
+def _judge_later(typical: Typical, turn: int) -> str:
+    conversation = conversation_text(
+        [typical.instruction] * turn, [typical.answer] * turn, "Assistant 1"
+    )
+    return typical.render(
+        "judge_turn",
+        instruction=typical.instruction,
+        conversation_1=conversation,
+        conversation_2=conversation,
+        turn=turn,
+    )
+
+
+ANSWER = Step(
+    name="answer",
+    prompts=("answer",),
+    output_tokens=ANSWER_TOKENS,
+    roles=("strong", "target"),
+    calls=lambda scale: scale.per_iteration(1),
+    typical=_answer_prompt,
+    turns="each",
+    later_turn=_answer_later,
+)
+ANSWER_STRONG = Step(
+    name="answer_strong",
+    prompts=("answer",),
+    output_tokens=ANSWER_TOKENS,
+    calls=lambda scale: scale.per_iteration(1),
+    typical=_answer_prompt,
+    turns="each",
+    later_turn=_answer_later,
+)
+JUDGE = Step(
+    name="judge",
+    prompts=("judge", "judge_turn"),
+    output_tokens=12,
+    reply="PairwiseScores",
+    calls=lambda scale: scale.per_iteration(2),  # both orders
+    typical=_judge_prompt,
+    turns="each",
+    later_turn=_judge_later,
+    shows=("scores",),
+)
+IMPROVE = Step(
+    name="improve",
+    prompts=("improve", "improve_turn"),
+    output_tokens=60,
+    reply="ImprovedInstruction",
+    calls=Scale.rewrites,
+    typical=lambda t: t.render(
+        "improve", instruction=t.instruction, action="an action", **t.labels
+    ),
+    entered_as="improving",
+    shows=("action",),
 )
 
 
@@ -52,6 +127,7 @@ def _reasoning(replies: list[Reply]) -> str | None:
     return "\n\n".join(parts) or None
 
 
+@ANSWER.node
 async def answer(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 6a: the strong answer f_s(I) and the target answer f_t(I), sent at once; with
     several turns, each model's whole conversation (each turn after its own answers).
@@ -92,6 +168,7 @@ def route_after_answer(state: InstructionState) -> str:
     return END if state.status == "dropped" else "judge"
 
 
+@ANSWER_STRONG.node
 async def answer_strong(
     state: InstructionState, runtime: Runtime[PipelineContext]
 ) -> dict[str, Any]:
@@ -152,6 +229,7 @@ def _undecided(state: InstructionState, scores: JudgeScores, threshold: float) -
     return f"|gap| {abs(scores.gap):g} <= threshold {threshold:g} {after}"
 
 
+@JUDGE.node
 async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 6b: the strong model scores both answers, twice with the order swapped.
 
@@ -199,6 +277,7 @@ def instruction_room(ctx: PipelineContext) -> int:
     return max(room, 200)
 
 
+@IMPROVE.node
 async def improve(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 5: rewrite the instruction with one action, harder; the next iteration begins.
 

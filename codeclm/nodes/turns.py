@@ -21,6 +21,7 @@ from codeclm.llm.reply import sampling_seed
 from codeclm.nodes.pairs import ANSWER_ASKS
 from codeclm.nodes.replies import FollowUp
 from codeclm.state import InstructionState, TokenUsage, in_turn, turn_node
+from codeclm.steps import Step, Typical
 
 #: What a user of a use case asks next: one plan per later turn, drawn without repeats
 #: (seeded per instruction). The turns are written before any answer, so each plan must
@@ -33,6 +34,31 @@ FOLLOW_UP_PLANS = (
     "bring a new case, input or example the result must also handle",
     "ask to extend the result, to shorten it, or to present it in another format",
     "pose an edge case as a question: what should happen when an unusual input or condition holds",
+)
+
+
+def _follow_up_prompt(typical: Typical, turn: int) -> str:
+    return typical.render(
+        "follow_up",
+        user_turns=typical.instruction * (turn - 1),
+        turn=turn,
+        plan="a plan",
+        **typical.labels,
+    )
+
+
+WRITE_TURNS = Step(
+    name="write_turns",
+    prompts=("follow_up",),
+    output_tokens=60,
+    reply="FollowUp",
+    # Each later turn, once per instruction and again after each rewrite (written anew).
+    calls=lambda scale: (
+        scale.instructions + scale.rewrites()[0],
+        scale.instructions + scale.rewrites()[1],
+    ),
+    turns="later",
+    later_turn=_follow_up_prompt,
 )
 
 
@@ -49,6 +75,7 @@ def numbered(turns: list[str]) -> str:
     return "\n\n".join(f"Turn {i}: {text}" for i, text in enumerate(turns, 1))
 
 
+@WRITE_TURNS.node
 async def write_turns(state: InstructionState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """The user's turns the conversation lacks, up to T, each written after the ones
     before it (the turns it has stay: after ``improve``, those up to the rewritten one)."""

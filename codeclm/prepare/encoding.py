@@ -22,8 +22,21 @@ from codeclm.nodes.fields import encode_fields_text, read_extra
 from codeclm.nodes.replies import encoded_metadata
 from codeclm.prepare.pool import augment_pool, base_pool, encoded_labels, updated_pool
 from codeclm.state import EncodedSeed, EncodeTask, Failure, PrepareState, Seed, TokenUsage, spent
+from codeclm.steps import Step
 
 EncodeNode = Callable[[EncodeTask, Runtime[PipelineContext]], Awaitable[dict[str, Any]]]
+
+
+ENCODE_SEED = Step(
+    name="encode_seed",
+    prompts=("encode",),
+    output_tokens=60,
+    reply="EncodedMetadata",
+    unit="seeds",
+    calls=lambda scale: (scale.seeds, scale.seeds),
+    typical=lambda t: t.render("encode", instruction=t.seed, max_skills=t.config.max_skills),
+    runs_for=lambda method: method.makes_metadata,
+)
 
 
 def encode_seed_node(max_attempts: int) -> EncodeNode:
@@ -32,7 +45,7 @@ def encode_seed_node(max_attempts: int) -> EncodeNode:
     async def encode_seed(task: EncodeTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
         return await encode_seeds(task, runtime, max_attempts)
 
-    return encode_seed
+    return ENCODE_SEED.node(encode_seed)
 
 
 async def encode_seeds(

@@ -45,6 +45,36 @@ from codeclm.state import (
     TokenUsage,
     spent,
 )
+from codeclm.steps import INSTRUCTION_TOKENS, Scale, Step
+
+
+def _decode_asks(scale: Scale) -> tuple[float, float]:
+    """Asks of ``decode_batch`` instructions per entry; at worst every ask stalls once."""
+    asks = scale.entries * math.ceil(scale.per_entry / scale.config.decode_batch)
+    return asks, asks * 2
+
+
+WRITE_RUBRICS = Step(
+    name="write_rubrics",
+    prompts=("rubrics", "avoid"),
+    output_tokens=40,  # per rubric-and-action pair
+    reply="SelfRubrics",
+    unit="entries",
+    calls=lambda scale: (scale.entries, scale.entries * 3),  # at worst two top-ups
+    items=lambda config: config.rubrics,
+    typical=lambda t: t.render("rubrics", k=t.config.rubrics, avoid="", **t.labels),
+    runs_for=lambda method: method.makes_metadata and method.uses_rubrics,
+)
+DECODE = Step(
+    name="decode",
+    prompts=("decode", "avoid"),
+    output_tokens=INSTRUCTION_TOKENS,  # per instruction
+    reply="DecodedInstructions",
+    calls=_decode_asks,
+    items=lambda config: config.decode_batch,
+    typical=lambda t: t.render("decode", n=t.config.decode_batch, avoid="", **t.labels),
+    runs_for=lambda method: method.makes_metadata,
+)
 
 
 def _join(items: list[str]) -> str:
@@ -129,6 +159,7 @@ def unusable_entries(state: PrepareState) -> set[str]:
     return {r.metadata_id for r in state.rubric_sets if not r.usable}
 
 
+@WRITE_RUBRICS.node
 async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 4, Self-Rubrics: k distinct rubrics and k distinct actions per entry.
 
@@ -184,6 +215,7 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
     return {"rubric_sets": [rubric_set], **spent("write_rubrics", strong=usage)}
 
 
+@DECODE.node
 async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Step 3, one round for one entry: ``want`` new basic instructions, a batch per call.
 

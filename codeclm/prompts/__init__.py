@@ -1,46 +1,22 @@
 """The prompt of each step, one Markdown file per step, overridable from a folder.
 
 Templates use ``$name`` placeholders (``string.Template``), so JSON braces in few-shot
-examples need no escaping. A folder given as ``prompts_dir`` replaces any of these files
-by name; the ones it does not contain keep the built-in text.
+examples need no escaping. Every ``.md`` file here is a prompt, named by its file; its
+placeholders are the ones the step fills. A folder given as ``prompts_dir`` replaces any of
+these files by name (the replacement must use the same placeholders); the ones it does not
+contain keep the built-in text, and a file of a new name there is a new prompt (the prompt
+of a step added outside this package).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from string import Template
 
 from codeclm.config import ConfigError
-
-#: Each step's prompt and the placeholders it must fill.
-PROMPT_VARIABLES: dict[str, frozenset[str]] = {
-    "encode": frozenset({"instruction", "max_skills"}),
-    "decode": frozenset({"n", "use_case", "skills", "avoid"}),
-    "rubrics": frozenset({"k", "use_case", "skills", "avoid"}),
-    # A top-up ask's list of what the step already has (in decode and rubrics as $avoid).
-    "avoid": frozenset({"items"}),
-    "improve": frozenset({"instruction", "action", "use_case", "skills"}),
-    "answer": frozenset({"instruction"}),
-    # The filter's judge (no explanation) and the evaluation's (with one): the paper's two.
-    "judge": frozenset({"instruction", "answer_1", "answer_2"}),
-    "judge_eval": frozenset({"instruction", "answer_1", "answer_2"}),
-    # Conversations (--turns T > 1): the user's next turn, a later turn made harder, and
-    # the judges of a later turn, which see both conversations up to it.
-    "follow_up": frozenset({"use_case", "skills", "user_turns", "turn", "plan"}),
-    "improve_turn": frozenset({"instruction", "action", "use_case", "skills", "earlier", "turn"}),
-    "judge_turn": frozenset({"instruction", "conversation_1", "conversation_2", "turn"}),
-    "judge_eval_turn": frozenset({"instruction", "conversation_1", "conversation_2", "turn"}),
-    # The baselines (run --method self-instruct | alpagasus | evol-instruct |
-    # wizardlm-plus | tree-instruct).
-    "self_instruct": frozenset({"examples", "n"}),
-    "rate_quality": frozenset({"instruction", "answer"}),
-    "evolve_depth": frozenset({"instruction", "method"}),
-    "evolve_breadth": frozenset({"instruction"}),
-    "tree_instruct": frozenset({"instruction", "nodes"}),
-}
-
 
 #: Placeholders a prompt may leave out: ``$fields``, the declared metadata fields
 #: (``metadata_fields``), empty when none are declared. An override without it still works;
@@ -50,6 +26,13 @@ OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
     "decode": frozenset({"fields"}),
     "rubrics": frozenset({"fields"}),
 }
+
+
+def placeholders(template: Template) -> frozenset[str]:
+    """The ``$name`` placeholders a template fills."""
+    return frozenset(
+        m[1] or m[2] for m in template.pattern.findall(template.template) if m[1] or m[2]
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +45,10 @@ class Prompts:
         optional = {name: "" for name in OPTIONAL_VARIABLES.get(step, ())}
         return self.templates[step].substitute(optional | {k: str(v) for k, v in values.items()})
 
+    def placeholders(self, step: str) -> frozenset[str]:
+        """What ``render`` must be given for ``step`` (its optional ones apart)."""
+        return placeholders(self.templates[step]) - OPTIONAL_VARIABLES.get(step, frozenset())
+
 
 def conversation_text(user_turns: list[str], answers: list[str], assistant: str) -> str:
     """A conversation as the multi-turn judges read it (MT-Bench's layout)."""
@@ -71,23 +58,34 @@ def conversation_text(user_turns: list[str], answers: list[str], assistant: str)
     return "\n\n".join(lines)
 
 
+def _files(folder: Traversable | Path) -> dict[str, Traversable | Path]:
+    return {f.name[:-3]: f for f in folder.iterdir() if f.name.endswith(".md") and f.is_file()}
+
+
 def load_prompts(override_dir: str | Path | None = None) -> Prompts:
-    """Built-in prompts, with any same-named ``.md`` file from ``override_dir`` in their place."""
+    """Built-in prompts, with any same-named ``.md`` file from ``override_dir`` in their place
+    (and its new ones beside them)."""
+    builtin = _files(resources.files(__package__))
+    overrides = _files(Path(override_dir)) if override_dir is not None else {}
     templates: dict[str, Template] = {}
-    builtin = resources.files(__package__)
-    for step, variables in PROMPT_VARIABLES.items():
-        source = builtin.joinpath(f"{step}.md")
-        if override_dir is not None and (Path(override_dir) / f"{step}.md").is_file():
-            source = Path(override_dir) / f"{step}.md"  # type: ignore[assignment]
+    for step, source in sorted((builtin | overrides).items()):
         template = Template(source.read_text(encoding="utf-8"))
-        used = {m[1] or m[2] for m in template.pattern.findall(template.template) if m[1] or m[2]}
-        missing = variables - used
-        unknown = used - variables - OPTIONAL_VARIABLES.get(step, frozenset())
-        if missing or unknown:
-            raise ConfigError(
-                f"prompt {source}: "
-                + (f"missing ${', $'.join(sorted(missing))} " if missing else "")
-                + (f"unknown ${', $'.join(sorted(unknown))}" if unknown else "")
-            )
+        if step in builtin and source is not builtin[step]:
+            _check(step, source, template, placeholders(Template(builtin[step].read_text("utf-8"))))
         templates[step] = template
     return Prompts(templates)
+
+
+def _check(
+    step: str, source: Traversable | Path, template: Template, wanted: frozenset[str]
+) -> None:
+    """An override fills the placeholders the built-in prompt does (optional ones apart)."""
+    optional = OPTIONAL_VARIABLES.get(step, frozenset())
+    used = placeholders(template)
+    missing, unknown = wanted - optional - used, used - wanted - optional
+    if missing or unknown:
+        raise ConfigError(
+            f"prompt {source}: "
+            + (f"missing ${', $'.join(sorted(missing))} " if missing else "")
+            + (f"unknown ${', $'.join(sorted(unknown))}" if unknown else "")
+        )

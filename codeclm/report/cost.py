@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from codeclm.config import ConfigError, RunConfig
 from codeclm.cost.estimate import from_settings
 from codeclm.cost.meter import dollars, role_of
+from codeclm.graph import method_steps
 from codeclm.prompts import load_prompts
 from codeclm.records import RunRecord
 
@@ -23,7 +24,9 @@ def cost_figures(record: RunRecord, seed_texts: list[str]) -> dict[str, Any] | N
     figures: dict[str, Any] = cost.model_dump(mode="json")
     try:
         config = RunConfig.model_validate(record.config)
-        estimate = from_settings(config, load_prompts(config.prompts_dir), seed_texts or [""])
+        prompts = load_prompts(config.prompts_dir)
+        steps = method_steps(config)
+        estimate = from_settings(config, prompts, seed_texts or [""], steps)
     except (ConfigError, ValidationError):  # settings of another version: no estimate
         figures["estimate"] = None
         return figures

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from codeclm.analysis.embeddings import Vectors
 from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
-from codeclm.config import ConfigError
+from codeclm.config import ConfigError, RunConfig
+from codeclm.graph import instruction_steps
 from codeclm.handle import RunHandle
 from codeclm.outputs import DATASET, DROPPED, FAILED, METADATA
 from codeclm.records import RunRecord
@@ -208,6 +211,7 @@ def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
     judged = [row for row in rows if row.turn_scores]  # (none for the baselines)
     cost = run.record.cost
     by_node = cost.by_node if cost else {}
+    threads = _thread_steps(run.record)
     figures = []
     for turn in range(1, turns + 1):
         scores = [row.turn_scores[turn - 1] for row in judged if len(row.turn_scores) >= turn]
@@ -215,7 +219,7 @@ def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
         paid = [
             value or 0.0
             for key, value in by_node.items()
-            if _turn_of(key.rsplit("/", 1)[0]) == turn
+            if _turn_of(key.rsplit("/", 1)[0], threads) == turn
         ]
         figures.append(
             {
@@ -232,14 +236,22 @@ def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
     return figures
 
 
-def _turn_of(node: str) -> int | None:
-    """The turn a node's usage is for (``node turn N``; the answers, judges and rewrites of
-    the first turn go by the nodes' own names); None: not a turn's (the prepare pass)."""
+def _thread_steps(record: RunRecord) -> set[str]:
+    """The steps of the run's instruction threads (none known for another version's)."""
+    try:
+        return set(instruction_steps(RunConfig.model_validate(record.config)))
+    except (ConfigError, ValidationError):
+        return set()
+
+
+def _turn_of(node: str, threads: set[str]) -> int | None:
+    """The turn a node's usage is for (``node turn N``; the first turn's work of the
+    instruction threads' steps, ``threads``, goes by the nodes' own names); None: not a
+    turn's (the prepare pass)."""
     name, _, turn = node.partition(" turn ")
     if turn:
         return int(turn)
-    firsts = ("answer", "answer_strong", "judge", "improve", "evolve", "grow_tree", "rate")
-    return 1 if name in firsts else None
+    return 1 if name in threads else None
 
 
 def update_figures(run: RunData) -> list[dict[str, Any]]:

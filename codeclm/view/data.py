@@ -196,7 +196,7 @@ async def chain(session: RunSession, ident: str) -> list[Iteration]:
     if not first:
         return []
     iterations = [Iteration(1, first.get("basic_instruction", ""), None)]
-    for step in history_steps(snapshots):
+    for step in history_steps(snapshots, session.instructions):
         if step.action is not None:
             iteration = Iteration(step.iteration or 0, step.instruction or "", step.action)
             iteration.turn = step.turn
