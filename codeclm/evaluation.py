@@ -17,8 +17,7 @@ from codeclm.analysis.judge import JudgeTally
 from codeclm.config import EvalConfig
 from codeclm.engine.stops import endpoints_of, until_stopped
 from codeclm.engine.threads import RunStats, run_threads
-from codeclm.graph import Graph, started_values, thread_config
-from codeclm.graph.evaluation import EVAL_RESTART_FROM
+from codeclm.graph import Graph, restart_table, started_values, thread_config
 from codeclm.handle import Folder
 from codeclm.handle.evaluation import EvalHandle
 from codeclm.nodes.evaluation import EvalContext, verdict
@@ -170,7 +169,7 @@ async def _judge_all(
         context,
         board,
         stats,
-        EVAL_RESTART_FROM,
+        restart_table(graph.builder),
         ("judged",),
         workers=context.config.workers,
     )

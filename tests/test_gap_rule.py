@@ -101,8 +101,8 @@ def test_judge_is_run_twice_with_the_answers_swapped_and_averaged(
     assert all(c.response_format is None for c in judge_calls), "a line, not a JSON schema"
     assert all("\n" not in c.reply for c in judge_calls), "two scores, no explanation"
     for row in read_jsonl(out / "dataset.jsonl"):
-        prompts = [c.prompt for c in judge_calls if row["instruction"] in c.prompt]
-        firsts = sorted(p.split("[The Start of Assistant 1's Answer]\n")[1][:14] for p in prompts)
+        asked = [c.values for c in judge_calls if c.values["instruction"] == row["instruction"]]
+        firsts = sorted(values["answer_1"][:14] for values in asked)
         assert firsts == sorted([STRONG_PREFIX[:14], TARGET_PREFIX[:14]]), "both orders sent"
         assert all(c.temperature == 0 for c in judge_calls)
         # strong first: (8+2, 3); target first: (8, 3+2) → averages 9 and 4

@@ -68,8 +68,8 @@ def test_declared_fields_flow_from_the_encoder_to_the_dataset_rows(
     decode = [r for r in mock_llm.requests if r.schema == "DecodedInstructions"]
     rubrics = [r for r in mock_llm.requests if r.schema == "SelfRubrics"]
     for request in decode + rubrics:
-        assert field_of(request.prompt, "- Domain:") in ("finance", "health", "retail")
-        assert field_of(request.prompt, "- Sub use case:")
+        assert field_of(request.values["fields"], "- Domain:") in ("finance", "health", "retail")
+        assert field_of(request.values["fields"], "- Sub use case:")
 
     rows = read_jsonl(out / "dataset.jsonl") + read_jsonl(out / "dropped.jsonl")
     kept = read_jsonl(out / "dataset.jsonl")

@@ -20,7 +20,6 @@ import pytest
 
 import codeclm
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
-from codeclm.bench.mock_model import field_of
 from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from tests.conftest import mock_args, read_jsonl, run_cli
@@ -117,9 +116,7 @@ def wait_for(check: Any, proc: subprocess.Popen[str], seconds: float = 300) -> N
 def labels_asked(mock: MockLLM) -> set[tuple[str, str]]:
     """(use case, skills) of every Self-Rubrics and decode request the mock received."""
     return {
-        (field_of(r.prompt, "- Use case:"), field_of(r.prompt, "- Skills:"))
-        for r in mock.requests
-        if r.schema in LABELLED
+        (r.values["use_case"], r.values["skills"]) for r in mock.requests if r.schema in LABELLED
     }
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from codeclm.bench.mock_llm import MockLLM, mixed_rule
-from codeclm.bench.mock_model import field_of
 from codeclm.cli import main
 from tests.conftest import mock_args, read_jsonl, run_cli, write_seeds
 
@@ -70,9 +69,7 @@ def test_an_update_follows_the_new_seeds_pays_only_for_new_work_and_keeps_every_
     old_labels = {(e["use_case"], ", ".join(e["skills"])) for e in pool_before}
     per_entry = [r for r in update_requests if r.schema in ("DecodedInstructions", "SelfRubrics")]
     assert per_entry and not [
-        r
-        for r in per_entry
-        if (field_of(r.prompt, "- Use case:"), field_of(r.prompt, "- Skills:")) in old_labels
+        r for r in per_entry if (r.values["use_case"], r.values["skills"]) in old_labels
     ]
     old_texts = {str(row["instruction"]) for row in before.values()}
     old_texts |= {str(row["basic_instruction"]) for row in before.values()}

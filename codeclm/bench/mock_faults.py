@@ -211,6 +211,7 @@ def as_a_model_would(
     short_list_rate: float,
     list_cap: int | None,
     repeat_rate: float,
+    use_case: str = "",
 ) -> dict[str, Any]:
     """Short lists and repeated items, the same way for the same request.
 
@@ -233,7 +234,7 @@ def as_a_model_would(
             if len(items) > 1 and roll(fault_seed, f"generic|{request}") < 0.5:
                 items[-1] = items[0].upper().rstrip(".") + "!"
             else:  # a generic item other entries may give too
-                items[-1] = f"Tell me more about {model.field_of(request, '- Use case:')}."
+                items[-1] = f"Tell me more about {use_case}."
         out[key] = items
     return out
 

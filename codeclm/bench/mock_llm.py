@@ -33,13 +33,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from codeclm.bench import mock_faults as faults
 from codeclm.bench import mock_model as model
 from codeclm.bench.mock_batches import MockBatches
 from codeclm.bench.mock_model import (
-    AVOID_MARKER,
     HARDER,
     REFUSAL,
     STRONG_MODEL,
@@ -51,11 +51,11 @@ from codeclm.bench.mock_model import (
     mixed_rule,
     paper_rule,
 )
+from codeclm.bench.mock_reading import ReadPrompt
 from codeclm.bench.mock_server import Answer, LoopbackServer
 from codeclm.bench.mock_serving import Serving
 
 __all__ = [
-    "AVOID_MARKER",
     "HARDER",
     "REFUSAL",
     "STRONG_MODEL",
@@ -96,6 +96,12 @@ class Request:
     """The content it was answered with."""
     history: list[tuple[str, str]] = field(default_factory=list)
     """The conversation sent before ``prompt``, as (role, content)."""
+    read: ReadPrompt = field(default_factory=ReadPrompt)
+    """The prompt read back: the prompt file it was rendered from, and with which values."""
+
+    @property
+    def values(self) -> dict[str, str]:
+        return self.read.values
 
 
 @dataclass
@@ -120,6 +126,9 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
     #: An answer's typical length in tokens (each between half and 1.5 times it, fixed by
     #: its prompt), as a capable model writes; 0: the instruction echoed, a few tokens.
     answer_tokens: int = 0
+    #: The folder of prompt overrides the client was given (its prompts are read against
+    #: these files); None: the built-in prompts.
+    prompts_dir: Path | None = None
     requests: list[Request] = field(default_factory=list)
     batch_api: MockBatches = field(default_factory=MockBatches)
     """The Batch API's files and batches (its delay, expiries and failing lines)."""
@@ -172,7 +181,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
     def reply(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
         """The reply's content, its ``finish_reason``, and a refusal for the ``refusal`` field."""
         prompt = body["messages"][-1]["content"]
-        step, schema = model.request_step(body)
+        step, schema, read = model.request_step(body, self.prompts_dir)
         with self.lock:
             if step and self.garbage_next[step] > 0:
                 self.garbage_next[step] -= 1
@@ -185,38 +194,31 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
             return self._answer(body)
         if step == "PairwiseScores":  # the judges answer in a line, not in JSON
             bias = (self.first_position_bias, self.length_bias)
-            return model.judge(prompt, self.judge_rule, *bias), "stop", None
+            return model.judge(read, self.judge_rule, *bias), "stop", None
         salt = f"{body.get('seed')}|{body['model']}"
+        values = read.values
+        use_case = values.get("use_case", "").strip()
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "EncodedMetadata": lambda: model.encode(prompt, self.label_variants, schema),
+            "EncodedMetadata": lambda: model.encode(values, self.label_variants, schema),
             "SelfRubrics": lambda: model.rubrics(
-                prompt,
-                model.count_in(prompt, r"Write (\d+) rubrics", 4),
-                salt,
-                self.rubrics_distinct.get(model.field_of(prompt, "- Use case:")),
+                prompt, values, salt, self.rubrics_distinct.get(use_case)
             ),
             "DecodedInstructions": lambda: faults.copying(
-                model.decode(
-                    prompt,
-                    model.count_in(prompt, r"Write (\d+) diverse instructions", 5),
-                    salt,
-                    self.decode_distinct,
-                    self.numbered_decode,
-                ),
+                model.decode(prompt, values, salt, self.decode_distinct, self.numbered_decode),
                 self.fault_seed,
                 self.copied_items,
                 self.copy_rate,
             ),
-            "ImprovedInstruction": lambda: model.improve(prompt, self.rewrite_chars),
-            "BootstrappedInstructions": lambda: model.bootstrap(
-                prompt, model.count_in(prompt, r"Write (\d+) new tasks", 8)
-            ),
-            "EvolvedInstruction": lambda: model.evolve(prompt),
-            "TreeInstruction": lambda: model.grow_tree(prompt),
-            "QualityRating": lambda: model.rating(prompt),
-            "FollowUp": lambda: model.follow_up(prompt),
+            "ImprovedInstruction": lambda: model.improve(values, self.rewrite_chars),
+            "BootstrappedInstructions": lambda: model.bootstrap(prompt, values),
+            "EvolvedInstruction": lambda: model.evolve(read),
+            "TreeInstruction": lambda: model.grow_tree(values),
+            "QualityRating": lambda: model.rating(values),
+            "FollowUp": lambda: model.follow_up(values),
         }
-        make = steps.get(step, lambda: model.filled({"properties": schema}))
+        filled = lambda: model.filled({"properties": schema})  # noqa: E731
+        # A prompt none of the steps' files renders (another client's): a filled schema.
+        make = steps.get(step, filled) if read.name is not None else filled
         payload = faults.as_a_model_would(
             faults.in_first_person(make(), self.fault_seed, self.first_person_rate),
             f"{prompt}|{salt}",
@@ -224,6 +226,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
             short_list_rate=self.short_list_rate,
             list_cap=self.list_cap,
             repeat_rate=self.repeat_rate,
+            use_case=use_case,
         )
         # a long reply for its budget: the same request always, a larger budget maybe not
         roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{model.max_tokens_of(body)}")
@@ -290,7 +293,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
 
     async def _chat(self, body: dict[str, Any], worker: str | None = None) -> Answer:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
-        step, _ = model.request_step(body)
+        step, _, read = model.request_step(body, self.prompts_dir)
         response_format = body.get("response_format") or {}
         fault = self._draw_fault(step is not None)
         request = None
@@ -299,6 +302,7 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
                 model=body["model"],
                 schema=step,
                 prompt=body["messages"][-1]["content"],
+                read=read,
                 temperature=body.get("temperature"),
                 at=time.monotonic(),
                 fault=fault,

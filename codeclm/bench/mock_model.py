@@ -1,18 +1,23 @@
-"""What the mock model says at each step, as pure functions of the prompt: the loopback
-mock (``mock_llm.py``) serves them over HTTP, ``mock_faults.py`` adds the misbehaviours.
+"""What the mock model says at each step, as pure functions of what it was asked: the
+loopback mock (``mock_llm.py``) serves them over HTTP, ``mock_faults.py`` adds the
+misbehaviours.
 
 The step is told by the request's JSON-schema name, or, for a request without one (a
 server that takes ``json_object`` or plain prompting, the judges, the answers), by the
-words of its prompt (``step_of``)."""
+prompt file it was rendered from and the reply that file's step declares; the values come
+from reading the prompt back against its file (``mock_reading``), never from its wording."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from codeclm.bench.mock_reading import ReadPrompt, reader
 from codeclm.bench.mock_texts import FIRST_PERSON_REQUESTS, VERBS, WORDS
+from codeclm.nodes.evaluation import JUDGE_ITEM
 
 STRONG_MODEL = "strong-model"
 TARGET_MODEL = "target-model"
@@ -21,12 +26,9 @@ TARGET_PREFIX = "TARGET ANSWER: "
 HARDER = " (harder: "
 REFUSAL = "I'm sorry, but I can't help with that request."
 
+
 #: (instruction text as judged) -> (strong score, target score)
 JudgeRule = Callable[[str], tuple[int, int]]
-
-
-#: What a top-up prompt says before the items it already has (``prompts/avoid.md``).
-AVOID_MARKER = "do not repeat"
 
 
 def first_person(text: str) -> str:
@@ -44,37 +46,9 @@ def iteration_of(instruction: str) -> int:
 
 
 def field_of(prompt: str, label: str) -> str:
+    """The rest of the line after ``label`` (a metadata field's line: '- Domain: finance')."""
     match = re.search(rf"^{re.escape(label)}(.*)$", prompt, re.MULTILINE)
     return match.group(1).strip() if match else ""
-
-
-#: Words of each built-in prompt that tell its step, for requests without a schema name.
-STEP_MARKERS = (
-    ("[The Start of Assistant 1's Answer]", "PairwiseScores"),
-    ("[The Start of Assistant 1's Conversation", "PairwiseScores"),
-    ("says next in a conversation", "FollowUp"),
-    ("Describe it by its", "EncodedMetadata"),
-    ("rubrics for judging how difficult", "SelfRubrics"),
-    ("diverse instructions for this use case", "DecodedInstructions"),
-    ("Improving action:", "ImprovedInstruction"),
-    ("come up with a set of diverse task instructions", "BootstrappedInstructions"),
-    ("#The Given Prompt#", "EvolvedInstruction"),
-    ("as a semantic parse tree", "TreeInstruction"),
-    ("rate according to the accuracy", "QualityRating"),
-)
-EVAL_MARKER = "explain your evaluation"
-"""The evaluation judge's prompt (with an explanation) says this; the filter's does not."""
-
-
-def step_of(prompt: str) -> str | None:
-    """The step a prompt belongs to; None: a plain answer."""
-    return next((step for marker, step in STEP_MARKERS if marker in prompt), None)
-
-
-def count_in(prompt: str, pattern: str, default: int) -> int:
-    """A number the prompt asks for ("Write 5 diverse instructions")."""
-    match = re.search(pattern, prompt)
-    return int(match.group(1)) if match else default
 
 
 def _between(prompt: str, start: str, end: str) -> str:
@@ -102,13 +76,13 @@ USE_CASE_VARIANTS = {
 
 
 def encode(
-    prompt: str, variants: bool = False, properties: dict[str, Any] | None = None
+    values: dict[str, str], variants: bool = False, properties: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A use case and two skills, a function of the seed; ``variants``: some seeds get
     another spelling of the same use case, and a skill in other case and punctuation.
     Fields the schema declares beyond those (``metadata_fields``) get a value each: one
     of its allowed values, or a label; a list of one or two for a list field."""
-    seed = prompt.rsplit("Instruction:", 1)[1].strip()
+    seed = values["instruction"].strip()
     h = digest(seed)
     use_cases = ["question answering", "creative writing", "coding help", "advice"]
     topics = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
@@ -126,20 +100,21 @@ def encode(
         items = spec.get("items", spec)
         allowed = items.get("enum") or [f"{name} {c}" for c in "xyz"]
         pick = digest(f"{seed}|{name}")
-        values = [allowed[pick % len(allowed)], allowed[(pick // 7) % len(allowed)]]
+        picked = [allowed[pick % len(allowed)], allowed[(pick // 7) % len(allowed)]]
         if spec.get("type") == "array":
-            reply[name] = list(dict.fromkeys(values))
+            reply[name] = list(dict.fromkeys(picked))
         else:
-            reply[name] = values[0]
+            reply[name] = picked[0]
     return reply
 
 
-def rubrics(prompt: str, k: int, salt: str, distinct: int | None = None) -> dict[str, Any]:
+def rubrics(
+    prompt: str, values: dict[str, str], salt: str, distinct: int | None = None
+) -> dict[str, Any]:
     """Rubric and action i; a top-up (its prompt lists what exists) numbers new ones.
     ``distinct``: the entry has only this many distinct ones in it (then repeats)."""
-    use_case = field_of(prompt, "- Use case:")
-    skills = field_of(prompt, "- Skills:")
-    first = 0 if AVOID_MARKER not in prompt else k + digest(prompt + salt) % 50
+    use_case, skills, k = values["use_case"].strip(), values["skills"].strip(), int(values["k"])
+    first = 0 if not values.get("avoid") else k + digest(prompt + salt) % 50
     numbers = [i % distinct if distinct else i for i in range(first, first + k)]
     return {
         "rubrics": [f"rubric {i} for {use_case} / {skills}" for i in numbers],
@@ -148,12 +123,15 @@ def rubrics(prompt: str, k: int, salt: str, distinct: int | None = None) -> dict
 
 
 def decode(
-    prompt: str, n: int, salt: str, distinct: int | None = None, numbered: bool = False
+    prompt: str,
+    values: dict[str, str],
+    salt: str,
+    distinct: int | None = None,
+    numbered: bool = False,
 ) -> dict[str, Any]:
     """n instructions in varied words, drawn from ``distinct`` per entry if set; or
     ``numbered``: 'Task N on USE CASE needing SKILLS.', alike in meaning, apart in words."""
-    use_case = field_of(prompt, "- Use case:")
-    skills = field_of(prompt, "- Skills:")
+    use_case, skills, n = values["use_case"].strip(), values["skills"].strip(), int(values["n"])
     items = []
     for j in range(n):
         h = digest(f"{prompt}|{salt}|{j}")
@@ -170,21 +148,21 @@ def decode(
     return {"instructions": items}
 
 
-def improve(prompt: str, pad_to: int = 0) -> dict[str, Any]:
+def improve(values: dict[str, str], pad_to: int = 0) -> dict[str, Any]:
     """The instruction with the action appended; ``pad_to``: a rewrite that long (a model
     that writes at length), in characters."""
-    instruction = prompt.rsplit("Instruction: ", 1)[1].split("\n\nReply with")[0]
-    action = field_of(prompt, "Improving action:")
+    instruction, action = values["instruction"], values["action"].strip()
     rewrite = f"{instruction}{HARDER}{action})"
     if len(rewrite) < pad_to:
         rewrite += " Consider also " + "every further detail " * ((pad_to - len(rewrite)) // 22)
     return {"instruction": rewrite}
 
 
-def bootstrap(prompt: str, n: int) -> dict[str, Any]:
+def bootstrap(prompt: str, values: dict[str, str]) -> dict[str, Any]:
     """Self-Instruct: n new tasks named by the prompt's digest, plus a copy of an example
     (which the ROUGE-L novelty filter must reject)."""
-    examples = re.findall(r"^Task \d+: (.*)$", prompt, re.MULTILINE)
+    n = int(values["n"])
+    examples = re.findall(r"^Task \d+: (.*)$", values["examples"], re.MULTILINE)
     h = digest(prompt)
     topics = ["rivers", "tax forms", "chess", "sourdough", "compilers", "jazz", "tides"]
     verbs = ["Explain", "Summarize", "Compare", "Critique", "Plan", "Describe", "List"]
@@ -195,21 +173,20 @@ def bootstrap(prompt: str, n: int) -> dict[str, Any]:
     return {"instructions": [*made, examples[0]] if examples else made}
 
 
-def evolve(prompt: str) -> dict[str, Any]:
+def evolve(read: ReadPrompt) -> dict[str, Any]:
     """Evol-Instruct: in depth appends the operator's first words; in breadth, a new task."""
-    given = prompt.split("#The Given Prompt#:\n", 1)[1].split("\n\nReply with")[0]
-    if "Prompt Creator" in prompt:
+    given = read.values["instruction"]
+    if read.name == "evolve_breadth":
         return {"instruction": f"A rarer task in the domain of: {given}"}
-    method = prompt.split("following method:\n", 1)[1].split("\n", 1)[0]
+    method = read.values["method"].split("\n", 1)[0]
     if method.startswith("If #The Given Prompt# can be solved"):  # a failed evolution
         return {"instruction": given}
     return {"instruction": f"{given} [{' '.join(method.split()[:3])}]"}
 
 
-def grow_tree(prompt: str) -> dict[str, Any]:
+def grow_tree(values: dict[str, str]) -> dict[str, Any]:
     """Tree-Instruct: the instruction with the nodes it was asked to add."""
-    given = _between(prompt, "Instruction:\n", "\n\nReply with")
-    nodes = count_in(prompt, r"Add exactly (\d+) new nodes", 10)
+    given, nodes = values["instruction"], int(values["nodes"])
     return {
         "tree": f"(task {given[:40]})",
         "expanded_tree": f"(task {given[:40]} +{nodes})",
@@ -217,26 +194,26 @@ def grow_tree(prompt: str) -> dict[str, Any]:
     }
 
 
-def rating(prompt: str) -> dict[str, Any]:
+def rating(values: dict[str, str]) -> dict[str, Any]:
     """AlpaGasus: a rating of 3, 4, 4.5 or 5, a function of the pair (half pass 4.5)."""
-    pair = _between(prompt, "[Instruction]\n", "[The End of")
+    pair = f"{values['instruction']}|{values['answer']}"
     score = (5.0, 3.0, 4.5, 4.0)[digest(pair) % 4]
     return {"score": score, "explanation": "The answer addresses the instruction."}
 
 
-def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0, length_bias: int = 0) -> str:
+def judge(
+    read: ReadPrompt, rule: JudgeRule, first_position_bias: int = 0, length_bias: int = 0
+) -> str:
     """The Vicuna-style reply: one line with both scores; and, asked for it (the
-    evaluation's prompt), an explanation on the lines after. ``first_position_bias`` is
+    evaluation's prompts), an explanation on the lines after. ``first_position_bias`` is
     added to the answer shown first, ``length_bias`` to the longer one (biased judges)."""
-    if "[The Start of Assistant 1's Conversation" in prompt:  # a later turn's judge
-        instruction = _between(prompt, "[Question]\n", "\n\n[System]")
-        conversation = _between(prompt, "Conversation with User]\n", "\n[The End of")
-        first = conversation.rsplit("### Assistant 1:\n", 1)[-1]
-        second = prompt.rsplit("### Assistant 2:\n", 1)[-1].split("\n[The End of", 1)[0]
+    values = read.values  # (none for a prompt of another client's: it is scored all the same)
+    instruction = values.get("instruction", "")
+    if "conversation_1" in values:  # a later turn's judge: the last answer of each
+        first = values["conversation_1"].rsplit("### Assistant 1:\n", 1)[-1]
+        second = values["conversation_2"].rsplit("### Assistant 2:\n", 1)[-1]
     else:
-        instruction = _between(prompt, "[Question]\n", "\n\n[The Start of Assistant 1")
-        first = _between(prompt, "[The Start of Assistant 1's Answer]\n", "\n[The End of")
-        second = _between(prompt, "[The Start of Assistant 2's Answer]\n", "\n[The End of")
+        first, second = values.get("answer_1", ""), values.get("answer_2", "")
     strong, target = rule(instruction)
     if first.startswith(STRONG_PREFIX):
         one, two = strong + first_position_bias, target
@@ -247,17 +224,17 @@ def judge(prompt: str, rule: JudgeRule, first_position_bias: int = 0, length_bia
             (one + length_bias, two) if len(first) > len(second) else (one, two + length_bias)
         )
     line = f"{min(one, 10)} {min(two, 10)}"
-    if EVAL_MARKER in prompt:
+    if read.name in JUDGE_ITEM.prompts:  # the evaluation's judge explains (the filter's not)
         better = 1 if one >= two else 2
         return f"{line}\nAssistant {better} answered more helpfully and in more detail."
     return line
 
 
-def follow_up(prompt: str) -> dict[str, Any]:
+def follow_up(values: dict[str, str]) -> dict[str, Any]:
     """The user's next turn: its number and plan, and the first turn it follows."""
-    turn = count_in(prompt, r"turn (\d+) of the conversation", 2)
-    first = _between(prompt, "Turn 1: ", "\n\n")
-    plan = " ".join(_between(prompt, "Its plan: ", "\n").split()[:3])
+    turn = int(values["turn"])
+    first = _between(values["user_turns"] + "\n\n", "Turn 1: ", "\n\n")
+    plan = " ".join(values["plan"].split()[:3])
     return {"message": f"Turn {turn} follow-up ({plan}) to: {first}"}
 
 
@@ -298,12 +275,15 @@ def mixed_rule(text: str) -> tuple[int, int]:
     return (5, 5)
 
 
-def request_step(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The step a request belongs to (its schema's name, else its prompt's words), and the
-    schema's properties when it sent one."""
+def request_step(
+    body: dict[str, Any], prompts_dir: Path | None = None
+) -> tuple[str | None, dict[str, Any], ReadPrompt]:
+    """The step a request belongs to (its schema's name, else the reply its prompt file's
+    step declares), the schema's properties when it sent one, and the prompt read back."""
     block = (body.get("response_format") or {}).get("json_schema") or {}
     properties = (block.get("schema") or {}).get("properties") or {}
-    return block.get("name") or step_of(body["messages"][-1]["content"]), properties
+    read = reader(prompts_dir).read(body["messages"][-1]["content"])
+    return block.get("name") or read.reply, properties, read
 
 
 def max_tokens_of(body: dict[str, Any]) -> int | None:

@@ -10,7 +10,13 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from codeclm.graph.instruction import build_instruction_graph
-from codeclm.graph.steps import declared_steps, instruction_steps, method_steps, restart_table
+from codeclm.graph.steps import (
+    all_steps,
+    declared_steps,
+    instruction_steps,
+    method_steps,
+    restart_table,
+)
 from codeclm.llm.reply import is_transient
 from codeclm.prepare.graph import build_prepare_graph
 from codeclm.state import PREPARE_THREAD, serializer
@@ -18,6 +24,7 @@ from codeclm.state import PREPARE_THREAD, serializer
 __all__ = [
     "PREPARE_THREAD",
     "Graph",
+    "all_steps",
     "build_instruction_graph",
     "build_prepare_graph",
     "declared_steps",

@@ -11,12 +11,6 @@ from langgraph.types import RetryPolicy
 from codeclm.nodes.evaluation import EvalContext, answer_item, judge_item, record_eval_failure
 from codeclm.state import EvalItemState
 
-#: For a failed item to run its failed node again (see ``engine.threads.run_threads``).
-EVAL_RESTART_FROM: dict[str, tuple[str, str]] = {
-    "answer_item": (START, "pending"),
-    "judge_item": ("answer_item", "pending"),
-}
-
 
 def build_eval_graph(
     retry: RetryPolicy,

@@ -15,8 +15,9 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from codeclm.config import RunConfig
+from codeclm.graph.evaluation import build_eval_graph
 from codeclm.graph.instruction import build_instruction_graph
-from codeclm.methods import method_spec
+from codeclm.methods import METHODS, method_spec
 from codeclm.prepare.graph import build_prepare_graph
 from codeclm.steps import Step, step_of
 
@@ -57,6 +58,14 @@ def method_steps(config: RunConfig) -> dict[str, Step]:
     prepare = declared_steps(build_prepare_graph(_READ_ONLY))
     ran = {name: step for name, step in prepare.items() if step.runs_for(method)}
     return ran | instruction_steps(config)
+
+
+def all_steps() -> dict[str, Step]:
+    """Every step of every graph: each method's, a conversation's and an evaluation's."""
+    found = declared_steps(build_prepare_graph(_READ_ONLY))
+    for method in METHODS:
+        found |= declared_steps(build_instruction_graph(_READ_ONLY, method, turns=2))
+    return found | declared_steps(build_eval_graph(_READ_ONLY))
 
 
 def _predecessors(builder: Builder, node: str) -> list[str]:

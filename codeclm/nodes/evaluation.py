@@ -20,6 +20,24 @@ from codeclm.llm.client import RoleModel
 from codeclm.llm.reply import describe_error
 from codeclm.nodes.pairs import answer_conversations, judge_turns
 from codeclm.state import EvalItemState, JudgeScores, Outcome, spent_per_turn
+from codeclm.steps import ANSWER_TOKENS, Step
+
+ANSWER_ITEM = Step(
+    name="answer_item",
+    prompts=("answer",),
+    output_tokens=ANSWER_TOKENS,
+    roles=("strong", "target"),
+    turns="each",
+)
+JUDGE_ITEM = Step(
+    name="judge_item",
+    prompts=("judge_eval", "judge_eval_turn"),
+    output_tokens=200,  # the scores, then an explanation
+    reply="PairwiseScores",
+    roles=("judge",),
+    turns="each",
+    shows=("scores",),
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ def verdict(scores: JudgeScores) -> Outcome:
     return "tie"
 
 
+@ANSWER_ITEM.node
 async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
     """The target's and the strong model's answers, sent at once (``nodes.pairs``); with
     later turns, each model's conversation, every turn after its own earlier answers."""
@@ -68,6 +87,7 @@ async def answer_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> di
     }
 
 
+@JUDGE_ITEM.node
 async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dict[str, Any]:
     """The judge scores the pair twice, order swapped, at temperature 0; then the verdict.
     Each turn is judged so (a later one with both conversations up to it, as MT-Bench's
