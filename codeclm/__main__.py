@@ -1,3 +1,3 @@
-from codeclm.cli import main
+from codeclm.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

@@ -4,7 +4,7 @@
 results in the terminal, ``commands.py`` runs each subcommand (its table: ``COMMANDS``).
 """
 
-from codeclm.cli.commands import main
+from codeclm.cli.commands import console, main
 from codeclm.cli.parser import build_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console", "main"]
