@@ -14,7 +14,7 @@ from pathlib import Path
 
 from langgraph.runtime import Runtime
 
-from codeclm.config import RunConfig, load_config_file, resolve_config
+from codeclm.config import EvalConfig, RunConfig, load_config_file, resolve_config
 from codeclm.llm.client import RoleModel
 from codeclm.llm.roles import role_models
 from codeclm.prompts import Prompts, load_prompts
@@ -35,6 +35,15 @@ class PipelineContext(RoleContext):
     """A run's context: the two roles, the prompts and the run's settings."""
 
     config: RunConfig
+
+
+@dataclass(frozen=True)
+class EvalContext(RoleContext):
+    """An evaluation's context: the pair's roles and the prompts, the judge, and the
+    evaluation's settings."""
+
+    judge: RoleModel
+    config: EvalConfig
 
 
 def pipeline_context(runtime: Runtime[PipelineContext]) -> PipelineContext:

@@ -15,7 +15,7 @@ import pytest
 
 from codeclm.bench.mock_llm import STRONG_MODEL, TARGET_MODEL, MockLLM
 from codeclm.cli import main
-from codeclm.nodes.evaluation import verdict
+from codeclm.nodes.benchmark_item import verdict
 from codeclm.state import JudgeScores
 from tests.conftest import BENCHMARKS, read_jsonl
 

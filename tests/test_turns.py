@@ -25,7 +25,7 @@ from codeclm.bench.mock_llm import (
 )
 from codeclm.cli import main
 from codeclm.config import RunConfig
-from codeclm.nodes.evaluation import verdict
+from codeclm.nodes.benchmark_item import verdict
 from codeclm.nodes.pairs import mean_scores
 from codeclm.state import JudgeScores
 from tests.conftest import mock_args, read_jsonl, realistic, run_cli

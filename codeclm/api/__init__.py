@@ -13,7 +13,7 @@ callback, called with the live counters twice a second and at the end, and to th
 ``codeclm`` logger.
 """
 
-from codeclm.api.evaluation import aevaluate, evaluate
+from codeclm.api.evals import aevaluate, evaluate
 from codeclm.api.runs import (
     aestimate,
     aresume,
@@ -44,9 +44,9 @@ from codeclm.api.tools import (
     view,
 )
 from codeclm.config import ConfigError
+from codeclm.engine.evaluation import EvalStats
 from codeclm.engine.run import RunError, RunResult
 from codeclm.engine.threads import RunStats
-from codeclm.evaluation import EvalStats
 from codeclm.handle import RunHandle
 from codeclm.records import EvalRecord
 

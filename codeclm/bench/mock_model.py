@@ -17,7 +17,7 @@ from typing import Any
 
 from codeclm.bench.mock_reading import ReadPrompt, reader
 from codeclm.bench.mock_texts import FIRST_PERSON_REQUESTS, VERBS, WORDS
-from codeclm.nodes.evaluation import JUDGE_ITEM
+from codeclm.nodes.benchmark_item import JUDGE_ITEM
 
 STRONG_MODEL = "strong-model"
 TARGET_MODEL = "target-model"

@@ -21,7 +21,7 @@ from codeclm.cli.flags import (
     positive,
 )
 from codeclm.config import EvalConfig
-from codeclm.evaluation import EVAL_FAILED, JUDGMENTS
+from codeclm.engine.evaluation import EVAL_FAILED, JUDGMENTS
 from codeclm.handle import Folder
 from codeclm.records import EvalRecord, EvalResult
 

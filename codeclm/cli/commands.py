@@ -42,8 +42,8 @@ from codeclm.config import (
 from codeclm.cost.meter import CostCapReached
 from codeclm.debug.inspection import ThreadDetail
 from codeclm.debug.step import parse_assignment
+from codeclm.engine.evaluation import EvalStats
 from codeclm.engine.run import RunError
-from codeclm.evaluation import EvalStats
 from codeclm.handle import Folder
 from codeclm.llm.breaker import EndpointBroken
 from codeclm.llm.tracing import finish_tracing, tracing_destination

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import Field, ValidationError, model_validator
 
 from codeclm.config.base import MAX_TURNS, ConfigError, ModelSettings
-from codeclm.config.evaluation import EvalConfig
+from codeclm.config.eval_config import EvalConfig
 from codeclm.config.fields import RESERVED_FIELDS, MetadataField
 from codeclm.config.roles import DEFAULT_API_KEY_ENV, Price, RoleConfig
 from codeclm.methods import METHODS, Method, methods_help

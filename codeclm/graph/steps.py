@@ -15,7 +15,7 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from codeclm.config import RunConfig
-from codeclm.graph.evaluation import build_eval_graph
+from codeclm.graph.benchmark_item import build_eval_graph
 from codeclm.graph.instruction import build_instruction_graph
 from codeclm.methods import METHODS, method_spec
 from codeclm.prepare.graph import build_prepare_graph

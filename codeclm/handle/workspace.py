@@ -16,7 +16,7 @@ from pathlib import Path
 from langgraph.types import RetryPolicy
 
 from codeclm.config import ConfigError, EvalConfig, ModelSettings, RunConfig
-from codeclm.context import PipelineContext
+from codeclm.context import EvalContext, PipelineContext
 from codeclm.cost.meter import Meter
 from codeclm.cost.prices import role_price, unknown_price_hint
 from codeclm.graph import retry_policy
@@ -24,7 +24,6 @@ from codeclm.llm.batch import Batcher
 from codeclm.llm.client import RoleModel
 from codeclm.llm.preflight import preflight
 from codeclm.llm.roles import role_models
-from codeclm.nodes.evaluation import EvalContext
 from codeclm.prompts import Prompts, load_prompts
 from codeclm.records import EndpointStats, ModelRecord, RolePrice
 from codeclm.redact import server_name

@@ -8,7 +8,8 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
-from codeclm.nodes.evaluation import EvalContext, answer_item, judge_item, record_eval_failure
+from codeclm.context import EvalContext
+from codeclm.nodes.benchmark_item import answer_item, judge_item, record_eval_failure
 from codeclm.state import EvalItemState
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.config import ConfigError, EvalConfig
+from codeclm.context import EvalContext
 from codeclm.cost.figures import cost_record, paid_usage
 from codeclm.cost.meter import Meter
 from codeclm.graph import Graph
-from codeclm.graph.evaluation import build_eval_graph
+from codeclm.graph.benchmark_item import build_eval_graph
 from codeclm.handle.folder import Folder, check_same
 from codeclm.handle.workspace import eval_context, models_record, open_workspace
-from codeclm.nodes.evaluation import EvalContext
 from codeclm.records import EvalRecord, StoredInputs
 from codeclm.store import Store, StoreSpec, redact_url
 from codeclm.version import __version__

@@ -11,27 +11,72 @@ import logging
 import time
 from collections import Counter
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from codeclm.analysis.judge import JudgeTally
-from codeclm.config import EvalConfig
+from codeclm.config import MAX_TURNS, ConfigError, EvalConfig
+from codeclm.context import EvalContext
 from codeclm.engine.stops import endpoints_of, until_stopped
 from codeclm.engine.threads import RunStats, run_threads
 from codeclm.graph import Graph, restart_table, started_values, thread_config
 from codeclm.handle import Folder
-from codeclm.handle.evaluation import EvalHandle
-from codeclm.nodes.evaluation import EvalContext, verdict
+from codeclm.handle.eval_handle import EvalHandle
+from codeclm.nodes.benchmark_item import verdict
 from codeclm.nodes.pairs import mean_scores
 from codeclm.outputs import JsonlWriter
 from codeclm.records import EvalRecord, EvalResult, Tally
 from codeclm.rows import JudgmentRow
+from codeclm.seeds import load_benchmark
 from codeclm.state import EvalItemState, TokenUsage, add_usage
-from codeclm.store import Store
+from codeclm.store import Store, StoreSpec
 
 JUDGMENTS = "judgments.jsonl"
 EVAL_FAILED = "failed.jsonl"
 
 log = logging.getLogger("codeclm")
+
+
+def _check_judge(cfg: EvalConfig) -> None:
+    """The paper's CRR is judged by a third model: a judge is named, or ``--self-judge``
+    says the strong model judges its own answers."""
+    strong, judge = cfg.strong, cfg.judge
+    if cfg.self_judge and (judge.model, judge.base_url) != (strong.model, strong.base_url):
+        raise ConfigError("--self-judge and --judge-model/--judge-base-url: choose one judge")
+    if not cfg.self_judge and not cfg.judge_named:
+        raise ConfigError(
+            "codeclm eval needs a judge: --judge-model (and --judge-base-url) for a third "
+            "model, as the paper judges, or --self-judge to let the strong model judge"
+        )
+
+
+def _turns_judged(cfg: EvalConfig, items: list[dict[str, Any]]) -> int:
+    """The turns judged (recorded: an evaluation of MT-Bench's first turn only, as codeclm
+    judged it before --turns, resumes with --turns 1): ``--turns``, or every turn the
+    benchmark has; more than it has is refused."""
+    most = max((1 + len(item["follow_ups"]) for item in items), default=1)
+    if cfg.turns is not None and cfg.turns > most:
+        raise ConfigError(f"--turns {cfg.turns}: the benchmark's items have at most {most}")
+    if most > MAX_TURNS and cfg.turns is None:
+        longer = sum(1 + len(item["follow_ups"]) > MAX_TURNS for item in items)
+        log.warning(
+            "%d items have more than %d turns: judged on their first %d",
+            longer,
+            MAX_TURNS,
+            MAX_TURNS,
+        )
+    return min(cfg.turns or MAX_TURNS, most)
+
+
+def start_evaluation(
+    cfg: EvalConfig, benchmark: Path, out: Path, spec: StoreSpec
+) -> tuple[EvalHandle, list[dict[str, Any]]]:
+    """The evaluation's handle (a new folder, or the one it resumes) and the benchmark's
+    items: the judge checked, the turns judged capped at the most the items have."""
+    _check_judge(cfg)
+    items = load_benchmark(benchmark)
+    cfg = cfg.model_copy(update={"turns": _turns_judged(cfg, items)})
+    return EvalHandle.start(cfg, benchmark, out, spec), items
 
 
 class EvalStats(RunStats):

@@ -6,7 +6,6 @@ orders, loses only if it loses in both, and anything else is a tie.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from langgraph.errors import NodeError
@@ -14,9 +13,7 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from codeclm.config import EvalConfig
-from codeclm.context import RoleContext
-from codeclm.llm.client import RoleModel
+from codeclm.context import EvalContext
 from codeclm.llm.reply import describe_error
 from codeclm.nodes.pairs import answer_conversations, judge_turns
 from codeclm.state import EvalItemState, JudgeScores, Outcome, spent_per_turn
@@ -38,15 +35,6 @@ JUDGE_ITEM = Step(
     turns="each",
     shows=("scores",),
 )
-
-
-@dataclass(frozen=True)
-class EvalContext(RoleContext):
-    """An evaluation's context: the pair's roles and the prompts (``RoleContext``), the
-    judge, and the evaluation's settings."""
-
-    judge: RoleModel
-    config: EvalConfig
 
 
 def verdict(scores: JudgeScores) -> Outcome:
