@@ -141,3 +141,21 @@ def test_no_module_is_named_like_the_standard_library() -> None:
 
     names = {path.stem for path in ROOT.rglob("*.py")} | {p.name for p in ROOT.rglob("*/")}
     assert not names & set(sys.stdlib_module_names) - {"__main__", "__init__"}
+
+
+def test_the_cli_is_a_thin_layer_over_the_api() -> None:
+    """``cli/`` imports nothing of codeclm's but the API (and its own modules): what a
+    command needs (errors, results, rules such as what --update may change) the API has."""
+    wrong = []
+    for module, _, tree in _modules():
+        if _unit(module) != "cli":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "codeclm":
+                names = [f"codeclm.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom | ast.Import):
+                names = _imports(ast.Module(body=[node], type_ignores=[]))
+            else:
+                continue
+            wrong += [name for name in names if _unit(name) not in ("cli", "api")]
+    assert not wrong, "cli imports " + "; ".join(wrong)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclm.api.common import blocking
+from codeclm.config import ConfigError
 from codeclm.debug.inspection import ThreadDetail, ThreadListing, list_threads, thread_history
 from codeclm.debug.step import step_thread
 from codeclm.export import export_run
@@ -23,6 +24,18 @@ from codeclm.records import EvalRecord, RunRecord
 from codeclm.report import write_report
 from codeclm.review import RunSession, open_session
 from codeclm.split import split_benchmark
+
+
+def embedding_model_missing() -> str | None:
+    """Why the report has no embedding figures (the sentence encoder's weights are not
+    installed), or None when it has them."""
+    from codeclm.analysis.embeddings import model_dir  # NumPy: only the report needs it
+
+    try:
+        model_dir()
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 async def afind_run(

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from codeclm.api import EVAL_FAILED, JUDGMENTS, EvalConfig, EvalRecord, EvalResult, Folder
 from codeclm.cli.display import cost_lines
 from codeclm.cli.flags import (
     ROLE_FLAGS,
@@ -20,10 +21,6 @@ from codeclm.cli.flags import (
     add_store_flags,
     positive,
 )
-from codeclm.config import EvalConfig
-from codeclm.engine.evaluation import EVAL_FAILED, JUDGMENTS
-from codeclm.handle import Folder
-from codeclm.records import EvalRecord, EvalResult
 
 #: The evaluation settings that are also flags (from ``EvalConfig``); a benchmark's fields.
 _EVAL_FLAGS = ("concurrency", "attempts", "backoff", "seed", "max_cost", "turns")

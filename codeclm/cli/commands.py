@@ -18,6 +18,24 @@ from typing import Any
 from rich.console import Console
 
 from codeclm import api
+from codeclm.api import (
+    ConfigError,
+    CostCapReached,
+    EndpointBroken,
+    EvalConfig,
+    EvalStats,
+    Folder,
+    InputError,
+    LeaseLost,
+    RunError,
+    StoreUnavailable,
+    ThreadDetail,
+    finish_tracing,
+    load_config_file,
+    parse_assignment,
+    resolve_settings,
+    tracing_destination,
+)
 from codeclm.cli.benchmarks import eval_overrides, print_eval
 from codeclm.cli.display import (
     LiveProgress,
@@ -32,23 +50,6 @@ from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_DETACHED, EXIT_USAG
 from codeclm.cli.judging import cmd_judge
 from codeclm.cli.parser import build_parser, run_config, run_overrides
 from codeclm.cli.reviewing import cmd_review, cmd_view
-from codeclm.config import (
-    ConfigError,
-    EvalConfig,
-    changed_settings,
-    load_config_file,
-    resolve_settings,
-)
-from codeclm.cost.meter import CostCapReached
-from codeclm.debug.inspection import ThreadDetail
-from codeclm.debug.step import parse_assignment
-from codeclm.engine.evaluation import EvalStats
-from codeclm.engine.run import RunError
-from codeclm.handle import Folder
-from codeclm.llm.breaker import EndpointBroken
-from codeclm.llm.tracing import finish_tracing, tracing_destination
-from codeclm.seeds import InputError
-from codeclm.store import LeaseLost, StoreUnavailable
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,24 +88,13 @@ def _update(args: argparse.Namespace) -> int:
             "--update adds seeds to a run kept in its folder (no --user-metadata or --store)"
         )
     recorded = api.find_run(args.out).config.model_dump(mode="json")
-    given = load_config_file(args.config) if args.config else {}
+    given = api.load_config_file(args.config) if args.config else {}
     for key, value in run_overrides(args).items():
         if isinstance(value, dict):
             given[key] = {**given.get(key, {}), **value}
         elif value is not None:
             given[key] = value
-    allowed = {"instructions", "metadata", "concurrency", "cache"}
-    changed = [
-        f"--{name.replace('_', '-').replace('.', '-')} {now} (the run's: {was})"
-        for name, was, now in changed_settings(recorded, given)
-        if name not in allowed
-    ]
-    if changed:
-        raise ConfigError(
-            f"--update keeps the run's own settings, and {'; '.join(changed)} "
-            f"differ{'s' if len(changed) == 1 else ''}: give only SEEDS, --out, --instructions, "
-            "--metadata and --concurrency, or the run's own values"
-        )
+    api.check_update(recorded, given)
     if args.seeds is None:
         raise ConfigError("--update: give the new seeds file")
     started = time.monotonic()
@@ -265,12 +255,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--near-dup must be in (0, 1], not {args.near_dup:g}")
     page = api.report(args.runs, args.out, args.near_dup)
     print(f"codeclm report: {page} (and report.md, report.json, PNG plots in {page.parent})")
-    from codeclm.analysis.embeddings import model_dir  # NumPy: only report needs it here
-
-    try:
-        model_dir()
-    except ConfigError as exc:  # said once: the figures that need it are not in the report
-        print(f"  note: no embedding figures (near-duplicates, spread, PCA): {exc}")
+    if (missing := api.embedding_model_missing()) is not None:  # the figures that need it
+        print(f"  note: no embedding figures (near-duplicates, spread, PCA): {missing}")
     return 0
 
 

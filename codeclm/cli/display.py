@@ -12,12 +12,20 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from codeclm.cost.estimate import ANSWER_TOKENS, KEPT_AT_EACH_ITERATION, Estimate
-from codeclm.cost.meter import Meter, dollars
-from codeclm.debug.inspection import ThreadDetail, ThreadListing
-from codeclm.engine.run import RunResult
-from codeclm.engine.threads import RunStats
-from codeclm.records import CostRecord, RunRecord, grouped_failures
+from codeclm.api import (
+    ANSWER_TOKENS,
+    KEPT_AT_EACH_ITERATION,
+    CostRecord,
+    Estimate,
+    Meter,
+    RunRecord,
+    RunResult,
+    RunStats,
+    ThreadDetail,
+    ThreadListing,
+    dollars,
+    grouped_failures,
+)
 
 
 def status_table(stats: RunStats, started: float) -> Table:

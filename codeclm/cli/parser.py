@@ -8,6 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from codeclm.api import (
+    FORMATS,
+    METHODS,
+    RunConfig,
+    __version__,
+    load_config_file,
+    methods_help,
+    resolve_config,
+)
 from codeclm.cli.benchmarks import add_bench, add_eval, add_split
 from codeclm.cli.flags import (
     ROLE_FLAGS,
@@ -23,14 +32,6 @@ from codeclm.cli.flags import (
 )
 from codeclm.cli.judging import add_judge
 from codeclm.cli.reviewing import add_review, add_view
-from codeclm.config import (
-    RunConfig,
-    load_config_file,
-    resolve_config,
-)
-from codeclm.export import FORMATS
-from codeclm.methods import METHODS, methods_help
-from codeclm.version import __version__
 
 #: The run settings that are also flags; type, help and default come from ``RunConfig``.
 _RUN_FLAGS = (

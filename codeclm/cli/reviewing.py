@@ -16,10 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from codeclm import api
+from codeclm.api import EntryEdit, PoolStatus, ReviewError, RunSession, Verdict, entry_edit
 from codeclm.cli.flags import add_store_flags
-from codeclm.review import PoolStatus, ReviewError, RunSession, entry_edit
-from codeclm.rows import Verdict
-from codeclm.state import EntryEdit
 
 
 def add_review(commands: Any) -> None:

@@ -249,6 +249,26 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
     return keys
 
 
+#: What ``run --update`` may change: the amounts; every other setting is the run's own.
+UPDATABLE = frozenset({"instructions", "metadata", "concurrency", "cache"})
+
+
+def check_update(recorded: dict[str, Any], given: dict[str, Any]) -> None:
+    """``run --update`` keeps the run's settings: any given one but the amounts (a value
+    equal to the run's own is no change) is refused in one line naming each."""
+    changed = [
+        f"--{name.replace('_', '-').replace('.', '-')} {now} (the run's: {was})"
+        for name, was, now in changed_settings(recorded, given)
+        if name not in UPDATABLE
+    ]
+    if changed:
+        raise ConfigError(
+            f"--update keeps the run's own settings, and {'; '.join(changed)} "
+            f"differ{'s' if len(changed) == 1 else ''}: give only SEEDS, --out, --instructions, "
+            "--metadata and --concurrency, or the run's own values"
+        )
+
+
 def changed_settings(
     recorded: dict[str, Any], given: dict[str, Any], prefix: str = ""
 ) -> list[tuple[str, Any, Any]]:
