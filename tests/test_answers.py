@@ -227,11 +227,11 @@ def test_a_reply_cut_with_nothing_usable_is_kept_in_the_cache_so_a_resume_pays_n
     import asyncio
 
     from codeclm.config import RoleConfig
-    from codeclm.llm.cache import SqliteResponseCache
     from codeclm.llm.parsing import CutReply
     from codeclm.llm.reply import is_permanent, is_transient
     from codeclm.llm.roles import make_role_model
     from codeclm.nodes.replies import ImprovedInstruction
+    from codeclm.store.cache import SqliteResponseCache
 
     mock_llm.cut_rate, mock_llm.cut_objects = 1.0, True  # every reply cut, at any budget
     prompt = load_prompts().render(

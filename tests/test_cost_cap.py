@@ -14,10 +14,10 @@ import codeclm
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.config import Price
 from codeclm.cost import meter as meter_module
-from codeclm.cost.ledger import SqliteLedger
 from codeclm.cost.meter import CostCapReached, Meter
 from codeclm.cost.prices import role_price
 from codeclm.records import TokenUsage
+from codeclm.store.ledger import SqliteLedger
 from tests.conftest import STRONG_PRICE, priced_roles, write_seeds
 
 SEEDS = ["How do I bake rye bread?", "Explain git rebase to a new hire.", "Plan a trip to Rome."]

@@ -135,7 +135,7 @@ def test_a_read_only_copy_reads_what_its_write_ahead_log_holds_and_older_files(
     ledger.close()
     import asyncio
 
-    from codeclm.llm.batch_book import SqliteBatchBook
+    from codeclm.store.batch_book import SqliteBatchBook
 
     os.chmod(old, 0o555)  # (root writes anyway: the read-only mode is what is tested)
     try:

@@ -10,11 +10,7 @@ ledger never forgets a call and never counts one twice, so its sums never go dow
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
-import aiosqlite
-
-from codeclm.outputs import open_sqlite
 from codeclm.state import TokenUsage
 
 #: The token columns of a ledger row (``TokenUsage``'s fields that a provider bills).
@@ -53,63 +49,3 @@ def ledger_usage(row: tuple[object, ...]) -> TokenUsage:
 
 
 SUMS = ", ".join(f"SUM({column}) AS {column}" for column in COLUMNS)
-
-
-class SqliteLedger(Ledger):
-    """``DIR/spend.sqlite``: one table, a row a request, each committed at once."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: aiosqlite.Connection | None = None
-
-    async def open(self, read_only: bool = False) -> SqliteLedger:
-        # Autocommit: each row is one statement, committed as it runs (one trip to the
-        # database thread per paid request).
-        ddl = (
-            "CREATE TABLE IF NOT EXISTS spend (role TEXT NOT NULL, "
-            + ", ".join(f"{column} INTEGER NOT NULL" for column in COLUMNS)
-            + ", step TEXT NOT NULL DEFAULT '')"
-        )
-        self._conn = await open_sqlite(self.path, read_only, "spend", ddl, isolation_level=None)
-        async with self._conn.execute("PRAGMA table_info(spend)") as cursor:
-            self._steps = "step" in {row[1] for row in await cursor.fetchall()}
-        if not read_only:
-            if not self._steps:  # a ledger of an earlier version: its rows have no step
-                await self._conn.execute(
-                    "ALTER TABLE spend ADD COLUMN step TEXT NOT NULL DEFAULT ''"
-                )
-                self._steps = True
-            await self._conn.execute("PRAGMA journal_mode=WAL")
-            # As the response cache: durable across a kill (WAL), one fsync per checkpoint.
-            await self._conn.execute("PRAGMA synchronous=NORMAL")
-        return self
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    async def record(self, role: str, usage: TokenUsage, step: str = "") -> None:
-        assert self._conn is not None
-        values = [getattr(usage, column) for column in COLUMNS]
-        await self._conn.execute(
-            f"INSERT INTO spend (role, {', '.join(COLUMNS)}, step) VALUES (?, ?, ?, ?, ?, ?)",
-            (role, *values, step),
-        )
-
-    async def by_step(self) -> dict[str, TokenUsage] | None:
-        assert self._conn is not None
-        if not self._steps:
-            return None
-        async with self._conn.execute(
-            f"SELECT step, role, COUNT(*), {SUMS} FROM spend GROUP BY step, role ORDER BY 1, 2"
-        ) as cursor:
-            return steps_of([tuple(row) for row in await cursor.fetchall()])
-
-    async def totals(self) -> dict[str, TokenUsage]:
-        assert self._conn is not None
-        async with self._conn.execute(
-            f"SELECT role, COUNT(*), {SUMS} FROM spend GROUP BY role ORDER BY role"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return {str(row[0]): ledger_usage(tuple(row[1:])) for row in rows}

@@ -16,13 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from codeclm.llm.reply import Reply
-from codeclm.outputs import open_sqlite
 from codeclm.state import TokenUsage
 
 
@@ -62,45 +58,3 @@ class ResponseCache(ABC):
     @abstractmethod
     async def put(self, key: str, content: str, usage: TokenUsage) -> None:
         """Store a validated reply (a second put of the same key keeps one)."""
-
-
-class SqliteResponseCache(ResponseCache):
-    """SQLite-backed; one connection, WAL, each write committed at once."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: aiosqlite.Connection | None = None
-
-    async def open(self, read_only: bool = False) -> SqliteResponseCache:
-        ddl = (
-            "CREATE TABLE IF NOT EXISTS responses ("
-            " key TEXT PRIMARY KEY, content TEXT NOT NULL, usage TEXT NOT NULL)"
-        )
-        self._conn = await open_sqlite(self.path, read_only, "responses", ddl)
-        if not read_only:
-            await self._conn.execute("PRAGMA journal_mode=WAL")
-            await self._conn.execute("PRAGMA synchronous=NORMAL")
-        return self
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    async def get(self, key: str) -> tuple[str, TokenUsage] | None:
-        assert self._conn is not None
-        async with self._conn.execute(
-            "SELECT content, usage FROM responses WHERE key = ?", (key,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return row[0], TokenUsage.model_validate_json(row[1])
-
-    async def put(self, key: str, content: str, usage: TokenUsage) -> None:
-        assert self._conn is not None
-        await self._conn.execute(
-            "INSERT OR REPLACE INTO responses (key, content, usage) VALUES (?, ?, ?)",
-            (key, content, usage.model_dump_json()),
-        )
-        await self._conn.commit()

@@ -22,15 +22,16 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from codeclm.config import ConfigError
-from codeclm.cost.ledger import COLUMNS, SUMS, Ledger, ledger_usage, steps_of
-from codeclm.llm.batch_book import BatchBook, SubmittedBatch
-from codeclm.llm.cache import ResponseCache
+from codeclm.cost.ledger import COLUMNS
 from codeclm.llm.transport import worker_id
 from codeclm.records import RunRecord, StoredInputs
-from codeclm.state import TokenUsage, serializer
+from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
+from codeclm.store.batch_book import PostgresBatchBook
 from codeclm.store.board import LeaseLost, StoreUnavailable
+from codeclm.store.cache import PostgresResponseCache
 from codeclm.store.leases import LEASES_TABLE, PostgresBoard
+from codeclm.store.ledger import PostgresLedger
 
 if TYPE_CHECKING:
     from codeclm.store import StoreSpec
@@ -132,100 +133,6 @@ class FencedPostgresSaver(StoreSaver, AsyncPostgresSaver):
             if isinstance(exc, psycopg.OperationalError):
                 raise StoreUnavailable(f"the store failed a write: {exc}") from exc
             raise
-
-
-class PostgresResponseCache(ResponseCache):
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self.pool = pool
-
-    async def get(self, key: str) -> tuple[str, TokenUsage] | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT content, usage FROM codeclm_responses WHERE key = %s", (key,)
-            )
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return row["content"], TokenUsage.model_validate_json(row["usage"])
-
-    async def put(self, key: str, content: str, usage: TokenUsage) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO codeclm_responses (key, content, usage) VALUES (%s, %s, %s) "
-                "ON CONFLICT (key) DO NOTHING",
-                (key, content, usage.model_dump_json()),
-            )
-
-
-class PostgresLedger(Ledger):
-    """The shared ledger: every worker's paid requests, in the run's schema."""
-
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self.pool = pool
-
-    async def record(self, role: str, usage: TokenUsage, step: str = "") -> None:
-        values = [getattr(usage, column) for column in COLUMNS]
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                f"INSERT INTO codeclm_spend (role, {', '.join(COLUMNS)}, step) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (role, *values, step),
-            )
-
-    async def by_step(self) -> dict[str, TokenUsage] | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT step, role, COUNT(*) AS calls, {SUMS} FROM codeclm_spend "
-                "GROUP BY step, role ORDER BY 1, 2"
-            )
-            rows = await cur.fetchall()
-        return steps_of([tuple(row.values()) for row in rows])
-
-    async def totals(self) -> dict[str, TokenUsage]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT role, COUNT(*) AS calls, {SUMS} FROM codeclm_spend "
-                "GROUP BY role ORDER BY role"
-            )
-            rows = await cur.fetchall()
-        return {row["role"]: ledger_usage(tuple(row.values())[1:]) for row in rows}
-
-
-class PostgresBatchBook(BatchBook):
-    """The batches out, in the run's schema: any worker, or a later run, collects them."""
-
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self.pool = pool
-
-    async def add(self, batch: SubmittedBatch) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO codeclm_batches (id, endpoint, lines) VALUES (%s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING",
-                (batch.id, batch.endpoint, json.dumps(batch.lines)),
-            )
-
-    async def out(self, endpoint: str) -> list[SubmittedBatch]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, lines FROM codeclm_batches WHERE endpoint = %s ORDER BY id",
-                (endpoint,),
-            )
-            rows = await cur.fetchall()
-        return [SubmittedBatch(r["id"], endpoint, tuple(json.loads(r["lines"]))) for r in rows]
-
-    async def close(self, batch_id: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute("DELETE FROM codeclm_batches WHERE id = %s", (batch_id,))
-
-    async def carrying(self, endpoint: str, key: str) -> SubmittedBatch | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, lines FROM codeclm_batches WHERE endpoint = %s AND lines LIKE %s",
-                (endpoint, f'%"{key}"%'),
-            )
-            row = await cur.fetchone()
-        return SubmittedBatch(row["id"], endpoint, tuple(json.loads(row["lines"]))) if row else None
 
 
 class PostgresStore(Store):

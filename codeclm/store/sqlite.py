@@ -17,9 +17,6 @@ from typing import Any
 import aiosqlite
 
 from codeclm.config import ConfigError
-from codeclm.cost.ledger import SqliteLedger
-from codeclm.llm.batch_book import SqliteBatchBook
-from codeclm.llm.cache import SqliteResponseCache
 from codeclm.outputs import (
     CACHE,
     CHECKPOINTS,
@@ -33,8 +30,11 @@ from codeclm.outputs import (
 )
 from codeclm.state import serializer
 from codeclm.store.base import Store, StoreSaver
+from codeclm.store.batch_book import SqliteBatchBook
 from codeclm.store.blobs import SplitBlobsSaver
 from codeclm.store.board import LocalBoard
+from codeclm.store.cache import SqliteResponseCache
+from codeclm.store.ledger import SqliteLedger
 
 
 class TimedSqliteSaver(StoreSaver, SplitBlobsSaver):
