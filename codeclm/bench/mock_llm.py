@@ -1,9 +1,10 @@
 """A deterministic loopback mock of the OpenAI chat-completions API, for tests and benchmarks.
 
 It speaks real HTTP/1.1 (keep-alive) on 127.0.0.1 (``mock_server.py``), so the code under
-test runs its real client stack. What the model says at each step is ``mock_model.py``'s,
-chosen by the request's JSON-schema name or its prompt's words, and for answers by the model
-name (the role).
+test runs its real client stack. What the model says at each step is ``mock_model.py``'s
+(``mock_script.py`` picks it): chosen by the request's JSON-schema name or by the prompt file
+its prompt was rendered from (``mock_reading.py``), and for answers by the model name (the
+role).
 
 Like a serving engine it can take a fixed ``latency`` per call and serve at most ``slots``
 calls at once (the rest queue), and it injects faults at fixed rates: HTTP 503, replies
@@ -28,12 +29,10 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from codeclm.bench import mock_faults as faults
@@ -46,12 +45,12 @@ from codeclm.bench.mock_model import (
     STRONG_PREFIX,
     TARGET_MODEL,
     TARGET_PREFIX,
-    JudgeRule,
     iteration_of,
     mixed_rule,
     paper_rule,
 )
 from codeclm.bench.mock_reading import ReadPrompt
+from codeclm.bench.mock_script import Script
 from codeclm.bench.mock_server import Answer, LoopbackServer
 from codeclm.bench.mock_serving import Serving
 
@@ -105,36 +104,19 @@ class Request:
 
 
 @dataclass
-class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
-    """The script: what each step answers, and how it misbehaves (``faults.Misbehaviour``'s
-    fields). Tests change the fields before a run."""
+class MockLLM(Script, Serving, LoopbackServer):
+    """The loopback mock: what each step answers and how it misbehaves (``Script``), how it
+    serves (``Serving``), over HTTP (``LoopbackServer``). Tests change the fields before a
+    run."""
 
-    judge_rule: JudgeRule = lambda instruction: (9, 2)
-    #: Added to whichever answer is shown first: a position-biased judge.
-    first_position_bias: int = 0
-    #: Added to the longer answer: a judge that rewards length.
-    length_bias: int = 0
-    #: schema name -> how many of its next replies are not JSON (then valid again).
-    garbage_next: Counter[str] = field(default_factory=Counter)
-    #: reply garbage forever to a step whose prompt contains this text
-    garbage_when: str | None = None
-    #: refuse forever a step whose prompt contains this text
-    refuse_when: str | None = None
     #: take ``slow_seconds`` longer to answer a request whose prompt contains this text
     slow_when: str | None = None
     slow_seconds: float = 1.0
-    #: An answer's typical length in tokens (each between half and 1.5 times it, fixed by
-    #: its prompt), as a capable model writes; 0: the instruction echoed, a few tokens.
-    answer_tokens: int = 0
-    #: The folder of prompt overrides the client was given (its prompts are read against
-    #: these files); None: the built-in prompts.
-    prompts_dir: Path | None = None
     requests: list[Request] = field(default_factory=list)
     batch_api: MockBatches = field(default_factory=MockBatches)
     """The Batch API's files and batches (its delay, expiries and failing lines)."""
     #: Log every request in ``requests`` (off for long benchmarks: it grows without bound).
     record: bool = True
-    lock: threading.Lock = field(default_factory=threading.Lock)
     # ---- serving: latency, slots, load, limits (``mock_serving.Serving``) ----------------
     #: Stop the client process with ``stop_signal`` when request number ``stop_at`` arrives
     #: (that request is never answered): a crash or Ctrl-C at an exact point of a run.
@@ -176,80 +158,6 @@ class MockLLM(faults.Misbehaviour, Serving, LoopbackServer):
         """A model that gives 1 to 3 items whenever a list of 4 or more is asked for,
         otherwise well-formed (weaker models do): the budget must hold all the same."""
         return cls(**{"list_cap": 3, **overrides})
-
-    # ---- what the model says ----------------------------------------------------------------
-    def reply(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
-        """The reply's content, its ``finish_reason``, and a refusal for the ``refusal`` field."""
-        prompt = body["messages"][-1]["content"]
-        step, schema, read = model.request_step(body, self.prompts_dir)
-        with self.lock:
-            if step and self.garbage_next[step] > 0:
-                self.garbage_next[step] -= 1
-                return "this is not JSON", "stop", None
-        if self.garbage_when and step and self.garbage_when in prompt:
-            return '{"still": "not the schema"}', "stop", None
-        if self.refuse_when and step and self.refuse_when in prompt:
-            return REFUSAL, "stop", None
-        if step is None:
-            return self._answer(body)
-        if step == "PairwiseScores":  # the judges answer in a line, not in JSON
-            bias = (self.first_position_bias, self.length_bias)
-            return model.judge(read, self.judge_rule, *bias), "stop", None
-        salt = f"{body.get('seed')}|{body['model']}"
-        values = read.values
-        use_case = values.get("use_case", "").strip()
-        steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "EncodedMetadata": lambda: model.encode(values, self.label_variants, schema),
-            "SelfRubrics": lambda: model.rubrics(
-                prompt, values, salt, self.rubrics_distinct.get(use_case)
-            ),
-            "DecodedInstructions": lambda: faults.copying(
-                model.decode(prompt, values, salt, self.decode_distinct, self.numbered_decode),
-                self.fault_seed,
-                self.copied_items,
-                self.copy_rate,
-            ),
-            "ImprovedInstruction": lambda: model.improve(values, self.rewrite_chars),
-            "BootstrappedInstructions": lambda: model.bootstrap(prompt, values),
-            "EvolvedInstruction": lambda: model.evolve(read),
-            "TreeInstruction": lambda: model.grow_tree(values),
-            "QualityRating": lambda: model.rating(values),
-            "FollowUp": lambda: model.follow_up(values),
-        }
-        filled = lambda: model.filled({"properties": schema})  # noqa: E731
-        # A prompt none of the steps' files renders (another client's): a filled schema.
-        make = steps.get(step, filled) if read.name is not None else filled
-        payload = faults.as_a_model_would(
-            faults.in_first_person(make(), self.fault_seed, self.first_person_rate),
-            f"{prompt}|{salt}",
-            fault_seed=self.fault_seed,
-            short_list_rate=self.short_list_rate,
-            list_cap=self.list_cap,
-            repeat_rate=self.repeat_rate,
-            use_case=use_case,
-        )
-        # a long reply for its budget: the same request always, a larger budget maybe not
-        roll = faults.roll(self.fault_seed, f"cut|{prompt}|{salt}|{model.max_tokens_of(body)}")
-        cut = faults.cut_reply(payload, self.cut_objects) if roll < self.cut_rate else None
-        if self.cut_when is not None and self.cut_when in prompt:
-            cut = faults.cut_reply(payload, objects=True)
-        if cut is not None:
-            return cut, "length", None
-        return json.dumps(payload), "stop", None
-
-    def _answer(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
-        """A role's free-text answer: maybe a refusal (for this seed), maybe a long one."""
-        prompt, role = body["messages"][-1]["content"], body["model"]
-        always = self.refuse_answers.get(role)
-        if (always is not None and always in prompt) or faults.roll(
-            self.fault_seed, f"refuse|{prompt}|{body.get('seed')}|{role}"
-        ) < self.answer_refusal_rate:
-            return ("", "stop", REFUSAL) if self.refusal_field else (REFUSAL, "stop", None)
-        roll = faults.roll(self.fault_seed, f"long|{role}|{prompt}")
-        long = role in self.long_answer_roles and roll < self.long_answer_rate
-        length = model.typical_length(f"{role}|{prompt}", self.answer_tokens)
-        text = model.answer(prompt, role, self.long_answer_tokens if long else length)
-        return *faults.within_budget(text, model.max_tokens_of(body)), None
 
     # ---- what tests read --------------------------------------------------------------
     def calls(self, schema: str | None = None, model: str | None = None) -> list[Request]:

@@ -22,7 +22,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, TypeVar
 
 import openai
@@ -33,7 +32,7 @@ from codeclm.cost.meter import Admitted, Meter
 from codeclm.llm.admission import Ticket
 from codeclm.llm.batch import Batcher
 from codeclm.llm.breaker import reason
-from codeclm.llm.cache import ResponseCache, cached_reply, request_key
+from codeclm.llm.cache import ResponseCache, cached_reply
 from codeclm.llm.limits import RateLimited, RoleLimits, ServerBusy
 from codeclm.llm.parsing import CutReply, UnparseableReply, parse_reply
 from codeclm.llm.reply import (
@@ -44,6 +43,7 @@ from codeclm.llm.reply import (
     format_for,
     rejects_format,
 )
+from codeclm.llm.request import CUT, History, cache_key, json_schema, request_body, spoken
 from codeclm.llm.tracing import ModelSpan, model_span
 from codeclm.llm.transport import ChatTransport
 from codeclm.redact import server_name
@@ -53,14 +53,6 @@ __all__ = ["RoleModel"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-History = tuple[tuple[str, str], ...]
-"""A conversation's turns before the prompt, as (role, content): 'user' and 'assistant'."""
-
-
-def spoken(history: History, prompt: str) -> str:
-    """All the text a request sends: what its size is reckoned from (tokens, cost, room)."""
-    return "\n\n".join([*(content for _, content in history), prompt])
 
 
 async def _unmetered(usage: TokenUsage, cut: bool) -> None:
@@ -120,22 +112,6 @@ class RoleModel:
         await self.transport.aclose()
         await self.http_client.aclose()
 
-    def _body(
-        self, prompt: str, overrides: dict[str, Any], history: History, sent_format: Any
-    ) -> dict[str, Any]:
-        body = {**self.base_payload, **overrides}
-        if sent_format is not None:  # as-is: we validate the reply ourselves (llm.parsing)
-            body["response_format"] = sent_format
-        if "max_tokens" in overrides:  # sent under the key ChatOpenAI uses
-            budget = body.pop("max_tokens")
-            key = "max_completion_tokens" if "max_completion_tokens" in self.base_payload else ""
-            body[key or "max_tokens"] = budget
-        body["messages"] = [
-            *({"role": role, "content": content} for role, content in history),
-            {"role": "user", "content": prompt},
-        ]
-        return body
-
     async def _send(self, body: dict[str, Any], max_tokens: int, key: str | None) -> Reply:
         """One chat completion (the SDK's errors, no retries: the graph's policy retries);
         in batch mode, a line of a batch (``key``: its custom_id)."""
@@ -192,7 +168,7 @@ class RoleModel:
             sent_format = format_for(mode, structured)
             key = None
             if self.cache is not None or self.batcher is not None:
-                key = self._key(prompt, overrides, max_tokens, sent_format, history)
+                key = cache_key(self._sender, prompt, overrides, max_tokens, sent_format, history)
             hit = await cached_reply(self.cache, key, structured is not None, max_tokens)
             if hit is not None:
                 value, _ = accept(hit[0])
@@ -210,7 +186,7 @@ class RoleModel:
                 self._metered(whole, max_tokens) as admitted,
             ):
                 budget = {**overrides, "max_tokens": admitted.max_tokens}  # less near the cap
-                body = self._body(prompt, budget, history, sent_format)
+                body = request_body(self.base_payload, prompt, budget, history, sent_format)
                 sent = time.monotonic()
                 try:
                     reply = await self._send(body, admitted.max_tokens, key)
@@ -264,30 +240,6 @@ class RoleModel:
             return 0.0
         return self.limits.after_failure(ticket, exc, *met, asked=asked, asker=asker)
 
-    def _key(
-        self,
-        prompt: str,
-        overrides: dict[str, Any],
-        max_tokens: int,
-        sent_format: Any,
-        history: History = (),
-    ) -> str:
-        """The response cache's key: everything that determines the reply."""
-        parts = {
-            "model": self.model_name,
-            "base_url": self.chat.openai_api_base,
-            "prompt": prompt,
-            "temperature": overrides.get("temperature", self.chat.temperature),
-            "max_tokens": max_tokens,
-            "seed": overrides.get("seed", self.chat.seed),
-            "response_format": sent_format,
-        }
-        if "grammar" in overrides:
-            parts["grammar"] = overrides["grammar"]
-        if history:  # (a single turn's key is as it always was: its cache still answers)
-            parts["history"] = [list(turn) for turn in history]
-        return request_key(parts)
-
     @asynccontextmanager
     async def _metered(self, prompt: str, max_tokens: int) -> AsyncIterator[Admitted]:
         """A request admitted by the cost meter (within the caps, maybe with a smaller
@@ -299,6 +251,17 @@ class RoleModel:
         batch = self.batcher is not None
         async with self.meter.request(self.role, prompt, max_tokens, batch) as admitted:
             yield admitted
+
+    @property
+    def _sender(self) -> dict[str, Any]:
+        """What of the role enters a request's cache key (``request.cache_key``)."""
+        chat = self.chat
+        return {
+            "model": self.model_name,
+            "base_url": chat.openai_api_base,
+            "temperature": chat.temperature,
+            "seed": chat.seed,
+        }
 
     @property
     def _endpoint(self) -> str:
@@ -372,7 +335,7 @@ class RoleModel:
                 return None, CUT
             return value, value.model_dump_json()
 
-        block = {**_json_schema(schema), "strict": self.strict_schema}
+        block = {**json_schema(schema), "strict": self.strict_schema}
         while True:
             value, usage = await self._complete(
                 prompt, {**overrides, "max_tokens": budget}, block, accept
@@ -385,14 +348,3 @@ class RoleModel:
                 error.usage = total
                 raise error
             budget = min(budget * 2, ceiling)
-
-
-CUT = '{"codeclm": "cut at max_tokens"}'
-"""What the response cache keeps for a structured reply cut with nothing usable in it."""
-
-
-@cache
-def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """A reply model's ``json_schema`` block, built once (pydantic rebuilds the schema on
-    every call); ``strict`` is set per role (``RoleModel.strict_schema``)."""
-    return {"name": schema.__name__, "strict": False, "schema": schema.model_json_schema()}

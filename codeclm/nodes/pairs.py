@@ -21,9 +21,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from codeclm.llm.client import History, RoleModel
+from codeclm.llm.client import RoleModel
 from codeclm.llm.parsing import parse_score_line
 from codeclm.llm.reply import Reply, sampling_seed
+from codeclm.llm.request import History
 from codeclm.prompts import Prompts, conversation_text
 from codeclm.state import JudgeScores, TokenUsage, in_turn
 
