@@ -6,6 +6,9 @@ pairs are kept at once, kept after rewrites and dropped), each output file's SHA
     (change the code)
     .venv/bin/python -m benchmarks.identical_outputs > after.txt && diff before.txt after.txt
 
+A change that also changes the mock is compared against one mock: run the older checkout
+with ``--mock-source NEWER`` (the mock served from the newer checkout's codeclm).
+
 ``run.json`` and ``eval.json`` are hashed without what differs from run to run by design
 (times, the mock's port, folders, the pace the gate took). A refactoring that changes
 no behaviour prints the same lines.
@@ -96,11 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keep", type=Path, help="write the runs here (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--mock-source",
+        type=Path,
+        help="serve the mock from this checkout's codeclm (to compare two versions of the "
+        "product against one mock); default: this one",
+    )
     args = parser.parse_args(argv)
     mock = subprocess.Popen(
         [sys.executable, "-m", "codeclm.bench.mock_cli", "--mixed"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=args.mock_source,
     )
     try:
         assert mock.stdout is not None

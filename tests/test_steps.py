@@ -99,3 +99,44 @@ def test_a_new_step_is_its_module_its_prompt_and_its_edge(
     assert "| polish/strong | 4 |" in summary, "its calls and tokens"
     history = api.inspect(out, rows[0]["id"]).history
     assert ["polish"] in [step.nodes for step in history]
+
+
+@pytest.mark.parametrize(
+    ("method", "turns", "reply"),
+    [
+        ("codeclm", 1, "PairwiseScores"),
+        ("codeclm", 1, "ImprovedInstruction"),
+        ("codeclm", 2, "FollowUp"),
+        ("codeclm-rubrics", 1, "ImprovedInstruction"),
+        ("codeclm-metadata", 2, "FollowUp"),
+        ("alpagasus", 1, "QualityRating"),
+        ("evol-instruct", 1, "EvolvedInstruction"),
+        ("tree-instruct", 1, "TreeInstruction"),
+    ],
+)
+def test_the_restart_table_from_the_edges_brings_each_failed_step_back(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, method: str, turns: int, reply: str
+) -> None:
+    """A thread whose step failed (its replies unusable, one attempt) is reset as the node
+    before it with the status its step is entered with (``graph.steps.restart_table``): a
+    re-run runs that step again and the thread ends as the others do."""
+    from codeclm.bench.mock_llm import mixed_rule
+    from codeclm.graph import all_steps
+
+    mock_llm.judge_rule = mixed_rule  # pairs kept, improved and dropped: every path
+    mock_llm.garbage_next[reply] = 2
+    out = tmp_path / "out"
+    options: dict[str, Any] = dict(
+        method=method, turns=turns, instructions=6, metadata=2, attempts=1, backoff=0
+    )
+    assert run_cli(seeds_file, mock_llm, out, **options) == 0
+    failed = read_jsonl(out / "failed.jsonl")
+    assert failed, "the step failed for some thread"
+    node = next(s.name for s in all_steps().values() if s.reply == reply and s.roles != ("judge",))
+    assert all(row["reason"].startswith(f"{node}: ") for row in failed), failed[0]["reason"]
+    asked_before = len(mock_llm.calls(reply))
+    assert run_cli(seeds_file, mock_llm, out, **options) == 0
+    assert len(mock_llm.calls(reply)) > asked_before, "the failed step ran again"
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    assert counts["failed"] == 0
+    assert counts["kept"] + counts["dropped"] == counts["instructions"] == 6

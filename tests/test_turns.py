@@ -458,6 +458,7 @@ def test_a_single_turns_cache_key_is_the_one_before_conversations() -> None:
     key is built from the same parts as it always was; a turn after others has its own."""
     from codeclm.config import RoleConfig
     from codeclm.llm.cache import request_key
+    from codeclm.llm.request import cache_key
     from codeclm.llm.roles import make_role_model
 
     config = RoleConfig(model=STRONG_MODEL, base_url="http://x/v1")
@@ -471,8 +472,10 @@ def test_a_single_turns_cache_key_is_the_one_before_conversations() -> None:
         "seed": model.chat.seed,
         "response_format": None,
     }
-    assert model._key("Explain tides.", {}, 2048, None) == request_key(before)
-    later = model._key("Explain tides.", {}, 2048, None, (("user", "a"), ("assistant", "b")))
+    sender = model._sender
+    assert cache_key(sender, "Explain tides.", {}, 2048, None) == request_key(before)
+    history = (("user", "a"), ("assistant", "b"))
+    later = cache_key(sender, "Explain tides.", {}, 2048, None, history)
     assert later != request_key(before)
 
 

@@ -1,7 +1,7 @@
 """The Python API: every ``codeclm`` command, from Python.
 
 ``run``, ``resume``, ``update``, ``work`` (``api/runs.py``) and ``evaluate``
-(``api/evaluation.py``) take the CLI's settings (a ``RunConfig`` / ``EvalConfig``, a TOML
+(``api/evals.py``) take the CLI's settings (a ``RunConfig`` / ``EvalConfig``, a TOML
 or JSON file, or keyword arguments validated by the same models) and return typed results
 (``RunResult``, ``EvalRecord``). ``find_run``, ``inspect``, ``step``, ``review_session``,
 ``view``, ``report``, ``export``, ``split`` and ``bench`` (``api/tools.py``) do the rest.

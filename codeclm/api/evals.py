@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ from codeclm.engine.evaluation import EvalStats, start_evaluation
 from codeclm.engine.evaluation import evaluate as evaluate_items
 from codeclm.records import EvalRecord
 from codeclm.store import StoreSpec
-
-log = logging.getLogger("codeclm")
 
 
 async def aevaluate(

@@ -74,8 +74,8 @@ class Request:
 
     model: str
     schema: str | None
-    """The step: the request's schema name, or the one its prompt's words tell (the judges'
-    plain-line replies count as 'PairwiseScores'); None for an answer."""
+    """The step: the request's schema name, or the reply its prompt file's step declares (the
+    judges' plain-line replies count as 'PairwiseScores'); None for an answer."""
     prompt: str
     temperature: float | None
     at: float = 0.0

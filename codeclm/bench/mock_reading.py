@@ -6,6 +6,11 @@ prompt tells which file it was rendered from and with which values; the step tha
 that file says what reply it wants (``Step.reply``). Nothing here knows a prompt's wording:
 a prompt rewritten in other words is still read, and a new step's prompt is read as soon as
 its file exists.
+
+What a test double can live with: a value that itself contains the text that follows its
+placeholder in the file is cut there (the rest goes to the next value); and the answer's
+file is its instruction alone, so a prompt no other file reads (another client's, or one
+reworded without its file) is answered as an instruction.
 """
 
 from __future__ import annotations
@@ -73,11 +78,22 @@ class PromptReader:
         return ReadPrompt()
 
 
+def reader(prompts_dir: Path | str | None = None) -> PromptReader:
+    """The reader of the built-in prompts (and of a folder overriding them), built once
+    per folder."""
+    return _reader(Path(prompts_dir).resolve() if prompts_dir is not None else None)
+
+
 @cache
-def reader(prompts_dir: Path | None = None) -> PromptReader:
-    """The reader of the built-in prompts (and of a folder overriding them)."""
+def _reader(prompts_dir: Path | None) -> PromptReader:
     templates = load_prompts(prompts_dir).templates
     compiled = [(name, *_pattern(template)) for name, template in templates.items()]
     compiled.sort(key=lambda item: -len(re.sub(r"\(\?P.*?\)", "", item[1].pattern)))
-    replies = {name: step.reply for step in all_steps().values() for name in step.prompts}
+    declared: dict[str, set[str | None]] = {}
+    for step in all_steps().values():
+        for name in step.prompts:
+            declared.setdefault(name, set()).add(step.reply)
+    # A prompt two steps render for different replies (a fragment: the top-up's "avoid"
+    # list) tells no reply by itself.
+    replies = {name: next(iter(r)) if len(r) == 1 else None for name, r in declared.items()}
     return PromptReader(tuple(compiled), replies)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.constants import START
 from pydantic import BaseModel
 
 from codeclm.cost.meter import Meter
@@ -139,8 +138,8 @@ async def reset_failed(
     restart_from: Mapping[str, tuple[str, str]],
 ) -> None:
     """Make a failed thread's next step its failed node again, as if that node never ran."""
-    # A node it does not know (a record of before): the thread starts over.
-    as_node, status = restart_from.get(failed_node or "", (START, "pending"))
+    # A node it does not know (a record of before): where a thread first goes.
+    as_node, status = restart_from.get(failed_node or "", next(iter(restart_from.values())))
     reset = {"status": status, "reason": None, "failed_node": None}
     await graph.aupdate_state(config, reset, as_node=as_node)
 

@@ -16,6 +16,7 @@ from codeclm.graph.steps import (
     instruction_steps,
     method_steps,
     restart_table,
+    thread_steps,
 )
 from codeclm.llm.reply import is_transient
 from codeclm.prepare.graph import build_prepare_graph
@@ -35,6 +36,7 @@ __all__ = [
     "serializer",
     "started_values",
     "thread_config",
+    "thread_steps",
 ]
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]

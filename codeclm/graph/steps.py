@@ -51,6 +51,12 @@ def instruction_steps(config: RunConfig) -> dict[str, Step]:
     return declared_steps(instruction_builder(config))
 
 
+def thread_steps(method: str, turns: int) -> dict[str, Step]:
+    """The steps of an instruction's thread for a method and a number of turns (a run's
+    record read without its whole settings: another version's, a folder gone)."""
+    return declared_steps(build_instruction_graph(_READ_ONLY, method, turns=turns))
+
+
 def method_steps(config: RunConfig) -> dict[str, Step]:
     """Every step this run makes: its 'prepare' steps (one graph serves every method, each
     step says which it runs for), then its instruction graph's."""
@@ -84,15 +90,17 @@ def _predecessors(builder: Builder, node: str) -> list[str]:
 
 def restart_table(builder: Builder) -> dict[str, tuple[str, str]]:
     """For a failed thread to run its failed node again, per node: the node to write the
-    reset as (so the graph's own edges lead to the failed node next) and the status the
-    step is entered with. The first entry is the graph's first step (a failure whose node
-    is unknown restarts there)."""
+    reset as (so the graph's own edges lead to the failed node next) and the status to set:
+    the one the step is entered with, or 'pending' from START (a thread at its start). The
+    entries go in the order a thread first reaches the nodes: the first is where a failure
+    whose node is unknown (a record of before) restarts."""
     steps = declared_steps(builder)
     order = _from_start(builder)
     table = {}
     for node in sorted(steps, key=lambda n: order.index(n) if n in order else len(order)):
         before = _predecessors(builder, node)
-        table[node] = (before[0] if before else START, steps[node].entered_as)
+        as_node = before[0] if before else START
+        table[node] = (as_node, "pending" if as_node == START else steps[node].entered_as)
     return table
 
 
@@ -104,7 +112,7 @@ def _from_start(builder: Builder) -> list[str]:
         for source in frontier:
             targets = sorted(t for s, t in builder.edges if s == source)
             for branch in builder.branches.get(source, {}).values():
-                targets += sorted((branch.ends or {}).values())
+                targets += list((branch.ends or {}).values())  # as the router lists them
             for target in targets:
                 if target not in order and target != END:
                     order.append(target)

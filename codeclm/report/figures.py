@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from codeclm.analysis.embeddings import Vectors
 from codeclm.analysis.metrics import distinct_n, jensen_shannon, near_duplicates, spread
-from codeclm.config import ConfigError, RunConfig
-from codeclm.graph import instruction_steps
+from codeclm.config import ConfigError
+from codeclm.graph import thread_steps
 from codeclm.handle import RunHandle
 from codeclm.outputs import DATASET, DROPPED, FAILED, METADATA
 from codeclm.records import RunRecord
@@ -237,11 +235,9 @@ def turn_figures(run: RunData) -> list[dict[str, Any]] | None:
 
 
 def _thread_steps(record: RunRecord) -> set[str]:
-    """The steps of the run's instruction threads (none known for another version's)."""
-    try:
-        return set(instruction_steps(RunConfig.model_validate(record.config)))
-    except (ConfigError, ValidationError):
-        return set()
+    """The steps of the run's instruction threads, from its method and turns (its other
+    settings may not read any more: a prompts folder gone, a setting of another version)."""
+    return set(thread_steps(record.method.name, int(record.config.get("turns") or 1)))
 
 
 def _turn_of(node: str, threads: set[str]) -> int | None:
