@@ -114,6 +114,12 @@ class Step:
     reply: str | None = None
     """The name its structured reply's schema goes by (a judge's line of two scores:
     'PairwiseScores'); None: free text (an answer)."""
+    parse: Callable[[str], Any] | None = None
+    """How a free-text reply is read (the judges' line of two scores), where it is not a
+    schema's JSON."""
+    grammar: str | None = None
+    """A llama.cpp grammar holding its reply, for a server that takes one (the embedded
+    toy model cannot follow the judge's format unaided)."""
     roles: tuple[str, ...] = ("strong",)
     unit: Unit = "instructions"
     calls: Callable[[Scale], tuple[float, float]] = _once

@@ -17,7 +17,8 @@ import pytest
 
 from codeclm.bench.mock_llm import MockLLM
 from codeclm.cli import main
-from codeclm.llm.parsing import UnparseableReply, parse_score_line
+from codeclm.llm.parsing import UnparseableReply
+from codeclm.nodes.pairs import parse_score_line
 from codeclm.prompts import load_prompts
 from tests.conftest import read_jsonl
 

@@ -87,9 +87,9 @@ class RoleModel:
     """Prices and records every answered request, and holds the spending caps."""
     batcher: Batcher | None = None
     """Batch mode (``--batch``): requests go through the provider's Batch API."""
-    score_grammar: str | None = None
-    """A llama.cpp grammar holding the judge's reply to its line of two scores: set for the
-    embedded toy model, which cannot follow the judge's format unaided."""
+    grammars: bool = False
+    """The server holds a reply to a llama.cpp grammar a step declares (``Step.grammar``):
+    set for the embedded server, whose toy model cannot follow the judge's format unaided."""
 
     @property
     def model_name(self) -> str:

@@ -22,9 +22,6 @@ EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Context per slot; SmolLM2 was trained at 8k, the pipeline's prompts fit well in 4k.
 CONTEXT_PER_SLOT = 4096
-#: The judges' reply held to the paper's format, a line of two scores (llama.cpp's GBNF): the
-#: toy model answers "2+2 is 4" to a judge's prompt otherwise. Real models need no grammar.
-SCORE_GRAMMAR = 'root ::= score " " score\nscore ::= "10" | [1-9]'
 
 
 def find_gguf() -> Path:

@@ -227,28 +227,3 @@ def _has_lists(schema: type[BaseModel]) -> bool:
         getattr(field.annotation, "__origin__", None) is list
         for field in schema.model_fields.values()
     )
-
-
-_SCORE_LABEL = re.compile(r"assistant[ _]?[12]|\bscores?\b", re.IGNORECASE)
-_OUT_OF_TEN = re.compile(r"\s*/\s*10\b")
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
-
-
-def parse_score_line(content: str) -> tuple[float, float]:
-    """The judge's two scores from the first line of its reply (the Vicuna protocol: "8 3").
-
-    Reasoning is set aside first; a line of prose before it ("Here are my scores:"),
-    labels ("Assistant 1: 8") and "/10" are tolerated. The first line with numbers must
-    hold exactly two from 1 to 10, or the reply is ``UnparseableReply``.
-    """
-    text = without_reasoning(content).strip().strip("`").strip()
-    for line in text.splitlines():
-        cleaned = _OUT_OF_TEN.sub("", _SCORE_LABEL.sub(" ", line)).replace(",", " ")
-        numbers = [float(n) for n in _NUMBER.findall(cleaned)]
-        if len(numbers) == 2 and all(1 <= n <= 10 for n in numbers):
-            return numbers[0], numbers[1]
-        if numbers:  # the first line with numbers is the score line, right or wrong
-            break
-    if is_refusal(text):
-        raise Refusal(f"refused: {' '.join(text.split())[:200]}")
-    raise UnparseableReply(f"the judge gave no line of two scores from 1 to 10 ({text[:80]!r})")

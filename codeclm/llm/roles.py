@@ -18,7 +18,7 @@ from codeclm.config import DEFAULT_API_KEY_ENV, ConfigError, ModelSettings, Role
 from codeclm.llm.admission import AdaptiveLimit
 from codeclm.llm.cache import ResponseCache
 from codeclm.llm.client import RoleModel
-from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, SCORE_GRAMMAR, EmbeddedServer
+from codeclm.llm.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
 from codeclm.llm.limits import Endpoint, RoleLimits
 from codeclm.llm.transport import ChatTransport
 from codeclm.redact import remember_secret, server_name
@@ -68,7 +68,7 @@ def role_models(
                     api_key="embedded",
                     shared_limit=shared_limit,
                     endpoint=endpoint(server.base_url, EMBEDDED_MODEL_NAME),
-                    score_grammar=SCORE_GRAMMAR,
+                    grammars=True,
                 )
         yield {role: models[role] for role in config.ROLES}
 
@@ -112,7 +112,7 @@ def make_role_model(
     shared_limit: asyncio.Semaphore | None = None,
     endpoint: Endpoint | None = None,
     cache: ResponseCache | None = None,
-    score_grammar: str | None = None,
+    grammars: bool = False,
 ) -> RoleModel:
     """Build a role's ChatOpenAI; ``base_url``/``model``/``api_key`` override (embedded use)."""
     key = api_key if api_key is not None else resolve_api_key(role, config)
@@ -145,5 +145,5 @@ def make_role_model(
         ),
         cache=cache,
         max_tokens_ceiling=config.max_tokens_ceiling,
-        score_grammar=score_grammar,
+        grammars=grammars,
     )

@@ -15,7 +15,7 @@ from langgraph.types import Command
 
 from codeclm.context import EvalContext
 from codeclm.llm.reply import describe_error
-from codeclm.nodes.pairs import answer_conversations, judge_turns
+from codeclm.nodes.pairs import SCORE_GRAMMAR, answer_conversations, judge_turns, parse_score_line
 from codeclm.state import EvalItemState, JudgeScores, Outcome, spent_per_turn
 from codeclm.steps import ANSWER_TOKENS, Step
 
@@ -31,6 +31,8 @@ JUDGE_ITEM = Step(
     prompts=("judge_eval", "judge_eval_turn"),
     output_tokens=200,  # the scores, then an explanation
     reply="PairwiseScores",
+    parse=parse_score_line,
+    grammar=SCORE_GRAMMAR,
     roles=("judge",),
     turns="each",
     shows=("scores",),

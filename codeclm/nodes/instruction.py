@@ -19,10 +19,12 @@ from codeclm.context import PipelineContext, pipeline_context
 from codeclm.llm.parsing import CutReply, declines_task
 from codeclm.llm.reply import Reply, describe_error
 from codeclm.nodes.pairs import (
+    SCORE_GRAMMAR,
     answer_conversation,
     answer_conversations,
     judge_turns,
     mean_scores,
+    parse_score_line,
 )
 from codeclm.nodes.replies import ImprovedInstruction
 from codeclm.nodes.turns import improve_prompt, rewritten, turn_to_improve
@@ -92,6 +94,8 @@ JUDGE = Step(
     prompts=("judge", "judge_turn"),
     output_tokens=12,
     reply="PairwiseScores",
+    parse=parse_score_line,
+    grammar=SCORE_GRAMMAR,
     calls=lambda scale: scale.per_iteration(2),  # both orders
     typical=_judge_prompt,
     turns="each",

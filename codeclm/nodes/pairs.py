@@ -18,11 +18,12 @@ two scores (the filter's prompt ``judge.md`` asks for nothing else; the evaluati
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from codeclm.llm.client import RoleModel
-from codeclm.llm.parsing import parse_score_line
+from codeclm.llm.parsing import Refusal, UnparseableReply, is_refusal, without_reasoning
 from codeclm.llm.reply import Reply, sampling_seed
 from codeclm.llm.request import History
 from codeclm.prompts import Prompts, conversation_text
@@ -119,6 +120,36 @@ async def answer_conversations(
         answer_conversation(target_model, prompts, user_turns, seed, evaluation, target_policy),
     )
     return strong, target, {"strong": strong_usage, "target": target_usage}
+
+
+#: The judges' reply held to the paper's format, a line of two scores (llama.cpp's GBNF), for
+#: a server that takes a grammar (``RoleModel.grammars``: the embedded one, whose toy model
+#: answers "2+2 is 4" to a judge's prompt otherwise). Real models need no grammar.
+SCORE_GRAMMAR = 'root ::= score " " score\nscore ::= "10" | [1-9]'
+
+_SCORE_LABEL = re.compile(r"assistant[ _]?[12]|\bscores?\b", re.IGNORECASE)
+_OUT_OF_TEN = re.compile(r"\s*/\s*10\b")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+
+
+def parse_score_line(content: str) -> tuple[float, float]:
+    """The judge's two scores from the first line of its reply (the Vicuna protocol: "8 3").
+
+    Reasoning is set aside first; a line of prose before it ("Here are my scores:"),
+    labels ("Assistant 1: 8") and "/10" are tolerated. The first line with numbers must
+    hold exactly two from 1 to 10, or the reply is ``UnparseableReply``.
+    """
+    text = without_reasoning(content).strip().strip("`").strip()
+    for line in text.splitlines():
+        cleaned = _OUT_OF_TEN.sub("", _SCORE_LABEL.sub(" ", line)).replace(",", " ")
+        numbers = [float(n) for n in _NUMBER.findall(cleaned)]
+        if len(numbers) == 2 and all(1 <= n <= 10 for n in numbers):
+            return numbers[0], numbers[1]
+        if numbers:  # the first line with numbers is the score line, right or wrong
+            break
+    if is_refusal(text):
+        raise Refusal(f"refused: {' '.join(text.split())[:200]}")
+    raise UnparseableReply(f"the judge gave no line of two scores from 1 to 10 ({text[:80]!r})")
 
 
 def _scores(reply: Reply) -> tuple[float, float]:
@@ -231,7 +262,7 @@ async def _both_orders(
     judge: RoleModel, strong_first_prompt: str, target_first_prompt: str
 ) -> tuple[JudgeScores, TokenUsage]:
     """Scores from one prompt per order (the strong answer first, then second), averaged."""
-    held: dict[str, Any] = {"grammar": judge.score_grammar} if judge.score_grammar else {}
+    held: dict[str, Any] = {"grammar": SCORE_GRAMMAR} if judge.grammars else {}
 
     async def ask(text: str) -> tuple[Reply, TokenUsage]:
         return await judge.text(text, complete=True, check=_scores, temperature=0, **held)
