@@ -1,5 +1,6 @@
-"""The commands that work on a benchmark: ``split`` (seeds and evaluation items) and
-``eval`` (the Capacity Recovery Ratio): their flags, and what eval prints."""
+"""The commands that work on a benchmark: ``split`` (seeds and evaluation items), ``eval``
+(the Capacity Recovery Ratio) and ``bench`` (codeclm itself against the loopback mock):
+their flags, what they do over the API, and what eval prints."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from codeclm.api import EVAL_FAILED, JUDGMENTS, EvalConfig, EvalRecord, EvalResult, Folder
-from codeclm.cli.display import cost_lines
+from codeclm import api
+from codeclm.api import (
+    EVAL_FAILED,
+    JUDGMENTS,
+    EvalConfig,
+    EvalRecord,
+    EvalResult,
+    EvalStats,
+    Folder,
+    load_config_file,
+    resolve_settings,
+)
+from codeclm.cli.display import LiveProgress, cost_lines
 from codeclm.cli.flags import (
     ROLE_FLAGS,
     add_adaptive_flag,
@@ -174,3 +186,56 @@ def add_bench(commands: Any) -> None:
     )
     bench.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs in DIR")
     add_adaptive_flag(bench)
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    record = api.split(args.benchmark, args.out, args.seed_fraction, args.seed)
+    print(
+        f"codeclm split: {len(record['seeds'])} seeds -> {args.out / 'seeds.jsonl'}, "
+        f"{len(record['eval'])} evaluation items -> {args.out / 'eval.jsonl'}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    file_values = load_config_file(args.config) if args.config else {}
+    source = str(args.config) if args.config else "options"
+    config = resolve_settings(EvalConfig, file_values, eval_overrides(args), source)
+
+    def render(stats: EvalStats) -> str:
+        o = stats.outcomes
+        return (
+            f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
+            f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
+        )
+
+    with LiveProgress(args.quiet, render) as progress:
+        record = api.evaluate(
+            args.benchmark,
+            out=args.out,
+            config=config,
+            on_progress=progress,
+            store=args.store,
+            run_name=args.run_name,
+        )
+    print_eval(record, Folder(args.out))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    api.bench(
+        instructions=args.instructions,
+        latency=args.latency,
+        slots=args.slots,
+        concurrency=args.concurrency,
+        seeds=args.seeds,
+        metadata=args.metadata,
+        embedded=args.embedded,
+        workers=args.workers,
+        store=args.store,
+        scaling=args.scaling,
+        repeat=args.repeat,
+        keep=args.keep,
+        adaptive=args.adaptive is not False,
+    )
+    return 0

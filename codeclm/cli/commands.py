@@ -22,21 +22,16 @@ from codeclm.api import (
     ConfigError,
     CostCapReached,
     EndpointBroken,
-    EvalConfig,
-    EvalStats,
-    Folder,
     InputError,
     LeaseLost,
     RunError,
     StoreUnavailable,
     ThreadDetail,
     finish_tracing,
-    load_config_file,
     parse_assignment,
-    resolve_settings,
     tracing_destination,
 )
-from codeclm.cli.benchmarks import eval_overrides, print_eval
+from codeclm.cli.benchmarks import cmd_bench, cmd_eval, cmd_split
 from codeclm.cli.display import (
     LiveProgress,
     print_estimate,
@@ -216,40 +211,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_split(args: argparse.Namespace) -> int:
-    record = api.split(args.benchmark, args.out, args.seed_fraction, args.seed)
-    print(
-        f"codeclm split: {len(record['seeds'])} seeds -> {args.out / 'seeds.jsonl'}, "
-        f"{len(record['eval'])} evaluation items -> {args.out / 'eval.jsonl'}"
-    )
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    file_values = load_config_file(args.config) if args.config else {}
-    source = str(args.config) if args.config else "options"
-    config = resolve_settings(EvalConfig, file_values, eval_overrides(args), source)
-
-    def render(stats: EvalStats) -> str:
-        o = stats.outcomes
-        return (
-            f"evaluating: {stats.kept + stats.failed}/{stats.total} · target wins "
-            f"{o['win']}, ties {o['tie']}, losses {o['loss']} · failed {stats.failed}"
-        )
-
-    with LiveProgress(args.quiet, render) as progress:
-        record = api.evaluate(
-            args.benchmark,
-            out=args.out,
-            config=config,
-            on_progress=progress,
-            store=args.store,
-            run_name=args.run_name,
-        )
-    print_eval(record, Folder(args.out))
-    return 0
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     if not 0 < args.near_dup <= 1:
         raise ConfigError(f"--near-dup must be in (0, 1], not {args.near_dup:g}")
@@ -270,25 +231,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         target_refusals=args.target_refusals,
     )
     print(f"codeclm export: {rows} pair{'s' if rows != 1 else ''} as {args.format} -> {path}")
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    api.bench(
-        instructions=args.instructions,
-        latency=args.latency,
-        slots=args.slots,
-        concurrency=args.concurrency,
-        seeds=args.seeds,
-        metadata=args.metadata,
-        embedded=args.embedded,
-        workers=args.workers,
-        store=args.store,
-        scaling=args.scaling,
-        repeat=args.repeat,
-        keep=args.keep,
-        adaptive=args.adaptive is not False,
-    )
     return 0
 
 
