@@ -86,7 +86,7 @@ async def judge_item(state: EvalItemState, runtime: Runtime[EvalContext]) -> dic
     users = [state.instruction, *state.follow_ups]
     strong = [state.strong_answer or "", *state.strong_follow_up_answers]
     target = [state.target_answer or "", *state.target_follow_up_answers]
-    per_turn, usage = await judge_turns(ctx.judge, ctx.prompts, users, strong, target, "eval")
+    per_turn, usage = await judge_turns(ctx.judge, ctx.prompts, users, strong, target, JUDGE_ITEM)
     several = len(per_turn) > 1
     return {
         "scores": per_turn[0],

@@ -244,7 +244,7 @@ async def judge(state: InstructionState, runtime: Runtime[PipelineContext]) -> d
     ctx = pipeline_context(runtime)
     users = state.user_turns
     strong, target = state.answers("strong"), state.answers("target")
-    per_turn, usage = await judge_turns(ctx.strong, ctx.prompts, users, strong, target)
+    per_turn, usage = await judge_turns(ctx.strong, ctx.prompts, users, strong, target, JUDGE)
     scores = per_turn[0] if len(per_turn) == 1 else mean_scores(per_turn)
     decision = gap_decision(state, scores, ctx.config.threshold, ctx.config.max_iterations)
     turns = {"turn_scores": per_turn} if len(per_turn) > 1 else {}

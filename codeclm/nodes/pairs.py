@@ -28,6 +28,7 @@ from codeclm.llm.reply import Reply, sampling_seed
 from codeclm.llm.request import History
 from codeclm.prompts import Prompts, conversation_text
 from codeclm.state import JudgeScores, TokenUsage, in_turn
+from codeclm.steps import Step
 
 ANSWER_ASKS = 3
 """Asks for an answer while the model refuses (each with its own sampling seed)."""
@@ -152,36 +153,29 @@ def parse_score_line(content: str) -> tuple[float, float]:
     raise UnparseableReply(f"the judge gave no line of two scores from 1 to 10 ({text[:80]!r})")
 
 
-def _scores(reply: Reply) -> tuple[float, float]:
-    return parse_score_line(reply.content)
-
-
 async def judge_pair(
     judge: RoleModel,
     prompts: Prompts,
     instruction: str,
     strong_answer: str,
     target_answer: str,
-    *,
-    prompt: str = "judge",
+    step: Step,
 ) -> tuple[JudgeScores, TokenUsage]:
     """Both answers scored twice, once in each order, at temperature 0 (both calls at once).
 
     The order swap cancels a judge's preference for the first (or second) position. A reply
     cut at ``max_tokens`` (a judge that thinks first) is asked again with a larger budget;
     one without a line of two scores is not kept (nor cached): the step's retry asks again.
+    ``step``: the judge's declaration (its prompts, how its reply reads, its grammar).
     """
+    prompt = step.prompts[0]
     strong_first_prompt = prompts.render(
         prompt, instruction=instruction, answer_1=strong_answer, answer_2=target_answer
     )
     target_first_prompt = prompts.render(
         prompt, instruction=instruction, answer_1=target_answer, answer_2=strong_answer
     )
-    return await _both_orders(judge, strong_first_prompt, target_first_prompt)
-
-
-#: Each judge's prompts: (a single turn, or a conversation's first; a later turn).
-JUDGE_PROMPTS = {"filter": ("judge", "judge_turn"), "eval": ("judge_eval", "judge_eval_turn")}
+    return await _both_orders(judge, strong_first_prompt, target_first_prompt, step)
 
 
 async def judge_turns(
@@ -190,14 +184,14 @@ async def judge_turns(
     user_turns: list[str],
     strong_answers: list[str],
     target_answers: list[str],
-    kind: str = "filter",
+    step: Step,
 ) -> tuple[list[JudgeScores], list[TokenUsage]]:
     """Every turn both models answered, scored in both orders (every call at once); each
-    turn's scores and usage. ``kind``: the filter's judge, or the evaluation's."""
+    turn's scores and usage. ``step``: the filter's judge, or the evaluation's."""
     turns = min(len(user_turns), len(strong_answers), len(target_answers))
     conversations = (judge, prompts, user_turns, strong_answers, target_answers)
     judged = await asyncio.gather(
-        *(judge_turn(*conversations, turn, JUDGE_PROMPTS[kind]) for turn in range(1, turns + 1))
+        *(judge_turn(*conversations, turn, step) for turn in range(1, turns + 1))
     )
     return [scores for scores, _ in judged], [usage for _, usage in judged]
 
@@ -209,17 +203,18 @@ async def judge_turn(
     strong_answers: list[str],
     target_answers: list[str],
     turn: int,
-    prompt_names: tuple[str, str] = JUDGE_PROMPTS["filter"],
+    step: Step,
 ) -> tuple[JudgeScores, TokenUsage]:
     """Turn ``turn``'s answers scored in both orders, each conversation shown up to it.
 
     Turn 1 has nothing before it: the single-turn judge (``judge.md``, the paper's) scores
-    it. A later turn's judge (``judge_turn.md``) sees both conversations to that turn.
+    it. A later turn's judge (``judge_turn.md``) sees both conversations to that turn: the
+    step's first and second prompts.
     """
-    single, later = prompt_names
+    later = step.prompts[1]
     if turn == 1:
         args = (user_turns[0], strong_answers[0], target_answers[0])
-        return await judge_pair(judge, prompts, *args, prompt=single)
+        return await judge_pair(judge, prompts, *args, step)
     users = user_turns[:turn]
     strong, target = strong_answers[:turn], target_answers[:turn]
 
@@ -233,7 +228,7 @@ async def judge_turn(
         )
 
     with in_turn(turn):  # (the ledger files these calls under the turn)
-        return await _both_orders(judge, render(strong, target), render(target, strong))
+        return await _both_orders(judge, render(strong, target), render(target, strong), step)
 
 
 def mean_scores(per_turn: list[JudgeScores]) -> JudgeScores:
@@ -259,10 +254,19 @@ def mean_scores(per_turn: list[JudgeScores]) -> JudgeScores:
 
 
 async def _both_orders(
-    judge: RoleModel, strong_first_prompt: str, target_first_prompt: str
+    judge: RoleModel, strong_first_prompt: str, target_first_prompt: str, step: Step
 ) -> tuple[JudgeScores, TokenUsage]:
-    """Scores from one prompt per order (the strong answer first, then second), averaged."""
-    held: dict[str, Any] = {"grammar": SCORE_GRAMMAR} if judge.grammars else {}
+    """Scores from one prompt per order (the strong answer first, then second), averaged:
+    each reply read as the judge's step declares, held to its grammar where the server
+    takes one."""
+    read = step.parse
+    assert read is not None, f"the judge step {step.name} declares how its reply reads"
+    grammar = step.grammar if judge.grammars else None
+    held: dict[str, Any] = {"grammar": grammar} if grammar else {}
+
+    def _scores(reply: Reply) -> tuple[float, float]:
+        one, two = read(reply.content)
+        return float(one), float(two)
 
     async def ask(text: str) -> tuple[Reply, TokenUsage]:
         return await judge.text(text, complete=True, check=_scores, temperature=0, **held)
