@@ -140,3 +140,23 @@ def test_the_restart_table_from_the_edges_brings_each_failed_step_back(
     counts = json.loads((out / "run.json").read_text())["counts"]
     assert counts["failed"] == 0
     assert counts["kept"] + counts["dropped"] == counts["instructions"] == 6
+
+
+@pytest.mark.parametrize(
+    "method", ["codeclm", "codeclm-rubrics", "alpagasus", "wizardlm-plus", "tree-instruct"]
+)
+def test_every_request_is_the_reply_its_step_declares(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, method: str
+) -> None:
+    """What a node asks for (the schema it sends) is what its step declares (``Step.reply``):
+    each request's prompt, read back to its file, names the step, whose reply it is."""
+    out = tmp_path / "out"
+    options: dict[str, Any] = dict(method=method, turns=2, instructions=4, metadata=2)
+    assert run_cli(seeds_file, mock_llm, out, **options) == 0
+    read = [r for r in mock_llm.requests if r.read.name is not None]
+    assert len(read) == len(mock_llm.requests), "every prompt is one of the files"
+    structured = [r for r in read if r.response_format == "json_schema"]
+    assert structured, "structured steps were asked"
+    assert all(r.schema == r.read.reply for r in read), {
+        (r.read.name, r.schema, r.read.reply) for r in read if r.schema != r.read.reply
+    }
