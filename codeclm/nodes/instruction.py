@@ -8,6 +8,7 @@ finished on resume (langgraph#8834), so routers here cannot fail.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from langgraph.errors import NodeError
@@ -80,15 +81,8 @@ ANSWER = Step(
     turns="each",
     later_turn=_answer_later,
 )
-ANSWER_STRONG = Step(
-    name="answer_strong",
-    prompts=("answer",),
-    output_tokens=ANSWER_TOKENS,
-    calls=lambda scale: scale.per_iteration(1),
-    typical=_answer_prompt,
-    turns="each",
-    later_turn=_answer_later,
-)
+#: The ablations' and baselines' answer: the strong model's alone, as ``answer`` asks it.
+ANSWER_STRONG = replace(ANSWER, name="answer_strong", roles=("strong",))
 JUDGE = Step(
     name="judge",
     prompts=("judge", "judge_turn"),
