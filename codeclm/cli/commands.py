@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
-
-from rich.console import Console
 
 from codeclm import api
 from codeclm.api import (
@@ -26,22 +22,19 @@ from codeclm.api import (
     LeaseLost,
     RunError,
     StoreUnavailable,
-    ThreadDetail,
     finish_tracing,
-    parse_assignment,
     tracing_destination,
 )
 from codeclm.cli.benchmarks import cmd_bench, cmd_eval, cmd_split
 from codeclm.cli.display import (
     LiveProgress,
     print_estimate,
-    print_listing,
     print_run_summary,
-    print_thread,
     print_worker_summary,
     status_table,
 )
 from codeclm.cli.flags import EXIT_BROKEN, EXIT_CAPPED, EXIT_DETACHED, EXIT_USAGE
+from codeclm.cli.inspecting import cmd_inspect, cmd_step
 from codeclm.cli.judging import cmd_judge
 from codeclm.cli.parser import build_parser, run_config, run_overrides
 from codeclm.cli.reviewing import cmd_review, cmd_view
@@ -149,66 +142,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     print_run_summary(result)
     return EXIT_DETACHED if result.detached else 0
-
-
-def cmd_step(args: argparse.Namespace) -> int:
-    """Step one instruction node by node (interactive at a terminal, or by flags)."""
-    patch = dict(parse_assignment(text) for text in args.set or [])
-    interactive = args.until is None and not args.json and sys.stdin.isatty()
-    console = Console()
-
-    def emit(event: dict[str, Any]) -> None:
-        if args.json:
-            print(json.dumps(event, ensure_ascii=False), flush=True)
-        elif "error" in event:
-            console.print(f"[red]{event['error']}[/]")
-        elif "edited" in event:
-            console.print(f"edited {event['edited']} -> checkpoint {event['checkpoint']}")
-        else:
-            for node, values in event["ran"].items():
-                console.print(f"[bold]{node}[/] produced:")
-                for key, value in values.items():
-                    console.print(f"  {key}: {value}", soft_wrap=True, highlight=False)
-            console.print(
-                f"checkpoint {event['checkpoint']}; status {event['status']}; "
-                f"next: {', '.join(event['next'])}"
-            )
-
-    def ask() -> str:
-        try:
-            return input("[enter] next step · set FIELD=VALUE · c(ontinue) · q(uit) > ")
-        except EOFError:  # Ctrl-D
-            return "quit"
-
-    final = api.step(
-        args.out,
-        args.id,
-        store=args.store,
-        run_name=args.run_name,
-        cache=args.cache,
-        from_checkpoint=args.from_checkpoint,
-        patch=patch,
-        until=args.until,
-        emit=emit,
-        ask=ask if interactive else None,
-    )
-    if not args.json:
-        console.print(
-            f"{final['id']}: {final['status']}; next: {', '.join(final['next']) or 'end'}"
-        )
-    return 0
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    found = api.inspect(args.out, args.id, store=args.store, run_name=args.run_name)
-    if args.json:
-        data = found.as_json() if isinstance(found, ThreadDetail) else found.model_dump()
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif isinstance(found, ThreadDetail):
-        print_thread(found)
-    else:
-        print_listing(found)
-    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -21,8 +21,6 @@ from codeclm.api import (
     RunRecord,
     RunResult,
     RunStats,
-    ThreadDetail,
-    ThreadListing,
     dollars,
     grouped_failures,
 )
@@ -282,64 +280,6 @@ def print_worker_summary(run: str, stats: RunStats, seconds: float) -> None:
         f"dropped, {stats.failed} failed) with {calls:,} calls"
         + (f" ({cached:,} answered from the cache)" if cached else "")
     )
-
-
-def print_listing(listing: ThreadListing) -> None:
-    """``codeclm inspect DIR``: a table of the threads, the pass and what is missing."""
-    table = Table("id", "status", "iteration", "gap", "use case", "reason")
-    for thread in listing.threads:
-        gap = thread.gap
-        table.add_row(
-            thread.id,
-            thread.status,
-            str(thread.iteration or ""),
-            "" if gap is None else f"{gap:+g}",
-            thread.use_case or "",
-            thread.reason or "",
-        )
-    console = Console()
-    console.print(table)
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(listing.counts.items()))
-    console.print(
-        f"prepare: {listing.prepare}; {listing.metadata_pool} metadata entries; "
-        f"{len(listing.threads)} instructions: {counts or 'none yet'}"
-    )
-    if listing.missing:
-        console.print(
-            f"[yellow]{listing.missing} of the budget's {listing.budget} "
-            f"instructions are missing[/]: {listing.missing_why or 'see run.json'}"
-        )
-
-
-def print_thread(detail: ThreadDetail) -> None:
-    console = Console()
-    state = detail.state
-    if state is None:  # its first step is not checkpointed yet
-        console.print(f"[bold]{detail.id}[/] {detail.status}: not started yet")
-        return
-    console.print(
-        f"[bold]{detail.id}[/] {detail.status}, iteration {state['iteration']}; "
-        f"next: {', '.join(detail.next) or '(end)'}"
-    )
-    console.print(f"  metadata: {state['use_case']} / {', '.join(state['skills'])}")
-    console.print(f"  instruction: {state['instruction']}")
-    for turn, text in enumerate(state.get("follow_ups") or [], start=2):
-        console.print(f"  turn {turn}: {text}")
-    if state.get("reason"):
-        console.print(f"  reason: {state['reason']}")
-    console.print("history:")
-    for step in detail.history:
-        line = f"  {step.checkpoint}  {' + '.join(step.nodes)}  iteration {step.iteration}"
-        if step.scores:
-            sc = step.scores
-            line += f"  scores strong {sc['strong']:g} target {sc['target']:g} gap {sc['gap']:+g}"
-            line += f" -> {step.status}"
-        if step.action:
-            line += f"  action: {step.action}"
-            line += f" (turn {step.turn})" if step.turn else ""
-        if step.reason:
-            line += f"  failed: {step.reason}"
-        console.print(line, soft_wrap=True, highlight=False)
 
 
 def print_estimate(estimate: Estimate) -> None:
