@@ -30,7 +30,7 @@ from codeclm.bench.postgres_server import PASSWORD, PostgresServer
 from codeclm.cli import main
 from codeclm.handle import RunHandle
 from codeclm.review import pair_reviews
-from codeclm.view.server import token_cookie
+from codeclm.view.guard import token_cookie
 from tests.conftest import read_jsonl, run_cli
 from tests.test_report_export import CHROMIUM
 from tests.test_review import (  # the fixture stops a run a failed test left waiting

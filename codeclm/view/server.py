@@ -10,15 +10,13 @@ review on the user's behalf.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import math
 import secrets
 import socket
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -26,6 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from codeclm.config import ConfigError
 from codeclm.review import ReviewError, RunSession, entry_edit
 from codeclm.view.data import FRESH_SECONDS, Snapshot, ThreadRow, chain, take_snapshot
+from codeclm.view.guard import LOOPBACK, loopback_host, protect, same_origin, token_gate
 from codeclm.view.judging import judging_routes
 from codeclm.view.people import REVIEWER_COOKIE, remembering
 
@@ -204,28 +203,6 @@ class View:
         raise remembering(web.HTTPSeeOther(f"/instructions/{ident}"), who)
 
 
-def token_cookie(token: str) -> str:
-    """The token's cookie, named for this server (as Jupyter names its own): a browser
-    sends a host's cookies to every port on it, so two pages served on one host must not
-    overwrite each other's. The name tells nothing of the token."""
-    return "codeclm_token_" + hashlib.sha256(token.encode()).hexdigest()[:12]
-
-
-#: On every response: no page of another origin may frame this one (clickjacking), no
-#: address leaves for another site in a Referer, no content is sniffed into another type.
-SECURITY_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-async def _protect(request: web.Request, response: web.StreamResponse) -> None:
-    """Set the security headers on every response, errors and static files included."""
-    response.headers.update(SECURITY_HEADERS)
-
-
 def _text(value: Any) -> str:
     """A form's text as typed (browsers send line breaks as CRLF)."""
     return str(value).replace("\r\n", "\n")
@@ -249,57 +226,6 @@ def _matches(row: ThreadRow, chosen: dict[str, str]) -> bool:
     return all(term in row.search_text for term in terms)
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-@web.middleware
-async def same_origin(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A write must come from this page: a browser names the page's origin on a POST."""
-    if request.method == "POST":
-        origin = request.headers.get("Origin")
-        if origin is not None and urlsplit(origin).netloc != request.host:
-            raise web.HTTPForbidden(text="reviews are taken only from this page")
-    return await handler(request)
-
-
-@web.middleware
-async def loopback_host(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Served on loopback, the page answers only to a loopback name: another site whose
-    name was made to resolve to 127.0.0.1 (DNS rebinding) gets nothing from it."""
-    if urlsplit(f"//{request.host}").hostname not in LOOPBACK:
-        raise web.HTTPForbidden(text="this page answers to 127.0.0.1 or localhost only")
-    return await handler(request)
-
-
-def token_gate(token: str) -> Any:
-    """The page opens only with the token ``codeclm view`` printed at start, on loopback
-    too (as Jupyter does: any process of any user on the machine reaches loopback): given
-    once in the address, then kept in this server's own cookie. Compared in constant time;
-    never logged (the server keeps no access log)."""
-    expected = token.encode()
-    cookie = token_cookie(token)
-
-    @web.middleware
-    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
-        given = request.query.get("token")
-        if given is not None:
-            if not hmac.compare_digest(given.encode(), expected):
-                raise web.HTTPForbidden(text="wrong token")
-            query = {k: v for k, v in request.query.items() if k != "token"}
-            found = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
-            # Lax: the printed address opened from another page (a chat, a notebook) must
-            # work; writes need this page's Origin and no other site may frame it.
-            found.set_cookie(cookie, token, samesite="Lax", httponly=True)
-            raise found
-        if not hmac.compare_digest(request.cookies.get(cookie, "").encode(), expected):
-            raise web.HTTPForbidden(
-                text="this page needs its token: open the address codeclm view printed at start"
-            )
-        return await handler(request)
-
-    return gate
-
-
 def build_app(
     session: RunSession, title: str, loopback: bool = True, token: str | None = None
 ) -> web.Application:
@@ -310,7 +236,7 @@ def build_app(
     if token is not None:
         middlewares.insert(0, token_gate(token))
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024**2)
-    app.on_response_prepare.append(_protect)
+    app.on_response_prepare.append(protect)
     app.add_routes(
         [
             web.get("/", view.overview),
