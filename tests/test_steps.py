@@ -154,9 +154,16 @@ def test_every_request_is_the_reply_its_step_declares(
     options: dict[str, Any] = dict(method=method, turns=2, instructions=4, metadata=2)
     assert run_cli(seeds_file, mock_llm, out, **options) == 0
     read = [r for r in mock_llm.requests if r.read.name is not None]
-    assert len(read) == len(mock_llm.requests), "every prompt is one of the files"
+    assert len(read) == len(mock_llm.requests)
     structured = [r for r in read if r.response_format == "json_schema"]
     assert structured, "structured steps were asked"
+    # A structured request read back as the answer's file (its prompt no step's own, the
+    # catch-all "$instruction") would declare no reply: the schema sent would differ.
     assert all(r.schema == r.read.reply for r in read), {
         (r.read.name, r.schema, r.read.reply) for r in read if r.schema != r.read.reply
     }
+    answers = [r for r in read if r.read.name == "answer"]
+    assert answers and all(r.response_format is None for r in answers), "answers only"
+    if method == "codeclm":  # the judges (a line, no schema) read back to their own files
+        judged = {r.read.name for r in read if r.schema == "PairwiseScores"}
+        assert judged == {"judge", "judge_turn"}

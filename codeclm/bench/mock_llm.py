@@ -201,7 +201,8 @@ class MockLLM(Script, Serving, LoopbackServer):
 
     async def _chat(self, body: dict[str, Any], worker: str | None = None) -> Answer:
         """One chat completion: (status, JSON payload, extra headers); ``-1`` never answers."""
-        step, _, read = model.request_step(body, self.prompts_dir)
+        asked = model.request_step(body, self.prompts_dir)  # (read once: reply takes it)
+        step, _, read = asked
         response_format = body.get("response_format") or {}
         fault = self._draw_fault(step is not None)
         request = None
@@ -244,7 +245,7 @@ class MockLLM(Script, Serving, LoopbackServer):
         if fault in ("500", "503"):
             self.statuses[int(fault)] += 1
             return int(fault), {"error": {"message": "overloaded", "type": "server_error"}}, {}
-        content, finish_reason, refusal = self.reply(body)
+        content, finish_reason, refusal = self.reply(body, asked)
         if fault == "invalid_json":
             content = "this is not JSON"
         elif fault == "refusal":

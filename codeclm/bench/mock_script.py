@@ -14,6 +14,7 @@ from typing import Any
 from codeclm.bench import mock_faults as faults
 from codeclm.bench import mock_model as model
 from codeclm.bench.mock_model import REFUSAL, JudgeRule
+from codeclm.bench.mock_reading import ReadPrompt
 
 
 @dataclass
@@ -40,10 +41,13 @@ class Script(faults.Misbehaviour):
     prompts_dir: Path | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def reply(self, body: dict[str, Any]) -> tuple[str, str, str | None]:
-        """The reply's content, its ``finish_reason``, and a refusal for the ``refusal`` field."""
+    def reply(
+        self, body: dict[str, Any], asked: tuple[str | None, dict[str, Any], ReadPrompt]
+    ) -> tuple[str, str, str | None]:
+        """The reply's content, its ``finish_reason``, and a refusal for the ``refusal`` field.
+        ``asked``: the request's step, schema and prompt read back (``request_step``)."""
         prompt = body["messages"][-1]["content"]
-        step, schema, read = model.request_step(body, self.prompts_dir)
+        step, schema, read = asked
         with self.lock:
             if step and self.garbage_next[step] > 0:
                 self.garbage_next[step] -= 1

@@ -46,15 +46,15 @@ def instruction_builder(config: RunConfig) -> Builder:
     )
 
 
+def thread_steps(method: str, turns: int) -> dict[str, Step]:
+    """The steps of an instruction's thread for a method and a number of turns (all a
+    graph's nodes depend on: a run's record is read so without its whole settings)."""
+    return declared_steps(build_instruction_graph(_READ_ONLY, method, turns=turns))
+
+
 def instruction_steps(config: RunConfig) -> dict[str, Step]:
     """The steps of one instruction's thread in this run."""
-    return declared_steps(instruction_builder(config))
-
-
-def thread_steps(method: str, turns: int) -> dict[str, Step]:
-    """The steps of an instruction's thread for a method and a number of turns (a run's
-    record read without its whole settings: another version's, a folder gone)."""
-    return declared_steps(build_instruction_graph(_READ_ONLY, method, turns=turns))
+    return thread_steps(config.method, config.turns)
 
 
 def method_steps(config: RunConfig) -> dict[str, Step]:
