@@ -129,6 +129,27 @@ def test_a_bad_line_is_refused_in_one_line_naming_it(
     assert not (run_dir / "judge_people.jsonl").exists(), "nothing imported"
 
 
+def test_what_a_person_may_write_is_taken(run_dir: Path, tmp_path: Path) -> None:
+    """The refusals above touch nothing a person may write: scores at the ends of the scale
+    and half points, a name with spaces and accents, JSON floats, lines left blank."""
+    sample = tmp_path / "sample.jsonl"
+    assert main(["judge", str(run_dir), "--sample", "4", "--out", str(sample)]) == 0
+    lines = read_jsonl(sample)
+    written = [(1, 10), (10.0, 1), (7.5, 6.5)]
+    filled = [
+        {**line, "score_a": a, "score_b": b, "judge": "  Zoë van Dijk "}
+        for line, (a, b) in zip(lines, written, strict=False)
+    ]
+    filled.append(lines[3])  # not scored yet: skipped, not refused
+    sample.write_text("".join(json.dumps(line) + "\n" for line in filled))
+    assert main(["judge", str(run_dir), "--import", str(sample)]) == 0
+    taken = read_jsonl(run_dir / "judge_people.jsonl")
+    assert [(r["score_a"], r["score_b"]) for r in taken] == written
+    assert {r["judge"] for r in taken} == {"Zoë van Dijk"}
+    human = json.loads((run_dir / "run.json").read_text())["judge"]["human"]
+    assert (human["ratings"], human["people"]) == (3, 1)
+
+
 def test_an_evaluation_gets_the_crr_by_people_beside_the_judges(
     mock_llm: MockLLM, tmp_path: Path
 ) -> None:
