@@ -235,7 +235,8 @@ def test_a_second_process_on_a_folder_in_use_is_refused_naming_the_first(
     settings = dict(instructions=8, metadata=2)
     alone = tmp_path / "alone"
     assert run_cli(seeds, mock_llm, alone, **settings) == 0
-    mock_llm.latency = 1.0  # the first run takes a while (every step a second)
+    release = threading.Event()
+    mock_llm.hold = release  # the first run's calls wait until the checks are done
     out = tmp_path / "out"
     args = [
         sys.executable,
@@ -260,8 +261,10 @@ def test_a_second_process_on_a_folder_in_use_is_refused_naming_the_first(
         )
         assert resumed.returncode == 2 and "in use" in resumed.stderr
         mock_llm.stop_on = None
+        release.set()
         assert first.wait(timeout=120) == 0, first.stderr
     finally:
+        release.set()
         if first.poll() is None:
             first.kill()
     assert (out / "dataset.jsonl").read_text() == (alone / "dataset.jsonl").read_text()

@@ -8,6 +8,7 @@ fixes: a key refused, a quota used up, a model it does not serve.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,9 @@ class Serving:
 
     #: Seconds each call takes (spent holding a slot).
     latency: float = 0.0
+    #: While this event is not set, every call waits (holding its slot): a test keeps a
+    #: client at work for as long as its checks take, not for a guessed time.
+    hold: threading.Event | None = None
     #: Calls served at once; the rest wait for a slot. ``None``: no limit.
     slots: int | None = None
     #: Past this many calls in flight, each takes longer in proportion (a server that
@@ -103,5 +107,7 @@ class Serving:
                 self.busy_seconds += seconds
                 if seconds:
                     await asyncio.sleep(seconds)
+                while self.hold is not None and not self.hold.is_set():
+                    await asyncio.sleep(0.02)
             finally:
                 self.in_flight[role] -= 1
