@@ -116,13 +116,18 @@ def _child(argv: list[str], calls: int) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instructions", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=100, help="the issue's figures: 40")
+    parser.add_argument("--metadata", type=int, default=200, help="the issue's figures: 40")
     parser.add_argument("--python", type=Path, help="an interpreter with curator installed")
     parser.add_argument("--curator-version", default="0.1.31")
     args = parser.parse_args()
     python = args.python or curator_python(args.curator_version)
 
     with tempfile.TemporaryDirectory() as work:
-        ours = measure(Workload(instructions=args.instructions), Path(work))
+        workload = Workload(
+            instructions=args.instructions, seeds=args.seeds, metadata=args.metadata
+        )
+        ours = measure(workload, Path(work))
     calls = ours.calls
     script = Path(tempfile.mkdtemp()) / "curator_child.py"
     script.write_text(_CHILD)

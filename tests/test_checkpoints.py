@@ -92,6 +92,46 @@ async def _history(out: Path, thread: str) -> list[dict[str, Any]]:
         return [s.values async for s in graph.aget_state_history(thread_config(thread))][::-1]
 
 
+def test_a_process_writing_alone_knows_new_threads_without_reading_the_file(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path
+) -> None:
+    """Held by its lock, a run's saver reads a thread it does not hold as new without a
+    trip to the file; the threads the file held when it opened, and those written since,
+    read back as they are."""
+    from codeclm.store.sqlite import open_checkpointer
+
+    out = tmp_path / "run"
+    assert run_cli(seeds_file, mock_llm, out, instructions=2, metadata=2) == 0
+    thread = read_jsonl(out / "dataset.jsonl")[0]["id"]
+
+    async def reads() -> tuple[bool, bool, bool, int]:
+        async with open_checkpointer(out / CHECKPOINTS) as saver:
+            await saver.write_alone()
+            trips = 0
+            execute = saver.conn._execute
+
+            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                nonlocal trips
+                trips += 1
+                return await execute(fn, *args, **kwargs)
+
+            saver.conn._execute = counted  # type: ignore[method-assign]
+            held = await saver.aget_tuple(thread_config(thread)) is not None
+            before = trips
+            new = await saver.aget_tuple(thread_config("never-written")) is None
+            asked = trips - before
+            found = await saver.aget_tuple(thread_config(thread))
+            assert found is not None
+            copy, versions = found.checkpoint, found.checkpoint["channel_versions"]
+            written = await saver.aput(thread_config("written-now"), copy, found.metadata, versions)
+            again = await saver.aget_tuple(written) is not None
+            return held, new, again, asked
+
+    held, new, again, asked = asyncio.run(reads())
+    assert held and new and again
+    assert asked == 0, "a thread the file does not hold is known new without asking it"
+
+
 def test_step_forks_a_finished_thread_from_its_first_checkpoint(
     mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -200,6 +200,21 @@ def test_eval_refuses_other_settings_in_the_same_folder(
     assert "different settings" in capsys.readouterr().err
 
 
+def test_an_evaluation_folder_in_use_is_refused_in_one_line(
+    mock_llm: MockLLM, bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a run's: a second process on an evaluation's folder is refused, naming the one
+    that holds it; once it lets go, the evaluation runs."""
+    from codeclm.handle.folder import folder_lock
+
+    out = tmp_path / "eval"
+    with folder_lock(out):  # (the holder: this test's process)
+        assert main(eval_args(mock_llm, bench, out, "--limit", "1")) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "in use" in err and f"pid {os.getpid()}" in err
+    assert main(eval_args(mock_llm, bench, out, "--limit", "1")) == 0
+
+
 def test_eval_bad_benchmark_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "instruction": "fine"}\n{"id": "y"}\n')

@@ -194,6 +194,7 @@ class RunHandle:
             self.out_dir,
             lambda models, prompts: check_inputs(run_context(config, models, prompts)),
             self.spec,
+            alone=not self.spec.shared and self.out_dir is not None,  # (``open`` holds its lock)
         ) as space:
             store = space.store
             if self.spec.shared:

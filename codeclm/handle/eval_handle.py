@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from codeclm.cost.figures import cost_record, paid_usage
 from codeclm.cost.meter import Meter
 from codeclm.graph import Graph
 from codeclm.graph.benchmark_item import build_eval_graph
-from codeclm.handle.folder import Folder, check_same
+from codeclm.handle.folder import Folder, check_same, folder_lock
 from codeclm.handle.workspace import eval_context, models_record, open_workspace
 from codeclm.records import EvalRecord, StoredInputs
 from codeclm.store import Store, StoreSpec, redact_url
@@ -57,8 +57,20 @@ class EvalHandle:
     @asynccontextmanager
     async def open(self) -> AsyncIterator[OpenEval]:
         """Models (after the preflight), the store (checked to hold this evaluation or
-        nothing) and the item graph; its first record is written."""
-        async with open_workspace(self.config, self.folder.path, spec=self.spec) as space:
+        nothing) and the item graph; its first record is written. A folder is held by this
+        process while it works (``folder_lock``), as a run's is."""
+        with ExitStack() as held:
+            if not self.spec.shared:
+                held.enter_context(folder_lock(self.folder.path))
+            async with self._opened() as opened:
+                yield opened
+
+    @asynccontextmanager
+    async def _opened(self) -> AsyncIterator[OpenEval]:
+        alone = not self.spec.shared
+        async with open_workspace(
+            self.config, self.folder.path, spec=self.spec, alone=alone
+        ) as space:
             if self.spec.shared:
                 await self._check_store(space.store)
             record = EvalRecord(

@@ -69,12 +69,14 @@ async def open_workspace(
     check_inputs: Callable[[dict[str, RoleModel], Prompts], None] = lambda m, p: None,
     spec: StoreSpec | None = None,
     fenced: bool = True,
+    alone: bool = False,
 ) -> AsyncIterator[Workspace]:
     """Models (and the embedded server if needed) and the store (SQLite in ``out_dir``
     unless ``spec`` names a shared one).
 
     Nothing is written before the endpoints answered the preflight and ``check_inputs``
-    (which sees each role's context size) accepted the input.
+    (which sees each role's context size) accepted the input. ``alone``: this process holds
+    the run folder's lock, so no other writes its store.
     """
     prompts = load_prompts(config.prompts_dir)
     shared_limit = asyncio.Semaphore(config.concurrency)
@@ -92,6 +94,8 @@ async def open_workspace(
                 cache = store.cache if config.cache else None
                 models = {r: replace(m, cache=cache, meter=meter) for r, m in models.items()}
                 store.saver.cache_answers_redo = config.cache
+                if alone:
+                    await store.write_alone()
                 retry = retry_policy(config.attempts, config.backoff)
                 async with batchers(config, models, store) as models:
                     yield Workspace(models, prompts, retry, store, meter)

@@ -52,6 +52,11 @@ class Store(ABC):
     async def save_review(self, kind: str, subject: str, body: dict[str, Any] | None) -> None:
         """Keep a review (None takes it back). Only people write these: a run reads them."""
 
+    async def write_alone(self) -> None:
+        """This process alone writes the store from now on (it holds the run folder's
+        lock): a store may then keep what it holds in memory. Shared stores never are."""
+        return None
+
     def checkpoint_stats(self) -> dict[str, float]:
         """Checkpoint writes and the seconds they took (for run.json)."""
         return self.saver.stats()

@@ -80,6 +80,21 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         self._whole: set[tuple[str, str]] = set()
         """(thread, checkpoint id) of checkpoints read back whole, written so by an earlier
         version: the first checkpoint after one stores every value, not only the new."""
+        self._threads: set[tuple[str, str]] | None = None
+        """(thread, namespace) of every thread the file holds, while this process is its
+        only writer (``write_alone``); None: not known, each read asks the file."""
+
+    async def write_alone(self) -> None:
+        """This process holds the run folder (its lock): no other writes the file, so the
+        threads it holds are known from now on, and a thread not among them reads as new
+        without a trip to the file (each new thread is read twice before its first step:
+        the engine's look at its status, and LangGraph's own)."""
+        await self.setup()
+        async with self.lock:
+            rows = await self.conn.execute_fetchall(
+                "SELECT DISTINCT thread_id, checkpoint_ns FROM checkpoints"
+            )
+        self._threads = {(str(thread), str(ns)) for thread, ns in rows}
 
     async def setup(self) -> None:
         if self.is_setup:
@@ -118,6 +133,8 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         split: Any = {**checkpoint, "channel_values": kept, SPLIT: apart}
         kind, serialized = self.serde.dumps_typed(split)
         meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+        if self._threads is not None:
+            self._threads.add((thread_id, namespace))
         async with self.lock, self._transaction():
             if rows:
                 await self.conn.executemany(
@@ -142,6 +159,13 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         }
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        configurable = config["configurable"]
+        if (
+            self._threads is not None
+            and (str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", "")))
+            not in self._threads
+        ):
+            return None  # a thread this file does not hold (and only we write it)
         found = await super().aget_tuple(config)
         if found is None or SPLIT not in found.checkpoint:
             self._note_whole(found)
@@ -237,6 +261,8 @@ class SplitBlobsSaver(AsyncSqliteSaver):
 
     async def adelete_thread(self, thread_id: str) -> None:
         await super().adelete_thread(thread_id)
+        if self._threads is not None:
+            self._threads = {held for held in self._threads if held[0] != str(thread_id)}
         async with self.lock:
             await self.conn.execute("DELETE FROM blobs WHERE thread_id = ?", (str(thread_id),))
             await self.conn.commit()

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 
 class SqliteResponseCache(ResponseCache):
-    """SQLite-backed; one connection, WAL, each write committed at once."""
+    """SQLite-backed; one connection, WAL, each write committed as it runs (autocommit).
+
+    Every call of a run looks up and writes here, so each is one trip to aiosqlite's
+    thread (a lookup's rows fetched with its statement; no separate commit): a trip
+    costs the event loop a thread hand-over both ways."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -29,7 +33,7 @@ class SqliteResponseCache(ResponseCache):
             "CREATE TABLE IF NOT EXISTS responses ("
             " key TEXT PRIMARY KEY, content TEXT NOT NULL, usage TEXT NOT NULL)"
         )
-        self._conn = await open_sqlite(self.path, read_only, "responses", ddl)
+        self._conn = await open_sqlite(self.path, read_only, "responses", ddl, isolation_level=None)
         if not read_only:
             await self._conn.execute("PRAGMA journal_mode=WAL")
             await self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -42,13 +46,12 @@ class SqliteResponseCache(ResponseCache):
 
     async def get(self, key: str) -> tuple[str, TokenUsage] | None:
         assert self._conn is not None
-        async with self._conn.execute(
+        rows = await self._conn.execute_fetchall(
             "SELECT content, usage FROM responses WHERE key = ?", (key,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return row[0], TokenUsage.model_validate_json(row[1])
+        )
+        for content, usage in rows:  # the key is the primary key: at most one
+            return content, TokenUsage.model_validate_json(usage)
+        return None
 
     async def put(self, key: str, content: str, usage: TokenUsage) -> None:
         assert self._conn is not None
@@ -56,7 +59,6 @@ class SqliteResponseCache(ResponseCache):
             "INSERT OR REPLACE INTO responses (key, content, usage) VALUES (?, ?, ?)",
             (key, content, usage.model_dump_json()),
         )
-        await self._conn.commit()
 
 
 class PostgresResponseCache(ResponseCache):

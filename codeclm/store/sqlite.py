@@ -62,6 +62,8 @@ async def open_checkpointer(path: Path, read_only: bool = False) -> AsyncIterato
 
 
 class SqliteStore(Store):
+    saver: TimedSqliteSaver
+
     def __init__(
         self,
         out_dir: Path,
@@ -79,6 +81,9 @@ class SqliteStore(Store):
         self.board = LocalBoard(workers)
         self.read_only = not writable(out_dir)
         """A read-only folder: what is there is read; a review cannot be kept."""
+
+    async def write_alone(self) -> None:
+        await self.saver.write_alone()
 
     @asynccontextmanager
     async def _reviews(self) -> AsyncIterator[aiosqlite.Connection]:
