@@ -148,6 +148,36 @@ def test_a_cut_on_a_429_is_undone_when_429s_come_below_its_level() -> None:
     assert gate.current == 32 and gate.refused_at is None
 
 
+def test_a_queue_cuts_to_what_the_server_serves_calm_and_a_stall_is_undone() -> None:
+    """Two rounds 4x slower at 64 in flight: the server serves about 16 at its calm
+    latency (Little's law), so the limit goes to 16 x 1.25 = 20 in one cut, not by quarters.
+    Rounds back at the calm there say the slowness was not the server's: the ramp takes
+    the limit back up to below the level it was cut at."""
+
+    async def scenario() -> None:
+        gate = AdaptiveLimit("server", ceiling=64)
+        gate.limit, gate.ramping, gate.calm_level = 64.0, False, 64
+
+        def round_at(level: int, seconds: float) -> None:
+            for _ in range(max(gate.current, 8)):
+                gate.answered(Ticket(gate.epoch, in_flight=level), "m/text", 10, seconds)
+
+        round_at(1, 0.1)  # the calm, learned alone
+        while not gate.stats.cuts:  # (two whole rounds)
+            gate.answered(Ticket(gate.epoch, in_flight=64), "m/text", 10, 0.4)
+        assert gate.current == 20 and gate.stats.cuts == {"queueing": 1}, gate.stats
+        gate._waiters.append(asyncio.get_running_loop().create_future())  # demand waits
+        for _ in range(40):  # (the ramp spreads its steps over a round trip)
+            if gate.current >= 63:
+                break
+            round_at(gate.current, 0.1)
+            await asyncio.sleep(0.01)
+        assert gate.current == 63, gate.current  # back up, to below the level cut at
+        gate._waiters.clear()
+
+    asyncio.run(scenario())
+
+
 def test_off_the_limit_is_the_ceiling_and_never_moves() -> None:
     gate = AdaptiveLimit("server", ceiling=12, adaptive=False)
     gate.refused(Ticket(gate.epoch, 12), 429)
@@ -216,12 +246,13 @@ def test_a_server_that_queues_brings_the_limit_down_toward_its_knee(
     mock_llm: MockLLM, tmp_path: Path
 ) -> None:
     mock_llm.latency, mock_llm.load_knee = 0.03, 4
-    options = {"instructions": 40, "metadata": 4, "concurrency": 64}
+    options = {"instructions": 120, "metadata": 4, "concurrency": 64}
     result = codeclm.run(_seeds(tmp_path), out=tmp_path / "r", **options, **mock_roles(mock_llm))
     (stats,) = result.record.endpoints.values()
-    # with no ear for latency the ramp would take it to 64: the queue stopped it (and maybe
-    # cut it, as rounds came back slower: how many depends on this machine's load)
-    assert stats.highest < 64 and not stats.refused, stats
+    # its first round, at 8, already queued (it was learned as the calm); the ramp may take
+    # it to the ceiling, and the queue brings it back near the knee (to what it serves at
+    # that calm, by Little's law: how many cuts depends on this machine's load)
+    assert stats.cuts.get("queueing") and stats.limit <= 16 and not stats.refused, stats
 
 
 def test_no_adaptive_keeps_the_concurrency(mock_llm: MockLLM, tmp_path: Path) -> None:

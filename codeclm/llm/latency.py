@@ -41,7 +41,8 @@ class LatencyWatch:
     judged: int = 0
     """The peak of the round last judged: the level its verdict speaks of."""
     learned: bool = False
-    """A kind's calm latency was learned this round (its replies are the calm)."""
+    """A kind's calm latency was learned this round with no known kind beside it to say
+    how loaded the server was (its replies are the calm)."""
     relearn: bool = False
     """The round last judged learned a kind's calm, under its load (a dip checks it)."""
     measured: bool = False
@@ -61,9 +62,16 @@ class LatencyWatch:
             samples = self.samples.setdefault(kind, [])
             samples.append((value, in_flight))
             if len(samples) >= ROUND_MIN:
-                self.learned = self.learned or known is None
+                calm = statistics.median(v for v, _ in samples)
+                # A kind first seen beside known ones, under a queue: the queue slows every
+                # kind alike, so its calm is what the known kinds' ratio says it would be.
+                under = statistics.median(self.ratios) if len(self.ratios) >= ROUND_MIN else None
+                if known is None and under is not None:
+                    calm /= max(1.0, under)
+                else:
+                    self.learned = self.learned or known is None
                 level = max(n for _, n in samples)
-                self.calm[kind] = (statistics.median(v for v, _ in samples), level)
+                self.calm[kind] = (calm, level)
                 samples.clear()
         self.seen += 1
         if self.seen < self.round_size:
