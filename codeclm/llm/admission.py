@@ -72,8 +72,9 @@ RAMP_AHEAD = 8
 #: A queue's cut goes to the level the server serves at its calm latency (the level over
 #: the round's ratio, by Little's law) times this: a little queue keeps it busy.
 QUEUE_HEADROOM = 1.25
-#: After a queueing cut, rounds this close to the calm say the queue was not the server's
-#: (a stall of this process, say): the ramp takes the limit back up to where it was cut.
+#: After a queueing cut, two rounds this close to the calm say the queue was not the
+#: server's (a stall of this process, say): the ramp takes the limit back up to below the
+#: level it was cut at.
 RAMP_BACK = 1.1
 #: 503s above this share of the latest ``RECENT`` replies are overload, not noise (3% at
 #: random reach it about once in 10^5 windows; a server refusing a fifth of its load
@@ -129,7 +130,12 @@ class AdaptiveLimit:
     """The lowest level the server refused at since (a 429's in-flight count, or a
     queueing round's limit): growing to it again needs ``PROBE_AFTER`` replies."""
     queue_cut: bool = False
-    """The last cut was on queueing: rounds back at the calm (``RAMP_BACK``) ramp up again."""
+    """The last cut was on queueing: two rounds back at the calm (``RAMP_BACK``) ramp up
+    again, once (a queue met again on the way back up is the server's)."""
+    calm_rounds: int = 0
+    """Rounds in a row measured within ``RAMP_BACK`` of the calm."""
+    ramped_back: bool = False
+    """The limit went back up after a queueing cut; a queue met again stays cut."""
     cut_from: float = 0.0
     """The limit before the last cut on a 429 (0: none since): a rate limit seen below the
     level that 429 came at shows it was one too, and the cut is undone."""
@@ -235,14 +241,16 @@ class AdaptiveLimit:
             self._cut(ticket, refused_at=self.current, why="queueing", ratio=ratio)
             self.calm_level = min(self.calm_level, self.current)
             return
+        if ratio is not None:  # rounds in a row measured back at the calm
+            calm = self.latency.measured and ratio <= RAMP_BACK
+            self.calm_rounds = self.calm_rounds + 1 if calm else 0
         if (
             self.queue_cut
             and not self.ramping
-            and ratio is not None
-            and ratio <= RAMP_BACK
+            and self.calm_rounds >= 2
             and self.current < self._ramp_top
         ):  # the queue is gone at the level cut to: it was not the server's
-            self.ramping, self.ramped_to = True, self.current
+            self.ramping, self.ramped_to, self.ramped_back = True, self.current, True
         if self.ramping and ratio is not None:  # a round's verdict on the ramp's last level
             if ratio <= RAMP_CALM:
                 self.ramped_to = max(self.ramped_to, self.latency.judged)
@@ -267,8 +275,12 @@ class AdaptiveLimit:
         if not (self.ramping and self.credits) or self.dipped_from:
             self.credits = 0
             return
+        top = min(self.ceiling, RAMP_AHEAD * self.ramped_to, self._ramp_top)
+        if self.limit >= top:  # further only after a round comes back calm: the credits
+            self.credits = min(self.credits, self.ceiling)  # wait for it
+            return
         self.credits -= 1
-        self._set(min(self.ceiling, self.limit + 1, RAMP_AHEAD * self.ramped_to, self._ramp_top))
+        self._set(min(self.limit + 1, top))
         self.ramping = self.limit < min(self.ceiling, self._ramp_top)
         delay = self.round_trip / ((RAMP_AHEAD - 1) * self.current)
         self._timer = asyncio.get_running_loop().call_later(delay, self._step)
@@ -347,7 +359,8 @@ class AdaptiveLimit:
         if refused_at is not None:
             self.refused_at = refused_at
         self.cut_from = self.limit if why == "429" else 0.0
-        self.queue_cut = why == "queueing"
+        self.queue_cut = why == "queueing" and not self.ramped_back
+        self.ramped_back, self.calm_rounds = False, 0
         if why == "429" and refused_at is not None and not storm:  # it took one fewer
             self._set(max(1.0, min(self.limit, refused_at - 1)))
         else:

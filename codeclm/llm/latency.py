@@ -65,12 +65,14 @@ class LatencyWatch:
                 calm = statistics.median(v for v, _ in samples)
                 # A kind first seen beside known ones, under a queue: the queue slows every
                 # kind alike, so its calm is what the known kinds' ratio says it would be.
+                # It stands for their calm level, so its later replies above it are judged.
                 under = statistics.median(self.ratios) if len(self.ratios) >= ROUND_MIN else None
+                level = max(n for _, n in samples)
                 if known is None and under is not None:
                     calm /= max(1.0, under)
+                    level = min(n for _, n in self.calm.values())
                 else:
                     self.learned = self.learned or known is None
-                level = max(n for _, n in samples)
                 self.calm[kind] = (calm, level)
                 samples.clear()
         self.seen += 1
