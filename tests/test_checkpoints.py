@@ -150,6 +150,46 @@ def test_step_forks_a_finished_thread_from_its_first_checkpoint(
     assert events[-1]["status"] == "dropped" and events[-1]["next"] == ["end"]
 
 
+def test_every_thread_read_together_is_its_state_as_langgraph_reads_it(
+    mock_llm: MockLLM, seeds_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The outputs read the threads' latest values many at a time, straight from the
+    store: for every thread (kept, dropped, forked by ``step``) they are ``aget_state``'s
+    values; a thread with writes pending at its latest checkpoint is left to it."""
+    mock_llm.judge_rule = mixed_rule
+    out = tmp_path / "run"
+    assert run_cli(seeds_file, mock_llm, out, instructions=6, metadata=2, max_iterations=2) == 0
+    forked = read_jsonl(out / "dataset.jsonl")[0]["id"]
+    first = _json(capsys, ["inspect", str(out), forked, "--json"])["history"][0]["checkpoint"]
+    assert main(["step", str(out), forked, "--from", first, "--until", "judge", "--json"]) == 0
+
+    async def compare() -> tuple[int, set[str], str]:
+        async with RunHandle.finished(out).read() as view:
+            graph = view.instructions
+            saver = graph.checkpointer
+            ids = [t async for t in _thread_ids(saver)]
+            pending = ids[1]
+            latest = await saver.aget_tuple(thread_config(pending))
+            await saver.aput_writes(latest.config, [("__error__", "x")], "task-1")
+            together = await saver.alatest_values(ids)
+            for thread in ids:
+                state = (await graph.aget_state(thread_config(thread))).values
+                if thread in together:
+                    keys = graph.stream_channels_asis
+                    values = together[thread]
+                    assert {k: values[k] for k in keys if k in values} == state, thread
+            return len(ids), set(ids) - set(together), pending
+
+    threads, left, pending = asyncio.run(compare())
+    assert threads >= 7 and left == {pending}, (threads, left)
+
+
+async def _thread_ids(saver: Any) -> Any:
+    cursor = await saver.conn.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY 1")
+    for (thread,) in await cursor.fetchall():
+        yield thread
+
+
 def _run(argv: list[str], whole: bool) -> subprocess.Popen[str]:
     head = [sys.executable, "-c", WHOLE_CHECKPOINTS] if whole else [sys.executable, "-m", "codeclm"]
     return subprocess.Popen(

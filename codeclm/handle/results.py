@@ -16,21 +16,40 @@ from codeclm.handle.record import Totals
 from codeclm.handle.screening import Screener, Screens, left_out
 from codeclm.outputs import DATASET, DROPPED, FAILED, JsonlWriter, dataset_row, dropped_row
 from codeclm.state import BasicInstruction, InstructionState
+from codeclm.store.blobs import SplitBlobsSaver
 
 READ_AHEAD = 32
 """Thread states read at once while writing the outputs (a shared store serves them in
 parallel; SQLite in turn), in the outputs' order."""
+READ_TOGETHER = 256
+"""Thread states the SQLite saver reads in one go (``SplitBlobsSaver.alatest_values``)."""
 
 
 async def _states(graph: Graph, instructions: Sequence[BasicInstruction]) -> AsyncIterator[Any]:
-    """Each instruction's thread values, in order, ``READ_AHEAD`` reads in flight."""
-    for start in range(0, len(instructions), READ_AHEAD):
-        chunk = instructions[start : start + READ_AHEAD]
-        snapshots = await asyncio.gather(
-            *(graph.aget_state(thread_config(item.id)) for item in chunk)
-        )
-        for snapshot in snapshots:
-            yield started_values(snapshot.values)
+    """Each instruction's thread values, in order: from the SQLite saver ``READ_TOGETHER``
+    at a time (what it cannot read so, and a shared store's, ``READ_AHEAD`` reads of the
+    graph's state in flight)."""
+    saver = graph.checkpointer
+    size = READ_TOGETHER if isinstance(saver, SplitBlobsSaver) else READ_AHEAD
+    keys = graph.stream_channels_asis
+    for start in range(0, len(instructions), size):
+        chunk = instructions[start : start + size]
+        together: dict[str, dict[str, Any]] = {}
+        if isinstance(saver, SplitBlobsSaver):
+            together = await saver.alatest_values([item.id for item in chunk])
+        rest = [item for item in chunk if item.id not in together]
+        states: dict[str, dict[str, Any]] = {}
+        for first in range(0, len(rest), READ_AHEAD):
+            some = rest[first : first + READ_AHEAD]
+            snapshots = await asyncio.gather(*(graph.aget_state(thread_config(i.id)) for i in some))
+            pairs = zip(some, snapshots, strict=True)
+            states.update((item.id, snapshot.values) for item, snapshot in pairs)
+        for item in chunk:
+            if item.id in together:  # as the graph's state reads: its channels holding one
+                values = together[item.id]
+                yield started_values({key: values[key] for key in keys if key in values})
+            else:
+                yield started_values(states[item.id])
 
 
 async def write_outputs(
