@@ -200,7 +200,7 @@ def read_people(path: Path) -> list[dict[str, Any]]:
 @contextmanager
 def folder_lock(out_dir: Path) -> Iterator[None]:
     """Hold the run folder for this process while it works on it: a second ``run``,
-    ``resume`` or ``step`` on the folder is refused in one line naming this one. The
+    ``resume``, ``step`` or ``eval`` on the folder is refused in one line naming this one. The
     operating system lets go of the lock when the process ends, even by kill -9; the
     read-only commands never take it. (A PostgreSQL run is shared by ``codeclm worker``
     processes by design: its store's leases keep them apart.)"""
@@ -216,7 +216,8 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
             holder = handle.read().strip() or "another process"
             raise FolderInUse(
                 f"{out_dir} is in use by codeclm {holder}: wait for it to end (or stop it), "
-                "or use another --out; inspect, report, view and export read it meanwhile"
+                "or use another --out; what only reads it (inspect, report, view, export) "
+                "works meanwhile"
             ) from None
         handle.seek(0)
         handle.truncate()
