@@ -41,8 +41,7 @@ class LatencyWatch:
     judged: int = 0
     """The peak of the round last judged: the level its verdict speaks of."""
     learned: bool = False
-    """A kind's calm latency was learned this round with no known kind beside it to say
-    how loaded the server was (its replies are the calm)."""
+    """A kind's calm latency was learned this round (its replies are the calm)."""
     relearn: bool = False
     """The round last judged learned a kind's calm, under its load (a dip checks it)."""
     measured: bool = False
@@ -62,18 +61,9 @@ class LatencyWatch:
             samples = self.samples.setdefault(kind, [])
             samples.append((value, in_flight))
             if len(samples) >= ROUND_MIN:
-                calm = statistics.median(v for v, _ in samples)
-                # A kind first seen beside known ones, under a queue: the queue slows every
-                # kind alike, so its calm is what the known kinds' ratio says it would be.
-                # It stands for their calm level, so its later replies above it are judged.
-                under = statistics.median(self.ratios) if len(self.ratios) >= ROUND_MIN else None
+                self.learned = self.learned or known is None
                 level = max(n for _, n in samples)
-                if known is None and under is not None:
-                    calm /= max(1.0, under)
-                    level = min(n for _, n in self.calm.values())
-                else:
-                    self.learned = self.learned or known is None
-                self.calm[kind] = (calm, level)
+                self.calm[kind] = (statistics.median(v for v, _ in samples), level)
                 samples.clear()
         self.seen += 1
         if self.seen < self.round_size:
