@@ -45,7 +45,9 @@ async def _states(graph: Graph, instructions: Sequence[BasicInstruction]) -> Asy
             pairs = zip(some, snapshots, strict=True)
             states.update((item.id, snapshot.values) for item, snapshot in pairs)
         for item in chunk:
-            if item.id in together:  # as the graph's state reads: its channels holding one
+            if item.id in together:  # its state's channels written (a reducer's never
+                # written, which ``aget_state`` gives as its empty default, is left to
+                # the state model's default)
                 values = together[item.id]
                 yield started_values({key: values[key] for key in keys if key in values})
             else:
