@@ -58,21 +58,19 @@ def inline(value: Any) -> bool:
 
 BlobKey = tuple[str, str, str, str]
 """(thread, namespace, channel, version): a value's place in ``blobs``."""
-_LISTED = "codeclm_listed"
-"""(in memory only) whether the checkpoint listed the channels it keeps apart."""
 
 
-def _split(stored: Any, thread: str, ns: str) -> tuple[dict[str, Any], dict[str, BlobKey]]:
+def _split(stored: Any, thread: str, ns: str) -> tuple[dict[str, Any], dict[str, BlobKey], bool]:
     """A checkpoint as stored, copied to be filled: the channels kept in ``blobs`` and
-    where (a development version marked 1: every channel not in the values, maybe none)."""
+    where, and whether it listed them (a development version marked 1: every channel not
+    in the values, maybe none)."""
     checkpoint: dict[str, Any] = dict(stored)
     mark: list[str] | int = checkpoint.pop(SPLIT)
-    listed = checkpoint.pop(_LISTED, isinstance(mark, list))
     checkpoint["channel_values"] = values = dict(checkpoint["channel_values"])
     versions = checkpoint["channel_versions"]
     apart = mark if isinstance(mark, list) else [c for c in versions if c not in values]
-    checkpoint[_LISTED] = listed
-    return checkpoint, {c: (thread, ns, c, str(versions[c])) for c in apart}
+    wanted = {c: (thread, ns, c, str(versions[c])) for c in apart}
+    return checkpoint, wanted, isinstance(mark, list)
 
 
 RECENT_BLOBS = 8192
@@ -242,9 +240,9 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         """The checkpoint with its channels' values read back from ``blobs``."""
         configurable = found.config["configurable"]
         thread, ns = str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))
-        checkpoint, wanted = _split(found.checkpoint, thread, ns)
+        checkpoint, wanted, listed = _split(found.checkpoint, thread, ns)
         stored = await self._blobs(list(wanted.values()))
-        self._fill(checkpoint, wanted, stored, str(configurable["checkpoint_id"]))
+        self._fill(checkpoint, wanted, stored, listed, str(configurable["checkpoint_id"]))
         return found._replace(checkpoint=cast(Checkpoint, checkpoint))
 
     async def _blobs(
@@ -278,6 +276,7 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         checkpoint: dict[str, Any],
         wanted: dict[str, BlobKey],
         stored: dict[BlobKey, tuple[str, bytes]],
+        listed: bool,
         checkpoint_id: str,
     ) -> None:
         """Put each wanted channel's stored value into the checkpoint; a value the file
@@ -286,7 +285,7 @@ class SplitBlobsSaver(AsyncSqliteSaver):
         for channel, key in wanted.items():
             if key in stored:
                 values[channel] = self.serde.loads_typed(stored[key])
-        if checkpoint.pop(_LISTED) and (missing := [c for c in wanted if c not in values]):
+        if listed and (missing := [c for c in wanted if c not in values]):
             thread = next(iter(wanted.values()))[0]
             raise MissingBlobs(
                 f"{CHECKPOINTS} is damaged (checkpoint {checkpoint_id} of thread {thread!r} "
@@ -305,7 +304,7 @@ class SplitBlobsSaver(AsyncSqliteSaver):
             return {}
         wanted_threads = ", ".join("(?)" for _ in threads)
         async with self.lock:
-            cursor = await self.conn.execute(
+            rows = await self.conn.execute_fetchall(
                 f"WITH wanted (thread_id) AS (VALUES {wanted_threads}) "
                 "SELECT c.thread_id, c.checkpoint_id, c.type, c.checkpoint FROM wanted "
                 "JOIN checkpoints c ON c.thread_id = wanted.thread_id AND c.checkpoint_ns = '' "
@@ -315,18 +314,17 @@ class SplitBlobsSaver(AsyncSqliteSaver):
                 "w.checkpoint_ns = '' AND w.checkpoint_id = c.checkpoint_id)",
                 list(threads),
             )
-            rows = await cursor.fetchall()
             parts = {}
             for thread, checkpoint_id, kind, serialized in rows:
                 checkpoint = self.serde.loads_typed((kind, serialized))
-                if SPLIT not in checkpoint:  # written whole by an earlier version
-                    checkpoint = {**checkpoint, SPLIT: [], _LISTED: False}
+                if SPLIT not in checkpoint:  # written whole by an earlier version: none apart
+                    checkpoint = {**checkpoint, SPLIT: []}
                 parts[str(thread)] = (str(checkpoint_id), *_split(checkpoint, str(thread), ""))
-            keys = [key for _, _, wanted in parts.values() for key in wanted.values()]
+            keys = [key for _, _, wanted, _ in parts.values() for key in wanted.values()]
             stored = await self._blobs(keys, remember=False)
         found = {}
-        for thread, (checkpoint_id, checkpoint, wanted) in parts.items():
-            self._fill(checkpoint, wanted, stored, checkpoint_id)
+        for thread, (checkpoint_id, checkpoint, wanted, listed) in parts.items():
+            self._fill(checkpoint, wanted, stored, listed, checkpoint_id)
             found[thread] = checkpoint["channel_values"]
         return found
 
