@@ -5,10 +5,12 @@ request passes before it is sent: the models a server serves share its hardware 
 Ollama, llama.cpp) or its key's limit (a gateway), so one gate learns what they may have
 together. The limit moves by AIMD:
 
-- **a start-up ramp**: from ``START``, one more for each reply (so doubled each round, a
-  round being as many replies as the limit; the steps spread over a reply's round trip,
-  since replies to requests sent together come back together), up to ``RAMP_AHEAD`` times the
-  last level whose round came back within ``RAMP_CALM`` of the calmest;
+- **a start-up ramp**: from ``START``, ``RAMP_AHEAD - 1`` more for each reply (so
+  ``RAMP_AHEAD`` times the level each round, a round being as many replies as the limit;
+  the steps spread over a reply's round trip, since replies to requests sent together come
+  back together), up to ``RAMP_AHEAD`` times the last level whose round came back within
+  ``RAMP_CALM`` of the calmest: a first round at ``START`` learns the calm, the next may
+  fill the ceiling (an overshoot on a server that queues costs one queueing cut);
 - **additive increase**: +1 after a round of replies in a row (as many as the limit, at
   least ``ROUND_MIN``); to a level the server once refused, only after ``PROBE_AFTER``;
 - **decrease**: on a 429 that says "too many at once" (only the first of a burst cuts: a
@@ -17,11 +19,20 @@ together. The limit moves by AIMD:
   they are more than ``OVERLOADED`` of the latest replies (a few random ones are noise, not
   overload), and on queueing for
   servers that queue rather than refuse (vLLM, llama.cpp: two rounds in a row whose
-  replies took over ``QUEUEING`` times as long as the calmest, per output token; one may
-  be this process stalling), × ``DECREASE``;
+  replies took over ``QUEUEING`` times as long as the calmest, less how late this
+  process's event loop ran (``latency.LoopLag``), by the call or by the output token,
+  whichever reads the round's replies most alike (``latency.slowdown``: a mix of lengths
+  is not a queue); one may be this process stalling), × ``DECREASE``, and on queueing
+  at most to the level the server serves at its calm latency (the round's level over
+  its ratio, Little's law) × ``QUEUE_HEADROOM``; rounds back within ``RAMP_BACK`` of the
+  calm after a queueing cut say it was not the server's, and the ramp takes the limit
+  back to below where it was;
 - **a dip**: a kind of request first seen above the highest level known calm (a new step
-  of the run, under a queue maybe) learns its calm latency in one round at half the
-  limit, then the limit is restored.
+  of the run, under a queue maybe) with no known kind beside it learns its calm latency
+  in one round at the highest level known calm (at most half the limit), then the limit
+  is restored. Beside known kinds that
+  read near their calm it needs none: a queue slows every kind alike, so its calm is its
+  latency over their slowdown, derived again each round both are measured.
 
 A 429 is not always "too many at once": a provider's requests- or tokens-per-minute window
 answers 429 whatever the number in flight. One whose headers say a rate window is spent
@@ -47,7 +58,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from codeclm.llm.latency import ROUND_MIN, LatencyWatch
+from codeclm.llm.latency import ROUND_MIN, LatencyWatch, LoopLag
 from codeclm.records import EndpointStats
 
 #: The first limit of the ramp.
@@ -57,12 +68,19 @@ START = 8
 PROBE_AFTER = 250
 #: The limit's share kept after an overload.
 DECREASE = 0.75
-#: A round this many times slower than the calmest, per output token, is queueing.
+#: A round this many times slower than the calmest (``latency.slowdown``) is queueing.
 QUEUEING = 1.5
 #: ... and the ramp goes on only from rounds within this of the calmest,
 RAMP_CALM = 1.2
-#: ... to at most this many times the last level that came back so.
-RAMP_AHEAD = 2
+#: ... to at most this many times the last level that came back so, in one round.
+RAMP_AHEAD = 8
+#: A queue's cut goes to the level the server serves at its calm latency (the level over
+#: the round's ratio, by Little's law) times this: a little queue keeps it busy.
+QUEUE_HEADROOM = 1.25
+#: After a queueing cut, two rounds this close to the calm say the queue was not the
+#: server's (a stall of this process, say): the ramp takes the limit back up to below the
+#: level it was cut at.
+RAMP_BACK = 1.1
 #: 503s above this share of the latest ``RECENT`` replies are overload, not noise (3% at
 #: random reach it about once in 10^5 windows; a server refusing a fifth of its load
 #: reaches it within a round).
@@ -85,6 +103,8 @@ class Ticket:
     """The count of cuts when it was sent: only a request sent since the last cut cuts."""
     in_flight: int
     """Requests in flight at the endpoint when it was sent, itself included."""
+    lag: float = 0.0
+    """How late this process's event loop ran when it was sent (``LoopLag``)."""
     sent_at: float = field(default_factory=time.monotonic)
 
 
@@ -100,7 +120,7 @@ class AdaptiveLimit:
     ramping: bool = False
     ramped_to: int = 0
     """The ramp's last level whose round came back calm: it grows to ``RAMP_AHEAD`` times
-    that at most."""
+    that at most (before any, to twice ``START``)."""
     round_trip: float = 0.0
     """A reply's seconds, smoothed: the ramp spreads its growth over one."""
     slow_rounds: int = 0
@@ -116,6 +136,13 @@ class AdaptiveLimit:
     refused_at: int | None = None
     """The lowest level the server refused at since (a 429's in-flight count, or a
     queueing round's limit): growing to it again needs ``PROBE_AFTER`` replies."""
+    queue_cut: bool = False
+    """The last cut was on queueing: two rounds back at the calm (``RAMP_BACK``) ramp up
+    again, once (a queue met again on the way back up is the server's)."""
+    calm_rounds: int = 0
+    """Rounds in a row measured within ``RAMP_BACK`` of the calm."""
+    ramped_back: bool = False
+    """The limit went back up after a queueing cut; a queue met again stays cut."""
     cut_from: float = 0.0
     """The limit before the last cut on a 429 (0: none since): a rate limit seen below the
     level that 429 came at shows it was one too, and the cut is undone."""
@@ -128,12 +155,15 @@ class AdaptiveLimit:
     took: deque[tuple[int, bool]] = field(default_factory=lambda: deque(maxlen=TOOK_RECENT))
     """The latest requests answered or refused: their levels, and whether refused (429)."""
     latency: LatencyWatch = field(default_factory=LatencyWatch)
+    loop_lag: LoopLag = field(default_factory=LoopLag)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.limit = float(min(START, self.ceiling) if self.adaptive else self.ceiling)
         self.since_cut = 1 << 30
-        self.ramped_to = self.current
+        # before a round has come back calm, the first replies take it to twice ``START``
+        # at most (a server that takes fewer is not flooded while its calm is learned)
+        self.ramped_to = max(1, self.current * 2 // RAMP_AHEAD)
         self.ramping = self.adaptive and self.limit < self.ceiling
         self.stats = EndpointStats(
             adaptive=self.adaptive, ceiling=self.ceiling, limit=self.current,
@@ -157,6 +187,8 @@ class AdaptiveLimit:
             self._wake()
 
     async def _enter(self, first: bool) -> None:
+        if self.adaptive:
+            self.loop_lag.watch(self._busy)
         if self.in_flight < self.current and not self._waiters:
             self.in_flight += 1
             return
@@ -175,6 +207,9 @@ class AdaptiveLimit:
                 self._waiters.remove(waiter)
             raise
 
+    def _busy(self) -> bool:
+        return self.in_flight > 0 or bool(self._waiters)
+
     def _wake(self) -> None:
         while self._waiters and self.in_flight < self.current:
             waiter = self._waiters.popleft()
@@ -187,7 +222,8 @@ class AdaptiveLimit:
         self, ticket: Ticket, kind: str, output_tokens: int, seconds: float | None = None
     ) -> None:
         """A reply came back: grow, unless its round says the server queues. ``seconds``:
-        how long the server took (from the send to the reply); default, since the ticket."""
+        from the send to the reply (default, since the ticket), less how late this
+        process's event loop ran as it sent and as it read (``LoopLag``)."""
         self.recent.append(False)
         self.took.append((ticket.in_flight, False))
         self.since_cut += 1
@@ -197,6 +233,8 @@ class AdaptiveLimit:
         if ticket.epoch == self.epoch:  # sent at today's limit: it tells of today's load
             if seconds is None:
                 seconds = time.monotonic() - ticket.sent_at
+            # less this process's own lateness as it sent and as it read: not the server's
+            seconds = max(seconds / 2, seconds - ticket.lag - self.loop_lag.lag)
             self.round_trip += (seconds - self.round_trip) / 8
             ratio = self.latency.add(kind, seconds, output_tokens, ticket.in_flight, self.current)
         if ratio is not None and self.dipped_from:  # the dip's round is in: back up
@@ -216,9 +254,19 @@ class AdaptiveLimit:
             self.slow_rounds = self.slow_rounds + 1 if ratio > QUEUEING else 0
         if self.slow_rounds >= 2:
             self.slow_rounds = 0
-            self._cut(ticket, refused_at=self.current, why="queueing")
+            self._cut(ticket, refused_at=self.current, why="queueing", ratio=ratio)
             self.calm_level = min(self.calm_level, self.current)
             return
+        if ratio is not None:  # rounds in a row measured back at the calm
+            calm = self.latency.measured and ratio <= RAMP_BACK
+            self.calm_rounds = self.calm_rounds + 1 if calm else 0
+        if (
+            self.queue_cut
+            and not self.ramping
+            and self.calm_rounds >= 2
+            and self.current < self._ramp_top
+        ):  # the queue is gone at the level cut to: it was not the server's
+            self.ramping, self.ramped_to, self.ramped_back = True, self.current, True
         if self.ramping and ratio is not None:  # a round's verdict on the ramp's last level
             if ratio <= RAMP_CALM:
                 self.ramped_to = max(self.ramped_to, self.latency.judged)
@@ -227,9 +275,9 @@ class AdaptiveLimit:
         if not (self._waiters or ticket.in_flight >= self.current):
             return  # the limit is not what holds requests back: no news of a higher one
         self.successes += 1
-        if self.ramping:  # +1 a reply (doubled a round), up to RAMP_AHEAD × the last calm level,
-            self.credits += 1  # spread over a round trip: replies come back in bursts
-            if self._timer is None:
+        if self.ramping:  # RAMP_AHEAD - 1 a reply (× RAMP_AHEAD a round), up to RAMP_AHEAD ×
+            self.credits += RAMP_AHEAD - 1  # the last calm level, spread over a round trip:
+            if self._timer is None:  # replies come back in bursts
                 self._step()
             return
         near = self.refused_at is not None and self.current + 1 >= self.refused_at
@@ -243,17 +291,22 @@ class AdaptiveLimit:
         if not (self.ramping and self.credits) or self.dipped_from:
             self.credits = 0
             return
+        top = min(self.ceiling, RAMP_AHEAD * self.ramped_to, self._ramp_top)
+        if self.limit >= top:  # further only after a round comes back calm: the credits
+            self.credits = min(self.credits, self.ceiling)  # wait for it
+            return
         self.credits -= 1
-        self._set(min(self.ceiling, self.limit + 1, RAMP_AHEAD * self.ramped_to))
-        self.ramping = self.limit < self.ceiling
-        delay = self.round_trip / self.current
+        self._set(min(self.limit + 1, top))
+        self.ramping = self.limit < min(self.ceiling, self._ramp_top)
+        delay = self.round_trip / ((RAMP_AHEAD - 1) * self.current)
         self._timer = asyncio.get_running_loop().call_later(delay, self._step)
 
     def _dip(self) -> None:
-        """One round at half the limit: a kind first seen under load learns its calm
-        latency lighter (as BBR drains its queue to measure the round trip again)."""
+        """One round at the highest level known calm: a kind first seen under load learns
+        its calm latency where no queue was (as BBR drains its queue to measure the round
+        trip again). Half the limit would not do: past a server's knee, half is queued too."""
         self.dipped_from = self.current
-        self._set(max(START, self.current // 2))
+        self._set(max(START, min(self.calm_level, self.current // 2)))
         self._next_epoch()
 
     def _next_epoch(self) -> None:
@@ -302,7 +355,14 @@ class AdaptiveLimit:
         """Any other failure: neither growth nor overload."""
         self.successes = 0
 
-    def _cut(self, ticket: Ticket, refused_at: int | None, why: str) -> None:
+    @property
+    def _ramp_top(self) -> int:
+        """Where a ramp ends: the ceiling, or below the level last refused or queued at."""
+        return self.ceiling if self.refused_at is None else max(1, self.refused_at - 1)
+
+    def _cut(
+        self, ticket: Ticket, refused_at: int | None, why: str, ratio: float | None = None
+    ) -> None:
         if ticket.epoch != self.epoch:  # sent before the last cut: the same burst, which
             if refused_at is not None and refused_at < (self.refused_at or refused_at + 1):
                 self.refused_at = refused_at  # was refused lower than its first reply said
@@ -316,11 +376,16 @@ class AdaptiveLimit:
         if refused_at is not None:
             self.refused_at = refused_at
         self.cut_from = self.limit if why == "429" else 0.0
+        self.queue_cut = why == "queueing" and not self.ramped_back
+        self.ramped_back, self.calm_rounds = False, 0
         if why == "429" and refused_at is not None and not storm:  # it took one fewer
             self._set(max(1.0, min(self.limit, refused_at - 1)))
         else:
             base = min(self.limit, refused_at) if refused_at is not None else self.limit
-            self._set(max(1.0, base * DECREASE))
+            cut = base * DECREASE
+            if ratio:  # queueing: to what it serves at its calm latency (Little's law)
+                cut = min(cut, self.latency.judged / ratio * QUEUE_HEADROOM)
+            self._set(max(1.0, cut))
         self._next_epoch()
         self.stats.cuts[why] = self.stats.cuts.get(why, 0) + 1
 

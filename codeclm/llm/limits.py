@@ -154,7 +154,8 @@ class RoleLimits:
             await stack.enter_async_context(self.endpoint.gate.slot(again))
             if self.shared is not None:
                 await stack.enter_async_context(self.shared)
-            yield Ticket(self.endpoint.gate.epoch, self.endpoint.gate.in_flight)
+            gate = self.endpoint.gate
+            yield Ticket(gate.epoch, gate.in_flight, gate.loop_lag.lag)
 
 
 def _paced(per_minute: float, burst: float) -> AsyncLimiter:
