@@ -30,9 +30,9 @@ together. The limit moves by AIMD:
 - **a dip**: a kind of request first seen above the highest level known calm (a new step
   of the run, under a queue maybe) with no known kind beside it learns its calm latency
   in one round at the highest level known calm (at most half the limit), then the limit
-  is restored. Beside known kinds that
-  read near their calm it needs none: a queue slows every kind alike, so its calm is its
-  latency over their slowdown, derived again each round both are measured.
+  is restored. Beside known kinds that read near their calm it needs none: a queue slows
+  every kind alike, so its calm is its latency over their slowdown, derived again each
+  round both are measured.
 
 A 429 is not always "too many at once": a provider's requests- or tokens-per-minute window
 answers 429 whatever the number in flight. One whose headers say a rate window is spent
