@@ -177,11 +177,18 @@ def test_a_queue_cuts_to_what_the_server_serves_calm_and_a_stall_is_undone() -> 
             if gate.current >= 63:
                 break
             round_at(gate.current, 0.1)
-            await asyncio.sleep(0.01)
+            await _ramp_steps_taken(gate)
         assert gate.current == 63, gate.current  # back up, to below the level cut at
         gate._waiters.clear()
 
     asyncio.run(scenario())
+
+
+async def _ramp_steps_taken(gate: AdaptiveLimit) -> None:
+    """Until the ramp has taken every step its replies earned (it spreads them over a
+    round trip on a timer, which ends when they are spent or it is at its allowance)."""
+    while gate._timer is not None:
+        await asyncio.sleep(0.001)
 
 
 def test_the_ramp_waits_for_a_first_round_then_may_fill_the_ceiling() -> None:
@@ -195,11 +202,10 @@ def test_the_ramp_waits_for_a_first_round_then_may_fill_the_ceiling() -> None:
         gate._waiters.extend(loop.create_future() for _ in range(100))  # demand waits
         for _ in range(START - 1):
             gate.answered(Ticket(gate.epoch, in_flight=START), "m/text", 10, 0.01)
-        await asyncio.sleep(0.05)
+        await _ramp_steps_taken(gate)
         assert gate.current == 2 * START, gate.current
         gate.answered(Ticket(gate.epoch, in_flight=START), "m/text", 10, 0.01)  # the round
-        for _ in range(3):
-            await asyncio.sleep(0.05)
+        await _ramp_steps_taken(gate)
         assert gate.current == 64, gate.current
         gate._waiters.clear()
 
@@ -265,16 +271,22 @@ def test_this_processs_own_lateness_is_not_the_servers() -> None:
 
     async def scenario() -> None:
         gate = AdaptiveLimit("server", ceiling=64)
-        async with gate.slot():
-            await asyncio.sleep(0.03)
-            time.sleep(0.08)  # the loop held: the lag timer fires late
-            await asyncio.sleep(0.001)
-            assert gate.loop_lag.lag >= 0.05, gate.loop_lag
+        async with gate.slot():  # the lag timer runs while a request is out
+            gate.loop_lag.lag = 0.0
+            time.sleep(0.08)  # the loop held: its next tick, due within 10 ms, fires late
+            for _ in range(100):  # until that tick, overdue, has run (a few turns)
+                if gate.loop_lag.lag:
+                    break
+                await asyncio.sleep(0)
+            assert gate.loop_lag.lag >= 0.07, gate.loop_lag
             for _ in range(8):
                 gate.answered(Ticket(gate.epoch, 1, lag=0.02), "m/text", 10, 0.2)
         calm, _ = gate.latency.calm["m/text"]
         assert calm.per_call == pytest.approx(0.2 - 0.02 - gate.loop_lag.lag)
-        await asyncio.sleep(0.05)
+        for _ in range(400):  # its next tick (within 10 ms) sees nothing out and stops
+            if gate.loop_lag._timer is None:
+                break
+            await asyncio.sleep(0.005)
         assert gate.loop_lag._timer is None, "no timer while nothing is out"
 
     asyncio.run(scenario())
