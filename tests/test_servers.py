@@ -18,7 +18,7 @@ from codeclm.cli.flags import EXIT_BROKEN
 from codeclm.config import RoleConfig
 from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
 from codeclm.llm.breaker import TRIP_AFTER, Breaker
-from codeclm.llm.latency import TOKEN_WEIGHT, LatencyWatch, Pace
+from codeclm.llm.latency import LAG_TICK, TOKEN_WEIGHT, LatencyWatch, Pace
 from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, rate_window_spent
 from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
 
@@ -267,27 +267,30 @@ def test_a_derived_calm_is_derived_again_when_the_kinds_seen_calm_disagree() -> 
 
 def test_this_processs_own_lateness_is_not_the_servers() -> None:
     """A reply read while this process's event loop was busy (parsing, writing, another
-    process on the cores) waited on this process: the gate takes that wait off."""
+    process on the cores) waited on this process: the gate takes that wait off. A stall
+    that ended before the request was sent is not its own: taking it off too read a burst
+    sent after a 57 ms stall as answering twice as fast as it did, and the next rounds,
+    at the server's own pace, as a queue."""
 
     async def scenario() -> None:
         gate = AdaptiveLimit("server", ceiling=64)
+        lag = gate.loop_lag
         async with gate.slot():  # the lag timer runs while a request is out
-            gate.loop_lag.lag = 0.0
-            time.sleep(0.08)  # the loop held: its next tick, due within 10 ms, fires late
-            for _ in range(100):  # until that tick, overdue, has run (a few turns)
-                if gate.loop_lag.lag:
-                    break
-                await asyncio.sleep(0)
-            assert gate.loop_lag.lag >= 0.07, gate.loop_lag
-            for _ in range(8):
-                gate.answered(Ticket(gate.epoch, 1, lag=0.02), "m/text", 10, 0.2)
-        calm, _ = gate.latency.calm["m/text"]
-        assert calm.per_call == pytest.approx(0.2 - 0.02 - gate.loop_lag.lag)
+            time.sleep(0.06)  # a stall before the send: its tick runs late
+            sent = lag.start()
+            await asyncio.sleep(0.2)  # the server's time
+            time.sleep(0.08)  # a stall while it is out: the reply is read late
+            took = lag.server_time(sent)
+            assert lag.late >= 0.05, "the stall before the send was seen"
+            # the tick due in the second stall may fall up to a tick into it; both stalls
+            # taken off would read 0.14
+            assert 0.19 <= took <= 0.2 + 2 * LAG_TICK, took
         for _ in range(400):  # its next tick (within 10 ms) sees nothing out and stops
-            if gate.loop_lag._timer is None:
+            if lag._timer is None:
                 break
             await asyncio.sleep(0.005)
-        assert gate.loop_lag._timer is None, "no timer while nothing is out"
+        assert lag._timer is None, "no timer while nothing is out"
+        assert lag.server_time(lag.start()) >= 0, "read with no timer: no lateness"
 
     asyncio.run(scenario())
 

@@ -17,16 +17,15 @@ together. The limit moves by AIMD:
   request sent before the last cut does not cut again), to one below the requests in
   flight it was refused at; within a round of another cut (a storm), and on 503s once
   they are more than ``OVERLOADED`` of the latest replies (a few random ones are noise, not
-  overload), and on queueing for
-  servers that queue rather than refuse (vLLM, llama.cpp: two rounds in a row whose
-  replies took over ``QUEUEING`` times as long as the calmest, less how late this
-  process's event loop ran (``latency.LoopLag``), by the call or by the output token,
-  whichever reads the round's replies most alike (``latency.slowdown``: a mix of lengths
-  is not a queue); one may be this process stalling), × ``DECREASE``, and on queueing
-  at most to the level the server serves at its calm latency (the round's level over
-  its ratio, Little's law) × ``QUEUE_HEADROOM``; rounds back within ``RAMP_BACK`` of the
-  calm after a queueing cut say it was not the server's, and the ramp takes the limit
-  back to below where it was;
+  overload), and on queueing for servers that queue rather than refuse (vLLM, llama.cpp:
+  two rounds in a row whose replies took over ``QUEUEING`` times as long as the calmest,
+  less how late this process's event loop ran while each was out (``latency.LoopLag``),
+  by the call or by the output token, whichever reads the round's replies most alike
+  (``latency.slowdown``: a mix of lengths is not a queue); one may be this process
+  stalling), × ``DECREASE``, and on queueing at most to the level the server serves at
+  its calm latency (the round's level over its ratio, Little's law) × ``QUEUE_HEADROOM``;
+  rounds back within ``RAMP_BACK`` of the calm after a queueing cut say it was not the
+  server's, and the ramp takes the limit back to below where it was;
 - **a dip**: a kind of request first seen above the highest level known calm (a new step
   of the run, under a queue maybe) with no known kind beside it learns its calm latency
   in one round at the highest level known calm (at most half the limit), then the limit
@@ -103,8 +102,6 @@ class Ticket:
     """The count of cuts when it was sent: only a request sent since the last cut cuts."""
     in_flight: int
     """Requests in flight at the endpoint when it was sent, itself included."""
-    lag: float = 0.0
-    """How late this process's event loop ran when it was sent (``LoopLag``)."""
     sent_at: float = field(default_factory=time.monotonic)
 
 
@@ -222,8 +219,8 @@ class AdaptiveLimit:
         self, ticket: Ticket, kind: str, output_tokens: int, seconds: float | None = None
     ) -> None:
         """A reply came back: grow, unless its round says the server queues. ``seconds``:
-        from the send to the reply (default, since the ticket), less how late this
-        process's event loop ran as it sent and as it read (``LoopLag``)."""
+        the server's time, from the send to the reply less this process's own lateness
+        meanwhile (``LoopLag.server_time``; default: since the ticket)."""
         self.recent.append(False)
         self.took.append((ticket.in_flight, False))
         self.since_cut += 1
@@ -233,8 +230,6 @@ class AdaptiveLimit:
         if ticket.epoch == self.epoch:  # sent at today's limit: it tells of today's load
             if seconds is None:
                 seconds = time.monotonic() - ticket.sent_at
-            # less this process's own lateness as it sent and as it read: not the server's
-            seconds = max(seconds / 2, seconds - ticket.lag - self.loop_lag.lag)
             self.round_trip += (seconds - self.round_trip) / 8
             ratio = self.latency.add(kind, seconds, output_tokens, ticket.in_flight, self.current)
         if ratio is not None and self.dipped_from:  # the dip's round is in: back up

@@ -18,7 +18,6 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -187,7 +186,8 @@ class RoleModel:
             ):
                 budget = {**overrides, "max_tokens": admitted.max_tokens}  # less near the cap
                 body = request_body(self.base_payload, prompt, budget, history, sent_format)
-                sent = time.monotonic()
+                gate = self.limits.endpoint.gate
+                sent = gate.loop_lag.start()
                 try:
                     reply = await self._send(body, admitted.max_tokens, key)
                 except openai.APIError as exc:
@@ -195,12 +195,12 @@ class RoleModel:
                     span.again(reason(exc)[:120])
                 else:
                     # The server's time: from the send to the reply, not this process's own
-                    # waits before (the meter) or after (the ledger's and cache's writes).
-                    took = time.monotonic() - sent
+                    # waits before (the meter) or after (the ledger's and cache's writes),
+                    # nor its event loop's lateness meanwhile.
+                    took = gate.loop_lag.server_time(sent)
                     await admitted.settle(reply.usage, reply.cut)  # paid: before anything else
                     kind = f"{self.model_name}/{(structured or {}).get('name', 'text')}"
                     self.limits.endpoint.breaker.answered()
-                    gate = self.limits.endpoint.gate
                     gate.answered(ticket, kind, reply.usage.output_tokens, seconds=took)
                     span.done(reply.content, reply.usage, reply.finish_reason)
                     try:

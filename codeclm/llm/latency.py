@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -192,27 +193,53 @@ class LatencyWatch:
             self.samples.clear()
 
 
+class Stopwatch(NamedTuple):
+    """A request's send: the clock, and how late the event loop had run in all by then."""
+
+    started: float
+    late: float
+
+
 @dataclass
 class LoopLag:
-    """How late this process's event loop runs what is due now: a reply read while the
-    loop is busy (parsing, checkpoint writes, another process on the cores) waited on this
-    process, not on the server, and that wait is not the server's latency. Sampled by a
-    timer every ``LAG_TICK`` while requests are out."""
+    """How late this process's event loop runs what is due: a reply read while the loop is
+    busy (parsing, checkpoint writes, another process on the cores) waited on this process,
+    not on the server, and that wait is not the server's latency. A timer due every
+    ``LAG_TICK`` while requests are out sums how late each tick ran; a request's share is
+    what the sum grew by while it was out (a stall that ended before it was sent is not
+    its own: the send came after it)."""
 
-    lag: float = 0.0
-    """The last sample's lateness (seconds)."""
+    late: float = 0.0
+    """Every tick's lateness, summed (seconds)."""
+    _due: float = 0.0
     _timer: asyncio.TimerHandle | None = None
 
     def watch(self, busy: Callable[[], bool]) -> None:
         """Sample from now on, while ``busy()`` says requests are out."""
         if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(LAG_TICK, self._tick, loop.time() + LAG_TICK, busy)
+            self._due = time.monotonic() + LAG_TICK
+            self._timer = asyncio.get_running_loop().call_later(LAG_TICK, self._tick, busy)
 
-    def _tick(self, due: float, busy: Callable[[], bool]) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self.lag = max(0.0, now - due)
+    def reading(self) -> float:
+        """The lateness so far, the tick overdue now included (its stall is under way)."""
+        if self._timer is None:
+            return self.late
+        return self.late + max(0.0, time.monotonic() - self._due)
+
+    def start(self) -> Stopwatch:
+        """Taken as a request is sent."""
+        return Stopwatch(time.monotonic(), self.reading())
+
+    def server_time(self, sent: Stopwatch) -> float:
+        """The seconds since ``sent``, less the loop's lateness meanwhile (at most half of
+        them: a server's reply takes some time of its own)."""
+        seconds = time.monotonic() - sent.started
+        return max(seconds / 2, seconds - (self.reading() - sent.late))
+
+    def _tick(self, busy: Callable[[], bool]) -> None:
+        now = time.monotonic()
+        self.late += max(0.0, now - self._due)
         self._timer = None
         if busy():
-            self._timer = loop.call_later(LAG_TICK, self._tick, now + LAG_TICK, busy)
+            self._due = now + LAG_TICK
+            self._timer = asyncio.get_running_loop().call_later(LAG_TICK, self._tick, busy)

@@ -155,7 +155,7 @@ class RoleLimits:
             if self.shared is not None:
                 await stack.enter_async_context(self.shared)
             gate = self.endpoint.gate
-            yield Ticket(gate.epoch, gate.in_flight, gate.loop_lag.lag)
+            yield Ticket(gate.epoch, gate.in_flight)
 
 
 def _paced(per_minute: float, burst: float) -> AsyncLimiter:
