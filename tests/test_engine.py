@@ -1,8 +1,8 @@
-"""The engine streams: an instruction's thread starts as soon as its own entry is decoded
-(and its rubrics written), while other entries are still being decoded."""
-
+"""The engine streams: an instruction's thread starts as soon as its own entry's first batch
+is decoded (and its rubrics written), while other entries are still being decoded."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from codeclm.bench.mock_llm import MockLLM
@@ -28,3 +28,30 @@ def test_an_entry_s_instructions_start_while_another_entry_is_still_decoding(
     rows = read_jsonl(out / "dataset.jsonl")
     assert sorted(r["id"] for r in rows) == ["quick-00", "quick-01", "slow-00", "slow-01"]
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows), "outputs in order"
+
+
+def test_an_entry_s_first_round_asks_one_batch_and_its_instructions_start_on_it(
+    mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """An entry's first decode round asks one batch, so its instructions start after one
+    reply while the rest of its share is decoded (asked one batch after another, a share
+    of 50 kept 2,000 instructions from starting for nine round trips). What it must not
+    touch: an entry whose first batch only repeats another entry's is asked for the rest,
+    not counted as run dry."""
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text(
+        '{"id": "first", "use_case": "advice", "skills": ["cooking"]}\n'
+        '{"id": "twin", "use_case": "advice", "skills": ["cooking"]}\n'
+    )
+    out = tmp_path / "out"
+    options = dict(user_metadata=meta, instructions=8, metadata=2, decode_batch=2)
+    assert run_cli(None, mock_llm, out, **options) == 0
+    decodes = mock_llm.calls("DecodedInstructions")
+    assert all("...2 strings..." in c.prompt for c in decodes), "a batch per ask"
+    first_answer = min(c.at for c in mock_llm.calls() if c.schema is None)
+    assert any(c.at > first_answer for c in decodes), "answers start while decoding goes on"
+    rows = read_jsonl(out / "dataset.jsonl")
+    by_entry = sorted(r["id"].rsplit("-", 1)[0] for r in rows)
+    # the twin's first batch is the first's (the same prompt): dropped as repeats
+    assert json.loads((out / "run.json").read_text())["counts"]["repeats_dropped"] == 2
+    assert by_entry == ["first"] * 4 + ["twin"] * 4, "the twin was asked for its share"

@@ -227,11 +227,15 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
     """
     ctx = pipeline_context(runtime)
     entry, batch = task.entry, ctx.config.decode_batch
+    # An entry's first round asks one batch: its first instructions start after one reply,
+    # not after its whole share's asks one after another (the next round asks the rest,
+    # listing these to avoid, as a further ask of this round would).
+    want = task.want if task.have else min(task.want, batch)
     new: list[str] = []
     usage = TokenUsage()
     asks = stalled = 0
-    while len(new) < task.want and stalled < STALL_ASKS:
-        n = min(batch, task.want - len(new))
+    while len(new) < want and stalled < STALL_ASKS:
+        n = min(batch, want - len(new))
         prompt = ctx.prompts.render(
             "decode",
             n=n,
@@ -251,7 +255,7 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
         usage = usage + call_usage
         asks += 1
         usable = [t for t in reply.instructions if not declines_task(t)]  # type: ignore[attr-defined]
-        got = distinct(usable, task.have + new)[: task.want - len(new)]
+        got = distinct(usable, task.have + new)[: want - len(new)]
         new += got
         stalled = 0 if got else stalled + 1
     decoded = [
@@ -282,8 +286,15 @@ def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str,
     new, repeats = accept_round(accepted, this_round, order, targets, cfg.repeat_similarity)
     gained = Counter(item.metadata_id for item in new)
     failed = _transient(state, "decode")
+    # an entry's first round asked one batch (``decode``): all of it repeats of other
+    # entries says little, so it is asked for the rest before it counts as exhausted
+    first_batch = {item.metadata_id for item in state.decoded} - {
+        item.metadata_id for item in state.decoded if item.round < state.decode_round
+    }
     exhausted = [
-        ident for ident in state.pending_decode if not gained[ident] and ident not in failed
+        ident
+        for ident in state.pending_decode
+        if not gained[ident] and ident not in failed and ident not in first_batch
     ]
     unusable = unusable_entries(state)
     return {
