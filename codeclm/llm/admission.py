@@ -19,7 +19,7 @@ together. The limit moves by AIMD:
   they are more than ``OVERLOADED`` of the latest replies (a few random ones are noise, not
   overload), and on queueing for servers that queue rather than refuse (vLLM, llama.cpp:
   two rounds in a row whose replies took over ``QUEUEING`` times as long as the calmest,
-  less how late this process's event loop ran while each was out (``latency.LoopLag``),
+  less how late this process's event loop ran as each was read (``latency.LoopLag``),
   by the call or by the output token, whichever reads the round's replies most alike
   (``latency.slowdown``: a mix of lengths is not a queue); one may be this process
   stalling), × ``DECREASE``, and on queueing at most to the level the server serves at
@@ -219,8 +219,8 @@ class AdaptiveLimit:
         self, ticket: Ticket, kind: str, output_tokens: int, seconds: float | None = None
     ) -> None:
         """A reply came back: grow, unless its round says the server queues. ``seconds``:
-        the server's time, from the send to the reply less this process's own lateness
-        meanwhile (``LoopLag.server_time``; default: since the ticket)."""
+        the server's time, from the send to the reply less how late this process's event
+        loop ran as it read it (``LoopLag.server_time``; default: since the ticket)."""
         self.recent.append(False)
         self.took.append((ticket.in_flight, False))
         self.since_cut += 1

@@ -18,6 +18,7 @@ slots, rate limits and ``Retry-After`` pauses.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ class RoleModel:
                 budget = {**overrides, "max_tokens": admitted.max_tokens}  # less near the cap
                 body = request_body(self.base_payload, prompt, budget, history, sent_format)
                 gate = self.limits.endpoint.gate
-                sent = gate.loop_lag.start()
+                sent = time.monotonic()
                 try:
                     reply = await self._send(body, admitted.max_tokens, key)
                 except openai.APIError as exc:
@@ -196,7 +197,7 @@ class RoleModel:
                 else:
                     # The server's time: from the send to the reply, not this process's own
                     # waits before (the meter) or after (the ledger's and cache's writes),
-                    # nor its event loop's lateness meanwhile.
+                    # nor its event loop's lateness as it reads the reply.
                     took = gate.loop_lag.server_time(sent)
                     await admitted.settle(reply.usage, reply.cut)  # paid: before anything else
                     kind = f"{self.model_name}/{(structured or {}).get('name', 'text')}"

@@ -193,24 +193,19 @@ class LatencyWatch:
             self.samples.clear()
 
 
-class Stopwatch(NamedTuple):
-    """A request's send: the clock, and how late the event loop had run in all by then."""
-
-    started: float
-    late: float
-
-
 @dataclass
 class LoopLag:
     """How late this process's event loop runs what is due: a reply read while the loop is
     busy (parsing, checkpoint writes, another process on the cores) waited on this process,
-    not on the server, and that wait is not the server's latency. A timer due every
-    ``LAG_TICK`` while requests are out sums how late each tick ran; a request's share is
-    what the sum grew by while it was out (a stall that ended before it was sent is not
-    its own: the send came after it)."""
+    not on the server, and that wait is not the server's latency. A timer is due every
+    ``LAG_TICK`` while requests are out; how late it runs as a reply is read is how long
+    the reply may have waited to be read. A stall that ended before then held up nothing
+    of it (the reply came later), and neither did one before the send."""
 
     late: float = 0.0
-    """Every tick's lateness, summed (seconds)."""
+    """How late the last tick ran (seconds)."""
+    _ran: float = 0.0
+    """When it ran (``time.monotonic()``)."""
     _due: float = 0.0
     _timer: asyncio.TimerHandle | None = None
 
@@ -220,26 +215,24 @@ class LoopLag:
             self._due = time.monotonic() + LAG_TICK
             self._timer = asyncio.get_running_loop().call_later(LAG_TICK, self._tick, busy)
 
-    def reading(self) -> float:
-        """The lateness so far, the tick overdue now included (its stall is under way)."""
-        if self._timer is None:
-            return self.late
-        return self.late + max(0.0, time.monotonic() - self._due)
+    def now(self) -> float:
+        """How late the loop runs now: the tick overdue now, or the last one if it ran
+        within a tick (the stall it measured ended just now)."""
+        at = time.monotonic()
+        overdue = at - self._due if self._timer is not None else 0.0
+        recent = self.late if at - self._ran < LAG_TICK else 0.0
+        return max(0.0, overdue, recent)
 
-    def start(self) -> Stopwatch:
-        """Taken as a request is sent."""
-        return Stopwatch(time.monotonic(), self.reading())
-
-    def server_time(self, sent: Stopwatch) -> float:
-        """The seconds since ``sent``, less the loop's lateness meanwhile (at most half of
-        them: a server's reply takes some time of its own)."""
-        seconds = time.monotonic() - sent.started
-        return max(seconds / 2, seconds - (self.reading() - sent.late))
+    def server_time(self, sent: float) -> float:
+        """The seconds since ``sent`` (``time.monotonic()``), less how late the loop runs
+        as the reply is read (at most half of them: a reply takes some of its own)."""
+        seconds = time.monotonic() - sent
+        return max(seconds / 2, seconds - self.now())
 
     def _tick(self, busy: Callable[[], bool]) -> None:
-        now = time.monotonic()
-        self.late += max(0.0, now - self._due)
+        self._ran = time.monotonic()
+        self.late = max(0.0, self._ran - self._due)
         self._timer = None
         if busy():
-            self._due = now + LAG_TICK
+            self._due = self._ran + LAG_TICK
             self._timer = asyncio.get_running_loop().call_later(LAG_TICK, self._tick, busy)
