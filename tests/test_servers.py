@@ -18,7 +18,7 @@ from codeclm.cli.flags import EXIT_BROKEN
 from codeclm.config import RoleConfig
 from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
 from codeclm.llm.breaker import TRIP_AFTER, Breaker
-from codeclm.llm.latency import LAG_TICK, TOKEN_WEIGHT, LatencyWatch, Pace
+from codeclm.llm.latency import TOKEN_WEIGHT, LatencyWatch, Pace
 from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, rate_window_spent
 from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
 
@@ -282,12 +282,12 @@ def test_this_processs_own_lateness_is_not_the_servers() -> None:
             await asyncio.sleep(0.1)
             time.sleep(0.08)  # a stall while it is out, over before the reply comes
             await asyncio.sleep(0.1)
-            assert lag.server_time(sent) >= 0.27, "nothing held the reply up"
+            assert lag.server_time(sent) >= 0.25, "nothing held the reply up"
             sent = time.monotonic()
             await asyncio.sleep(0.2)
             time.sleep(0.08)  # the reply came during this stall: it is read late
             took = lag.server_time(sent)
-            assert 0.2 <= took <= 0.2 + 2 * LAG_TICK, took
+            assert 0.18 <= took <= 0.25, took  # 0.28 with nothing taken off
         for _ in range(400):  # its next tick (within 10 ms) sees nothing out and stops
             if lag._timer is None:
                 break

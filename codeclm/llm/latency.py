@@ -198,28 +198,36 @@ class LoopLag:
     """How late this process's event loop runs what is due: a reply read while the loop is
     busy (parsing, checkpoint writes, another process on the cores) waited on this process,
     not on the server, and that wait is not the server's latency. A timer is due every
-    ``LAG_TICK`` while requests are out; how late it runs as a reply is read is how long
-    the reply may have waited to be read. A stall that ended before then held up nothing
-    of it (the reply came later), and neither did one before the send."""
+    ``LAG_TICK`` while requests are out; how late it runs as a reply is read is about how
+    long the reply may have waited to be read. A stall over before the reply came held up
+    nothing of it, nor one before the send (one over within a tick of the reply is taken
+    off whole: at most half the reply's time is, so the error is bounded)."""
 
     late: float = 0.0
     """How late the last tick ran (seconds)."""
     _ran: float = 0.0
-    """When it ran (``time.monotonic()``)."""
+    """When it ran (the loop's clock)."""
     _due: float = 0.0
     _timer: asyncio.TimerHandle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def watch(self, busy: Callable[[], bool]) -> None:
         """Sample from now on, while ``busy()`` says requests are out."""
         if self._timer is None:
-            self._due = time.monotonic() + LAG_TICK
-            self._timer = asyncio.get_running_loop().call_later(LAG_TICK, self._tick, busy)
+            self._loop = asyncio.get_running_loop()
+            self._due = self._loop.time() + LAG_TICK
+            self._timer = self._loop.call_later(LAG_TICK, self._tick, busy)
 
     def now(self) -> float:
-        """How late the loop runs now: the tick overdue now, or the last one if it ran
-        within a tick (the stall it measured ended just now)."""
-        at = time.monotonic()
+        """How late the loop runs now: the tick overdue now (and the late one before it,
+        the same stall as likely as not: a reply that came in it may wait behind other
+        work after it), or the last one if it ran within a tick."""
+        if self._loop is None:
+            return 0.0
+        at = self._loop.time()
         overdue = at - self._due if self._timer is not None else 0.0
+        if overdue > 0 and self.late > LAG_TICK / 10:
+            overdue += LAG_TICK + self.late
         recent = self.late if at - self._ran < LAG_TICK else 0.0
         return max(0.0, overdue, recent)
 
@@ -230,9 +238,10 @@ class LoopLag:
         return max(seconds / 2, seconds - self.now())
 
     def _tick(self, busy: Callable[[], bool]) -> None:
-        self._ran = time.monotonic()
+        assert self._loop is not None
+        self._ran = self._loop.time()
         self.late = max(0.0, self._ran - self._due)
         self._timer = None
         if busy():
             self._due = self._ran + LAG_TICK
-            self._timer = asyncio.get_running_loop().call_later(LAG_TICK, self._tick, busy)
+            self._timer = self._loop.call_later(LAG_TICK, self._tick, busy)

@@ -86,7 +86,8 @@ STALL_ASKS = 2
 be a sampling accident; a second, with a fresh sampling seed, says the model has no more."""
 MAX_DECODE_ROUNDS = 64
 """A safety net only: every round, each entry asked either gains an instruction or is
-exhausted, so the rounds end long before this on their own."""
+exhausted (once, after its one-batch first round, it may do neither), so the rounds end
+long before this on their own."""
 #: The most earlier items a top-up prompt lists (the filter catches repeats of older ones).
 AVOID_SHOWN = 20
 
@@ -217,7 +218,8 @@ async def write_rubrics(task: MetadataTask, runtime: Runtime[PipelineContext]) -
 
 @DECODE.node
 async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Step 3, one round for one entry: ``want`` new basic instructions, a batch per call.
+    """Step 3, one round for one entry: ``want`` new basic instructions, a batch per call
+    (in the entry's first round, one batch).
 
     Each call asks for at most ``decode_batch`` (a reply that long fits ``max_tokens``) and
     lists what the entry already has; repeats of it are filtered out, and the entry is
@@ -272,7 +274,8 @@ async def decode(task: MetadataTask, runtime: Runtime[PipelineContext]) -> dict[
 
 
 def collect(state: PrepareState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Join of a round: drop repeats across the pool; an entry that gained none is exhausted.
+    """Join of a round: drop repeats across the pool; an entry that gained none is exhausted
+    (after its one-batch first round, only when it decoded nothing at all).
 
     The instructions of an entry whose Self-Rubrics stalled short this round leave the
     accepted ones (none of them was started: they wait for their entry's rubrics), so the
