@@ -20,6 +20,7 @@ cap, asked again whole).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,8 +38,10 @@ Settle = Callable[[TokenUsage, bool], Awaitable[None]]
 LEAST_BUDGET = 256
 #: ... and at least this many times the longest reply its step and role have had in this
 #: process (a step not seen yet: its role's longest; none: not lowered): a reply cut by
-#: the cap is paid for and asked again.
-BUDGET_MARGIN = 2
+#: the cap is paid for and asked again. Twice was too wide near a small cap: with answers
+#: of up to 525 tokens at $10/M, a run stopped $0.0105 short of $0.10 (89.5%) whenever its
+#: last request was an answer.
+BUDGET_MARGIN = 1.5
 
 BATCHED = "/batch"
 """The ledger's name for a role's Batch API requests (``strong/batch``): priced at its
@@ -268,7 +271,8 @@ class Meter:
                 continue
             if batch:  # a batch line outlives the run: the next would take a cut as the model's
                 return refusal, max_tokens
-            least = min(max(LEAST_BUDGET, BUDGET_MARGIN * self._longest(kind)), max_tokens)
+            wide = math.ceil(BUDGET_MARGIN * self._longest(kind))
+            least = min(max(LEAST_BUDGET, wide), max_tokens)
             budget = self._fit(role, prompt, max_tokens, batch)
             return (None, budget) if budget >= least else (refusal, least)
 
