@@ -24,8 +24,9 @@ def test_an_entry_s_instructions_start_while_another_entry_is_still_decoding(
     (slow_decode,) = [c for c in mock_llm.calls("DecodedInstructions") if "slowpoke" in c.prompt]
     answered_at = [c.at for c in mock_llm.calls() if c.schema is None]
     decided = slow_decode.at + mock_llm.slow_seconds  # when the slow entry's decode came back
-    # the quick entry's chain (rubrics, improve, answers) has 2.5 s: room on a busy machine
-    assert min(answered_at) < decided - 0.5, "the quick entry's answers did not wait"
+    # the quick entry's answers were asked before the slow decode came back (3 s: room
+    # for the quick entry's chain on a busy machine)
+    assert min(answered_at) < decided, "the quick entry's answers did not wait"
     rows = read_jsonl(out / "dataset.jsonl")
     assert sorted(r["id"] for r in rows) == ["quick-00", "quick-01", "slow-00", "slow-01"]
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows), "outputs in order"

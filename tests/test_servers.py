@@ -8,8 +8,11 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langgraph.graph import START as START_NODE
+from langgraph.graph import StateGraph
 
 import codeclm
 from codeclm.bench.mock_llm import STRONG_MODEL, MockLLM
@@ -19,7 +22,8 @@ from codeclm.config import RoleConfig
 from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
 from codeclm.llm.breaker import TRIP_AFTER, Breaker
 from codeclm.llm.latency import TOKEN_WEIGHT, LatencyWatch, Pace
-from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, rate_window_spent
+from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, feeds_others, rate_window_spent
+from codeclm.state import PREPARE_THREAD
 from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
 
 SEEDS = [f"Explain topic {i} to a new support agent, with one example." for i in range(8)]
@@ -263,6 +267,45 @@ def test_a_derived_calm_is_derived_again_when_the_kinds_seen_calm_disagree() -> 
     ]
     assert [v for v in verdicts if v is not None][-1] == pytest.approx(1.0), "by those seen"
     assert watch.calm["judge"][0] == pytest.approx(Pace.of(0.1, 10)), "derived again"
+
+
+def test_the_prepare_passs_requests_go_first_at_the_gate() -> None:
+    """Every instruction's thread waits on the 'prepare' pass (rubrics, decoding): its
+    requests go before those already waiting, in the order they came, as a request asked
+    again does; a request outside a graph, or in another thread, waits its turn."""
+    gate = AdaptiveLimit("server", ceiling=1, adaptive=False)
+    order: list[str] = []
+
+    async def ask(name: str) -> None:
+        async with gate.slot(first=feeds_others()):
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    def node(name: str) -> Any:
+        async def run(state: dict[str, Any]) -> dict[str, Any]:
+            await ask(name)
+            return {}
+
+        return run
+
+    async def in_thread(thread: str, name: str) -> None:
+        builder: StateGraph[dict[str, Any]] = StateGraph(dict)
+        builder.add_node("ask", node(name))
+        builder.add_edge(START_NODE, "ask")
+        graph = builder.compile()
+        await graph.ainvoke({}, {"configurable": {"thread_id": thread}})
+
+    async def scenario() -> None:
+        holder = asyncio.create_task(ask("holder"))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(ask(f"answer {i}")) for i in range(2)]
+        waiting.append(asyncio.create_task(in_thread("instruction-7", "answer 2")))
+        waiting += [asyncio.create_task(in_thread(PREPARE_THREAD, f"decode {i}")) for i in range(2)]
+        await asyncio.gather(holder, *waiting)
+
+    asyncio.run(scenario())
+    assert order[0] == "holder" and set(order[1:3]) == {"decode 0", "decode 1"}, order
+    assert order[3:] == ["answer 0", "answer 1", "answer 2"], order
 
 
 def test_this_processs_own_lateness_is_not_the_servers() -> None:

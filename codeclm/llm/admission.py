@@ -154,6 +154,9 @@ class AdaptiveLimit:
     latency: LatencyWatch = field(default_factory=LatencyWatch)
     loop_lag: LoopLag = field(default_factory=LoopLag)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    _first: deque[asyncio.Future[None]] = field(default_factory=deque)
+    """Waiters that go before ``_waiters``: requests asked again, and the 'prepare'
+    pass's (``slot``)."""
 
     def __post_init__(self) -> None:
         self.limit = float(min(START, self.ceiling) if self.adaptive else self.ceiling)
@@ -172,11 +175,12 @@ class AdaptiveLimit:
         return max(1, int(self.limit))
 
     @asynccontextmanager
-    async def slot(self, again: bool = False) -> AsyncIterator[None]:
-        """Wait for room under the limit (first come, first served; a request asked
-        ``again``, which already waited its turn and then a server's pause, first); hold
-        it until the request is answered (its ``Ticket`` is taken as it is sent)."""
-        await self._enter(again)
+    async def slot(self, first: bool = False) -> AsyncIterator[None]:
+        """Wait for room under the limit (first come, first served; ``first``, before
+        every other: a request asked again, which already waited its turn and then a
+        server's pause, or one whose reply the other threads wait on); hold it until the
+        request is answered (its ``Ticket`` is taken as it is sent)."""
+        await self._enter(first)
         try:
             yield
         finally:
@@ -186,30 +190,28 @@ class AdaptiveLimit:
     async def _enter(self, first: bool) -> None:
         if self.adaptive:
             self.loop_lag.watch(self._busy)
-        if self.in_flight < self.current and not self._waiters:
+        if self.in_flight < self.current and not (self._waiters or self._first):
             self.in_flight += 1
             return
         waiter = asyncio.get_running_loop().create_future()
-        if first:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
+        line = self._first if first else self._waiters
+        line.append(waiter)
         try:
             await waiter  # _wake counts us in before it wakes us
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.in_flight -= 1
                 self._wake()
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
+            elif waiter in line:
+                line.remove(waiter)
             raise
 
     def _busy(self) -> bool:
-        return self.in_flight > 0 or bool(self._waiters)
+        return self.in_flight > 0 or bool(self._waiters or self._first)
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.current:
-            waiter = self._waiters.popleft()
+        while (self._first or self._waiters) and self.in_flight < self.current:
+            waiter = (self._first or self._waiters).popleft()
             if not waiter.done():
                 self.in_flight += 1
                 waiter.set_result(None)
@@ -267,7 +269,7 @@ class AdaptiveLimit:
                 self.ramped_to = max(self.ramped_to, self.latency.judged)
             else:  # slower, not yet queueing: on by one a round from here
                 self.ramping = False
-        if not (self._waiters or ticket.in_flight >= self.current):
+        if not (self._waiters or self._first or ticket.in_flight >= self.current):
             return  # the limit is not what holds requests back: no news of a higher one
         self.successes += 1
         if self.ramping:  # RAMP_AHEAD - 1 a reply (× RAMP_AHEAD a round), up to RAMP_AHEAD ×

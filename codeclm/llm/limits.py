@@ -21,10 +21,12 @@ from email.utils import parsedate_to_datetime
 
 import openai
 from aiolimiter import AsyncLimiter
+from langgraph.config import get_config
 
 from codeclm.config import RoleConfig
 from codeclm.llm.admission import AdaptiveLimit, Ticket
 from codeclm.llm.breaker import Breaker
+from codeclm.state import PREPARE_THREAD
 
 
 @dataclass
@@ -136,10 +138,10 @@ class RoleLimits:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     @asynccontextmanager
-    async def slot(self, tokens: int, again: bool = False) -> AsyncIterator[Ticket]:
+    async def slot(self, tokens: int, first: bool = False) -> AsyncIterator[Ticket]:
         """Hold a place for one request costing about ``tokens`` until it has been answered
-        (its ticket tells the gate how the reply came back); a request asked ``again`` goes
-        first at the gate."""
+        (its ticket tells the gate how the reply came back); ``first`` goes before the
+        others at the gate (a request asked again; one the other threads wait on)."""
         async with AsyncExitStack() as stack:
             # the role's own waits first, so a request parked there holds no place at its
             # server's gate (the gate counts what is on the wire); --concurrency last
@@ -151,7 +153,7 @@ class RoleLimits:
                 await self.requests.acquire()
             if self.tokens is not None:
                 await self.tokens.acquire(min(tokens, self.tokens.max_rate))
-            await stack.enter_async_context(self.endpoint.gate.slot(again))
+            await stack.enter_async_context(self.endpoint.gate.slot(first))
             if self.shared is not None:
                 await stack.enter_async_context(self.shared)
             gate = self.endpoint.gate
@@ -201,3 +203,15 @@ def retry_after_seconds(headers: object) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
+
+
+def feeds_others() -> bool:
+    """Whether the request is the 'prepare' pass's (seeds encoded, rubrics written,
+    instructions decoded): every instruction's thread waits on that work, so it goes first
+    at its server's gate. Behind the answers in line, a second decode round's asks took
+    twice their time, and the answers ran out before the next instructions came."""
+    try:
+        configurable = get_config().get("configurable", {})
+    except RuntimeError:  # (outside a graph)
+        return False
+    return bool(configurable.get("thread_id") == PREPARE_THREAD)
