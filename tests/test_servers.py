@@ -8,11 +8,8 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langgraph.graph import START as START_NODE
-from langgraph.graph import StateGraph
 
 import codeclm
 from codeclm.bench.mock_llm import STRONG_MODEL, MockLLM
@@ -22,8 +19,7 @@ from codeclm.config import RoleConfig
 from codeclm.llm.admission import PROBE_AFTER, START, AdaptiveLimit, Ticket
 from codeclm.llm.breaker import TRIP_AFTER, Breaker
 from codeclm.llm.latency import TOKEN_WEIGHT, LatencyWatch, Pace
-from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, feeds_others, rate_window_spent
-from codeclm.state import PREPARE_THREAD
+from codeclm.llm.limits import Endpoint, RoleLimits, ServerBusy, rate_window_spent
 from tests.conftest import mock_args, mock_roles, read_jsonl, run_cli, write_seeds
 
 SEEDS = [f"Explain topic {i} to a new support agent, with one example." for i in range(8)]
@@ -269,43 +265,33 @@ def test_a_derived_calm_is_derived_again_when_the_kinds_seen_calm_disagree() -> 
     assert watch.calm["judge"][0] == pytest.approx(Pace.of(0.1, 10)), "derived again"
 
 
-def test_the_prepare_passs_requests_go_first_at_the_gate() -> None:
-    """Every instruction's thread waits on the 'prepare' pass (rubrics, decoding): its
-    requests go before those already waiting, in the order they came, as a request asked
-    again does; a request outside a graph, or in another thread, waits its turn."""
+def test_a_request_asked_again_goes_first_at_the_gate_in_the_order_they_came() -> None:
+    """A request asked again already waited its turn, then a server's pause: it goes
+    before those waiting, and such requests among themselves first come, first served."""
     gate = AdaptiveLimit("server", ceiling=1, adaptive=False)
     order: list[str] = []
 
-    async def ask(name: str) -> None:
-        async with gate.slot(first=feeds_others()):
+    async def ask(name: str, first: bool = False) -> None:
+        async with gate.slot(first=first):
             order.append(name)
-            await asyncio.sleep(0.01)
 
-    def node(name: str) -> Any:
-        async def run(state: dict[str, Any]) -> dict[str, Any]:
-            await ask(name)
-            return {}
-
-        return run
-
-    async def in_thread(thread: str, name: str) -> None:
-        builder: StateGraph[dict[str, Any]] = StateGraph(dict)
-        builder.add_node("ask", node(name))
-        builder.add_edge(START_NODE, "ask")
-        graph = builder.compile()
-        await graph.ainvoke({}, {"configurable": {"thread_id": thread}})
+    async def hold() -> None:  # the slot, until all four wait in line
+        async with gate.slot():
+            order.append("holder")
+            for _ in range(5000):
+                if len(gate._waiters) + len(gate._first) == 4:
+                    break
+                await asyncio.sleep(0.001)
 
     async def scenario() -> None:
-        holder = asyncio.create_task(ask("holder"))
+        holder = asyncio.create_task(hold())
         await asyncio.sleep(0)
-        waiting = [asyncio.create_task(ask(f"answer {i}")) for i in range(2)]
-        waiting.append(asyncio.create_task(in_thread("instruction-7", "answer 2")))
-        waiting += [asyncio.create_task(in_thread(PREPARE_THREAD, f"decode {i}")) for i in range(2)]
+        waiting = [asyncio.create_task(ask(f"new {i}")) for i in range(2)]
+        waiting += [asyncio.create_task(ask(f"again {i}", first=True)) for i in range(2)]
         await asyncio.gather(holder, *waiting)
 
     asyncio.run(scenario())
-    assert order[0] == "holder" and set(order[1:3]) == {"decode 0", "decode 1"}, order
-    assert order[3:] == ["answer 0", "answer 1", "answer 2"], order
+    assert order == ["holder", "again 0", "again 1", "new 0", "new 1"], order
 
 
 def test_this_processs_own_lateness_is_not_the_servers() -> None:

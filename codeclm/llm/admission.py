@@ -155,8 +155,7 @@ class AdaptiveLimit:
     loop_lag: LoopLag = field(default_factory=LoopLag)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     _first: deque[asyncio.Future[None]] = field(default_factory=deque)
-    """Waiters that go before ``_waiters``: requests asked again, and the 'prepare'
-    pass's (``slot``)."""
+    """Waiters that go before ``_waiters``, in their order: requests asked again."""
 
     def __post_init__(self) -> None:
         self.limit = float(min(START, self.ceiling) if self.adaptive else self.ceiling)
@@ -178,8 +177,8 @@ class AdaptiveLimit:
     async def slot(self, first: bool = False) -> AsyncIterator[None]:
         """Wait for room under the limit (first come, first served; ``first``, before
         every other: a request asked again, which already waited its turn and then a
-        server's pause, or one whose reply the other threads wait on); hold it until the
-        request is answered (its ``Ticket`` is taken as it is sent)."""
+        server's pause); hold it until the request is answered (its ``Ticket`` is taken
+        as it is sent)."""
         await self._enter(first)
         try:
             yield

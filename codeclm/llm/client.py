@@ -33,7 +33,7 @@ from codeclm.llm.admission import Ticket
 from codeclm.llm.batch import Batcher
 from codeclm.llm.breaker import reason
 from codeclm.llm.cache import ResponseCache, cached_reply
-from codeclm.llm.limits import RateLimited, RoleLimits, ServerBusy, feeds_others
+from codeclm.llm.limits import RateLimited, RoleLimits, ServerBusy
 from codeclm.llm.parsing import CutReply, UnparseableReply, parse_reply
 from codeclm.llm.reply import (
     OutputFormat,
@@ -182,7 +182,7 @@ class RoleModel:
             # Metered until the reply is cached: a run stopped at its cost cap waits for
             # this, so nothing it paid for is asked (and paid) again.
             async with (
-                self.limits.slot(estimate, first=asked > 0 or feeds_others()) as ticket,
+                self.limits.slot(estimate, first=asked > 0) as ticket,
                 self._metered(whole, max_tokens) as admitted,
             ):
                 budget = {**overrides, "max_tokens": admitted.max_tokens}  # less near the cap

@@ -21,12 +21,10 @@ from email.utils import parsedate_to_datetime
 
 import openai
 from aiolimiter import AsyncLimiter
-from langgraph.config import get_config
 
 from codeclm.config import RoleConfig
 from codeclm.llm.admission import AdaptiveLimit, Ticket
 from codeclm.llm.breaker import Breaker
-from codeclm.state import PREPARE_THREAD
 
 
 @dataclass
@@ -141,7 +139,7 @@ class RoleLimits:
     async def slot(self, tokens: int, first: bool = False) -> AsyncIterator[Ticket]:
         """Hold a place for one request costing about ``tokens`` until it has been answered
         (its ticket tells the gate how the reply came back); ``first`` goes before the
-        others at the gate (a request asked again; one the other threads wait on)."""
+        others at the gate (a request asked again)."""
         async with AsyncExitStack() as stack:
             # the role's own waits first, so a request parked there holds no place at its
             # server's gate (the gate counts what is on the wire); --concurrency last
@@ -203,15 +201,3 @@ def retry_after_seconds(headers: object) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
-
-
-def feeds_others() -> bool:
-    """Whether the request is the 'prepare' pass's (seeds encoded, rubrics written,
-    instructions decoded): every instruction's thread waits on that work, so it goes first
-    at its server's gate. Behind the answers in line, a second decode round's asks took
-    twice their time, and the answers ran out before the next instructions came."""
-    try:
-        configurable = get_config().get("configurable", {})
-    except RuntimeError:  # (outside a graph)
-        return False
-    return bool(configurable.get("thread_id") == PREPARE_THREAD)
