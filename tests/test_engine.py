@@ -26,7 +26,11 @@ def test_an_entry_s_instructions_start_while_another_entry_is_still_decoding(
     decided = slow_decode.at + mock_llm.slow_seconds  # when the slow entry's decode came back
     # the quick entry's answers were asked before the slow decode came back (3 s: room
     # for the quick entry's chain on a busy machine)
-    assert min(answered_at) < decided, "the quick entry's answers did not wait"
+    timeline = [  # (seconds after the slow decode was asked, step, entry)
+        (round(c.at - slow_decode.at, 3), c.schema, "slow" if "slowpoke" in c.prompt else "")
+        for c in mock_llm.calls()
+    ]
+    assert min(answered_at) < decided, f"the quick entry's answers waited: {timeline}"
     rows = read_jsonl(out / "dataset.jsonl")
     assert sorted(r["id"] for r in rows) == ["quick-00", "quick-01", "slow-00", "slow-01"]
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows), "outputs in order"
